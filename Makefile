@@ -1,0 +1,28 @@
+# The README's two commands: `make repro` (run the default study) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup repro test ui clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+repro: setup
+	dvc repro
+	iqabench report
+	@echo "Runs are in MLflow: make ui  (mlflow ui --backend-store-uri sqlite:///mlflow.db), then open http://127.0.0.1:5000"
+
+test: setup
+	pytest
+
+ui: setup
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf data/prepared data/corpus data/models data/features data/eval data/checkpoints

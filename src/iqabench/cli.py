@@ -1,0 +1,51 @@
+"""The `iqabench` command: the user's door to the same functions the pipeline runs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+from .datasets.cli import app as datasets_app
+
+app = typer.Typer(help="iqabench: a reproducible benchmark for no-reference image quality assessment.",
+                  no_args_is_help=True, add_completion=False)
+app.add_typer(datasets_app, name="datasets")
+console = Console()
+
+
+@app.command()
+def report(path: Path = typer.Option(Path("reports/results.md"), help="results written by `dvc repro`")) -> None:
+    """Print the latest within- and cross-dataset tables."""
+    if not path.is_file():
+        console.print(f"[red]{path} does not exist[/red]: run `make repro` (or `dvc repro`) first.")
+        raise typer.Exit(1)
+    console.print(Markdown(path.read_text()))
+
+
+@app.command()
+def score(images: List[Path] = typer.Argument(..., help="image files to rate"),
+          encoder: Path = typer.Option(Path("data/models/encoder.pt"), help="trained encoder"),
+          readout: Path = typer.Option(Path("data/models/readout.npz"), help="fitted ridge readout")) -> None:
+    """Predict the quality of your own images with the trained encoder and readout."""
+    from .images import ImageError
+    from .scoring import score_images
+
+    try:
+        frame = score_images(images, encoder, readout)
+    except (ImageError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1)
+    table = Table(title=f"predicted quality ({frame['scale'].iloc[0]})")
+    for col in ("image", "width", "height", "quality"):
+        table.add_column(col, justify="left" if col == "image" else "right")
+    for row in frame.itertuples():
+        table.add_row(row.image, str(row.width), str(row.height), f"{row.quality:.1f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,74 @@
+"""From a dataset folder on disk to one validated manifest frame."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import manifest
+from .registry import DatasetSpec, get_spec
+from .scorefiles import DatasetError, locate
+
+# Enough names to act on without flooding the terminal for a missing folder.
+MAX_LISTED = 10
+
+
+def build_manifest(name: str, root: Path) -> pd.DataFrame:
+    """Parse the dataset ``name`` laid out as published under ``root`` into a manifest frame.
+
+    Scores are normalised to [0, 1] (higher is better) from the spec's scale and the
+    published value is kept in ``raw_score``. Every listed image must exist.
+    """
+    spec = get_spec(name)
+    return build_from_spec(spec, Path(root))
+
+
+def build_from_spec(spec: DatasetSpec, root: Path) -> pd.DataFrame:
+    if spec.parser is None:
+        raise DatasetError(f"{spec.name} has no quality scores ({spec.kind}); use list_images() "
+                           f"to read it as an unlabelled pretraining source")
+    if not root.is_dir():
+        raise DatasetError(f"{spec.name}: {root} is not a folder; download it with "
+                           f"`iqabench datasets download {spec.name}` or register a copy with "
+                           f"`iqabench datasets add {spec.name} --from PATH`")
+    parsed = spec.parser(spec, root)
+    check_images_exist(spec.name, parsed["image"].tolist())
+    warn_out_of_range(spec.name, parsed["raw_score"].to_numpy(), spec.lo, spec.hi, spec.scale)
+    frame = manifest.make(
+        spec.name, parsed["image"], parsed["raw_score"], kind=spec.score_type, lo=spec.lo, hi=spec.hi,
+        higher_is_better=spec.higher_is_better, score_source=spec.score_source,
+        content_id=parsed["content_id"].tolist(), reference=parsed["reference"].tolist(),
+        distortion=parsed["distortion"].tolist(), level=parsed["level"].tolist(),
+        split=parsed["split"].tolist())
+    return manifest.validate(frame, where=f"{spec.name} manifest from {root}")
+
+
+def check_images_exist(dataset: str, images: list[str]) -> None:
+    missing = [p for p in images if not Path(p).is_file()]
+    if missing:
+        shown = "\n  ".join(missing[:MAX_LISTED])
+        more = f"\n  ... and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
+        raise DatasetError(f"{dataset}: {len(missing)} of {len(images)} listed image(s) are missing:\n  "
+                           f"{shown}{more}\nRe-download or re-extract the dataset so that every image "
+                           f"in its score file is present")
+
+
+def warn_out_of_range(dataset: str, raw: np.ndarray, lo: float, hi: float, scale: str) -> None:
+    """Scores outside the declared scale leave [0, 1] after normalising; say so, do not clip."""
+    outside = (raw < lo) | (raw > hi)
+    if outside.any():
+        warnings.warn(f"{dataset}: {int(outside.sum())} raw score(s) fall outside the declared scale {scale} "
+                      f"(min {raw.min():g}, max {raw.max():g}); their normalised score leaves [0, 1]",
+                      stacklevel=3)
+
+
+def list_images(name: str, root: Path) -> list[Path]:
+    """The images of a dataset folder, sorted; for unlabelled pretraining sources like KADIS-700k."""
+    spec = get_spec(name)
+    folder = locate(Path(root), spec.images_dir, spec.name) if spec.images_dir else Path(root)
+    images = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in spec.image_suffixes)
+    if not images:
+        raise DatasetError(f"{spec.name}: no images ({', '.join(spec.image_suffixes)}) under {folder}")
+    return images

@@ -1,0 +1,107 @@
+"""``iqabench datasets ...``: status, download, add, add-generic (a typer sub-app)."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .download import download
+from .local import DEFAULT_REGISTRY, register, register_generic
+from .registry import get_spec
+from .scorefiles import DatasetError
+from .status import DEFAULT_DATA_ROOT, status_table
+
+app = typer.Typer(help="Real human-rated IQA datasets: status, download, register local copies.",
+                  no_args_is_help=False)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(err: Exception) -> None:
+    err_console.print(f"[red]error:[/red] {err}")
+    raise typer.Exit(code=1)
+
+
+def _show_warnings(caught) -> None:
+    for w in caught:
+        err_console.print(f"[yellow]warning:[/yellow] {w.message}")
+
+
+@app.callback(invoke_without_command=True)
+def main(ctx: typer.Context,
+         data_root: Path = typer.Option(DEFAULT_DATA_ROOT, help="where downloads are extracted"),
+         registry: Path = typer.Option(DEFAULT_REGISTRY, help="registry of local copies")):
+    """Without a subcommand: the status table of every dataset."""
+    ctx.obj = {"data_root": data_root, "registry": registry}
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        rows = status_table(data_root, registry)
+    except DatasetError as err:
+        _fail(err)
+    table = Table(title="iqabench datasets")
+    for column in ("name", "kind", "images", "score", "size", "status"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        colour = "green" if row["status"] in ("ready", "registered") else "yellow"
+        table.add_row(row["name"], row["kind"], str(row["images"]), row["score"], row["size"],
+                      f"[{colour}]{row['status']}[/{colour}]")
+    console.print(table)
+
+
+@app.command("download")
+def download_cmd(ctx: typer.Context, name: str,
+                 dest: Path = typer.Option(None, help="target folder (default: DATA_ROOT/NAME)"),
+                 keep_archives: bool = typer.Option(False, help="keep the downloaded archives"),
+                 retries: int = typer.Option(4, help="retries per file on transient errors")):
+    """Download, verify and extract NAME (resumes an interrupted download)."""
+    try:
+        get_spec(name)
+        target = dest or Path(ctx.obj["data_root"]) / name
+        download(name, target, keep_archives=keep_archives, retries=retries,
+                 lock_path=Path(ctx.obj["data_root"]).parent / "checksums.lock.json")
+    except DatasetError as err:
+        _fail(err)
+    console.print(f"[green]{name}[/green] is ready in {target}")
+
+
+@app.command("add")
+def add_cmd(ctx: typer.Context, name: str,
+            source: Path = typer.Option(..., "--from", help="folder holding the dataset as published"),
+            partial: bool = typer.Option(False, "--partial", help="accept a subset of the images"),
+            skip_pixels: bool = typer.Option(False, help="do not decode every image")):
+    """Validate a local copy of NAME and register it without copying."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            entry = register(name, source, registry_path=ctx.obj["registry"], allow_partial=partial,
+                             check_pixels=not skip_pixels)
+        _show_warnings(caught)
+    except DatasetError as err:
+        _fail(err)
+    console.print(f"[green]{name}[/green] registered: {entry['images']} images at {entry['path']}")
+
+
+@app.command("add-generic")
+def add_generic_cmd(ctx: typer.Context, name: str,
+                    folder: Path = typer.Option(..., help="folder the image names are relative to"),
+                    csv: Path = typer.Option(..., help="CSV with one row per image"),
+                    image_col: str = typer.Option("image", help="column with image file names"),
+                    score_col: str = typer.Option("MOS", help="column with the scores"),
+                    lo: float = typer.Option(..., help="lowest possible score"),
+                    hi: float = typer.Option(..., help="highest possible score"),
+                    higher_is_better: bool = typer.Option(True, "--higher-is-better/--lower-is-better"),
+                    score_type: str = typer.Option("MOS", help="MOS, DMOS, ...")):
+    """Register any other dataset from an image folder and a CSV of scores."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            entry = register_generic(name, folder, csv, image_col, score_col, lo, hi, higher_is_better,
+                                     score_type=score_type, registry_path=ctx.obj["registry"])
+        _show_warnings(caught)
+    except DatasetError as err:
+        _fail(err)
+    console.print(f"[green]{name}[/green] registered: {entry['images']} images at {entry['path']}")

@@ -1,0 +1,190 @@
+"""Resumable, verified downloads of a dataset's published files.
+
+A file is fetched into ``<name>.part``; an interrupted transfer resumes with an
+HTTP Range request, transient failures are retried with exponential backoff,
+and only a file whose size and SHA-256 check out is renamed to its final name.
+Where the authors publish no checksum, the hash of the first complete download
+is pinned in a lock file (commit it) and every later download must match it.
+A corrupt file is kept as ``<name>.corrupt``, never used and never deleted.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                           TransferSpeedColumn)
+
+from .. import io
+from . import archives
+from .registry import DatasetSpec, Remote, get_spec
+from .scorefiles import DatasetError
+
+CHUNK = 1 << 16
+ARCHIVE_DIR = ".archives"
+DONE_MARKER = ".iqabench-download.json"
+NO_RETRY = {400, 401, 403, 404, 410}
+
+
+class DownloadError(DatasetError):
+    """A download that failed; the message says what was kept and how to resume."""
+
+
+class ChecksumError(DownloadError):
+    """A complete download whose size or SHA-256 differs from the expected one."""
+
+
+def default_lock_path(dest: Path) -> Path:
+    return Path(dest).parent / "checksums.lock.json"
+
+
+def download(name: str, dest: Path, **kwargs) -> Path:
+    """Download and extract the dataset ``name`` into ``dest``; see :func:`download_spec`."""
+    return download_spec(get_spec(name), dest, **kwargs)
+
+
+def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = None, retries: int = 4,
+                  backoff: float = 1.0, timeout: float = 60.0, keep_archives: bool = False,
+                  progress: bool = True) -> Path:
+    dest = Path(dest)
+    if not spec.remotes:
+        raise DatasetError(f"{spec.name} has no public download URL ({spec.access}). Get the files there, "
+                           f"then run `iqabench datasets add {spec.name} --from PATH`")
+    if any(archives.archive_format(Path(r.filename)) == "rar" for r in spec.remotes if r.extract):
+        archives.rar_tool()  # fail before a long download, not after
+    lock_path = Path(lock_path) if lock_path else default_lock_path(dest)
+    lock = _read_json(lock_path)
+    done = _read_json(dest / DONE_MARKER)
+    for remote in spec.remotes:
+        key = f"{spec.name}/{remote.filename}"
+        expected = remote.sha256 or lock.get(key, {}).get("sha256")
+        if expected and done.get(remote.filename) == expected:
+            continue
+        stored = dest / ARCHIVE_DIR / remote.filename
+        if not (stored.is_file() and expected and io.sha256_file(stored) == expected):
+            fetch(remote.url, stored, size=remote.size, sha256=expected, retries=retries, backoff=backoff,
+                  timeout=timeout, progress=progress, label=f"{spec.name}: {remote.filename}")
+        digest = io.sha256_file(stored)
+        if key not in lock and not remote.sha256:
+            lock[key] = {"url": remote.url, "size": stored.stat().st_size, "sha256": digest}
+            io.write_json(lock_path, dict(sorted(lock.items())))
+        if remote.extract and archives.archive_format(stored):
+            archives.extract(stored, dest)
+        else:
+            io.write_bytes(dest / remote.filename, stored.read_bytes())
+        done[remote.filename] = digest
+        io.write_json(dest / DONE_MARKER, done)
+        if not keep_archives:
+            stored.unlink()
+    leftover = dest / ARCHIVE_DIR
+    if leftover.is_dir() and not any(leftover.iterdir()):
+        leftover.rmdir()
+    return dest
+
+
+def fetch(url: str, target: Path, *, size: int | None = None, sha256: str | None = None, retries: int = 4,
+          backoff: float = 1.0, timeout: float = 60.0, progress: bool = True, label: str = "") -> Path:
+    """Download ``url`` to ``target`` with resume, retries and verification."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    label = label or target.name
+    failures = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), disable=not progress, transient=True) as bar:
+        task = bar.add_task(label, total=size)
+        while True:
+            try:
+                total = _transfer(url, part, timeout, bar, task)
+                break
+            except urllib.error.HTTPError as err:
+                if err.code in NO_RETRY:
+                    raise DownloadError(f"{label}: HTTP {err.code} for {url}; the file is not there (moved or "
+                                        f"needs registration). Check the dataset homepage") from err
+                reason = f"HTTP {err.code}"
+            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout,
+                    TimeoutError, _Incomplete) as err:
+                reason = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+            failures += 1
+            have = part.stat().st_size if part.exists() else 0
+            if failures > retries:
+                raise DownloadError(f"{label}: download of {url} failed after {failures} attempt(s) ({reason}); "
+                                    f"the partial file {part} ({have} bytes) is kept and the next run resumes it")
+            time.sleep(backoff * 2 ** (failures - 1))
+    got = part.stat().st_size
+    expected_size = size if size is not None else total
+    if expected_size is not None and got != expected_size:
+        raise _quarantine(part, f"{label}: {part.name} has {got} bytes, expected {expected_size}")
+    if sha256:
+        digest = io.sha256_file(part)
+        if digest != sha256:
+            raise _quarantine(part, f"{label}: SHA-256 of {target.name} is {digest}, expected {sha256}")
+    part.replace(target)
+    return target
+
+
+class _Incomplete(Exception):
+    pass
+
+
+def _transfer(url: str, part: Path, timeout: float, bar: Progress, task) -> int | None:
+    """One request: append to ``part`` from where it ends; return the full size if known."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "iqabench-datasets/1"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:
+            # Nothing left to send: the part is complete if the server's size agrees.
+            match = re.search(r"/(\d+)$", err.headers.get("Content-Range", ""))
+            if match and int(match.group(1)) == have:
+                return have
+        raise
+    with response:
+        total = None
+        if response.status == 206:
+            match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
+            if not match or int(match.group(1)) != have:
+                raise _Incomplete(f"server resumed at the wrong offset for {url}")
+            total = int(match.group(2)) if match.group(2) != "*" else None
+            mode = "ab"
+        else:
+            have, mode = 0, "wb"  # server ignored Range: start over
+            length = response.headers.get("Content-Length")
+            total = int(length) if length else None
+        bar.update(task, total=total, completed=have)
+        with open(part, mode) as fh:
+            try:
+                while block := response.read(CHUNK):
+                    fh.write(block)
+                    bar.advance(task, len(block))
+            except http.client.IncompleteRead as err:
+                fh.write(err.partial)
+                raise _Incomplete(f"connection closed early ({part.stat().st_size} bytes so far)") from err
+    if total is not None and part.stat().st_size < total:
+        raise _Incomplete(f"connection closed after {part.stat().st_size} of {total} bytes")
+    return total
+
+
+def _quarantine(part: Path, message: str) -> ChecksumError:
+    corrupt = part.with_name(part.name[: -len(".part")] + ".corrupt")
+    part.replace(corrupt)
+    return ChecksumError(f"{message}. The file is kept as {corrupt} and not used; delete it and run the "
+                         f"download again (if it fails again, the published file changed: check the homepage)")
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path} is not valid JSON ({err}); fix or delete it") from err

@@ -1,0 +1,145 @@
+"""The embedded default: two labelled datasets built from scikit-image's photographs.
+
+No network and no GPU are needed: scikit-image ships these photographs inside
+its wheel. Each photograph is cut into non-overlapping content patches (the most
+textured ones, so that near-empty sky or black space is skipped), and each patch
+is distorted several times with the KADID-style engine:
+
+* ``synthetic-single``: one distortion type at one of 5 levels per image;
+* ``synthetic-mixed``: 2-3 types from distinct groups, composed (ARNIQA-style).
+
+The two sets use disjoint photographs, so they share no content. Their scores
+are pseudo-MOS from full-reference metrics (see :mod:`iqabench.fr_metrics`),
+not human ratings: the manifest's ``score_source`` column says so.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.progress import track
+from skimage import data as skdata
+
+from .. import fr_metrics, images, manifest
+from ..distortions import DISTORTION_TYPES, apply_sequence, distort, sample_composition
+
+PHOTOS = {
+    "astronaut": skdata.astronaut,
+    "coffee": skdata.coffee,
+    "rocket": skdata.rocket,
+    "motorcycle": lambda: skdata.stereo_motorcycle()[0],
+    "chelsea": skdata.chelsea,
+    "hubble": skdata.hubble_deep_field,
+    "ihc": skdata.immunohistochemistry,
+    "retina": skdata.retina,
+}
+
+
+@dataclass(frozen=True)
+class EmbeddedSet:
+    photos: tuple[str, ...]
+    composed: bool
+    description: str
+
+
+SETS = {
+    "synthetic-single": EmbeddedSet(("astronaut", "coffee", "rocket", "motorcycle"), False,
+                                    "one KADID-style distortion at one of 5 levels"),
+    "synthetic-mixed": EmbeddedSet(("chelsea", "hubble", "ihc", "retina"), True,
+                                   "2-3 KADID-style distortions from distinct groups, composed"),
+}
+
+
+def is_embedded(name: str) -> bool:
+    return name in SETS
+
+
+def content_patches(photo: str, size: int, max_patches: int) -> list[tuple[str, torch.Tensor]]:
+    """The ``max_patches`` most textured non-overlapping ``size`` px tiles, in raster order."""
+    rgb = images.from_uint8(PHOTOS[photo]())
+    _, h, w = rgb.shape
+    tiles = []
+    for top in range(0, h - size + 1, size):
+        for left in range(0, w - size + 1, size):
+            tile = rgb[:, top:top + size, left:left + size]
+            tiles.append((f"{photo}-r{top}c{left}", tile, float(tile.mean(0).std())))
+    keep = sorted(sorted(tiles, key=lambda t: -t[2])[:max_patches], key=lambda t: t[0])
+    return [(cid, tile) for cid, tile, _ in keep]
+
+
+def _generator(seed: int, name: str) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+
+
+def _single_plan(n_patches: int, versions: int, gen: torch.Generator) -> list[tuple[int, str, int]]:
+    """For each patch, ``versions`` distinct (type, level) draws."""
+    plan = []
+    n_classes = len(DISTORTION_TYPES) * 5
+    for p in range(n_patches):
+        for cls in torch.randperm(n_classes, generator=gen)[:versions].tolist():
+            plan.append((p, DISTORTION_TYPES[cls // 5], cls % 5 + 1))
+    return plan
+
+
+def distort_single(refs: torch.Tensor, versions: int, gen: torch.Generator):
+    plan = _single_plan(len(refs), versions, gen)
+    out = torch.empty((len(plan), *refs.shape[1:]))
+    for dist in track(DISTORTION_TYPES, description="distorting (single)"):
+        rows = [i for i, (_, d, _) in enumerate(plan) if d == dist]
+        if rows:
+            src = refs[[plan[i][0] for i in rows]]
+            levels = torch.tensor([plan[i][2] for i in rows])
+            out[rows] = distort(src, dist, levels, generator=gen)
+    return out, [p for p, _, _ in plan], [d for _, d, _ in plan], [str(lv) for _, _, lv in plan]
+
+
+def distort_mixed(refs: torch.Tensor, versions: int, max_k: int, gen: torch.Generator):
+    out, owners, dists, levels = [], [], [], []
+    for p in track(range(len(refs)), description="distorting (mixed)"):
+        for _ in range(versions):
+            steps = sample_composition(gen, max_k=max_k, min_k=2)
+            out.append(apply_sequence(refs[p:p + 1], steps, generator=gen)[0])
+            owners.append(p)
+            dists.append("+".join(d for d, _ in steps))
+            levels.append("+".join(str(lv) for _, lv in steps))
+    return torch.stack(out), owners, dists, levels
+
+
+def build(name: str, out_dir: str | Path, *, patch_size: int, max_patches_per_photo: int,
+          versions_per_patch: int, max_k: int, label_metrics: list[str], seed: int) -> pd.DataFrame:
+    """Write ``out_dir/{reference,images}/*.png`` and return the manifest frame."""
+    if name not in SETS:
+        raise ValueError(f"unknown embedded dataset {name!r}; embedded sets are {sorted(SETS)}")
+    spec, out_dir, gen = SETS[name], Path(out_dir), _generator(seed, name)
+    patches = [pc for photo in spec.photos for pc in content_patches(photo, patch_size, max_patches_per_photo)]
+    content_ids = [cid for cid, _ in patches]
+    refs = torch.stack([tile for _, tile in patches])
+    if spec.composed:
+        dist, owners, types, levels = distort_mixed(refs, versions_per_patch, max_k, gen)
+    else:
+        dist, owners, types, levels = distort_single(refs, versions_per_patch, gen)
+
+    ref_paths = [out_dir / "reference" / f"{cid}.png" for cid in content_ids]
+    for path, ref in zip(ref_paths, refs):
+        images.save_png(ref, path)
+    img_paths = []
+    for i, (owner, image) in enumerate(zip(owners, dist)):
+        img_paths.append(out_dir / "images" / f"{content_ids[owner]}_{i:05d}.png")
+        images.save_png(image, img_paths[-1])
+    # Labels are computed on the 8-bit images as written, which is what every model will read.
+    stored = torch.stack([images.from_uint8(images.to_uint8(d)) for d in dist])
+    metric_values = fr_metrics.compute(stored, refs[owners], label_metrics)
+    raw = fr_metrics.pseudo_mos(metric_values)
+    frame = manifest.make(
+        name, img_paths, raw, kind="pseudo-MOS", lo=0.0, hi=100.0, higher_is_better=True,
+        content_id=[content_ids[o] for o in owners], reference=[str(ref_paths[o]) for o in owners],
+        distortion=types, level=levels,
+        score_source=f"pseudo-MOS (not human ratings): consensus of full-reference {'+'.join(label_metrics)} vs the pristine patch",
+    )
+    for metric, values in metric_values.items():
+        frame[f"fr_{metric}"] = np.round(values, 6)
+    return frame

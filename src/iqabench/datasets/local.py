@@ -1,0 +1,128 @@
+"""Registering a local copy of a dataset without copying it.
+
+``data/registry.json`` maps a dataset name to the folder that holds it (plus,
+for a generic dataset, where its scores are). Nothing is registered until the
+copy has passed every check: score file as published, image count, every
+listed image present and decodable.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import io, manifest
+from .build import build_from_spec, check_images_exist, list_images, warn_out_of_range
+from .images import check_images
+from .registry import SPECS, get_spec
+from .scorefiles import DatasetError, name_column, numeric_column, read_csv_columns
+
+DEFAULT_REGISTRY = Path("data/registry.json")
+MAX_LISTED = 10
+
+
+def read_registry(registry_path: Path = DEFAULT_REGISTRY) -> dict:
+    path = Path(registry_path)
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path} is not valid JSON ({err}); fix it or delete it and register again") from err
+
+
+def _save_entry(name: str, entry: dict, registry_path: Path) -> None:
+    registry = read_registry(registry_path)
+    registry[name] = entry
+    io.write_json(registry_path, dict(sorted(registry.items())))
+
+
+def _check_pixels(name: str, images, progress: bool) -> None:
+    report = check_images(images, progress=progress, label=f"{name}: checking images")
+    if report.unreadable:
+        listed = "\n  ".join(f"{p}: {why}" for p, why in report.unreadable[:MAX_LISTED])
+        more = f"\n  ... and {len(report.unreadable) - MAX_LISTED} more" if len(report.unreadable) > MAX_LISTED else ""
+        raise DatasetError(f"{name}: {len(report.unreadable)} image(s) cannot be decoded (unreadable or "
+                           f"truncated):\n  {listed}{more}\nReplace them from the original archive and register again")
+    if report.converted:
+        warnings.warn(f"{name}: non-RGB images will be converted when loaded: {report.conversion_note()}",
+                      stacklevel=3)
+
+
+def register(name: str, path: Path, *, registry_path: Path = DEFAULT_REGISTRY, allow_partial: bool = False,
+             check_pixels: bool = True, progress: bool = True) -> dict:
+    """Validate the local copy of a known dataset at ``path`` and record it in the registry."""
+    spec = get_spec(name)
+    path = Path(path).resolve()
+    if spec.parser is None:
+        images = [str(p) for p in list_images(name, path)]
+    else:
+        images = build_from_spec(spec, path)["image"].tolist()
+    partial = len(images) != spec.n_images
+    if partial:
+        message = (f"{name}: {path} has {len(images)} rated image(s); the published dataset has "
+                   f"{spec.n_images}")
+        if not allow_partial:
+            raise DatasetError(f"{message}. Point at the complete copy, or pass --partial to register a subset")
+    if check_pixels:
+        _check_pixels(name, images, progress)
+    if partial:
+        warnings.warn(f"{message}; registered as a partial copy", stacklevel=2)
+    entry = {"path": str(path), "kind": "spec", "images": len(images), "partial": partial,
+             "registered": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    _save_entry(name, entry, registry_path)
+    return entry
+
+
+def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_col: str, lo: float, hi: float,
+                     higher_is_better: bool, *, score_type: str = "MOS", registry_path: Path = DEFAULT_REGISTRY,
+                     check_pixels: bool = True, progress: bool = True) -> dict:
+    """Register any other dataset: images under ``folder``, scores in ``csv`` on [lo, hi]."""
+    if name in SPECS:
+        raise DatasetError(f"{name!r} is a known dataset; use `iqabench datasets add {name} --from PATH`")
+    folder, csv = Path(folder).resolve(), Path(csv).resolve()
+    entry = {"path": str(folder), "kind": "generic", "csv": str(csv), "image_col": image_col,
+             "score_col": score_col, "lo": float(lo), "hi": float(hi), "higher_is_better": bool(higher_is_better),
+             "score_type": score_type}
+    frame = generic_manifest(name, entry)
+    if check_pixels:
+        _check_pixels(name, frame["image"], progress)
+    entry.update(images=len(frame), partial=False,
+                 registered=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    _save_entry(name, entry, registry_path)
+    return entry
+
+
+def generic_manifest(name: str, entry: dict) -> pd.DataFrame:
+    csv, folder = Path(entry["csv"]), Path(entry["path"])
+    if not folder.is_dir():
+        raise DatasetError(f"{name}: image folder {folder} does not exist")
+    if not csv.is_file():
+        raise DatasetError(f"{name}: score file {csv} does not exist")
+    table = read_csv_columns(csv, name, [entry["image_col"], entry["score_col"]])
+    names = name_column(table, entry["image_col"], csv, name)
+    raw = numeric_column(table, entry["score_col"], csv, name)
+    images = [str(folder / n) for n in names]
+    check_images_exist(name, images)
+    scale = manifest.scale_label(entry["score_type"], entry["lo"], entry["hi"], entry["higher_is_better"])
+    warn_out_of_range(name, np.asarray(raw), entry["lo"], entry["hi"], scale)
+    frame = manifest.make(name, images, raw, kind=entry["score_type"], lo=entry["lo"], hi=entry["hi"],
+                          higher_is_better=entry["higher_is_better"],
+                          score_source=f"human {entry['score_type']} (from {csv.name}, registered locally)")
+    return manifest.validate(frame, where=f"{name} manifest from {csv}")
+
+
+def registered_manifest(name: str, registry_path: Path = DEFAULT_REGISTRY) -> pd.DataFrame:
+    """The manifest of a registered dataset, known or generic."""
+    registry = read_registry(registry_path)
+    if name not in registry:
+        raise DatasetError(f"{name} is not registered in {registry_path}; run `iqabench datasets add {name} "
+                           f"--from PATH` (or `add-generic`)")
+    entry = registry[name]
+    if entry.get("kind") == "generic":
+        return generic_manifest(name, entry)
+    return build_from_spec(get_spec(name), Path(entry["path"]))

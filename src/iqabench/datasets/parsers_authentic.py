@@ -1,0 +1,150 @@
+"""Parsers for authentically distorted and AI-generated sets (one image per content).
+
+Each parser reads the score file exactly as its authors publish it and returns
+a frame with columns ``image`` (absolute path), ``raw_score``, ``content_id``,
+``reference``, ``distortion``, ``level``, ``split``; ``build_manifest`` does the
+rest (normalising, existence checks, validation).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .scorefiles import (DatasetError, load_mat, locate, mat_strings, name_column, numeric_column,
+                         read_csv_columns, read_excel_columns)
+
+# KonIQ's metadata spells the splits out; the manifest uses the short names.
+KONIQ_SPLITS = {"training": "train", "validation": "val", "test": "test"}
+
+
+def frame(images, raw, *, content_id=None, reference="", distortion="", level="", split="") -> pd.DataFrame:
+    images = [str(p) for p in images]
+    return pd.DataFrame({
+        "image": images,
+        "raw_score": np.asarray(raw, dtype=np.float64),
+        "content_id": [Path(p).stem for p in images] if content_id is None else content_id,
+        "reference": reference, "distortion": distortion, "level": level, "split": split,
+    })
+
+
+def parse_koniq(spec, root: Path) -> pd.DataFrame:
+    """KonIQ-10k: ``koniq10k_distributions_sets.csv`` (MOS on 0-100, official split).
+
+    The other official file, ``koniq10k_scores_and_distributions.csv``, has
+    ``MOS`` on the 1-5 rating scale and ``MOS_zscore`` on 0-100; the latter is
+    the value the sets file calls ``MOS``, so it is what is read from that file
+    (no split there). The 1-5 ``MOS`` is never mistaken for the 0-100 one.
+    """
+    sets_file = locate(root, "koniq10k_distributions_sets.csv", spec.name, required=False)
+    if sets_file is not None:
+        table = read_csv_columns(sets_file, spec.name, ["image_name", "MOS", "set"])
+        names = name_column(table, "image_name", sets_file, spec.name)
+        raw = numeric_column(table, "MOS", sets_file, spec.name)
+        sets = table["set"].astype(str).str.strip()
+        unknown = ~sets.isin(list(KONIQ_SPLITS))
+        if unknown.any():
+            row = int(np.flatnonzero(unknown.to_numpy())[0])
+            raise DatasetError(f"{spec.name}: {sets_file} line {row + 2}: unknown set {sets.iloc[row]!r}; "
+                               f"expected one of {sorted(KONIQ_SPLITS)}")
+        split = sets.map(KONIQ_SPLITS).tolist()
+        score_dir = sets_file.parent
+    else:
+        scores_file = locate(root, "koniq10k_scores_and_distributions.csv", spec.name, required=False)
+        if scores_file is None:
+            raise DatasetError(f"{spec.name}: neither koniq10k_distributions_sets.csv nor "
+                               f"koniq10k_scores_and_distributions.csv under {root}; download the "
+                               f"metadata from {spec.homepage}")
+        table = read_csv_columns(scores_file, spec.name, ["image_name", "MOS", "MOS_zscore"])
+        names = name_column(table, "image_name", scores_file, spec.name)
+        raw = numeric_column(table, "MOS_zscore", scores_file, spec.name)
+        split = ""
+        score_dir = scores_file.parent
+    images_dir = locate(score_dir, spec.images_dir, spec.name, required=False) or locate(root, spec.images_dir, spec.name)
+    return frame([images_dir / n for n in names], raw, split=split)
+
+
+def parse_spaq(spec, root: Path) -> pd.DataFrame:
+    """SPAQ: ``Annotations/MOS and Image attribute scores.xlsx`` or a ``mos.csv`` with the same columns."""
+    xlsx = locate(root, "Annotations/MOS and Image attribute scores.xlsx", spec.name, required=False)
+    if xlsx is not None:
+        table = read_excel_columns(xlsx, spec.name, ["Image name", "MOS"])
+        source, base = xlsx, xlsx.parent.parent
+    else:
+        source = locate(root, "mos.csv", spec.name, required=False)
+        if source is None:
+            raise DatasetError(f"{spec.name}: neither 'Annotations/MOS and Image attribute scores.xlsx' nor "
+                               f"'mos.csv' under {root}")
+        table = read_csv_columns(source, spec.name, ["Image name", "MOS"])
+        base = source.parent
+    names = name_column(table, "Image name", source, spec.name)
+    raw = numeric_column(table, "MOS", source, spec.name)
+    images_dir = locate(base, spec.images_dir, spec.name)
+    return frame([images_dir / n for n in names], raw)
+
+
+def parse_clive(spec, root: Path) -> pd.DataFrame:
+    """LIVE In the Wild: names and MOS in two .mat files; the first 7 entries are
+    the practice images shown to raters (``Images/trainingImages``) and are dropped."""
+    names_file = locate(root, "Data/AllImages_release.mat", spec.name)
+    mos_file = locate(root, "Data/AllMOS_release.mat", spec.name)
+    names = mat_strings(load_mat(names_file, spec.name, ["AllImages_release"])["AllImages_release"])
+    mos = np.asarray(load_mat(mos_file, spec.name, ["AllMOS_release"])["AllMOS_release"], dtype=np.float64).ravel()
+    if len(names) != len(mos):
+        raise DatasetError(f"{spec.name}: {names_file.name} lists {len(names)} images but "
+                           f"{mos_file.name} has {len(mos)} scores")
+    if len(names) <= 7:
+        raise DatasetError(f"{spec.name}: {names_file} lists only {len(names)} images; the release has 1169")
+    names, mos = names[7:], mos[7:]
+    if not np.all(np.isfinite(mos)):
+        row = int(np.flatnonzero(~np.isfinite(mos))[0])
+        raise DatasetError(f"{spec.name}: {mos_file} entry {row + 8} is not a finite MOS")
+    images_dir = locate(names_file.parent.parent, spec.images_dir, spec.name)
+    return frame([images_dir / n for n in names], mos)
+
+
+def parse_flive(spec, root: Path) -> pd.DataFrame:
+    """FLIVE (PaQ-2-PiQ) whole images: ``labels_image.csv`` (name, mos); the official
+    split comes from ``labels640.csv`` (test) and ``labels=640_padded.csv`` (``is_valid``)."""
+    labels = locate(root, spec.score_file, spec.name)
+    table = read_csv_columns(labels, spec.name, ["name", "mos"])
+    names = name_column(table, "name", labels, spec.name)
+    raw = numeric_column(table, "mos", labels, spec.name)
+    split = ["train"] * len(names)
+    test_file = labels.parent / "labels640.csv"
+    train_file = labels.parent / "labels=640_padded.csv"
+    if test_file.is_file() and train_file.is_file():
+        test = set(read_csv_columns(test_file, spec.name, ["name_image"])["name_image"].astype(str))
+        padded = read_csv_columns(train_file, spec.name, ["name_image", "is_valid"])
+        val = set(padded.loc[padded["is_valid"].astype(str).str.lower().isin(["true", "1"]), "name_image"].astype(str))
+        split = ["test" if n in test else "val" if n in val else "train" for n in names]
+    else:
+        split = ""
+    return frame([labels.parent / n for n in names], raw, split=split)
+
+
+def parse_agiqa3k(spec, root: Path) -> pd.DataFrame:
+    """AGIQA-3K: ``data.csv`` with ``name`` and ``mos_quality`` (perceptual quality;
+    ``mos_align`` is text alignment and is not a quality score)."""
+    table_file = locate(root, spec.score_file, spec.name)
+    table = read_csv_columns(table_file, spec.name, ["name", "mos_quality"])
+    names = name_column(table, "name", table_file, spec.name)
+    raw = numeric_column(table, "mos_quality", table_file, spec.name)
+    images_dir = locate(table_file.parent, spec.images_dir, spec.name)
+    # Images of one prompt share content; the prompt is the natural content id.
+    content = table["prompt"].astype(str).tolist() if "prompt" in table.columns else None
+    return frame([images_dir / n for n in names], raw, content_id=content)
+
+
+def parse_bid(spec, root: Path) -> pd.DataFrame:
+    """BID: ``DatabaseGrades.xlsx`` with the image number and its average subjective grade (0-5)."""
+    xlsx = locate(root, spec.score_file, spec.name)
+    table = read_excel_columns(xlsx, spec.name, ["Image Number", "Average Subjective Grade"], header_search=True)
+    first = table.attrs.get("first_line", 2)
+    numbers = numeric_column(table, "Image Number", xlsx, spec.name, first)
+    raw = numeric_column(table, "Average Subjective Grade", xlsx, spec.name, first)
+    names = pd.DataFrame({"n": [f"DatabaseImage{int(n):04d}.JPG" for n in numbers]})
+    name_column(names, "n", xlsx, spec.name, first)
+    images_dir = locate(xlsx.parent, spec.images_dir, spec.name, required=False) or xlsx.parent
+    return frame([images_dir / n for n in names["n"]], raw)

@@ -1,0 +1,263 @@
+"""Parsers for synthetically distorted sets (many distorted versions per reference).
+
+``content_id`` is always the reference image, so that splits built on it are
+content-disjoint: no reference appears on both sides of a train/test split.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .parsers_authentic import frame
+from .scorefiles import (DatasetError, case_insensitive_index, load_mat, locate, mat_strings, name_column,
+                         numeric_column, read_csv_columns, read_excel_columns)
+
+# LIVE release 2: dmos_realigned.mat is ordered by these folders, each img1..imgN.
+LIVE_FOLDERS = (("jp2k", 227), ("jpeg", 233), ("wn", 174), ("gblur", 174), ("fastfading", 174))
+
+# CSIQ spreadsheet dst_type -> (folder in dst_imgs, tag in the file name).
+CSIQ_TYPES = {"noise": ("awgn", "AWGN"), "jpeg": ("jpeg", "JPEG"), "jpeg 2000": ("jpeg2000", "jpeg2000"),
+              "fnoise": ("fnoise", "fnoise"), "blur": ("blur", "BLUR"), "contrast": ("contrast", "contrast")}
+
+TID2013_TYPES = (
+    "additive gaussian noise", "additive noise in color components", "spatially correlated noise",
+    "masked noise", "high frequency noise", "impulse noise", "quantization noise", "gaussian blur",
+    "image denoising", "jpeg", "jpeg2000", "jpeg transmission errors", "jpeg2000 transmission errors",
+    "non eccentricity pattern noise", "local block-wise distortions", "mean shift", "contrast change",
+    "change of color saturation", "multiplicative gaussian noise", "comfort noise",
+    "lossy compression of noisy images", "color quantization with dither", "chromatic aberrations",
+    "sparse sampling and reconstruction")
+
+KADID_TYPES = (
+    "gaussian blur", "lens blur", "motion blur", "color diffusion", "color shift", "color quantization",
+    "color saturation 1", "color saturation 2", "jpeg2000", "jpeg", "white noise",
+    "white noise in color component", "impulse noise", "multiplicative noise", "denoise", "brighten",
+    "darken", "mean shift", "jitter", "non-eccentricity patch", "pixelate", "quantization", "color block",
+    "high sharpen", "contrast change")
+
+SIQAD_TYPES = ("gaussian noise", "gaussian blur", "motion blur", "contrast change", "jpeg", "jpeg2000",
+               "layer segmentation based coding")
+
+SCID_TYPES = ("gaussian noise", "gaussian blur", "motion blur", "contrast change", "jpeg", "jpeg2000",
+              "color saturation change", "hevc-scc", "color quantization with dithering")
+
+
+def _typed(types, index: int, where: str) -> str:
+    if not 1 <= index <= len(types):
+        raise DatasetError(f"{where}: distortion type {index} is outside 1..{len(types)}")
+    return types[index - 1]
+
+
+def parse_live(spec, root: Path) -> pd.DataFrame:
+    """LIVE IQA release 2: ``dmos_realigned.mat`` (``dmos_new``, ``orgs``) and
+    ``refnames_all.mat``; entries with ``orgs == 1`` are the references' own copies
+    (DMOS 0) and are dropped, leaving 779 distorted images."""
+    dmos_file = locate(root, "dmos_realigned.mat", spec.name)
+    base = dmos_file.parent
+    content = load_mat(dmos_file, spec.name, ["dmos_new", "orgs"])
+    dmos = np.asarray(content["dmos_new"], dtype=np.float64).ravel()
+    orgs = np.asarray(content["orgs"]).ravel().astype(int)
+    refnames = mat_strings(load_mat(base / "refnames_all.mat", spec.name, ["refnames_all"])["refnames_all"])
+    expected = sum(n for _, n in LIVE_FOLDERS)
+    if not len(dmos) == len(orgs) == len(refnames) == expected:
+        raise DatasetError(f"{spec.name}: dmos_new/orgs/refnames_all have {len(dmos)}/{len(orgs)}/"
+                           f"{len(refnames)} entries; release 2 has {expected} (jp2k 227, jpeg 233, "
+                           f"wn/gblur/fastfading 174 each)")
+    images, distortion, refs = [], [], []
+    for folder, count in LIVE_FOLDERS:
+        images += [base / folder / f"img{i}.bmp" for i in range(1, count + 1)]
+        distortion += [folder] * count
+    keep = orgs != 1
+    refs = [str(base / "refimgs" / r) for r in refnames]
+    pick = lambda values: [v for v, k in zip(values, keep) if k]  # noqa: E731
+    return frame(pick(images), dmos[keep], content_id=[Path(r).stem for r in pick(refs)],
+                 reference=pick(refs), distortion=pick(distortion))
+
+
+def parse_csiq(spec, root: Path) -> pd.DataFrame:
+    """CSIQ: sheet ``all_by_image`` of ``csiq.DMOS.xlsx`` (image, dst_idx, dst_type,
+    dst_lev, dmos_std, dmos); files are ``dst_imgs/<folder>/<image>.<TAG>.<lev>.png``."""
+    xlsx = locate(root, "csiq.DMOS.xlsx", spec.name)
+    table = read_excel_columns(xlsx, spec.name, ["image", "dst_type", "dst_lev", "dmos"],
+                               sheet="all_by_image", header_search=True)
+    first = table.attrs.get("first_line", 2)
+    table = table[table["image"].notna()].reset_index(drop=True)
+    raw = numeric_column(table, "dmos", xlsx, spec.name, first)
+    levels = numeric_column(table, "dst_lev", xlsx, spec.name, first).astype(int)
+    base = xlsx.parent
+    images, refs, kinds = [], [], []
+    for row, (image, dst_type, level) in enumerate(zip(table["image"], table["dst_type"], levels)):
+        # The sheet stores the numeric name 1600 as a number.
+        image = str(int(image)) if isinstance(image, (int, float, np.integer, np.floating)) else str(image).strip()
+        key = str(dst_type).strip().lower()
+        if key not in CSIQ_TYPES:
+            raise DatasetError(f"{spec.name}: {xlsx} line {row + first}: unknown dst_type {dst_type!r}; "
+                               f"expected one of {sorted(CSIQ_TYPES)}")
+        folder, tag = CSIQ_TYPES[key]
+        images.append(base / "dst_imgs" / folder / f"{image}.{tag}.{level}.png")
+        refs.append(str(base / "src_imgs" / f"{image}.png"))
+        kinds.append(folder)
+    check = pd.DataFrame({"n": [str(p) for p in images]})
+    name_column(check, "n", xlsx, spec.name, first)
+    return frame(images, raw, content_id=[Path(r).stem for r in refs], reference=refs,
+                 distortion=kinds, level=[str(v) for v in levels])
+
+
+def parse_tid2013(spec, root: Path) -> pd.DataFrame:
+    """TID2013: ``mos_with_names.txt`` lines ``<mos> <name>`` such as ``5.51429 i01_01_1.bmp``.
+
+    File names on disk differ in case from the list (``I25``/``i25``, ``.BMP``),
+    so images and references are matched case-insensitively.
+    """
+    mos_file = locate(root, "mos_with_names.txt", spec.name)
+    base = mos_file.parent
+    dist_index = case_insensitive_index(base / "distorted_images")
+    ref_index = case_insensitive_index(base / "reference_images")
+    names, raw, refs, types, levels = [], [], [], [], []
+    pattern = re.compile(r"^i(\d{2})_(\d{2})_(\d)\.bmp$", re.IGNORECASE)
+    seen: dict[str, int] = {}
+    lines = mos_file.read_text(encoding="latin-1").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        match = pattern.match(parts[1]) if len(parts) == 2 else None
+        if match is None:
+            raise DatasetError(f"{spec.name}: {mos_file} line {number}: expected '<mos> iRR_TT_L.bmp', got {line!r}")
+        try:
+            value = float(parts[0])
+        except ValueError:
+            value = float("nan")
+        if not np.isfinite(value):
+            raise DatasetError(f"{spec.name}: {mos_file} line {number}: MOS {parts[0]!r} is not a number")
+        key = parts[1].lower()
+        if key in seen:
+            raise DatasetError(f"{spec.name}: {mos_file} line {number}: {parts[1]} is listed again "
+                               f"(first on line {seen[key]})")
+        seen[key] = number
+        ref_key = f"i{match.group(1)}.bmp"
+        names.append(dist_index.get(key, base / "distorted_images" / parts[1]))
+        refs.append(str(ref_index.get(ref_key, base / "reference_images" / ref_key.upper())))
+        raw.append(value)
+        types.append(_typed(TID2013_TYPES, int(match.group(2)), f"{spec.name}: {mos_file} line {number}"))
+        levels.append(match.group(3))
+    return frame(names, raw, content_id=[f"i{Path(r).stem[1:]}".lower() for r in refs], reference=refs,
+                 distortion=types, level=levels)
+
+
+def parse_kadid(spec, root: Path) -> pd.DataFrame:
+    """KADID-10k: ``dmos.csv`` with exactly dist_img, ref_img, dmos, var; despite its
+    name ``dmos`` is a MOS on 1-5 (higher is better). Names: ``I01_01_01.png``."""
+    csv = locate(root, "dmos.csv", spec.name)
+    table = read_csv_columns(csv, spec.name, ["dist_img", "ref_img", "dmos", "var"], exact=True)
+    names = name_column(table, "dist_img", csv, spec.name)
+    raw = numeric_column(table, "dmos", csv, spec.name)
+    images_dir = locate(csv.parent, spec.images_dir, spec.name)
+    pattern = re.compile(r"^(I\d{2})_(\d{2})_(\d{2})\.png$")
+    types, levels = [], []
+    for row, name in enumerate(names):
+        match = pattern.match(name)
+        if match is None:
+            raise DatasetError(f"{spec.name}: {csv} line {row + 2}: dist_img {name!r} is not 'Ixx_tt_ll.png'")
+        types.append(_typed(KADID_TYPES, int(match.group(2)), f"{spec.name}: {csv} line {row + 2}"))
+        levels.append(str(int(match.group(3))))
+    refs = [str(images_dir / r) for r in table["ref_img"].astype(str).str.strip()]
+    return frame([images_dir / n for n in names], raw, content_id=[Path(r).stem for r in refs],
+                 reference=refs, distortion=types, level=levels)
+
+
+def parse_pipal(spec, root: Path) -> pd.DataFrame:
+    """PIPAL public training part: ``Train_Label/*.txt`` lines ``A0001_00_00.bmp,<Elo>``;
+    the reference is ``Train_Ref/A0001.bmp``. Distorted images are found by name
+    anywhere under the root, since releases name their folders differently."""
+    label_dir = locate(root, spec.score_file, spec.name)
+    base = label_dir.parent
+    files = sorted(label_dir.glob("*.txt"))
+    if not files:
+        raise DatasetError(f"{spec.name}: no label files (*.txt) in {label_dir}")
+    by_name = {p.name: p for p in base.rglob("*") if p.is_file() and p.parent.name != "Train_Ref"}
+    names, raw, refs = [], [], []
+    seen: dict[str, str] = {}
+    for file in files:
+        for number, line in enumerate(file.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = [p.strip() for p in line.split(",")]
+            where = f"{spec.name}: {file} line {number}"
+            if len(parts) != 2:
+                raise DatasetError(f"{where}: expected '<image>,<elo>', got {line!r}")
+            try:
+                value = float(parts[1])
+            except ValueError:
+                raise DatasetError(f"{where}: Elo score {parts[1]!r} is not a number") from None
+            if not np.isfinite(value):
+                raise DatasetError(f"{where}: Elo score {parts[1]!r} is not finite")
+            if parts[0] in seen:
+                raise DatasetError(f"{where}: {parts[0]} is listed again (first in {seen[parts[0]]})")
+            seen[parts[0]] = f"{file.name} line {number}"
+            names.append(by_name.get(parts[0], base / "Train_Dist" / parts[0]))
+            raw.append(value)
+            refs.append(str(base / "Train_Ref" / f"{parts[0].split('_')[0]}.bmp"))
+    return frame(names, raw, content_id=[Path(r).stem for r in refs], reference=refs)
+
+
+def parse_siqad(spec, root: Path) -> pd.DataFrame:
+    """SIQAD: ``DMOS_SIQAD.mat`` holds ``DMOS`` as a 49 x 20 matrix: row
+    (type-1)*7 + (level-1) for 7 types x 7 levels, column = reference cim1..cim20;
+    images are ``DistortedImages/cim<ref>_<type>_<level>.bmp``."""
+    mat = locate(root, spec.score_file, spec.name)
+    dmos = np.asarray(load_mat(mat, spec.name, ["DMOS"])["DMOS"], dtype=np.float64)
+    if dmos.shape != (49, 20):
+        raise DatasetError(f"{spec.name}: DMOS in {mat} has shape {dmos.shape}; SIQAD's is 49 x 20")
+    base = mat.parent
+    images, raw, refs, types, levels = [], [], [], [], []
+    for ref in range(1, 21):
+        for kind in range(1, 8):
+            for level in range(1, 8):
+                value = dmos[(kind - 1) * 7 + level - 1, ref - 1]
+                if not np.isfinite(value):
+                    raise DatasetError(f"{spec.name}: {mat} DMOS[{(kind - 1) * 7 + level}, {ref}] is not finite")
+                images.append(base / spec.images_dir / f"cim{ref}_{kind}_{level}.bmp")
+                raw.append(value)
+                refs.append(str(base / "references" / f"cim{ref}.bmp"))
+                types.append(SIQAD_TYPES[kind - 1])
+                levels.append(str(level))
+    return frame(images, raw, content_id=[Path(r).stem for r in refs], reference=refs,
+                 distortion=types, level=levels)
+
+
+def parse_scid(spec, root: Path) -> pd.DataFrame:
+    """SCID: ``MOS_SCID.txt`` lines ``SCI01 SCI01_1_1 <mos>`` (reference, distorted
+    name without extension, MOS); images ``DistortedSCIs/SCI01_1_1.bmp``."""
+    txt = locate(root, spec.score_file, spec.name)
+    base = txt.parent
+    pattern = re.compile(r"^(SCI\d{2})_(\d)_(\d)$", re.IGNORECASE)
+    images, raw, refs, types, levels = [], [], [], [], []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(txt.read_text(encoding="latin-1").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        where = f"{spec.name}: {txt} line {number}"
+        match = pattern.match(parts[1]) if len(parts) == 3 else None
+        if match is None:
+            raise DatasetError(f"{where}: expected 'SCIxx SCIxx_t_l <mos>', got {line!r}")
+        try:
+            value = float(parts[2])
+        except ValueError:
+            value = float("nan")
+        if not np.isfinite(value):
+            raise DatasetError(f"{where}: MOS {parts[2]!r} is not a number")
+        if parts[1] in seen:
+            raise DatasetError(f"{where}: {parts[1]} is listed again (first on line {seen[parts[1]]})")
+        seen[parts[1]] = number
+        images.append(base / spec.images_dir / f"{parts[1]}.bmp")
+        raw.append(value)
+        refs.append(str(base / "ReferenceSCIs" / f"{parts[0]}.bmp"))
+        types.append(_typed(SCID_TYPES, int(match.group(2)), where))
+        levels.append(match.group(3))
+    return frame(images, raw, content_id=[Path(r).stem for r in refs], reference=refs,
+                 distortion=types, level=levels)

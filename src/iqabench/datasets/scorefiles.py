@@ -1,0 +1,172 @@
+"""Reading published score files strictly.
+
+Every parser goes through these helpers so that a score file with a missing or
+renamed column, a blank or non-numeric score, or an image listed twice fails
+with one message that names the dataset, the file and the (1-based) line,
+instead of silently producing a shorter or shifted manifest.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.io
+
+
+class DatasetError(ValueError):
+    """A dataset on disk that does not match its published layout or format."""
+
+
+def locate(root: Path, relative: str, dataset: str, *, required: bool = True) -> Path | None:
+    """Find ``relative`` under ``root`` or one folder down.
+
+    Archives often wrap their content in one top-level folder (``kadid10k/``,
+    ``ChallengeDB_release/``), and users point at either level; accepting both
+    keeps ``datasets add`` forgiving without guessing deeper.
+    """
+    root = Path(root)
+    direct = root / relative
+    if direct.exists():
+        return direct
+    if root.is_dir():
+        for child in sorted(p for p in root.iterdir() if p.is_dir()):
+            candidate = child / relative
+            if candidate.exists():
+                return candidate
+    if required:
+        raise DatasetError(f"{dataset}: '{relative}' not found under {root} (nor one folder down); "
+                           f"point at the folder that holds the dataset as published")
+    return None
+
+
+def read_csv_columns(path: Path, dataset: str, required: list[str], *, optional: list[str] = (),
+                     exact: bool = False, **kwargs) -> pd.DataFrame:
+    """Read a CSV and insist on its published columns.
+
+    ``exact`` also refuses extra columns: for files whose column order carries
+    meaning (KADID's ``dmos.csv``) an extra column means a different file.
+    """
+    try:
+        frame = pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{dataset}: cannot parse {path} as CSV: {err}") from err
+    frame.columns = [str(c).strip() for c in frame.columns]
+    check_columns(frame, path, dataset, required, optional=optional, exact=exact)
+    return frame
+
+
+def read_excel_columns(path: Path, dataset: str, required: list[str], *, sheet=0,
+                       header_search: bool = False) -> pd.DataFrame:
+    """Read a spreadsheet sheet; with ``header_search`` the header row is located.
+
+    CSIQ's ``csiq.DMOS.xlsx`` starts its table a few rows and columns in, so the
+    header is the first row that contains every required column name.
+    """
+    try:
+        import openpyxl  # noqa: F401  (pandas needs it for .xlsx)
+    except ImportError as err:
+        raise DatasetError(f"{dataset}: reading {path.name} needs the 'openpyxl' package; "
+                           f"install it with `pip install openpyxl`") from err
+    try:
+        raw = pd.read_excel(path, sheet_name=sheet, header=None if header_search else 0)
+    except ValueError as err:
+        raise DatasetError(f"{dataset}: cannot read sheet {sheet!r} of {path}: {err}") from err
+    if header_search:
+        wanted = set(required)
+        header_row = None
+        for i, row in raw.iterrows():
+            names = {str(v).strip() for v in row if pd.notna(v)}
+            if wanted <= names:
+                header_row = i
+                break
+        if header_row is None:
+            raise DatasetError(f"{dataset}: no header row with columns {required} in sheet {sheet!r} of {path}")
+        header = [str(v).strip() if pd.notna(v) else f"_blank{j}" for j, v in enumerate(raw.loc[header_row])]
+        frame = raw.loc[header_row + 1:].copy()
+        frame.columns = header
+        frame = frame.dropna(how="all").reset_index(drop=True)
+        frame.attrs["first_line"] = int(header_row) + 2
+        return frame
+    raw.columns = [str(c).strip() for c in raw.columns]
+    check_columns(raw, path, dataset, required)
+    return raw
+
+
+def check_columns(frame: pd.DataFrame, path: Path, dataset: str, required: list[str], *,
+                  optional: list[str] = (), exact: bool = False) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{dataset}: {path} lacks column(s) {missing}; it has {list(frame.columns)}. "
+                           f"Use the score file as published by the dataset authors")
+    if exact:
+        extra = [c for c in frame.columns if c not in required and c not in optional]
+        if extra:
+            raise DatasetError(f"{dataset}: {path} has unexpected column(s) {extra}; "
+                               f"the published file has exactly {list(required) + list(optional)}")
+
+
+def numeric_column(frame: pd.DataFrame, column: str, path: Path, dataset: str,
+                   first_line: int = 2) -> np.ndarray:
+    """The column as float64; a blank or non-numeric cell names its line."""
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        cell = frame[column].iloc[row]
+        shown = "blank" if pd.isna(cell) else repr(str(cell))
+        raise DatasetError(f"{dataset}: {path} line {row + first_line}: '{column}' is "
+                           f"{shown}, not a number ({int(bad.sum())} such row(s))")
+    return values
+
+
+def name_column(frame: pd.DataFrame, column: str, path: Path, dataset: str,
+                first_line: int = 2) -> list[str]:
+    """Image names, stripped; blank or duplicated names are errors with their line."""
+    names = frame[column]
+    blank = names.isna() | (names.astype(str).str.strip() == "")
+    if blank.any():
+        row = int(np.flatnonzero(blank.to_numpy())[0])
+        raise DatasetError(f"{dataset}: {path} line {row + first_line}: empty '{column}'")
+    names = names.astype(str).str.strip()
+    dup = names.duplicated(keep="first")
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        first = int(np.flatnonzero((names == names.iloc[row]).to_numpy())[0])
+        raise DatasetError(f"{dataset}: {path} line {row + first_line}: image {names.iloc[row]!r} is "
+                           f"listed again (first on line {first + first_line}); remove the duplicate")
+    return names.tolist()
+
+
+def load_mat(path: Path, dataset: str, variables: list[str]) -> dict:
+    try:
+        content = scipy.io.loadmat(path)
+    except (ValueError, OSError, NotImplementedError) as err:
+        raise DatasetError(f"{dataset}: cannot read MATLAB file {path}: {err}") from err
+    missing = [v for v in variables if v not in content]
+    if missing:
+        present = [k for k in content if not k.startswith("__")]
+        raise DatasetError(f"{dataset}: {path} lacks variable(s) {missing}; it has {present}")
+    return content
+
+
+def mat_strings(array) -> list[str]:
+    """Flatten a MATLAB cell array of char arrays to Python strings."""
+    out = []
+    for item in np.asarray(array, dtype=object).ravel():
+        while isinstance(item, np.ndarray):
+            item = item.ravel()[0] if item.size else ""
+        out.append(str(item).strip())
+    return out
+
+
+def case_insensitive_index(folder: Path) -> dict[str, Path]:
+    """Map lower-cased file names in ``folder`` to their real paths.
+
+    TID2013 ships names whose case differs from its score file (``I25`` vs
+    ``i25``); on a case-sensitive file system only a lookup by lower-cased
+    name finds them.
+    """
+    if not folder.is_dir():
+        return {}
+    return {p.name.lower(): p for p in folder.iterdir() if p.is_file()}

@@ -1,0 +1,63 @@
+"""Which datasets are on this machine, and how to get the ones that are not."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .download import DONE_MARKER
+from .local import DEFAULT_REGISTRY, read_registry
+from .registry import SPECS
+
+DEFAULT_DATA_ROOT = Path("data/raw")
+
+
+def disk_size(path: Path) -> int:
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def status_table(data_root: Path = DEFAULT_DATA_ROOT, registry_path: Path = DEFAULT_REGISTRY) -> list[dict]:
+    """One row per known or registered dataset: name, kind, images, score, size, status, path."""
+    registry = read_registry(registry_path)
+    rows = []
+    for name, spec in SPECS.items():
+        local = Path(data_root) / name
+        entry = registry.get(name)
+        if (local / DONE_MARKER).is_file():
+            status, where = "ready", local
+        elif entry and Path(entry["path"]).is_dir():
+            status, where = "registered" + (" (partial)" if entry.get("partial") else ""), Path(entry["path"])
+        elif entry:
+            status, where = f"missing: registered folder {entry['path']} is gone; run `iqabench datasets add " \
+                            f"{name} --from PATH` again", None
+        elif spec.remotes:
+            status, where = f"missing: run `iqabench datasets download {name}`", None
+        else:
+            status, where = (f"missing: no public URL, {spec.access}; then `iqabench datasets add {name} "
+                             f"--from PATH`"), None
+        rows.append({"name": name, "kind": spec.kind, "images": entry["images"] if entry else spec.n_images,
+                     "score": spec.scale, "size": human_size(disk_size(where)) if where else "-",
+                     "status": status, "path": str(where) if where else ""})
+    for name, entry in sorted(registry.items()):
+        if name in SPECS:
+            continue
+        folder = Path(entry["path"])
+        arrow = "higher" if entry.get("higher_is_better") else "lower"
+        rows.append({"name": name, "kind": "generic", "images": entry.get("images"),
+                     "score": f"{entry.get('score_type', 'MOS')} [{entry.get('lo'):g}, {entry.get('hi'):g}], "
+                              f"{arrow} is better",
+                     "size": human_size(disk_size(folder)) if folder.is_dir() else "-",
+                     "status": "registered" if folder.is_dir() else f"missing: folder {folder} is gone",
+                     "path": str(folder)})
+    return rows

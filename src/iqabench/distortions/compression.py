@@ -1,0 +1,53 @@
+"""Codec distortions with real encoders, so the artefacts are the codecs' own.
+
+* JPEG: libjpeg through ``torchvision.io.encode_jpeg``/``decode_jpeg`` at the
+  published quality (always on the CPU, so the bytes do not depend on whether
+  nvJPEG is present). MATLAB's ``imwrite`` also uses IJG libjpeg; the chroma
+  subsampling is libjpeg's default 4:2:0.
+* JPEG 2000: OpenJPEG through Pillow, ``quality_mode='rates'`` with the
+  published compression ratio, irreversible 9/7 wavelet (what MATLAB's lossy
+  ``imwrite(..., 'CompressionRatio', r)`` uses). The number of resolutions is
+  OpenJPEG's default 6, reduced for images too small for it (OpenJPEG needs
+  each side >= 2**(resolutions - 1)).
+
+Both codecs take 8-bit input: images are rounded to 8 bit first, as MATLAB's
+``im2uint8`` does. A Python loop over the batch is unavoidable here.
+"""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.io import decode_jpeg, encode_jpeg
+
+
+def _to_uint8_cpu(x: Tensor) -> Tensor:
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+
+
+def jpeg(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
+    pixels = _to_uint8_cpu(x)
+    decoded = [decode_jpeg(encode_jpeg(image, quality=int(quality)))
+               for image, quality in zip(pixels, params)]
+    return torch.stack(decoded).to(device=x.device, dtype=x.dtype) / 255
+
+
+def jpeg2000(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
+    pixels = _to_uint8_cpu(x).permute(0, 2, 3, 1).numpy()
+    height, width = pixels.shape[1:3]
+    resolutions = max(1, min(6, int(math.floor(math.log2(min(height, width)))) + 1))
+    outputs = []
+    for image, ratio in zip(pixels, params):
+        buffer = io.BytesIO()
+        Image.fromarray(image, "RGB").save(
+            buffer, format="JPEG2000", quality_mode="rates", quality_layers=[float(ratio)],
+            irreversible=True, num_resolutions=resolutions)
+        buffer.seek(0)
+        with Image.open(buffer) as decoded:
+            outputs.append(np.asarray(decoded.convert("RGB")))
+    stacked = torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2)
+    return stacked.to(device=x.device, dtype=x.dtype) / 255

@@ -1,0 +1,131 @@
+"""The evaluation protocol on frozen features: within-dataset splits and cross-dataset transfer.
+
+Within a dataset: ``n_splits`` content-disjoint random splits, a ridge regressor
+fitted on train, alpha chosen on val by SRCC (or one fixed alpha), metrics on
+test, and the *median* over splits reported (as CONTRIQUE and ARNIQA do).
+Across datasets: fit on all of A, predict all of B; the logistic mapping for
+PLCC is fitted on B's predictions against B's MOS, as the field does.
+
+Targets are the manifest's ``score`` (higher is better, in [0, 1]), so RMSE is on
+that unit scale, not the dataset's raw MOS scale.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .metrics import compute_metrics
+from .ridge import SplitPredictions, fit_predict, ridge_path, select_alpha
+from .splits import Split, official_split, random_splits
+
+METRICS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
+PER_SPLIT_COLUMNS = ("split", "seed", "alpha", "n_train", "n_val", "n_test") + METRICS
+
+
+def _targets(features, manifest: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
+    features = np.asarray(features, dtype=np.float64)
+    for column in ("score", "content_id"):
+        if column not in manifest.columns:
+            raise ValueError(f"{where}: manifest has no '{column}' column; build it with iqabench.manifest")
+    if features.ndim != 2 or features.shape[0] != len(manifest):
+        raise ValueError(f"{where}: features have shape {features.shape} but the manifest has "
+                         f"{len(manifest)} rows; extract features for exactly the manifest's images, in order")
+    scores = pd.to_numeric(manifest["score"], errors="coerce").to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(scores)):
+        row = int(np.flatnonzero(~np.isfinite(scores))[0])
+        raise ValueError(f"{where}: 'score' is not a finite number in manifest row {row}")
+    return features, scores
+
+
+@dataclass(frozen=True)
+class SplitRun:
+    """What one model did on one dataset's splits: enough to score it and to compare it with another."""
+
+    splits: list[Split]
+    alphas: list[float]            # alpha used on each split
+    test_pred: list[np.ndarray]    # test predictions of each split, aligned with splits[s].test
+    scores: np.ndarray             # the manifest's score column
+
+
+def run_splits(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_frac: float = 0.2,
+               val_frac: float = 0.0, seed: int = 0, alphas=(0.1,), standardize: bool = False,
+               alpha_rule: str = "median", splits: list[Split] | None = None,
+               show_progress: bool = False) -> SplitRun:
+    """Fit and predict every split; ``splits`` overrides the random ones (e.g. an official split).
+
+    With one alpha it is used as given (CONTRIQUE: 0.1). With several, val_frac must
+    be > 0 and the alpha is chosen on val by SRCC under ``alpha_rule``.
+    """
+    features, scores = _targets(features, manifest, "within_dataset")
+    alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
+    if splits is None:
+        splits = random_splits(manifest["content_id"].to_numpy(), n_splits=n_splits, test_frac=test_frac,
+                               val_frac=val_frac, seed=seed)
+    if alphas.size > 1 and any(len(s.val) == 0 for s in splits):
+        raise ValueError(f"{alphas.size} alphas given but the splits have no validation part to choose "
+                         "among them; set val_frac > 0 or give a single alpha")
+    predictions: SplitPredictions = fit_predict(features, scores, splits, alphas, standardize=standardize,
+                                                show_progress=show_progress)
+    if alphas.size == 1:
+        chosen = np.zeros(len(splits), dtype=int)
+    else:
+        chosen = select_alpha(predictions, scores, splits, rule=alpha_rule)
+    return SplitRun(splits=list(splits), alphas=[float(predictions.alphas[i]) for i in chosen],
+                    test_pred=[pred[i] for pred, i in zip(predictions.test, chosen)], scores=scores)
+
+
+def score_run(run: SplitRun, logistic: str = "5pl") -> pd.DataFrame:
+    rows = []
+    for index, (split, alpha, pred) in enumerate(zip(run.splits, run.alphas, run.test_pred)):
+        metrics = compute_metrics(pred, run.scores[split.test], logistic=logistic)
+        rows.append({"split": index, "seed": split.seed, "alpha": alpha, "n_train": len(split.train),
+                     "n_val": len(split.val), "n_test": len(split.test), **metrics})
+    return pd.DataFrame(rows, columns=list(PER_SPLIT_COLUMNS))
+
+
+def within_dataset(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_frac: float = 0.2,
+                   val_frac: float = 0.0, seed: int = 0, alphas=(0.1,), standardize: bool = False,
+                   logistic: str = "5pl", alpha_rule: str = "median", official: bool = False) -> pd.DataFrame:
+    """One row per split: split, seed, alpha, n_train, n_val, n_test, srcc, krcc, plcc, plcc_raw, rmse.
+
+    With ``official`` the manifest's ``split`` column (KonIQ-10k, FLIVE) is the one split used.
+    """
+    splits = [official_split(manifest["split"], where="manifest 'split' column")] if official else None
+    run = run_splits(features, manifest, n_splits=n_splits, test_frac=test_frac, val_frac=val_frac,
+                     seed=seed, alphas=alphas, standardize=standardize, alpha_rule=alpha_rule, splits=splits)
+    return score_run(run, logistic=logistic)
+
+
+def summarise(per_split: pd.DataFrame) -> dict:
+    """{metric: {median, q25, q75, min, max, mean}} over splits, plus n_splits; the median is the headline."""
+    missing = [m for m in METRICS if m not in per_split.columns]
+    if missing or per_split.empty:
+        raise ValueError(f"per-split results need rows and the columns {list(METRICS)}; missing {missing}")
+    summary = {}
+    for metric in METRICS:
+        values = per_split[metric].to_numpy(dtype=np.float64)
+        summary[metric] = {
+            "median": float(np.median(values)),
+            "q25": float(np.quantile(values, 0.25)),
+            "q75": float(np.quantile(values, 0.75)),
+            "min": float(values.min()),
+            "max": float(values.max()),
+            "mean": float(values.mean()),
+        }
+    summary["n_splits"] = int(len(per_split))
+    return summary
+
+
+def cross_dataset(train_features, train_manifest: pd.DataFrame, test_features, test_manifest: pd.DataFrame,
+                  *, alpha: float = 0.1, standardize: bool = False, logistic: str = "5pl") -> dict[str, float]:
+    """Train on every image of A, test on every image of B; metrics plus n_train, n_test and alpha."""
+    X_train, y_train = _targets(train_features, train_manifest, "cross_dataset train")
+    X_test, y_test = _targets(test_features, test_manifest, "cross_dataset test")
+    if X_train.shape[1] != X_test.shape[1]:
+        raise ValueError(f"train features have {X_train.shape[1]} columns but test features have "
+                         f"{X_test.shape[1]}; both must come from the same model and layer")
+    (pred,) = ridge_path(X_train, y_train, [X_test], [alpha], standardize=standardize)
+    return {"alpha": float(alpha), "n_train": int(len(y_train)), "n_test": int(len(y_test)),
+            **compute_metrics(pred[0], y_test, logistic=logistic)}

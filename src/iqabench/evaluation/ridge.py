@@ -1,0 +1,156 @@
+"""Ridge regression for every split and every alpha from one eigendecomposition per split.
+
+With centred training features Xc (n x d) and targets yc, the ridge solution for
+any alpha is diagonal in the eigenbasis of Xc Xc^T (dual, when n <= d) or of
+Xc^T Xc (primal, when d < n). After one ``eigh`` per split, the predictions for
+all alphas are a single matrix product:
+
+    pred(alpha) = P @ (b / (s + alpha)) + mean(y_train)
+
+with ``s`` the eigenvalues, ``b`` the targets projected on the eigenvectors and
+``P`` the evaluation rows mapped into the same basis. This is the model
+``sklearn.linear_model.Ridge(alpha, fit_intercept=True)`` fits (unpenalised
+intercept, penalty alpha * ||w||^2), so results agree with it to rounding.
+
+CONTRIQUE's released regressor is ``Ridge(alpha=0.1)`` on raw features
+(train_regressor.py, ``--alpha`` default 0.1); ARNIQA searches
+``np.geomspace(1e-3, 1e3, 100)`` on validation splits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from rich.progress import Progress
+
+from .splits import Split
+
+CONTRIQUE_ALPHA = 0.1
+ARNIQA_ALPHAS = np.geomspace(1e-3, 1e3, 100)
+
+
+def alpha_grid(n: int = 13, lo: float = 1e-3, hi: float = 1e3) -> np.ndarray:
+    """Log-spaced alphas from ``lo`` to ``hi`` inclusive (ARNIQA's range; it uses n=100)."""
+    return np.geomspace(lo, hi, n)
+
+
+def _check_alphas(alphas) -> np.ndarray:
+    alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
+    if alphas.ndim != 1 or alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
+        raise ValueError(f"alphas must be a non-empty list of positive finite numbers, got {alphas!r}")
+    return alphas
+
+
+def _check_xy(X, y) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if X.ndim != 2:
+        raise ValueError(f"features must be a 2-D array [n_images, n_features], got shape {X.shape}")
+    if X.shape[0] != y.size:
+        raise ValueError(f"features have {X.shape[0]} rows but there are {y.size} scores; "
+                         "features and manifest must list the same images in the same order")
+    if not np.all(np.isfinite(X)):
+        row = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
+        raise ValueError(f"features row {row} has a non-finite value; re-extract that image's features")
+    return X, y
+
+
+def ridge_path(X_train, y_train, evals, alphas, *, standardize: bool = False) -> list[np.ndarray]:
+    """Fit ridge on (X_train, y_train) for all ``alphas``; predict every matrix in ``evals``.
+
+    Returns one array [n_alphas, n_rows] per evaluation matrix. With ``standardize``
+    each feature is scaled to zero mean and unit variance using train statistics only
+    (population std, constant features left unscaled, like sklearn's StandardScaler).
+    """
+    X_train, y_train = _check_xy(X_train, y_train)
+    alphas = _check_alphas(alphas)
+    evals = [np.asarray(E, dtype=np.float64) for E in evals]
+    for i, E in enumerate(evals):
+        if E.ndim != 2 or E.shape[1] != X_train.shape[1]:
+            raise ValueError(f"evaluation set {i} has shape {E.shape}; it needs {X_train.shape[1]} "
+                             "feature columns like the training set")
+    if X_train.shape[0] < 2:
+        raise ValueError(f"ridge needs at least 2 training images, got {X_train.shape[0]}")
+    x_mean = X_train.mean(axis=0)
+    x_scale = np.ones_like(x_mean)
+    if standardize:
+        std = X_train.std(axis=0)
+        x_scale = np.where(std > 0, std, 1.0)
+    y_mean = y_train.mean()
+    Xc = (X_train - x_mean) / x_scale
+    yc = y_train - y_mean
+    evals_c = [(E - x_mean) / x_scale for E in evals]
+    n, d = Xc.shape
+    if n <= d:
+        eigvals, vecs = np.linalg.eigh(Xc @ Xc.T)
+        proj = vecs.T @ yc
+        bases = [(Ec @ Xc.T) @ vecs for Ec in evals_c]
+    else:
+        eigvals, vecs = np.linalg.eigh(Xc.T @ Xc)
+        proj = vecs.T @ (Xc.T @ yc)
+        bases = [Ec @ vecs for Ec in evals_c]
+    # eigh of a PSD matrix can return tiny negative values from rounding.
+    eigvals = np.clip(eigvals, 0.0, None)
+    coef = proj[:, None] / (eigvals[:, None] + alphas[None, :])  # [rank, n_alphas]
+    return [(P @ coef).T + y_mean for P in bases]
+
+
+@dataclass(frozen=True)
+class SplitPredictions:
+    """Ridge predictions per split: ``val[s]`` and ``test[s]`` are [n_alphas, n_rows_of_that_part]."""
+
+    alphas: np.ndarray
+    val: list[np.ndarray]
+    test: list[np.ndarray]
+
+
+def fit_predict(X, y, splits: list[Split], alphas, *, standardize: bool = False,
+                show_progress: bool = False) -> SplitPredictions:
+    """Fit on each split's train rows for all ``alphas``; predict its val and test rows.
+
+    Parts differ in size between content-grouped splits, so results are lists
+    rather than one rectangular array.
+    """
+    X, y = _check_xy(X, y)
+    alphas = _check_alphas(alphas)
+    if not splits:
+        raise ValueError("no splits given")
+    val, test = [], []
+    # One split at a time: LAPACK's eigh is per-matrix anyway, and stacking all
+    # splits' d x d or n x n matrices would multiply peak memory by n_splits.
+    with Progress(disable=not show_progress, transient=True) as progress:
+        task = progress.add_task("ridge over splits", total=len(splits))
+        for split in splits:
+            val_pred, test_pred = ridge_path(X[split.train], y[split.train], [X[split.val], X[split.test]],
+                                             alphas, standardize=standardize)
+            val.append(val_pred)
+            test.append(test_pred)
+            progress.advance(task)
+    return SplitPredictions(alphas=alphas, val=val, test=test)
+
+
+ALPHA_RULES = ("median", "per_split")
+
+
+def select_alpha(predictions: SplitPredictions, y, splits: list[Split], rule: str = "median") -> np.ndarray:
+    """Index into ``predictions.alphas`` of the alpha chosen for each split by validation SRCC.
+
+    ``"median"`` is ARNIQA's rule: one alpha for the whole dataset, the one with the
+    highest median val SRCC over splits. ``"per_split"`` lets each split pick its own.
+    Ties go to the larger alpha (the more regularised model).
+    """
+    from .metrics import batch_srcc
+
+    if rule not in ALPHA_RULES:
+        raise ValueError(f"alpha rule must be one of {ALPHA_RULES}, got {rule!r}")
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if any(len(split.val) < 3 for split in splits):
+        raise ValueError("choosing alpha needs at least 3 validation images in every split; "
+                         "set val_frac > 0 (e.g. 0.1) or give a single alpha")
+    val_srcc = np.stack([batch_srcc(pred, y[split.val]) for pred, split in zip(predictions.val, splits)])
+    # argmax returns the first maximum; scanning from the largest alpha down sends ties there.
+    largest_first = np.argsort(predictions.alphas, kind="stable")[::-1]
+    if rule == "median":
+        best = largest_first[int(np.argmax(np.median(val_srcc, axis=0)[largest_first]))]
+        return np.full(len(splits), best)
+    return largest_first[np.argmax(val_srcc[:, largest_first], axis=1)]

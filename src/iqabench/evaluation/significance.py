@@ -1,0 +1,137 @@
+"""Is model A's SRCC really different from model B's, or inside the noise?
+
+Two sources of noise, two tests, both on *paired* results (same dataset, same
+splits, same test images):
+
+* :func:`compare` — over splits. p from the Wilcoxon signed-rank test on per-split
+  differences and a bootstrap interval of the mean difference; or, with
+  ``test_train_ratio``, the Nadeau & Bengio (2003) corrected resampled t-test, which
+  widens the variance by (1/k + n_test/n_train) because random splits share
+  training images and their differences are not independent.
+* :func:`image_bootstrap` — over test images: resample each split's test images
+  with replacement, recompute both SRCCs, and take the interval of the median
+  (over splits) difference. It says how much the headline would move with another
+  draw of test images of the same kind.
+
+With 10 splits the smallest two-sided Wilcoxon p is 2/1024; with 5 or fewer splits
+it cannot go below 0.05, so no difference can be called significant that way.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+from .metrics import rowwise_pearson
+
+MAX_BOOTSTRAP_CELLS = 4_000_000  # resampled values held at once; bounds memory, not results
+
+
+def _paired(a, b, what: str) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"{what}: model A has {a.size} values and model B {b.size}; "
+                         "a paired comparison needs both on the same splits")
+    if a.size < 2:
+        raise ValueError(f"{what}: need at least 2 paired values, got {a.size}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError(f"{what}: values must be finite; a NaN SRCC means a broken split upstream")
+    return a, b
+
+
+def compare(a_split_srcc, b_split_srcc, *, level: float = 0.95, n_boot: int = 10000, seed: int = 0,
+            test_train_ratio: float | None = None) -> dict:
+    """Paired comparison of per-split SRCC; ``diff`` = mean(A - B) with interval [lo, hi] and p.
+
+    ``significant`` requires both p < 1 - level and an interval that excludes 0.
+    """
+    a, b = _paired(a_split_srcc, b_split_srcc, "compare")
+    d = a - b
+    k = d.size
+    diff = float(d.mean())
+    tail = (1.0 - level) / 2.0
+    if np.all(d == 0):
+        # Wilcoxon is undefined with no non-zero difference; the models tie on every split.
+        p, lo, hi = 1.0, 0.0, 0.0
+        method = "degenerate"
+    elif test_train_ratio is not None:
+        if test_train_ratio <= 0:
+            raise ValueError(f"test_train_ratio must be n_test / n_train > 0, got {test_train_ratio}")
+        se = np.sqrt((1.0 / k + test_train_ratio) * d.var(ddof=1))
+        t_stat = diff / se
+        p = float(2.0 * stats.t.sf(abs(t_stat), df=k - 1))
+        half = stats.t.ppf(1.0 - tail, df=k - 1) * se
+        lo, hi = diff - half, diff + half
+        method = "nadeau-bengio corrected t"
+    else:
+        p = float(stats.wilcoxon(d, zero_method="zsplit").pvalue)
+        rng = np.random.default_rng(seed)
+        boot_means = d[rng.integers(0, k, size=(n_boot, k))].mean(axis=1)
+        lo, hi = np.quantile(boot_means, [tail, 1.0 - tail])
+        method = "wilcoxon signed-rank + bootstrap of mean"
+    significant = bool(p < 1.0 - level and (lo > 0 or hi < 0))
+    return {"diff": diff, "lo": float(lo), "hi": float(hi), "p": float(p), "significant": significant,
+            "n_splits": int(k), "method": method}
+
+
+def _bootstrap_srcc_diff(mos: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, n_boot: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    n = mos.size
+    chunk = max(1, MAX_BOOTSTRAP_CELLS // n)
+    out = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        mos_rank = stats.rankdata(mos[idx], axis=1)
+        out[start:stop] = (rowwise_pearson(stats.rankdata(pred_a[idx], axis=1), mos_rank)
+                           - rowwise_pearson(stats.rankdata(pred_b[idx], axis=1), mos_rank))
+    return out
+
+
+def image_bootstrap(mos, pred_a, pred_b, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """Bootstrap over test images of the SRCC difference A - B.
+
+    Each argument is one array (a single test set) or a list of arrays, one per
+    split; with several splits every replicate resamples each split's test images
+    and the statistic is the median over splits of the difference, like the headline.
+    """
+    if len(mos) and np.ndim(mos[0]) == 0:  # one test set given as a flat sequence
+        mos, pred_a, pred_b = [mos], [pred_a], [pred_b]
+    mos, pred_a, pred_b = list(mos), list(pred_a), list(pred_b)
+    if not (len(mos) == len(pred_a) == len(pred_b)) or not mos:
+        raise ValueError(f"need the same number (>0) of test sets for mos, A and B; got "
+                         f"{len(mos)}, {len(pred_a)}, {len(pred_b)}")
+    rng = np.random.default_rng(seed)
+    observed, replicates = [], []
+    for s, (m, a, b) in enumerate(zip(mos, pred_a, pred_b)):
+        a, b = _paired(a, b, f"image_bootstrap split {s}")
+        m = np.asarray(m, dtype=np.float64).ravel()
+        if m.size != a.size:
+            raise ValueError(f"image_bootstrap split {s}: {m.size} MOS values but {a.size} predictions")
+        m_rank = stats.rankdata(m)
+        observed.append(rowwise_pearson(stats.rankdata(a), m_rank) - rowwise_pearson(stats.rankdata(b), m_rank))
+        replicates.append(_bootstrap_srcc_diff(m, a, b, n_boot, rng))
+    diff = float(np.median(observed))
+    boot = np.median(np.stack(replicates), axis=0)
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(boot, [tail, 1.0 - tail])
+    # Two-sided bootstrap p: how often the resampled difference lands on the other side of 0.
+    p = float(min(1.0, 2.0 * min(np.mean(boot <= 0), np.mean(boot >= 0))))
+    return {"diff": diff, "lo": float(lo), "hi": float(hi), "p": p,
+            "significant": bool(lo > 0 or hi < 0), "n_boot": int(n_boot), "n_splits": len(mos)}
+
+
+def compare_runs(run_a, run_b, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Both tests for two :class:`~iqabench.evaluation.protocol.SplitRun` on the same splits."""
+    if len(run_a.splits) != len(run_b.splits) or any(
+            not np.array_equal(sa.test, sb.test) for sa, sb in zip(run_a.splits, run_b.splits)):
+        raise ValueError("the two runs used different splits; evaluate both models with the same "
+                         "content ids, n_splits, fractions and seed before comparing")
+    if not np.array_equal(run_a.scores, run_b.scores):
+        raise ValueError("the two runs were scored against different MOS; use the same manifest")
+    mos = [run_a.scores[s.test] for s in run_a.splits]
+    srcc_a = [rowwise_pearson(stats.rankdata(p), stats.rankdata(m)) for p, m in zip(run_a.test_pred, mos)]
+    srcc_b = [rowwise_pearson(stats.rankdata(p), stats.rankdata(m)) for p, m in zip(run_b.test_pred, mos)]
+    return {"splits": compare(srcc_a, srcc_b, level=level, seed=seed),
+            "images": image_bootstrap(mos, run_a.test_pred, run_b.test_pred, n_boot=n_boot,
+                                      level=level, seed=seed)}

@@ -1,0 +1,1 @@
+"""Quality models: CNN encoders (self-supervised) and classic NSS baselines."""

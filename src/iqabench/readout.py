@@ -1,0 +1,56 @@
+"""The fitted ridge readout that turns frozen features into a quality score.
+
+Stored as plain arrays (npz) rather than a pickle, so loading a readout never
+executes code from a file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import Ridge
+
+from . import io
+
+
+@dataclass(frozen=True)
+class Readout:
+    coef: np.ndarray
+    intercept: float
+    mean: np.ndarray
+    scale: np.ndarray
+    alpha: float
+    dataset: str
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Predicted score on the training dataset's normalised scale (higher is better)."""
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[1] != self.coef.size:
+            raise ValueError(f"readout expects N x {self.coef.size} features, got {features.shape}; "
+                             "were the features made by the same encoder?")
+        return (features - self.mean) / self.scale @ self.coef + self.intercept
+
+    def save(self, path: str | Path) -> Path:
+        with io.atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, coef=self.coef, intercept=self.intercept, mean=self.mean, scale=self.scale,
+                         alpha=self.alpha, dataset=self.dataset)
+        return Path(path)
+
+
+def fit(features: np.ndarray, scores: np.ndarray, *, alpha: float, standardize: bool, dataset: str) -> Readout:
+    features = np.asarray(features, dtype=np.float64)
+    mean = features.mean(0) if standardize else np.zeros(features.shape[1])
+    scale = features.std(0) if standardize else np.ones(features.shape[1])
+    scale = np.where(scale > 0, scale, 1.0)
+    model = Ridge(alpha=alpha).fit((features - mean) / scale, scores)
+    return Readout(model.coef_, float(model.intercept_), mean, scale, float(alpha), dataset)
+
+
+def load(path: str | Path) -> Readout:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} does not exist; run `dvc repro evaluate` to fit the readout")
+    with np.load(path, allow_pickle=False) as blob:
+        return Readout(blob["coef"], float(blob["intercept"]), blob["mean"], blob["scale"],
+                       float(blob["alpha"]), str(blob["dataset"]))

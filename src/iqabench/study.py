@@ -1,0 +1,89 @@
+"""The whole study: the protocol for every model on every dataset, and every cross-dataset pair.
+
+Pure functions from features and manifests to tables; the `evaluate` stage
+writes them. Every model is evaluated on the same splits of a dataset (the
+splits depend only on the dataset's content ids and the seed), so models are
+compared pairwise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations, permutations
+
+import numpy as np
+import pandas as pd
+
+from .evaluation import compare, cross_dataset, run_splits, score_run, summarise
+from .evaluation.splits import official_split
+
+HEADLINE = ("srcc", "plcc", "krcc", "rmse")
+SIGNIFICANCE_COLUMNS = ["dataset", "model_a", "model_b", "diff", "lo", "hi", "p", "significant", "n_splits", "method"]
+
+
+@dataclass
+class StudyResult:
+    within: pd.DataFrame        # one row per (model, dataset): median and IQR of each metric
+    per_split: pd.DataFrame     # one row per (model, dataset, split)
+    cross: pd.DataFrame         # one row per (model, train, test); train == test is the within median
+    significance: pd.DataFrame  # one row per (dataset, model A, model B): paired SRCC difference
+    predictions: pd.DataFrame   # test predictions of every split: image, score, prediction
+    config: dict = field(default_factory=dict)
+
+
+def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.DataFrame], cfg: dict) -> StudyResult:
+    """``features[dataset][model]`` is N x D, aligned with ``manifests[dataset]``."""
+    models = list(cfg["models"])
+    within, per_split, preds, sig, cross = [], [], [], [], []
+    for ds, frame in manifests.items():
+        splits = None
+        if cfg.get("official_splits") and (frame["split"] == "test").any():
+            splits = [official_split(frame["split"], where=f"{ds} manifest")]
+        split_srcc = {}
+        for model in models:
+            run = run_splits(
+                features[ds][model], frame, n_splits=cfg["n_splits"], test_frac=cfg["test_frac"],
+                val_frac=cfg["val_frac"], seed=cfg["seed"], alphas=cfg["alphas"],
+                standardize=cfg["standardize"], splits=splits)
+            scored = score_run(run, logistic=cfg["logistic"]).assign(model=model, dataset=ds)
+            per_split.append(scored)
+            split_srcc[model] = scored["srcc"].to_numpy()
+            summary = summarise(scored)
+            row = {"model": model, "dataset": ds, "n_images": len(frame), "n_splits": summary["n_splits"],
+                   "logistic": cfg["logistic"]}
+            for metric in HEADLINE:
+                row[metric] = summary[metric]["median"]
+                row[f"{metric}_q25"], row[f"{metric}_q75"] = summary[metric]["q25"], summary[metric]["q75"]
+            within.append(row)
+            for s, (split, pred) in enumerate(zip(run.splits, run.test_pred)):
+                preds.append(pd.DataFrame({"model": model, "dataset": ds, "split": s,
+                                           "image": frame["image"].to_numpy()[split.test],
+                                           "score": run.scores[split.test], "prediction": pred}))
+        for a, b in combinations(models, 2):
+            if len(split_srcc[a]) > 1:  # an official split is a single split: nothing to pair
+                sig.append({"dataset": ds, "model_a": a, "model_b": b,
+                            **compare(split_srcc[a], split_srcc[b], seed=cfg["seed"])})
+    alpha = float(np.atleast_1d(cfg["alphas"])[0]) if cfg.get("cross_alpha") is None else cfg["cross_alpha"]
+    for model in models:
+        for a, b in permutations(manifests, 2):
+            metrics = cross_dataset(features[a][model], manifests[a], features[b][model], manifests[b],
+                                    alpha=alpha, standardize=cfg["standardize"], logistic=cfg["logistic"])
+            cross.append({"model": model, "train": a, "test": b, **metrics})
+        for row in within:
+            if row["model"] == model:
+                cross.append({"model": model, "train": row["dataset"], "test": row["dataset"],
+                              **{m: row[m] for m in HEADLINE}, "within": True})
+    cross_frame = pd.DataFrame(cross)
+    cross_frame["within"] = cross_frame.get("within", False).fillna(False).astype(bool)
+    return StudyResult(pd.DataFrame(within), pd.concat(per_split, ignore_index=True), cross_frame,
+                       pd.DataFrame(sig, columns=SIGNIFICANCE_COLUMNS), pd.concat(preds, ignore_index=True), dict(cfg))
+
+
+def metrics_dict(result: StudyResult) -> dict:
+    """The DVC metrics: within-dataset medians and cross-dataset SRCC, nested by model."""
+    out: dict = {"within": {}, "cross": {}}
+    for row in result.within.to_dict("records"):
+        out["within"].setdefault(row["model"], {})[row["dataset"]] = {m: round(row[m], 4) for m in HEADLINE}
+    for row in result.cross[~result.cross["within"]].to_dict("records"):
+        out["cross"].setdefault(row["model"], {})[f"{row['train']}->{row['test']}"] = {
+            "srcc": round(row["srcc"], 4), "plcc": round(row["plcc"], 4)}
+    return out

@@ -1,0 +1,1 @@
+"""Self-supervised pretraining: the corpus, the contrastive loss and the training loop."""

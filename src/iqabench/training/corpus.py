@@ -1,0 +1,84 @@
+"""The pretraining corpus: distorted crops labelled by distortion class.
+
+Written in shards (uint8 tensors) so that an interrupted ``synthesize`` resumes:
+a shard whose stored config matches is kept, others are (re)generated. Each
+shard has its own generator seeded from (seed, shard index), so a resumed run
+produces exactly the bytes an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+from rich.progress import track
+
+from .. import images, io
+from ..datasets.embedded import PHOTOS
+from ..distortions import DISTORTION_TYPES, distort
+
+# Class 0 is pristine; class 1 + 5 * type + (level - 1) as in iqabench.distortions.class_index.
+N_CLASSES = len(DISTORTION_TYPES) * 5 + 1
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _shard(photos: dict[str, torch.Tensor], n: int, crop: int, gen: torch.Generator):
+    names = list(photos)
+    src = torch.randint(len(names), (n,), generator=gen).tolist()
+    crops = []
+    for i in src:
+        img = photos[names[i]]
+        top = int(torch.randint(img.shape[1] - crop + 1, (1,), generator=gen))
+        left = int(torch.randint(img.shape[2] - crop + 1, (1,), generator=gen))
+        crops.append(img[:, top:top + crop, left:left + crop])
+    batch = torch.stack(crops)
+    labels = torch.randint(N_CLASSES, (n,), generator=gen)
+    for t, dist in enumerate(DISTORTION_TYPES):
+        rows = ((labels - 1) // 5 == t) & (labels > 0)
+        if rows.any():
+            levels = (labels[rows] - 1) % 5 + 1
+            batch[rows] = distort(batch[rows], dist, levels, generator=gen)
+    return batch.mul(255).round().to(torch.uint8), labels, [names[i] for i in src]
+
+
+def build(out_dir: str | Path, *, photos: list[str], crop: int, n_images: int, shard_size: int, seed: int) -> pd.DataFrame:
+    unknown = [p for p in photos if p not in PHOTOS]
+    if unknown:
+        raise ValueError(f"unknown source photo(s) {unknown}; embedded photos are {sorted(PHOTOS)}")
+    config = {"photos": photos, "crop": crop, "n_images": n_images, "shard_size": shard_size, "seed": seed,
+              "types": list(DISTORTION_TYPES)}
+    digest, out_dir = config_hash(config), Path(out_dir)
+    loaded = {p: images.from_uint8(PHOTOS[p]()) for p in photos}
+    rows = []
+    n_shards = -(-n_images // shard_size)
+    for s in track(range(n_shards), description="synthesizing corpus"):
+        path = out_dir / f"shard-{s:05d}.pt"
+        blob = torch.load(path, weights_only=True) if path.exists() else None
+        if blob is None or blob.get("config_hash") != digest:
+            n = min(shard_size, n_images - s * shard_size)
+            gen = torch.Generator().manual_seed(seed * 100_003 + s)
+            imgs, labels, sources = _shard(loaded, n, crop, gen)
+            blob = {"images": imgs, "labels": labels, "sources": sources, "config_hash": digest}
+            with io.atomic_path(path) as tmp:
+                torch.save(blob, tmp)
+        for k, (label, source) in enumerate(zip(blob["labels"].tolist(), blob["sources"])):
+            dist = "" if label == 0 else DISTORTION_TYPES[(label - 1) // 5]
+            rows.append({"shard": s, "index": k, "source": source, "class": label,
+                         "distortion": dist, "level": 0 if label == 0 else (label - 1) % 5 + 1})
+    for stale in sorted(out_dir.glob("shard-*.pt"))[n_shards:]:
+        stale.unlink()
+    return pd.DataFrame(rows)
+
+
+def load(corpus_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """All shards concatenated: uint8 images N x 3 x H x W and int64 class labels."""
+    paths = sorted(Path(corpus_dir).glob("shard-*.pt"))
+    if not paths:
+        raise FileNotFoundError(f"no corpus shards in {corpus_dir}; run `dvc repro synthesize` first")
+    blobs = [torch.load(p, weights_only=True) for p in paths]
+    return torch.cat([b["images"] for b in blobs]), torch.cat([b["labels"] for b in blobs])

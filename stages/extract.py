@@ -1,0 +1,33 @@
+"""Stage `extract`: frozen features of one dataset for every model in the study.
+
+    python stages/extract.py DATASET   ->  data/features/DATASET.npz (one array per model)
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from iqabench import features, io, manifest, params, runtime, timing, zoo
+
+
+def main() -> None:
+    name = sys.argv[1]
+    cfg = params.section("extract")
+    frame = manifest.read(Path("data/prepared") / name / "manifest.csv")
+    device = runtime.setup(cfg["device"]).device
+    with timing.timed(f"extract-{name}"):
+        arrays = {}
+        for model in cfg["models"]:
+            encoder = zoo.load_model(model, seed=cfg["seed"])
+            arrays[model] = features.extract(encoder, frame, batch_size=cfg["batch_size"], device=device,
+                                             bf16=cfg["bf16"], description=f"{model} on {name}")
+        with io.atomic_path(Path("data/features") / f"{name}.npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, images=frame["image"].map(lambda p: Path(p).name).to_numpy(), **arrays)
+    print(f"{name}: features {', '.join(f'{m} {a.shape}' for m, a in arrays.items())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Stage `prepare`: build one dataset's manifest (and, for embedded sets, its images).
+
+    python stages/prepare.py DATASET     ->  data/prepared/DATASET/manifest.csv
+
+Embedded sets are generated from scikit-image's photographs; `*-subset` names
+read the real human-rated subsets in ../shared/datasets; any other name is a
+registry dataset, downloaded (`data/raw/NAME`) or registered with
+`iqabench datasets add NAME --from PATH`.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from iqabench import manifest, params, timing
+from iqabench.datasets import build_manifest, embedded, registry
+
+# The shared subsets keep their dataset's published layout, so the real parsers read them.
+SHARED_SUBSETS = {"koniq10k-subset": "koniq10k", "spaq-subset": "spaq"}
+
+
+def prepare(name: str, out_dir: Path, cfg: dict):
+    if embedded.is_embedded(name):
+        return embedded.build(name, out_dir, patch_size=cfg["patch_size"],
+                              max_patches_per_photo=cfg["max_patches_per_photo"],
+                              versions_per_patch=cfg["versions_per_patch"], max_k=cfg["max_k"],
+                              label_metrics=cfg["label_metrics"], seed=cfg["seed"])
+    if name in SHARED_SUBSETS:
+        root = Path(cfg["shared_root"]) / name
+        if not root.is_dir():
+            raise SystemExit(f"dataset {name!r} needs {root} (the shared subsets); remove it from "
+                             "`datasets` in params.yaml on machines without ../shared")
+        frame = build_manifest(SHARED_SUBSETS[name], root)
+        frame["dataset"] = name
+        return frame
+    return build_manifest(name, registry.dataset_root(name))
+
+
+def main() -> None:
+    name = sys.argv[1]
+    cfg = params.section("prepare")
+    out_dir = Path("data/prepared") / name
+    with timing.timed(f"prepare-{name}"):
+        shutil.rmtree(out_dir, ignore_errors=True)  # never mix files of two parameter sets
+        frame = prepare(name, out_dir, cfg)
+        manifest.write(frame, out_dir / "manifest.csv")
+    print(f"{name}: {len(frame)} images, {frame['content_id'].nunique()} contents -> {out_dir / 'manifest.csv'}")
+
+
+if __name__ == "__main__":
+    main()

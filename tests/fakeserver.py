@@ -1,0 +1,134 @@
+"""A local HTTP server with Range support and scripted failures, plus fake dataset layouts.
+
+Tests serve archives they build in each dataset's published layout; the server
+can cut the connection after N bytes, answer with an error status a number of
+times, or ignore Range, so resume and retry paths run for real.
+"""
+from __future__ import annotations
+
+import contextlib
+import http.server
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class Behaviour:
+    cut_after: int | None = None    # close the connection after this many body bytes ...
+    cuts_left: int = 0              # ... on this many requests
+    fail_status: int | None = None  # answer with this status ...
+    fails_left: int = 0             # ... on this many requests
+    honour_range: bool = True
+
+
+@dataclass
+class FakeServer:
+    files: dict[str, bytes] = field(default_factory=dict)
+    behaviour: dict[str, Behaviour] = field(default_factory=dict)
+    requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+    base_url: str = ""
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/{name}"
+
+
+def _handler(server_state: FakeServer):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # keep pytest output clean
+            pass
+
+        def do_GET(self):
+            name = self.path.lstrip("/")
+            server_state.requests.append((name, self.headers.get("Range")))
+            rule = server_state.behaviour.get(name, Behaviour())
+            if rule.fail_status and rule.fails_left > 0:
+                rule.fails_left -= 1
+                self._status_only(rule.fail_status)
+                return
+            if name not in server_state.files:
+                self._status_only(404)
+                return
+            body = server_state.files[name]
+            start, status = 0, 200
+            match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+            if match and rule.honour_range:
+                start = int(match.group(1))
+                if start >= len(body):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(body)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                status = 206
+            chunk = body[start:]
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(chunk)))
+            self.send_header("Accept-Ranges", "bytes")
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            self.end_headers()
+            if rule.cut_after is not None and rule.cuts_left > 0:
+                rule.cuts_left -= 1
+                self.wfile.write(chunk[:rule.cut_after])
+                self.wfile.flush()
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(2)
+                return
+            self.wfile.write(chunk)
+
+        def _status_only(self, status: int):
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    return Handler
+
+
+@contextlib.contextmanager
+def serve(files: dict[str, bytes] | None = None):
+    state = FakeServer(files=dict(files or {}))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+# ---- fake dataset layouts -------------------------------------------------------------------
+
+def write_image(path: Path, seed: int = 0, mode: str = "RGB", size: tuple[int, int] = (8, 6)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(pixels, "RGB")
+    if mode != "RGB":
+        image = image.convert(mode)
+    image.save(path)
+    return path
+
+
+def kadid_layout(root: Path) -> dict[str, float]:
+    """KADID-10k as in kadid10k.zip: kadid10k/dmos.csv and kadid10k/images/."""
+    base = root / "kadid10k"
+    scores = {"I01_01_01.png": 4.57, "I01_02_05.png": 1.23, "I02_25_03.png": 3.1}
+    lines = ["dist_img,ref_img,dmos,var"]
+    for i, (name, mos) in enumerate(scores.items()):
+        write_image(base / "images" / name, seed=i)
+        lines.append(f"{name},{name[:3]}.png,{mos},0.5")
+    for ref in ("I01.png", "I02.png"):
+        write_image(base / "images" / ref, seed=9)
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "dmos.csv").write_text("\n".join(lines) + "\n")
+    return scores

@@ -1,0 +1,153 @@
+"""Downloads against a local server: resume, retry, checksums, pinning, safe extraction."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io as pyio
+import json
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from fakeserver import Behaviour, kadid_layout, serve
+from iqabench.datasets import DatasetError, Remote, build_from_spec, get_spec
+from iqabench.datasets.archives import UnsafeArchiveError, extract
+from iqabench.datasets.download import ChecksumError, DownloadError, download_spec, fetch
+
+FAST = dict(backoff=0.01, timeout=5, progress=False)
+
+
+def zip_folder(folder: Path) -> bytes:
+    buffer = pyio.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def kadid_zip(tmp_path) -> bytes:
+    kadid_layout(tmp_path / "src")
+    return zip_folder(tmp_path / "src")
+
+
+def kadid_spec(url: str, sha256=None):
+    return dataclasses.replace(get_spec("kadid10k"), remotes=(Remote(url, "kadid10k.zip", sha256=sha256),))
+
+
+def test_interrupted_download_resumes_with_range_and_parses(tmp_path, kadid_zip):
+    with serve({"kadid10k.zip": kadid_zip}) as server:
+        server.behaviour["kadid10k.zip"] = Behaviour(cut_after=len(kadid_zip) // 3, cuts_left=1)
+        spec = kadid_spec(server.url("kadid10k.zip"), hashlib.sha256(kadid_zip).hexdigest())
+        dest = download_spec(spec, tmp_path / "raw" / "kadid10k", **FAST)
+    ranges = [r for name, r in server.requests if name == "kadid10k.zip"]
+    assert ranges[0] is None and ranges[1] == f"bytes={len(kadid_zip) // 3}-"
+    frame = build_from_spec(spec, dest)
+    assert len(frame) == 3 and frame["raw_score"].max() == pytest.approx(4.57)
+    assert not (dest / ".archives").exists()
+
+
+def test_partial_file_is_kept_when_retries_run_out_and_next_run_resumes(tmp_path, kadid_zip):
+    dest = tmp_path / "raw" / "kadid10k"
+    with serve({"kadid10k.zip": kadid_zip}) as server:
+        server.behaviour["kadid10k.zip"] = Behaviour(cut_after=1000, cuts_left=1)
+        spec = kadid_spec(server.url("kadid10k.zip"))
+        with pytest.raises(DownloadError, match=r"partial file .*kadid10k.zip.part \(1000 bytes\) is kept"):
+            download_spec(spec, dest, retries=0, **FAST)
+        assert (dest / ".archives" / "kadid10k.zip.part").stat().st_size == 1000
+        download_spec(spec, dest, retries=0, **FAST)
+    assert server.requests[-1] == ("kadid10k.zip", "bytes=1000-")
+    assert (dest / "kadid10k" / "dmos.csv").is_file()
+
+
+def test_server_errors_are_retried_and_404_is_not(tmp_path, kadid_zip):
+    with serve({"kadid10k.zip": kadid_zip}) as server:
+        server.behaviour["kadid10k.zip"] = Behaviour(fail_status=500, fails_left=2)
+        download_spec(kadid_spec(server.url("kadid10k.zip")), tmp_path / "a", **FAST)
+        assert len(server.requests) == 3
+        with pytest.raises(DownloadError, match=r"HTTP 404 for .*/missing.zip"):
+            download_spec(kadid_spec(server.url("missing.zip")), tmp_path / "b", **FAST)
+        assert sum(1 for name, _ in server.requests if name == "missing.zip") == 1
+
+
+def test_corrupted_byte_fails_checksum_and_is_quarantined(tmp_path, kadid_zip):
+    corrupted = bytearray(kadid_zip)
+    corrupted[len(corrupted) // 2] ^= 0xFF
+    with serve({"kadid10k.zip": bytes(corrupted)}) as server:
+        spec = kadid_spec(server.url("kadid10k.zip"), hashlib.sha256(kadid_zip).hexdigest())
+        dest = tmp_path / "raw" / "kadid10k"
+        with pytest.raises(ChecksumError, match=r"SHA-256 of kadid10k.zip is [0-9a-f]{64}, expected"):
+            download_spec(spec, dest, **FAST)
+    assert (dest / ".archives" / "kadid10k.zip.corrupt").stat().st_size == len(kadid_zip)
+    assert not (dest / ".archives" / "kadid10k.zip").exists()
+    assert not (dest / "kadid10k").exists()
+
+
+def test_first_download_pins_checksum_and_later_change_is_caught(tmp_path, kadid_zip):
+    lock = tmp_path / "checksums.lock.json"
+    with serve({"kadid10k.zip": kadid_zip}) as server:
+        spec = kadid_spec(server.url("kadid10k.zip"))
+        download_spec(spec, tmp_path / "first", lock_path=lock, **FAST)
+        pinned = json.loads(lock.read_text())["kadid10k/kadid10k.zip"]
+        assert pinned["sha256"] == hashlib.sha256(kadid_zip).hexdigest() and pinned["size"] == len(kadid_zip)
+        server.files["kadid10k.zip"] = kadid_zip[:-10] + b"0123456789"
+        with pytest.raises(ChecksumError):
+            download_spec(spec, tmp_path / "second", lock_path=lock, **FAST)
+
+
+def test_completed_download_is_not_fetched_again(tmp_path, kadid_zip):
+    with serve({"kadid10k.zip": kadid_zip}) as server:
+        spec = kadid_spec(server.url("kadid10k.zip"))
+        download_spec(spec, tmp_path / "d", **FAST)
+        download_spec(spec, tmp_path / "d", **FAST)
+    assert len(server.requests) == 1
+
+
+def test_truncated_response_without_resume_support_never_counts_as_complete(tmp_path):
+    body = bytes(range(256)) * 64
+    with serve({"f.bin": body}) as server:
+        server.behaviour["f.bin"] = Behaviour(cut_after=100, cuts_left=5, honour_range=False)
+        with pytest.raises(DownloadError, match="failed after 3 attempt"):
+            fetch(server.url("f.bin"), tmp_path / "f.bin", retries=2, **FAST)
+    assert not (tmp_path / "f.bin").exists()
+    assert (tmp_path / "f.bin.part").stat().st_size == 100
+
+
+def test_no_public_url_points_to_add(tmp_path):
+    with pytest.raises(DatasetError, match=r"datasets add spaq --from PATH"):
+        download_spec(get_spec("spaq"), tmp_path)
+
+
+@pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt"])
+def test_path_traversal_zip_is_refused(tmp_path, member):
+    archive = tmp_path / "bad.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok.txt", "fine")
+        zf.writestr(member, "evil")
+    with pytest.raises(UnsafeArchiveError, match="outside the target"):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out" / "ok.txt").exists()
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_tar_links_are_refused(tmp_path):
+    archive = tmp_path / "bad.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        info = tarfile.TarInfo("images/link.png")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+    with pytest.raises(UnsafeArchiveError, match="symbolic link"):
+        extract(archive, tmp_path / "out")
+
+
+def test_traversal_archive_served_over_http_is_refused(tmp_path):
+    buffer = pyio.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("../../outside.txt", "evil")
+    with serve({"kadid10k.zip": buffer.getvalue()}) as server:
+        with pytest.raises(UnsafeArchiveError):
+            download_spec(kadid_spec(server.url("kadid10k.zip")), tmp_path / "raw" / "kadid10k", **FAST)
+    assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "raw" / "outside.txt").exists()

@@ -1,0 +1,123 @@
+"""Registering local copies, the status table, the CLI sub-app and the DVC stage script."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fakeserver import kadid_layout, serve, write_image
+from iqabench.datasets import DatasetError
+from iqabench.datasets.cli import app
+from iqabench.datasets.images import check_images, load_rgb
+from iqabench.datasets.local import read_registry, register, register_generic, registered_manifest
+from iqabench.datasets.status import status_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_register_partial_copy_needs_consent_and_records_path(tmp_path):
+    kadid_layout(tmp_path / "copy")
+    registry = tmp_path / "registry.json"
+    with pytest.raises(DatasetError, match=r"has 3 rated image\(s\); the published dataset has 10125.*--partial"):
+        register("kadid10k", tmp_path / "copy", registry_path=registry, progress=False)
+    assert not registry.exists()
+    with pytest.warns(UserWarning, match="partial copy"):
+        entry = register("kadid10k", tmp_path / "copy", registry_path=registry, allow_partial=True, progress=False)
+    assert read_registry(registry)["kadid10k"]["path"] == str((tmp_path / "copy").resolve())
+    assert entry["images"] == 3 and entry["partial"] is True
+    assert len(registered_manifest("kadid10k", registry)) == 3
+
+
+def test_register_lists_truncated_images_by_name(tmp_path):
+    kadid_layout(tmp_path)
+    broken = tmp_path / "kadid10k" / "images" / "I01_02_05.png"
+    broken.write_bytes(broken.read_bytes()[:60])
+    with pytest.raises(DatasetError, match=r"1 image\(s\) cannot be decoded.*\n  .*I01_02_05.png"):
+        register("kadid10k", tmp_path, registry_path=tmp_path / "r.json", allow_partial=True, progress=False)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_odd_modes_are_converted_consistently_and_reported(tmp_path):
+    gray = write_image(tmp_path / "g.png", mode="L")
+    rgba = write_image(tmp_path / "a.png", mode="RGBA")
+    cmyk = write_image(tmp_path / "c.jpg", mode="CMYK")
+    deep = tmp_path / "d.png"
+    Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16)).save(deep)
+    report = check_images([gray, rgba, cmyk, deep], progress=False)
+    assert set(report.converted) >= {"L", "RGBA", "CMYK"} and len(report.converted) == 4
+    for path in (gray, rgba, cmyk, deep):
+        image = load_rgb(path)
+        assert image.mode == "RGB"
+    assert np.asarray(load_rgb(deep)).max() == 255
+    assert np.array_equal(np.asarray(load_rgb(gray))[..., 0], np.asarray(Image.open(gray)))
+
+
+def test_generic_dataset_registration_and_manifest(tmp_path):
+    write_image(tmp_path / "imgs" / "x.png")
+    write_image(tmp_path / "imgs" / "y.png", mode="L")
+    (tmp_path / "scores.csv").write_text("file,dmos\nx.png,20\ny.png,80\n")
+    registry = tmp_path / "registry.json"
+    with pytest.warns(UserWarning, match=r"1 L image\(s\) \(grayscale replicated"):
+        register_generic("mine", tmp_path / "imgs", tmp_path / "scores.csv", "file", "dmos", 0, 100, False,
+                         score_type="DMOS", registry_path=registry, progress=False)
+    frame = registered_manifest("mine", registry)
+    scores = dict(zip(frame["image"].map(lambda p: Path(p).name), frame["score"]))
+    assert scores == {"x.png": pytest.approx(0.8), "y.png": pytest.approx(0.2)}
+    assert frame["raw_scale"].iloc[0] == "DMOS [0, 100], lower is better"
+    with pytest.raises(DatasetError, match="known dataset"):
+        register_generic("kadid10k", tmp_path / "imgs", tmp_path / "scores.csv", "file", "dmos", 0, 100, False,
+                         registry_path=registry)
+
+
+@pytest.mark.filterwarnings("ignore:kadid10k.*partial copy")
+def test_status_table_says_how_to_get_each_dataset(tmp_path):
+    kadid_layout(tmp_path / "copy")
+    registry = tmp_path / "registry.json"
+    register("kadid10k", tmp_path / "copy", registry_path=registry, allow_partial=True, progress=False,
+             check_pixels=False)
+    rows = {r["name"]: r for r in status_table(tmp_path / "raw", registry)}
+    assert rows["kadid10k"]["status"] == "registered (partial)" and rows["kadid10k"]["size"] != "-"
+    assert rows["koniq10k"]["status"] == "missing: run `iqabench datasets download koniq10k`"
+    assert "no public URL" in rows["spaq"]["status"] and "datasets add spaq --from PATH" in rows["spaq"]["status"]
+    assert rows["tid2013"]["score"] == "MOS [0, 9], higher is better"
+
+
+def test_cli_add_and_status(tmp_path):
+    kadid_layout(tmp_path / "copy")
+    runner = CliRunner()
+    opts = ["--registry", str(tmp_path / "reg.json"), "--data-root", str(tmp_path / "raw")]
+    result = runner.invoke(app, opts + ["add", "kadid10k", "--from", str(tmp_path / "copy"), "--partial"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, opts)
+    assert result.exit_code == 0 and "kadid10k" in result.output and "registered" in result.output
+    result = runner.invoke(app, opts + ["add", "nope", "--from", str(tmp_path)])
+    assert result.exit_code == 1 and "unknown dataset 'nope'" in result.output
+
+
+def test_stage_script_downloads_into_data_raw(tmp_path, monkeypatch):
+    kadid_layout(tmp_path / "src")
+    archive = shutil.make_archive(str(tmp_path / "kadid10k"), "zip", tmp_path / "src")
+    spec_path = REPO / "stages" / "download.py"
+    module_spec = importlib.util.spec_from_file_location("stage_download", spec_path)
+    stage = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(stage)
+    import dataclasses
+
+    from iqabench.datasets import Remote, registry
+    with serve({"kadid10k.zip": Path(archive).read_bytes()}) as server:
+        patched = dataclasses.replace(registry.SPECS["kadid10k"],
+                                      remotes=(Remote(server.url("kadid10k.zip"), "kadid10k.zip"),))
+        monkeypatch.setitem(registry.SPECS, "kadid10k", patched)
+        code = stage.main(["kadid10k", "--data-root", str(tmp_path / "data" / "raw"),
+                           "--lock", str(tmp_path / "data" / "lock.json")])
+    assert code == 0
+    assert (tmp_path / "data" / "raw" / "kadid10k" / "kadid10k" / "dmos.csv").is_file()
+    assert "kadid10k/kadid10k.zip" in json.loads((tmp_path / "data" / "lock.json").read_text())
+    assert stage.main(["spaq", "--data-root", str(tmp_path / "data" / "raw")]) == 1

@@ -1,0 +1,220 @@
+"""Every parser on a tiny copy of its dataset's published layout, against hand-written rows."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+from fakeserver import kadid_layout, write_image
+from iqabench.datasets import DatasetError, UnknownDatasetError, build_manifest, get_spec, list_images
+
+
+def rows(frame):
+    """image file name -> (raw, score, content_id, distortion, level, split)."""
+    return {Path(r.image).name: (r.raw_score, round(r.score, 6), r.content_id, r.distortion, r.level, r.split)
+            for r in frame.itertuples()}
+
+
+def test_unknown_name_lists_known_ones():
+    with pytest.raises(UnknownDatasetError, match="known datasets: .*kadid10k.*koniq10k"):
+        get_spec("konik")
+
+
+def test_koniq_scores_file_uses_mos_zscore_not_the_five_point_mos(tmp_path):
+    (tmp_path / "512x384").mkdir()
+    write_image(tmp_path / "512x384" / "1.jpg")
+    write_image(tmp_path / "512x384" / "2.jpg")
+    (tmp_path / "koniq10k_scores_and_distributions.csv").write_text(
+        "image_name,c1,c2,c3,c4,c5,c_total,MOS,SD,MOS_zscore\n"
+        "1.jpg,0,0,1,0,0,100,3.0,0.4,55.5\n2.jpg,0,0,0,1,0,100,4.0,0.3,80.25\n")
+    got = rows(build_manifest("koniq10k", tmp_path))
+    assert got == {"1.jpg": (55.5, 0.555, "1", "", "", ""), "2.jpg": (80.25, 0.8025, "2", "", "", "")}
+
+
+def test_koniq_unknown_set_names_line(tmp_path):
+    (tmp_path / "koniq10k_distributions_sets.csv").write_text(
+        "image_name,c1,c2,c3,c4,c5,c_total,MOS,SD,set\n1.jpg,0,0,1,0,0,1,50,0.1,training\n"
+        "2.jpg,0,0,1,0,0,1,50,0.1,holdout\n")
+    with pytest.raises(DatasetError, match=r"line 3: unknown set 'holdout'"):
+        build_manifest("koniq10k", tmp_path)
+
+
+def test_spaq_csv_errors_name_file_and_line(tmp_path):
+    write_image(tmp_path / "TestImage" / "1.jpg")
+    write_image(tmp_path / "TestImage" / "2.jpg")
+    csv = tmp_path / "mos.csv"
+    csv.write_text("Image name,MOS\n1.jpg,40\n2.jpg,\n")
+    with pytest.raises(DatasetError, match=r"mos.csv line 3: 'MOS' is blank, not a number"):
+        build_manifest("spaq", tmp_path)
+    csv.write_text("Image name,MOS\n1.jpg,40\n1.jpg,41\n")
+    with pytest.raises(DatasetError, match=r"line 3: image '1.jpg' is listed again \(first on line 2\)"):
+        build_manifest("spaq", tmp_path)
+    csv.write_text("Image,MOS\n1.jpg,40\n")
+    with pytest.raises(DatasetError, match=r"lacks column\(s\) \['Image name'\]"):
+        build_manifest("spaq", tmp_path)
+    csv.write_text("Image name,MOS\n1.jpg,40\n3.jpg,41\n")
+    with pytest.raises(DatasetError, match=r"1 of 2 listed image\(s\) are missing:\n  .*3.jpg"):
+        build_manifest("spaq", tmp_path)
+
+
+def test_kadid_dmos_column_is_a_mos_on_one_to_five(tmp_path):
+    kadid_layout(tmp_path)
+    got = rows(build_manifest("kadid10k", tmp_path))
+    assert got == {
+        "I01_01_01.png": (4.57, 0.8925, "I01", "gaussian blur", "1", ""),
+        "I01_02_05.png": (1.23, 0.0575, "I01", "lens blur", "5", ""),
+        "I02_25_03.png": (3.1, 0.525, "I02", "contrast change", "3", ""),
+    }
+    frame = build_manifest("kadid10k", tmp_path)
+    assert Path(frame["reference"].iloc[0]).name == "I01.png"
+
+
+def test_kadid_extra_column_is_refused(tmp_path):
+    kadid_layout(tmp_path)
+    csv = tmp_path / "kadid10k" / "dmos.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0] + ",extra"] + [line + ",0" for line in lines[1:]]) + "\n")
+    with pytest.raises(DatasetError, match=r"unexpected column\(s\) \['extra'\]"):
+        build_manifest("kadid10k", tmp_path)
+
+
+def test_clive_drops_the_seven_practice_images(tmp_path):
+    base = tmp_path / "ChallengeDB_release"
+    names = [f"t{i}.bmp" for i in range(1, 8)] + ["10.bmp", "100.bmp"]
+    mos = [50.0] * 7 + [63.9, 25.5]
+    for n in names[7:]:
+        write_image(base / "Images" / n)
+    (base / "Data").mkdir(parents=True)
+    scipy.io.savemat(base / "Data" / "AllImages_release.mat",
+                     {"AllImages_release": np.array([[n] for n in names], dtype=object)})
+    scipy.io.savemat(base / "Data" / "AllMOS_release.mat", {"AllMOS_release": np.array([mos])})
+    got = rows(build_manifest("clive", tmp_path))
+    assert got == {"10.bmp": (63.9, 0.639, "10", "", "", ""), "100.bmp": (25.5, 0.255, "100", "", "", "")}
+
+
+def test_live_drops_reference_copies_and_maps_folders(tmp_path):
+    base = tmp_path / "databaserelease2"
+    counts = [227, 233, 174, 174, 174]
+    total = sum(counts)
+    dmos = np.linspace(10, 90, total)
+    orgs = np.zeros(total, dtype=int)
+    orgs[1] = 1                      # jp2k/img2.bmp is a reference copy
+    orgs[227 + 232] = 1              # jpeg/img233.bmp too
+    refnames = np.array([["bikes.bmp" if i % 2 else "parrots.bmp"] for i in range(total)], dtype=object).T
+    base.mkdir(parents=True)
+    scipy.io.savemat(base / "dmos_realigned.mat", {"dmos_new": dmos[None, :], "orgs": orgs[None, :],
+                                                   "dmos_std": np.ones((1, total))})
+    scipy.io.savemat(base / "refnames_all.mat", {"refnames_all": refnames})
+    for folder, count in zip(["jp2k", "jpeg", "wn", "gblur", "fastfading"], counts):
+        for i in range(1, count + 1):
+            (base / folder).mkdir(exist_ok=True)
+            (base / folder / f"img{i}.bmp").write_bytes(b"BM")  # existence is what the parser checks
+    frame = build_manifest("live", tmp_path)
+    assert len(frame) == total - 2
+    by_path = {str(Path(p).relative_to(base)): r for p, r in zip(frame["image"], frame.itertuples())}
+    assert "jp2k/img2.bmp" not in by_path and "jpeg/img233.bmp" not in by_path
+    first_wn = by_path["wn/img1.bmp"]
+    assert first_wn.raw_score == pytest.approx(dmos[460])
+    assert first_wn.score == pytest.approx(1 - dmos[460] / 100)
+    assert first_wn.distortion == "wn" and first_wn.content_id == "parrots"
+    assert Path(first_wn.reference) == base / "refimgs" / "parrots.bmp"
+
+
+def test_tid2013_case_quirks_and_reference_from_name(tmp_path):
+    base = tmp_path
+    write_image(base / "distorted_images" / "i01_01_1.bmp")
+    write_image(base / "distorted_images" / "I25_24_5.BMP")  # case differs from the list
+    write_image(base / "reference_images" / "I01.BMP")
+    write_image(base / "reference_images" / "i25.bmp")
+    (base / "mos_with_names.txt").write_text("5.51429 i01_01_1.bmp\n2.25 i25_24_5.bmp\n")
+    frame = build_manifest("tid2013", base)
+    got = rows(frame)
+    assert got == {"i01_01_1.bmp": (5.51429, round(5.51429 / 9, 6), "i01", "additive gaussian noise", "1", ""),
+                   "I25_24_5.BMP": (2.25, 0.25, "i25", "sparse sampling and reconstruction", "5", "")}
+    assert sorted(Path(r).name for r in frame["reference"]) == ["I01.BMP", "i25.bmp"]
+
+
+def test_tid2013_malformed_line_is_named(tmp_path):
+    (tmp_path / "mos_with_names.txt").write_text("5.1 i01_01_1.bmp\nfive i01_01_2.bmp\n")
+    with pytest.raises(DatasetError, match=r"mos_with_names.txt line 2: MOS 'five'"):
+        build_manifest("tid2013", tmp_path)
+
+
+def test_pipal_elo_labels_and_reference(tmp_path):
+    write_image(tmp_path / "Distortion_1" / "A0001_00_00.bmp")
+    write_image(tmp_path / "Distortion_2" / "A0002_10_03.bmp")
+    (tmp_path / "Train_Label").mkdir()
+    (tmp_path / "Train_Label" / "A0001.txt").write_text("A0001_00_00.bmp,1466.9\n")
+    (tmp_path / "Train_Label" / "A0002.txt").write_text("A0002_10_03.bmp,1020.5\n")
+    got = rows(build_manifest("pipal", tmp_path))
+    assert got == {"A0001_00_00.bmp": (1466.9, round((1466.9 - 800) / 1100, 6), "A0001", "", "", ""),
+                   "A0002_10_03.bmp": (1020.5, round(220.5 / 1100, 6), "A0002", "", "", "")}
+
+
+def test_siqad_matrix_is_type_level_by_reference(tmp_path):
+    dmos = np.arange(49 * 20, dtype=float).reshape(49, 20) / 10
+    scipy.io.savemat(tmp_path / "DMOS_SIQAD.mat", {"DMOS": dmos})
+    for ref in range(1, 21):
+        for kind in range(1, 8):
+            for level in range(1, 8):
+                (tmp_path / "DistortedImages").mkdir(exist_ok=True)
+                (tmp_path / "DistortedImages" / f"cim{ref}_{kind}_{level}.bmp").write_bytes(b"BM")
+    got = rows(build_manifest("siqad", tmp_path))
+    assert len(got) == 980
+    # cim3, type 2 (gaussian blur), level 4 -> row (2-1)*7 + 3 = 10, column 2
+    assert got["cim3_2_4.bmp"] == (dmos[10, 2], round(1 - dmos[10, 2] / 100, 6), "cim3", "gaussian blur", "4", "")
+
+
+def test_scid_text_file(tmp_path):
+    write_image(tmp_path / "DistortedSCIs" / "SCI01_1_1.bmp")
+    write_image(tmp_path / "DistortedSCIs" / "SCI40_9_5.bmp")
+    (tmp_path / "MOS_SCID.txt").write_text("SCI01 SCI01_1_1 78.5\nSCI40 SCI40_9_5 20.25\n")
+    got = rows(build_manifest("scid", tmp_path))
+    assert got == {"SCI01_1_1.bmp": (78.5, 0.785, "SCI01", "gaussian noise", "1", ""),
+                   "SCI40_9_5.bmp": (20.25, 0.2025, "SCI40", "color quantization with dithering", "5", "")}
+
+
+def test_flive_official_split_from_its_label_files(tmp_path):
+    db = tmp_path / "database"
+    for name in ("voc/a.jpg", "ava/b.jpg", "ava/c.jpg"):
+        write_image(db / name)
+    (db / "labels_image.csv").write_text("name,mos\nvoc/a.jpg,70.5\nava/b.jpg,60\nava/c.jpg,40\n")
+    (db / "labels640.csv").write_text("name_image,mos_image\nava/c.jpg,40\n")
+    (db / "labels=640_padded.csv").write_text("name_image,mos_image,is_valid\nvoc/a.jpg,70.5,False\nava/b.jpg,60,True\n")
+    got = rows(build_manifest("flive", tmp_path))
+    assert got == {"a.jpg": (70.5, 0.705, "a", "", "", "train"), "b.jpg": (60.0, 0.6, "b", "", "", "val"),
+                   "c.jpg": (40.0, 0.4, "c", "", "", "test")}
+
+
+def test_agiqa3k_uses_quality_not_alignment(tmp_path):
+    write_image(tmp_path / "AGIQA-3K" / "sd1.5_normal_000.jpg")
+    (tmp_path / "data.csv").write_text("name,prompt,adj1,adj2,style,mos_quality,std_quality,mos_align,std_align\n"
+                                       "sd1.5_normal_000.jpg,a cat,,,,2.5,0.5,4.0,0.3\n")
+    got = rows(build_manifest("agiqa3k", tmp_path))
+    assert got == {"sd1.5_normal_000.jpg": (2.5, 0.5, "a cat", "", "", "")}
+
+
+def test_csiq_spreadsheet_layout(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("openpyxl", reason="openpyxl is needed to write/read CSIQ's .xlsx")
+    table = pd.DataFrame([[None] * 7, [None] * 7,
+                          [None, "image", "dst_idx", "dst_type", "dst_lev", "dmos_std", "dmos"],
+                          [None, 1600, 1, "noise", 1, 0.061, 0.062],
+                          [None, "aerial_city", 3, "jpeg 2000", 5, 0.1, 0.81]])
+    with pd.ExcelWriter(tmp_path / "csiq.DMOS.xlsx") as writer:
+        table.to_excel(writer, sheet_name="all_by_image", header=False, index=False)
+    write_image(tmp_path / "dst_imgs" / "awgn" / "1600.AWGN.1.png")
+    write_image(tmp_path / "dst_imgs" / "jpeg2000" / "aerial_city.jpeg2000.5.png")
+    got = rows(build_manifest("csiq", tmp_path))
+    assert got == {"1600.AWGN.1.png": (0.062, 0.938, "1600", "awgn", "1", ""),
+                   "aerial_city.jpeg2000.5.png": (0.81, 0.19, "aerial_city", "jpeg2000", "5", "")}
+
+
+def test_unlabelled_kadis_lists_images_and_refuses_a_manifest(tmp_path):
+    write_image(tmp_path / "kadis700k" / "ref_imgs" / "a.png")
+    write_image(tmp_path / "kadis700k" / "ref_imgs" / "b.png")
+    assert [p.name for p in list_images("kadis700k", tmp_path)] == ["a.png", "b.png"]
+    with pytest.raises(DatasetError, match="no quality scores"):
+        build_manifest("kadis700k", tmp_path)

@@ -1,0 +1,99 @@
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.linear_model import Ridge
+
+from iqabench import manifest
+from iqabench.evaluation.protocol import (PER_SPLIT_COLUMNS, cross_dataset, run_splits, summarise,
+                                          within_dataset)
+from iqabench.evaluation.splits import official_split
+
+
+def synthetic_set(n_refs=20, per_ref=6, d=16, noise=0.3, seed=0, name="toy"):
+    """Features that carry quality linearly plus noise; ``score`` from the manifest schema."""
+    rng = np.random.default_rng(seed)
+    n = n_refs * per_ref
+    quality = rng.uniform(0, 1, n)
+    direction = rng.normal(size=d)
+    features = np.outer(quality, direction) + rng.normal(0, noise, (n, d))
+    frame = manifest.make(name, [f"img{i}.png" for i in range(n)], quality * 4 + 1, kind="MOS", lo=1, hi=5,
+                          higher_is_better=True, score_source="test",
+                          content_id=[f"ref{i // per_ref}" for i in range(n)])
+    return features, frame
+
+
+def test_per_split_rows_match_sklearn_and_scipy_on_the_same_split():
+    features, frame = synthetic_set()
+    table = within_dataset(features, frame, n_splits=4, test_frac=0.2, seed=3, alphas=[0.1], logistic="none")
+    assert list(table.columns) == list(PER_SPLIT_COLUMNS)
+    assert table["split"].tolist() == [0, 1, 2, 3] and table["seed"].tolist() == [3, 4, 5, 6]
+    assert (table["n_test"] == 4 * 6).all() and (table["alpha"] == 0.1).all()
+    run = run_splits(features, frame, n_splits=4, test_frac=0.2, seed=3, alphas=[0.1])
+    split = run.splits[1]
+    y = frame["score"].to_numpy()
+    pred = Ridge(alpha=0.1).fit(features[split.train], y[split.train]).predict(features[split.test])
+    assert table.loc[1, "srcc"] == pytest.approx(stats.spearmanr(pred, y[split.test]).statistic, abs=1e-9)
+    assert table.loc[1, "plcc"] == pytest.approx(stats.pearsonr(pred, y[split.test]).statistic, abs=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore:5-parameter logistic fit failed")  # noise has no curve to fit
+def test_informative_features_score_high_and_noise_features_do_not():
+    features, frame = synthetic_set(noise=0.2)
+    good = summarise(within_dataset(features, frame, n_splits=5, alphas=[0.1]))
+    noise = np.random.default_rng(9).normal(size=features.shape)
+    bad = summarise(within_dataset(noise, frame, n_splits=5, alphas=[0.1]))
+    assert good["srcc"]["median"] > 0.9
+    assert abs(bad["srcc"]["median"]) < 0.4
+
+
+def test_alpha_is_chosen_on_validation_from_the_grid():
+    features, frame = synthetic_set(n_refs=30, d=60, noise=1.0)
+    grid = np.geomspace(1e-3, 1e3, 7)
+    table = within_dataset(features, frame, n_splits=3, val_frac=0.2, alphas=grid)
+    assert table["alpha"].nunique() == 1 and table["alpha"].iloc[0] in grid  # ARNIQA: one alpha per dataset
+    assert (table["n_val"] > 0).all()
+    per_split = within_dataset(features, frame, n_splits=3, val_frac=0.2, alphas=grid, alpha_rule="per_split")
+    assert per_split["alpha"].isin(grid).all()
+    with pytest.raises(ValueError, match="val_frac > 0"):
+        within_dataset(features, frame, n_splits=2, val_frac=0.0, alphas=grid)
+
+
+def test_official_split_runs_as_one_split():
+    features, frame = synthetic_set()
+    frame["split"] = np.where(np.arange(len(frame)) < 90, "train", "test")
+    run = run_splits(features, frame, alphas=[0.1], splits=[official_split(frame["split"])])
+    assert len(run.splits) == 1 and len(run.test_pred[0]) == len(frame) - 90
+    table = within_dataset(features, frame, alphas=[0.1], official=True)
+    assert len(table) == 1 and table.loc[0, "n_train"] == 90 and table.loc[0, "n_test"] == 30
+    assert pd.isna(table.loc[0, "seed"])
+
+
+def test_summarise_gives_median_and_spread():
+    per_split = pd.DataFrame({m: [0.1, 0.2, 0.3, 0.4, 0.9] for m in ("srcc", "krcc", "plcc", "plcc_raw", "rmse")})
+    summary = summarise(per_split)
+    assert summary["srcc"] == {"median": 0.3, "q25": 0.2, "q75": 0.4, "min": 0.1, "max": 0.9, "mean": pytest.approx(0.38)}
+    assert summary["n_splits"] == 5
+
+
+def test_cross_dataset_trains_on_all_of_a_and_tests_on_all_of_b():
+    features_a, frame_a = synthetic_set(seed=0, name="a")
+    features_b, frame_b = synthetic_set(n_refs=10, seed=0, name="b")
+    # Same feature space: B is another draw of the same generator.
+    features_b = features_a[: len(frame_b)] + np.random.default_rng(5).normal(0, 0.05, (len(frame_b), 16))
+    frame_b["score"] = frame_a["score"].to_numpy()[: len(frame_b)]
+    result = cross_dataset(features_a, frame_a, features_b, frame_b, alpha=0.1, logistic="5pl")
+    assert result["n_train"] == len(frame_a) and result["n_test"] == len(frame_b)
+    pred = Ridge(alpha=0.1).fit(features_a, frame_a["score"]).predict(features_b)
+    assert result["srcc"] == pytest.approx(stats.spearmanr(pred, frame_b["score"]).statistic, abs=1e-9)
+    assert result["plcc"] >= result["plcc_raw"] - 1e-6  # the logistic is fitted on B, so it can only help
+    with pytest.raises(ValueError, match="same model and layer"):
+        cross_dataset(features_a, frame_a, features_b[:, :8], frame_b)
+
+
+def test_feature_and_manifest_mismatch_is_named():
+    features, frame = synthetic_set()
+    with pytest.raises(ValueError, match="manifest has 120 rows"):
+        within_dataset(features[:100], frame, n_splits=2)
+    with pytest.raises(ValueError, match="no 'content_id' column"):
+        within_dataset(features, frame.drop(columns="content_id"), n_splits=2)

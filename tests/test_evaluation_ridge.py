@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from iqabench.evaluation.ridge import (ARNIQA_ALPHAS, CONTRIQUE_ALPHA, SplitPredictions, alpha_grid,
+                                       fit_predict, ridge_path, select_alpha)
+from iqabench.evaluation.splits import random_splits
+
+ALPHAS = [1e-3, 0.1, 1.0, 1e3]
+
+
+def make_data(n, d, seed=0):
+    rng = np.random.default_rng(seed)
+    # Unequal feature scales make standardisation matter.
+    X = rng.normal(size=(n, d)) * rng.uniform(0.1, 10, d) + rng.normal(size=d)
+    y = X @ rng.normal(size=d) / d + rng.normal(0, 0.1, n)
+    return X, y
+
+
+@pytest.mark.parametrize("n,d", [(90, 12), (60, 150)])  # primal (d < n) and dual (n <= d) paths
+@pytest.mark.parametrize("standardize", [False, True])
+def test_matches_sklearn_ridge_on_every_split_and_alpha(n, d, standardize):
+    X, y = make_data(n, d)
+    splits = random_splits(np.arange(n) // 3, n_splits=3, test_frac=0.2, val_frac=0.1, seed=2)
+    predictions = fit_predict(X, y, splits, ALPHAS, standardize=standardize)
+    for split, val_pred, test_pred in zip(splits, predictions.val, predictions.test):
+        assert test_pred.shape == (len(ALPHAS), len(split.test))
+        for i, alpha in enumerate(ALPHAS):
+            model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)) if standardize else Ridge(alpha=alpha)
+            model.fit(X[split.train], y[split.train])
+            np.testing.assert_allclose(test_pred[i], model.predict(X[split.test]), rtol=1e-6, atol=1e-8)
+            np.testing.assert_allclose(val_pred[i], model.predict(X[split.val]), rtol=1e-6, atol=1e-8)
+
+
+def test_constant_feature_is_left_unscaled_like_standard_scaler():
+    X, y = make_data(40, 5)
+    X[:, 2] = 3.0
+    (pred,) = ridge_path(X[:30], y[:30], [X[30:]], [0.5], standardize=True)
+    expected = make_pipeline(StandardScaler(), Ridge(alpha=0.5)).fit(X[:30], y[:30]).predict(X[30:])
+    np.testing.assert_allclose(pred[0], expected, rtol=1e-6, atol=1e-8)
+
+
+def test_published_alpha_settings():
+    assert CONTRIQUE_ALPHA == 0.1
+    assert ARNIQA_ALPHAS.size == 100 and ARNIQA_ALPHAS[0] == pytest.approx(1e-3) and ARNIQA_ALPHAS[-1] == pytest.approx(1e3)
+    assert alpha_grid(13)[6] == pytest.approx(1.0)
+
+
+def test_select_alpha_picks_best_validation_srcc():
+    y = np.linspace(0, 1, 12)
+    splits = random_splits(np.arange(12), n_splits=2, test_frac=0.25, val_frac=0.4, seed=0)
+    good, bad = y, -y
+    # Split 0 ranks val perfectly at alpha 10, split 1 at alpha 1.
+    val = [np.stack([bad[s.val], good[s.val] if k == 1 else bad[s.val], good[s.val] if k == 0 else bad[s.val]])
+           for k, s in enumerate(splits)]
+    predictions = SplitPredictions(alphas=np.array([0.1, 1.0, 10.0]), val=val, test=[v for v in val])
+    assert select_alpha(predictions, y, splits, rule="per_split").tolist() == [2, 1]
+    # The median over two splits ties alpha 1 and 10; the tie goes to the stronger penalty.
+    assert select_alpha(predictions, y, splits, rule="median").tolist() == [2, 2]
+
+
+def test_select_alpha_needs_validation_images():
+    X, y = make_data(30, 4)
+    splits = random_splits(np.arange(30), n_splits=1, val_frac=0.0)
+    predictions = fit_predict(X, y, splits, ALPHAS)
+    with pytest.raises(ValueError, match="val_frac"):
+        select_alpha(predictions, y, splits)
+
+
+def test_bad_input_is_named():
+    X, y = make_data(20, 4)
+    with pytest.raises(ValueError, match="20 rows but there are 19 scores"):
+        ridge_path(X, y[:19], [X], [1.0])
+    with pytest.raises(ValueError, match="positive"):
+        ridge_path(X, y, [X], [0.0])
+    with pytest.raises(ValueError, match="feature columns"):
+        ridge_path(X, y, [X[:, :3]], [1.0])
+    X[5, 1] = np.inf
+    with pytest.raises(ValueError, match="row 5"):
+        ridge_path(X, y, [X], [1.0])
