@@ -1,12 +1,14 @@
 """DVC stage: download, verify and extract one real dataset into data/raw/NAME/.
 
-Usage: python stages/download.py NAME [--data-root data/raw] [--lock data/checksums.lock.json]
+Usage: python stages/download.py NAME [--data-root data/raw] [--lock data/checksums/NAME.lock.json]
 
 Datasets without a public URL cannot be fetched by a pipeline; for those the
 stage fails with the instructions to register a local copy instead
 (``iqabench datasets add NAME --from PATH``), and ``prepare`` reads the registry.
-The checksum lock file is a plain JSON the first download writes; commit it so
-every later download, on any machine, must produce identical bytes.
+The checksum lock is a plain JSON per dataset that the download writes; commit it
+so every later download, on any machine, must produce identical bytes. One file per
+dataset, because DVC forbids two stages (``download@a``, ``download@b``) sharing an
+output.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import sys
 from pathlib import Path
 
 from iqabench.datasets import DatasetError, get_spec
-from iqabench.datasets.download import download
+from iqabench.datasets.download import default_lock_path, download
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -23,8 +25,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("name", help="dataset name from the registry, e.g. kadid10k")
     parser.add_argument("--data-root", type=Path, default=Path("data/raw"),
                         help="parent folder; the dataset lands in DATA_ROOT/NAME")
-    parser.add_argument("--lock", type=Path, default=Path("data/checksums.lock.json"),
-                        help="JSON file pinning the SHA-256 of each downloaded file")
+    parser.add_argument("--lock", type=Path, default=None,
+                        help="JSON file pinning the SHA-256 of each downloaded file "
+                             "(default: DATA_ROOT/../checksums/NAME.lock.json)")
     parser.add_argument("--retries", type=int, default=4, help="retries per file on transient errors")
     parser.add_argument("--keep-archives", action="store_true", help="keep the archives after extraction")
     return parser.parse_args(argv)
@@ -35,7 +38,7 @@ def main(argv=None) -> int:
     try:
         spec = get_spec(args.name)
         target = args.data_root / spec.name
-        download(spec.name, target, lock_path=args.lock, retries=args.retries, keep_archives=args.keep_archives,
+        download(spec.name, target, lock_path=args.lock or default_lock_path(target), retries=args.retries, keep_archives=args.keep_archives,
                  progress=sys.stderr.isatty())
     except DatasetError as err:
         print(f"download {args.name}: {err}", file=sys.stderr)

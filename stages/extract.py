@@ -20,9 +20,9 @@ def main() -> None:
     with timing.timed(f"extract-{name}"):
         arrays = {}
         for model in cfg["models"]:
-            encoder = zoo.load_model(model, seed=cfg["seed"])
-            arrays[model] = features.extract(encoder, frame, batch_size=cfg["batch_size"], device=device,
-                                             bf16=cfg["bf16"], description=f"{model} on {name}")
+            arrays[model] = features.extract(zoo.feature_fn(model, cfg["seed"], device), frame,
+                                             batch_size=cfg["batch_size"], device=device, bf16=cfg["bf16"],
+                                             description=f"{model} on {name}")
         with io.atomic_path(Path("data/features") / f"{name}.npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, images=frame["image"].map(lambda p: Path(p).name).to_numpy(), **arrays)

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from iqabench import manifest, params, timing
-from iqabench.datasets import build_manifest, embedded, registry
+from iqabench.datasets import build_manifest, embedded
+from iqabench.datasets.local import registered_manifest
 
 # The shared subsets keep their dataset's published layout, so the real parsers read them.
 SHARED_SUBSETS = {"koniq10k-subset": "koniq10k", "spaq-subset": "spaq"}
@@ -34,7 +35,8 @@ def prepare(name: str, out_dir: Path, cfg: dict):
         frame = build_manifest(SHARED_SUBSETS[name], root)
         frame["dataset"] = name
         return frame
-    return build_manifest(name, registry.dataset_root(name))
+    downloaded = Path("data/raw") / name
+    return build_manifest(name, downloaded) if downloaded.is_dir() else registered_manifest(name)
 
 
 def main() -> None:

@@ -1,42 +1,68 @@
 """Stage `pretrain`: CONTRIQUE-style contrastive pretraining of the quality encoder.
 
-    python stages/pretrain.py                            # CPU or one GPU
-    torchrun --nproc_per_node=N stages/pretrain.py       # DDP, same code
+    python stages/pretrain.py                                    # CPU or one GPU, params.yaml
+    python stages/pretrain.py --profile profiles/paper.yaml      # the paper's recipe
+    torchrun --nproc_per_node=8 stages/pretrain.py --profile profiles/paper.yaml
 
-Writes data/models/encoder.pt and data/models/pretrain_history.csv. Checkpoints
-go to data/checkpoints/pretrain (not a DVC output), so a killed run resumes.
+A profile is a YAML mapping of ``pretrain`` keys merged over params.yaml's
+section (``pretrain.profile`` in params.yaml names one too, so that
+``dvc exp run -S pretrain.profile=profiles/paper.yaml`` runs it; ``--profile``
+wins). Writes data/models/encoder.pt and data/models/pretrain_history.csv.
+Checkpoints go to data/checkpoints/pretrain (not a DVC output), so a killed run
+resumes where it stopped when started again with the same settings.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from iqabench import io, params, timing
 from iqabench.training.pretrain import PretrainConfig, train
 
 OUT = Path("data/models")
+NOT_CONFIG = {"datasets", "models", "profile"}
 
 
-def config_from(section: dict) -> PretrainConfig:
+def read_profile(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"pretrain profile {path} does not exist; see profiles/ for the shipped ones")
+    with open(path, encoding="utf-8") as fh:
+        overrides = yaml.safe_load(fh) or {}
+    if not isinstance(overrides, dict):
+        raise SystemExit(f"{path}: a profile is a mapping of pretrain keys, got {type(overrides).__name__}")
+    return overrides
+
+
+def config_from(section: dict, profile: str | os.PathLike | None = None) -> PretrainConfig:
+    profile = profile or section.get("profile") or None
+    merged = {**section, **(read_profile(profile) if profile else {})}
     known = {f.name for f in dataclasses.fields(PretrainConfig)}
-    unknown = sorted(set(section) - known - {"datasets", "models"})
+    unknown = sorted(set(merged) - known - NOT_CONFIG)
     if unknown:
-        raise SystemExit(f"params.yaml pretrain: unknown key(s) {unknown}; known keys are {sorted(known)}")
-    return PretrainConfig(**{k: v for k, v in section.items() if k in known})
+        where = f"profile {profile}" if profile else "params.yaml pretrain"
+        raise SystemExit(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+    return PretrainConfig(**{k: v for k, v in merged.items() if k in known})
 
 
-def main() -> None:
-    cfg = config_from(params.section("pretrain"))
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", help="YAML of pretrain overrides, e.g. profiles/paper.yaml")
+    args = parser.parse_args(argv)
+    cfg = config_from(params.section("pretrain"), args.profile)
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes
     with timing.timed("pretrain", enabled=is_main):
         history = train(cfg, Path("data/corpus"), OUT / "encoder.pt", Path("data/checkpoints/pretrain"))
         if is_main:
             io.write_csv(OUT / "pretrain_history.csv", pd.DataFrame(history))
     if is_main:
-        print(f"pretrained {cfg.arch} for {cfg.steps} steps: loss {history[0]['loss']:.3f} -> {history[-1]['loss']:.3f}")
+        print(f"pretrained {cfg.arch} for {history[-1]['step']} steps: "
+              f"loss {history[0]['loss']:.3f} -> {history[-1]['loss']:.3f}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from fakeserver import kadid_layout, serve, write_image
 from iqabench.datasets import DatasetError
 from iqabench.datasets.cli import app
-from iqabench.datasets.images import check_images, load_rgb
+from iqabench.images import check_images, load_rgb
 from iqabench.datasets.local import read_registry, register, register_generic, registered_manifest
 from iqabench.datasets.status import status_table
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from skimage import data
+from scipy.interpolate import CubicSpline
+from skimage import color, data
 from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
 from iqabench.distortions import (
     DISTORTION_GROUPS, DISTORTION_TYPES, GROUP_OF, LEVEL_PARAMETERS, NUM_CLASSES, RANDOM_TYPES,
     DistortionTransform, apply_sequence, class_index, class_name, distort, sample_composition, save_gallery)
+from iqabench.distortions import colorspace, engine, filters, noise
 
 DETERMINISTIC_TYPES = [d for d in DISTORTION_TYPES if d not in RANDOM_TYPES]
 # Published tables whose level order is perceptual, not a monotone pixel change
@@ -229,3 +231,53 @@ def test_gallery_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="3 x H x W"):
         save_gallery(_crops(64), tmp_path / "bad.png")
+
+
+def test_chunked_batches_match_whole_batch_calls(images, monkeypatch):
+    # Large batches are distorted a few images at a time; that must not change any image.
+    whole = {dist: distort(images, dist, torch.tensor([1, 3, 5])) for dist in DETERMINISTIC_TYPES}
+    monkeypatch.setattr(engine, "CHUNK_PIXELS", images.shape[-2] * images.shape[-1])
+    assert engine.chunk_size(*images.shape[-2:]) == 1
+    for dist, expected in whole.items():
+        torch.testing.assert_close(distort(images, dist, torch.tensor([1, 3, 5])), expected,
+                                   atol=1e-6, rtol=0, msg=dist)
+
+
+def test_colour_spaces_match_scikit_image(images):
+    rgb = images.permute(0, 2, 3, 1).double().numpy()
+    hsv = colorspace.rgb_to_hsv(images)
+    np.testing.assert_allclose(hsv.permute(0, 2, 3, 1).numpy(), color.rgb2hsv(rgb), atol=1e-5)
+    np.testing.assert_allclose(colorspace.hsv_to_rgb(hsv).numpy(), images.numpy(), atol=1e-5)
+    lab = colorspace.rgb_to_lab(images)
+    # scikit-image's D65 white differs from MATLAB's in the fourth decimal.
+    np.testing.assert_allclose(lab.permute(0, 2, 3, 1).numpy(), color.rgb2lab(rgb), atol=0.05)
+    np.testing.assert_allclose(colorspace.lab_to_rgb(lab).numpy(), images.numpy(), atol=1e-4)
+    ycbcr = colorspace.rgb_to_ycbcr(images)
+    np.testing.assert_allclose(ycbcr.permute(0, 2, 3, 1).numpy() * 255, color.rgb2ycbcr(rgb), atol=1e-3)
+
+
+def test_hsv_to_rgb_is_linear_in_saturation_for_negative_factors(images):
+    hsv = colorspace.rgb_to_hsv(images)
+    negated = hsv.clone()
+    negated[:, 1] *= -1
+    # V - V*S*g(H) at -S is the mirror of the +S colour around V.
+    torch.testing.assert_close(colorspace.hsv_to_rgb(negated), 2 * hsv[:, 2:] - colorspace.hsv_to_rgb(hsv),
+                               atol=1e-5, rtol=0)
+
+
+def test_tone_curve_equals_scipy_not_a_knot_spline():
+    knots = (0.0, 0.3, 0.5, 0.7, 1.0)
+    curves = [(0.0, 0.25 - a / 4, 0.5, 0.75 + a / 4, 1.0) for a in (0.3, -0.6)] + [(0.0, 0.1, 0.5, 0.9, 1.0)]
+    x = torch.rand(3, 3, 16, 16, generator=_seeded())
+    out = filters.tone_curve(x, knots, curves)
+    for i, ys in enumerate(curves):
+        expected = np.clip(CubicSpline(knots, ys, bc_type="not-a-knot")(x[i].double().numpy()), 0, 1)
+        np.testing.assert_allclose(out[i].numpy(), expected, atol=1e-5)
+
+
+def test_non_local_means_removes_most_of_the_noise():
+    clean = _crops(64)
+    sigma = torch.full((3, 1, 1, 1), 0.1)
+    noisy = clean + sigma * torch.randn(clean.shape, generator=_seeded())
+    denoised = noise.non_local_means(noisy, sigma)
+    assert float((denoised - clean).square().mean()) < 0.5 * float((noisy - clean).square().mean())

@@ -9,11 +9,15 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
+from .compare import compare_command
 from .datasets.cli import app as datasets_app
+from .gate import check_command
 
 app = typer.Typer(help="iqabench: a reproducible benchmark for no-reference image quality assessment.",
                   no_args_is_help=True, add_completion=False)
 app.add_typer(datasets_app, name="datasets")
+app.command("check", help="CI gate: fail when a committed SRCC regresses beyond its tolerance.")(check_command)
+app.command("compare", help="Compare MLflow runs of the study in a table.")(compare_command)
 console = Console()
 
 
@@ -40,8 +44,9 @@ def score(images: List[Path] = typer.Argument(..., help="image files to rate"),
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1)
     table = Table(title=f"predicted quality ({frame['scale'].iloc[0]})")
-    for col in ("image", "width", "height", "quality"):
-        table.add_column(col, justify="left" if col == "image" else "right")
+    table.add_column("image", overflow="fold")
+    for col in ("width", "height", "quality"):
+        table.add_column(col, justify="right")
     for row in frame.itertuples():
         table.add_row(row.image, str(row.width), str(row.height), f"{row.quality:.1f}")
     console.print(table)

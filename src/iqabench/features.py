@@ -1,7 +1,14 @@
-"""Frozen features for every image of a manifest, with an encoder's readout."""
+"""Frozen features for every image of a manifest, with an encoder's readout.
+
+A feature function sees only the images, except a full-reference one: it has
+the attribute ``needs_reference = True`` and is called as ``fn(images,
+references)``, the references read from the manifest's ``reference`` column.
+"""
 from __future__ import annotations
 
 import contextlib
+import functools
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -9,36 +16,78 @@ import torch
 from rich.progress import Progress
 
 from . import images
-from .models.encoders import Encoder, readout
+
+FeatureFn = Callable[[torch.Tensor], torch.Tensor]  # N x 3 x H x W in [0, 1] -> N x D
+# Distorted versions of one reference are usually listed together; a few dozen
+# decoded references avoid re-reading each one per image.
+REFERENCE_CACHE = 32
+
+
+class MissingReferenceError(ValueError):
+    """A full-reference model on a dataset without (all) reference images; the stage may skip it."""
+
+
+def needs_reference(feature_fn) -> bool:
+    return bool(getattr(feature_fn, "needs_reference", False))
+
+
+def check_references(feature_fn, frame: pd.DataFrame) -> None:
+    """Raise :class:`MissingReferenceError` naming model and dataset unless every row has a reference."""
+    missing = frame["reference"].fillna("").astype(str).str.strip() == ""
+    if not missing.any():
+        return
+    model = getattr(feature_fn, "name", "this full-reference model")
+    dataset = ", ".join(sorted(frame["dataset"].astype(str).unique()))
+    if missing.all():
+        raise MissingReferenceError(f"{model} needs reference images; {dataset} has none "
+                                    "(authentic distortions have no pristine original)")
+    raise MissingReferenceError(f"{model} needs reference images; {dataset} has none for {int(missing.sum())} "
+                                f"of {len(frame)} images (e.g. {frame['image'][missing].iloc[0]})")
 
 
 @torch.no_grad()
-def extract(encoder: Encoder, frame: pd.DataFrame, *, batch_size: int = 64, device: str | torch.device = "cpu",
+def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64, device: str | torch.device = "cpu",
             bf16: bool = False, description: str = "extracting") -> np.ndarray:
-    """CONTRIQUE readout (full + half scale) for each manifest row, float32 N x 2C.
+    """``feature_fn`` (e.g. an encoder's CONTRIQUE readout) for each manifest row, float32 N x D.
 
     Images are batched with others of the same size, so datasets of mixed sizes
     (CLIVE, SPAQ) are read at their own resolution. ``bf16`` turns on bfloat16
     autocast, about 3x faster at inference on CPUs with bfloat16 support.
+    A ``needs_reference`` function also gets each image's reference (same size).
     """
     device = torch.device(device)
-    encoder = encoder.to(device, memory_format=torch.channels_last).eval()
+    with_reference = needs_reference(feature_fn)
+    if with_reference:
+        check_references(feature_fn, frame)
+        load_reference = functools.lru_cache(maxsize=REFERENCE_CACHE)(images.load)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    out = np.zeros((len(frame), 2 * encoder.out_dim), dtype=np.float32)
-    pending: dict[tuple, list[tuple[int, torch.Tensor]]] = {}
+    out: np.ndarray | None = None
+    pending: dict[tuple, list[tuple]] = {}  # shape -> (row, image[, reference])
 
     def flush(shape: tuple) -> None:
-        rows, imgs = zip(*pending.pop(shape))
-        batch = torch.stack(imgs).to(device).contiguous(memory_format=torch.channels_last)
+        nonlocal out
+        rows, *columns = zip(*pending.pop(shape))
+        inputs = [torch.stack(column).to(device).contiguous(memory_format=torch.channels_last) for column in columns]
         with autocast:
-            out[list(rows)] = readout(encoder, batch).float().cpu().numpy()
+            feats = feature_fn(*inputs).float().cpu().numpy()
+        if out is None:
+            out = np.zeros((len(frame), feats.shape[1]), dtype=np.float32)
+        out[list(rows)] = feats
         progress.advance(task, len(rows))
 
     with Progress() as progress:
         task = progress.add_task(description, total=len(frame))
         for i, path in enumerate(frame["image"]):
             img = images.load(path)
-            pending.setdefault(tuple(img.shape), []).append((i, img))
+            item = (i, img)
+            if with_reference:
+                ref_path = frame["reference"].iloc[i]
+                ref = load_reference(ref_path)
+                if ref.shape != img.shape:
+                    raise ValueError(f"{path} is {tuple(img.shape[1:])} but its reference {ref_path} is "
+                                     f"{tuple(ref.shape[1:])} (HxW); full-reference metrics need equal sizes")
+                item = (i, img, ref)
+            pending.setdefault(tuple(img.shape), []).append(item)
             if len(pending[tuple(img.shape)]) == batch_size:
                 flush(tuple(img.shape))
         for shape in list(pending):

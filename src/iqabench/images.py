@@ -1,15 +1,75 @@
-"""Reading and writing images as float tensors in [0, 1], N x 3 x H x W."""
+"""Images in and out: one place that decides how odd files become RGB.
+
+Datasets mix grayscale, palette, alpha, CMYK and 16-bit files. Every consumer
+(registration checks, feature extraction, scoring) must see the same pixels, so
+conversion happens here (``load_rgb``), ``check_images`` says which files will
+be converted, by mode, and ``load`` gives the float tensor the models read.
+"""
 from __future__ import annotations
 
 import os
 import warnings
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from rich.progress import track
 
 from . import io
+
+SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+CONVERSION = {
+    "L": "grayscale replicated to 3 channels", "LA": "grayscale replicated, alpha dropped",
+    "RGBA": "alpha dropped", "P": "palette expanded (alpha dropped)", "PA": "palette expanded, alpha dropped",
+    "CMYK": "CMYK converted to RGB by Pillow", "YCbCr": "YCbCr converted to RGB",
+    "1": "bilevel expanded to RGB", **{m: "16-bit scaled to 8-bit (value / 257)" for m in SIXTEEN_BIT},
+}
+
+
+@dataclass
+class ImageReport:
+    unreadable: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
+    converted: Counter = field(default_factory=Counter)              # mode -> count
+    examples: dict[str, str] = field(default_factory=dict)           # mode -> one path
+
+    def conversion_note(self) -> str:
+        return "; ".join(f"{n} {mode} image(s) ({CONVERSION.get(mode, 'converted to RGB')}, e.g. "
+                         f"{Path(self.examples[mode]).name})" for mode, n in sorted(self.converted.items()))
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open any supported image as 8-bit RGB, converting as ``CONVERSION`` describes."""
+    with Image.open(path) as image:
+        image.load()
+        if image.mode in SIXTEEN_BIT:
+            values = np.asarray(image, dtype=np.float64) / 257.0
+            gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+            return Image.fromarray(gray, "L").convert("RGB")
+        return image.convert("RGB") if image.mode != "RGB" else image.copy()
+
+
+def check_images(paths, *, progress: bool = True, label: str = "checking images") -> ImageReport:
+    """Decode every image fully (truncated files fail only then) and tally non-RGB modes."""
+    report = ImageReport()
+    paths = [str(p) for p in paths]
+    for path in track(paths, description=label, disable=not progress, transient=True):
+        try:
+            with Image.open(path) as image:
+                if image.format == "JPEG":
+                    # Decoding at 1/8 scale still reads every entropy-coded byte.
+                    image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+                image.load()
+                mode = image.mode
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            report.unreadable.append((path, str(err) or type(err).__name__))
+            continue
+        if mode != "RGB":
+            report.converted[mode] += 1
+            report.examples.setdefault(mode, path)
+    return report
 
 
 class ImageError(ValueError):
@@ -17,30 +77,19 @@ class ImageError(ValueError):
 
 
 def load(path: str | os.PathLike) -> torch.Tensor:
-    """Read any PIL-readable image as RGB float32 3 x H x W in [0, 1].
-
-    Grayscale, 16-bit, palette, CMYK and alpha images are converted to 8-bit RGB
-    the same way every time (alpha is dropped, not composited), with a warning,
-    so that two datasets never differ only in how a loader treated odd files.
-    """
+    """Read an image as RGB float32 3 x H x W in [0, 1], converted as ``load_rgb`` does (with a warning)."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such image file")
     try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float64)
-                arr = (arr / (65535.0 if arr.max() > 255 else 255.0) * 255.0).round().astype(np.uint8)
-                img = Image.fromarray(arr)
-            if mode != "RGB":
-                warnings.warn(f"{path}: converted {mode} image to RGB", stacklevel=2)
-                img = img.convert("RGB")
-            arr = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        with Image.open(path) as probe:
+            mode = probe.mode
+        arr = np.asarray(load_rgb(path), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{path}: not a readable image ({exc}); check the file or remove it") from exc
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+    if mode != "RGB":
+        warnings.warn(f"{path}: {CONVERSION.get(mode, 'converted to RGB')}", stacklevel=2)
+    return from_uint8(arr)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -52,7 +101,7 @@ def from_uint8(array: np.ndarray) -> torch.Tensor:
     """H x W x 3 (or H x W gray) uint8 -> 3 x H x W float in [0, 1]."""
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
-    return torch.from_numpy(np.ascontiguousarray(array[..., :3])).permute(2, 0, 1).float().div_(255.0)
+    return torch.from_numpy(np.array(array[..., :3])).permute(2, 0, 1).float().div_(255.0)
 
 
 def save_png(image: torch.Tensor, path: str | os.PathLike) -> Path:

@@ -7,7 +7,6 @@ import pandas as pd
 import torch
 
 from . import images, readout, zoo
-from .models.encoders import readout as encoder_readout
 
 
 def score_images(paths: list[str | Path], encoder_path: str | Path = zoo.PRETRAINED,
@@ -20,10 +19,10 @@ def score_images(paths: list[str | Path], encoder_path: str | Path = zoo.PRETRAI
     loaded = [images.load(p) for p in paths]
     if not Path(encoder_path).is_file():
         raise FileNotFoundError(f"{encoder_path} does not exist; run `dvc repro` (or `make repro`) first")
-    encoder = zoo.load_model("file:" + str(encoder_path))
+    fn = zoo.feature_fn("file:" + str(encoder_path))
     fitted = readout.load(readout_path)
     with torch.no_grad():
-        feats = torch.cat([encoder_readout(encoder, img[None]) for img in loaded]).numpy()
+        feats = torch.cat([fn(img[None]) for img in loaded]).numpy()
     quality = fitted.predict(feats) * 100.0
     return pd.DataFrame({"image": [str(p) for p in paths], "width": [img.shape[2] for img in loaded],
                          "height": [img.shape[1] for img in loaded], "quality": quality.round(2),

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -58,7 +59,9 @@ def metric_name(name: str) -> str:
 def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, per_model: dict[str, dict],
               tables: dict[str, pd.DataFrame], artifacts: list[Path], tags: dict[str, str]) -> str | None:
     """Log everything; return the parent run id, or None (with a warning) if the store failed."""
+    # A dead server must cost seconds, not MLflow's default minutes of retries (5 retries, 120 s timeout).
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     import mlflow
 
@@ -81,6 +84,9 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
                     mlflow.log_metrics({metric_name(k): float(v) for k, v in flatten(model_metrics).items()})
             return parent.info.run_id
     except Exception as exc:  # noqa: BLE001 - any store failure must not lose the pipeline's outputs
-        print(f"WARNING: MLflow logging to {tracking_uri()} failed ({type(exc).__name__}: {exc}). "
-              "The DVC outputs in reports/ are complete; rerun `dvc repro -f report` to log again.")
+        # MLflow's messages nest the whole urllib3 chain; the first line says what failed.
+        reason = (str(exc).strip().splitlines() or [""])[0][:600]
+        print(f"WARNING: MLflow logging to {tracking_uri()} failed ({type(exc).__name__}: {reason}). "
+              "The DVC outputs in reports/ are complete; start the tracking server or fix MLFLOW_TRACKING_URI, "
+              "then rerun `dvc repro -f report` to log again.", file=sys.stderr)
         return None

@@ -3,14 +3,19 @@
 ``contrique`` is the encoder the `pretrain` stage trained; ``random`` is the
 same architecture with seeded random weights, so that what pretraining buys is
 visible; ``file:PATH`` is any iqabench encoder file or torchvision-layout
-ResNet state dict given by path.
+ResNet state dict given by path. ``brisque``, ``niqe`` and ``fr:psnr`` /
+``fr:ssim`` / ``fr:ms_ssim`` / ``fr:vif`` are the classic baselines
+(:mod:`iqabench.baselines`).
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
 
+from . import baselines
+from .features import FeatureFn
 from .models import encoders
 
 PRETRAINED = Path("data/models/encoder.pt")
@@ -26,3 +31,11 @@ def load_model(name: str, seed: int = 0, pretrained: str | Path = PRETRAINED) ->
     if name.startswith("file:"):
         return encoders.load(name[len("file:"):])
     raise ValueError(f"unknown model {name!r}; use 'contrique', 'random' or 'file:PATH'")
+
+
+def feature_fn(name: str, seed: int = 0, device: str | torch.device = "cpu") -> FeatureFn:
+    """What the `extract` stage computes for a model: N x 3 x H x W in [0, 1] -> N x D features."""
+    if baselines.is_baseline(name):
+        return baselines.feature_fn(name, device)
+    encoder = load_model(name, seed).to(device, memory_format=torch.channels_last)
+    return partial(encoders.readout, encoder)

@@ -3,8 +3,9 @@
 A file is fetched into ``<name>.part``; an interrupted transfer resumes with an
 HTTP Range request, transient failures are retried with exponential backoff,
 and only a file whose size and SHA-256 check out is renamed to its final name.
-Where the authors publish no checksum, the hash of the first complete download
-is pinned in a lock file (commit it) and every later download must match it.
+Every verified file's SHA-256 is recorded in a lock file (commit it; a DVC stage
+declares it as an output). Where the authors publish no checksum, the hash of the
+first complete download is pinned there and every later download must match it.
 A corrupt file is kept as ``<name>.corrupt``, never used and never deleted.
 """
 from __future__ import annotations
@@ -41,7 +42,10 @@ class ChecksumError(DownloadError):
 
 
 def default_lock_path(dest: Path) -> Path:
-    return Path(dest).parent / "checksums.lock.json"
+    """``data/raw/NAME`` -> ``data/checksums/NAME.lock.json``: one lock per dataset, so the
+    per-dataset DVC stages never share an output."""
+    dest = Path(dest)
+    return dest.parent.parent / "checksums" / f"{dest.name}.lock.json"
 
 
 def download(name: str, dest: Path, **kwargs) -> Path:
@@ -71,7 +75,7 @@ def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = Non
             fetch(remote.url, stored, size=remote.size, sha256=expected, retries=retries, backoff=backoff,
                   timeout=timeout, progress=progress, label=f"{spec.name}: {remote.filename}")
         digest = io.sha256_file(stored)
-        if key not in lock and not remote.sha256:
+        if lock.get(key, {}).get("sha256") != digest:
             lock[key] = {"url": remote.url, "size": stored.stat().st_size, "sha256": digest}
             io.write_json(lock_path, dict(sorted(lock.items())))
         if remote.extract and archives.archive_format(stored):

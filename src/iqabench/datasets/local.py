@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import io, manifest
 from .build import build_from_spec, check_images_exist, list_images, warn_out_of_range
-from .images import check_images
+from ..images import check_images
 from .registry import SPECS, get_spec
 from .scorefiles import DatasetError, name_column, numeric_column, read_csv_columns
 

@@ -19,10 +19,10 @@ _MIDPOINT_KNOTS = (0.0, 0.5, 1.0)
 def brighten(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
     knots_y = [(0.0, 0.5 + amount / 2, 1.0) for amount in params]
     lab = rgb_to_lab(x)
-    lightness = tone_curve(lab[:, :1] / 100, _MIDPOINT_KNOTS, knots_y) * 100
-    via_lab = lab_to_rgb(torch.cat((lightness, lab[:, 1:]), 1)).clamp(0, 1)
+    lab[:, :1] = tone_curve(lab[:, :1].div_(100), _MIDPOINT_KNOTS, knots_y).mul_(100)
+    via_lab = lab_to_rgb(lab).clamp_(0, 1)
     via_rgb = tone_curve(x, _MIDPOINT_KNOTS, knots_y)
-    return (2 * via_rgb + via_lab) / 3
+    return via_rgb.mul_(2).add_(via_lab).div_(3)
 
 
 def darken(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:

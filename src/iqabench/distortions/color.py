@@ -17,9 +17,15 @@ Departures from the MATLAB generator:
   as the robust form of the ``mapmm`` stretch that precedes it.
 * ``color_quantization`` uses Pillow's median-cut palette then Floyd-Steinberg
   dithering in place of MATLAB ``rgb2ind(im, n, 'dither')`` (minimum-variance
-  palette); it runs per image on the CPU.
+  palette). The palette is cut from a regular grid of about 16k of the
+  image's own pixels (every ``stride``-th row and column) rather than from all
+  of them: median cut only needs the colour distribution, which the grid
+  samples closely, and the full-image cut was 95 % of the time. Every pixel is
+  then dithered to that palette. It runs per image on the CPU.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -27,7 +33,7 @@ from PIL import Image
 from torch import Tensor
 
 from .colorspace import hsv_to_rgb, lab_to_rgb, rgb_to_grey, rgb_to_hsv, rgb_to_lab
-from .filters import gaussian_blur_per_image, min_max_per_image, rand
+from .filters import gaussian_blur_per_image, min_max_per_image_, rand
 
 
 def _per_image(values: list[float], like: Tensor) -> Tensor:
@@ -37,7 +43,7 @@ def _per_image(values: list[float], like: Tensor) -> Tensor:
 def color_diffusion(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
     lab = rgb_to_lab(x)
     diffused_ab = gaussian_blur_per_image(lab[:, 1:], [1.5 * amount + 2 for amount in params])
-    lab = torch.cat((lab[:, :1], diffused_ab * _per_image(params, x)), 1)
+    lab[:, 1:] = diffused_ab.mul_(_per_image(params, x))
     return lab_to_rgb(lab)
 
 
@@ -63,10 +69,10 @@ def color_shift(x: Tensor, params: list[float], generator: torch.Generator) -> T
     in where the (blurred) luminance gradient is strong, as in ``imcolorshift``."""
     grey = rgb_to_grey(x)[:, 0]
     grad_rows, grad_cols = torch.gradient(grey, dim=(1, 2))
-    edges = gaussian_blur_per_image(torch.sqrt(grad_rows ** 2 + grad_cols ** 2).unsqueeze(1), [4.0] * len(params))
-    edges = min_max_per_image(edges)
+    magnitude = grad_rows.square_().add_(grad_cols.square_()).sqrt_().unsqueeze(1)
+    edges = min_max_per_image_(gaussian_blur_per_image(magnitude, [4.0] * len(params)))
     low, high = _percentile(edges, 1.0), _percentile(edges, 99.0)
-    edges = ((edges - low) / (high - low).clamp_min(1e-12)).clamp(0, 1)
+    edges = edges.sub_(low).div_((high - low).clamp_min(1e-12)).clamp_(0, 1)
 
     direction = rand(generator, (len(params), 2), x.device).to(x.dtype)
     direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -75,29 +81,34 @@ def color_shift(x: Tensor, params: list[float], generator: torch.Generator) -> T
     shifted = _shift_replicate(green, shift[:, 1], shift[:, 0])
     weight = edges[:, 0]
     out = x.clone()
-    out[:, 1] = shifted * weight + green * (1 - weight)
+    out[:, 1] = shifted.sub_(green).mul_(weight).add_(green)
     return out
 
 
+_PALETTE_SAMPLE_PIXELS = 16384
+
+
 def color_quantization(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
-    pixels = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    pixels = x.clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    height, width = pixels.shape[1:3]
+    stride = max(1, math.isqrt(height * width // _PALETTE_SAMPLE_PIXELS))
     outputs = []
     for image, colours in zip(pixels, params):
-        rgb = Image.fromarray(image, "RGB")
-        palette = rgb.quantize(colors=int(colours), method=Image.Quantize.MEDIANCUT)
-        dithered = rgb.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
+        sample = Image.fromarray(np.ascontiguousarray(image[::stride, ::stride]), "RGB")
+        palette = sample.quantize(colors=int(colours), method=Image.Quantize.MEDIANCUT)
+        dithered = Image.fromarray(image, "RGB").quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
         outputs.append(np.asarray(dithered.convert("RGB")))
     stacked = torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2)
-    return stacked.to(device=x.device, dtype=x.dtype) / 255
+    return stacked.to(device=x.device, dtype=x.dtype).div_(255)
 
 
 def color_saturation_hsv(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
     hsv = rgb_to_hsv(x)
-    hsv = torch.cat((hsv[:, :1], hsv[:, 1:2] * _per_image(params, x), hsv[:, 2:]), 1)
+    hsv[:, 1:2].mul_(_per_image(params, x))
     return hsv_to_rgb(hsv)
 
 
 def color_saturation_lab(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
     lab = rgb_to_lab(x)
-    lab = torch.cat((lab[:, :1], lab[:, 1:] * _per_image(params, x)), 1)
+    lab[:, 1:].mul_(_per_image(params, x))
     return lab_to_rgb(lab)

@@ -25,40 +25,65 @@ _GREY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)  # MAT
 
 
 def _apply_matrix(x: Tensor, matrix: Tensor) -> Tensor:
-    return torch.einsum("ij,njhw->nihw", matrix.to(x), x)
+    """``matrix @ pixel`` for every pixel, as nine in-place multiply-adds
+    (``einsum`` routes a 3 x 3 product through permuted copies and a batched
+    matrix product, which costs more than the arithmetic)."""
+    weights = matrix.tolist()
+    channels = x.unbind(1)
+    out = torch.empty_like(x)
+    for row, target in zip(weights, out.unbind(1)):
+        torch.mul(channels[0], row[0], out=target)
+        target.add_(channels[1], alpha=row[1]).add_(channels[2], alpha=row[2])
+    return out
 
 
 def rgb_to_grey(x: Tensor) -> Tensor:
     r, g, b = x.unbind(1)
-    return (_GREY_WEIGHTS[0] * r + _GREY_WEIGHTS[1] * g + _GREY_WEIGHTS[2] * b).unsqueeze(1)
+    grey = r * _GREY_WEIGHTS[0]
+    return grey.add_(g, alpha=_GREY_WEIGHTS[1]).add_(b, alpha=_GREY_WEIGHTS[2]).unsqueeze(1)
 
 
 def srgb_to_linear(x: Tensor) -> Tensor:
-    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
+    encoded = x.clamp_min(0.04045).add_(0.055).div_(1.055).pow_(2.4)
+    return torch.where(x <= 0.04045, x / 12.92, encoded)
 
 
 def linear_to_srgb(x: Tensor) -> Tensor:
     # Lab edits push values outside the gamut; odd-symmetric extension keeps them finite.
     magnitude = x.abs()
-    encoded = torch.where(magnitude <= 0.0031308, 12.92 * magnitude,
-                          1.055 * magnitude.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
-    return torch.sign(x) * encoded
+    encoded = magnitude.clamp_min(0.0031308).pow_(1 / 2.4).mul_(1.055).sub_(0.055)
+    encoded = torch.where(magnitude <= 0.0031308, magnitude.mul_(12.92), encoded)
+    return encoded.mul_(torch.sign(x))
+
+
+# The white point is folded into the matrices so XYZ / white costs no extra pass.
+_RGB_TO_XYZ_WHITE = _RGB_TO_XYZ / _WHITE_D65.view(3, 1)
+_XYZ_WHITE_TO_RGB = torch.linalg.inv(_RGB_TO_XYZ_WHITE)
+_YCBCR_TO_RGB = torch.linalg.inv(_RGB_TO_YCBCR)
 
 
 def rgb_to_lab(x: Tensor) -> Tensor:
-    xyz = _apply_matrix(srgb_to_linear(x), _RGB_TO_XYZ) / _WHITE_D65.to(x).view(1, 3, 1, 1)
-    f = torch.where(xyz > _DELTA ** 3, xyz.clamp_min(_DELTA ** 3) ** (1 / 3), xyz / (3 * _DELTA ** 2) + 4 / 29)
+    xyz = _apply_matrix(srgb_to_linear(x), _RGB_TO_XYZ_WHITE)
+    f = torch.where(xyz > _DELTA ** 3, xyz.clamp_min(_DELTA ** 3).pow_(1 / 3),
+                    xyz.div_(3 * _DELTA ** 2).add_(4 / 29))
     fx, fy, fz = f.unbind(1)
-    return torch.stack((116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)), 1)
+    lab = torch.empty_like(f)
+    lightness, a, b = lab.unbind(1)
+    torch.mul(fy, 116, out=lightness).sub_(16)
+    torch.sub(fx, fy, out=a).mul_(500)
+    torch.sub(fy, fz, out=b).mul_(200)
+    return lab
 
 
 def lab_to_rgb(lab: Tensor) -> Tensor:
     lightness, a, b = lab.unbind(1)
-    fy = (lightness + 16) / 116
-    f = torch.stack((fy + a / 500, fy, fy - b / 200), 1)
-    xyz = torch.where(f > _DELTA, f ** 3, 3 * _DELTA ** 2 * (f - 4 / 29))
-    xyz = xyz * _WHITE_D65.to(lab).view(1, 3, 1, 1)
-    return linear_to_srgb(_apply_matrix(xyz, torch.linalg.inv(_RGB_TO_XYZ)))
+    f = torch.empty_like(lab)
+    fx, fy, fz = f.unbind(1)
+    torch.add(lightness, 16, out=fy).div_(116)
+    torch.add(fy, a, alpha=1 / 500, out=fx)
+    torch.sub(fy, b, alpha=1 / 200, out=fz)
+    xyz = torch.where(f > _DELTA, f.pow(3), f.sub_(4 / 29).mul_(3 * _DELTA ** 2))
+    return linear_to_srgb(_apply_matrix(xyz, _XYZ_WHITE_TO_RGB))
 
 
 def rgb_to_hsv(x: Tensor) -> Tensor:
@@ -74,29 +99,24 @@ def rgb_to_hsv(x: Tensor) -> Tensor:
     return torch.stack((hue, saturation, value), 1)
 
 
+_HSV_CHANNEL_OFFSETS = torch.tensor([5.0, 3.0, 1.0]).view(1, 3, 1, 1)
+
+
 def hsv_to_rgb(hsv: Tensor) -> Tensor:
-    """Standard sector formula; it extends linearly to negative saturation,
-    which KADID's level 5 of ``color_saturation_hsv`` (factor -0.4) relies on."""
-    hue, saturation, value = hsv.unbind(1)
-    sector_position = (hue % 1.0) * 6
-    sector = torch.floor(sector_position)
-    fraction = sector_position - sector
-    p = value * (1 - saturation)
-    q = value * (1 - saturation * fraction)
-    t = value * (1 - saturation * (1 - fraction))
-    sector = sector.long() % 6
-    choices = {0: (value, t, p), 1: (q, value, p), 2: (p, value, t),
-               3: (p, q, value), 4: (t, p, value), 5: (value, p, q)}
-    out = torch.zeros_like(hsv)
-    for index, (r, g, b) in choices.items():
-        mask = (sector == index).unsqueeze(1)
-        out = torch.where(mask, torch.stack((r, g, b), 1), out)
-    return out
+    """``V - V*S*clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6H) mod 6`` and
+    n = 5, 3, 1 for R, G, B: the closed form of the six-sector formula, for all
+    channels at once. It is linear in S, so it extends to negative saturation
+    exactly as the sector formula does, which KADID's level 5 of
+    ``color_saturation_hsv`` (factor -0.4) relies on."""
+    hue, saturation, value = hsv[:, :1], hsv[:, 1:2], hsv[:, 2:]
+    k = (hue % 1.0).mul_(6).add(_HSV_CHANNEL_OFFSETS.to(hsv)).remainder_(6)
+    weight = torch.minimum(k, 4 - k).clamp_(0, 1)
+    return weight.mul_(saturation * value).neg_().add_(value)
 
 
 def rgb_to_ycbcr(x: Tensor) -> Tensor:
-    return _apply_matrix(x, _RGB_TO_YCBCR) + _YCBCR_OFFSET.to(x).view(1, 3, 1, 1)
+    return _apply_matrix(x, _RGB_TO_YCBCR).add_(_YCBCR_OFFSET.to(x).view(1, 3, 1, 1))
 
 
 def ycbcr_to_rgb(ycbcr: Tensor) -> Tensor:
-    return _apply_matrix(ycbcr - _YCBCR_OFFSET.to(ycbcr).view(1, 3, 1, 1), torch.linalg.inv(_RGB_TO_YCBCR))
+    return _apply_matrix(ycbcr - _YCBCR_OFFSET.to(ycbcr).view(1, 3, 1, 1), _YCBCR_TO_RGB)

@@ -26,14 +26,18 @@ from torchvision.io import decode_jpeg, encode_jpeg
 
 
 def _to_uint8_cpu(x: Tensor) -> Tensor:
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    return x.clamp(0, 1).mul_(255).round_().to(torch.uint8).cpu()
 
 
 def jpeg(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
-    pixels = _to_uint8_cpu(x)
-    decoded = [decode_jpeg(encode_jpeg(image, quality=int(quality)))
-               for image, quality in zip(pixels, params)]
-    return torch.stack(decoded).to(device=x.device, dtype=x.dtype) / 255
+    pixels = list(_to_uint8_cpu(x))
+    qualities = [int(quality) for quality in params]
+    if len(set(qualities)) == 1:  # the usual case: one call for the whole batch
+        encoded = encode_jpeg(pixels, quality=qualities[0])
+    else:
+        encoded = [encode_jpeg(image, quality=quality) for image, quality in zip(pixels, qualities)]
+    decoded = torch.stack(decode_jpeg(encoded))
+    return decoded.to(device=x.device, dtype=x.dtype).div_(255)
 
 
 def jpeg2000(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
@@ -50,4 +54,4 @@ def jpeg2000(x: Tensor, params: list[float], generator: torch.Generator) -> Tens
         with Image.open(buffer) as decoded:
             outputs.append(np.asarray(decoded.convert("RGB")))
     stacked = torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2)
-    return stacked.to(device=x.device, dtype=x.dtype) / 255
+    return stacked.to(device=x.device, dtype=x.dtype).div_(255)

@@ -137,11 +137,45 @@ def distort(images: Tensor, dist: str, level: int | Tensor,
     params = [table[int(lv) - 1] for lv in levels[active]]
     everything = active.numel() == images.shape[0]
     subset = images if everything else images[active.to(images.device)]
-    distorted = function(subset.to(torch.float32), params, generator).clamp_(0, 1)
+    distorted = _in_chunks(function, subset.to(torch.float32), params, generator,
+                           dist in WHOLE_BATCH_TYPES)
     if everything:
         return distorted.to(images.dtype)
     out = images.clone()
     out[active.to(images.device)] = distorted.to(images.dtype)
+    return out
+
+
+def chunk_size(height: int, width: int) -> int:
+    """Images per call to a distortion function: about CHUNK_PIXELS pixels.
+
+    Every temporary of a chunk then stays below glibc's largest mmap threshold
+    (32 MiB), so freed buffers are reused instead of being handed back to the
+    kernel and page-faulted in again; on a CPU this halves the time of the
+    per-pixel types. The size depends only on the image size, so random types
+    draw the same numbers for the same batch on every machine.
+    """
+    return max(1, CHUNK_PIXELS // (height * width))
+
+
+CHUNK_PIXELS = 1 << 20
+
+
+# Types that loop in Python over patches or images and keep no full-size
+# temporaries: chunking them would only repeat the loop once per chunk.
+WHOLE_BATCH_TYPES: frozenset[str] = frozenset({
+    "non_eccentricity_patch", "color_block", "jpeg2000", "color_quantization", "mean_shift"})
+
+
+def _in_chunks(function: DistortionFn, images: Tensor, params: list, generator: torch.Generator,
+               whole_batch: bool) -> Tensor:
+    step = chunk_size(*images.shape[-2:])
+    if whole_batch or images.shape[0] <= step:
+        return function(images, params, generator).clamp_(0, 1)
+    out = torch.empty_like(images)
+    for start in range(0, images.shape[0], step):
+        stop = start + step
+        out[start:stop] = function(images[start:stop], params[start:stop], generator).clamp_(0, 1)
     return out
 
 

@@ -26,8 +26,8 @@ def high_sharpen(x: Tensor, params: list[float], generator: torch.Generator) -> 
     lightness = lab[:, :1]
     blurred = gaussian_blur_per_image(lightness, [_SHARPEN_SIGMA] * len(params))
     amount = torch.tensor(params, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
-    sharpened = lightness + amount * (lightness - blurred)
-    return lab_to_rgb(torch.cat((sharpened, lab[:, 1:]), 1))
+    lightness.add_(blurred.neg_().add_(lightness).mul_(amount))
+    return lab_to_rgb(lab)
 
 
 def contrast_change(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:

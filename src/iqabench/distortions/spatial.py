@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .filters import min_max_per_image, rand, randn
+from .filters import min_max_per_image_, rand, randn
 
 _JITTER_ITERATIONS = 5
 _ECC_PATCH = 16
@@ -39,17 +39,23 @@ def _require_size(x: Tensor, minimum: int, name: str) -> None:
 
 def jitter(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
     """Scatter pixels by Gaussian displacements, 5 times (``imscatter``), with
-    bilinear sampling and replicated borders."""
+    bilinear sampling and replicated borders.
+
+    The displacement field is drawn directly in ``grid_sample``'s N x H x W x 2
+    (column, row) layout and scaled to normalised units in place, so each round
+    costs one draw, two in-place passes and the resampling."""
     n, _, h, w = x.shape
-    amount = _per_image(params, x).view(-1, 1, 1)
-    rows = torch.arange(h, dtype=x.dtype, device=x.device).view(1, h, 1)
-    cols = torch.arange(w, dtype=x.dtype, device=x.device).view(1, 1, w)
+    amount = _per_image(params, x).view(-1, 1, 1, 1)
+    # Pixel -> normalised [-1, 1] units (align_corners=True); the minus sign
+    # moves content by +shift, as sampling at (position - shift) does.
+    unit = torch.tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)], dtype=x.dtype, device=x.device)
+    step = amount * -unit
+    cols = torch.linspace(-1, 1, w, dtype=x.dtype, device=x.device) if w > 1 else torch.full((1,), -1.0)
+    rows = torch.linspace(-1, 1, h, dtype=x.dtype, device=x.device) if h > 1 else torch.full((1,), -1.0)
+    identity = torch.stack(torch.meshgrid(cols.to(x), rows.to(x), indexing="xy"), -1).unsqueeze(0)
     out = x
     for _ in range(_JITTER_ITERATIONS):
-        shift = randn(generator, (n, 2, h, w), x.device).to(x.dtype) * amount.unsqueeze(1)
-        sample_rows = (rows - shift[:, 0]) * (2 / max(h - 1, 1)) - 1
-        sample_cols = (cols - shift[:, 1]) * (2 / max(w - 1, 1)) - 1
-        grid = torch.stack((sample_cols, sample_rows), -1)
+        grid = randn(generator, (n, h, w, 2), x.device).to(x.dtype).mul_(step).add_(identity)
         out = F.grid_sample(out, grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out
 
@@ -108,8 +114,8 @@ def pixelate(x: Tensor, params: list[float], generator: torch.Generator) -> Tens
 def quantization(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
     def apply(images: Tensor, levels: float) -> Tensor:
         thresholds = torch.arange(1, int(levels), dtype=images.dtype, device=images.device) / int(levels)
-        classes = torch.bucketize(images.contiguous(), thresholds).to(images.dtype)
-        return min_max_per_image(classes)
+        classes = torch.bucketize(images.contiguous(), thresholds, out_int32=True).to(images.dtype)
+        return min_max_per_image_(classes)
 
     return _group_by_parameter(x, params, apply)
 

@@ -1,8 +1,10 @@
 """Quality encoders: a CNN trunk that maps images to a feature map.
 
 ``small_cnn`` is sized for the 2-core CPU default (about 25 MFLOP per 64 px
-image); ``resnet18`` / ``resnet50`` are torchvision's architectures with avgpool
-and fc removed, so that CONTRIQUE's published ResNet-50 weights load as they are.
+image); ``resnet18`` ... ``resnet152`` are torchvision's architectures with
+avgpool and fc removed, so that CONTRIQUE's published ResNet-50 weights load as
+they are. :func:`load` reads an iqabench encoder file, a torchvision ResNet
+state dict, or a CONTRIQUE checkpoint (see :mod:`.published`).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models as tvm
 
-ARCHS = ("small_cnn", "resnet18", "resnet50")
+ARCHS = ("small_cnn", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
 def _conv_bn(cin: int, cout: int, stride: int) -> list[nn.Module]:
@@ -87,8 +89,14 @@ def grid_patches(feature_map: torch.Tensor, grid: int = 2) -> torch.Tensor:
 
 @torch.no_grad()
 def readout(encoder: Encoder, images: torch.Tensor) -> torch.Tensor:
-    """CONTRIQUE's frozen readout: pooled features of the image and of its half-size copy, each L2-normalised."""
-    half = F.interpolate(images, scale_factor=0.5, mode="bilinear", antialias=True, align_corners=False)
+    """CONTRIQUE's frozen readout: pooled features of the image and of its half-size copy, each L2-normalised.
+
+    As CONTRIQUE's ``demo_feat.py``: the half-size copy is PIL's default
+    ``resize`` (bicubic, antialiased; here torch's PIL-matching kernel on floats
+    instead of 8-bit), and ``CONTRIQUE_model(normalize=True)`` L2-normalises
+    each 2048-d feature before they are concatenated.
+    """
+    half = F.interpolate(images, scale_factor=0.5, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
     return torch.cat([F.normalize(encoder(images), dim=1), F.normalize(encoder(half), dim=1)], dim=1)
 
 
@@ -99,9 +107,72 @@ def save(encoder: Encoder, path, **extra) -> None:
 
 
 def load(path, map_location="cpu") -> Encoder:
-    blob = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(blob, dict) or "config" not in blob or "state_dict" not in blob:
-        raise ValueError(f"{path}: not an iqabench encoder file (expected keys 'config' and 'state_dict')")
-    encoder = Encoder(**blob["config"])
-    encoder.load_state_dict(blob["state_dict"])
+    """An encoder from an iqabench encoder file, a torchvision ResNet state dict or a CONTRIQUE checkpoint."""
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such encoder file; check the path after 'file:'") from None
+    except Exception as exc:  # torch raises several types for non-checkpoint or pickled-object files
+        raise ValueError(f"{path}: cannot be read as a weights-only torch checkpoint ({exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); give an iqabench encoder file, "
+                         "a torchvision ResNet state dict or CONTRIQUE_checkpoint25.tar") from exc
+    if isinstance(blob, dict) and "config" in blob and "state_dict" in blob:
+        encoder = Encoder(**blob["config"])
+        encoder.load_state_dict(blob["state_dict"])
+        return encoder.eval()
+    arch, trunk_state = resnet_trunk_state(blob, where=str(path))
+    encoder = Encoder(arch)
+    missing, unexpected = encoder.trunk.load_state_dict(trunk_state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit torchvision's {arch}: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
     return encoder.eval()
+
+
+# CONTRIQUE_model keeps ``nn.Sequential(*list(resnet.children())[:-2])`` as ``encoder``,
+# so torchvision's modules appear under their position in ResNet.children().
+CONTRIQUE_INDEX = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+# Blocks per stage (and bottleneck or not) identify torchvision's ResNets.
+RESNET_DEPTHS = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34",
+                 ((3, 4, 6, 3), True): "resnet50", ((3, 4, 23, 3), True): "resnet101",
+                 ((3, 8, 36, 3), True): "resnet152"}
+
+
+def resnet_trunk_state(blob, where: str = "checkpoint") -> tuple[str, dict[str, torch.Tensor]]:
+    """(arch, torchvision-named trunk weights) from a raw ResNet or CONTRIQUE state dict.
+
+    Accepts the dict itself or one under ``state_dict`` / ``model``; strips
+    ``module.`` (DDP / DataParallel), ``_orig_mod.`` (torch.compile) and
+    ``model.`` prefixes; maps CONTRIQUE's ``encoder.<i>.`` names to torchvision's;
+    drops ``fc.*`` and CONTRIQUE's ``projector.*``.
+    """
+    if isinstance(blob, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(blob.get(key), dict):
+                blob = blob[key]
+    if not isinstance(blob, dict) or not blob or not all(isinstance(v, torch.Tensor) for v in blob.values()):
+        raise ValueError(f"{where}: not an iqabench encoder file nor a state dict of tensors "
+                         "(expected keys 'config' + 'state_dict', or 'conv1.weight', 'layer1.0...' "
+                         "as torchvision's ResNet, or CONTRIQUE's 'encoder.0.weight', ...)")
+    state = {}
+    for key, value in blob.items():
+        while key.startswith(WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
+        if key.startswith("encoder."):
+            index, _, rest = key[len("encoder."):].partition(".")
+            if index not in CONTRIQUE_INDEX:
+                raise ValueError(f"{where}: unexpected CONTRIQUE key {key!r}; expected encoder.<0,1,4-7>.*")
+            key = f"{CONTRIQUE_INDEX[index]}.{rest}"
+        elif key.startswith(("fc.", "projector.")):
+            continue
+        state[key] = value
+    if "conv1.weight" not in state:
+        raise ValueError(f"{where}: no 'conv1.weight' (nor CONTRIQUE's 'encoder.0.weight'); keys start with "
+                         f"{sorted(blob)[:5]}. Give a torchvision ResNet or CONTRIQUE checkpoint.")
+    depths = tuple(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5))
+    bottleneck = "layer1.0.conv3.weight" in state
+    if (depths, bottleneck) not in RESNET_DEPTHS:
+        raise ValueError(f"{where}: a ResNet with {depths} blocks per stage ({'bottleneck' if bottleneck else 'basic'}"
+                         f" blocks) is not one of torchvision's {sorted(set(RESNET_DEPTHS.values()))}")
+    return RESNET_DEPTHS[(depths, bottleneck)], state

@@ -84,13 +84,44 @@ def luma(images: torch.Tensor) -> torch.Tensor:
     return torch.round(red * w_red + green * w_green + blue * w_blue)
 
 
-@functools.lru_cache(maxsize=8)
-def _gaussian_window(device: str) -> torch.Tensor:
-    # fspecial('gaussian', 7, 7/6), normalised to sum 1.
+@functools.lru_cache(maxsize=1)
+def _gaussian_taps() -> tuple[float, ...]:
+    """1-D profile of fspecial('gaussian', 7, 7/6), normalised to sum 1.
+
+    The 2-D window is the outer product of this profile with itself (the
+    normalisation factors too), so filtering rows then columns is the same
+    filter up to float64 round-off.
+    """
     offsets = torch.arange(GAUSSIAN_WINDOW_SIZE, dtype=STAT_DTYPE) - (GAUSSIAN_WINDOW_SIZE - 1) / 2
     profile = torch.exp(-offsets ** 2 / (2 * GAUSSIAN_WINDOW_SIGMA ** 2))
-    window = torch.outer(profile, profile)
-    return (window / window.sum()).view(1, 1, GAUSSIAN_WINDOW_SIZE, GAUSSIAN_WINDOW_SIZE).to(device)
+    return tuple((profile / profile.sum()).tolist())
+
+
+def gaussian_blur(maps: torch.Tensor, padding: PaddingMode) -> torch.Tensor:
+    """7x7 Gaussian filter of ``[N, C, H, W]`` maps, same size, as two passes of 7 shifted adds.
+
+    torch's float64 conv2d on the CPU has no fast kernel (it was ~80% of the
+    BRISQUE time), and float32 cannot be used: the local variance
+    E[I^2] - E[I]^2 cancels ~65000-sized terms. Shifted adds of a padded copy
+    are plain vectorised float64 arithmetic, 14 multiply-adds per pixel
+    instead of 49, on any device.
+    """
+    half = GAUSSIAN_WINDOW_SIZE // 2
+    if padding == "replicate":
+        padded = F.pad(maps, (half, half, half, half), mode="replicate")
+    elif padding == "zeros":
+        padded = F.pad(maps, (half, half, half, half))
+    else:
+        raise ValueError(f"padding must be 'zeros' or 'replicate', got {padding!r}")
+    height, width = maps.shape[-2:]
+    taps = _gaussian_taps()
+    rows = padded[..., 0:height, :] * taps[0]
+    for offset, tap in enumerate(taps[1:], start=1):
+        rows.add_(padded[..., offset:offset + height, :], alpha=tap)
+    out = rows[..., 0:width] * taps[0]
+    for offset, tap in enumerate(taps[1:], start=1):
+        out.add_(rows[..., offset:offset + width], alpha=tap)
+    return out
 
 
 def local_mean_std(grey: torch.Tensor, padding: PaddingMode) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,18 +130,9 @@ def local_mean_std(grey: torch.Tensor, padding: PaddingMode) -> tuple[torch.Tens
     ``padding="zeros"`` is MATLAB's filter2(..., 'same') as used by BRISQUE;
     ``"replicate"`` is imfilter(..., 'replicate') as used by NIQE.
     """
-    window = _gaussian_window(str(grey.device))
-    half = GAUSSIAN_WINDOW_SIZE // 2
-    if padding == "replicate":
-        padded_grey = F.pad(grey, (half, half, half, half), mode="replicate")
-        padded_square = padded_grey * padded_grey
-        mean = F.conv2d(padded_grey, window)
-        mean_of_square = F.conv2d(padded_square, window)
-    elif padding == "zeros":
-        mean = F.conv2d(grey, window, padding=half)
-        mean_of_square = F.conv2d(grey * grey, window, padding=half)
-    else:
-        raise ValueError(f"padding must be 'zeros' or 'replicate', got {padding!r}")
+    # One pass over [I, I^2] stacked on the channel axis instead of two calls.
+    blurred = gaussian_blur(torch.cat([grey, grey * grey], dim=1), padding)
+    mean, mean_of_square = blurred[:, 0:1], blurred[:, 1:2]
     # abs() as in the reference: rounding can make the variance slightly negative.
     std = (mean_of_square - mean * mean).abs().sqrt()
     return mean, std

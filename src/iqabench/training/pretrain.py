@@ -1,20 +1,26 @@
-"""CONTRIQUE-style pretraining loop: one code path for CPU, GPU and torchrun.
+"""CONTRIQUE pretraining loop: one code path for CPU, GPU and torchrun.
 
-Two views of each corpus image (a random crop at full resolution and one of the
-half-resolution image, both randomly flipped) go through the encoder; the
-feature maps are pooled into a 2x2 grid of patch vectors, projected, and
-trained with the multi-positive NT-Xent where same distortion class = positive.
+Two views of each image (a random crop at full resolution and one of the
+half-resolution image, see :mod:`.views`) go through the encoder; the feature
+maps are pooled into a grid of patch vectors, projected, and trained with the
+multi-positive NT-Xent where the same class = positive: the distortion class
+for synthetic images, the image itself for authentic ones (:mod:`.sources`).
+
+The defaults are the CPU-sized recipe; ``profiles/paper.yaml`` sets the
+paper's (ResNet-50, 256 px, SGD lr 0.6 per 512 images, 25 epochs, 256
+synthetic + 256 authentic images per step). On CUDA the forward pass runs
+under bf16 autocast, which needs no gradient scaler, so checkpoints hold none.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
+import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from rich.progress import Progress
@@ -23,6 +29,8 @@ from .. import runtime
 from ..models.encoders import Encoder, ProjectionHead, grid_patches, save as save_encoder
 from . import checkpoint, corpus
 from .contrastive import multi_positive_nt_xent
+from .sources import Sources, batch_indices  # noqa: F401  (batch_indices: public API of this module)
+from .views import check_colour_spaces, make_views
 
 
 class NonFiniteLoss(RuntimeError):
@@ -34,10 +42,12 @@ class PretrainConfig:
     arch: str = "small_cnn"
     width: int = 16
     crop: int = 64
-    batch_size: int = 128          # per process
-    steps: int = 300
+    batch_size: int = 128          # synthetic images per process and step
+    steps: int = 300               # ignored when epochs > 0
+    epochs: int = 0                # > 0: steps = epochs x steps per epoch of the sources
     optimizer: str = "adamw"       # "sgd" is the paper's (momentum 0.9)
     lr: float = 2e-3
+    lr_base_batch: int = 0         # > 0: lr is for this many images per step, scaled linearly to the real one
     momentum: float = 0.9
     weight_decay: float = 1e-4     # never applied to BN and bias parameters
     warmup_frac: float = 0.1
@@ -45,10 +55,29 @@ class PretrainConfig:
     proj_hidden: int = 128
     proj_dim: int = 64
     grid: int = 2
+    colour_spaces: list[str] = field(default_factory=lambda: ["rgb"])
+    source: str = "corpus"         # "corpus" (data/corpus), "kadis700k" or "folder": synthesised on the fly
+    source_dir: str = ""           # folder for kadis700k (default data/raw/kadis700k) or folder
+    region: int = 512              # on-the-fly: window read from each image before distortion and views
+    pristine_prob: float = 1 / corpus.N_CLASSES
+    authentic: str = ""            # folder or manifest CSV of user-generated images, each its own class
+    authentic_batch_size: int = 0  # per process; 0 = batch_size
+    workers: int = 0               # DataLoader workers for on-the-fly sources
+    all_gather: bool = False       # under DDP, contrast against every rank's projections (CONTRIQUE's GatherLayer)
+    compile: bool = False          # torch.compile the model
     checkpoint_every: int = 50
     log_every: int = 10
     seed: int = 0
     device: str = "auto"
+
+    def images_per_step(self, world: int = 1) -> int:
+        authentic = (self.authentic_batch_size or self.batch_size) if self.authentic else 0
+        return (self.batch_size + authentic) * world
+
+    def effective_lr(self, world: int = 1) -> float:
+        if self.lr_base_batch <= 0:
+            return self.lr
+        return self.lr * self.images_per_step(world) / self.lr_base_batch
 
 
 class ContrastiveModel(nn.Module):
@@ -62,65 +91,52 @@ class ContrastiveModel(nn.Module):
         return torch.cat([self.head(grid_patches(self.encoder.feature_map(v), self.grid)) for v in views])
 
 
-def make_views(batch: torch.Tensor, crop: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Full-resolution crop and half-resolution crop of each image, each randomly flipped."""
-    half = F.interpolate(batch, scale_factor=0.5, mode="bilinear", antialias=True, align_corners=False)
-    return _random_crop_flip(batch, crop, gen), _random_crop_flip(half, min(crop, *half.shape[2:]), gen)
-
-
-def _random_crop_flip(batch: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
-    n, _, h, w = batch.shape
-    if size > min(h, w):
-        raise ValueError(f"crop {size} px is larger than the corpus images ({h}x{w}); lower pretrain.crop")
-    tops = torch.randint(h - size + 1, (n,), generator=gen).tolist()
-    lefts = torch.randint(w - size + 1, (n,), generator=gen).tolist()
-    out = torch.stack([img[:, t:t + size, l:l + size] for img, t, l in zip(batch, tops, lefts)])
-    flip = torch.rand(n, generator=gen) < 0.5
-    return torch.where(flip[:, None, None, None], out.flip(3), out)
-
-
-def batch_indices(step: int, n: int, batch: int, rank: int, world: int, seed: int) -> torch.Tensor:
-    """What DistributedSampler(shuffle, drop_last) yields, derived from the step so resume is exact."""
-    per_step = batch * world
-    steps_per_epoch = n // per_step
-    if steps_per_epoch == 0:
-        raise ValueError(f"corpus of {n} images is smaller than one global batch of {per_step}")
-    epoch, pos = divmod(step, steps_per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7_919 + epoch))
-    start = (pos * world + rank) * batch
-    return perm[start:start + batch]
-
-
-def _optimizer(model: nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: nn.Module, cfg: PretrainConfig, lr: float) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.AdamW(groups, lr=lr)
     raise ValueError(f"pretrain.optimizer must be 'adamw' or 'sgd', got {cfg.optimizer!r}")
 
 
-def _schedule(cfg: PretrainConfig) -> Callable[[int], float]:
-    warmup = max(1, int(cfg.warmup_frac * cfg.steps))
+def _schedule(total_steps: int, warmup_frac: float) -> Callable[[int], float]:
+    warmup = max(1, int(warmup_frac * total_steps))
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, cfg.steps - warmup)))
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
     return factor
+
+
+def _gather(z: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every rank's projections (gradients flow back to their owners) and labels."""
+    import torch.distributed.nn.functional as dist_fn
+    targets = [torch.empty_like(target) for _ in range(dist.get_world_size())]
+    dist.all_gather(targets, target)
+    return torch.cat(dist_fn.all_gather(z)), torch.cat(targets)
 
 
 def train(cfg: PretrainConfig, corpus_dir: str | Path, encoder_path: str | Path, ckpt_dir: str | Path) -> list[dict]:
     """Train (resuming from ``ckpt_dir`` when a matching checkpoint exists); rank 0 writes the encoder."""
+    return fit(cfg, corpus_dir, encoder_path, ckpt_dir)[1]
+
+
+def fit(cfg: PretrainConfig, corpus_dir: str | Path, encoder_path: str | Path | None,
+        ckpt_dir: str | Path) -> tuple[ContrastiveModel, list[dict]]:
+    """:func:`train`, also returning this rank's trained model (on the CPU)."""
+    check_colour_spaces(cfg.colour_spaces)
     rt = runtime.setup(cfg.device)
     digest = corpus.config_hash(asdict(cfg) | {"corpus": str(corpus_dir), "world": rt.world_size})
-    images_u8, labels = corpus.load(corpus_dir)
+    sources = Sources(cfg, corpus_dir, rt.rank, rt.world_size, pin_memory=rt.device.type == "cuda")
+    total = cfg.epochs * sources.steps_per_epoch if cfg.epochs > 0 else cfg.steps
     runtime.seed_everything(cfg.seed)  # identical initial weights on every rank
     model = ContrastiveModel(cfg).to(rt.device, memory_format=torch.channels_last)
-    opt = _optimizer(model, cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
+    opt = _optimizer(model, cfg, cfg.effective_lr(rt.world_size))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, cfg.warmup_frac))
     gen = torch.Generator().manual_seed(cfg.seed * 31 + rt.rank)
     step, history = 0, []
     state = checkpoint.latest(ckpt_dir, digest)
@@ -130,53 +146,68 @@ def train(cfg: PretrainConfig, corpus_dir: str | Path, encoder_path: str | Path,
         runtime.set_rng_state(state["rng"])
         step, history = state["step"], state["history"]
         if rt.is_main:
-            print(f"resuming pretraining from {state['path']} (step {step}/{cfg.steps})")
+            print(f"resuming pretraining from {state['path']} (step {step}/{total})")
     net = model
     if rt.distributed:
         if rt.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = DDP(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
     model.train()
+    per_step = cfg.images_per_step(rt.world_size)
     with Progress(disable=not rt.is_main) as progress:
-        task = progress.add_task("pretraining", total=cfg.steps, completed=step)
+        task = progress.add_task("pretraining", total=total, completed=step)
         tic = time.perf_counter()
-        while step < cfg.steps:
-            idx = batch_indices(step, len(images_u8), cfg.batch_size, rt.rank, rt.world_size, cfg.seed)
-            batch = images_u8[idx].float().div_(255)
-            views = [v.to(rt.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                     for v in make_views(batch, cfg.crop, gen)]
-            target = labels[idx].to(rt.device).repeat_interleave(cfg.grid ** 2).repeat(len(views))
+        for batch_u8, labels in sources.batches(step, total):
+            batch = batch_u8.to(rt.device, non_blocking=True).float().div_(255)
+            views = [v.contiguous(memory_format=torch.channels_last)
+                     for v in make_views(batch, cfg.crop, gen, cfg.colour_spaces)]
+            target = labels.to(rt.device).repeat_interleave(cfg.grid ** 2).repeat(len(views))
             with rt.autocast():
                 z = net(*views)
+            if cfg.all_gather and rt.distributed:
+                z, target = _gather(z, target)
             loss = multi_positive_nt_xent(z, target, cfg.temperature)
-            if not torch.isfinite(loss):
+            mean_loss = _mean_over_ranks(loss.detach(), rt.distributed)
+            if not torch.isfinite(mean_loss):
                 raise NonFiniteLoss(
-                    f"pretraining loss became {loss.item()} at step {step}; the last good checkpoint in "
-                    f"{ckpt_dir} is kept. Lower pretrain.lr or check the corpus, then run again to resume.")
+                    f"pretraining loss became {mean_loss.item()} at step {step}; the last good checkpoint in "
+                    f"{ckpt_dir} is kept. Lower pretrain.lr or check the images, then run again to resume.")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             step += 1
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            if step % cfg.log_every == 0 or step == total:
                 elapsed = time.perf_counter() - tic
-                history.append({"step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0],
-                                "images_per_s": cfg.log_every * cfg.batch_size * rt.world_size / max(elapsed, 1e-9)})
+                history.append({"step": step, "loss": mean_loss.item(), "lr": sched.get_last_lr()[0],
+                                "images_per_s": cfg.log_every * per_step / max(elapsed, 1e-9)})
                 tic = time.perf_counter()
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            if step % cfg.checkpoint_every == 0 or step == total:
                 _checkpoint(rt, ckpt_dir, step, model, opt, sched, gen, history, digest)
-            progress.update(task, completed=step, description=f"pretraining loss {loss.item():.3f}")
-    if rt.is_main:
-        save_encoder(model.encoder.cpu(), encoder_path, pretrain=asdict(cfg))
+            progress.update(task, completed=step, description=f"pretraining loss {mean_loss.item():.3f}")
+    model = model.cpu()
+    if rt.is_main and encoder_path is not None:
+        save_encoder(model.encoder, encoder_path, pretrain=asdict(cfg) | {"total_steps": total})
     runtime.teardown()
-    return history
+    return model, history
+
+
+def _mean_over_ranks(value: torch.Tensor, distributed: bool) -> torch.Tensor:
+    # Every rank must see a non-finite loss on any rank, or the others would wait in backward forever.
+    if distributed:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= dist.get_world_size()
+    return value
 
 
 def _checkpoint(rt, ckpt_dir, step, model, opt, sched, gen, history, digest) -> None:
     generators = [gen.get_state()]
     if rt.distributed:
         generators = [None] * rt.world_size
-        torch.distributed.all_gather_object(generators, gen.get_state())
+        dist.all_gather_object(generators, gen.get_state())
     if rt.is_main:
         checkpoint.save(ckpt_dir, step, {
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),

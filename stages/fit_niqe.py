@@ -1,0 +1,33 @@
+"""Stage `fit_niqe`: the NIQE pristine model, fitted once for every dataset's `niqe` row.
+
+    python stages/fit_niqe.py  ->  data/models/niqe_mvg.npz
+
+Pristine photos: KADIS-700k when data/raw/kadis700k exists, else the embedded
+scikit-image photographs (the sources of the synthetic sets; see
+iqabench.baselines). Settings come from params.yaml's optional `niqe` section
+(patch_size, sharpness_threshold, kadis_sample); absent keys take the published
+values.
+"""
+from __future__ import annotations
+
+from iqabench import baselines, params, timing
+
+
+def main() -> None:
+    cfg = params.load().get("niqe") or {}
+    unknown = sorted(set(cfg) - {"patch_size", "sharpness_threshold", "kadis_sample"})
+    if unknown:
+        raise SystemExit(f"params.yaml niqe: unknown key(s) {unknown}; "
+                         "use patch_size, sharpness_threshold, kadis_sample")
+    source = baselines.pristine_source()
+    with timing.timed("fit_niqe"):
+        model = baselines.fit_pristine_niqe(kadis_sample=cfg.get("kadis_sample", baselines.KADIS_SAMPLE),
+                                            patch_size=cfg.get("patch_size", 96),
+                                            sharpness_threshold=cfg.get("sharpness_threshold", 0.75))
+        model.save(baselines.NIQE_MODEL)
+    print(f"NIQE pristine model from {source}: {model.num_patches} patches of {model.patch_size} px "
+          f"-> {baselines.NIQE_MODEL}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""BRISQUE, NIQE and full-reference metrics as model rows: names, shapes, direction, references."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from iqabench import baselines, features, images, manifest, zoo
+from iqabench.datasets.embedded import PHOTOS, content_patches
+from iqabench.distortions import distort
+from iqabench.models.niqe import NiqeModel, fit_niqe
+
+PATCH = 128  # the embedded sets' content patch size (params.yaml prepare.patch_size)
+NIQE_TRAIN_PHOTOS = ("coffee", "chelsea", "rocket")  # the NIQE test photo, astronaut, is not among them
+
+
+@pytest.fixture(scope="module")
+def niqe_model() -> NiqeModel:
+    return fit_niqe([images.from_uint8(PHOTOS[name]()) for name in NIQE_TRAIN_PHOTOS], progress=False)
+
+
+@pytest.fixture
+def in_repo_layout(tmp_path, monkeypatch, niqe_model) -> Path:
+    """A working directory where `niqe` finds its model at the pipeline's path."""
+    monkeypatch.chdir(tmp_path)
+    niqe_model.save(baselines.NIQE_MODEL)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def patches() -> torch.Tensor:
+    return torch.stack([tile for _, tile in content_patches("astronaut", PATCH, 3)])
+
+
+@pytest.fixture(scope="module")
+def blur_manifest(tmp_path_factory, patches) -> pd.DataFrame:
+    """Two patches, each as its reference, a level-1 and a level-5 Gaussian blur, with PNGs on disk."""
+    root = tmp_path_factory.mktemp("blurred")
+    refs, rows = patches[:2], []
+    for p, ref in enumerate(refs):
+        ref_path = images.save_png(ref, root / "reference" / f"p{p}.png")
+        for level in (0, 1, 5):
+            img = ref if level == 0 else distort(ref[None], "gaussian_blur", level)[0]
+            rows.append((images.save_png(img, root / "images" / f"p{p}_l{level}.png"), ref_path, level))
+    paths, ref_paths, levels = zip(*rows)
+    frame = manifest.make("synthetic-test", paths, [1.0 - lv / 5 for lv in levels], kind="pseudo-MOS", lo=0, hi=1,
+                          higher_is_better=True, score_source="test", reference=[str(r) for r in ref_paths],
+                          level=[str(lv) for lv in levels], content_id=[Path(r).stem for r in ref_paths])
+    return manifest.validate(frame)
+
+
+@pytest.mark.parametrize("name, width", [("brisque", 36), ("niqe", 1)])
+def test_no_reference_baselines_give_one_row_of_features_per_image(name, width, patches, in_repo_layout):
+    values = zoo.feature_fn(name)(patches)
+    assert values.shape == (len(patches), width)
+    assert torch.isfinite(values).all()
+    # Different contents must not collapse onto one feature vector.
+    assert not torch.allclose(values[0], values[1])
+
+
+@pytest.mark.parametrize("name", baselines.FR_NAMES)
+def test_full_reference_rows_rank_a_level5_blur_below_a_level1_blur(name, blur_manifest):
+    fn = zoo.feature_fn(name)
+    assert fn.needs_reference
+    values = features.extract(fn, blur_manifest, batch_size=4)
+    assert values.shape == (len(blur_manifest), 1) and np.isfinite(values).all()
+    by_level = {lv: values[(blur_manifest["level"] == lv).to_numpy(), 0] for lv in ("0", "1", "5")}
+    assert (by_level["1"] > by_level["5"]).all(), f"{name}: level 1 {by_level['1']} vs level 5 {by_level['5']}"
+    # An undistorted image scores at least as high as its level-1 blur (PSNR capped, not inf).
+    assert (by_level["0"] >= by_level["1"]).all()
+
+
+def test_psnr_of_an_unchanged_image_is_the_finite_cap_above_any_real_change(patches):
+    ref = patches[:1]
+    one_level = ref.clone()
+    one_level[0, 0, 0, 0] += 1 / 255 if ref[0, 0, 0, 0] < 0.5 else -1 / 255
+    values = zoo.feature_fn("fr:psnr")(torch.cat([ref, one_level]), torch.cat([ref, ref]))[:, 0]
+    assert torch.isfinite(values).all()
+    assert values[0] >= values[1]
+
+
+def test_full_reference_model_on_a_dataset_without_references_names_the_dataset(patches, tmp_path):
+    paths = [images.save_png(p, tmp_path / f"{i}.png") for i, p in enumerate(patches)]
+    frame = manifest.validate(manifest.make("koniq10k", paths, [3.0] * len(paths), kind="MOS", lo=1, hi=5,
+                                            higher_is_better=True, score_source="human MOS"))
+    with pytest.raises(features.MissingReferenceError, match="fr:ssim needs reference images; koniq10k has none"):
+        features.extract(zoo.feature_fn("fr:ssim"), frame)
+
+
+def test_partly_missing_references_are_counted(blur_manifest):
+    frame = blur_manifest.copy()
+    frame.loc[frame.index[1], "reference"] = ""
+    with pytest.raises(features.MissingReferenceError, match="has none for 1 of 6 images"):
+        features.extract(zoo.feature_fn("fr:vif"), frame)
+
+
+def test_bf16_extraction_does_not_touch_the_baselines(blur_manifest, in_repo_layout):
+    for name in ("fr:ssim", "brisque"):
+        fn = zoo.feature_fn(name)
+        np.testing.assert_array_equal(features.extract(fn, blur_manifest, bf16=True),
+                                      features.extract(fn, blur_manifest, bf16=False), err_msg=name)
+
+
+def test_niqe_feature_is_higher_for_a_pristine_photo_than_for_its_blurred_copy(in_repo_layout):
+    photo = images.from_uint8(PHOTOS["astronaut"]())[None, :, 64:448, :]
+    blurred = distort(photo, "gaussian_blur", 3)
+    values = zoo.feature_fn("niqe")(torch.cat([photo, blurred]))[:, 0]
+    assert values[0] > values[1], f"-NIQE pristine {values[0]:.3f} vs blurred {values[1]:.3f}"
+
+
+def test_niqe_without_a_fitted_model_says_how_to_fit_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="stages/fit_niqe.py"):
+        zoo.feature_fn("niqe")
+
+
+def test_unknown_full_reference_metric_lists_the_known_ones():
+    with pytest.raises(ValueError, match="fr:ms_ssim"):
+        zoo.feature_fn("fr:lpips")
+
+
+def test_pristine_model_uses_kadis_when_present(tmp_path):
+    kadis = tmp_path / "kadis700k"
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        photo = (images.from_uint8(PHOTOS["coffee"]())[:, :192, i * 64:i * 64 + 192]
+                 + torch.from_numpy(rng.normal(0, 0.01, (3, 192, 192))).float()).clamp(0, 1)
+        images.save_png(photo, kadis / "ref_imgs" / f"kadis{i}.png")
+    assert baselines.pristine_source(tmp_path / "absent") == "embedded"
+    assert baselines.pristine_source(kadis) == "kadis700k"
+    assert len(baselines.pristine_images(kadis, kadis_sample=2)) == 2
+    model = baselines.fit_pristine_niqe(kadis, kadis_sample=2)
+    # 2 photos x 4 patches of 96 px, the sharpest 75% of each kept.
+    assert model.mean.shape == (36,) and 2 <= model.num_patches <= 8

@@ -1,0 +1,223 @@
+"""The regression gate behind `iqabench check`: what fails CI and what does not."""
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from iqabench import gate
+from iqabench.io import write_csv, write_json, write_text
+
+BASELINE = {
+    "within": {
+        "contrique": {"synthetic-single": {"srcc": 0.90, "plcc": 0.91, "krcc": 0.72, "rmse": 0.08},
+                      "synthetic-mixed": {"srcc": 0.80, "plcc": 0.82, "krcc": 0.61, "rmse": 0.11}},
+        "random": {"synthetic-single": {"srcc": 0.50, "plcc": 0.52, "krcc": 0.35, "rmse": 0.20}},
+    },
+    "cross": {"contrique": {"synthetic-single->synthetic-mixed": {"srcc": 0.70, "plcc": 0.71}}},
+}
+TOLERANCES = {"default": 0.02}
+
+
+def changed(**edits) -> dict:
+    """A copy of BASELINE with 'section/model/dataset/statistic' set to a value (None deletes it)."""
+    metrics = copy.deepcopy(BASELINE)
+    for path, value in edits.items():
+        section, model, dataset, statistic = path.split("/")
+        leaf = metrics[section][model][dataset]
+        if value is None:
+            del leaf[statistic]
+        else:
+            leaf[statistic] = value
+    return metrics
+
+
+def status_of(result: gate.GateResult, metric: str) -> str:
+    return next(row.status for row in result.rows if row.metric == metric)
+
+
+def test_unchanged_metrics_pass_and_every_srcc_and_plcc_is_listed():
+    result = gate.check(copy.deepcopy(BASELINE), BASELINE, TOLERANCES)
+    assert not result.failed
+    assert len(result.rows) == 8  # 3 within pairs + 1 cross pair, each {srcc, plcc}
+    assert {row.status for row in result.rows} == {gate.OK}
+    assert all(row.allowed_drop == 0.02 for row in result.rows)
+
+
+def test_planted_srcc_regression_fails():
+    result = gate.check(changed(**{"within/contrique/synthetic-single/srcc": 0.85}), BASELINE, TOLERANCES)
+    assert result.failed
+    assert [row.metric for row in result.failures] == ["within.contrique.synthetic-single.srcc"]
+    row = result.failures[0]
+    assert (row.old, row.new, row.status) == (0.90, 0.85, gate.REGRESSED)
+
+
+def test_drop_within_tolerance_and_improvement_pass():
+    current = changed(**{"within/contrique/synthetic-single/srcc": 0.885,
+                         "within/random/synthetic-single/srcc": 0.60})
+    result = gate.check(current, BASELINE, TOLERANCES)
+    assert not result.failed
+    assert status_of(result, "within.contrique.synthetic-single.srcc") == gate.OK
+    assert status_of(result, "within.random.synthetic-single.srcc") == gate.IMPROVED
+
+
+def test_drop_of_exactly_the_tolerance_passes():
+    result = gate.check(changed(**{"within/contrique/synthetic-single/srcc": 0.88}), BASELINE, TOLERANCES)
+    assert not result.failed
+
+
+def test_missing_metric_fails_even_when_not_gated():
+    current = changed(**{"cross/contrique/synthetic-single->synthetic-mixed/plcc": None})
+    del current["within"]["random"]
+    result = gate.check(current, BASELINE, TOLERANCES)
+    assert result.failed
+    assert {row.metric for row in result.failures} == {
+        "cross.contrique.synthetic-single->synthetic-mixed.plcc",
+        "within.random.synthetic-single.srcc", "within.random.synthetic-single.plcc"}
+    assert {row.status for row in result.failures} == {gate.MISSING}
+
+
+def test_plcc_regression_is_reported_but_only_srcc_gates_by_default():
+    current = changed(**{"within/contrique/synthetic-single/plcc": 0.70})
+    assert status_of(gate.check(current, BASELINE, TOLERANCES), "within.contrique.synthetic-single.plcc") \
+        == gate.REGRESSED
+    assert not gate.check(current, BASELINE, TOLERANCES).failed
+    assert gate.check(current, BASELINE, TOLERANCES, gated=("srcc", "plcc")).failed
+
+
+def test_srcc_that_became_undefined_is_a_regression():
+    result = gate.check(changed(**{"within/contrique/synthetic-single/srcc": float("nan")}), BASELINE, TOLERANCES)
+    assert status_of(result, "within.contrique.synthetic-single.srcc") == gate.REGRESSED
+    assert result.failed
+
+
+def test_new_metrics_are_listed_as_added_and_do_not_fail():
+    current = copy.deepcopy(BASELINE)
+    current["within"]["contrique"]["koniq10k-subset"] = {"srcc": 0.7, "plcc": 0.7}
+    result = gate.check(current, BASELINE, TOLERANCES)
+    assert status_of(result, "within.contrique.koniq10k-subset.srcc") == gate.ADDED
+    assert not result.failed
+
+
+def test_per_dataset_tolerance_overrides_default_and_cross_uses_the_test_dataset():
+    tolerances = {"default": 0.01, "synthetic-mixed": 0.1}
+    current = changed(**{"within/contrique/synthetic-mixed/srcc": 0.75,
+                         "cross/contrique/synthetic-single->synthetic-mixed/srcc": 0.65})
+    result = gate.check(current, BASELINE, tolerances)
+    assert not result.failed
+    strict = gate.check(current, BASELINE, {**tolerances, "synthetic-single->synthetic-mixed": 0.01})
+    assert [row.metric for row in strict.failures] == ["cross.contrique.synthetic-single->synthetic-mixed.srcc"]
+
+
+def test_auto_tolerance_is_the_fieller_standard_error_times_the_factor():
+    n, rho = 800, 0.9
+    expected = gate.AUTO_FACTOR * (1 - rho ** 2) * math.sqrt(1.06 / (n - 3))
+    assert gate.auto_tolerance(rho, n) == pytest.approx(expected)
+    assert gate.auto_tolerance(0.0, 103) == pytest.approx(gate.AUTO_FACTOR * math.sqrt(1.06 / 100))
+    # Bigger test sets are less noisy, so they tolerate smaller drops.
+    assert gate.auto_tolerance(rho, 3200) < gate.auto_tolerance(rho, 800)
+    assert gate.auto_tolerance(0.999, 10_000) == gate.MIN_TOLERANCE
+
+
+def test_auto_tolerance_uses_test_set_sizes_and_names_a_dataset_without_one():
+    sizes = {"synthetic-single": 800, "synthetic-mixed": 800, "synthetic-single->synthetic-mixed": 4000}
+    allowed = gate.auto_tolerance(0.90, 800)  # about 0.016
+    current = changed(**{"within/contrique/synthetic-single/srcc": 0.90 - allowed * 0.5,
+                         "within/contrique/synthetic-mixed/srcc": 0.80 - 0.05})
+    result = gate.check(current, BASELINE, {}, "auto", n_test=sizes)
+    assert [row.metric for row in result.failures] == ["within.contrique.synthetic-mixed.srcc"]
+    with pytest.raises(gate.GateError, match="random|synthetic-single"):
+        gate.check(current, BASELINE, {}, "auto", n_test={"synthetic-mixed": 800})
+
+
+def test_bad_tolerance_and_empty_baseline_get_clear_errors():
+    with pytest.raises(gate.GateError, match="synthetic-single.*'lots'"):
+        gate.check(BASELINE, BASELINE, {"default": 0.02, "synthetic-single": "lots"})
+    with pytest.raises(gate.GateError, match="no SRCC/PLCC"):
+        gate.check(BASELINE, {"accuracy": 1.0}, TOLERANCES)
+
+
+def test_n_test_from_reports(tmp_path):
+    write_csv(tmp_path / "within.csv", pd.DataFrame(
+        {"model": ["contrique", "random"], "dataset": ["synthetic-single"] * 2, "n_images": [4000, 4000]}))
+    write_csv(tmp_path / "cross.csv", pd.DataFrame(
+        {"model": ["contrique", "contrique"], "train": ["a", "a"], "test": ["b", "a"], "n_test": [900, None]}))
+    assert gate.n_test_from_reports(tmp_path, test_frac=0.2) == {"synthetic-single": 800, "a->b": 900}
+
+
+def test_dvc_metrics_diff_output_splits_into_baseline_and_current():
+    diff = {"reports/metrics.json": {
+        "within.contrique.synthetic-single.srcc": {"old": 0.90, "new": 0.80, "diff": -0.10},
+        "cross.contrique.synthetic-single->synthetic-mixed.srcc": {"old": 0.70, "new": None},
+        "within.random.synthetic-single.rmse": {"old": 0.2, "new": 0.3, "diff": 0.1}}}
+    assert gate.is_dvc_diff(diff) and not gate.is_dvc_diff(BASELINE)
+    old, new = gate.split_dvc_diff(diff)
+    result = gate.check(new, old, TOLERANCES)
+    assert {row.metric: row.status for row in result.rows} == {
+        "within.contrique.synthetic-single.srcc": gate.REGRESSED,
+        "cross.contrique.synthetic-single->synthetic-mixed.srcc": gate.MISSING}
+
+
+def git(repo, *args):
+    subprocess.run(["git", "-c", "user.name=gate", "-c", "user.email=gate@example.invalid", *args], cwd=repo,
+                   check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    git(tmp_path, "init", "-q")
+    write_text(tmp_path / "params.yaml", "evaluate: {test_frac: 0.2}\ncheck:\n  baseline: HEAD\n"
+                                         "  tolerance: {default: 0.02}\n")
+    write_json(tmp_path / "reports" / "metrics.json", BASELINE)
+    git(tmp_path, "add", "params.yaml", "reports/metrics.json")
+    git(tmp_path, "commit", "-q", "-m", "baseline")
+    return tmp_path
+
+
+def run(repo, baseline=None, **kwargs) -> tuple[int, str]:
+    console = Console(record=True, width=200)
+    code = gate.run_check(baseline, metrics_path=repo / "reports" / "metrics.json",
+                          params_path=repo / "params.yaml", console=console, **kwargs)
+    return code, console.export_text()
+
+
+def test_baseline_from_a_git_revision(repo):
+    assert gate.baseline_from_git("HEAD", "reports/metrics.json", repo) == BASELINE
+    write_json(repo / "reports" / "metrics.json", changed(**{"within/contrique/synthetic-single/srcc": 0.80}))
+    code, text = run(repo)
+    assert code == 1
+    assert "within.contrique.synthetic-single.srcc" in text and "REGRESSED" in text and "git HEAD" in text
+    write_json(repo / "reports" / "metrics.json", changed(**{"within/contrique/synthetic-single/srcc": 0.95}))
+    assert run(repo)[0] == 0
+
+
+def test_run_check_with_a_baseline_file_and_bad_inputs(repo, tmp_path_factory):
+    other = tmp_path_factory.mktemp("baseline") / "old.json"
+    write_json(other, changed(**{"within/contrique/synthetic-single/srcc": 0.99}))
+    code, text = run(repo, str(other))
+    assert code == 1 and "FAILED" in text
+    code, text = run(repo, "no-such-rev")
+    assert code == 2 and "no-such-rev" in text
+    write_text(repo / "reports" / "metrics.json", "{not json")
+    code, text = run(repo)
+    assert code == 2 and "not valid JSON" in text
+
+
+def test_check_command_exit_code_through_typer(repo, monkeypatch):
+    typer_testing = pytest.importorskip("typer.testing")
+    import typer
+
+    app = typer.Typer()
+    app.command("check")(gate.check_command)
+    monkeypatch.chdir(repo)
+    write_json(repo / "reports" / "metrics.json", changed(**{"within/random/synthetic-single/srcc": None}))
+    outcome = typer_testing.CliRunner().invoke(app, ["--baseline", "HEAD"])
+    assert outcome.exit_code == 1, outcome.output
+    assert "MISSING" in outcome.output

@@ -1,0 +1,56 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from iqabench import io, manifest
+
+
+def _frame(tmp_path, n=4):
+    paths = [tmp_path / "imgs" / f"{i}.png" for i in range(n)]
+    return manifest.make("demo", paths, np.linspace(1, 5, n), kind="MOS", lo=1, hi=5, higher_is_better=True,
+                         score_source="human MOS (test)", content_id=["a", "a", "b", "b"][:n])
+
+
+def test_dmos_is_flipped_so_higher_is_better_and_raw_is_kept():
+    frame = manifest.make("d", ["x.png", "y.png"], [10.0, 80.0], kind="DMOS", lo=0, hi=100,
+                          higher_is_better=False, score_source="human DMOS")
+    assert frame["score"].tolist() == pytest.approx([0.9, 0.2])
+    assert frame["raw_score"].tolist() == [10.0, 80.0]
+    assert frame["raw_scale"].iloc[0] == "DMOS [0, 100], lower is better"
+
+
+def test_write_stores_relative_paths_and_read_resolves_them(tmp_path):
+    frame = _frame(tmp_path)
+    path = manifest.write(frame, tmp_path / "m" / "manifest.csv")
+    raw = pd.read_csv(path)
+    assert raw["image"].iloc[0] == "../imgs/0.png"
+    back = manifest.read(path)
+    assert back["image"].iloc[0] == str((tmp_path / "imgs" / "0.png").resolve())
+    assert back["content_id"].tolist() == ["a", "a", "b", "b"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f.drop(columns="score"), "missing column"),
+    (lambda f: f.assign(score=[0.1, np.nan, 0.3, 0.4]), "'score' is not a finite number in row 3"),
+    (lambda f: f.assign(split=["train", "dev", "", ""]), "unknown split 'dev'"),
+    (lambda f: f.assign(image=["a", "a", "b", "c"]), "listed twice"),
+    (lambda f: f.iloc[:0], "no rows"),
+])
+def test_bad_manifests_name_the_problem(tmp_path, change, message):
+    with pytest.raises(manifest.ManifestError, match=message):
+        manifest.validate(change(_frame(tmp_path)), where="x.csv")
+
+
+def test_reading_a_missing_manifest_says_how_to_build_it(tmp_path):
+    with pytest.raises(manifest.ManifestError, match="dvc repro prepare"):
+        manifest.read(tmp_path / "nope.csv")
+
+
+def test_atomic_write_leaves_old_file_intact_when_writer_fails(tmp_path):
+    target = io.write_text(tmp_path / "out.txt", "old")
+    with pytest.raises(RuntimeError):
+        with io.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]

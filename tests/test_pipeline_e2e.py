@@ -1,0 +1,118 @@
+"""The real pipeline, end to end, on a still smaller parameter set in a temporary copy of the repository."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+SMALL = {
+    "prepare": {"patch_size": 96, "max_patches_per_photo": 8, "versions_per_patch": 6},
+    "synthesize": {"n_images": 1536, "shard_size": 512},
+    "pretrain": {"steps": 120, "batch_size": 96, "checkpoint_every": 40},
+    "evaluate": {"n_splits": 5},
+}
+
+pytestmark = pytest.mark.slow
+
+
+def _run(args, cwd, env, check=True):
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    work = tmp_path_factory.mktemp("e2e") / "repo"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for rel in files:
+        if (REPO / rel).is_file() and not rel.startswith("reports/"):
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, work / rel)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    for section, values in SMALL.items():
+        params[section].update(values)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (work / "dvc.lock").unlink(missing_ok=True)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+        _run(cmd, work, env)
+    first = _run([BIN / "dvc", "repro"], work, env)
+    return work, env, first
+
+
+def test_tables_exist_and_values_are_in_range(pipeline):
+    work, _, _ = pipeline
+    within = pd.read_csv(work / "reports/within.csv")
+    assert set(within["dataset"]) == {"synthetic-single", "synthetic-mixed"}
+    assert set(within["model"]) == {"contrique", "random"}
+    for col in ("srcc", "plcc", "krcc"):
+        assert within[col].between(-1, 1).all()
+    cross = pd.read_csv(work / "reports/cross.csv")
+    assert len(cross) == 2 * 4  # per model: 2 off-diagonal pairs + 2 diagonal cells
+    metrics = json.loads((work / "reports/metrics.json").read_text())
+    assert metrics["within"]["contrique"]["synthetic-single"]["srcc"] == pytest.approx(
+        within.set_index(["model", "dataset"]).loc[("contrique", "synthetic-single"), "srcc"], abs=1e-3)
+    for png in ("cross_srcc.png", "scatter.png", "pretrain_loss.png", "distortions.png"):
+        assert (work / "reports" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "pseudo-MOS" in (work / "reports/results.md").read_text()
+
+
+def test_pretrained_encoder_beats_random_weights(pipeline):
+    work, _, _ = pipeline
+    srcc = pd.read_csv(work / "reports/within.csv").set_index(["model", "dataset"])["srcc"]
+    for ds in ("synthetic-single", "synthetic-mixed"):
+        assert srcc[("contrique", ds)] > srcc[("random", ds)] + 0.05, srcc
+
+
+def test_mlflow_run_is_readable_back(pipeline):
+    work, env, _ = pipeline
+    import mlflow
+
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(experiment_names=["iqabench"])
+    nested = runs["tags.mlflow.parentRunId"].notna()
+    assert nested.sum() == 2  # one nested run per model
+    runs = runs[~nested]
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert 0 < run["metrics.within.contrique.synthetic-single.srcc"] <= 1
+    assert run["tags.git_commit"] and run["tags.dvc_lock"] != "missing"
+
+
+def test_nothing_reruns_and_an_evaluate_param_reruns_only_evaluate_and_report(pipeline):
+    work, env, first = pipeline
+    assert "Running stage 'pretrain'" in first.stdout
+    again = _run([BIN / "dvc", "repro"], work, env)
+    assert "Running stage" not in again.stdout
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["evaluate"]["n_splits"] = 4
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = _run([BIN / "dvc", "repro"], work, env)
+    assert set(re.findall(r"Running stage '([^']+)'", changed.stdout)) == {"evaluate", "report"}
+
+
+def test_cli_scores_images_and_rejects_non_images(pipeline):
+    work, env, _ = pipeline
+    image = next((work / "data/prepared/synthetic-single/images").glob("*.png"))
+    ok = _run([BIN / "iqabench", "score", str(image)], work, env)
+    assert image.name in ok.stdout
+    bad = work / "notes.txt"
+    bad.write_text("not an image")
+    fail = _run([BIN / "iqabench", "score", str(bad)], work, env, check=False)
+    assert fail.returncode == 1 and "notes.txt" in fail.stdout and "not a readable image" in fail.stdout

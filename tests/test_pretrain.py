@@ -1,0 +1,180 @@
+"""The pretraining loop on a tiny corpus: it learns, checkpoints, and resumes exactly."""
+import dataclasses
+
+import pytest
+import torch
+
+from iqabench.models import encoders
+from iqabench.training import checkpoint, corpus
+from iqabench.training.pretrain import NonFiniteLoss, PretrainConfig, batch_indices, train
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus")
+    labels = corpus.build(out, photos=["astronaut", "coffee"], crop=48, n_images=96, shard_size=48, seed=0)
+    return out, labels
+
+
+def _cfg(**kw):
+    base = dict(arch="small_cnn", width=4, crop=32, batch_size=16, steps=6, lr=1e-3, proj_hidden=16,
+                proj_dim=8, checkpoint_every=3, log_every=1, seed=0, device="cpu")
+    return PretrainConfig(**{**base, **kw})
+
+
+def test_corpus_is_sharded_labelled_and_resumable(tiny_corpus, tmp_path):
+    out, labels = tiny_corpus
+    images, classes = corpus.load(out)
+    assert images.dtype == torch.uint8 and images.shape == (96, 3, 48, 48)
+    assert classes.tolist() == labels["class"].tolist() and classes.max() < corpus.N_CLASSES
+    # A rebuilt corpus with the same config reuses the shards byte for byte.
+    before = (out / "shard-00001.pt").stat().st_mtime_ns
+    corpus.build(out, photos=["astronaut", "coffee"], crop=48, n_images=96, shard_size=48, seed=0)
+    assert (out / "shard-00001.pt").stat().st_mtime_ns == before
+
+
+def test_batches_partition_each_epoch_across_ranks():
+    seen = torch.cat([batch_indices(s, 40, 5, r, 2, seed=3) for s in range(4) for r in range(2)])
+    assert sorted(seen.tolist()) == list(range(40))
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tiny_corpus, tmp_path, monkeypatch):
+    out, _ = tiny_corpus
+    cfg = _cfg()
+    history = train(cfg, out, tmp_path / "a.pt", tmp_path / "ckpt-a")
+    assert len(history) == cfg.steps
+
+    real_save = checkpoint.save
+
+    def crash_after_first(ckpt_dir, step, state):
+        real_save(ckpt_dir, step, state)
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(checkpoint, "save", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out, tmp_path / "b.pt", tmp_path / "ckpt-b")
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    assert not (tmp_path / "b.pt").exists()
+    resumed = train(cfg, out, tmp_path / "b.pt", tmp_path / "ckpt-b")
+    assert [h["step"] for h in resumed] == [h["step"] for h in history]
+    a, b = encoders.load(tmp_path / "a.pt").state_dict(), encoders.load(tmp_path / "b.pt").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_other_params_is_not_resumed(tiny_corpus, tmp_path):
+    out, _ = tiny_corpus
+    train(_cfg(steps=3), out, tmp_path / "a.pt", tmp_path / "ckpt")
+    history = train(_cfg(steps=3, lr=5e-4), out, tmp_path / "b.pt", tmp_path / "ckpt")
+    assert history[0]["step"] == 1  # started from scratch
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tiny_corpus, tmp_path):
+    out, _ = tiny_corpus
+    with pytest.raises(NonFiniteLoss, match="last good checkpoint"):
+        train(_cfg(lr=1e30, optimizer="sgd", steps=20), out, tmp_path / "x.pt", tmp_path / "ckpt")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_config_is_a_plain_dataclass():
+    assert {f.name for f in dataclasses.fields(PretrainConfig)} >= {"arch", "lr", "steps", "temperature"}
+
+
+# --- views, on-the-fly sources, authentic images, the paper's knobs --------------------------------
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageCms  # noqa: E402
+
+from iqabench import images  # noqa: E402
+from iqabench.datasets.embedded import PHOTOS  # noqa: E402
+from iqabench.training import sources, views  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def photo_u8():
+    return np.ascontiguousarray(np.asarray(PHOTOS["astronaut"]())[:96, :96])
+
+
+def _as_pil_units(t):
+    return t[0].permute(1, 2, 0).numpy() * 255
+
+
+def test_colour_spaces_match_what_contrique_feeds_through_pil(photo_u8):
+    x = images.from_uint8(photo_u8)[None]
+    pil = Image.fromarray(photo_u8)
+    hsv_diff = np.abs(np.asarray(pil.convert("HSV"), dtype=float) - _as_pil_units(views.to_hsv(x)))
+    hsv_diff[..., 0] = np.minimum(hsv_diff[..., 0], 255 - hsv_diff[..., 0])  # hue is circular
+    assert hsv_diff.max() <= 1.01
+    rgb2lab = ImageCms.buildTransformFromOpenProfiles(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"),
+                                                      "RGB", "LAB")
+    lab_diff = np.abs(np.asarray(ImageCms.applyTransform(pil, rgb2lab), dtype=float) - _as_pil_units(views.to_lab(x)))
+    lab_diff = np.minimum(lab_diff, 256 - lab_diff)  # a and b wrap around as PIL's signed bytes
+    assert lab_diff.max() <= 1.5 and lab_diff.mean() < 0.5
+    gray = np.asarray(pil.convert("L"), dtype=float)
+    assert np.abs(gray - _as_pil_units(views.to_gray(x))[..., 0]).max() <= 1.0
+
+
+def test_mean_subtracted_view_ignores_brightness_offsets_and_spans_unit_range(photo_u8):
+    x = images.from_uint8(photo_u8)[None] * 0.8
+    a, b = views.to_mean_subtracted(x), views.to_mean_subtracted(x + 0.1)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert a.amin() >= 0 and torch.allclose(a.amax(dim=(2, 3)), torch.ones(1, 3), atol=1e-3)
+
+
+def test_views_draw_colour_spaces_per_image_and_rgb_only_draws_nothing():
+    batch = torch.rand(64, 3, 24, 24)
+    gen = torch.Generator().manual_seed(0)
+    recoloured = views.recolour(batch, views.COLOUR_SPACES, gen)
+    unchanged = (recoloured == batch).flatten(1).all(1)
+    assert 0 < int(unchanged.sum()) < 64  # some rgb, some other spaces
+    state = gen.get_state()
+    assert torch.equal(views.recolour(batch, ["rgb"], gen), batch) and torch.equal(gen.get_state(), state)
+    with pytest.raises(ValueError, match="colour_spaces"):
+        views.make_views(batch, 8, gen, ["rgb", "xyz"])
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut", "coffee", "chelsea"):
+        images.save_png(images.from_uint8(PHOTOS[name]())[:, :80, :100], root / f"{name}.png")
+    images.save_png(images.from_uint8(PHOTOS["coffee"]())[:, :30, :40], root / "small.png")  # padded
+    return root
+
+
+def test_on_the_fly_batches_are_the_same_whatever_the_worker_count(photo_folder):
+    ds = sources.ImageFiles(sources.list_folder(photo_folder, "test"), region=48, seed=5, distort=True,
+                            pristine_prob=0.0)
+    serial = list(sources.file_loader(ds, 2, 0, 1, seed=5, start=0, total=3, workers=0, pin_memory=False))
+    parallel = list(sources.file_loader(ds, 2, 0, 1, seed=5, start=0, total=3, workers=2, pin_memory=False))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(serial, parallel))
+    imgs, labels = serial[0]
+    assert imgs.dtype == torch.uint8 and imgs.shape == (2, 3, 48, 48)
+    assert ((labels >= 1) & (labels < corpus.N_CLASSES)).all()  # pristine_prob 0: always distorted
+    resumed = list(sources.file_loader(ds, 2, 0, 1, seed=5, start=2, total=3, workers=0, pin_memory=False))
+    assert torch.equal(resumed[0][0], serial[2][0])  # a resumed run reads what it would have read
+
+
+def test_authentic_images_are_each_their_own_class(photo_folder, tmp_path):
+    cfg = _cfg(source="folder", source_dir=str(photo_folder), region=40, crop=16, batch_size=2,
+               authentic=str(photo_folder), authentic_batch_size=2)
+    src = sources.Sources(cfg, tmp_path / "no-corpus", rank=0, world=1)
+    imgs, labels = next(iter(src.batches(0, 1)))
+    assert imgs.shape == (4, 3, 40, 40)
+    assert (labels[:2] < corpus.N_CLASSES).all()
+    assert labels[2:].tolist() != [] and (labels[2:] >= corpus.N_CLASSES).all() and labels[2] != labels[3]
+
+
+def test_paper_knobs_train_from_files_with_authentic_images(photo_folder, tmp_path):
+    cfg = _cfg(source="folder", source_dir=str(photo_folder), region=40, crop=16, batch_size=2,
+               authentic=str(photo_folder), colour_spaces=list(views.COLOUR_SPACES), epochs=2,
+               optimizer="sgd", lr=0.6, lr_base_batch=512, checkpoint_every=100)
+    assert cfg.effective_lr() == pytest.approx(0.6 * 4 / 512)
+    history = train(cfg, tmp_path / "no-corpus", tmp_path / "enc.pt", tmp_path / "ckpt")
+    assert history[-1]["step"] == 2 * 2  # 4 images // 2 per step = 2 steps per epoch
+    assert history[0]["lr"] == pytest.approx(cfg.effective_lr())  # warm-up of one step
+    assert encoders.load(tmp_path / "enc.pt").arch == "small_cnn"
+
+
+def test_missing_source_folder_names_the_parameter(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pretrain.source_dir"):
+        train(_cfg(source="folder", source_dir=str(tmp_path / "nope")), tmp_path, tmp_path / "e.pt", tmp_path / "c")

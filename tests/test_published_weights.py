@@ -1,0 +1,89 @@
+"""Published weights (CONTRIQUE_checkpoint25.tar, torchvision ResNets) evaluate through `file:PATH`."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision import models as tvm
+
+from iqabench import zoo
+from iqabench.models import encoders
+
+
+def _randomise_bn_statistics(model: nn.Module, seed: int) -> None:
+    # Fresh BN layers have mean 0 / var 1, which would hide a mis-mapped running-stats key.
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+
+
+class ContriqueLayout(nn.Module):
+    """The key layout of CONTRIQUE's CONTRIQUE_model: ``encoder`` = ResNet children[:-2], then ``projector``."""
+
+    def __init__(self, resnet: nn.Module):
+        super().__init__()
+        self.encoder = nn.Sequential(*list(resnet.children())[:-2])
+        self.projector = nn.Sequential(nn.Linear(2048, 2048, bias=False), nn.BatchNorm1d(2048), nn.ReLU(),
+                                       nn.Linear(2048, 128, bias=False), nn.BatchNorm1d(128))
+
+    def features(self, x):
+        """demo_feat.py's model_feat: avg-pooled encoder output, L2-normalised (normalize=True)."""
+        return F.normalize(self.encoder(x).mean(dim=(2, 3)), dim=1)
+
+
+def test_contrique_checkpoint_layout_loads_and_gives_the_source_features(tmp_path):
+    torch.manual_seed(0)
+    source = ContriqueLayout(tvm.resnet50(weights=None)).eval()
+    _randomise_bn_statistics(source, 1)
+    path = tmp_path / "CONTRIQUE_checkpoint25.tar"
+    torch.save(source.state_dict(), path)  # what CONTRIQUE's model_io.save_model writes
+    assert next(iter(source.state_dict())) == "encoder.0.weight"
+
+    encoder = zoo.load_model(f"file:{path}")
+    assert encoder.arch == "resnet50"
+    image = torch.rand(2, 3, 64, 64)
+    half = F.interpolate(image, scale_factor=0.5, mode="bicubic", antialias=True).clamp(0, 1)
+    expected = torch.cat([source.features(image), source.features(half)], dim=1)
+    with torch.no_grad():
+        got = zoo.feature_fn(f"file:{path}")(image)
+    assert got.shape == (2, 4096)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_torchvision_state_dict_with_fc_and_ddp_prefix_loads(tmp_path):
+    torch.manual_seed(2)
+    source = tvm.resnet18(weights=None).eval()
+    _randomise_bn_statistics(source, 3)
+    path = tmp_path / "resnet18.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, path)
+    encoder = encoders.load(path)
+    assert encoder.arch == "resnet18"
+    source.fc = nn.Identity()
+    image = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(image), source(image), rtol=1e-4, atol=1e-5)
+
+
+def test_iqabench_encoder_files_still_round_trip(tmp_path):
+    torch.manual_seed(4)
+    enc = encoders.Encoder("small_cnn", 4).eval()
+    encoders.save(enc, tmp_path / "enc.pt")
+    image = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(encoders.load(tmp_path / "enc.pt")(image), enc(image))
+
+
+def test_files_that_are_no_resnet_say_what_is_expected(tmp_path):
+    torch.save({"weight": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"other\.pt.*conv1\.weight"):
+        encoders.load(tmp_path / "other.pt")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match=r"text\.pt.*torchvision ResNet"):
+        encoders.load(tmp_path / "text.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        zoo.load_model(f"file:{tmp_path / 'missing.pt'}")
+    truncated = {k: v for k, v in tvm.resnet18(weights=None).state_dict().items() if not k.startswith("layer4.1.")}
+    torch.save(truncated, tmp_path / "cut.pt")
+    with pytest.raises(ValueError, match=r"cut\.pt.*not one of torchvision"):
+        encoders.load(tmp_path / "cut.pt")
