@@ -38,8 +38,8 @@ def main(argv=None) -> int:
     try:
         spec = get_spec(args.name)
         target = args.data_root / spec.name
-        download(spec.name, target, lock_path=args.lock or default_lock_path(target), retries=args.retries, keep_archives=args.keep_archives,
-                 progress=sys.stderr.isatty())
+        download(spec.name, target, lock_path=args.lock or default_lock_path(target), retries=args.retries,
+                 keep_archives=args.keep_archives, progress=sys.stderr.isatty())
     except DatasetError as err:
         print(f"download {args.name}: {err}", file=sys.stderr)
         return 1

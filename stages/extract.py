@@ -22,6 +22,7 @@ def main() -> None:
         for model in cfg["models"]:
             arrays[model] = features.extract(zoo.feature_fn(model, cfg["seed"], device), frame,
                                              batch_size=cfg["batch_size"], device=device, bf16=cfg["bf16"],
+                                             max_short_side=cfg["max_short_side"],
                                              description=f"{model} on {name}")
         with io.atomic_path(Path("data/features") / f"{name}.npz") as tmp:
             with open(tmp, "wb") as fh:

@@ -135,3 +135,23 @@ def test_pristine_model_uses_kadis_when_present(tmp_path):
     model = baselines.fit_pristine_niqe(kadis, kadis_sample=2)
     # 2 photos x 4 patches of 96 px, the sharpest 75% of each kept.
     assert model.mean.shape == (36,) and 2 <= model.num_patches <= 8
+
+
+def test_a_nearly_flat_image_still_gets_finite_brisque_and_niqe_features(in_repo_layout):
+    # synthetic-single holds this image: colour diffusion at level 5 leaves 10 grey levels, and
+    # its neighbour products are one-signed, where the reference AGGD fit gives NaN. Dataset
+    # members must get a prediction.
+    tile = dict(content_patches("coffee", PATCH, 16))["coffee-r0c128"]
+    nearly_flat = images.from_uint8(images.to_uint8(distort(tile[None], "color_diffusion", 5)[0]))[None]
+    for name in ("brisque", "niqe"):
+        assert torch.isfinite(zoo.feature_fn(name)(nearly_flat)).all(), name
+
+
+def test_a_constant_image_fails_extraction_with_its_file_name(patches, tmp_path, in_repo_layout):
+    flat = torch.full_like(patches[0], 0.5)
+    paths = [images.save_png(patches[0], tmp_path / "textured.png"), images.save_png(flat, tmp_path / "flat.png")]
+    frame = manifest.validate(manifest.make("koniq10k", paths, [3.0, 1.0], kind="MOS", lo=1, hi=5,
+                                            higher_is_better=True, score_source="human MOS"))
+    with pytest.raises(ValueError, match=r"no luminance variation[\s\S]*flat\.png") as error:
+        features.extract(zoo.feature_fn("brisque"), frame)
+    assert "textured.png" not in str(error.value)

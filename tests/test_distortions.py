@@ -234,13 +234,14 @@ def test_gallery_writes_a_png(tmp_path):
 
 
 def test_chunked_batches_match_whole_batch_calls(images, monkeypatch):
-    # Large batches are distorted a few images at a time; that must not change any image.
+    # Large batches are distorted a few images at a time; that must not change any image
+    # (beyond float rounding: convolutions may sum in another order for another batch size).
     whole = {dist: distort(images, dist, torch.tensor([1, 3, 5])) for dist in DETERMINISTIC_TYPES}
     monkeypatch.setattr(engine, "CHUNK_PIXELS", images.shape[-2] * images.shape[-1])
     assert engine.chunk_size(*images.shape[-2:]) == 1
     for dist, expected in whole.items():
         torch.testing.assert_close(distort(images, dist, torch.tensor([1, 3, 5])), expected,
-                                   atol=1e-6, rtol=0, msg=dist)
+                                   atol=1e-5, rtol=0, msg=dist)
 
 
 def test_colour_spaces_match_scikit_image(images):

@@ -35,14 +35,13 @@ The NIQE pristine model is not downloaded: :func:`fit_pristine_niqe` fits it
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import fr_metrics, images
-from .features import FeatureFn
 from .models.brisque import brisque_features
 from .models.niqe import NiqeModel, fit_niqe, niqe_score
 
@@ -62,7 +61,7 @@ def is_baseline(name: str) -> bool:
     return name in CLASSIC or name.startswith(FR_PREFIX)
 
 
-def feature_fn(name: str, device: str | torch.device = "cpu", niqe_model: str | Path = NIQE_MODEL):
+def feature_fn(name: str, device: str | torch.device = "cpu", niqe_model: str | Path = NIQE_MODEL) -> Callable:
     """The feature function of a baseline row (see the module docstring for each name)."""
     if name == "brisque":
         return _feature_fn(brisque_features, name, per_image_on_cpu=True)

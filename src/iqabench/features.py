@@ -47,7 +47,7 @@ def check_references(feature_fn, frame: pd.DataFrame) -> None:
 
 @torch.no_grad()
 def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64, device: str | torch.device = "cpu",
-            bf16: bool = False, description: str = "extracting") -> np.ndarray:
+            bf16: bool = False, max_short_side: int | None = None, description: str = "extracting") -> np.ndarray:
     """``feature_fn`` (e.g. an encoder's CONTRIQUE readout) for each manifest row, float32 N x D.
 
     Images are batched with others of the same size, so datasets of mixed sizes
@@ -68,8 +68,14 @@ def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64,
         nonlocal out
         rows, *columns = zip(*pending.pop(shape))
         inputs = [torch.stack(column).to(device).contiguous(memory_format=torch.channels_last) for column in columns]
-        with autocast:
-            feats = feature_fn(*inputs).float().cpu().numpy()
+        try:
+            with autocast:
+                feats = feature_fn(*inputs).float().cpu().numpy()
+        except ValueError as exc:
+            # The function only knows batch positions; name the files that fail on their own.
+            failing = [frame["image"].iloc[row] for k, row in enumerate(rows)
+                       if not _succeeds(feature_fn, [x[k:k + 1] for x in inputs])]
+            raise ValueError(f"{description}: {exc}\nfailing image(s): {failing[:10] or 'none alone'}") from exc
         if out is None:
             out = np.zeros((len(frame), feats.shape[1]), dtype=np.float32)
         out[list(rows)] = feats
@@ -93,3 +99,11 @@ def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64,
         for shape in list(pending):
             flush(shape)
     return out
+
+
+def _succeeds(feature_fn, inputs: list[torch.Tensor]) -> bool:
+    try:
+        feature_fn(*inputs)
+    except ValueError:
+        return False
+    return True

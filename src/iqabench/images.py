@@ -104,6 +104,15 @@ def from_uint8(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(array[..., :3])).permute(2, 0, 1).float().div_(255.0)
 
 
+def resize_short_side(image: torch.Tensor, short_side: int) -> torch.Tensor:
+    """Antialiased bilinear resize of a 3 x H x W image so that min(H, W) == short_side."""
+    h, w = image.shape[1:]
+    scale = short_side / min(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return torch.nn.functional.interpolate(image[None], size=size, mode="bilinear", antialias=True,
+                                           align_corners=False)[0].clamp_(0, 1)
+
+
 def save_png(image: torch.Tensor, path: str | os.PathLike) -> Path:
     with io.atomic_path(path) as tmp:
         Image.fromarray(to_uint8(image)).save(tmp, format="PNG")

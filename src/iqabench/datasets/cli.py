@@ -61,8 +61,8 @@ def download_cmd(ctx: typer.Context, name: str,
     try:
         get_spec(name)
         target = dest or Path(ctx.obj["data_root"]) / name
-        download(name, target, keep_archives=keep_archives, retries=retries,
-                 lock_path=Path(ctx.obj["data_root"]).parent / "checksums.lock.json")
+        # lock_path=None: the same per-dataset lock file the `download` stage keeps.
+        download(name, target, keep_archives=keep_archives, retries=retries, lock_path=None)
     except DatasetError as err:
         _fail(err)
     console.print(f"[green]{name}[/green] is ready in {target}")

@@ -7,7 +7,9 @@ Conventions follow the reference MATLAB code and piq 0.8.0, whose output the
 tests compare against: YIQ luma on [0, 255] rounded to integers (as rgb2gray
 does for 8-bit input), 7x7 Gaussian window with sigma 7/6 and zero padding,
 circular neighbour shifts, and the second scale by MATLAB's bicubic
-imresize(im, 0.5).
+imresize(im, 0.5). One departure: where a neighbour product has no negative (or
+no positive) samples, as on nearly flat images, the empty side's spread is 0
+(nss.fit_aggd) instead of the reference's NaN, so such images still get features.
 """
 from __future__ import annotations
 
@@ -40,6 +42,14 @@ def brisque_features(images: torch.Tensor) -> torch.Tensor:
     """
     nss.check_rgb_batch(images, min_height=MIN_SIDE, min_width=MIN_SIDE, what="brisque_features")
     grey = nss.luma(images)
+    # A constant grey image has no statistics, only the zero-padding border; refuse it rather
+    # than return features of the padding.
+    constant = grey.flatten(1).amin(dim=1) == grey.flatten(1).amax(dim=1)
+    if constant.any():
+        bad = torch.nonzero(constant).flatten().tolist()
+        raise ValueError(f"brisque_features: image(s) at batch index {bad[:10]} have no luminance "
+                         "variation (a constant grey level), so the MSCN statistics are undefined; "
+                         "drop flat images before extracting features")
     per_scale = []
     for scale in range(NUM_SCALES):
         coefficients, _ = nss.mscn(grey, padding="zeros")

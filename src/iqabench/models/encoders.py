@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision import models as tvm
 
 ARCHS = ("small_cnn", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
@@ -38,6 +37,7 @@ class ResNetTrunk(nn.Module):
 
     def __init__(self, arch: str):
         super().__init__()
+        from torchvision import models as tvm  # its import costs seconds; small_cnn runs never need it
         net = getattr(tvm, arch)(weights=None)
         self.out_dim = net.fc.in_features
         for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):

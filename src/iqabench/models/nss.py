@@ -257,13 +257,18 @@ def fit_aggd(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     total_abs = flat.sum(dim=-1) - 2 * negative.sum(dim=-1)
     left_count = (flat < 0).sum(dim=-1)
     right_count = (flat > 0).sum(dim=-1)
-    # An all-positive or all-negative block has no left/right spread: 0/0 = NaN, like MATLAB's mean([]).
-    left_std = (left_square / left_count).sqrt()
-    right_std = ((total_square - left_square) / right_count).sqrt()
+    # A one-signed block (e.g. a nearly flat image, whose only non-zero MSCN values
+    # are the zero-padding border) gets spread 0 on its empty side, the limit of the
+    # AGGD as that scale shrinks; the reference's mean([]) gives NaN there, which
+    # would leave such an image with no features at all. All-zero blocks stay NaN.
+    left_std = (left_square / left_count.clamp(min=1)).sqrt()
+    right_std = ((total_square - left_square) / right_count.clamp(min=1)).sqrt()
     ratio_lr = left_std / right_std
     count = flat.shape[-1]
     moment_ratio = (total_abs / count).pow(2) / (total_square / count)
     normalised = moment_ratio * (ratio_lr.pow(3) + 1) * (ratio_lr + 1) / (ratio_lr.pow(2) + 1).pow(2)
+    # The factor tends to 1 as ratio_lr -> inf (no right side), as it does at ratio_lr = 0.
+    normalised = torch.where(torch.isinf(ratio_lr), moment_ratio, normalised)
     return _nearest_shape(normalised, "aggd"), left_std, right_std
 
 

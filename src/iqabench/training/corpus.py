@@ -16,7 +16,6 @@ import torch
 from rich.progress import track
 
 from .. import images, io
-from ..datasets.embedded import PHOTOS
 from ..distortions import DISTORTION_TYPES, distort
 
 # Class 0 is pristine; class 1 + 5 * type + (level - 1) as in iqabench.distortions.class_index.
@@ -47,6 +46,7 @@ def _shard(photos: dict[str, torch.Tensor], n: int, crop: int, gen: torch.Genera
 
 
 def build(out_dir: str | Path, *, photos: list[str], crop: int, n_images: int, shard_size: int, seed: int) -> pd.DataFrame:
+    from ..datasets.embedded import PHOTOS  # imports the metrics stack; training runs never need it
     unknown = [p for p in photos if p not in PHOTOS]
     if unknown:
         raise ValueError(f"unknown source photo(s) {unknown}; embedded photos are {sorted(PHOTOS)}")

@@ -187,6 +187,8 @@ def fit(cfg: PretrainConfig, corpus_dir: str | Path, encoder_path: str | Path | 
             if step % cfg.checkpoint_every == 0 or step == total:
                 _checkpoint(rt, ckpt_dir, step, model, opt, sched, gen, history, digest)
             progress.update(task, completed=step, description=f"pretraining loss {mean_loss.item():.3f}")
+    if rt.distributed:
+        _average_bn_statistics(model)
     model = model.cpu()
     if rt.is_main and encoder_path is not None:
         save_encoder(model.encoder, encoder_path, pretrain=asdict(cfg) | {"total_steps": total})
@@ -201,6 +203,15 @@ def _mean_over_ranks(value: torch.Tensor, distributed: bool) -> torch.Tensor:
         dist.all_reduce(value)
         value /= dist.get_world_size()
     return value
+
+
+def _average_bn_statistics(model: nn.Module) -> None:
+    """Without SyncBN (the CPU), each rank's running statistics saw only its own batches: keep their mean."""
+    with torch.no_grad():
+        for buffer in model.buffers():
+            if buffer.is_floating_point():
+                dist.all_reduce(buffer)
+                buffer /= dist.get_world_size()
 
 
 def _checkpoint(rt, ckpt_dir, step, model, opt, sched, gen, history, digest) -> None:

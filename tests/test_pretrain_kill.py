@@ -1,0 +1,71 @@
+"""A pretraining run SIGKILLed after its first checkpoint resumes to exactly the uninterrupted weights."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from iqabench.training import corpus
+from iqabench.training.pretrain import PretrainConfig, train
+
+STAGE = Path(__file__).resolve().parents[1] / "stages" / "pretrain.py"
+# The params.yaml section stays the CPU default; the profile shrinks it to a test-sized run.
+SECTION = {"arch": "small_cnn", "width": 16, "crop": 64, "batch_size": 128, "steps": 300, "optimizer": "adamw",
+           "lr": 0.002, "checkpoint_every": 50, "device": "cpu"}
+PROFILE = {"width": 4, "crop": 32, "batch_size": 16, "steps": 60, "proj_hidden": 16, "proj_dim": 8,
+           "checkpoint_every": 5, "log_every": 5}
+
+
+def _workspace(root: Path) -> Path:
+    root.mkdir()
+    (root / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": SECTION}))
+    (root / "small.yaml").write_text(yaml.safe_dump(PROFILE))
+    corpus.build(root / "data" / "corpus", photos=["astronaut", "coffee"], crop=48, n_images=96, shard_size=96,
+                 seed=0)
+    return root
+
+
+def _start(root: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("RANK", None), env.pop("WORLD_SIZE", None)
+    return subprocess.Popen([sys.executable, str(STAGE), "--profile", "small.yaml"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _weights(root: Path) -> dict:
+    return torch.load(root / "data" / "models" / "encoder.pt", weights_only=True)["state_dict"]
+
+
+def test_sigkill_after_first_checkpoint_then_restart_gives_the_uninterrupted_weights(tmp_path):
+    killed = _workspace(tmp_path / "killed")
+    ckpt = killed / "data" / "checkpoints" / "pretrain"
+    proc = _start(killed)
+    deadline = time.monotonic() + 120
+    while not list(ckpt.glob("step-*.pt")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert list(ckpt.glob("step-*.pt")) and not (killed / "data" / "models" / "encoder.pt").exists()
+
+    resumed = _start(killed)
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert "resuming pretraining from" in out
+
+    clean = _workspace(tmp_path / "clean")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocesses (OMP_NUM_THREADS=1): same kernels, same rounding
+    try:
+        train(PretrainConfig(**{**SECTION, **PROFILE}), clean / "data" / "corpus", clean / "encoder.pt",
+              clean / "ckpt")
+    finally:
+        torch.set_num_threads(threads)
+    a, b = _weights(killed), torch.load(clean / "encoder.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    history = (killed / "data" / "models" / "pretrain_history.csv").read_text().splitlines()
+    assert len(history) == 1 + PROFILE["steps"] // PROFILE["log_every"]  # no step logged twice or lost
