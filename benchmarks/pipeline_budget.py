@@ -1,0 +1,85 @@
+"""The default pipeline's budgets, measured in a temporary copy of the repository.
+
+    python benchmarks/pipeline_budget.py   ->  reports/benchmarks/pipeline_budget.{json,md}
+
+1. `dvc repro` from an empty cache (budget: 10 minutes on the 2-core CPU);
+2. `dvc repro` again with nothing changed (budget: 10 s, and no stage runs);
+3. an `evaluate` parameter changed: only `evaluate` and `report` re-run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+from iqabench import io  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def copy_repo(dest: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for rel in files:
+        if (REPO / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, dest / rel)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "copy"]):
+        subprocess.run(cmd, cwd=dest, check=True)
+
+
+def repro(work: Path, env: dict) -> tuple[float, list[str]]:
+    tic = time.perf_counter()
+    proc = subprocess.run([str(BIN / "dvc"), "repro"], cwd=work, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - tic
+    if proc.returncode:
+        raise SystemExit(f"dvc repro failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return seconds, re.findall(r"Running stage '([^']+)'", proc.stdout)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "repo"
+        copy_repo(work)
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+               "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
+        cold, cold_stages = repro(work, env)
+        noop, noop_stages = repro(work, env)
+        params = yaml.safe_load((work / "params.yaml").read_text())
+        params["evaluate"]["n_splits"] += 1
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        changed, changed_stages = repro(work, env)
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}",
+        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
+        "cold_repro_s": round(cold, 1), "cold_stages": cold_stages, "cold_budget_s": 600,
+        "noop_repro_s": round(noop, 1), "noop_stages": noop_stages, "noop_budget_s": 10,
+        "evaluate_change_s": round(changed, 1), "evaluate_change_stages": changed_stages,
+    }
+    ok = (cold <= 600, noop <= 10 and not noop_stages, set(changed_stages) == {"evaluate", "report"})
+    md = "\n".join([
+        "# Pipeline budgets (default params, empty cache, temporary copy)", "",
+        f"Machine: {result['machine']}; commit `{result['commit'][:10]}`. Command: `python benchmarks/pipeline_budget.py`.", "",
+        "| run | seconds | budget | stages run | within budget |", "|---|---:|---:|---|---|",
+        f"| `dvc repro`, empty cache | {cold:.1f} | 600 | {len(cold_stages)} | {'yes' if ok[0] else 'NO'} |",
+        f"| `dvc repro`, nothing changed | {noop:.1f} | 10 | {', '.join(noop_stages) or 'none'} | {'yes' if ok[1] else 'NO'} |",
+        f"| `evaluate.n_splits` changed | {changed:.1f} | - | {', '.join(changed_stages)} | {'yes' if ok[2] else 'NO'} |", ""])
+    io.write_json(REPO / "reports/benchmarks/pipeline_budget.json", result)
+    io.write_text(REPO / "reports/benchmarks/pipeline_budget.md", md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
