@@ -34,6 +34,7 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
     """``features[dataset][model]`` is N x D, aligned with ``manifests[dataset]``."""
     models = list(cfg["models"])
     within, per_split, preds, sig, cross = [], [], [], [], []
+    chosen_alpha = {}  # (model, dataset) -> the alpha the within-dataset protocol settled on
     for ds, frame in manifests.items():
         splits = None
         if cfg.get("official_splits") and (frame["split"] == "test").any():
@@ -47,6 +48,7 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
             scored = score_run(run, logistic=cfg["logistic"]).assign(model=model, dataset=ds)
             per_split.append(scored)
             split_srcc[model] = scored["srcc"].to_numpy()
+            chosen_alpha[model, ds] = float(np.median(run.alphas))
             summary = summarise(scored)
             row = {"model": model, "dataset": ds, "n_images": len(frame), "n_splits": summary["n_splits"],
                    "logistic": cfg["logistic"]}
@@ -62,11 +64,12 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
             if len(split_srcc[a]) > 1:  # an official split is a single split: nothing to pair
                 sig.append({"dataset": ds, "model_a": a, "model_b": b,
                             **compare(split_srcc[a], split_srcc[b], seed=cfg["seed"])})
-    alpha = float(np.atleast_1d(cfg["alphas"])[0]) if cfg.get("cross_alpha") is None else cfg["cross_alpha"]
     for model in models:
         for a, b in permutations(manifests, 2):
+            # Train on A with the alpha A's own protocol chose: B's labels never pick it.
             metrics = cross_dataset(features[a][model], manifests[a], features[b][model], manifests[b],
-                                    alpha=alpha, standardize=cfg["standardize"], logistic=cfg["logistic"])
+                                    alpha=chosen_alpha[model, a], standardize=cfg["standardize"],
+                                    logistic=cfg["logistic"])
             cross.append({"model": model, "train": a, "test": b, **metrics})
         for row in within:
             if row["model"] == model:

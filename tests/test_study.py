@@ -1,0 +1,58 @@
+"""The whole study on made-up features: one informative model, one noise model."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from iqabench import manifest, study
+
+CFG = dict(models=["good", "noise"], n_splits=6, test_frac=0.2, val_frac=0.0, seed=0, alphas=[0.1],
+           standardize=False, logistic="5pl")
+
+
+def _dataset(name, n, rng):
+    quality = rng.uniform(size=n)
+    frame = manifest.make(name, [f"{name}/{i}.png" for i in range(n)], quality * 100, kind="MOS", lo=0, hi=100,
+                          higher_is_better=True, score_source="made up", content_id=[str(i // 4) for i in range(n)])
+    good = np.c_[quality + 0.05 * rng.normal(size=n), rng.normal(size=(n, 3))]
+    return frame, {"good": good, "noise": rng.normal(size=(n, 4))}
+
+
+@pytest.fixture(scope="module")
+def result():
+    rng = np.random.default_rng(0)
+    manifests, features = {}, {}
+    for name, n in (("a", 120), ("b", 80)):
+        manifests[name], features[name] = _dataset(name, n, rng)
+    return study.run(features, manifests, CFG)
+
+
+def test_within_rows_rank_the_informative_model_first(result):
+    srcc = result.within.set_index(["model", "dataset"])["srcc"]
+    assert srcc[("good", "a")] > 0.9 and abs(srcc[("noise", "a")]) < 0.5
+    assert (result.within["srcc_q25"] <= result.within["srcc"]).all()
+    assert (result.within["srcc"] <= result.within["srcc_q75"]).all()
+
+
+def test_cross_has_every_ordered_pair_plus_the_diagonal(result):
+    assert len(result.cross) == 2 * (2 + 2)
+    diag = result.cross[result.cross["within"]]
+    assert (diag["train"] == diag["test"]).all()
+    off = result.cross[~result.cross["within"]].set_index(["model", "train", "test"])["srcc"]
+    assert off[("good", "a", "b")] > 0.9
+
+
+def test_significance_marks_the_real_gap(result):
+    row = result.significance.iloc[0]
+    assert (row["model_a"], row["model_b"]) == ("good", "noise") and row["significant"] and row["diff"] > 0.4
+
+
+def test_predictions_cover_each_split_test_part(result):
+    per = result.predictions.groupby(["model", "dataset", "split"]).size()
+    assert per.loc[("good", "a")].between(20, 28).all()  # ~20% of 120 images, content-disjoint
+    assert set(result.per_split["split"]) == set(range(CFG["n_splits"]))
+
+
+def test_metrics_dict_is_nested_for_dvc(result):
+    metrics = study.metrics_dict(result)
+    assert set(metrics["within"]["good"]["a"]) == {"srcc", "plcc", "krcc", "rmse"}
+    assert set(metrics["cross"]["noise"]) == {"a->b", "b->a"}
