@@ -124,16 +124,20 @@ def test_live_drops_reference_copies_and_maps_folders(tmp_path):
 
 def test_tid2013_case_quirks_and_reference_from_name(tmp_path):
     base = tmp_path
+    # Lines and case as in the release (pyiqa meta_info_TID2013Dataset.txt): the list says
+    # I01_01_1.bmp and I01_11_1.BMP; files on disk may differ in case.
     write_image(base / "distorted_images" / "i01_01_1.bmp")
-    write_image(base / "distorted_images" / "I25_24_5.BMP")  # case differs from the list
+    write_image(base / "distorted_images" / "I01_11_1.BMP")
+    write_image(base / "distorted_images" / "I25_24_5.BMP")
     write_image(base / "reference_images" / "I01.BMP")
     write_image(base / "reference_images" / "i25.bmp")
-    (base / "mos_with_names.txt").write_text("5.51429 i01_01_1.bmp\n2.25 i25_24_5.bmp\n")
+    (base / "mos_with_names.txt").write_text("5.51429 I01_01_1.bmp\n5.91429 I01_11_1.BMP\n2.25 i25_24_5.bmp\n")
     frame = build_manifest("tid2013", base)
     got = rows(frame)
     assert got == {"i01_01_1.bmp": (5.51429, round(5.51429 / 9, 6), "i01", "additive gaussian noise", "1", ""),
+                   "I01_11_1.BMP": (5.91429, round(5.91429 / 9, 6), "i01", "jpeg2000", "1", ""),
                    "I25_24_5.BMP": (2.25, 0.25, "i25", "sparse sampling and reconstruction", "5", "")}
-    assert sorted(Path(r).name for r in frame["reference"]) == ["I01.BMP", "i25.bmp"]
+    assert sorted(Path(r).name for r in frame["reference"]) == ["I01.BMP", "I01.BMP", "i25.bmp"]
 
 
 def test_tid2013_malformed_line_is_named(tmp_path):
@@ -142,15 +146,24 @@ def test_tid2013_malformed_line_is_named(tmp_path):
         build_manifest("tid2013", tmp_path)
 
 
-def test_pipal_elo_labels_and_reference(tmp_path):
-    write_image(tmp_path / "Distortion_1" / "A0001_00_00.bmp")
-    write_image(tmp_path / "Distortion_2" / "A0002_10_03.bmp")
+@pytest.mark.parametrize("dist_dirs, ref_dir", [(("Train_Dis", "Train_Dis"), "Train_Ref"),
+                                                 (("Distortion/Distortion_1", "Distortion/Distortion_2"),
+                                                  "Reference_train")])
+def test_pipal_elo_labels_and_reference(tmp_path, dist_dirs, ref_dir):
+    write_image(tmp_path / dist_dirs[0] / "A0001_00_00.bmp")
+    write_image(tmp_path / dist_dirs[1] / "A0002_06_26.bmp")
+    write_image(tmp_path / ref_dir / "A0001.bmp")
+    write_image(tmp_path / ref_dir / "A0002.bmp")
     (tmp_path / "Train_Label").mkdir()
-    (tmp_path / "Train_Label" / "A0001.txt").write_text("A0001_00_00.bmp,1466.9\n")
-    (tmp_path / "Train_Label" / "A0002.txt").write_text("A0002_10_03.bmp,1020.5\n")
-    got = rows(build_manifest("pipal", tmp_path))
-    assert got == {"A0001_00_00.bmp": (1466.9, round((1466.9 - 800) / 1100, 6), "A0001", "", "", ""),
-                   "A0002_10_03.bmp": (1020.5, round(220.5 / 1100, 6), "A0002", "", "", "")}
+    # Values from pyiqa's meta_info_PIPALDataset.csv (generated from Train_Label/*.txt).
+    (tmp_path / "Train_Label" / "A0001.txt").write_text("A0001_00_00.bmp,1520.0648\n")
+    (tmp_path / "Train_Label" / "A0002.txt").write_text("A0002_06_26.bmp,1313.9093\n")
+    frame = build_manifest("pipal", tmp_path)
+    assert rows(frame) == {
+        "A0001_00_00.bmp": (1520.0648, round((1520.0648 - 800) / 1100, 6), "A0001", "", "", ""),
+        "A0002_06_26.bmp": (1313.9093, round((1313.9093 - 800) / 1100, 6), "A0002", "", "", "")}
+    assert sorted(Path(r).relative_to(tmp_path).as_posix() for r in frame["reference"]) == [
+        f"{ref_dir}/A0001.bmp", f"{ref_dir}/A0002.bmp"]
 
 
 def test_siqad_matrix_is_type_level_by_reference(tmp_path):
@@ -199,17 +212,21 @@ def test_agiqa3k_uses_quality_not_alignment(tmp_path):
 def test_csiq_spreadsheet_layout(tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("openpyxl", reason="openpyxl is needed to write/read CSIQ's .xlsx")
-    table = pd.DataFrame([[None] * 7, [None] * 7,
-                          [None, "image", "dst_idx", "dst_type", "dst_lev", "dmos_std", "dmos"],
-                          [None, 1600, 1, "noise", 1, 0.061, 0.062],
-                          [None, "aerial_city", 3, "jpeg 2000", 5, 0.1, 0.81]])
+    # Sheet all_by_image: header on row 4, columns D..I (image, dst_idx, dst_type, dst_lev,
+    # dmos_std, dmos); 1600 is stored as a number. Values from pyiqa meta_info_CSIQDataset.csv.
+    pad = [None] * 3
+    table = pd.DataFrame([pad + [None] * 6, pad + [None] * 6, pad + [None] * 6,
+                          pad + ["image", "dst_idx", "dst_type", "dst_lev", "dmos_std", "dmos"],
+                          pad + [1600, 1, "noise", 1, 0.02, 0.061989],
+                          pad + ["aerial_city", 3, "jpeg 2000", 5, 0.1, 0.955908],
+                          pad + [None] * 6])
     with pd.ExcelWriter(tmp_path / "csiq.DMOS.xlsx") as writer:
         table.to_excel(writer, sheet_name="all_by_image", header=False, index=False)
     write_image(tmp_path / "dst_imgs" / "awgn" / "1600.AWGN.1.png")
     write_image(tmp_path / "dst_imgs" / "jpeg2000" / "aerial_city.jpeg2000.5.png")
     got = rows(build_manifest("csiq", tmp_path))
-    assert got == {"1600.AWGN.1.png": (0.062, 0.938, "1600", "awgn", "1", ""),
-                   "aerial_city.jpeg2000.5.png": (0.81, 0.19, "aerial_city", "jpeg2000", "5", "")}
+    assert got == {"1600.AWGN.1.png": (0.061989, 0.938011, "1600", "awgn", "1", ""),
+                   "aerial_city.jpeg2000.5.png": (0.955908, 0.044092, "aerial_city", "jpeg2000", "5", "")}
 
 
 def test_unlabelled_kadis_lists_images_and_refuses_a_manifest(tmp_path):
@@ -218,3 +235,44 @@ def test_unlabelled_kadis_lists_images_and_refuses_a_manifest(tmp_path):
     assert [p.name for p in list_images("kadis700k", tmp_path)] == ["a.png", "b.png"]
     with pytest.raises(DatasetError, match="no quality scores"):
         build_manifest("kadis700k", tmp_path)
+
+
+def test_clive_refuses_a_names_file_not_starting_with_the_practice_images(tmp_path):
+    base = tmp_path / "ChallengeDB_release"
+    names = ["10.bmp"] + [f"t{i}.bmp" for i in range(1, 8)] + ["100.bmp"]
+    (base / "Data").mkdir(parents=True)
+    scipy.io.savemat(base / "Data" / "AllImages_release.mat",
+                     {"AllImages_release": np.array([[n] for n in names], dtype=object)})
+    scipy.io.savemat(base / "Data" / "AllMOS_release.mat", {"AllMOS_release": np.ones((1, len(names)))})
+    with pytest.raises(DatasetError, match=r"should start with the 7 practice images"):
+        build_manifest("clive", tmp_path)
+
+
+def _bid_sheet(path, rows_):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("openpyxl", reason="openpyxl is needed to write/read BID's .xlsx")
+    pd.DataFrame(rows_).to_excel(path, header=False, index=False)
+
+
+def test_bid_reads_number_and_grade_by_position(tmp_path):
+    base = tmp_path / "ImageDatabase"
+    write_image(base / "DatabaseImage0001.JPG")
+    write_image(base / "DatabaseImage0586.JPG")
+    # Header wording is not relied on; published loaders read columns A and B by position.
+    _bid_sheet(base / "DatabaseGrades.xlsx", [["Image", "MOS"], [1, 4.2], [586, 0.5], [None, None]])
+    got = rows(build_manifest("bid", tmp_path))
+    assert got == {"DatabaseImage0001.JPG": (4.2, 0.84, "DatabaseImage0001", "", "", ""),
+                   "DatabaseImage0586.JPG": (0.5, 0.1, "DatabaseImage0586", "", "", "")}
+
+
+def test_bid_errors_name_the_line(tmp_path):
+    xlsx = tmp_path / "DatabaseGrades.xlsx"
+    _bid_sheet(xlsx, [[1, 4.2], [2, 3.0]])
+    with pytest.raises(DatasetError, match=r"row 1 holds numbers"):
+        build_manifest("bid", tmp_path)
+    _bid_sheet(xlsx, [["n", "grade"], [1, 4.2], [2, "4,1"]])
+    with pytest.raises(DatasetError, match=r"line 3: 'grade \(column B\)' is '4,1', not a number"):
+        build_manifest("bid", tmp_path)
+    _bid_sheet(xlsx, [["n", "grade"], [1, 4.2], [1, 3.0]])
+    with pytest.raises(DatasetError, match=r"line 3: image 'DatabaseImage0001.JPG' is listed again"):
+        build_manifest("bid", tmp_path)

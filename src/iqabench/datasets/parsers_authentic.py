@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .scorefiles import (DatasetError, load_mat, locate, mat_strings, name_column, numeric_column,
-                         read_csv_columns, read_excel_columns)
+                         read_csv_columns, read_excel_columns, read_excel_positional)
 
 # KonIQ's metadata spells the splits out; the manifest uses the short names.
 KONIQ_SPLITS = {"training": "train", "validation": "val", "test": "test"}
@@ -85,8 +85,9 @@ def parse_spaq(spec, root: Path) -> pd.DataFrame:
 
 
 def parse_clive(spec, root: Path) -> pd.DataFrame:
-    """LIVE In the Wild: names and MOS in two .mat files; the first 7 entries are
-    the practice images shown to raters (``Images/trainingImages``) and are dropped."""
+    """LIVE In the Wild: names and MOS in two .mat files; the first 7 entries
+    (``t1.bmp`` .. ``t7.bmp``) are the practice images shown to raters
+    (``Images/trainingImages``) and are dropped, leaving 1162 rated images."""
     names_file = locate(root, "Data/AllImages_release.mat", spec.name)
     mos_file = locate(root, "Data/AllMOS_release.mat", spec.name)
     names = mat_strings(load_mat(names_file, spec.name, ["AllImages_release"])["AllImages_release"])
@@ -96,6 +97,11 @@ def parse_clive(spec, root: Path) -> pd.DataFrame:
                            f"{mos_file.name} has {len(mos)} scores")
     if len(names) <= 7:
         raise DatasetError(f"{spec.name}: {names_file} lists only {len(names)} images; the release has 1169")
+    practice = [f"t{i}.bmp" for i in range(1, 8)]
+    if [n.lower() for n in names[:7]] != practice:
+        # Dropping 7 entries blindly from a differently ordered file would shift every score.
+        raise DatasetError(f"{spec.name}: {names_file} should start with the 7 practice images "
+                           f"{practice}, but starts with {names[:7]}; use the release's own .mat files")
     names, mos = names[7:], mos[7:]
     if not np.all(np.isfinite(mos)):
         row = int(np.flatnonzero(~np.isfinite(mos))[0])
@@ -138,13 +144,23 @@ def parse_agiqa3k(spec, root: Path) -> pd.DataFrame:
 
 
 def parse_bid(spec, root: Path) -> pd.DataFrame:
-    """BID: ``DatabaseGrades.xlsx`` with the image number and its average subjective grade (0-5)."""
+    """BID: ``DatabaseGrades.xlsx``, first sheet: row 1 is a header, then one row per
+    image with the image number in column A and its mean grade (0-5) in column B;
+    images are ``DatabaseImage%04d.JPG``.
+
+    Published loaders (HyperIQA-style ``BIDFolder``) read the cells by position, not
+    by header text, so the columns are taken by position here too.
+    """
     xlsx = locate(root, spec.score_file, spec.name)
-    table = read_excel_columns(xlsx, spec.name, ["Image Number", "Average Subjective Grade"], header_search=True)
-    first = table.attrs.get("first_line", 2)
-    numbers = numeric_column(table, "Image Number", xlsx, spec.name, first)
-    raw = numeric_column(table, "Average Subjective Grade", xlsx, spec.name, first)
+    table = read_excel_positional(xlsx, spec.name, columns=2)
+    table = table[table.iloc[:, 0].notna() | table.iloc[:, 1].notna()].reset_index(drop=True)
+    table.columns = ["image number (column A)", "grade (column B)"]
+    numbers = numeric_column(table, "image number (column A)", xlsx, spec.name)
+    raw = numeric_column(table, "grade (column B)", xlsx, spec.name)
+    if np.any(numbers != np.round(numbers)):
+        row = int(np.flatnonzero(numbers != np.round(numbers))[0])
+        raise DatasetError(f"{spec.name}: {xlsx} line {row + 2}: image number {numbers[row]:g} is not an integer")
     names = pd.DataFrame({"n": [f"DatabaseImage{int(n):04d}.JPG" for n in numbers]})
-    name_column(names, "n", xlsx, spec.name, first)
+    name_column(names, "n", xlsx, spec.name)
     images_dir = locate(xlsx.parent, spec.images_dir, spec.name, required=False) or xlsx.parent
     return frame([images_dir / n for n in names["n"]], raw)

@@ -171,14 +171,15 @@ def parse_kadid(spec, root: Path) -> pd.DataFrame:
 
 def parse_pipal(spec, root: Path) -> pd.DataFrame:
     """PIPAL public training part: ``Train_Label/*.txt`` lines ``A0001_00_00.bmp,<Elo>``;
-    the reference is ``Train_Ref/A0001.bmp``. Distorted images are found by name
-    anywhere under the root, since releases name their folders differently."""
+    the reference is ``A0001.bmp``. Images and references are found by name anywhere
+    under the root: the NTIRE release ships ``Train_Dis``/``Train_Ref`` while the
+    authors' README describes ``Distortion_1..4``/``Reference_train``."""
     label_dir = locate(root, spec.score_file, spec.name)
     base = label_dir.parent
     files = sorted(label_dir.glob("*.txt"))
     if not files:
         raise DatasetError(f"{spec.name}: no label files (*.txt) in {label_dir}")
-    by_name = {p.name: p for p in base.rglob("*") if p.is_file() and p.parent.name != "Train_Ref"}
+    by_name = {p.name: p for p in base.rglob("*") if p.is_file() and p.suffix.lower() == ".bmp"}
     names, raw, refs = [], [], []
     seen: dict[str, str] = {}
     for file in files:
@@ -200,7 +201,8 @@ def parse_pipal(spec, root: Path) -> pd.DataFrame:
             seen[parts[0]] = f"{file.name} line {number}"
             names.append(by_name.get(parts[0], base / "Train_Dist" / parts[0]))
             raw.append(value)
-            refs.append(str(base / "Train_Ref" / f"{parts[0].split('_')[0]}.bmp"))
+            ref_name = f"{parts[0].split('_')[0]}.bmp"
+            refs.append(str(by_name.get(ref_name, base / "Train_Ref" / ref_name)))
     return frame(names, raw, content_id=[Path(r).stem for r in refs], reference=refs)
 
 

@@ -1,5 +1,7 @@
 """The real IQA datasets iqabench knows, one ``DatasetSpec`` each.
 
+What each entry was checked against (and what was not) is in docs/datasets.md.
+
 Scales are the published ones; ``build_manifest`` maps them to [0, 1], higher is
 better. ``Remote.sha256`` is None where the authors publish no checksum: the
 hash seen on first download is then pinned in the lock file and enforced after.
@@ -173,6 +175,8 @@ _SPECS = [
         citation="J. Gu et al. PIPAL: a large-scale image quality assessment dataset for perceptual image "
                  "restoration. ECCV 2020.",
         licence="research use", remotes=(), access="registration on the PIPAL / NTIRE challenge pages",
+        # Elo has no published bounds; [800, 1900] brackets the labels sampled from pyiqa's
+        # meta_info_PIPALDataset.csv. Out-of-range values are warned about, never clipped.
         images_dir="", score_file="Train_Label", parser=synth.parse_pipal, score_type="Elo",
         lo=800, hi=1900, higher_is_better=True, n_images=23200, content_ids="reference",
         score_source="human Elo (PIPAL pairwise preferences)"),

@@ -60,14 +60,10 @@ def read_excel_columns(path: Path, dataset: str, required: list[str], *, sheet=0
                        header_search: bool = False) -> pd.DataFrame:
     """Read a spreadsheet sheet; with ``header_search`` the header row is located.
 
-    CSIQ's ``csiq.DMOS.xlsx`` starts its table a few rows and columns in, so the
-    header is the first row that contains every required column name.
+    CSIQ's ``csiq.DMOS.xlsx`` (sheet ``all_by_image``) starts its table at row 4,
+    column D, so the header is the first row that contains every required column name.
     """
-    try:
-        import openpyxl  # noqa: F401  (pandas needs it for .xlsx)
-    except ImportError as err:
-        raise DatasetError(f"{dataset}: reading {path.name} needs the 'openpyxl' package; "
-                           f"install it with `pip install openpyxl`") from err
+    _require_openpyxl(path, dataset)
     try:
         raw = pd.read_excel(path, sheet_name=sheet, header=None if header_search else 0)
     except ValueError as err:
@@ -91,6 +87,36 @@ def read_excel_columns(path: Path, dataset: str, required: list[str], *, sheet=0
     raw.columns = [str(c).strip() for c in raw.columns]
     check_columns(raw, path, dataset, required)
     return raw
+
+
+def read_excel_positional(path: Path, dataset: str, *, columns: int, sheet=0) -> pd.DataFrame:
+    """The first ``columns`` columns of a sheet whose row 1 is a header, by position.
+
+    For spreadsheets whose header wording is not part of the published contract
+    (BID), only the column order is relied on; a sheet with fewer columns, or a
+    numeric first row (data where the header should be), is refused.
+    """
+    _require_openpyxl(path, dataset)
+    try:
+        raw = pd.read_excel(path, sheet_name=sheet, header=None)
+    except ValueError as err:
+        raise DatasetError(f"{dataset}: cannot read sheet {sheet!r} of {path}: {err}") from err
+    if raw.shape[1] < columns or raw.shape[0] < 2:
+        raise DatasetError(f"{dataset}: sheet {sheet!r} of {path} has {raw.shape[1]} column(s) and "
+                           f"{raw.shape[0]} row(s); expected a header row and {columns} columns")
+    first = pd.to_numeric(raw.iloc[0, :columns], errors="coerce")
+    if first.notna().all():
+        raise DatasetError(f"{dataset}: {path} row 1 holds numbers {raw.iloc[0, :columns].tolist()}, "
+                           f"where the published file has a header; use the file as published")
+    return raw.iloc[1:, :columns].reset_index(drop=True)
+
+
+def _require_openpyxl(path: Path, dataset: str) -> None:
+    try:
+        import openpyxl  # noqa: F401  (pandas needs it for .xlsx)
+    except ImportError as err:
+        raise DatasetError(f"{dataset}: reading {path.name} needs the 'openpyxl' package; "
+                           f"install it with `pip install openpyxl`") from err
 
 
 def check_columns(frame: pd.DataFrame, path: Path, dataset: str, required: list[str], *,
