@@ -112,8 +112,10 @@ def test_cli_scores_images_and_rejects_non_images(pipeline):
     work, env, _ = pipeline
     image = next((work / "data/prepared/synthetic-single/images").glob("*.png"))
     ok = _run([BIN / "iqabench", "score", str(image)], work, env)
-    assert image.name in ok.stdout
+    header, row = ok.stdout.strip().splitlines()  # not a terminal: CSV
+    assert header == "image,width,height,quality" and row.startswith(f"{image},96,96,")
+    assert 0 <= float(row.rsplit(",", 1)[1]) <= 100
     bad = work / "notes.txt"
     bad.write_text("not an image")
     fail = _run([BIN / "iqabench", "score", str(bad)], work, env, check=False)
-    assert fail.returncode == 1 and "notes.txt" in fail.stdout and "not a readable image" in fail.stdout
+    assert fail.returncode == 1 and f"{bad}: not a readable image" in fail.stderr

@@ -41,8 +41,11 @@ def score(images: List[Path] = typer.Argument(..., help="image files to rate"),
     try:
         frame = score_images(images, encoder, readout)
     except (ImageError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        typer.echo(f"error: {exc}", err=True)  # unwrapped, so the file name stays whole
         raise typer.Exit(1)
+    if not console.is_terminal:  # piped or redirected: plain CSV that other tools can read
+        typer.echo(frame[["image", "width", "height", "quality"]].to_csv(index=False), nl=False)
+        return
     table = Table(title=f"predicted quality ({frame['scale'].iloc[0]})")
     table.add_column("image", overflow="fold")
     for col in ("width", "height", "quality"):
