@@ -41,7 +41,9 @@ def main() -> None:
         "# iqabench results", "", provenance, "",
         "## Within-dataset (median over content-disjoint random splits)", "", reporting.within_markdown(within, significance),
         "## Cross-dataset (train on all of A, test on all of B)", "", reporting.cross_markdown(cross),
-        "![cross-dataset SRCC](cross_srcc.png)", "", "## Pipeline wall time", "", timings]))
+        "![cross-dataset SRCC](cross_srcc.png)", "",
+        "## Mixed-dataset training (MonotonicIQA vs pooled)", "", (R / "mixed.md").read_text(), "",
+        "## Pipeline wall time", "", timings]))
     tags = {"git_commit": commit, "dvc_lock": tracking.file_hash("dvc.lock"),
             **{f"manifest.{ds}": tracking.file_hash(Path("data/prepared") / ds / "manifest.csv") for ds in cfg["datasets"]}}
     metrics = json.loads((R / "metrics.json").read_text())
@@ -49,7 +51,8 @@ def main() -> None:
     run_id = tracking.log_study(
         experiment=cfg["experiment"], run_name=f"repro {commit[:8]}", params=params.load(),
         metrics={**metrics, "pipeline_seconds": total}, per_model=per_model,
-        tables={"within": within, "cross": cross, "significance": significance},
+        tables={"within": within, "cross": cross, "significance": significance,
+                "mixed": pd.read_csv(R / "mixed.csv")},
         artifacts=[*figures, R / "results.md", R / "distortions.png", Path("data/models/encoder.pt")], tags=tags)
     if run_id:
         print(f"MLflow run {run_id} in {tracking.tracking_uri()}; open it with `mlflow ui --backend-store-uri "

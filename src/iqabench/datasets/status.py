@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import embedded
 from .download import DONE_MARKER
 from .local import DEFAULT_REGISTRY, read_registry
 from .registry import SPECS
 
 DEFAULT_DATA_ROOT = Path("data/raw")
+PREPARED = Path("data/prepared")
+SHARED_SUBSETS = {"koniq10k-subset": "koniq10k", "spaq-subset": "spaq"}  # in ../shared/datasets when present
 
 
 def disk_size(path: Path) -> int:
@@ -27,10 +30,25 @@ def human_size(n: int | None) -> str:
     return f"{n:.1f} GB"
 
 
+def _built_row(name: str, kind: str, scale: str, how: str) -> dict:
+    """A dataset the `prepare` stage builds (embedded) or indexes (shared subsets)."""
+    manifest_path = PREPARED / name / "manifest.csv"
+    ready = manifest_path.is_file()
+    images = sum(1 for _ in open(manifest_path)) - 1 if ready else None
+    return {"name": name, "kind": kind, "images": images, "score": scale,
+            "size": human_size(disk_size(manifest_path.parent)) if ready else "-",
+            "status": "ready (prepared)" if ready else f"not built yet: {how}",
+            "path": str(manifest_path.parent) if ready else ""}
+
+
 def status_table(data_root: Path = DEFAULT_DATA_ROOT, registry_path: Path = DEFAULT_REGISTRY) -> list[dict]:
     """One row per known or registered dataset: name, kind, images, score, size, status, path."""
     registry = read_registry(registry_path)
-    rows = []
+    rows = [_built_row(name, "synthetic (embedded)", "pseudo-MOS [0, 100], higher is better",
+                       "built from scikit-image's photographs by `dvc repro`") for name in embedded.SETS]
+    for name, spec_name in SHARED_SUBSETS.items():
+        rows.append(_built_row(name, SPECS[spec_name].kind, SPECS[spec_name].scale,
+                               "the real subset in ../shared/datasets: add it to `datasets:` in params.yaml"))
     for name, spec in SPECS.items():
         local = Path(data_root) / name
         entry = registry.get(name)

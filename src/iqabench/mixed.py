@@ -1,0 +1,401 @@
+"""Mixed-dataset training on frozen features: MonotonicIQA (Chen et al., 2022) against naive pooling.
+
+IQA datasets rate on different scales (ranges, anchors, subjects), so after each
+is normalised to [0, 1] the same perceived quality still gets different numbers
+in different datasets. Naive pooling regresses all of them at once and so learns
+their contradictions. MonotonicIQA instead learns one dataset-shared quality
+``q(x)`` and, per dataset, a quality transformer ``T_d`` that is increasing by
+construction and maps ``q`` onto that dataset's own scale; every loss is computed
+on a dataset's own scores, so the scales never have to be aligned.
+
+Departures from the reference code (github.com/fzp0424/MonotonicIQA), which
+trains a ResNet end to end: here the regressor is a small MLP on frozen features,
+and the transformer uses tanh units with softplus-positive weights plus a positive
+linear skip. The reference's abs-weight MLP with ELU units can only express
+*convex* increasing maps (positive sums of convex increasing functions are
+convex); tanh units express concave, convex and S-shaped scales alike. The loss
+defaults to the reference's SmoothL1 + norm-in-norm (Li et al., 2020, p = q = 2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.progress import Progress
+from torch import nn
+from torch.nn import functional as F
+
+from . import manifest as manifest_lib
+from .evaluation import compare, compute_metrics
+from .evaluation.splits import Split, has_official_split, official_split, random_splits
+
+METHODS = ("monotonic", "pooled", "single")
+LOSS_TERMS = ("mse", "smooth_l1", "norm_in_norm", "rank")
+RANK_MARGIN = 0.05  # hinge margin on the [0, 1] score scale, as the reference's RankHingedLoss
+PER_SPLIT_COLUMNS = ["dataset", "method", "split", "n_train", "n_test", "srcc", "plcc", "krcc", "rmse"]
+
+
+class MixedInputError(ValueError):
+    """Features or manifests that cannot be trained on; the message names dataset, file and value."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    hidden: int = 64                              # width of the shared regressor's hidden layer
+    dropout: float = 0.1
+    transformer_hidden: tuple[int, ...] = (16,)   # tanh units of each monotone transformer
+    steps: int = 400                              # optimiser steps (full-batch when batch_size is 0)
+    lr: float = 1e-3
+    weight_decay: float = 1e-2                    # AdamW, on the shared regressor only
+    batch_size: int = 0                           # rows per dataset per step; 0 = every training row
+    loss: tuple[str, ...] = ("smooth_l1", "norm_in_norm")
+
+    def __post_init__(self):
+        unknown = [t for t in self.loss if t not in LOSS_TERMS]
+        if unknown or not self.loss:
+            raise MixedInputError(f"mixed.loss: unknown term(s) {unknown or '(empty list)'}; "
+                                  f"use a list drawn from {list(LOSS_TERMS)}")
+        if self.batch_size == 1 or self.batch_size < 0:
+            raise MixedInputError(f"mixed.batch_size must be 0 (full batch) or at least 2, got {self.batch_size}")
+        if self.steps < 1 or self.hidden < 1 or not self.transformer_hidden or min(self.transformer_hidden) < 1:
+            raise MixedInputError("mixed.steps, mixed.hidden and every mixed.transformer_hidden width must be >= 1")
+
+    @classmethod
+    def from_params(cls, section: dict, stage_keys=("model", "methods", "seed", "datasets", "models")) -> "TrainConfig":
+        """The training settings of params.yaml's `mixed` section; an unknown key is an error, not ignored."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(section) - known - set(stage_keys))
+        if unknown:
+            raise MixedInputError(f"params.yaml `mixed`: unknown key(s) {unknown}; "
+                                  f"known: {sorted(known | set(stage_keys))}")
+        values = {k: v for k, v in section.items() if k in known}
+        for key in ("transformer_hidden", "loss"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+class QualityRegressor(nn.Module):
+    """The dataset-shared regressor: features -> one scalar quality."""
+
+    def __init__(self, in_dim: int, hidden: int = 64, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+class MonotoneTransformer(nn.Module):
+    """A strictly increasing map R -> R, whatever its parameter values.
+
+    Every weight passes through softplus (> 0) and every unit is tanh (strictly
+    increasing), so each layer is strictly increasing in each input; the positive
+    linear skip keeps the map increasing (not flat) beyond the range it was fitted on.
+    """
+
+    def __init__(self, hidden: tuple[int, ...] = (16,)):
+        super().__init__()
+        widths = (1, *hidden, 1)
+        # Softplus passes little gradient to a weight it has squashed near 0, so start every weight where
+        # it should be rather than shrinking it there: first-layer units of varied steepness centred
+        # across [-2, 2] (roughly where a standardised quality lies), later layers averaging their inputs.
+        slopes = torch.linspace(0.5, 3.0, widths[1])[torch.randperm(widths[1])]
+        raw = [_inverse_softplus(slopes).unsqueeze(1)] + [
+            _inverse_softplus(torch.full((o, i), 1.0 / i)) + 0.1 * torch.randn(o, i)
+            for i, o in zip(widths[1:], widths[2:])]
+        self.weights = nn.ParameterList(nn.Parameter(w) for w in raw)
+        self.biases = nn.ParameterList([nn.Parameter(-slopes * torch.linspace(-2.0, 2.0, widths[1]))] +
+                                       [nn.Parameter(torch.zeros(o)) for o in widths[2:]])
+        self.skip = nn.Parameter(torch.tensor(-4.0))  # softplus(-4) ~ 0.02: a small tilt, not a line to unlearn
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        h = q.unsqueeze(-1)
+        last = len(self.weights) - 1
+        for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            h = F.linear(h, F.softplus(weight), bias)
+            if index < last:
+                h = torch.tanh(h)
+        return h.squeeze(-1) + F.softplus(self.skip) * q
+
+
+def _inverse_softplus(y: torch.Tensor) -> torch.Tensor:
+    return y + torch.log(-torch.expm1(-y))
+
+
+class MixedModel(nn.Module):
+    """A shared regressor, and one monotone transformer per dataset name (none for pooled training)."""
+
+    def __init__(self, in_dim: int, cfg: TrainConfig, datasets: list[str]):
+        super().__init__()
+        self.regressor = QualityRegressor(in_dim, cfg.hidden, cfg.dropout)
+        self.transformers = nn.ModuleDict({name: MonotoneTransformer(cfg.transformer_hidden) for name in datasets})
+
+    def forward(self, x: torch.Tensor, dataset: str | None = None) -> torch.Tensor:
+        quality = self.regressor(x)
+        if dataset is None or not len(self.transformers):
+            return quality
+        return self.transformers[dataset](quality)
+
+
+def norm_in_norm_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Li et al. (2020), p = q = 2, alpha = (1, 1): error after centring and norming both sides."""
+    pred = pred - pred.mean()
+    pred = pred / (pred.norm() + eps)
+    target = target - target.mean()
+    target = target / (target.norm() + eps)
+    rho = (pred * target).sum()
+    scale = 2.0  # 2^max(1, 1/q) * N^max(0, 1/p - 1/q) with p = q = 2
+    return 0.5 * (((pred - target).norm() / scale) ** 2 + ((rho * pred - target).norm() / scale) ** 2)
+
+
+def rank_hinge_loss(pred: torch.Tensor, target: torch.Tensor, margin: float = RANK_MARGIN) -> torch.Tensor:
+    """Mean over pairs of max(0, margin - sign(y_j - y_i) (p_j - p_i)); tied targets add only the margin."""
+    pred_diff = pred.unsqueeze(0) - pred.unsqueeze(1)
+    sign = torch.sign(target.unsqueeze(0) - target.unsqueeze(1))
+    upper = torch.triu(torch.ones_like(pred_diff, dtype=torch.bool), diagonal=1)
+    return torch.clamp(margin - sign * pred_diff, min=0.0)[upper].mean()
+
+
+def quality_loss(pred: torch.Tensor, target: torch.Tensor, terms=("smooth_l1", "norm_in_norm")) -> torch.Tensor:
+    """Unweighted sum of the named terms on one dataset's (or the pooled) predictions and scores."""
+    functions = {"mse": F.mse_loss, "smooth_l1": F.smooth_l1_loss, "norm_in_norm": norm_in_norm_loss,
+                 "rank": rank_hinge_loss}
+    return sum(functions[term](pred, target) for term in terms)
+
+
+@dataclass
+class FittedModel:
+    """A trained :class:`MixedModel` with the feature standardisation it was trained under."""
+
+    model: MixedModel
+    mean: np.ndarray
+    scale: np.ndarray
+    monotonic: bool
+    history: list[float] = field(default_factory=list)   # training loss per step
+
+    @torch.no_grad()
+    def predict(self, features, dataset: str | None = None) -> np.ndarray:
+        """Predictions on ``dataset``'s scale (its transformer), or the shared quality when None or pooled."""
+        if dataset is not None and self.monotonic and dataset not in self.model.transformers:
+            raise MixedInputError(f"no transformer for dataset {dataset!r}; trained on "
+                                  f"{sorted(self.model.transformers)}")
+        x = torch.as_tensor((np.asarray(features, dtype=np.float64) - self.mean) / self.scale, dtype=torch.float32)
+        self.model.eval()
+        return self.model(x, dataset if self.monotonic else None).double().numpy()
+
+
+def fit(train: dict[str, tuple[np.ndarray, np.ndarray]], cfg: TrainConfig, *, monotonic: bool,
+        seed: int = 0) -> FittedModel:
+    """Train on ``train[dataset] = (features N x D, scores N)``; pooled when not ``monotonic``.
+
+    Deterministic given ``seed``; the global torch RNG is left as it was.
+    """
+    if not train:
+        raise MixedInputError("no training data: give at least one dataset")
+    dims = {name: np.shape(x)[1] if np.ndim(x) == 2 else None for name, (x, _) in train.items()}
+    if None in dims.values() or len(set(dims.values())) != 1:
+        raise MixedInputError(f"every dataset needs an N x D feature matrix with the same D; got {dims}. "
+                              "Use one feature model for every dataset")
+    for name, (x, y) in train.items():
+        if len(x) != len(y) or len(x) < 2:
+            raise MixedInputError(f"dataset {name!r}: {len(x)} feature rows and {len(y)} scores; "
+                                  "need the same number, at least 2")
+    pooled = np.concatenate([np.asarray(x, dtype=np.float64) for x, _ in train.values()])
+    mean, scale = pooled.mean(axis=0), pooled.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)  # a constant feature column carries nothing; keep it finite
+    xs = {n: torch.tensor((np.asarray(x, dtype=np.float64) - mean) / scale, dtype=torch.float32)
+          for n, (x, _) in train.items()}
+    ys = {n: torch.tensor(np.asarray(y, dtype=np.float64), dtype=torch.float32) for n, (_, y) in train.items()}
+    threads = torch.get_num_threads()
+    # These tensors are tiny: extra threads only add synchronisation (4x slower on 2 shared cores).
+    torch.set_num_threads(1)
+    try:
+        return _train(xs, ys, cfg, monotonic=monotonic, seed=seed, mean=mean, scale=scale)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(xs: dict, ys: dict, cfg: TrainConfig, *, monotonic: bool, seed: int, mean, scale) -> FittedModel:
+    history = []
+    in_dim = len(mean)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MixedModel(in_dim, cfg, list(xs) if monotonic else [])
+        optimiser = torch.optim.AdamW([
+            {"params": model.regressor.parameters(), "weight_decay": cfg.weight_decay},
+            # Decay would pull the transformers' raw weights to 0, i.e. softplus(0): a bias, not a prior.
+            {"params": model.transformers.parameters(), "weight_decay": 0.0}], lr=cfg.lr)
+        generator = torch.Generator().manual_seed(seed)
+        model.train()
+        for _ in range(cfg.steps):
+            batch = {n: _batch_rows(len(ys[n]), cfg.batch_size, generator) for n in xs}
+            # One pass of the shared regressor over every dataset's rows, then split per dataset.
+            quality = model.regressor(torch.cat([xs[n][rows] for n, rows in batch.items()]))
+            targets = [ys[n][rows] for n, rows in batch.items()]
+            if monotonic:
+                parts = quality.split([len(rows) for rows in batch.values()])
+                loss = torch.stack([quality_loss(model.transformers[n](q), y, cfg.loss)
+                                    for n, q, y in zip(batch, parts, targets)]).mean()
+            else:
+                loss = quality_loss(quality, torch.cat(targets), cfg.loss)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            history.append(loss.item())
+    model.eval()
+    return FittedModel(model, mean, scale, monotonic, history)
+
+
+def _batch_rows(n: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    if batch_size == 0 or batch_size >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=generator)[:batch_size]
+
+
+def load_features(features_dir, prepared_dir, datasets, model: str) -> tuple[dict, dict]:
+    """``features[dataset]`` (N x D) for ``model`` and ``manifests[dataset]``, rows checked to align."""
+    features, manifests = {}, {}
+    for ds in datasets:
+        manifests[ds] = manifest_lib.read(Path(prepared_dir) / ds / "manifest.csv")
+        path = Path(features_dir) / f"{ds}.npz"
+        if not path.is_file():
+            raise MixedInputError(f"{path} does not exist: no features for dataset {ds!r}; "
+                                  f"run `dvc repro extract@{ds}`")
+        with np.load(path, allow_pickle=False) as blob:
+            if model not in blob.files:
+                available = [k for k in blob.files if k != "images"]
+                raise MixedInputError(f"{path} has no features for model {model!r} (it has {available}); "
+                                      f"add {model!r} to `models:` in params.yaml and run `dvc repro extract@{ds}`, "
+                                      "or set mixed.model to one of those")
+            array = np.asarray(blob[model], dtype=np.float64)
+        if array.ndim != 2 or len(array) != len(manifests[ds]):
+            raise MixedInputError(f"{path}: '{model}' has shape {array.shape} but the manifest has "
+                                  f"{len(manifests[ds])} rows; re-run `dvc repro extract@{ds}`")
+        bad = ~np.isfinite(array).all(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise MixedInputError(f"{path}: '{model}' has non-finite values in row {row} "
+                                  f"(image {manifests[ds]['image'].iloc[row]!r}); fix or drop that image")
+        features[ds] = array
+    return features, manifests
+
+
+def dataset_splits(manifests: dict, *, n_splits: int, test_frac: float, val_frac: float = 0.0, seed: int = 0,
+                   official: bool = False) -> dict[str, list[Split]]:
+    """The protocol's splits of every dataset: split s here is split s of the `evaluate` stage.
+
+    A dataset used with its official split gets that one split at every index.
+    """
+    out = {}
+    for ds, frame in manifests.items():
+        if official and has_official_split(frame["split"]):
+            out[ds] = [official_split(frame["split"], where=f"{ds} manifest")] * n_splits
+        else:
+            out[ds] = random_splits(frame["content_id"].to_numpy(), n_splits=n_splits, test_frac=test_frac,
+                                    val_frac=val_frac, seed=seed)
+    return out
+
+
+def run(features: dict, manifests: dict, cfg: TrainConfig, *, n_splits: int = 10, test_frac: float = 0.2,
+        val_frac: float = 0.0, seed: int = 0, logistic: str = "5pl", official: bool = False,
+        methods=METHODS, show_progress: bool = False) -> pd.DataFrame:
+    """Per-split test metrics of every method on every dataset (columns :data:`PER_SPLIT_COLUMNS`).
+
+    Split s trains on the train parts of *all* datasets' split s (``single``: of one
+    dataset) and tests on each dataset's test part; training is seeded with seed + s.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise MixedInputError(f"unknown method(s) {unknown}; use some of {list(METHODS)}")
+    missing = sorted(set(manifests) - set(features))
+    if missing:
+        raise MixedInputError(f"no features for dataset(s) {missing}; every manifest needs a feature matrix")
+    scores = {ds: frame["score"].to_numpy(dtype=np.float64) for ds, frame in manifests.items()}
+    splits = dataset_splits(manifests, n_splits=n_splits, test_frac=test_frac, val_frac=val_frac, seed=seed,
+                            official=official)
+    rows = []
+    n_fits = n_splits * sum(len(manifests) if m == "single" else 1 for m in methods)
+    with Progress(disable=not show_progress) as progress:
+        task = progress.add_task("mixed-dataset training", total=n_fits)
+        for s in range(n_splits):
+            train = {ds: (features[ds][splits[ds][s].train], scores[ds][splits[ds][s].train]) for ds in manifests}
+            predictors = {}
+            for method in methods:
+                if method == "single":
+                    for ds in manifests:
+                        predictors[method, ds] = fit({ds: train[ds]}, cfg, monotonic=False, seed=seed + s)
+                        progress.advance(task)
+                else:
+                    fitted = fit(train, cfg, monotonic=method == "monotonic", seed=seed + s)
+                    predictors.update({(method, ds): fitted for ds in manifests})
+                    progress.advance(task)
+            n_pooled = sum(len(y) for _, y in train.values())
+            for (method, ds), fitted in predictors.items():
+                test = splits[ds][s].test
+                metrics = compute_metrics(fitted.predict(features[ds][test], ds), scores[ds][test], logistic=logistic)
+                rows.append({"dataset": ds, "method": method, "split": s,
+                             "n_train": len(train[ds][1]) if method == "single" else n_pooled,
+                             "n_test": len(test), **{k: metrics[k] for k in PER_SPLIT_COLUMNS[5:]}})
+    return pd.DataFrame(rows, columns=PER_SPLIT_COLUMNS)
+
+
+def summarise(per_split: pd.DataFrame) -> pd.DataFrame:
+    """Median and IQR over splits of each (dataset, method), as the protocol reports."""
+    rows = []
+    for (ds, method), group in per_split.groupby(["dataset", "method"], sort=False):
+        row = {"dataset": ds, "method": method, "n_splits": len(group), "n_train": int(group["n_train"].median()),
+               "n_test": int(group["n_test"].median())}
+        for metric in ("srcc", "plcc", "krcc", "rmse"):
+            values = group[metric].to_numpy(dtype=np.float64)
+            row[metric] = float(np.median(values))
+            row[f"{metric}_q25"], row[f"{metric}_q75"] = (float(q) for q in np.quantile(values, [0.25, 0.75]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_srcc(per_split: pd.DataFrame, a: str = "monotonic", b: str = "pooled", seed: int = 0) -> pd.DataFrame:
+    """Per dataset, the paired over-splits comparison of method a's SRCC with method b's."""
+    rows = []
+    for ds, group in per_split.groupby("dataset", sort=False):
+        sa = group[group["method"] == a].sort_values("split")["srcc"].to_numpy()
+        sb = group[group["method"] == b].sort_values("split")["srcc"].to_numpy()
+        if len(sa) > 1 and len(sa) == len(sb):
+            rows.append({"dataset": ds, "a": a, "b": b, **compare(sa, sb, seed=seed)})
+    return pd.DataFrame(rows)
+
+
+def ridge_rows(within: pd.DataFrame, model: str) -> pd.DataFrame:
+    """The protocol's single-dataset ridge medians for ``model`` (reports/within.csv) as method 'ridge'."""
+    chosen = within[within["model"] == model]
+    keep = ["dataset", "n_splits", "srcc", "srcc_q25", "srcc_q75", "plcc", "plcc_q25", "plcc_q75"]
+    return chosen[[c for c in keep if c in chosen.columns]].assign(method="ridge")
+
+
+def markdown(summary: pd.DataFrame, paired: pd.DataFrame, *, model: str, logistic: str) -> str:
+    """The report: one row per (dataset, method), then monotonic vs pooled paired over splits."""
+    order = {m: i for i, m in enumerate((*METHODS, "ridge"))}
+    lines = [f"Features: **{model}**. Median over the protocol's content-disjoint splits (IQR of SRCC). "
+             "monotonic = MonotonicIQA (shared MLP + one monotone transformer per dataset, trained on all datasets); "
+             "pooled = the same MLP on all datasets' scores concatenated; single = the same MLP on one dataset; "
+             "ridge = the protocol's single-dataset ridge (reports/within.csv).", "",
+             f"| dataset | method | train images | SRCC (IQR) | PLCC ({logistic} fit) |", "|---|---|---:|---|---:|"]
+    datasets = {ds: i for i, ds in enumerate(dict.fromkeys(summary["dataset"]))}  # params order, not alphabetical
+    ranked = summary.assign(_ds=summary["dataset"].map(datasets), _order=summary["method"].map(order)).sort_values(
+        ["_ds", "_order"], kind="stable")
+    for r in ranked.to_dict("records"):
+        n_train = "" if pd.isna(r.get("n_train")) else int(r["n_train"])
+        lines.append(f"| {r['dataset']} | {r['method']} | {n_train} | {r['srcc']:.3f} "
+                     f"({r['srcc_q25']:.3f}-{r['srcc_q75']:.3f}) | {r['plcc']:.3f} |")
+    if not paired.empty:
+        lines += ["", "Monotonic minus pooled, paired over the same splits (mean SRCC difference, 95% interval, "
+                  "Wilcoxon p):", "", "| dataset | monotonic - pooled | 95% interval | p | verdict |",
+                  "|---|---:|---|---:|---|"]
+        for r in paired.to_dict("records"):
+            verdict = ("monotonic better" if r["diff"] > 0 else "pooled better") if r["significant"] else "inside noise"
+            lines.append(f"| {r['dataset']} | {r['diff']:+.3f} | [{r['lo']:+.3f}, {r['hi']:+.3f}] | "
+                         f"{r['p']:.3g} | {verdict} |")
+    return "\n".join(lines) + "\n"

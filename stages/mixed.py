@@ -1,0 +1,42 @@
+"""Stage `mixed`: MonotonicIQA mixed-dataset training vs naive pooling, on one model's frozen features.
+
+    python stages/mixed.py  ->  reports/mixed.csv, reports/mixed.md
+
+Splits are the `evaluate` stage's (its n_splits, test_frac, val_frac, official_splits and
+the top-level seed), so split s here has the same test images as split s there.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from iqabench import io, mixed, params, timing
+
+
+def main(params_path: str | None = None) -> None:
+    cfg = params.section("mixed", params_path)
+    protocol = params.section("evaluate", params_path)
+    model = cfg.get("model", "contrique")
+    train_cfg = mixed.TrainConfig.from_params(cfg)
+    features, manifests = mixed.load_features("data/features", "data/prepared", cfg["datasets"], model)
+    with timing.timed("mixed"):
+        per_split = mixed.run(features, manifests, train_cfg, n_splits=protocol["n_splits"],
+                              test_frac=protocol["test_frac"], val_frac=protocol.get("val_frac", 0.0),
+                              seed=cfg["seed"], logistic=protocol["logistic"],
+                              official=protocol.get("official_splits", False),
+                              methods=cfg.get("methods", mixed.METHODS), show_progress=True)
+        summary = mixed.summarise(per_split)
+        within = Path("reports/within.csv")
+        if within.is_file():
+            summary = pd.concat([summary, mixed.ridge_rows(pd.read_csv(within), model)], ignore_index=True)
+        summary = summary.astype({"n_train": "Int64", "n_test": "Int64"})  # ridge rows have none: no float counts
+        paired = mixed.paired_srcc(per_split, seed=cfg["seed"])
+        io.write_csv("reports/mixed.csv", summary.assign(model=model).round(4))
+        io.write_text("reports/mixed.md", mixed.markdown(summary, paired, model=model, logistic=protocol["logistic"]))
+    print(summary[["dataset", "method", "srcc", "plcc"]].round(3).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else None)  # an alternative params file, e.g. for a dry run
