@@ -5,7 +5,7 @@
 1. `dvc repro` from an empty cache (budget: 10 minutes on the 2-core CPU);
 2. `dvc repro` again with nothing changed (budget: 10 s, and no stage runs);
 3. an `evaluate` parameter changed: only the stages downstream of it re-run
-   (`evaluate`, `mixed`, which shares its splits, and `report`).
+   (`evaluate`; `mixed` and `finetune`, which share its splits; `report`).
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def main() -> None:
         "noop_repro_s": round(noop, 1), "noop_stages": noop_stages, "noop_budget_s": 10,
         "evaluate_change_s": round(changed, 1), "evaluate_change_stages": changed_stages,
     }
-    ok = (cold <= 600, noop <= 10 and not noop_stages, set(changed_stages) == {"evaluate", "mixed", "report"})
+    ok = (cold <= 600, noop <= 10 and not noop_stages, set(changed_stages) == {"evaluate", "mixed", "finetune", "report"})
     md = "\n".join([
         "# Pipeline budgets (default params, empty cache, temporary copy)", "",
         f"Machine: {result['machine']}; commit `{result['commit'][:10]}`. Command: `python benchmarks/pipeline_budget.py`.", "",

@@ -42,6 +42,7 @@ def main() -> None:
         "## Within-dataset (median over content-disjoint random splits)", "", reporting.within_markdown(within, significance),
         "## Cross-dataset (train on all of A, test on all of B)", "", reporting.cross_markdown(cross),
         "![cross-dataset SRCC](cross_srcc.png)", "",
+        "## End-to-end fine-tuning vs the frozen readout", "", (R / "finetune.md").read_text(), "",
         "## Mixed-dataset training (MonotonicIQA vs pooled)", "", (R / "mixed.md").read_text(), "",
         "## Pipeline wall time", "", timings]))
     tags = {"git_commit": commit, "dvc_lock": tracking.file_hash("dvc.lock"),
@@ -52,7 +53,7 @@ def main() -> None:
         experiment=cfg["experiment"], run_name=f"repro {commit[:8]}", params=params.load(),
         metrics={**metrics, "pipeline_seconds": total}, per_model=per_model,
         tables={"within": within, "cross": cross, "significance": significance,
-                "mixed": pd.read_csv(R / "mixed.csv")},
+                "mixed": pd.read_csv(R / "mixed.csv"), "finetune": pd.read_csv(R / "finetune.csv")},
         artifacts=[*figures, R / "results.md", R / "distortions.png", Path("data/models/encoder.pt")], tags=tags)
     if run_id:
         print(f"MLflow run {run_id} in {tracking.tracking_uri()}; open it with `mlflow ui --backend-store-uri "

@@ -21,6 +21,7 @@ SMALL = {
     "synthesize": {"n_images": 1536, "shard_size": 512},
     "pretrain": {"steps": 120, "batch_size": 96, "checkpoint_every": 40},
     "evaluate": {"n_splits": 5},
+    "finetune": {"n_splits": 2, "steps": 10},
 }
 
 pytestmark = pytest.mark.slow
@@ -105,8 +106,8 @@ def test_nothing_reruns_and_an_evaluate_param_reruns_only_downstream_stages(pipe
     params["evaluate"]["n_splits"] = 4
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = _run([BIN / "dvc", "repro"], work, env)
-    # `mixed` shares the protocol's splits and reads its ridge rows, so it is downstream of evaluate too.
-    assert set(re.findall(r"Running stage '([^']+)'", changed.stdout)) == {"evaluate", "mixed", "report"}
+    # `mixed` and `finetune` share the protocol's splits and read its outputs: downstream of evaluate too.
+    assert set(re.findall(r"Running stage '([^']+)'", changed.stdout)) == {"evaluate", "mixed", "finetune", "report"}
 
 
 def test_cli_scores_images_and_rejects_non_images(pipeline):

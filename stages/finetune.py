@@ -1,0 +1,97 @@
+"""Stage `finetune`: end-to-end fine-tuning of the pretrained encoder on each protocol split.
+
+    python stages/finetune.py [--params PATH]  ->  reports/finetune.{csv,md}, reports/timings/finetune.json
+
+Reads the ``finetune`` section (``seed`` and ``datasets`` from the top level,
+``test_frac`` from ``evaluate`` so the splits are the protocol's). Checkpoints
+go to data/checkpoints/finetune/<dataset>/split-<k>/ (not a DVC output): a
+killed run resumes, and finished splits are not re-run.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+
+from iqabench import io, manifest, params, timing
+from iqabench.training.finetune import FinetuneConfig, finetune_dataset
+
+ENCODER = Path("data/models/encoder.pt")
+CHECKPOINTS = Path("data/checkpoints/finetune")
+FROZEN_PER_SPLIT = Path("data/eval/per_split.csv")   # the evaluate stage's per-split frozen-ridge rows
+NOT_CONFIG = {"datasets", "models"}
+
+
+def config_from(section: dict, test_frac: float) -> FinetuneConfig:
+    """``test_frac`` defaults to evaluate's, so that split k is the protocol's split k."""
+    known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    unknown = sorted(set(section) - known - NOT_CONFIG)
+    if unknown:
+        raise SystemExit(f"params finetune: unknown key(s) {unknown}; known keys are {sorted(known)}")
+    return FinetuneConfig(**({"test_frac": test_frac} | {k: v for k, v in section.items() if k in known}))
+
+
+def frozen_medians(per_split_path: Path, cfg: FinetuneConfig, evaluate_cfg: dict) -> pd.DataFrame:
+    """Median frozen-ridge ``contrique`` metrics per dataset over split indices 0..n_splits-1.
+
+    Empty when the evaluate stage has not run or used other splits (another seed or test_frac).
+    """
+    if not per_split_path.is_file():
+        return pd.DataFrame(columns=["dataset", "frozen_srcc", "frozen_plcc"])
+    frame = pd.read_csv(per_split_path)
+    same_splits = (evaluate_cfg.get("val_frac", 0.0) == 0.0 and evaluate_cfg.get("test_frac") == cfg.test_frac
+                   and evaluate_cfg.get("seed", 0) == cfg.seed and not evaluate_cfg.get("official_splits", False))
+    frame = frame[(frame["model"] == "contrique") & (frame["split"] < cfg.n_splits)]
+    if not same_splits or frame.empty:
+        return pd.DataFrame(columns=["dataset", "frozen_srcc", "frozen_plcc"])
+    medians = frame.groupby("dataset")[["srcc", "plcc"]].median().reset_index()
+    return medians.rename(columns={"srcc": "frozen_srcc", "plcc": "frozen_plcc"})
+
+
+def markdown(per_split: pd.DataFrame, frozen: pd.DataFrame, cfg: FinetuneConfig) -> str:
+    summary = per_split.groupby("dataset", sort=False).agg(
+        n_splits=("split", "size"), n_train=("n_train", "median"), n_test=("n_test", "median"),
+        srcc=("srcc", "median"), plcc=("plcc", "median"), krcc=("krcc", "median"), rmse=("rmse", "median"),
+    ).reset_index().merge(frozen, on="dataset", how="left")
+    lines = [
+        "# End-to-end fine-tuning vs frozen ridge",
+        "",
+        f"Median over {cfg.n_splits} content-disjoint splits (the protocol's splits 0..{cfg.n_splits - 1}, seed "
+        f"{cfg.seed}); {cfg.steps} AdamW steps of {cfg.batch_size} x {cfg.crop} px crops, lr encoder "
+        f"{cfg.lr_encoder:g} / head {cfg.lr_head:g}, {cfg.loss} loss, head on the {cfg.head} feature. "
+        "Frozen = the evaluate stage's `contrique` ridge on the same splits.",
+        "",
+        "| dataset | splits | n_train | n_test | SRCC | PLCC | KRCC | RMSE | frozen SRCC | frozen PLCC |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in summary.itertuples():
+        frozen_cells = [f"{v:.3f}" if pd.notna(v) else "n/a" for v in (row.frozen_srcc, row.frozen_plcc)]
+        lines.append(f"| {row.dataset} | {row.n_splits} | {row.n_train:.0f} | {row.n_test:.0f} | {row.srcc:.3f} | "
+                     f"{row.plcc:.3f} | {row.krcc:.3f} | {row.rmse:.3f} | {' | '.join(frozen_cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=None, help="params file (default: the repository's)")
+    args = parser.parse_args(argv)
+    evaluate_cfg = params.section("evaluate", args.params)
+    cfg = config_from(params.section("finetune", args.params), float(evaluate_cfg.get("test_frac", 0.2)))
+    with timing.timed("finetune"):
+        results = []
+        for ds in params.section("finetune", args.params)["datasets"]:
+            manifest_path = Path("data/prepared") / ds / "manifest.csv"
+            frame = manifest.read(manifest_path)
+            results.append(finetune_dataset(cfg, frame, ENCODER, CHECKPOINTS, dataset=ds,
+                                            manifest_path=manifest_path))
+        per_split = pd.concat(results, ignore_index=True)
+        frozen = frozen_medians(FROZEN_PER_SPLIT, cfg, evaluate_cfg)
+        io.write_csv(Path("reports/finetune.csv"), per_split.round(4))
+        io.write_text(Path("reports/finetune.md"), markdown(per_split, frozen, cfg))
+    print(markdown(per_split, frozen, cfg))
+
+
+if __name__ == "__main__":
+    main()
