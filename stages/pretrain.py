@@ -10,6 +10,11 @@ section (``pretrain.profile`` in params.yaml names one too, so that
 wins). Writes data/models/encoder.pt and data/models/pretrain_history.csv.
 Checkpoints go to data/checkpoints/pretrain (not a DVC output), so a killed run
 resumes where it stopped when started again with the same settings.
+
+``--out data/models/encoder-arniqa.pt --checkpoints data/checkpoints/arniqa``
+trains a second encoder beside the pipeline's (e.g. ``--profile
+profiles/arniqa.yaml``); its history and timing take the suffix of its name
+(pretrain-arniqa_history.csv, reports/timings/pretrain-arniqa.json).
 """
 from __future__ import annotations
 
@@ -53,13 +58,17 @@ def config_from(section: dict, profile: str | os.PathLike | None = None) -> Pret
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", help="YAML of pretrain overrides, e.g. profiles/paper.yaml")
+    parser.add_argument("--out", type=Path, default=OUT / "encoder.pt", help="encoder file to write")
+    parser.add_argument("--checkpoints", type=Path, default=Path("data/checkpoints/pretrain"),
+                        help="checkpoint folder, one per encoder: runs sharing one prune each other's checkpoints")
     args = parser.parse_args(argv)
     cfg = config_from(params.section("pretrain"), args.profile)
+    suffix = args.out.stem.removeprefix("encoder")
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes
-    with timing.timed("pretrain", enabled=is_main):
-        history = train(cfg, Path("data/corpus"), OUT / "encoder.pt", Path("data/checkpoints/pretrain"))
+    with timing.timed(f"pretrain{suffix}", enabled=is_main):
+        history = train(cfg, Path("data/corpus"), args.out, args.checkpoints)
         if is_main:
-            io.write_csv(OUT / "pretrain_history.csv", pd.DataFrame(history))
+            io.write_csv(args.out.with_name(f"pretrain{suffix}_history.csv"), pd.DataFrame(history))
     if is_main:
         print(f"pretrained {cfg.arch} for {history[-1]['step']} steps: "
               f"loss {history[0]['loss']:.3f} -> {history[-1]['loss']:.3f}")

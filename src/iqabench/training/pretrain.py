@@ -1,4 +1,4 @@
-"""CONTRIQUE pretraining loop: one code path for CPU, GPU and torchrun.
+"""Contrastive pretraining loop (CONTRIQUE, or ARNIQA): one code path for CPU, GPU and torchrun.
 
 Two views of each image (a random crop at full resolution and one of the
 half-resolution image, see :mod:`.views`) go through the encoder; the feature
@@ -10,6 +10,10 @@ The defaults are the CPU-sized recipe; ``profiles/paper.yaml`` sets the
 paper's (ResNet-50, 256 px, SGD lr 0.6 per 512 images, 25 epochs, 256
 synthetic + 256 authentic images per step). On CUDA the forward pass runs
 under bf16 autocast, which needs no gradient scaler, so checkpoints hold none.
+
+``objective: arniqa`` swaps the batches, targets and projector for ARNIQA's
+(:mod:`.arniqa`, ``docs/arniqa.md``); optimiser, schedule, checkpoints and
+resume are shared.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from rich.progress import Progress
 
 from .. import runtime
 from ..models.encoders import Encoder, ProjectionHead, grid_patches, save as save_encoder
-from . import checkpoint, corpus
+from . import arniqa, checkpoint, corpus
 from .contrastive import multi_positive_nt_xent
 from .sources import Sources, batch_indices  # noqa: F401  (batch_indices: public API of this module)
 from .views import check_colour_spaces, make_views
@@ -69,6 +73,12 @@ class PretrainConfig:
     log_every: int = 10
     seed: int = 0
     device: str = "auto"
+    # ARNIQA (objective "arniqa"): batch_size counts image pairs; source "embedded" (the photos below), "folder"
+    # or "kadis700k"; pristine_prob is the chance a pair stays undistorted (ARNIQA: 0.05).
+    objective: str = "contrique"   # "contrique" or "arniqa"
+    max_distortions: int = 4       # ARNIQA: 1..this many distortions from distinct groups
+    level_std: float = 2.5         # ARNIQA: std of the half-Gaussian over levels 1..5 (<= 0: uniform)
+    photos: list[str] = field(default_factory=list)  # source "embedded": photo names (empty = all)
 
     def images_per_step(self, world: int = 1) -> int:
         authentic = (self.authentic_batch_size or self.batch_size) if self.authentic else 0
@@ -80,11 +90,23 @@ class PretrainConfig:
         return self.lr * self.images_per_step(world) / self.lr_base_batch
 
 
+OBJECTIVES = ("contrique", "arniqa")
+# Keys added with ARNIQA: left out of a run's hash and metadata at their defaults, so that CONTRIQUE runs
+# keep the hash (and resume from checkpoints) and the encoder metadata they had before.
+_LATER_KEYS = {"objective": "contrique", "max_distortions": 4, "level_std": 2.5, "photos": []}
+
+
+def run_config(cfg: PretrainConfig) -> dict:
+    """The config as recorded in checkpoints and encoder files."""
+    return {k: v for k, v in asdict(cfg).items() if k not in _LATER_KEYS or v != _LATER_KEYS[k]}
+
+
 class ContrastiveModel(nn.Module):
     def __init__(self, cfg: PretrainConfig):
         super().__init__()
         self.encoder = Encoder(cfg.arch, cfg.width)
-        self.head = ProjectionHead(self.encoder.out_dim, cfg.proj_hidden, cfg.proj_dim)
+        head = arniqa.ArniqaHead if cfg.objective == "arniqa" else ProjectionHead
+        self.head = head(self.encoder.out_dim, cfg.proj_hidden, cfg.proj_dim)
         self.grid = cfg.grid
 
     def forward(self, *views: torch.Tensor) -> torch.Tensor:
@@ -129,9 +151,15 @@ def fit(cfg: PretrainConfig, corpus_dir: str | Path, encoder_path: str | Path | 
         ckpt_dir: str | Path) -> tuple[ContrastiveModel, list[dict]]:
     """:func:`train`, also returning this rank's trained model (on the CPU)."""
     check_colour_spaces(cfg.colour_spaces)
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"pretrain.objective must be one of {list(OBJECTIVES)}, got {cfg.objective!r}")
     rt = runtime.setup(cfg.device)
-    digest = corpus.config_hash(asdict(cfg) | {"corpus": str(corpus_dir), "world": rt.world_size})
-    sources = Sources(cfg, corpus_dir, rt.rank, rt.world_size, pin_memory=rt.device.type == "cuda")
+    digest = corpus.config_hash(run_config(cfg) | {"corpus": str(corpus_dir), "world": rt.world_size})
+    pin = rt.device.type == "cuda"
+    if cfg.objective == "arniqa":
+        sources = arniqa.PairSource(cfg, rt.rank, rt.world_size, pin_memory=pin)
+    else:
+        sources = Sources(cfg, corpus_dir, rt.rank, rt.world_size, pin_memory=pin)
     total = cfg.epochs * sources.steps_per_epoch if cfg.epochs > 0 else cfg.steps
     runtime.seed_everything(cfg.seed)  # identical initial weights on every rank
     model = ContrastiveModel(cfg).to(rt.device, memory_format=torch.channels_last)
@@ -161,9 +189,12 @@ def fit(cfg: PretrainConfig, corpus_dir: str | Path, encoder_path: str | Path | 
         tic = time.perf_counter()
         for batch_u8, labels in sources.batches(step, total):
             batch = batch_u8.to(rt.device, non_blocking=True).float().div_(255)
-            views = [v.contiguous(memory_format=torch.channels_last)
-                     for v in make_views(batch, cfg.crop, gen, cfg.colour_spaces)]
-            target = labels.to(rt.device).repeat_interleave(cfg.grid ** 2).repeat(len(views))
+            if cfg.objective == "arniqa":
+                views, target = arniqa.views_and_targets(batch, cfg.grid, rt.rank)
+            else:
+                views = make_views(batch, cfg.crop, gen, cfg.colour_spaces)
+                target = labels.to(rt.device).repeat_interleave(cfg.grid ** 2).repeat(len(views))
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             with rt.autocast():
                 z = net(*views)
             if cfg.all_gather and rt.distributed:
@@ -191,7 +222,7 @@ def fit(cfg: PretrainConfig, corpus_dir: str | Path, encoder_path: str | Path | 
         _average_bn_statistics(model)
     model = model.cpu()
     if rt.is_main and encoder_path is not None:
-        save_encoder(model.encoder, encoder_path, pretrain=asdict(cfg) | {"total_steps": total})
+        save_encoder(model.encoder, encoder_path, pretrain=run_config(cfg) | {"total_steps": total})
     runtime.teardown()
     return model, history
 
