@@ -24,6 +24,12 @@ def timings_markdown() -> tuple[str, float]:
                               f"Machine: {machine}."]) + "\n", total
 
 
+def section(path: Path) -> str:
+    """A stage's markdown without its own top-level title (results.md gives each a heading)."""
+    lines = path.read_text().splitlines()
+    return "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines).strip() + "\n"
+
+
 def main() -> None:
     cfg = params.section("report")
     within, cross = pd.read_csv(R / "within.csv"), pd.read_csv(R / "cross.csv")
@@ -42,8 +48,8 @@ def main() -> None:
         "## Within-dataset (median over content-disjoint random splits)", "", reporting.within_markdown(within, significance),
         "## Cross-dataset (train on all of A, test on all of B)", "", reporting.cross_markdown(cross),
         "![cross-dataset SRCC](cross_srcc.png)", "",
-        "## End-to-end fine-tuning vs the frozen readout", "", (R / "finetune.md").read_text(), "",
-        "## Mixed-dataset training (MonotonicIQA vs pooled)", "", (R / "mixed.md").read_text(), "",
+        "## End-to-end fine-tuning vs the frozen readout", "", section(R / "finetune.md"), "",
+        "## Mixed-dataset training (MonotonicIQA vs pooled)", "", section(R / "mixed.md"), "",
         "## Pipeline wall time", "", timings]))
     tags = {"git_commit": commit, "dvc_lock": tracking.file_hash("dvc.lock"),
             **{f"manifest.{ds}": tracking.file_hash(Path("data/prepared") / ds / "manifest.csv") for ds in cfg["datasets"]}}

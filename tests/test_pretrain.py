@@ -178,3 +178,13 @@ def test_paper_knobs_train_from_files_with_authentic_images(photo_folder, tmp_pa
 def test_missing_source_folder_names_the_parameter(tmp_path):
     with pytest.raises(FileNotFoundError, match="pretrain.source_dir"):
         train(_cfg(source="folder", source_dir=str(tmp_path / "nope")), tmp_path, tmp_path / "e.pt", tmp_path / "c")
+
+
+def test_shards_made_by_other_distortion_code_are_regenerated(tmp_path, monkeypatch):
+    kwargs = dict(photos=["astronaut"], crop=48, n_images=8, shard_size=8, seed=0)
+    corpus.build(tmp_path, **kwargs)
+    before = corpus.fingerprint(tmp_path)
+    monkeypatch.setattr(corpus, "code_fingerprint", lambda: "other-engine")
+    corpus.build(tmp_path, **kwargs)
+    assert corpus.fingerprint(tmp_path) != before
+    assert torch.load(tmp_path / "shard-00000.pt", weights_only=True)["config_hash"] == corpus.fingerprint(tmp_path)

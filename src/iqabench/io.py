@@ -69,6 +69,17 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def source_fingerprint(*sources: str | os.PathLike) -> str:
+    """sha256 over the given .py files and the .py files of the given folders: resumable outputs
+    record it, so a partial result made by other code is regenerated rather than silently reused."""
+    digest = hashlib.sha256()
+    for source in map(Path, sources):
+        for path in [source] if source.is_file() else sorted(source.rglob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _json_default(obj: Any):
     # numpy scalars and paths appear in metrics dicts; make them plain JSON.
     if hasattr(obj, "item"):

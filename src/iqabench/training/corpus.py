@@ -51,7 +51,7 @@ def build(out_dir: str | Path, *, photos: list[str], crop: int, n_images: int, s
     if unknown:
         raise ValueError(f"unknown source photo(s) {unknown}; embedded photos are {sorted(PHOTOS)}")
     config = {"photos": photos, "crop": crop, "n_images": n_images, "shard_size": shard_size, "seed": seed,
-              "types": list(DISTORTION_TYPES)}
+              "types": list(DISTORTION_TYPES), "code": code_fingerprint()}
     digest, out_dir = config_hash(config), Path(out_dir)
     loaded = {p: images.from_uint8(PHOTOS[p]()) for p in photos}
     rows = []
@@ -72,7 +72,20 @@ def build(out_dir: str | Path, *, photos: list[str], crop: int, n_images: int, s
                          "distortion": dist, "level": 0 if label == 0 else (label - 1) % 5 + 1})
     for stale in sorted(out_dir.glob("shard-*.pt"))[n_shards:]:
         stale.unlink()
+    io.write_json(out_dir / "config.json", {**config, "config_hash": digest})
     return pd.DataFrame(rows)
+
+
+def code_fingerprint() -> str:
+    """The distortion engine and this module: a shard made by other code is not reused."""
+    here = Path(__file__).resolve().parent
+    return io.source_fingerprint(here.parent / "distortions", here / "corpus.py")
+
+
+def fingerprint(corpus_dir: str | Path) -> str:
+    """What a pretraining checkpoint records about its corpus (written by :func:`build`)."""
+    path = Path(corpus_dir) / "config.json"
+    return json.loads(path.read_text())["config_hash"] if path.is_file() else "unknown"
 
 
 def load(corpus_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from rich.progress import Progress
 
-from .. import runtime
+from .. import io, runtime
 from ..models.encoders import Encoder, ProjectionHead, grid_patches, save as save_encoder
 from . import arniqa, checkpoint, corpus
 from .contrastive import multi_positive_nt_xent
@@ -154,7 +154,10 @@ def fit(cfg: PretrainConfig, corpus_dir: str | Path, encoder_path: str | Path | 
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"pretrain.objective must be one of {list(OBJECTIVES)}, got {cfg.objective!r}")
     rt = runtime.setup(cfg.device)
-    digest = corpus.config_hash(run_config(cfg) | {"corpus": str(corpus_dir), "world": rt.world_size})
+    # A checkpoint is resumed only by the same config, corpus content and training/distortion code.
+    code = io.source_fingerprint(Path(__file__).resolve().parent, Path(__file__).resolve().parents[1] / "distortions")
+    digest = corpus.config_hash(run_config(cfg) | {"corpus": str(corpus_dir), "world": rt.world_size,
+                                                   "corpus_hash": corpus.fingerprint(corpus_dir), "code": code})
     pin = rt.device.type == "cuda"
     if cfg.objective == "arniqa":
         sources = arniqa.PairSource(cfg, rt.rank, rt.world_size, pin_memory=pin)
