@@ -54,3 +54,12 @@ def test_atomic_write_leaves_old_file_intact_when_writer_fails(tmp_path):
             raise RuntimeError("crash mid-write")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_torch_outputs_are_byte_identical_for_identical_objects(tmp_path):
+    import torch
+
+    blob = {"w": torch.arange(6.0).reshape(2, 3), "name": "x"}
+    a, b = io.write_torch(tmp_path / "a.pt", blob), io.write_torch(tmp_path / "sub" / "b.pt", blob)
+    assert a.read_bytes() == b.read_bytes()
+    assert torch.equal(torch.load(a, weights_only=True)["w"], blob["w"])

@@ -61,6 +61,18 @@ def write_csv(path: str | os.PathLike, frame, **kwargs) -> Path:
     return Path(path)
 
 
+def write_torch(path: str | os.PathLike, obj: Any) -> Path:
+    """torch.save atomically. Through a file handle, so the archive's inner folder is always
+    "archive" (given a path, torch names it after the random temp file) and identical objects
+    give identical bytes, which DVC's output hashes rely on."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+    return Path(path)
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

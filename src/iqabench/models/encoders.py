@@ -102,8 +102,7 @@ def readout(encoder: Encoder, images: torch.Tensor) -> torch.Tensor:
 
 def save(encoder: Encoder, path, **extra) -> None:
     from .. import io
-    with io.atomic_path(path) as tmp:
-        torch.save({"config": encoder.config(), "state_dict": encoder.state_dict(), **extra}, tmp)
+    io.write_torch(path, {"config": encoder.config(), "state_dict": encoder.state_dict(), **extra})
 
 
 def load(path, map_location="cpu") -> Encoder:

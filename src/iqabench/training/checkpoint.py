@@ -23,8 +23,7 @@ def path_for(ckpt_dir: str | Path, step: int) -> Path:
 
 def save(ckpt_dir: str | Path, step: int, state: dict) -> Path:
     path = path_for(ckpt_dir, step)
-    with io.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    io.write_torch(path, state)
     for old in sorted(Path(ckpt_dir).glob("step-*.pt"))[:-KEEP]:
         old.unlink()
     return path

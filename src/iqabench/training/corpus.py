@@ -64,8 +64,7 @@ def build(out_dir: str | Path, *, photos: list[str], crop: int, n_images: int, s
             gen = torch.Generator().manual_seed(seed * 100_003 + s)
             imgs, labels, sources = _shard(loaded, n, crop, gen)
             blob = {"images": imgs, "labels": labels, "sources": sources, "config_hash": digest}
-            with io.atomic_path(path) as tmp:
-                torch.save(blob, tmp)
+            io.write_torch(path, blob)
         for k, (label, source) in enumerate(zip(blob["labels"].tolist(), blob["sources"])):
             dist = "" if label == 0 else DISTORTION_TYPES[(label - 1) // 5]
             rows.append({"shard": s, "index": k, "source": source, "class": label,
