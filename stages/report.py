@@ -60,7 +60,8 @@ def main() -> None:
         metrics={**metrics, "pipeline_seconds": total}, per_model=per_model,
         tables={"within": within, "cross": cross, "significance": significance,
                 "mixed": pd.read_csv(R / "mixed.csv"), "finetune": pd.read_csv(R / "finetune.csv")},
-        artifacts=[*figures, R / "results.md", R / "distortions.png", Path("data/models/encoder.pt")], tags=tags)
+        artifacts=[*figures, R / "results.md", R / "distortions.png", Path("data/models/encoder.pt")], tags=tags,
+        eval_params=params.section("evaluate"))
     if run_id:
         print(f"MLflow run {run_id} in {tracking.tracking_uri()}; open it with `mlflow ui --backend-store-uri "
               f"{tracking.tracking_uri()}` (http://127.0.0.1:5000)")

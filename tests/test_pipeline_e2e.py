@@ -89,7 +89,10 @@ def test_mlflow_run_is_readable_back(pipeline):
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     runs = mlflow.search_runs(experiment_names=["iqabench"])
     nested = runs["tags.mlflow.parentRunId"].notna()
-    assert nested.sum() == len(yaml.safe_load((work / "params.yaml").read_text())["models"])  # one per model
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    # One run per model, and under each one run per training set.
+    assert nested.sum() == len(params["models"]) * (1 + len(params["datasets"]))
+    assert set(runs["tags.train_dataset"].dropna()) == set(params["datasets"])
     runs = runs[~nested]
     assert len(runs) == 1
     run = runs.iloc[0]

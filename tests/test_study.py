@@ -56,3 +56,13 @@ def test_metrics_dict_is_nested_for_dvc(result):
     metrics = study.metrics_dict(result)
     assert set(metrics["within"]["good"]["a"]) == {"srcc", "plcc", "krcc", "rmse"}
     assert set(metrics["cross"]["noise"]) == {"a->b", "b->a"}
+
+
+def test_mlflow_training_set_runs_regroup_a_models_metrics_by_what_it_was_trained_on():
+    from iqabench.tracking import by_training_set
+
+    model = {"within": {"a": {"srcc": 0.9, "plcc": 0.8}, "b": {"srcc": 0.7, "plcc": 0.6}},
+             "cross": {"a->b": {"srcc": 0.5, "plcc": 0.4}, "b->a": {"srcc": 0.3, "plcc": 0.2}}}
+    assert by_training_set(model) == {
+        "a": {"within.srcc": 0.9, "within.plcc": 0.8, "cross.b.srcc": 0.5, "cross.b.plcc": 0.4},
+        "b": {"within.srcc": 0.7, "within.plcc": 0.6, "cross.a.srcc": 0.3, "cross.a.plcc": 0.2}}

@@ -101,6 +101,7 @@ def study_inputs(tmp_path):
     per_model = {m: {"within": metrics["within"][m], "cross": metrics["cross"].get(m, {})}
                  for m in ("contrique", "random")}
     return dict(params={"seed": 0, "evaluate": {"n_splits": 10, "alphas": [0.1]}}, metrics=metrics,
+                eval_params={"n_splits": 10, "alphas": [0.1]},
                 per_model=per_model, tables={"within": within, "cross": cross}, artifacts=[figure],
                 tags={"git_commit": "0123456789abcdef", "dvc_lock": "feedfacecafebeef",
                       "manifest.synthetic-single": "aaaabbbbccccdddd"})
@@ -127,6 +128,15 @@ def test_log_study_round_trip_through_a_real_server(server, study_inputs, monkey
                                   filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
     assert {child.data.tags["model"]: child.data.metrics["within.synthetic-single.srcc"] for child in children} \
         == pytest.approx({"contrique": 0.91, "random": 0.42})
+    # Under each model, one run per training set, tagged so a training set can be lined up across models.
+    contrique = next(c for c in children if c.data.tags["model"] == "contrique")
+    (trained_on,) = client.search_runs([parent.info.experiment_id],
+                                       filter_string=f"tags.mlflow.parentRunId = '{contrique.info.run_id}'")
+    assert trained_on.data.tags["train_dataset"] == "synthetic-single"
+    assert trained_on.data.metrics == pytest.approx({"within.srcc": 0.91, "within.plcc": 0.92,
+                                                     "cross.synthetic-mixed.srcc": 0.71,
+                                                     "cross.synthetic-mixed.plcc": 0.70})
+    assert trained_on.data.params == {"n_splits": "10", "alphas": "[0.1]"}
 
     mlflow.set_tracking_uri(server)
     within = mlflow.load_table("tables/within.json", run_ids=[run_id])

@@ -1,4 +1,11 @@
-"""MLflow logging: one parent run per pipeline run, one nested run per model.
+"""MLflow logging: one parent run per pipeline run, nested runs per model and per training set.
+
+Run tree: ``repro <commit>`` (all params, metrics, tables, figures) > one run per
+model (its within- and cross-dataset metrics) > one run per training set of that
+model (``within.srcc``... on that dataset and ``cross.<test>.srcc`` for each test
+set trained on it), tagged ``model`` and ``train_dataset`` so that the MLflow UI
+and ``mlflow.search_runs(filter_string="tags.train_dataset = 'koniq10k'")`` can
+line up one training set across models and commits.
 
 The default store is ``sqlite:///mlflow.db`` at the repository root with
 artifacts in ``mlartifacts/`` (both ignored by git); ``MLFLOW_TRACKING_URI``
@@ -58,9 +65,29 @@ def metric_name(name: str) -> str:
     return re.sub(r"[^\w\-./ ]", "_", name.replace("->", "_to_"))
 
 
+def by_training_set(model_metrics: dict) -> dict[str, dict[str, float]]:
+    """A model's ``{"within": {ds: m}, "cross": {"A->B": m}}`` regrouped by the dataset it was trained on.
+
+    ``{A: {"within.srcc": .., "cross.B.srcc": ..}}``: within-dataset numbers train
+    and test on splits of A; cross-dataset ones train on all of A.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for dataset, values in model_metrics.get("within", {}).items():
+        out.setdefault(dataset, {}).update({f"within.{k}": v for k, v in values.items()})
+    for pair, values in model_metrics.get("cross", {}).items():
+        train, test = pair.split("->", 1)
+        out.setdefault(train, {}).update({f"cross.{test}.{k}": v for k, v in values.items()})
+    return out
+
+
 def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, per_model: dict[str, dict],
-              tables: dict[str, pd.DataFrame], artifacts: list[Path], tags: dict[str, str]) -> str | None:
-    """Log everything; return the parent run id, or None (with a warning) if the store failed."""
+              tables: dict[str, pd.DataFrame], artifacts: list[Path], tags: dict[str, str],
+              eval_params: dict | None = None) -> str | None:
+    """Log everything; return the parent run id, or None (with a warning) if the store failed.
+
+    ``per_model[model]`` is ``{"within": .., "cross": ..}`` as in metrics.json;
+    ``eval_params`` (the `evaluate` stage's params) go on each training-set run.
+    """
     # A dead server must cost seconds, not MLflow's default minutes of retries (5 retries, 120 s timeout).
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
@@ -84,6 +111,11 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
             for model, model_metrics in per_model.items():
                 with mlflow.start_run(run_name=model, nested=True, tags={**tags, "model": model}):
                     mlflow.log_metrics({metric_name(k): float(v) for k, v in flatten(model_metrics).items()})
+                    for train, train_metrics in by_training_set(model_metrics).items():
+                        with mlflow.start_run(run_name=f"{model} | train {train}", nested=True,
+                                              tags={**tags, "model": model, "train_dataset": train}):
+                            mlflow.log_params({k: str(v)[:500] for k, v in flatten(eval_params or {}).items()})
+                            mlflow.log_metrics({metric_name(k): float(v) for k, v in train_metrics.items()})
             return parent.info.run_id
     except Exception as exc:  # noqa: BLE001 - any store failure must not lose the pipeline's outputs
         # MLflow's messages nest the whole urllib3 chain; the first line says what failed.

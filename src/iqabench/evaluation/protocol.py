@@ -121,11 +121,27 @@ def summarise(per_split: pd.DataFrame) -> dict:
 def cross_dataset(train_features, train_manifest: pd.DataFrame, test_features, test_manifest: pd.DataFrame,
                   *, alpha: float = 0.1, standardize: bool = False, logistic: str = "5pl") -> dict[str, float]:
     """Train on every image of A, test on every image of B; metrics plus n_train, n_test and alpha."""
+    (metrics,) = cross_dataset_many(train_features, train_manifest, [(test_features, test_manifest)],
+                                    alpha=alpha, standardize=standardize, logistic=logistic)
+    return metrics
+
+
+def cross_dataset_many(train_features, train_manifest: pd.DataFrame, tests: list[tuple[object, pd.DataFrame]],
+                       *, alpha: float = 0.1, standardize: bool = False,
+                       logistic: str = "5pl") -> list[dict[str, float]]:
+    """:func:`cross_dataset` for several test sets B from one fit on A.
+
+    The fit (one eigendecomposition of A's d x d or n x n Gram matrix) is most
+    of the cost; the protocol's every-pair table needs it once per training
+    set, not once per pair.
+    """
     X_train, y_train = _targets(train_features, train_manifest, "cross_dataset train")
-    X_test, y_test = _targets(test_features, test_manifest, "cross_dataset test")
-    if X_train.shape[1] != X_test.shape[1]:
-        raise ValueError(f"train features have {X_train.shape[1]} columns but test features have "
-                         f"{X_test.shape[1]}; both must come from the same model and layer")
-    (pred,) = ridge_path(X_train, y_train, [X_test], [alpha], standardize=standardize)
-    return {"alpha": float(alpha), "n_train": int(len(y_train)), "n_test": int(len(y_test)),
-            **compute_metrics(pred[0], y_test, logistic=logistic)}
+    targets = [_targets(f, m, f"cross_dataset test {i}") for i, (f, m) in enumerate(tests)]
+    for X_test, _ in targets:
+        if X_train.shape[1] != X_test.shape[1]:
+            raise ValueError(f"train features have {X_train.shape[1]} columns but test features have "
+                             f"{X_test.shape[1]}; both must come from the same model and layer")
+    predictions = ridge_path(X_train, y_train, [X for X, _ in targets], [alpha], standardize=standardize)
+    return [{"alpha": float(alpha), "n_train": int(len(y_train)), "n_test": int(len(y_test)),
+             **compute_metrics(pred[0], y_test, logistic=logistic)}
+            for pred, (_, y_test) in zip(predictions, targets)]
