@@ -20,3 +20,32 @@ def shared_datasets() -> Path:
     if not root.is_dir():
         pytest.skip(f"{root} is absent (a user's fresh clone): the shared real subsets are not available")
     return root
+
+
+@pytest.fixture
+def crash_after_first_checkpoint(monkeypatch):
+    """A context in which training dies (KeyboardInterrupt) right after writing its first checkpoint.
+
+    Stands in for a SIGKILL at the worst moment for resuming: progress exists on
+    disk, the final outputs do not. Outside the context, saving is normal again.
+    """
+    import contextlib
+
+    from iqabench.training import checkpoint
+
+    real_save = checkpoint.save
+
+    def save_then_die(ckpt_dir, step, state):
+        real_save(ckpt_dir, step, state)
+        raise KeyboardInterrupt("killed after the first checkpoint")
+
+    @contextlib.contextmanager
+    def crashing():
+        monkeypatch.setattr(checkpoint, "save", save_then_die)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                yield
+        finally:
+            monkeypatch.setattr(checkpoint, "save", real_save)
+
+    return crashing

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from iqabench.distortions import GROUP_OF, RANDOM_TYPES, DistortionTransform, class_name
 from iqabench.models import encoders
-from iqabench.training import arniqa, checkpoint
+from iqabench.training import arniqa
 from iqabench.training.contrastive import multi_positive_nt_xent
 from iqabench.training.pretrain import PretrainConfig, run_config, train
 
@@ -87,19 +87,11 @@ def test_loss_falls_on_a_tiny_run(tmp_path):
     assert encoders.load(tmp_path / "enc.pt").arch == "small_cnn"
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, crash_after_first_checkpoint):
     cfg = _cfg()
     history = train(cfg, tmp_path / "no-corpus", tmp_path / "a.pt", tmp_path / "ckpt-a")
-    real_save = checkpoint.save
-
-    def crash_after_first(ckpt_dir, step, state):
-        real_save(ckpt_dir, step, state)
-        raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(checkpoint, "save", crash_after_first)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_first_checkpoint():
         train(cfg, tmp_path / "no-corpus", tmp_path / "b.pt", tmp_path / "ckpt-b")
-    monkeypatch.setattr(checkpoint, "save", real_save)
     resumed = train(cfg, tmp_path / "no-corpus", tmp_path / "b.pt", tmp_path / "ckpt-b")
     assert [h["step"] for h in resumed] == [h["step"] for h in history]
     a, b = encoders.load(tmp_path / "a.pt").state_dict(), encoders.load(tmp_path / "b.pt").state_dict()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from iqabench.models import encoders
-from iqabench.training import checkpoint, corpus
+from iqabench.training import corpus
 from iqabench.training.pretrain import NonFiniteLoss, PretrainConfig, batch_indices, train
 
 
@@ -38,22 +38,13 @@ def test_batches_partition_each_epoch_across_ranks():
     assert sorted(seen.tolist()) == list(range(40))
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tiny_corpus, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_weights(tiny_corpus, tmp_path, crash_after_first_checkpoint):
     out, _ = tiny_corpus
     cfg = _cfg()
     history = train(cfg, out, tmp_path / "a.pt", tmp_path / "ckpt-a")
     assert len(history) == cfg.steps
-
-    real_save = checkpoint.save
-
-    def crash_after_first(ckpt_dir, step, state):
-        real_save(ckpt_dir, step, state)
-        raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(checkpoint, "save", crash_after_first)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_first_checkpoint():
         train(cfg, out, tmp_path / "b.pt", tmp_path / "ckpt-b")
-    monkeypatch.setattr(checkpoint, "save", real_save)
     assert not (tmp_path / "b.pt").exists()
     resumed = train(cfg, out, tmp_path / "b.pt", tmp_path / "ckpt-b")
     assert [h["step"] for h in resumed] == [h["step"] for h in history]
