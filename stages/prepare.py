@@ -16,9 +16,7 @@ from pathlib import Path
 from iqabench import manifest, params, timing
 from iqabench.datasets import build_manifest, embedded
 from iqabench.datasets.local import registered_manifest
-
-# The shared subsets keep their dataset's published layout, so the real parsers read them.
-SHARED_SUBSETS = {"koniq10k-subset": "koniq10k", "spaq-subset": "spaq"}
+from iqabench.datasets.registry import SHARED_SUBSETS
 
 
 def prepare(name: str, out_dir: Path, cfg: dict):

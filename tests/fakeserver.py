@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import io
 import re
 import threading
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,3 +134,19 @@ def kadid_layout(root: Path) -> dict[str, float]:
     base.mkdir(parents=True, exist_ok=True)
     (base / "dmos.csv").write_text("\n".join(lines) + "\n")
     return scores
+
+
+def zip_folder(folder: Path) -> bytes:
+    """A zip of every file under ``folder``, names relative to it, in sorted order."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
+def kadid_zip(folder: Path) -> bytes:
+    """kadid10k.zip as published, built from :func:`kadid_layout` written into ``folder``."""
+    kadid_layout(folder)
+    return zip_folder(folder)

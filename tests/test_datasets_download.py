@@ -7,11 +7,11 @@ import io as pyio
 import json
 import tarfile
 import zipfile
-from pathlib import Path
 
 import pytest
 
-from fakeserver import Behaviour, kadid_layout, serve
+import fakeserver
+from fakeserver import Behaviour, serve
 from iqabench.datasets import DatasetError, Remote, build_from_spec, get_spec
 from iqabench.datasets.archives import UnsafeArchiveError, extract
 from iqabench.datasets.download import ChecksumError, DownloadError, download_spec, fetch
@@ -19,19 +19,9 @@ from iqabench.datasets.download import ChecksumError, DownloadError, download_sp
 FAST = dict(backoff=0.01, timeout=5, progress=False)
 
 
-def zip_folder(folder: Path) -> bytes:
-    buffer = pyio.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                zf.write(path, path.relative_to(folder).as_posix())
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def kadid_zip(tmp_path) -> bytes:
-    kadid_layout(tmp_path / "src")
-    return zip_folder(tmp_path / "src")
+    return fakeserver.kadid_zip(tmp_path / "src")
 
 
 def kadid_spec(url: str, sha256=None):

@@ -146,18 +146,19 @@ def test_tid2013_malformed_line_is_named(tmp_path):
         build_manifest("tid2013", tmp_path)
 
 
-@pytest.mark.parametrize("dist_dirs, ref_dir", [(("Train_Dis", "Train_Dis"), "Train_Ref"),
-                                                 (("Distortion/Distortion_1", "Distortion/Distortion_2"),
-                                                  "Reference_train")])
-def test_pipal_elo_labels_and_reference(tmp_path, dist_dirs, ref_dir):
+# NTIRE release (pyiqa scripts/process_pipal.py) and the authors' README (PIPAL-dataset codes/data).
+@pytest.mark.parametrize("dist_dirs, ref_dir, label_dir", [
+    (("Train_Dis", "Train_Dis"), "Train_Ref", "Train_Label"),
+    (("Distortion/Distortion_1", "Distortion/Distortion_2"), "Reference_train", "MOS_Scores_train")])
+def test_pipal_elo_labels_and_reference(tmp_path, dist_dirs, ref_dir, label_dir):
     write_image(tmp_path / dist_dirs[0] / "A0001_00_00.bmp")
     write_image(tmp_path / dist_dirs[1] / "A0002_06_26.bmp")
     write_image(tmp_path / ref_dir / "A0001.bmp")
     write_image(tmp_path / ref_dir / "A0002.bmp")
-    (tmp_path / "Train_Label").mkdir()
+    (tmp_path / label_dir).mkdir()
     # Values from pyiqa's meta_info_PIPALDataset.csv (generated from Train_Label/*.txt).
-    (tmp_path / "Train_Label" / "A0001.txt").write_text("A0001_00_00.bmp,1520.0648\n")
-    (tmp_path / "Train_Label" / "A0002.txt").write_text("A0002_06_26.bmp,1313.9093\n")
+    (tmp_path / label_dir / "A0001.txt").write_text("A0001_00_00.bmp,1520.0648\n")
+    (tmp_path / label_dir / "A0002.txt").write_text("A0002_06_26.bmp,1313.9093\n")
     frame = build_manifest("pipal", tmp_path)
     assert rows(frame) == {
         "A0001_00_00.bmp": (1520.0648, round((1520.0648 - 800) / 1100, 6), "A0001", "", "", ""),
@@ -169,24 +170,41 @@ def test_pipal_elo_labels_and_reference(tmp_path, dist_dirs, ref_dir):
 def test_siqad_matrix_is_type_level_by_reference(tmp_path):
     dmos = np.arange(49 * 20, dtype=float).reshape(49, 20) / 10
     scipy.io.savemat(tmp_path / "DMOS_SIQAD.mat", {"DMOS": dmos})
+    (tmp_path / "DistortedImages").mkdir()
+    (tmp_path / "references").mkdir()
+    # Public evaluation scripts pair MATLAB's DMOS(:) (column-major) with these loops.
+    in_script_order = []
     for ref in range(1, 21):
+        (tmp_path / "references" / f"cim{ref}.bmp").write_bytes(b"BM")
         for kind in range(1, 8):
             for level in range(1, 8):
-                (tmp_path / "DistortedImages").mkdir(exist_ok=True)
                 (tmp_path / "DistortedImages" / f"cim{ref}_{kind}_{level}.bmp").write_bytes(b"BM")
-    got = rows(build_manifest("siqad", tmp_path))
-    assert len(got) == 980
+                in_script_order.append(f"cim{ref}_{kind}_{level}.bmp")
+    frame = build_manifest("siqad", tmp_path)
+    got = rows(frame)
+    assert {name: got[name][0] for name in in_script_order} == dict(zip(in_script_order, dmos.ravel(order="F")))
     # cim3, type 2 (gaussian blur), level 4 -> row (2-1)*7 + 3 = 10, column 2
     assert got["cim3_2_4.bmp"] == (dmos[10, 2], round(1 - dmos[10, 2] / 100, 6), "cim3", "gaussian blur", "4", "")
+    assert all(Path(r).is_file() for r in frame["reference"])
 
 
 def test_scid_text_file(tmp_path):
     write_image(tmp_path / "DistortedSCIs" / "SCI01_1_1.bmp")
     write_image(tmp_path / "DistortedSCIs" / "SCI40_9_5.bmp")
-    (tmp_path / "MOS_SCID.txt").write_text("SCI01 SCI01_1_1 78.5\nSCI40 SCI40_9_5 20.25\n")
-    got = rows(build_manifest("scid", tmp_path))
-    assert got == {"SCI01_1_1.bmp": (78.5, 0.785, "SCI01", "gaussian noise", "1", ""),
-                   "SCI40_9_5.bmp": (20.25, 0.2025, "SCI40", "color quantization with dithering", "5", "")}
+    write_image(tmp_path / "ReferenceSCIs" / "SCI01.bmp")
+    write_image(tmp_path / "ReferenceSCIs" / "SCI40.bmp")
+    # No header; whitespace-separated reference, image name without extension, MOS.
+    (tmp_path / "MOS_SCID.txt").write_text("SCI01 SCI01_1_1 78.5\r\nSCI40\tSCI40_9_5\t20.25\r\n")
+    frame = build_manifest("scid", tmp_path)
+    assert rows(frame) == {"SCI01_1_1.bmp": (78.5, 0.785, "SCI01", "gaussian noise", "1", ""),
+                           "SCI40_9_5.bmp": (20.25, 0.2025, "SCI40", "color quantization with dithering", "5", "")}
+    assert all(Path(r).is_file() for r in frame["reference"])
+
+
+def test_scid_line_whose_reference_disagrees_with_the_image_is_refused(tmp_path):
+    (tmp_path / "MOS_SCID.txt").write_text("SCI01 SCI01_1_1 78.5\nSCI02 SCI03_1_1 50\n")
+    with pytest.raises(DatasetError, match=r"MOS_SCID.txt line 2: reference 'SCI02' does not match"):
+        build_manifest("scid", tmp_path)
 
 
 def test_flive_official_split_from_its_label_files(tmp_path):

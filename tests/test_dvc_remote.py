@@ -197,23 +197,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def kadid_zip(folder: Path) -> bytes:
-    import io as pyio
-    import zipfile
-
-    from fakeserver import kadid_layout
-
-    kadid_layout(folder)
-    buffer = pyio.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, path.relative_to(folder).as_posix())
-    return buffer.getvalue()
-
-
 def test_download_stage_resumes_after_interruption_and_then_stays_cached(dvc_env, monkeypatch, tmp_path):
-    from fakeserver import Behaviour, serve
+    from fakeserver import Behaviour, kadid_zip, serve
 
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -252,7 +237,7 @@ def test_stage_writes_one_lock_per_dataset_by_default(monkeypatch, tmp_path):
     import dataclasses
     import runpy
 
-    from fakeserver import serve
+    from fakeserver import kadid_zip, serve
     from iqabench.datasets import registry
 
     archive = kadid_zip(tmp_path / "kadid-src")

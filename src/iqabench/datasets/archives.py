@@ -1,10 +1,16 @@
-"""Safe extraction of zip, tar(.gz/.bz2/.xz) and rar archives.
+"""Safe, all-or-nothing extraction of zip, tar(.gz/.bz2/.xz) and rar archives.
 
 Every member is checked before anything is written: absolute paths, ``..``
 components, drive letters, symbolic and hard links and device files are
 refused, so an archive cannot write outside the target folder (zip-slip).
-RAR needs an external tool; which one is found (or which to install) is
-decided up front, before a long download starts.
+Members are unpacked into a staging folder inside the target and moved into
+place only once the whole archive has been read, so a refused, corrupt or
+interrupted archive leaves the target as it was.
+
+RAR is read through libarchive (the ``libarchive-c`` binding over the system
+library) when it loads, else through an external tool (unrar, 7z, bsdtar);
+which one is used, or what to install, is decided up front, before a long
+download starts.
 """
 from __future__ import annotations
 
@@ -15,10 +21,13 @@ import subprocess
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from types import ModuleType
 
 from .scorefiles import DatasetError
 
 RAR_TOOLS = ("unrar", "7z", "bsdtar")
+LIBARCHIVE = "libarchive"
+STAGING_SUFFIX = ".extracting"
 
 
 class UnsafeArchiveError(DatasetError):
@@ -36,15 +45,33 @@ def archive_format(path: Path) -> str | None:
     return None
 
 
-def rar_tool() -> str:
-    """The first available RAR extractor, or an error that says what to install."""
+def load_libarchive() -> tuple[ModuleType | None, str]:
+    """The ``libarchive`` module, or None and why it did not load."""
+    try:
+        import libarchive
+    except ImportError as err:
+        return None, f"the Python package libarchive-c is not installed ({err})"
+    except (OSError, AttributeError, TypeError) as err:
+        # The binding loads the C library at import; a missing or too old one fails here.
+        return None, f"libarchive-c is installed but the system libarchive does not load ({err})"
+    return libarchive, ""
+
+
+def rar_extractor() -> str:
+    """``"libarchive"`` or the path of the first RAR tool found; else an error saying what to install."""
+    module, why_not = load_libarchive()
+    if module is not None:
+        return LIBARCHIVE
     for tool in RAR_TOOLS:
         found = shutil.which(tool)
         if found:
             return found
-    raise DatasetError("extracting .rar archives needs one of: unrar, 7z, bsdtar. Install one, e.g. "
-                       "`apt-get install unrar` (or p7zip-full, or libarchive-tools), "
-                       "`brew install libarchive`, then run the command again")
+    raise DatasetError(
+        f"extracting .rar archives needs libarchive or one of the tools {', '.join(RAR_TOOLS)}, and none is "
+        f"available: {why_not}, and no tool is on PATH. Install either the Python package and its system "
+        f"library (`pip install libarchive-c` plus `apt-get install libarchive13` or `brew install "
+        f"libarchive`), or a tool (`apt-get install unrar`, p7zip-full or libarchive-tools), then run the "
+        f"command again")
 
 
 def check_member(name: str, archive: Path) -> PurePosixPath:
@@ -57,34 +84,63 @@ def check_member(name: str, archive: Path) -> PurePosixPath:
     return path
 
 
-def _check_zip(archive: Path) -> list[zipfile.ZipInfo]:
+def _link_error(archive: Path, name: str, symbolic: bool) -> UnsafeArchiveError:
+    return UnsafeArchiveError(f"{archive.name}: member {name!r} is a {'symbolic' if symbolic else 'hard'} "
+                              f"link; links are refused because they can point outside the target")
+
+
+def _extract_zip(archive: Path, staging: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
-        members = zf.infolist()
-        for info in members:
+        for info in zf.infolist():
             check_member(info.filename, archive)
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                raise UnsafeArchiveError(f"{archive.name}: member {info.filename!r} is a symbolic link; "
-                                         f"links are refused because they can point outside the target")
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise _link_error(archive, info.filename, symbolic=True)
         bad = zf.testzip()
         if bad is not None:
             raise DatasetError(f"{archive.name}: member {bad!r} fails its CRC check; the archive is corrupt, "
                                f"delete it and download again")
-    return members
+        zf.extractall(staging)
 
 
-def _check_tar(archive: Path) -> None:
+def _extract_tar(archive: Path, staging: Path) -> None:
     with tarfile.open(archive) as tf:
         for member in tf.getmembers():
             check_member(member.name, archive)
             if member.issym() or member.islnk():
-                raise UnsafeArchiveError(f"{archive.name}: member {member.name!r} is a "
-                                         f"{'symbolic' if member.issym() else 'hard'} link; links are refused")
+                raise _link_error(archive, member.name, symbolic=member.issym())
             if not (member.isfile() or member.isdir()):
                 raise UnsafeArchiveError(f"{archive.name}: member {member.name!r} is a device or special file")
+        tf.extractall(staging, filter="data")
 
 
-def _rar_members(archive: Path, tool: str) -> list[str]:
+def _extract_rar_libarchive(archive: Path, staging: Path, libarchive: ModuleType) -> None:
+    # First pass: headers only, so a bad member stops the archive before any byte is written.
+    with libarchive.file_reader(str(archive)) as entries:
+        for entry in entries:
+            name = entry.pathname or ""
+            check_member(name, archive)
+            if entry.issym or entry.islnk:
+                raise _link_error(archive, name, symbolic=entry.issym)
+            if not (entry.isfile or entry.isdir):
+                raise UnsafeArchiveError(f"{archive.name}: member {name!r} is a device or special file")
+    # Second pass: the data, written only to the checked relative paths (never by libarchive itself).
+    with libarchive.file_reader(str(archive)) as entries:
+        for entry in entries:
+            out = staging / check_member(entry.pathname or "", archive)
+            if entry.isdir:
+                out.mkdir(parents=True, exist_ok=True)
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with open(out, "wb") as fh:
+                for block in entry.get_blocks():
+                    fh.write(block)
+            if entry.size is not None and out.stat().st_size != entry.size:
+                raise DatasetError(f"{archive.name}: member {entry.pathname!r} gave {out.stat().st_size} bytes, "
+                                   f"its header says {entry.size}; the archive is corrupt, delete it and "
+                                   f"download again")
+
+
+def _rar_tool_members(archive: Path, tool: str) -> list[str]:
     name = Path(tool).name
     if name == "unrar":
         cmd = [tool, "lb", str(archive)]
@@ -101,45 +157,69 @@ def _rar_members(archive: Path, tool: str) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
-def _extract_rar(archive: Path, target: Path) -> None:
-    tool = rar_tool()
-    for member in _rar_members(archive, tool):
+def _extract_rar_tool(archive: Path, staging: Path, tool: str) -> None:
+    for member in _rar_tool_members(archive, tool):
         check_member(member, archive)
     name = Path(tool).name
     if name == "unrar":
-        cmd = [tool, "x", "-o+", "-y", str(archive), str(target) + os.sep]
+        cmd = [tool, "x", "-o+", "-y", str(archive), str(staging) + os.sep]
     elif name == "7z":
-        cmd = [tool, "x", "-y", f"-o{target}", str(archive)]
+        cmd = [tool, "x", "-y", f"-o{staging}", str(archive)]
     else:
-        cmd = [tool, "-xf", str(archive), "-C", str(target)]
+        cmd = [tool, "-xf", str(archive), "-C", str(staging)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise DatasetError(f"{archive.name}: {name} failed to extract: {out.stderr.strip()[:300]}")
-    # Listing formats differ between tools; a link that slipped through is removed here.
-    for path in target.rglob("*"):
+    # The tools' listings do not say which members are links; one found in staging voids the archive.
+    for path in staging.rglob("*"):
         if path.is_symlink():
-            path.unlink()
-            raise UnsafeArchiveError(f"{archive.name}: member {path.relative_to(target)} is a link; refused")
+            raise _link_error(archive, path.relative_to(staging).as_posix(), symbolic=True)
+
+
+def _extract_rar(archive: Path, staging: Path) -> None:
+    extractor = rar_extractor()
+    if extractor == LIBARCHIVE:
+        module, _ = load_libarchive()
+        try:
+            _extract_rar_libarchive(archive, staging, module)
+        except module.ArchiveError as err:
+            raise DatasetError(f"{archive.name}: cannot read the archive ({err}); it is corrupt or truncated, "
+                               f"delete it and download again") from err
+    else:
+        _extract_rar_tool(archive, staging, extractor)
+
+
+def _move_into(source: Path, target: Path) -> None:
+    """Move everything under ``source`` into ``target``, replacing what has the same name."""
+    for item in source.iterdir():
+        dest = target / item.name
+        if item.is_dir() and dest.is_dir() and not dest.is_symlink():
+            _move_into(item, dest)
+            continue
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        os.replace(item, dest)
 
 
 def extract(archive: Path, target: Path) -> None:
-    """Extract ``archive`` into ``target`` after checking every member."""
+    """Extract ``archive`` into ``target`` after checking every member; all or nothing."""
     archive, target = Path(archive), Path(target)
-    target.mkdir(parents=True, exist_ok=True)
     kind = archive_format(archive)
+    if kind is None:
+        raise DatasetError(f"{archive.name}: not a zip, tar or rar archive")
+    if kind == "rar":
+        rar_extractor()  # says what to install before anything is created
+    target.mkdir(parents=True, exist_ok=True)
+    # Inside the target, so the final moves are renames on one file system.
+    staging = target / f".{archive.name}{STAGING_SUFFIX}"
+    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted run
+    staging.mkdir()
     try:
-        if kind == "zip":
-            _check_zip(archive)
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(target)
-        elif kind == "tar":
-            _check_tar(archive)
-            with tarfile.open(archive) as tf:
-                tf.extractall(target, filter="data")
-        elif kind == "rar":
-            _extract_rar(archive, target)
-        else:
-            raise DatasetError(f"{archive.name}: not a zip, tar or rar archive")
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
-        raise DatasetError(f"{archive.name}: cannot read the archive ({err}); it is corrupt or truncated, "
-                           f"delete it and download again") from err
+        try:
+            {"zip": _extract_zip, "tar": _extract_tar, "rar": _extract_rar}[kind](archive, staging)
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
+            raise DatasetError(f"{archive.name}: cannot read the archive ({err}); it is corrupt or truncated, "
+                               f"delete it and download again") from err
+        _move_into(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

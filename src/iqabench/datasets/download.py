@@ -61,7 +61,7 @@ def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = Non
         raise DatasetError(f"{spec.name} has no public download URL ({spec.access}). Get the files there, "
                            f"then run `iqabench datasets add {spec.name} --from PATH`")
     if any(archives.archive_format(Path(r.filename)) == "rar" for r in spec.remotes if r.extract):
-        archives.rar_tool()  # fail before a long download, not after
+        archives.rar_extractor()  # fail before a long download, not after
     lock_path = Path(lock_path) if lock_path else default_lock_path(dest)
     lock = _read_json(lock_path)
     done = _read_json(dest / DONE_MARKER)

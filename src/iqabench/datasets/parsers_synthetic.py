@@ -38,6 +38,9 @@ KADID_TYPES = (
     "darken", "mean shift", "jitter", "non-eccentricity patch", "pixelate", "quantization", "color block",
     "high sharpen", "contrast change")
 
+# The authors' README calls the label folder this; the NTIRE release calls it Train_Label.
+PIPAL_OTHER_LABEL_DIRS = ("MOS_Scores_train",)
+
 SIQAD_TYPES = ("gaussian noise", "gaussian blur", "motion blur", "contrast change", "jpeg", "jpeg2000",
                "layer segmentation based coding")
 
@@ -170,11 +173,17 @@ def parse_kadid(spec, root: Path) -> pd.DataFrame:
 
 
 def parse_pipal(spec, root: Path) -> pd.DataFrame:
-    """PIPAL public training part: ``Train_Label/*.txt`` lines ``A0001_00_00.bmp,<Elo>``;
-    the reference is ``A0001.bmp``. Images and references are found by name anywhere
-    under the root: the NTIRE release ships ``Train_Dis``/``Train_Ref`` while the
-    authors' README describes ``Distortion_1..4``/``Reference_train``."""
-    label_dir = locate(root, spec.score_file, spec.name)
+    """PIPAL public training part: one label file per reference, lines
+    ``A0001_00_00.bmp,<Elo>``; the reference is ``A0001.bmp``. The NTIRE release names
+    the label folder ``Train_Label`` (images ``Train_Dis``/``Train_Ref``), the authors'
+    README ``MOS_Scores_train`` (images ``Distortion_1..4``/``Reference_train``); both
+    are accepted, and images and references are found by name anywhere under the root."""
+    label_dir = None
+    for folder in (spec.score_file, *PIPAL_OTHER_LABEL_DIRS):
+        label_dir = label_dir or locate(root, folder, spec.name, required=False)
+    if label_dir is None:
+        raise DatasetError(f"{spec.name}: no label folder ({' or '.join((spec.score_file, *PIPAL_OTHER_LABEL_DIRS))}) "
+                           f"under {root} nor one folder down; point at the folder that holds the training part")
     base = label_dir.parent
     files = sorted(label_dir.glob("*.txt"))
     if not files:
@@ -199,7 +208,7 @@ def parse_pipal(spec, root: Path) -> pd.DataFrame:
             if parts[0] in seen:
                 raise DatasetError(f"{where}: {parts[0]} is listed again (first in {seen[parts[0]]})")
             seen[parts[0]] = f"{file.name} line {number}"
-            names.append(by_name.get(parts[0], base / "Train_Dist" / parts[0]))
+            names.append(by_name.get(parts[0], base / "Train_Dis" / parts[0]))
             raw.append(value)
             ref_name = f"{parts[0].split('_')[0]}.bmp"
             refs.append(str(by_name.get(ref_name, base / "Train_Ref" / ref_name)))
@@ -208,8 +217,10 @@ def parse_pipal(spec, root: Path) -> pd.DataFrame:
 
 def parse_siqad(spec, root: Path) -> pd.DataFrame:
     """SIQAD: ``DMOS_SIQAD.mat`` holds ``DMOS`` as a 49 x 20 matrix: row
-    (type-1)*7 + (level-1) for 7 types x 7 levels, column = reference cim1..cim20;
-    images are ``DistortedImages/cim<ref>_<type>_<level>.bmp``."""
+    (type-1)*7 + (level-1) for 7 types x 7 levels, column = reference cim1..cim20, so
+    MATLAB's ``DMOS(:)`` runs reference, then type, then level. Images are
+    ``DistortedImages/cim<ref>_<type>_<level>.bmp``, references ``references/cim<ref>.bmp``
+    (the layout public evaluation scripts read; see docs/datasets.md)."""
     mat = locate(root, spec.score_file, spec.name)
     dmos = np.asarray(load_mat(mat, spec.name, ["DMOS"])["DMOS"], dtype=np.float64)
     if dmos.shape != (49, 20):
@@ -232,8 +243,9 @@ def parse_siqad(spec, root: Path) -> pd.DataFrame:
 
 
 def parse_scid(spec, root: Path) -> pd.DataFrame:
-    """SCID: ``MOS_SCID.txt`` lines ``SCI01 SCI01_1_1 <mos>`` (reference, distorted
-    name without extension, MOS); images ``DistortedSCIs/SCI01_1_1.bmp``."""
+    """SCID: ``MOS_SCID.txt``, no header, whitespace-separated lines ``SCI01 SCI01_1_1 <mos>``
+    (reference, distorted name without extension, MOS); images ``DistortedSCIs/<name>.bmp``,
+    references ``ReferenceSCIs/<ref>.bmp``; types 1..9 in the order of SCID_TYPES."""
     txt = locate(root, spec.score_file, spec.name)
     base = txt.parent
     pattern = re.compile(r"^(SCI\d{2})_(\d)_(\d)$", re.IGNORECASE)
@@ -247,6 +259,9 @@ def parse_scid(spec, root: Path) -> pd.DataFrame:
         match = pattern.match(parts[1]) if len(parts) == 3 else None
         if match is None:
             raise DatasetError(f"{where}: expected 'SCIxx SCIxx_t_l <mos>', got {line!r}")
+        if parts[0].upper() != match.group(1).upper():
+            raise DatasetError(f"{where}: reference {parts[0]!r} does not match image {parts[1]!r}; the columns "
+                               f"are reference, image, MOS")
         try:
             value = float(parts[2])
         except ValueError:

@@ -155,7 +155,7 @@ _SPECS = [
         citation="N. Ponomarenko et al. Image database TID2013: peculiarities, results and perspectives. "
                  "Signal Processing: Image Communication 30, 2015.",
         licence="research use", remotes=(Remote("https://www.ponomarenko.info/tid2013/tid2013.rar", "tid2013.rar"),),
-        access="direct download (RAR: needs unrar, 7z or bsdtar)", images_dir="distorted_images",
+        access="direct download (RAR: needs libarchive-c, or unrar, 7z or bsdtar)", images_dir="distorted_images",
         score_file="mos_with_names.txt", parser=synth.parse_tid2013, score_type="MOS", lo=0, hi=9,
         higher_is_better=True, n_images=3000, content_ids="reference",
         score_source="human MOS (TID2013 pairwise comparisons)"),
@@ -175,8 +175,9 @@ _SPECS = [
         citation="J. Gu et al. PIPAL: a large-scale image quality assessment dataset for perceptual image "
                  "restoration. ECCV 2020.",
         licence="research use", remotes=(), access="registration on the PIPAL / NTIRE challenge pages",
-        # Elo has no published bounds; [800, 1900] brackets the labels sampled from pyiqa's
-        # meta_info_PIPALDataset.csv. Out-of-range values are warned about, never clipped.
+        # Elo has no published bounds and public loaders use it raw; [800, 1900] brackets the
+        # labels read from pyiqa's meta_info_PIPALDataset.csv (1034.6-1680.2 in the rows read;
+        # docs/datasets.md). Out-of-range values are warned about, never clipped.
         images_dir="", score_file="Train_Label", parser=synth.parse_pipal, score_type="Elo",
         lo=800, hi=1900, higher_is_better=True, n_images=23200, content_ids="reference",
         score_source="human Elo (PIPAL pairwise preferences)"),
@@ -209,6 +210,10 @@ _SPECS = [
 ]
 
 SPECS: dict[str, DatasetSpec] = {spec.name: spec for spec in _SPECS}
+
+# Real human-rated subsets in ../shared/datasets/<name> (when that folder exists) -> the
+# spec whose parser reads them: they keep their dataset's published layout.
+SHARED_SUBSETS: dict[str, str] = {"koniq10k-subset": "koniq10k", "spaq-subset": "spaq"}
 
 
 class UnknownDatasetError(DatasetError, KeyError):

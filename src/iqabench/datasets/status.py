@@ -6,11 +6,10 @@ from pathlib import Path
 from . import embedded
 from .download import DONE_MARKER
 from .local import DEFAULT_REGISTRY, read_registry
-from .registry import SPECS
+from .registry import SHARED_SUBSETS, SPECS
 
 DEFAULT_DATA_ROOT = Path("data/raw")
 PREPARED = Path("data/prepared")
-SHARED_SUBSETS = {"koniq10k-subset": "koniq10k", "spaq-subset": "spaq"}  # in ../shared/datasets when present
 
 
 def disk_size(path: Path) -> int:
