@@ -24,7 +24,8 @@ def prepare(name: str, out_dir: Path, cfg: dict):
         return embedded.build(name, out_dir, patch_size=cfg["patch_size"],
                               max_patches_per_photo=cfg["max_patches_per_photo"],
                               versions_per_patch=cfg["versions_per_patch"], max_k=cfg["max_k"],
-                              label_metrics=cfg["label_metrics"], seed=cfg["seed"])
+                              label_metrics=cfg["label_metrics"], seed=cfg["seed"],
+                              deepwsd_weights=cfg.get("deepwsd_weights"))
     if name in SHARED_SUBSETS:
         root = Path(cfg["shared_root"]) / name
         if not root.is_dir():

@@ -12,13 +12,21 @@ Each name below becomes a feature function for the `extract` stage, and the
   positive or negative slope, so its SRCC equals |SRCC| of NIQE itself: the row
   reports NIQE's own rank correlation (KRCC likewise; PLCC and RMSE are those
   of a linear/logistic fit of NIQE).
-* ``fr:psnr``, ``fr:ssim``, ``fr:ms_ssim``, ``fr:vif``: full-reference metrics
-  of each image against its manifest ``reference`` (:mod:`iqabench.fr_metrics`).
-  These functions take ``(images, references)`` and carry
-  ``needs_reference = True``; :func:`iqabench.features.extract` loads the
-  references for them and refuses datasets without any. On the embedded
-  synthetic sets the pseudo-MOS is itself a consensus of SSIM, MS-SSIM and VIF,
-  so those rows are close to circular there: an upper bound, not a competitor.
+* ``fr:psnr``, ``fr:ssim``, ``fr:ms_ssim``, ``fr:vif``, ``fr:gmsd``:
+  full-reference metrics of each image against its manifest ``reference``
+  (:mod:`iqabench.fr_metrics`; GMSD negated, so that higher is better).
+* ``fr:deepwsd``: minus DeepWSD (:mod:`iqabench.models.deepwsd`) on the stages
+  of the project's pretrained encoder, ``data/models/encoder.pt`` (the
+  `pretrain` stage; ImageNet weights cannot be fetched here).
+* ``fr:deepwsd-vgg16:PATH``: minus DeepWSD on torchvision VGG16 ``features``
+  from a local state dict at PATH: the published configuration.
+
+All ``fr:`` functions take ``(images, references)`` and carry
+``needs_reference = True``; :func:`iqabench.features.extract` loads the
+references for them and refuses datasets without any. On the embedded
+synthetic sets the pseudo-MOS is itself a consensus of full-reference metrics
+(``prepare.label_metrics``, by default SSIM, MS-SSIM and VIF), so the rows of
+those metrics are close to circular there: an upper bound, not a competitor.
 
 The NIQE pristine model is not downloaded: :func:`fit_pristine_niqe` fits it
 (the `fit_niqe` stage, ``stages/fit_niqe.py``) and ``niqe`` reads it from
@@ -42,6 +50,7 @@ import numpy as np
 import torch
 
 from . import fr_metrics, images
+from .models import deepwsd
 from .models.brisque import brisque_features
 from .models.niqe import NiqeModel, fit_niqe, niqe_score
 
@@ -50,7 +59,9 @@ KADIS_ROOT = Path("data/raw/kadis700k")
 CLASSIC = ("brisque", "niqe")
 FR_PREFIX = "fr:"
 FR_NAMES = tuple(f"{FR_PREFIX}{metric}" for metric in fr_metrics.FR_METRICS)
-NAMES = CLASSIC + FR_NAMES
+DEEPWSD = f"{FR_PREFIX}deepwsd"
+DEEPWSD_VGG16 = f"{FR_PREFIX}deepwsd-vgg16:"  # followed by the path of the VGG16 state dict
+NAMES = CLASSIC + FR_NAMES + (DEEPWSD, DEEPWSD_VGG16 + "PATH")
 # The NIQE paper fitted its model on 125 pristine photos; a KADIS sample of that size
 # keeps the fit comparable and fast.
 KADIS_SAMPLE = 125
@@ -61,13 +72,22 @@ def is_baseline(name: str) -> bool:
     return name in CLASSIC or name.startswith(FR_PREFIX)
 
 
-def feature_fn(name: str, device: str | torch.device = "cpu", niqe_model: str | Path = NIQE_MODEL) -> Callable:
+def feature_fn(name: str, device: str | torch.device = "cpu", niqe_model: str | Path = NIQE_MODEL,
+               deepwsd_encoder: str | Path = deepwsd.DEFAULT_ENCODER) -> Callable:
     """The feature function of a baseline row (see the module docstring for each name)."""
     if name == "brisque":
         return _feature_fn(brisque_features, name, per_image_on_cpu=True)
     if name == "niqe":
         model = NiqeModel.load(_existing_niqe_model(niqe_model))
         return _feature_fn(lambda batch: -niqe_score(batch, model).unsqueeze(1), name, per_image_on_cpu=True)
+    if name == DEEPWSD:
+        return deepwsd_feature_fn(deepwsd.from_encoder(deepwsd_encoder), name, device)
+    if name.startswith(DEEPWSD_VGG16):
+        weights = name[len(DEEPWSD_VGG16):]
+        if not weights:
+            raise ValueError(f"{name!r}: give the VGG16 state dict's path after the colon, "
+                             f"e.g. {DEEPWSD_VGG16}weights/vgg16-397923af.pth")
+        return deepwsd_feature_fn(deepwsd.from_vgg16(weights), name, device)
     if name.startswith(FR_PREFIX):
         return fr_feature_fn(name[len(FR_PREFIX):])
     raise ValueError(f"unknown baseline {name!r}; baselines are {list(NAMES)}")
@@ -77,7 +97,7 @@ def fr_feature_fn(metric: str):
     """``(images, references) -> N x 1`` values of one full-reference metric, flagged ``needs_reference``."""
     if metric not in fr_metrics.FR_METRICS:
         raise ValueError(f"unknown full-reference metric {metric!r}; choose from "
-                         f"{[FR_PREFIX + m for m in fr_metrics.FR_METRICS]}")
+                         f"{[*FR_NAMES, DEEPWSD, DEEPWSD_VGG16 + 'PATH']}")
     compute = fr_metrics.FR_METRICS[metric]
 
     def with_reference(batch: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
@@ -91,6 +111,16 @@ def fr_feature_fn(metric: str):
         return values.unsqueeze(1)
 
     return _feature_fn(with_reference, f"{FR_PREFIX}{metric}", needs_reference=True)
+
+
+def deepwsd_feature_fn(model: deepwsd.DeepWSD, name: str, device: str | torch.device = "cpu"):
+    """``(images, references) -> N x 1`` minus DeepWSD, flagged ``needs_reference``."""
+    model = model.to(device)
+
+    def with_reference(batch: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+        return -model(batch.float().contiguous(), references.float().contiguous()).unsqueeze(1)
+
+    return _feature_fn(with_reference, name, needs_reference=True)
 
 
 def _cap_psnr(values: torch.Tensor, shape: torch.Size) -> torch.Tensor:

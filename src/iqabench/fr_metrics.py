@@ -1,19 +1,27 @@
-"""Full-reference metrics (from torchmetrics) and the pseudo-MOS built from them.
+"""Full-reference metrics and the pseudo-MOS built from them.
+
+PSNR, SSIM, MS-SSIM and VIF come from torchmetrics, GMSD from piq; DeepWSD
+(:mod:`iqabench.models.deepwsd`) joins them as a label metric only with
+user-supplied VGG16 weights (see :func:`compute`). Every value here is "higher
+is better": the distances (GMSD, DeepWSD) are negated.
 
 The embedded datasets have no human ratings. Their labels are a consensus of
 full-reference metrics against the pristine patch: each metric is z-scored over
-the dataset (all are "higher is better"), the z-scores are averaged, and the
-mean is mapped through the standard normal CDF to a 0-100 pseudo-MOS. This is
-a stand-in for human opinion, and the manifest says so in ``score_source``.
+the dataset, the z-scores are averaged, and the mean is mapped through the
+standard normal CDF to a 0-100 pseudo-MOS. This is a stand-in for human
+opinion, and the manifest says so in ``score_source``.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 from scipy.stats import norm
 from torchmetrics.functional import image as tmf
+
+from .models import deepwsd
 
 # MS-SSIM on small patches: three scales keep every scale above the 11-px window
 # (the default five need > 160 px); the weights are the first three of Wang et
@@ -40,18 +48,42 @@ def vif(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return tmf.visual_information_fidelity(dist, ref, reduction="none").clamp(max=1.0)
 
 
+def gmsd(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """**Minus** GMSD (Xue et al. 2013): 0 for an unchanged image, negative otherwise.
+
+    piq works on the luma (Y of YIQ) after a 2x average pooling, as the paper's
+    code; a 128-px patch gives a 64 x 64 gradient map. piq asserts values in
+    [0, 1], which a bicubic downscale can overshoot by a hair: clamp first.
+    """
+    import piq  # its import pulls in torchvision (~2 s); only GMSD needs it
+    return -piq.gmsd(dist.clamp(0, 1), ref.clamp(0, 1), data_range=1.0, reduction="none")
+
+
 FR_METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim, "vif": vif,
+    "psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim, "vif": vif, "gmsd": gmsd,
 }
+DEEPWSD = "deepwsd"
+# What `prepare.label_metrics` may name; deepwsd also needs `prepare.deepwsd_weights`.
+LABEL_METRICS = (*FR_METRICS, DEEPWSD)
 
 
-def compute(dist: torch.Tensor, ref: torch.Tensor, metrics: list[str], batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Each named metric for every (distorted, reference) pair, in batches; float64 arrays."""
-    unknown = [m for m in metrics if m not in FR_METRICS]
+def compute(dist: torch.Tensor, ref: torch.Tensor, metrics: list[str], batch_size: int = 64,
+            deepwsd_weights: str | Path | None = None) -> dict[str, np.ndarray]:
+    """Each named metric for every (distorted, reference) pair, in batches; arrays, higher is better.
+
+    ``deepwsd`` is minus DeepWSD on torchvision VGG16 ``features`` read from
+    ``deepwsd_weights`` (a local state dict). The project's own encoder is not
+    offered for labels: it is trained on the same photographs, after `prepare`,
+    so the labels would come from the model being benchmarked.
+    """
+    unknown = [m for m in metrics if m not in LABEL_METRICS]
     if unknown:
-        raise ValueError(f"unknown full-reference metric(s) {unknown}; choose from {sorted(FR_METRICS)}")
+        raise ValueError(f"unknown full-reference metric(s) {unknown}; choose from {sorted(LABEL_METRICS)}")
     if dist.shape != ref.shape:
         raise ValueError(f"distorted and reference batches differ in shape: {tuple(dist.shape)} vs {tuple(ref.shape)}")
+    functions = {m: FR_METRICS[m] for m in metrics if m != DEEPWSD}
+    if DEEPWSD in metrics:
+        functions[DEEPWSD] = _deepwsd_label_metric(deepwsd_weights)
     out = {m: [] for m in metrics}
     # float32: torch's float64 convolutions on the CPU are ~25x slower, for no change in ranking.
     with torch.no_grad():
@@ -59,8 +91,19 @@ def compute(dist: torch.Tensor, ref: torch.Tensor, metrics: list[str], batch_siz
             d = dist[start:start + batch_size].float()
             r = ref[start:start + batch_size].float()
             for m in metrics:
-                out[m].append(FR_METRICS[m](d, r).reshape(-1).cpu())
+                out[m].append(functions[m](d, r).reshape(-1).cpu())
     return {m: torch.cat(v).numpy() for m, v in out.items()}
+
+
+def _deepwsd_label_metric(weights: str | Path | None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if weights is None or str(weights) == "":
+        raise ValueError(
+            "label metric 'deepwsd' needs VGG16 weights: set prepare.deepwsd_weights in params.yaml to a local "
+            "torchvision vgg16 state dict (e.g. vgg16-397923af.pth), or drop deepwsd from prepare.label_metrics. "
+            "The project encoder (data/models/encoder.pt) cannot label the embedded sets: it is trained on the "
+            "same photographs, after `prepare`, so the labels would be circular")
+    model = deepwsd.from_vgg16(weights)
+    return lambda d, r: -model(d, r)
 
 
 def pseudo_mos(values: dict[str, np.ndarray]) -> np.ndarray:

@@ -3,9 +3,9 @@
 ``contrique`` is the encoder the `pretrain` stage trained; ``random`` is the
 same architecture with seeded random weights, so that what pretraining buys is
 visible; ``file:PATH`` is any iqabench encoder file or torchvision-layout
-ResNet state dict given by path. ``brisque``, ``niqe`` and ``fr:psnr`` /
-``fr:ssim`` / ``fr:ms_ssim`` / ``fr:vif`` are the classic baselines
-(:mod:`iqabench.baselines`).
+ResNet state dict given by path. ``brisque``, ``niqe`` and the full-reference
+rows ``fr:psnr`` / ``fr:ssim`` / ``fr:ms_ssim`` / ``fr:vif`` / ``fr:gmsd`` /
+``fr:deepwsd`` / ``fr:deepwsd-vgg16:PATH`` are the baselines (:mod:`iqabench.baselines`).
 """
 from __future__ import annotations
 

@@ -110,8 +110,13 @@ def distort_mixed(refs: torch.Tensor, versions: int, max_k: int, gen: torch.Gene
 
 
 def build(name: str, out_dir: str | Path, *, patch_size: int, max_patches_per_photo: int,
-          versions_per_patch: int, max_k: int, label_metrics: list[str], seed: int) -> pd.DataFrame:
-    """Write ``out_dir/{reference,images}/*.png`` and return the manifest frame."""
+          versions_per_patch: int, max_k: int, label_metrics: list[str], seed: int,
+          deepwsd_weights: str | Path | None = None) -> pd.DataFrame:
+    """Write ``out_dir/{reference,images}/*.png`` and return the manifest frame.
+
+    ``deepwsd_weights``: a local torchvision VGG16 state dict, needed only when
+    ``label_metrics`` names ``deepwsd`` (:func:`iqabench.fr_metrics.compute`).
+    """
     if name not in SETS:
         raise ValueError(f"unknown embedded dataset {name!r}; embedded sets are {sorted(SETS)}")
     spec, out_dir, gen = SETS[name], Path(out_dir), _generator(seed, name)
@@ -132,7 +137,8 @@ def build(name: str, out_dir: str | Path, *, patch_size: int, max_patches_per_ph
         images.save_png(image, img_paths[-1])
     # Labels are computed on the 8-bit images as written, which is what every model will read.
     stored = torch.stack([images.from_uint8(images.to_uint8(d)) for d in dist])
-    metric_values = fr_metrics.compute(stored, refs[owners], label_metrics)
+    metric_values = fr_metrics.compute(stored, refs[owners], label_metrics,
+                                       deepwsd_weights=deepwsd_weights or None)
     raw = fr_metrics.pseudo_mos(metric_values)
     frame = manifest.make(
         name, img_paths, raw, kind="pseudo-MOS", lo=0.0, hi=100.0, higher_is_better=True,

@@ -31,6 +31,15 @@ class SmallCNN(nn.Sequential):
         super().__init__(*layers)
         self.out_dim = cin
 
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The map at the end of each of the four stages (after its second ReLU), finest first."""
+        out = []
+        for index, module in enumerate(self):
+            x = module(x)
+            if index % 6 == 5:  # two conv-BN-ReLU triples per stage
+                out.append(x)
+        return out
+
 
 class ResNetTrunk(nn.Module):
     """torchvision ResNet up to layer4; parameter names match torchvision's state dict."""
@@ -48,6 +57,15 @@ class ResNetTrunk(nn.Module):
             x = module(x)
         return x
 
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The stem's ReLU output (half size) and the output of layer1 ... layer4, finest first."""
+        out = []
+        for name, module in self.named_children():
+            x = module(x)
+            if name == "relu" or name.startswith("layer"):
+                out.append(x)
+        return out
+
 
 class Encoder(nn.Module):
     def __init__(self, arch: str = "small_cnn", width: int = 16):
@@ -60,6 +78,13 @@ class Encoder(nn.Module):
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps at every resolution stage of the trunk, finest first; the last is :meth:`feature_map`.
+
+        All are post-ReLU (non-negative), which DeepWSD's feature "histograms" need.
+        """
+        return self.trunk.stages(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Global-average-pooled feature, B x out_dim."""
