@@ -11,9 +11,13 @@ wins). Writes data/models/encoder.pt and data/models/pretrain_history.csv.
 Checkpoints go to data/checkpoints/pretrain (not a DVC output), so a killed run
 resumes where it stopped when started again with the same settings.
 
-``--out data/models/encoder-arniqa.pt --checkpoints data/checkpoints/arniqa``
-trains a second encoder beside the pipeline's (e.g. ``--profile
-profiles/arniqa.yaml``); its history and timing take the suffix of its name
+Stage `pretrain_arniqa` runs the same script on another section of
+params.yaml, the ARNIQA row (docs/arniqa.md)::
+
+    python stages/pretrain.py --section pretrain_arniqa --out data/models/encoder-arniqa.pt \
+        --checkpoints data/checkpoints/arniqa
+
+A second encoder's history and timing take the suffix of its file name
 (pretrain-arniqa_history.csv, reports/timings/pretrain-arniqa.json).
 """
 from __future__ import annotations
@@ -50,7 +54,7 @@ def config_from(section: dict, profile: str | os.PathLike | None = None) -> Pret
     known = {f.name for f in dataclasses.fields(PretrainConfig)}
     unknown = sorted(set(merged) - known - NOT_CONFIG)
     if unknown:
-        where = f"profile {profile}" if profile else "params.yaml pretrain"
+        where = f"profile {profile}" if profile else "params.yaml pretrain section"
         raise SystemExit(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
     return PretrainConfig(**{k: v for k, v in merged.items() if k in known})
 
@@ -58,11 +62,13 @@ def config_from(section: dict, profile: str | os.PathLike | None = None) -> Pret
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", help="YAML of pretrain overrides, e.g. profiles/paper.yaml")
+    parser.add_argument("--section", default="pretrain",
+                        help="params.yaml section to read, e.g. pretrain_arniqa (the ARNIQA row)")
     parser.add_argument("--out", type=Path, default=OUT / "encoder.pt", help="encoder file to write")
     parser.add_argument("--checkpoints", type=Path, default=Path("data/checkpoints/pretrain"),
                         help="checkpoint folder, one per encoder: runs sharing one prune each other's checkpoints")
     args = parser.parse_args(argv)
-    cfg = config_from(params.section("pretrain"), args.profile)
+    cfg = config_from(params.section(args.section), args.profile)
     suffix = args.out.stem.removeprefix("encoder")
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes
     with timing.timed(f"pretrain{suffix}", enabled=is_main):

@@ -35,9 +35,10 @@ def main() -> None:
     within, cross = pd.read_csv(R / "within.csv"), pd.read_csv(R / "cross.csv")
     significance = pd.read_csv(R / "significance.csv")
     predictions = pd.read_csv("data/eval/predictions.csv")
-    history = pd.read_csv("data/models/pretrain_history.csv")
+    histories = {"contrique": pd.read_csv("data/models/pretrain_history.csv"),
+                 "arniqa": pd.read_csv("data/models/pretrain-arniqa_history.csv")}
     figures = [reporting.heatmap(cross, R / "cross_srcc.png"), reporting.scatter(predictions, R / "scatter.png"),
-               reporting.loss_curve(history, R / "pretrain_loss.png")]
+               reporting.loss_curve(histories, R / "pretrain_loss.png")]
     timings, total = timings_markdown()
     commit = tracking.git_commit()
     provenance = (f"Commit `{commit}`, dvc.lock `{tracking.file_hash('dvc.lock')}`, seed {cfg['seed']}; "
@@ -60,7 +61,8 @@ def main() -> None:
         metrics={**metrics, "pipeline_seconds": total}, per_model=per_model,
         tables={"within": within, "cross": cross, "significance": significance,
                 "mixed": pd.read_csv(R / "mixed.csv"), "finetune": pd.read_csv(R / "finetune.csv")},
-        artifacts=[*figures, R / "results.md", R / "distortions.png", Path("data/models/encoder.pt")], tags=tags,
+        artifacts=[*figures, R / "results.md", R / "distortions.png", Path("data/models/encoder.pt"),
+                   Path("data/models/encoder-arniqa.pt")], tags=tags,
         eval_params=params.section("evaluate"))
     if run_id:
         print(f"MLflow run {run_id} in {tracking.tracking_uri()}; open it with `mlflow ui --backend-store-uri "

@@ -20,6 +20,7 @@ SMALL = {
     "prepare": {"patch_size": 96, "max_patches_per_photo": 8, "versions_per_patch": 6},
     "synthesize": {"n_images": 1536, "shard_size": 512},
     "pretrain": {"steps": 120, "batch_size": 96, "checkpoint_every": 40},
+    "pretrain_arniqa": {"steps": 30, "batch_size": 16, "checkpoint_every": 15},
     "evaluate": {"n_splits": 5},
     "finetune": {"n_splits": 2, "steps": 10},
 }

@@ -87,12 +87,15 @@ def scatter(predictions: pd.DataFrame, path: str | Path, split: int = 0) -> Path
     return _save(fig, path)
 
 
-def loss_curve(history: pd.DataFrame, path: str | Path) -> Path:
+def loss_curve(histories: dict[str, pd.DataFrame], path: str | Path) -> Path:
+    """One line per pretrained encoder: ``{"contrique": history, ...}`` with ``step`` and ``loss`` columns."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(history["step"], history["loss"])
+    for name, history in histories.items():
+        ax.plot(history["step"], history["loss"], label=name)
     ax.set_xlabel("step")
-    ax.set_ylabel("contrastive loss")
+    ax.set_ylabel("contrastive loss (NT-Xent)")
     ax.set_title("pretraining loss", fontsize=9)
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 

@@ -1,6 +1,8 @@
 """The encoders a study compares, by name: the table rows.
 
-``contrique`` is the encoder the `pretrain` stage trained; ``random`` is the
+``contrique`` is the encoder the `pretrain` stage trained; ``arniqa`` the one
+the `pretrain_arniqa` stage trained (the same architecture, ARNIQA's objective);
+``random`` is the
 same architecture with seeded random weights, so that what pretraining buys is
 visible; ``file:PATH`` is any iqabench encoder file or torchvision-layout
 ResNet state dict given by path. ``brisque``, ``niqe`` and the full-reference
@@ -19,18 +21,22 @@ from .features import FeatureFn
 from .models import encoders
 
 PRETRAINED = Path("data/models/encoder.pt")
+ARNIQA = Path("data/models/encoder-arniqa.pt")  # the `pretrain_arniqa` stage's encoder
 
 
 def load_model(name: str, seed: int = 0, pretrained: str | Path = PRETRAINED) -> encoders.Encoder:
     if name == "contrique":
         return encoders.load(pretrained)
+    if name == "arniqa":
+        return encoders.load(ARNIQA)
     if name == "random":
         config = encoders.load(pretrained).config()
         torch.manual_seed(seed)
         return encoders.Encoder(**config).eval()
     if name.startswith("file:"):
         return encoders.load(name[len("file:"):])
-    raise ValueError(f"unknown model {name!r}; use 'contrique', 'random' or 'file:PATH'")
+    raise ValueError(f"unknown model {name!r}; use 'contrique', 'arniqa', 'random', 'file:PATH' or a baseline "
+                     f"({', '.join(baselines.NAMES)})")
 
 
 def feature_fn(name: str, seed: int = 0, device: str | torch.device = "cpu") -> FeatureFn:

@@ -2,13 +2,14 @@
 
 With centred training features Xc (n x d) and targets yc, the ridge solution for
 any alpha is diagonal in the eigenbasis of Xc Xc^T (dual, when n <= d) or of
-Xc^T Xc (primal, when d < n). After one ``eigh`` per split, the predictions for
-all alphas are a single matrix product:
+Xc^T Xc (primal, when d < n). After one ``eigh`` per split, the weights for all
+alphas are one matrix product, and so are the predictions:
 
-    pred(alpha) = P @ (b / (s + alpha)) + mean(y_train)
+    W = V @ (b / (s + alpha))            (primal; dual: W = Xc^T V (b / (s + alpha)))
+    pred(alpha) = E @ W + mean(y_train)
 
-with ``s`` the eigenvalues, ``b`` the targets projected on the eigenvectors and
-``P`` the evaluation rows mapped into the same basis. This is the model
+with ``s`` the eigenvalues, ``V`` the eigenvectors, ``b`` the targets projected
+on them and ``E`` the centred evaluation rows. This is the model
 ``sklearn.linear_model.Ridge(alpha, fit_intercept=True)`` fits (unpenalised
 intercept, penalty alpha * ||w||^2), so results agree with it to rounding.
 
@@ -81,18 +82,16 @@ def ridge_path(X_train, y_train, evals, alphas, *, standardize: bool = False) ->
     yc = y_train - y_mean
     evals_c = [(E - x_mean) / x_scale for E in evals]
     n, d = Xc.shape
-    if n <= d:
-        eigvals, vecs = np.linalg.eigh(Xc @ Xc.T)
-        proj = vecs.T @ yc
-        bases = [(Ec @ Xc.T) @ vecs for Ec in evals_c]
-    else:
-        eigvals, vecs = np.linalg.eigh(Xc.T @ Xc)
-        proj = vecs.T @ (Xc.T @ yc)
-        bases = [Ec @ vecs for Ec in evals_c]
+    dual = n <= d
+    eigvals, vecs = np.linalg.eigh(Xc @ Xc.T if dual else Xc.T @ Xc)
+    proj = vecs.T @ (yc if dual else Xc.T @ yc)
     # eigh of a PSD matrix can return tiny negative values from rounding.
     eigvals = np.clip(eigvals, 0.0, None)
     coef = proj[:, None] / (eigvals[:, None] + alphas[None, :])  # [rank, n_alphas]
-    return [(P @ coef).T + y_mean for P in bases]
+    # The weights of every alpha, d x n_alphas, before touching the evaluation rows:
+    # E @ (V @ coef) costs n_eval * d * n_alphas, where (E @ V) @ coef would cost n_eval * d * d.
+    weights = Xc.T @ (vecs @ coef) if dual else vecs @ coef
+    return [(Ec @ weights).T + y_mean for Ec in evals_c]
 
 
 @dataclass(frozen=True)
