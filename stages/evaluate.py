@@ -1,7 +1,7 @@
 """Stage `evaluate`: the field's protocol on frozen features, within and across datasets.
 
     python stages/evaluate.py  ->  reports/{within,cross,significance}.csv, reports/metrics.json,
-                                   data/eval/{per_split,predictions}.csv, data/models/readout.npz
+                                   data/eval/{per_split,predictions}.csv, data/models/readouts/MODEL.npz
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iqabench import io, manifest, params, readout, study, timing
+from iqabench import baselines, io, manifest, params, readout, study, timing
 
 
 def main() -> None:
@@ -18,7 +18,7 @@ def main() -> None:
     for ds in cfg["datasets"]:
         manifests[ds] = manifest.read(Path("data/prepared") / ds / "manifest.csv")
         with np.load(Path("data/features") / f"{ds}.npz") as blob:
-            features[ds] = {m: blob[m] for m in cfg["models"]}
+            features[ds] = {m: blob[m] for m in cfg["models"] if m in blob.files}  # FR rows: sets with references
     with timing.timed("evaluate"):
         result = study.run(features, manifests, cfg)
         reports, data = Path("reports"), Path("data/eval")
@@ -28,10 +28,15 @@ def main() -> None:
         io.write_json(reports / "metrics.json", study.metrics_dict(result))
         io.write_csv(data / "per_split.csv", result.per_split)
         io.write_csv(data / "predictions.csv", result.predictions)
-        # The regressor `iqabench score` uses: fitted on every image of one dataset.
+        # The regressors `iqabench score --model M` uses: fitted on every image of one dataset. Full-reference
+        # rows have none: a user's photo comes without its pristine reference.
         ds = cfg["readout_dataset"]
-        readout.fit(features[ds]["contrique"], manifests[ds]["score"].to_numpy(), alpha=cfg["alphas"][0],
-                    standardize=cfg["standardize"], dataset=ds).save(Path("data/models/readout.npz"))
+        runs = result.per_split[result.per_split["dataset"] == ds]
+        for model in cfg["models"]:
+            if not model.startswith(baselines.FR_PREFIX):
+                alpha = float(runs.loc[runs["model"] == model, "alpha"].median())  # what the protocol chose
+                readout.fit(features[ds][model], manifests[ds]["score"].to_numpy(), alpha=alpha,
+                            standardize=cfg["standardize"], dataset=ds).save(readout.path_for(model))
     print(result.within[["model", "dataset", "n_images", "srcc", "plcc", "krcc"]].round(3).to_string(index=False))
 
 

@@ -121,6 +121,9 @@ def test_cli_scores_images_and_rejects_non_images(pipeline):
     header, row = ok.stdout.strip().splitlines()  # not a terminal: CSV
     assert header == "image,width,height,quality" and row.startswith(f"{image},96,96,")
     assert 0 <= float(row.rsplit(",", 1)[1]) <= 100
+    for model in ("arniqa", "brisque"):  # every no-reference row has its readout
+        other = _run([BIN / "iqabench", "score", "--model", model, str(image)], work, env)
+        assert other.stdout.splitlines()[1].startswith(f"{image},96,96,")
     bad = work / "notes.txt"
     bad.write_text("not an image")
     fail = _run([BIN / "iqabench", "score", str(bad)], work, env, check=False)

@@ -66,3 +66,18 @@ def test_mlflow_training_set_runs_regroup_a_models_metrics_by_what_it_was_traine
     assert by_training_set(model) == {
         "a": {"within.srcc": 0.9, "within.plcc": 0.8, "cross.b.srcc": 0.5, "cross.b.plcc": 0.4},
         "b": {"within.srcc": 0.7, "within.plcc": 0.6, "cross.a.srcc": 0.3, "cross.a.plcc": 0.2}}
+
+
+def test_a_row_missing_on_one_dataset_leaves_its_cells_empty_and_the_rest_intact():
+    # A full-reference row has features only on sets with references.
+    rng = np.random.default_rng(1)
+    manifests, features = {}, {}
+    for name, n in (("a", 120), ("b", 80)):
+        manifests[name], features[name] = _dataset(name, n, rng)
+    del features["b"]["noise"]
+    out = study.run(features, manifests, CFG)
+    assert set(map(tuple, out.within[["model", "dataset"]].to_numpy())) == {("good", "a"), ("good", "b"),
+                                                                          ("noise", "a")}
+    assert set(map(tuple, out.cross.loc[~out.cross["within"], ["model", "train", "test"]].to_numpy())) == {
+        ("good", "a", "b"), ("good", "b", "a")}
+    assert set(out.significance["dataset"]) == {"a"}

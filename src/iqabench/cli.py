@@ -32,21 +32,22 @@ def report(path: Path = typer.Option(Path("reports/results.md"), help="results w
 
 @app.command()
 def score(images: List[Path] = typer.Argument(..., help="image files to rate"),
-          encoder: Path = typer.Option(Path("data/models/encoder.pt"), help="trained encoder"),
-          readout: Path = typer.Option(Path("data/models/readout.npz"), help="fitted ridge readout")) -> None:
-    """Predict the quality of your own images with the trained encoder and readout."""
+          model: str = typer.Option("contrique", help="a no-reference row of the study: contrique, arniqa, "
+                                                      "random, brisque, niqe or file:PATH"),
+          readouts: Path = typer.Option(Path("data/models/readouts"), help="folder of fitted readouts")) -> None:
+    """Predict the quality of your own images with a model of the study and its fitted readout."""
     from .images import ImageError
     from .scoring import score_images
 
     try:
-        frame = score_images(images, encoder, readout)
+        frame = score_images(images, model, readouts)
     except (ImageError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)  # unwrapped, so the file name stays whole
         raise typer.Exit(1)
     if not console.is_terminal:  # piped or redirected: plain CSV that other tools can read
         typer.echo(frame[["image", "width", "height", "quality"]].to_csv(index=False), nl=False)
         return
-    table = Table(title=f"predicted quality ({frame['scale'].iloc[0]})")
+    table = Table(title=f"predicted quality by {model} ({frame['scale'].iloc[0]})")
     table.add_column("image", overflow="fold")
     for col in ("width", "height", "quality"):
         table.add_column(col, justify="right")

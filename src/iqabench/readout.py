@@ -5,6 +5,7 @@ executes code from a file.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,13 @@ import numpy as np
 from sklearn.linear_model import Ridge
 
 from . import io
+
+READOUTS = Path("data/models/readouts")  # one fitted readout per model, written by the `evaluate` stage
+
+
+def path_for(model: str, root: str | Path = READOUTS) -> Path:
+    """Where ``model``'s readout lives: ``file:models/x.pt`` -> ``root/file_models_x.pt.npz``."""
+    return Path(root) / (re.sub(r"[^\w.-]", "_", model) + ".npz")
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,8 @@ def fit(features: np.ndarray, scores: np.ndarray, *, alpha: float, standardize: 
 
 def load(path: str | Path) -> Readout:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path} does not exist; run `dvc repro evaluate` to fit the readout")
+        raise FileNotFoundError(f"{path} does not exist; run `dvc repro evaluate` to fit the readouts of the "
+                                "models in params.yaml `models:`")
     with np.load(path, allow_pickle=False) as blob:
         return Readout(blob["coef"], float(blob["intercept"]), blob["mean"], blob["scale"],
                        float(blob["alpha"]), str(blob["dataset"]))

@@ -56,8 +56,12 @@ def cross_markdown(cross: pd.DataFrame) -> str:
 
 def heatmap(cross: pd.DataFrame, path: str | Path) -> Path:
     models = list(dict.fromkeys(cross["model"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    cols = min(4, len(models))  # wrap: a row of eight panels is too wide to read
+    rows = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
+    for ax, model in zip(axes.flat, models):
         matrix = cross_matrix(cross, model)
         im = ax.imshow(matrix.to_numpy(dtype=float), vmin=-1 if (matrix < 0).any().any() else 0, vmax=1, cmap="viridis")
         ax.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=45, ha="right", fontsize=8)

@@ -1,29 +1,33 @@
-"""Quality of a user's own images: the trained encoder, then the fitted readout."""
+"""Quality of a user's own images: any no-reference row of the study, then its fitted readout."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from . import images, readout, zoo
+from . import baselines, features, images, readout, zoo
+
+MAX_SHORT_SIDE = 512  # as params.yaml extract.max_short_side, so a photo is seen as the study saw its images
 
 
-def score_images(paths: list[str | Path], encoder_path: str | Path = zoo.PRETRAINED,
-                 readout_path: str | Path = "data/models/readout.npz") -> pd.DataFrame:
+def score_images(paths: list[str | Path], model: str = "contrique", readouts: str | Path = readout.READOUTS,
+                 max_short_side: int | None = MAX_SHORT_SIDE) -> pd.DataFrame:
     """One row per image: path, width, height, predicted quality (0-100, higher is better).
 
-    Raises :class:`iqabench.images.ImageError` naming the first file that is not an image,
-    before any model runs, so a typo in a long list costs nothing.
+    ``model`` is any no-reference row of the study (``contrique``, ``arniqa``,
+    ``random``, ``brisque``, ``niqe``, ``file:PATH``); its readout was fitted by
+    the `evaluate` stage. Raises :class:`iqabench.images.ImageError` naming the
+    first file that is not an image, before any model runs, so a typo in a
+    long list costs nothing.
     """
-    loaded = [images.load(p) for p in paths]
-    if not Path(encoder_path).is_file():
-        raise FileNotFoundError(f"{encoder_path} does not exist; run `dvc repro` (or `make repro`) first")
-    fn = zoo.feature_fn("file:" + str(encoder_path))
-    fitted = readout.load(readout_path)
-    with torch.no_grad():
-        feats = torch.cat([fn(img[None]) for img in loaded]).numpy()
-    quality = fitted.predict(feats) * 100.0
-    return pd.DataFrame({"image": [str(p) for p in paths], "width": [img.shape[2] for img in loaded],
-                         "height": [img.shape[1] for img in loaded], "quality": quality.round(2),
-                         "scale": f"0-100, as {fitted.dataset} scores (higher is better)"})
+    if model.startswith(baselines.FR_PREFIX):
+        raise ValueError(f"{model} is a full-reference metric: it needs each image's pristine reference, "
+                         "so it cannot score a photo on its own; choose a no-reference model")
+    shapes = [tuple(images.load(p).shape[1:]) for p in paths]
+    fitted = readout.load(readout.path_for(model, readouts))
+    feature_fn = zoo.feature_fn(model)
+    frame = pd.DataFrame({"image": [str(p) for p in paths]})
+    feats = features.extract(feature_fn, frame, batch_size=1, max_short_side=max_short_side, show_progress=False)
+    return frame.assign(height=[h for h, _ in shapes], width=[w for _, w in shapes],
+                        quality=(fitted.predict(feats) * 100.0).round(2),
+                        scale=f"0-100, as {fitted.dataset} scores (higher is better)", model=model)

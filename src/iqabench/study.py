@@ -31,7 +31,11 @@ class StudyResult:
 
 
 def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.DataFrame], cfg: dict) -> StudyResult:
-    """``features[dataset][model]`` is N x D, aligned with ``manifests[dataset]``."""
+    """``features[dataset][model]`` is N x D, aligned with ``manifests[dataset]``.
+
+    A model absent from a dataset's features (a full-reference row on a set
+    without references) has no row there and no cross pair involving it.
+    """
     models = list(cfg["models"])
     within, per_split, preds, sig, cross = [], [], [], [], []
     chosen_alpha = {}  # (model, dataset) -> the alpha the within-dataset protocol settled on
@@ -40,7 +44,7 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
         if cfg.get("official_splits") and (frame["split"] == "test").any():
             splits = [official_split(frame["split"], where=f"{ds} manifest")]
         split_srcc = {}
-        for model in models:
+        for model in [m for m in models if m in features[ds]]:
             run = run_splits(
                 features[ds][model], frame, n_splits=cfg["n_splits"], test_frac=cfg["test_frac"],
                 val_frac=cfg["val_frac"], seed=cfg["seed"], alphas=cfg["alphas"],
@@ -60,13 +64,13 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
                 preds.append(pd.DataFrame({"model": model, "dataset": ds, "split": s,
                                            "image": frame["image"].to_numpy()[split.test],
                                            "score": run.scores[split.test], "prediction": pred}))
-        for a, b in combinations(models, 2):
+        for a, b in combinations(split_srcc, 2):
             if len(split_srcc[a]) > 1:  # an official split is a single split: nothing to pair
                 sig.append({"dataset": ds, "model_a": a, "model_b": b,
                             **compare(split_srcc[a], split_srcc[b], seed=cfg["seed"])})
     for model in models:
-        for a in manifests:
-            tests = [b for b in manifests if b != a]
+        for a in [ds for ds in manifests if model in features[ds]]:
+            tests = [b for b in manifests if b != a and model in features[b]]
             if not tests:
                 continue
             # Train on A with the alpha A's own protocol chose: B's labels never pick it.
