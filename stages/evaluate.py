@@ -33,7 +33,7 @@ def main() -> None:
         ds = cfg["readout_dataset"]
         runs = result.per_split[result.per_split["dataset"] == ds]
         for model in cfg["models"]:
-            if not model.startswith(baselines.FR_PREFIX):
+            if not baselines.is_full_reference(model):
                 alpha = float(runs.loc[runs["model"] == model, "alpha"].median())  # what the protocol chose
                 readout.fit(features[ds][model], manifests[ds]["score"].to_numpy(), alpha=alpha,
                             standardize=cfg["standardize"], dataset=ds).save(readout.path_for(model))

@@ -69,7 +69,12 @@ KADIS_SAMPLE = 125
 
 def is_baseline(name: str) -> bool:
     # Any fr: name is ours, so a misspelt metric gets the list of metrics, not of encoders.
-    return name in CLASSIC or name.startswith(FR_PREFIX)
+    return name in CLASSIC or is_full_reference(name)
+
+
+def is_full_reference(name: str) -> bool:
+    """A row that needs each image's pristine reference (it has no value on authentic images or a user's photo)."""
+    return name.startswith(FR_PREFIX)
 
 
 def feature_fn(name: str, device: str | torch.device = "cpu", niqe_model: str | Path = NIQE_MODEL,

@@ -20,7 +20,7 @@ def score_images(paths: list[str | Path], model: str = "contrique", readouts: st
     first file that is not an image, before any model runs, so a typo in a
     long list costs nothing.
     """
-    if model.startswith(baselines.FR_PREFIX):
+    if baselines.is_full_reference(model):
         raise ValueError(f"{model} is a full-reference metric: it needs each image's pristine reference, "
                          "so it cannot score a photo on its own; choose a no-reference model")
     shapes = [tuple(images.load(p).shape[1:]) for p in paths]

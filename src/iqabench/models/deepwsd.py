@@ -186,7 +186,7 @@ def load_vgg16_features(path: str | Path) -> nn.Sequential:
 
     Accepts keys ``features.N.weight`` (``classifier.*`` ignored), bare
     ``N.weight`` (``vgg16().features.state_dict()``), a dict under
-    ``state_dict`` / ``model``, and ``module.`` prefixes.
+    ``state_dict`` / ``model``, and wrapper prefixes (``module.``, ``_orig_mod.``, ``model.``).
     """
     from torchvision.models import vgg16  # its import costs seconds; only VGG rows need it
 
@@ -215,18 +215,6 @@ def load_vgg16_features(path: str | Path) -> nn.Sequential:
 
 
 def _features_state(blob, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(blob, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(blob.get(key), dict):
-                blob = blob[key]
-    if not isinstance(blob, dict) or not blob or not all(isinstance(v, torch.Tensor) for v in blob.values()):
-        raise ValueError(f"{path}: not a state dict of tensors; give torchvision's vgg16 state dict "
-                         "(keys features.0.weight, ...)")
-    state = {}
-    for key, value in blob.items():
-        while key.startswith("module."):
-            key = key[len("module."):]
-        if key.startswith("classifier."):
-            continue
-        state[key.removeprefix("features.")] = value
-    return state
+    blob = encoders.unwrap_state_dict(blob, str(path), "not a state dict of tensors; give torchvision's vgg16 "
+                                                       "state dict (keys features.0.weight, ...)")
+    return {key.removeprefix("features."): value for key, value in blob.items() if not key.startswith("classifier.")}

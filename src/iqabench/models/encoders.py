@@ -163,6 +163,26 @@ RESNET_DEPTHS = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resn
                  ((3, 8, 36, 3), True): "resnet152"}
 
 
+def unwrap_state_dict(blob, where: str, expected: str) -> dict[str, torch.Tensor]:
+    """The tensors of a state dict saved bare or under ``state_dict`` / ``model``, keys without the
+    wrapper prefixes of DDP / DataParallel (``module.``), torch.compile (``_orig_mod.``) and ``model.``.
+
+    Anything else raises ``ValueError("{where}: {expected}")``.
+    """
+    if isinstance(blob, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(blob.get(key), dict):
+                blob = blob[key]
+    if not isinstance(blob, dict) or not blob or not all(isinstance(v, torch.Tensor) for v in blob.values()):
+        raise ValueError(f"{where}: {expected}")
+    state = {}
+    for key, value in blob.items():
+        while key.startswith(WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
+        state[key] = value
+    return state
+
+
 def resnet_trunk_state(blob, where: str = "checkpoint") -> tuple[str, dict[str, torch.Tensor]]:
     """(arch, torchvision-named trunk weights) from a raw ResNet or CONTRIQUE state dict.
 
@@ -171,18 +191,11 @@ def resnet_trunk_state(blob, where: str = "checkpoint") -> tuple[str, dict[str, 
     ``model.`` prefixes; maps CONTRIQUE's ``encoder.<i>.`` names to torchvision's;
     drops ``fc.*`` and CONTRIQUE's ``projector.*``.
     """
-    if isinstance(blob, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(blob.get(key), dict):
-                blob = blob[key]
-    if not isinstance(blob, dict) or not blob or not all(isinstance(v, torch.Tensor) for v in blob.values()):
-        raise ValueError(f"{where}: not an iqabench encoder file nor a state dict of tensors "
-                         "(expected keys 'config' + 'state_dict', or 'conv1.weight', 'layer1.0...' "
-                         "as torchvision's ResNet, or CONTRIQUE's 'encoder.0.weight', ...)")
+    blob = unwrap_state_dict(blob, where, "not an iqabench encoder file nor a state dict of tensors "
+                             "(expected keys 'config' + 'state_dict', or 'conv1.weight', 'layer1.0...' "
+                             "as torchvision's ResNet, or CONTRIQUE's 'encoder.0.weight', ...)")
     state = {}
     for key, value in blob.items():
-        while key.startswith(WRAPPER_PREFIXES):
-            key = key.split(".", 1)[1]
         if key.startswith("encoder."):
             index, _, rest = key[len("encoder."):].partition(".")
             if index not in CONTRIQUE_INDEX:
