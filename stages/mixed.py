@@ -3,7 +3,7 @@
     python stages/mixed.py  ->  reports/mixed.csv, reports/mixed.md
 
 Splits are the `evaluate` stage's (its n_splits, test_frac, val_frac, official_splits and
-the top-level seed), so split s here has the same test images as split s there.
+seed, which defaults to the top-level one), so split s here has the same test images as split s there.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def main(params_path: str | None = None) -> None:
     with timing.timed("mixed"):
         per_split = mixed.run(features, manifests, train_cfg, n_splits=protocol["n_splits"],
                               test_frac=protocol["test_frac"], val_frac=protocol.get("val_frac", 0.0),
-                              seed=cfg["seed"], logistic=protocol["logistic"],
+                              seed=protocol["seed"], logistic=protocol["logistic"],
                               official=protocol.get("official_splits", False),
                               methods=cfg.get("methods", mixed.METHODS), show_progress=True)
         summary = mixed.summarise(per_split)

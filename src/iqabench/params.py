@@ -27,10 +27,14 @@ def load(path: str | os.PathLike | None = None) -> dict[str, Any]:
 
 
 def section(name: str, path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """A stage's section with the top-level ``seed`` and ``datasets`` merged in."""
+    """A stage's section with the top-level ``seed`` and ``datasets`` merged in.
+
+    A section's own ``seed`` (``pretrain.seed``, ``evaluate.seed``) overrides the top-level one; ``null``
+    means "the top-level seed", so a seed study can vary training and splits while the datasets stay fixed.
+    """
     params = load(path)
     if name not in params:
         raise KeyError(f"params.yaml has no '{name}' section; known sections: {sorted(params)}")
     merged = {k: params[k] for k in ("seed", "datasets", "models") if k in params}
-    merged.update(params[name] or {})
+    merged.update({k: v for k, v in (params[name] or {}).items() if not (k == "seed" and v is None)})
     return merged
