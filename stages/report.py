@@ -34,6 +34,8 @@ def main() -> None:
     cfg = params.section("report")
     within, cross = pd.read_csv(R / "within.csv"), pd.read_csv(R / "cross.csv")
     significance = pd.read_csv(R / "significance.csv")
+    # Measured by benchmarks/seed_spread.py, outside the pipeline; without it the report says spread is unknown.
+    variance = pd.read_csv(R / "variance.csv") if (R / "variance.csv").is_file() else None
     predictions = pd.read_csv("data/eval/predictions.csv")
     histories = {"contrique": pd.read_csv("data/models/pretrain_history.csv"),
                  "arniqa": pd.read_csv("data/models/pretrain-arniqa_history.csv")}
@@ -46,7 +48,7 @@ def main() -> None:
                   f"metrics, not human ratings.")
     io.write_text(R / "results.md", "\n".join([
         "# iqabench results", "", provenance, "",
-        "## Within-dataset (median over content-disjoint random splits)", "", reporting.within_markdown(within, significance),
+        "## Within-dataset (median over content-disjoint random splits)", "", reporting.within_markdown(within, significance, variance),
         "## Cross-dataset (train on all of A, test on all of B)", "", reporting.cross_markdown(cross),
         "![cross-dataset SRCC](cross_srcc.png)", "",
         "## End-to-end fine-tuning vs the frozen readout", "", section(R / "finetune.md"), "",

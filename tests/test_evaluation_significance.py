@@ -1,10 +1,12 @@
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
 from iqabench import manifest
+from iqabench.evaluation import significance
 from iqabench.evaluation.protocol import run_splits
-from iqabench.evaluation.significance import compare, compare_runs, image_bootstrap
+from iqabench.evaluation.significance import compare, compare_runs, holm, image_bootstrap, seed_stability
 
 
 def quality_features(n=120, d=16, seed=0):
@@ -20,10 +22,12 @@ def test_consistent_gain_over_ten_splits_is_significant():
     rng = np.random.default_rng(0)
     b = rng.uniform(0.80, 0.85, 10)
     a = b + 0.03 + rng.normal(0, 0.005, 10)
-    result = compare(a, b)
+    result = compare(a, b)  # the former test, kept to count changed verdicts
     assert result["diff"] == pytest.approx(np.mean(a - b))
     assert result["p"] == pytest.approx(stats.wilcoxon(a - b).pvalue)
     assert result["lo"] > 0 and result["significant"]
+    corrected = compare(a, b, test_train_ratio=0.25)
+    assert corrected["method"] == significance.CORRECTED_T and corrected["significant"]
 
 
 def test_noise_sized_difference_is_not_significant():
@@ -35,8 +39,9 @@ def test_noise_sized_difference_is_not_significant():
 
 
 def test_identical_models_tie():
-    result = compare([0.8, 0.9, 0.85], [0.8, 0.9, 0.85])
-    assert result == {**result, "diff": 0.0, "lo": 0.0, "hi": 0.0, "p": 1.0, "significant": False}
+    for ratio in (None, 0.25):
+        result = compare([0.8, 0.9, 0.85], [0.8, 0.9, 0.85], test_train_ratio=ratio)
+        assert result == {**result, "diff": 0.0, "lo": 0.0, "hi": 0.0, "p": 1.0, "significant": False}
 
 
 def test_corrected_t_test_is_wider_than_the_naive_one():
@@ -47,6 +52,52 @@ def test_corrected_t_test_is_wider_than_the_naive_one():
     assert corrected["p"] > naive.pvalue
     se = np.sqrt((1 / 10 + 0.25) * d.var(ddof=1))  # Nadeau & Bengio (2003)
     assert corrected["hi"] - corrected["lo"] == pytest.approx(2 * stats.t.ppf(0.975, 9) * se)
+    assert corrected["p"] == pytest.approx(2 * stats.t.sf(abs(d.mean()) / se, 9))
+
+
+def test_overlapping_splits_can_make_a_wilcoxon_verdict_vanish():
+    # Ten splits that all favour A, mostly by a hair: Wilcoxon (ranks only) calls it at its smallest p, 2/1024,
+    # but with 80/20 splits the corrected variance is 3.5x the naive one and the mean gain is inside the noise.
+    d = np.array([0.001, 0.001, 0.002, 0.002, 0.003, 0.003, 0.004, 0.005, 0.020, 0.030])
+    assert compare(d, np.zeros(10))["significant"]
+    assert not compare(d, np.zeros(10), test_train_ratio=0.25)["significant"]
+
+
+def test_a_constant_non_zero_difference_is_certain_and_bad_ratios_are_refused():
+    result = compare([0.75, 0.5, 0.25], [0.5, 0.25, 0.0], test_train_ratio=0.25)  # exact in binary
+    assert result["p"] == 0.0 and result["lo"] == result["hi"] == 0.25 and result["significant"]
+    with pytest.raises(ValueError, match="n_test / n_train"):
+        compare([0.9, 0.8], [0.8, 0.7], test_train_ratio=0.0)
+
+
+def test_holm_matches_the_textbook_step_down():
+    # Holm (1979): sorted p * (m - i), running maximum, capped at 1; original order kept.
+    p = [0.01, 0.04, 0.03, 0.005]
+    assert holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([]).size == 0
+    assert (holm(np.random.default_rng(0).uniform(size=20)) >= 0).all()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        holm([0.1, 1.5])
+
+
+def _variance(**rows) -> pd.DataFrame:
+    return pd.DataFrame([{"metric": f"within.{k}.d.srcc", "mean": m, "std": s, "n_seeds": 5}
+                         for k, (m, s) in rows.items()])
+
+
+def test_a_verdict_between_trained_rows_must_hold_across_seeds():
+    table = pd.DataFrame({"dataset": ["d", "d", "d", "d"], "model_a": ["contrique", "contrique", "contrique", "x"],
+                          "model_b": ["arniqa", "random", "brisque", "y"], "diff": [0.145, 0.3, -0.2, 0.1],
+                          "verdict": ["A better", "A better", "inside noise", "A better"]})
+    variance = _variance(contrique=(0.58, 0.03), arniqa=(0.56, 0.05), random=(0.25, 0.01), brisque=(0.7, 0.0))
+    stable = seed_stability(table, variance).tolist()
+    # contrique - arniqa over seeds: 0.02 < sqrt(0.03^2 + 0.05^2) = 0.058; contrique - random: 0.33 > 0.032.
+    assert stable == [significance.NOT_STABLE, significance.HOLDS, "", ""]
+    reversed_means = _variance(contrique=(0.50, 0.01), random=(0.60, 0.01))
+    assert seed_stability(table.iloc[[1]], reversed_means).tolist() == [significance.NOT_STABLE]
+    with pytest.raises(ValueError, match="std"):
+        seed_stability(table, variance.drop(columns="std"))
 
 
 def test_compare_rejects_unpaired_input():
@@ -76,6 +127,7 @@ def test_compare_runs_needs_the_same_splits_and_reports_both_tests():
     run_bad = run_splits(noise, frame, n_splits=4, alphas=[0.1])
     result = compare_runs(run_good, run_bad, n_boot=200)
     assert result["splits"]["diff"] > 0.5 and result["images"]["significant"]
+    assert result["splits"]["method"] == significance.CORRECTED_T and result["splits"]["significant"]
     other = run_splits(noise, frame, n_splits=4, seed=99, alphas=[0.1])
     with pytest.raises(ValueError, match="different splits"):
         compare_runs(run_good, other)

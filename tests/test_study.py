@@ -44,6 +44,36 @@ def test_cross_has_every_ordered_pair_plus_the_diagonal(result):
 def test_significance_marks_the_real_gap(result):
     row = result.significance.iloc[0]
     assert (row["model_a"], row["model_b"]) == ("good", "noise") and row["significant"] and row["diff"] > 0.4
+    assert row["verdict"] == "A better" and row["method"].startswith("nadeau-bengio")
+
+
+def test_significance_is_the_corrected_t_test_with_holm_across_the_whole_table(result):
+    from iqabench.evaluation import significance
+
+    sig = result.significance
+    assert list(sig.columns) == study.SIGNIFICANCE_COLUMNS
+    assert set(sig["dataset"]) == {"a", "b"}  # one family: every dataset's comparisons together
+    assert sig["p_holm"].to_numpy() == pytest.approx(significance.holm(sig["p_raw"].to_numpy()))
+    assert (sig["p_holm"] >= sig["p_raw"]).all()
+    assert (sig["significant"] == (sig["p_holm"] < study.FAMILY_ALPHA)).all()
+    assert sig["correction"].iloc[0] == f"holm over {len(sig)} comparisons"
+    # The splits are 80/20 by content, so n_test / n_train is about 0.25.
+    assert sig["test_train_ratio"].between(0.2, 0.3).all()
+    assert set(sig["verdict_wilcoxon"]) <= {"A better", "B better", "inside noise"}
+
+
+def test_holm_verdicts_follow_the_adjusted_p_not_the_raw_one():
+    rows = pd.DataFrame({"dataset": ["a"] * 3, "model_a": ["x", "x", "y"], "model_b": ["y", "z", "z"],
+                         "diff": [0.1, -0.2, 0.05], "lo": 0.0, "hi": 0.0, "p_raw": [0.02, 0.001, 0.03],
+                         "n_splits": 10, "test_train_ratio": 0.25, "method": "m",
+                         "verdict_wilcoxon": ["A better", "B better", "A better"]})
+    out = study.holm_verdicts(rows)
+    # Holm: 0.001 * 3 = 0.003, 0.02 * 2 = 0.04, 0.03 * 1 -> max(0.04, 0.03) = 0.04.
+    assert out["p_holm"].tolist() == pytest.approx([0.04, 0.003, 0.04])
+    assert out["verdict"].tolist() == ["A better", "B better", "A better"]
+    strict = study.holm_verdicts(rows.assign(p_raw=[0.03, 0.001, 0.04]))
+    assert strict["verdict"].tolist() == ["inside noise", "B better", "inside noise"]
+    assert study.holm_verdicts(rows.iloc[:0]).empty
 
 
 def test_predictions_cover_each_split_test_part(result):
@@ -81,3 +111,20 @@ def test_a_row_missing_on_one_dataset_leaves_its_cells_empty_and_the_rest_intact
     assert set(map(tuple, out.cross.loc[~out.cross["within"], ["model", "train", "test"]].to_numpy())) == {
         ("good", "a", "b"), ("good", "b", "a")}
     assert set(out.significance["dataset"]) == {"a"}
+
+
+def test_the_within_table_names_its_test_its_correction_and_what_changed(result):
+    from iqabench import reporting
+
+    sig = result.significance.copy()
+    sig.loc[0, "verdict_wilcoxon"] = "inside noise"  # one verdict the former test saw otherwise
+    text = reporting.within_markdown(result.within, sig)
+    assert "corrected resampled t-test" in text and f"Holm's correction across all {len(sig)}" in text
+    assert f"1 of {len(sig)} verdicts changed" in text
+    assert "Seed spread not measured" in text and "across seeds |" not in text
+    variance = pd.DataFrame({"metric": ["within.good.a.srcc", "within.noise.a.srcc"], "mean": [0.9, 0.88],
+                             "std": [0.02, 0.03], "n_seeds": [5, 5]})
+    with_seeds = reporting.within_markdown(result.within, sig, variance)
+    assert "SRCC seed std" in with_seeds and "| 0.020 |" in with_seeds
+    # good vs noise on "a" is called, but their seed means differ by less than the combined seed std.
+    assert "5 seeds" in with_seeds and "| A better | not stable across seeds |" in with_seeds

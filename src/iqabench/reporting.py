@@ -14,24 +14,70 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import io  # noqa: E402
+from .evaluation.significance import NOT_STABLE, seed_stability  # noqa: E402
 
 
-def within_markdown(within: pd.DataFrame, significance: pd.DataFrame) -> str:
-    """Median SRCC / PLCC / KRCC with the IQR of SRCC; marks comparisons inside noise."""
+def within_markdown(within: pd.DataFrame, significance: pd.DataFrame, variance: pd.DataFrame | None = None) -> str:
+    """Median SRCC / PLCC / KRCC with the IQR of SRCC; the paired comparisons and their verdicts.
+
+    ``variance`` (reports/variance.csv, from benchmarks/seed_spread.py) adds each row's SRCC spread over
+    seeds and checks every verdict across seeds; without it the table says that was not measured.
+    """
     logistic = within["logistic"].iloc[0] if "logistic" in within else "?"
-    lines = [f"| model | dataset | images | SRCC (IQR) | PLCC ({logistic} fit) | KRCC | RMSE |",
-             "|---|---|---:|---|---:|---:|---:|"]
+    seed_std = _seed_std(variance)
+    spread_head, spread_rule = (" SRCC seed std |", "---:|") if seed_std is not None else ("", "")
+    lines = [f"| model | dataset | images | SRCC (IQR) |{spread_head} PLCC ({logistic} fit) | KRCC | RMSE |",
+             f"|---|---|---:|---|{spread_rule}---:|---:|---:|"]
     for r in within.sort_values(["dataset", "srcc"], ascending=[True, False]).to_dict("records"):
+        spread = ""
+        if seed_std is not None:
+            std = seed_std.get(f"within.{r['model']}.{r['dataset']}.srcc")
+            spread = f" {std:.3f} |" if std is not None else " — |"
         lines.append(f"| {r['model']} | {r['dataset']} | {r['n_images']} | {r['srcc']:.3f} "
-                     f"({r['srcc_q25']:.3f}-{r['srcc_q75']:.3f}) | {r['plcc']:.3f} | {r['krcc']:.3f} | {r['rmse']:.3f} |")
+                     f"({r['srcc_q25']:.3f}-{r['srcc_q75']:.3f}) |{spread} {r['plcc']:.3f} | {r['krcc']:.3f} | "
+                     f"{r['rmse']:.3f} |")
     if not significance.empty:
-        lines += ["", "Paired comparison over the same splits (mean SRCC difference, 95% interval, Wilcoxon p):", "",
-                  "| dataset | A vs B | A - B | 95% interval | p | verdict |", "|---|---|---:|---|---:|---|"]
-        for r in significance.to_dict("records"):
-            verdict = ("A better" if r["diff"] > 0 else "B better") if r["significant"] else "inside noise"
-            lines.append(f"| {r['dataset']} | {r['model_a']} vs {r['model_b']} | {r['diff']:+.3f} | "
-                         f"[{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p']:.3g} | {verdict} |")
+        lines += ["", *significance_lines(significance, variance)]
     return "\n".join(lines) + "\n"
+
+
+def _seed_std(variance: pd.DataFrame | None) -> dict | None:
+    if variance is None:
+        return None
+    return dict(zip(variance["metric"], variance["std"]))
+
+
+def significance_lines(significance: pd.DataFrame, variance: pd.DataFrame | None = None) -> list[str]:
+    """The paired-comparison table under the within table: which test, which correction, what changed."""
+    n = len(significance)
+    changed = int((significance["verdict"] != significance["verdict_wilcoxon"]).sum())
+    lines = [f"Paired comparison over the same splits: mean SRCC difference A - B, its 95% interval and p from "
+             f"Nadeau & Bengio's corrected resampled t-test (the variance over splits is inflated by "
+             f"1/k + n_test/n_train, because random splits share training images); the verdict is taken at 5% "
+             f"family-wise error after Holm's correction across all {n} comparisons of this table (every dataset). "
+             f"Against the former uncorrected Wilcoxon signed-rank test on the same per-split SRCCs, "
+             f"{changed} of {n} verdicts changed.", ""]
+    stability = None
+    if variance is None:
+        lines += ["Seed spread not measured here (no reports/variance.csv): the verdicts are not checked across "
+                  "pretraining seeds, which can move the pretrained rows more than the splits do "
+                  "(`python benchmarks/seed_spread.py` measures it).", ""]
+    else:
+        stability = seed_stability(significance, variance)
+        n_seeds = int(variance["n_seeds"].max()) if "n_seeds" in variance and len(variance) else 0
+        unstable = int((stability == NOT_STABLE).sum())
+        lines += [f"Across seeds (reports/variance.csv, {n_seeds} seeds of pretraining and splits, datasets fixed): a "
+                  f"verdict *holds* when the difference of the two rows' seed means has its sign and exceeds their "
+                  f"combined seed std; {unstable} verdict(s) are *not stable across seeds*.", ""]
+    seeds_head, seeds_rule = (" across seeds |", "---|") if stability is not None else ("", "")
+    lines += [f"| dataset | A vs B | A - B | 95% interval | p | p (Holm) | verdict |{seeds_head}",
+              f"|---|---|---:|---|---:|---:|---|{seeds_rule}"]
+    for i, r in enumerate(significance.to_dict("records")):
+        seeds = f" {stability.iloc[i] or '—'} |" if stability is not None else ""
+        lines.append(f"| {r['dataset']} | {r['model_a']} vs {r['model_b']} | {r['diff']:+.3f} | "
+                     f"[{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p_raw']:.3g} | {r['p_holm']:.3g} | {r['verdict']} |"
+                     f"{seeds}")
+    return lines
 
 
 def cross_matrix(cross: pd.DataFrame, model: str, metric: str = "srcc") -> pd.DataFrame:

@@ -3,7 +3,9 @@
 Pure functions from features and manifests to tables; the `evaluate` stage
 writes them. Every model is evaluated on the same splits of a dataset (the
 splits depend only on the dataset's content ids and the seed), so models are
-compared pairwise.
+compared pairwise: Nadeau & Bengio's corrected resampled t-test over the splits,
+with Holm's correction across every comparison of the within table (all datasets
+together: the family a reader scans), at 5 % family-wise error.
 """
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ import numpy as np
 import pandas as pd
 
 from .evaluation import compare, cross_dataset_many, run_splits, score_run, summarise
+from .evaluation.significance import CORRECTED_T, HOLM, holm, verdict
 from .evaluation.splits import official_split
 
 HEADLINE = ("srcc", "plcc", "krcc", "rmse")
-SIGNIFICANCE_COLUMNS = ["dataset", "model_a", "model_b", "diff", "lo", "hi", "p", "significant", "n_splits", "method"]
+SIGNIFICANCE_COLUMNS = ["dataset", "model_a", "model_b", "diff", "lo", "hi", "p_raw", "p_holm", "significant", "verdict",
+                        "verdict_wilcoxon", "n_splits", "test_train_ratio", "method", "correction"]
+FAMILY_ALPHA = 0.05
 
 
 @dataclass
@@ -43,7 +48,7 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
         splits = None
         if cfg.get("official_splits") and (frame["split"] == "test").any():
             splits = [official_split(frame["split"], where=f"{ds} manifest")]
-        split_srcc = {}
+        split_srcc, test_train_ratio = {}, {}
         for model in [m for m in models if m in features[ds]]:
             run = run_splits(
                 features[ds][model], frame, n_splits=cfg["n_splits"], test_frac=cfg["test_frac"],
@@ -52,6 +57,7 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
             scored = score_run(run, logistic=cfg["logistic"]).assign(model=model, dataset=ds)
             per_split.append(scored)
             split_srcc[model] = scored["srcc"].to_numpy()
+            test_train_ratio[ds] = float((scored["n_test"] / scored["n_train"]).mean())  # same splits for all models
             chosen_alpha[model, ds] = float(np.median(run.alphas))
             summary = summarise(scored)
             row = {"model": model, "dataset": ds, "n_images": len(frame), "n_splits": summary["n_splits"],
@@ -66,8 +72,7 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
                                            "score": run.scores[split.test], "prediction": pred}))
         for a, b in combinations(split_srcc, 2):
             if len(split_srcc[a]) > 1:  # an official split is a single split: nothing to pair
-                sig.append({"dataset": ds, "model_a": a, "model_b": b,
-                            **compare(split_srcc[a], split_srcc[b], seed=cfg["seed"])})
+                sig.append(_paired_row(ds, a, b, split_srcc, test_train_ratio[ds], cfg["seed"]))
     for model in models:
         for a in [ds for ds in manifests if model in features[ds]]:
             tests = [b for b in manifests if b != a and model in features[b]]
@@ -86,7 +91,26 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
     cross_frame = pd.DataFrame(cross)
     cross_frame["within"] = cross_frame.get("within", False).fillna(False).astype(bool)
     return StudyResult(pd.DataFrame(within), pd.concat(per_split, ignore_index=True), cross_frame,
-                       pd.DataFrame(sig, columns=SIGNIFICANCE_COLUMNS), pd.concat(preds, ignore_index=True), dict(cfg))
+                       holm_verdicts(pd.DataFrame(sig)), pd.concat(preds, ignore_index=True), dict(cfg))
+
+
+def _paired_row(ds: str, a: str, b: str, split_srcc: dict, ratio: float, seed: int) -> dict:
+    """One comparison: the corrected t-test's numbers, and the old Wilcoxon verdict only for the changed count."""
+    result = compare(split_srcc[a], split_srcc[b], test_train_ratio=ratio, level=1 - FAMILY_ALPHA)
+    old = compare(split_srcc[a], split_srcc[b], seed=seed, level=1 - FAMILY_ALPHA)
+    return {"dataset": ds, "model_a": a, "model_b": b, "diff": result["diff"], "lo": result["lo"],
+            "hi": result["hi"], "p_raw": result["p"], "n_splits": result["n_splits"], "test_train_ratio": ratio,
+            "method": CORRECTED_T, "verdict_wilcoxon": verdict(old["diff"], old["significant"])}
+
+
+def holm_verdicts(rows: pd.DataFrame) -> pd.DataFrame:
+    """Holm-adjusted p values and verdicts across all rows (one family: the within table)."""
+    if rows.empty:
+        return pd.DataFrame(columns=SIGNIFICANCE_COLUMNS)
+    rows = rows.assign(p_holm=holm(rows["p_raw"].to_numpy()), correction=f"{HOLM} over {len(rows)} comparisons")
+    rows["significant"] = rows["p_holm"] < FAMILY_ALPHA
+    rows["verdict"] = [verdict(d, s) for d, s in zip(rows["diff"], rows["significant"])]
+    return rows[SIGNIFICANCE_COLUMNS]
 
 
 def metrics_dict(result: StudyResult) -> dict:

@@ -3,27 +3,40 @@
 Two sources of noise, two tests, both on *paired* results (same dataset, same
 splits, same test images):
 
-* :func:`compare` — over splits. p from the Wilcoxon signed-rank test on per-split
-  differences and a bootstrap interval of the mean difference; or, with
-  ``test_train_ratio``, the Nadeau & Bengio (2003) corrected resampled t-test, which
-  widens the variance by (1/k + n_test/n_train) because random splits share
-  training images and their differences are not independent.
+* :func:`compare` — over splits. With ``test_train_ratio`` (n_test / n_train) it is
+  Nadeau & Bengio's (2003) corrected resampled t-test: random splits share training
+  images, so their differences are positively correlated and the naive variance
+  s^2 / k is too small; the test widens it to (1/k + n_test/n_train) s^2 (for 80/20
+  splits that is 3.5x the naive variance at k = 10). This is what the study's
+  verdicts use, with :func:`holm` across the comparisons of one table. Without
+  ``test_train_ratio`` it is the older Wilcoxon signed-rank test with a bootstrap
+  interval of the mean, which treats overlapping splits as independent and so is
+  too eager; the study keeps it only to count the verdicts that changed.
 * :func:`image_bootstrap` — over test images: resample each split's test images
   with replacement, recompute both SRCCs, and take the interval of the median
   (over splits) difference. It says how much the headline would move with another
   draw of test images of the same kind.
 
-With 10 splits the smallest two-sided Wilcoxon p is 2/1024; with 5 or fewer splits
-it cannot go below 0.05, so no difference can be called significant that way.
+Neither sees the noise of pretraining: :func:`seed_stability` checks a verdict
+against the spread over pretraining and split seeds that benchmarks/seed_spread.py
+measures (reports/variance.csv).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from .metrics import rowwise_pearson
 
 MAX_BOOTSTRAP_CELLS = 4_000_000  # resampled values held at once; bounds memory, not results
+CORRECTED_T = "nadeau-bengio corrected resampled t"
+WILCOXON = "wilcoxon signed-rank + bootstrap of mean"
+HOLM = "holm"
+A_BETTER, B_BETTER, INSIDE_NOISE = "A better", "B better", "inside noise"
+HOLDS, NOT_STABLE = "holds", "not stable across seeds"
 
 
 def _paired(a, b, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +56,10 @@ def compare(a_split_srcc, b_split_srcc, *, level: float = 0.95, n_boot: int = 10
             test_train_ratio: float | None = None) -> dict:
     """Paired comparison of per-split SRCC; ``diff`` = mean(A - B) with interval [lo, hi] and p.
 
-    ``significant`` requires both p < 1 - level and an interval that excludes 0.
+    ``test_train_ratio`` = n_test / n_train selects the corrected resampled t-test (see
+    the module doc); without it, Wilcoxon + bootstrap. ``significant`` here is
+    uncorrected (p < 1 - level and an interval that excludes 0); a table of many
+    comparisons applies :func:`holm` to the p values instead.
     """
     a, b = _paired(a_split_srcc, b_split_srcc, "compare")
     d = a - b
@@ -51,27 +67,83 @@ def compare(a_split_srcc, b_split_srcc, *, level: float = 0.95, n_boot: int = 10
     diff = float(d.mean())
     tail = (1.0 - level) / 2.0
     if np.all(d == 0):
-        # Wilcoxon is undefined with no non-zero difference; the models tie on every split.
+        # Both tests are undefined with no non-zero difference; the models tie on every split.
         p, lo, hi = 1.0, 0.0, 0.0
         method = "degenerate"
     elif test_train_ratio is not None:
-        if test_train_ratio <= 0:
+        if not test_train_ratio > 0:
             raise ValueError(f"test_train_ratio must be n_test / n_train > 0, got {test_train_ratio}")
-        se = np.sqrt((1.0 / k + test_train_ratio) * d.var(ddof=1))
-        t_stat = diff / se
-        p = float(2.0 * stats.t.sf(abs(t_stat), df=k - 1))
-        half = stats.t.ppf(1.0 - tail, df=k - 1) * se
-        lo, hi = diff - half, diff + half
-        method = "nadeau-bengio corrected t"
+        se = math.sqrt((1.0 / k + test_train_ratio) * d.var(ddof=1))
+        if se == 0.0:  # the same non-zero difference on every split: no doubt about its sign
+            p, lo, hi = 0.0, diff, diff
+        else:
+            p = float(2.0 * stats.t.sf(abs(diff / se), df=k - 1))
+            half = stats.t.ppf(1.0 - tail, df=k - 1) * se
+            lo, hi = diff - half, diff + half
+        method = CORRECTED_T
     else:
         p = float(stats.wilcoxon(d, zero_method="zsplit").pvalue)
         rng = np.random.default_rng(seed)
         boot_means = d[rng.integers(0, k, size=(n_boot, k))].mean(axis=1)
         lo, hi = np.quantile(boot_means, [tail, 1.0 - tail])
-        method = "wilcoxon signed-rank + bootstrap of mean"
+        method = WILCOXON
     significant = bool(p < 1.0 - level and (lo > 0 or hi < 0))
     return {"diff": diff, "lo": float(lo), "hi": float(hi), "p": float(p), "significant": significant,
             "n_splits": int(k), "method": method}
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's (1979) step-down adjusted p values: reject p_holm < alpha keeps the family-wise error <= alpha.
+
+    The i-th smallest of m p values is multiplied by (m - i), made monotone, and capped at 1.
+    """
+    p = np.asarray(p_values, dtype=np.float64).ravel()
+    if p.size == 0:
+        return p
+    if not np.all((p >= 0) & (p <= 1)):
+        raise ValueError(f"p values must lie in [0, 1], got {p[~((p >= 0) & (p <= 1))][:5].tolist()}")
+    order = np.argsort(p, kind="stable")
+    scaled = np.maximum.accumulate(p[order] * (p.size - np.arange(p.size)))
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(scaled, 1.0)
+    return adjusted
+
+
+def verdict(diff: float, significant: bool) -> str:
+    return (A_BETTER if diff > 0 else B_BETTER) if significant else INSIDE_NOISE
+
+
+def seed_stability(significance: pd.DataFrame, variance: pd.DataFrame, statistic: str = "srcc") -> pd.Series:
+    """For each verdict, whether it holds across seeds: ``holds``, ``not stable across seeds`` or "".
+
+    ``variance`` is reports/variance.csv (one row per metric, e.g.
+    ``within.contrique.synthetic-mixed.srcc``, with its ``mean`` and ``std`` over
+    pretraining and split seeds). A verdict "A better" (or "B better") holds when the
+    difference of the two rows' seed means has the verdict's sign and exceeds their
+    combined seed std, sqrt(std_A^2 + std_B^2); otherwise another seed could level or
+    reverse it. "" where there is no verdict ("inside noise") or a row's spread was
+    not measured.
+    """
+    missing = {"metric", "mean", "std"} - set(variance.columns)
+    if missing:
+        raise ValueError(f"reports/variance.csv lacks the column(s) {sorted(missing)}; rerun "
+                         "benchmarks/seed_spread.py to rewrite it")
+    spread = variance.set_index("metric")[["mean", "std"]]
+
+    def judge(row) -> str:
+        if row["verdict"] == INSIDE_NOISE:
+            return ""
+        keys = [f"within.{row[m]}.{row['dataset']}.{statistic}" for m in ("model_a", "model_b")]
+        if not all(key in spread.index for key in keys):
+            return ""
+        (mean_a, std_a), (mean_b, std_b) = (spread.loc[key].to_numpy(dtype=float) for key in keys)
+        gap = mean_a - mean_b
+        agrees = gap > 0 if row["verdict"] == A_BETTER else gap < 0
+        return HOLDS if agrees and abs(gap) > math.hypot(std_a, std_b) else NOT_STABLE
+
+    if significance.empty:
+        return pd.Series([], dtype=object)
+    return significance.apply(judge, axis=1)
 
 
 def _bootstrap_srcc_diff(mos: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, n_boot: int,
@@ -122,7 +194,10 @@ def image_bootstrap(mos, pred_a, pred_b, *, n_boot: int = 1000, level: float = 0
 
 
 def compare_runs(run_a, run_b, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Both tests for two :class:`~iqabench.evaluation.protocol.SplitRun` on the same splits."""
+    """Both tests for two :class:`~iqabench.evaluation.protocol.SplitRun` on the same splits.
+
+    Over splits, the corrected resampled t-test at the runs' mean n_test / n_train.
+    """
     if len(run_a.splits) != len(run_b.splits) or any(
             not np.array_equal(sa.test, sb.test) for sa, sb in zip(run_a.splits, run_b.splits)):
         raise ValueError("the two runs used different splits; evaluate both models with the same "
@@ -132,6 +207,7 @@ def compare_runs(run_a, run_b, *, level: float = 0.95, n_boot: int = 1000, seed:
     mos = [run_a.scores[s.test] for s in run_a.splits]
     srcc_a = [rowwise_pearson(stats.rankdata(p), stats.rankdata(m)) for p, m in zip(run_a.test_pred, mos)]
     srcc_b = [rowwise_pearson(stats.rankdata(p), stats.rankdata(m)) for p, m in zip(run_b.test_pred, mos)]
-    return {"splits": compare(srcc_a, srcc_b, level=level, seed=seed),
+    ratio = float(np.mean([len(s.test) / len(s.train) for s in run_a.splits]))
+    return {"splits": compare(srcc_a, srcc_b, level=level, test_train_ratio=ratio),
             "images": image_bootstrap(mos, run_a.test_pred, run_b.test_pred, n_boot=n_boot,
                                       level=level, seed=seed)}
