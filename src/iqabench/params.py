@@ -1,11 +1,24 @@
-"""Read ``params.yaml``: one section per DVC stage, plus a few top-level keys."""
+"""Read and validate ``params.yaml``: one section per DVC stage, plus a few top-level keys.
+
+Every stage reads its settings through :func:`section`, which validates the
+whole file first (:func:`validate`, against :mod:`iqabench.params_schema`), so
+a typo or an out-of-range value anywhere stops the run with one line naming the
+key, the value and what is allowed, before any stage has done any work.
+"""
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from . import params_schema as schema
+
+
+class ParamsError(ValueError):
+    """A params.yaml that breaks the schema; the message names key, value and what is allowed."""
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path:
@@ -20,21 +33,185 @@ def repo_root(start: str | os.PathLike | None = None) -> Path:
 def load(path: str | os.PathLike | None = None) -> dict[str, Any]:
     path = Path(path) if path else repo_root() / "params.yaml"
     with open(path, encoding="utf-8") as fh:
-        params = yaml.safe_load(fh) or {}
+        try:
+            params = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as err:
+            raise ParamsError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(params, dict):
-        raise ValueError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
     return params
 
 
 def section(name: str, path: str | os.PathLike | None = None) -> dict[str, Any]:
-    """A stage's section with the top-level ``seed`` and ``datasets`` merged in.
-
-    A section's own ``seed`` (``pretrain.seed``, ``evaluate.seed``) overrides the top-level one; ``null``
-    means "the top-level seed", so a seed study can vary training and splits while the datasets stay fixed.
-    """
-    params = load(path)
+    """A stage's section, validated and with defaults filled, plus the top-level ``seed``, ``datasets``
+    and ``models``. A params error ends the stage with its one-line message (no traceback)."""
+    try:
+        params = validate(load(path), where=str(path or "params.yaml"), stage=name)
+    except ParamsError as err:
+        raise SystemExit(f"error: {err}") from None
     if name not in params:
-        raise KeyError(f"params.yaml has no '{name}' section; known sections: {sorted(params)}")
+        raise SystemExit(f"error: {path or 'params.yaml'} has no '{name}' section; known sections: "
+                         f"{sorted(params)}")
     merged = {k: params[k] for k in ("seed", "datasets", "models") if k in params}
+    # A section's own seed (pretrain.seed, evaluate.seed) overrides the top-level one; null means "the
+    # top-level seed", so a seed study can vary training and splits while the datasets stay fixed.
     merged.update({k: v for k, v in (params[name] or {}).items() if not (k == "seed" and v is None)})
     return merged
+
+
+def validate(params: dict[str, Any], where: str = "params.yaml", stage: str | None = None) -> dict[str, Any]:
+    """Check every section present; return a copy with defaults filled. Raises :class:`ParamsError`.
+
+    ``stage`` is the section about to run: ``prepare`` also checks that every listed dataset can be read
+    (downloaded, registered, or to be downloaded by the ``download`` stage).
+    """
+    out = dict(params)
+    for key in params:
+        if key not in schema.KNOWN_SECTIONS:
+            raise ParamsError(f"{where}: unknown top-level key {key!r}{_closest(key, schema.KNOWN_SECTIONS)}; "
+                              f"known: {', '.join(schema.KNOWN_SECTIONS)}")
+    for key, spec in schema.TOP_LEVEL.items():
+        if key in params:
+            _check_value(where, key, params[key], spec)
+        elif spec.default is not schema.REQUIRED:
+            out[key] = spec.default
+    for name in (*schema.SECTIONS, *schema.DATACLASS_SECTIONS):
+        if name not in params:
+            continue
+        body = params[name] if params[name] is not None else {}
+        if not isinstance(body, dict):
+            raise ParamsError(f"{where}: section {name!r} must be a mapping of keys, got {body!r}")
+        if name in schema.DATACLASS_SECTIONS:
+            out[name] = _check_section(where, name, body, schema.dataclass_section(name), fill=False)
+        elif schema.SECTIONS[name] is not None:
+            out[name] = _check_section(where, name, body, schema.SECTIONS[name], fill=True)
+    _check_relations(where, out)
+    if "datasets" in out:
+        _check_dataset_names(where, out, ready=stage == "prepare")
+    if "models" in out:
+        _check_models(where, out["models"])
+    return out
+
+
+def _check_section(where: str, name: str, body: dict, keys: dict[str, schema.Key], fill: bool) -> dict:
+    for key in body:
+        if key not in keys:
+            raise ParamsError(f"{where}: {name}.{key} is not a known key{_closest(key, keys)}; "
+                              f"known keys of {name}: {', '.join(sorted(keys))}")
+    out = dict(body)
+    for key, spec in keys.items():
+        if key in body:
+            _check_value(where, f"{name}.{key}", body[key], spec)
+        elif fill and spec.default is schema.REQUIRED:
+            raise ParamsError(f"{where}: {name}.{key} is missing; it must be {spec.allowed}")
+        elif fill:
+            out[key] = spec.default
+    return out
+
+
+def _check_value(where: str, key: str, value: Any, spec: schema.Key) -> None:
+    if spec.check(value):
+        return
+    hint = ""
+    if isinstance(value, str) and _looks_numeric(value):
+        # PyYAML reads 3e-5 (no dot) as text; 3.0e-5 is a number.
+        hint = f" (YAML reads {value!r} as text: write it with a dot, e.g. {_as_yaml_float(value)})"
+    raise ParamsError(f"{where}: {key} = {value!r} is not allowed; it must be {spec.allowed}{hint}")
+
+
+def _check_relations(where: str, params: dict) -> None:
+    """Constraints between keys: checked after each key is in range on its own."""
+    evaluate = params.get("evaluate")
+    if evaluate:
+        total = evaluate["test_frac"] + evaluate["val_frac"]
+        if total >= 1:
+            raise ParamsError(f"{where}: evaluate.test_frac + evaluate.val_frac = {total:g} leaves nothing to "
+                              "train on; their sum must be below 1")
+        if len(evaluate["alphas"]) > 1 and evaluate["val_frac"] == 0:
+            raise ParamsError(f"{where}: evaluate.alphas lists {len(evaluate['alphas'])} values but "
+                              "evaluate.val_frac is 0, so there is no validation part to choose among them; "
+                              "set val_frac > 0 or give one alpha")
+        datasets = params.get("datasets") or []
+        chosen = evaluate.get("regressor_dataset")
+        if chosen is None and datasets:
+            evaluate["regressor_dataset"] = datasets[0]   # `iqabench score`'s regressors: the first set listed
+        elif datasets and chosen not in datasets:
+            raise ParamsError(f"{where}: evaluate.regressor_dataset = {chosen!r} is not in datasets: {datasets}; "
+                              "name one of them (or remove the key: the first listed is the default)")
+    mixed = params.get("mixed")
+    if mixed and "model" in mixed and params.get("models") and mixed["model"] not in params["models"]:
+        raise ParamsError(f"{where}: mixed.model = {mixed['model']!r} is not in models: {params['models']}; "
+                          "the mixed stage reads that row's extracted features")
+    prepare = params.get("prepare")
+    if prepare and "deepwsd" in prepare.get("label_metrics", []) and not prepare.get("deepwsd_weights"):
+        raise ParamsError(f"{where}: prepare.label_metrics names deepwsd but prepare.deepwsd_weights is empty; "
+                          "give a local torchvision vgg16 state dict, or drop deepwsd from label_metrics")
+
+
+def _check_dataset_names(where: str, params: dict, ready: bool) -> None:
+    """Each dataset is embedded, a shared subset, registered, or a registry dataset; with ``ready``, also
+    present (downloaded, registered, or listed in ``download:`` so the download stage fetches it first)."""
+    from .datasets.download import DONE_MARKER
+    from .datasets.embedded import SETS
+    from .datasets.local import read_registry
+    from .datasets.registry import SHARED_SUBSETS, SPECS
+
+    registry = read_registry()
+    to_download = set(params.get("download") or [])
+    for name in params["datasets"]:
+        if name in SETS or name in registry:
+            continue
+        if name in SHARED_SUBSETS:
+            root = Path((params.get("prepare") or {}).get("shared_root", "../shared/datasets")) / name
+            if ready and not root.is_dir():
+                raise ParamsError(f"{where}: datasets: {name!r} needs {root} (the shared subsets), which does not "
+                                  "exist here; remove it from datasets: or set prepare.shared_root")
+            continue
+        spec = SPECS.get(name)
+        if spec is None:
+            known = [*SETS, *SHARED_SUBSETS, *SPECS, *registry]
+            raise ParamsError(f"{where}: datasets: {name!r} is not registered{_closest(name, known)}; run "
+                              f"`iqabench datasets add {name} --from PATH` (or `iqabench datasets add-generic`); "
+                              "`iqabench datasets` lists what is available")
+        if not ready or name in to_download or (Path("data/raw") / name / DONE_MARKER).is_file() \
+                or (Path("data/raw") / name).is_dir():
+            continue
+        if spec.remotes:
+            raise ParamsError(f"{where}: datasets: {name!r} is not downloaded yet; run `iqabench datasets "
+                              f"download {name}` (or add it to download: in params.yaml)")
+        raise ParamsError(f"{where}: datasets: {name!r} has no public URL ({spec.access}); get a copy, then "
+                          f"`iqabench datasets add {name} --from PATH`")
+
+
+def _check_models(where: str, models: list[str]) -> None:
+    """Every row is declared (:mod:`iqabench.rows`), and a file the user supplies exists."""
+    from . import rows
+
+    for name in models:
+        try:
+            row = rows.get(name)
+        except ValueError as err:
+            raise ParamsError(f"{where}: models: {name!r} is not a known row{_closest(name, rows.names())}: "
+                              f"{err}") from None
+        missing = [str(p) for p in row.artifacts if row.stage is None and not Path(p).exists()]
+        if missing:
+            raise ParamsError(f"{where}: models: {name!r} reads {missing[0]}, which does not exist; put the file "
+                              "there or remove the row from models:")
+
+
+def _closest(name: str, known) -> str:
+    match = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _looks_numeric(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _as_yaml_float(value: str) -> str:
+    mantissa, _, exponent = value.lower().partition("e")
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}" if exponent else value

@@ -1,0 +1,199 @@
+"""What each section of ``params.yaml`` may hold: known keys, allowed values, defaults.
+
+One table for every stage, read by :func:`iqabench.params.validate`. Sections
+backed by a config dataclass (``pretrain``, ``pretrain_arniqa``, ``finetune``,
+``mixed``) take their known keys from that dataclass, so a new setting needs no
+second edit here; the ranges below cover the keys those sections share.
+Names that refer to other registries (datasets, model rows, photographs, label
+metrics) are looked up in the module that owns them, never copied.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+REQUIRED = object()  # a key without a default: the section must give it
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting: ``check(value)`` says whether it is allowed, ``allowed`` says so in words."""
+
+    check: Callable[[Any], bool]
+    allowed: str
+    default: Any = REQUIRED
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def integer(lo: int | None = None, hi: int | None = None, default=REQUIRED, none_ok: bool = False) -> Key:
+    bounds = (f" in [{lo}, {hi}]" if hi is not None else f" >= {lo}") if lo is not None else ""
+    return Key(lambda v: (none_ok and v is None) or (isinstance(v, int) and not isinstance(v, bool) and
+                                                    (lo is None or v >= lo) and (hi is None or v <= hi)),
+               f"an integer{bounds}" + (" or null" if none_ok else ""), default)
+
+
+def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False,
+           default=REQUIRED) -> Key:
+    def ok(v) -> bool:
+        return _is_number(v) and (lo is None or (v > lo if lo_open else v >= lo)) and (
+            hi is None or (v < hi if hi_open else v <= hi))
+    if lo is not None and hi is not None:
+        text = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    elif lo is not None:
+        text = f"a number {'>' if lo_open else '>='} {lo:g}"
+    else:
+        text = "a number"
+    return Key(ok, text, default)
+
+
+def boolean(default=REQUIRED) -> Key:
+    return Key(lambda v: isinstance(v, bool), "true or false", default)
+
+
+def text(default=REQUIRED, nonempty: bool = False) -> Key:
+    return Key(lambda v: isinstance(v, str) and (bool(v.strip()) or not nonempty),
+               "a non-empty string" if nonempty else "a string", default)
+
+
+def choice(*values, default=REQUIRED) -> Key:
+    return Key(lambda v: v in values, f"one of {list(values)}", default)
+
+
+def one_of_lazy(values: Callable[[], Any], what: str, default=REQUIRED) -> Key:
+    """A name from a registry owned elsewhere, looked up when checked."""
+    return Key(lambda v: isinstance(v, str) and v in values(), f"one of the {what}", default)
+
+
+def list_of(item: Key, *, nonempty: bool = True, unique: bool = True, default=REQUIRED) -> Key:
+    def ok(v) -> bool:
+        return (isinstance(v, list) and (bool(v) or not nonempty) and all(item.check(x) for x in v)
+                and (not unique or len(set(map(repr, v))) == len(v)))
+    return Key(ok, f"a {'non-empty ' if nonempty else ''}list{' without repeats' if unique else ''} of "
+                   f"{item.allowed.removeprefix('a ').removeprefix('an ')}", default)
+
+
+def anything(default=REQUIRED) -> Key:
+    return Key(lambda v: True, "any value", default)
+
+
+# --- registries owned by other modules: imported when a check needs them ---------------------------
+
+def _photos():
+    from .datasets.embedded import PHOTOS
+    return PHOTOS
+
+
+def _label_metrics():
+    from .fr_metrics import LABEL_METRICS
+    return LABEL_METRICS
+
+
+def _logistic_kinds():
+    from .evaluation.metrics import LOGISTIC_KINDS
+    return LOGISTIC_KINDS
+
+
+def _mixed_methods():
+    from .mixed import METHODS
+    return METHODS
+
+
+DEVICE = choice("auto", "cpu", "cuda", default="auto")
+STEPS = integer(1)
+POSITIVE = number(0, lo_open=True)
+NON_NEGATIVE = number(0)
+
+TOP_LEVEL = {
+    "seed": integer(0, default=0),
+    "datasets": list_of(text(nonempty=True)),
+    "models": list_of(text(nonempty=True)),
+    "download": list_of(text(nonempty=True), nonempty=False, default=[]),
+}
+
+SECTIONS: dict[str, dict[str, Key]] = {
+    "prepare": {
+        "patch_size": integer(32),                     # MS-SSIM's 3 scales and BRISQUE's 2 need >= 32 px
+        "max_patches_per_photo": integer(1),
+        "versions_per_patch": integer(1, 125),         # synthetic-single: distinct (type, level) of 25 x 5
+        "max_k": integer(2, 5),                        # synthetic-mixed composes 2..max_k of the 5 groups
+        "label_metrics": list_of(one_of_lazy(_label_metrics, "label metrics (psnr, ssim, ms_ssim, vif, gmsd, "
+                                                          "deepwsd)")),
+        "deepwsd_weights": text(default=""),
+        "shared_root": text(default="../shared/datasets"),
+    },
+    "synthesize": {
+        "photos": list_of(one_of_lazy(_photos, "embedded photographs (iqabench.datasets.embedded.PHOTOS)")),
+        "crop": integer(16, 256),
+        "n_images": integer(1),
+        "shard_size": integer(1),
+        "gallery_photo": one_of_lazy(_photos, "embedded photographs", default="astronaut"),
+    },
+    "niqe": {
+        "patch_size": integer(8, default=96),
+        "sharpness_threshold": number(0, 1, default=0.75),
+        "kadis_sample": integer(1, default=125),
+    },
+    "extract": {
+        "batch_size": integer(1),
+        "max_short_side": integer(0, default=None, none_ok=True),   # 0 or null: no downscaling
+        "bf16": boolean(default=False),
+        "device": DEVICE,
+    },
+    "evaluate": {
+        "seed": integer(0, default=None, none_ok=True),         # split seed; null: the top-level seed
+        "n_splits": integer(1, default=10),
+        "test_frac": number(0, 1, lo_open=True, hi_open=True, default=0.2),
+        "val_frac": number(0, 1, hi_open=True, default=0.0),
+        "alphas": list_of(POSITIVE, unique=False, default=[0.1]),
+        "standardize": boolean(default=False),
+        "logistic": one_of_lazy(_logistic_kinds, "PLCC mappings (none, 4pl, 5pl)", default="5pl"),
+        "official_splits": boolean(default=False),
+        "regressor_dataset": text(nonempty=True, default=None),   # None: the first of `datasets:`
+    },
+    "report": {"experiment": text(nonempty=True, default="iqabench")},
+    # `iqabench check` reads this section itself (iqabench.gate), which checks its values.
+    "check": None,
+}
+
+# Sections whose known keys are a config dataclass's fields, plus the keys their stage reads itself.
+DATACLASS_SECTIONS = {
+    "pretrain": ("iqabench.training.pretrain", "PretrainConfig", {"profile": text(default="")}),
+    "pretrain_arniqa": ("iqabench.training.pretrain", "PretrainConfig", {"profile": text(default="")}),
+    "finetune": ("iqabench.training.finetune", "FinetuneConfig", {}),
+    "mixed": ("iqabench.mixed", "TrainConfig", {
+        "model": text(nonempty=True, default="contrique"),
+        "methods": list_of(one_of_lazy(_mixed_methods, "mixed-training methods (monotonic, pooled, single)"),
+                           default=["monotonic", "pooled", "single"])}),
+}
+
+# Ranges of keys the dataclass sections share (where a section has the key at all).
+SHARED_RANGES: dict[str, Key] = {
+    "steps": STEPS, "n_splits": STEPS, "checkpoint_every": STEPS, "crop": integer(16), "width": integer(1),
+    "batch_size": integer(1), "lr": POSITIVE, "lr_head": NON_NEGATIVE, "lr_encoder": NON_NEGATIVE,
+    "weight_decay": NON_NEGATIVE, "temperature": POSITIVE, "warmup_frac": number(0, 1, hi_open=True),
+    "proj_hidden": integer(1), "proj_dim": integer(1), "grid": integer(1), "hidden": integer(1),
+    "dropout": number(0, 1, hi_open=True), "test_frac": number(0, 1, lo_open=True, hi_open=True),
+    "pristine_prob": number(0, 1), "level_std": POSITIVE, "max_distortions": integer(1, 5),
+    "workers": integer(0), "device": DEVICE, "seed": integer(0, none_ok=True),
+}
+# ... except where a section gives the key another meaning.
+SECTION_RANGES = {"mixed": {"batch_size": integer(0)}}   # mixed: 0 = full batch
+
+
+def dataclass_section(name: str) -> dict[str, Key]:
+    """Known keys of a dataclass-backed section: every field (ranged where known) plus its stage keys."""
+    import importlib
+
+    module, cls, extra = DATACLASS_SECTIONS[name]
+    fields = dataclasses.fields(getattr(importlib.import_module(module), cls))
+    overrides = SECTION_RANGES.get(name, {})
+    return {**{f.name: overrides.get(f.name) or SHARED_RANGES.get(f.name) or anything(default=None)
+               for f in fields}, **extra}
+
+
+KNOWN_SECTIONS = (*TOP_LEVEL, *SECTIONS, *DATACLASS_SECTIONS)
