@@ -20,7 +20,7 @@ import torch
 from scipy import ndimage, special
 from skimage import data, util
 
-from iqabench import baselines, io
+from iqabench import io, rows
 from iqabench.models import nss
 from iqabench.models.brisque import brisque_features
 from iqabench.models.niqe import patch_features
@@ -175,7 +175,7 @@ def main() -> None:
                "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
                "platform": platform.platform(), "image_size": [HEIGHT, WIDTH], "niqe_patch": PATCH, "rows": []}
     extractors = (("BRISQUE features", brisque_features, np_brisque),
-                  ("`brisque` row (per image on CPU)", baselines.feature_fn("brisque"), np_brisque),
+                  ("`brisque` row (per image on CPU)", rows.feature_fn("brisque"), np_brisque),
                   ("NIQE patch features", lambda b: patch_features(b, PATCH), np_niqe_patches))
     for name, fast, slow in extractors:
         start = time.perf_counter()

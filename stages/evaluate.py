@@ -1,7 +1,7 @@
 """Stage `evaluate`: the field's protocol on frozen features, within and across datasets.
 
     python stages/evaluate.py  ->  reports/{within,cross,significance}.csv, reports/metrics.json,
-                                   data/eval/{per_split,predictions}.csv, data/models/readouts/MODEL.npz
+                                   data/eval/{per_split,predictions}.csv, data/models/regressors/MODEL.npz
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iqabench import baselines, io, manifest, params, readout, study, timing
+from iqabench import io, manifest, params, regressor, rows, study, timing
 
 
 def main() -> None:
@@ -30,13 +30,13 @@ def main() -> None:
         io.write_csv(data / "predictions.csv", result.predictions)
         # The regressors `iqabench score --model M` uses: fitted on every image of one dataset. Full-reference
         # rows have none: a user's photo comes without its pristine reference.
-        ds = cfg["readout_dataset"]
+        ds = cfg["regressor_dataset"]
         runs = result.per_split[result.per_split["dataset"] == ds]
         for model in cfg["models"]:
-            if not baselines.is_full_reference(model):
+            if not rows.is_full_reference(model):
                 alpha = float(runs.loc[runs["model"] == model, "alpha"].median())  # what the protocol chose
-                readout.fit(features[ds][model], manifests[ds]["score"].to_numpy(), alpha=alpha,
-                            standardize=cfg["standardize"], dataset=ds).save(readout.path_for(model))
+                regressor.fit(features[ds][model], manifests[ds]["score"].to_numpy(), alpha=alpha,
+                              standardize=cfg["standardize"], dataset=ds).save(regressor.path_for(model))
     print(result.within[["model", "dataset", "n_images", "srcc", "plcc", "krcc"]].round(3).to_string(index=False))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iqabench import features, io, manifest, params, runtime, timing, zoo
+from iqabench import features, io, manifest, params, rows, runtime, timing
 
 
 def main() -> None:
@@ -21,7 +21,7 @@ def main() -> None:
         arrays = {}
         for model in cfg["models"]:
             try:
-                arrays[model] = features.extract(zoo.feature_fn(model, cfg["seed"], device), frame,
+                arrays[model] = features.extract(rows.feature_fn(model, cfg["seed"], device), frame,
                                                  batch_size=cfg["batch_size"], device=device, bf16=cfg["bf16"],
                                                  max_short_side=cfg["max_short_side"],
                                                  description=f"{model} on {name}")

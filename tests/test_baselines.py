@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from iqabench import baselines, features, images, manifest, zoo
+from iqabench import baselines, features, images, manifest, rows
 from iqabench.datasets.embedded import PHOTOS, content_patches
 from iqabench.distortions import distort
 from iqabench.models.niqe import NiqeModel, fit_niqe
@@ -54,16 +54,16 @@ def blur_manifest(tmp_path_factory, patches) -> pd.DataFrame:
 
 @pytest.mark.parametrize("name, width", [("brisque", 36), ("niqe", 1)])
 def test_no_reference_baselines_give_one_row_of_features_per_image(name, width, patches, in_repo_layout):
-    values = zoo.feature_fn(name)(patches)
+    values = rows.feature_fn(name)(patches)
     assert values.shape == (len(patches), width)
     assert torch.isfinite(values).all()
     # Different contents must not collapse onto one feature vector.
     assert not torch.allclose(values[0], values[1])
 
 
-@pytest.mark.parametrize("name", baselines.FR_NAMES)
+@pytest.mark.parametrize("name", [n for n in rows.ROWS if n.startswith("fr:") and rows.ROWS[n].stage is None])
 def test_full_reference_rows_rank_a_level5_blur_below_a_level1_blur(name, blur_manifest):
-    fn = zoo.feature_fn(name)
+    fn = rows.feature_fn(name)
     assert fn.needs_reference
     values = features.extract(fn, blur_manifest, batch_size=4)
     assert values.shape == (len(blur_manifest), 1) and np.isfinite(values).all()
@@ -77,7 +77,7 @@ def test_psnr_of_an_unchanged_image_is_the_finite_cap_above_any_real_change(patc
     ref = patches[:1]
     one_level = ref.clone()
     one_level[0, 0, 0, 0] += 1 / 255 if ref[0, 0, 0, 0] < 0.5 else -1 / 255
-    values = zoo.feature_fn("fr:psnr")(torch.cat([ref, one_level]), torch.cat([ref, ref]))[:, 0]
+    values = rows.feature_fn("fr:psnr")(torch.cat([ref, one_level]), torch.cat([ref, ref]))[:, 0]
     assert torch.isfinite(values).all()
     assert values[0] >= values[1]
 
@@ -87,19 +87,19 @@ def test_full_reference_model_on_a_dataset_without_references_names_the_dataset(
     frame = manifest.validate(manifest.make("koniq10k", paths, [3.0] * len(paths), kind="MOS", lo=1, hi=5,
                                             higher_is_better=True, score_source="human MOS"))
     with pytest.raises(features.MissingReferenceError, match="fr:ssim needs reference images; koniq10k has none"):
-        features.extract(zoo.feature_fn("fr:ssim"), frame)
+        features.extract(rows.feature_fn("fr:ssim"), frame)
 
 
 def test_partly_missing_references_are_counted(blur_manifest):
     frame = blur_manifest.copy()
     frame.loc[frame.index[1], "reference"] = ""
     with pytest.raises(features.MissingReferenceError, match="has none for 1 of 6 images"):
-        features.extract(zoo.feature_fn("fr:vif"), frame)
+        features.extract(rows.feature_fn("fr:vif"), frame)
 
 
 def test_bf16_extraction_does_not_touch_the_baselines(blur_manifest, in_repo_layout):
     for name in ("fr:ssim", "brisque"):
-        fn = zoo.feature_fn(name)
+        fn = rows.feature_fn(name)
         np.testing.assert_array_equal(features.extract(fn, blur_manifest, bf16=True),
                                       features.extract(fn, blur_manifest, bf16=False), err_msg=name)
 
@@ -107,19 +107,19 @@ def test_bf16_extraction_does_not_touch_the_baselines(blur_manifest, in_repo_lay
 def test_niqe_feature_is_higher_for_a_pristine_photo_than_for_its_blurred_copy(in_repo_layout):
     photo = images.from_uint8(PHOTOS["astronaut"]())[None, :, 64:448, :]
     blurred = distort(photo, "gaussian_blur", 3)
-    values = zoo.feature_fn("niqe")(torch.cat([photo, blurred]))[:, 0]
+    values = rows.feature_fn("niqe")(torch.cat([photo, blurred]))[:, 0]
     assert values[0] > values[1], f"-NIQE pristine {values[0]:.3f} vs blurred {values[1]:.3f}"
 
 
 def test_niqe_without_a_fitted_model_says_how_to_fit_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="stages/fit_niqe.py"):
-        zoo.feature_fn("niqe")
+        rows.feature_fn("niqe")
 
 
 def test_unknown_full_reference_metric_lists_the_known_ones():
     with pytest.raises(ValueError, match="fr:ms_ssim"):
-        zoo.feature_fn("fr:lpips")
+        rows.feature_fn("fr:lpips")
 
 
 def test_pristine_model_uses_kadis_when_present(tmp_path):
@@ -144,7 +144,7 @@ def test_a_nearly_flat_image_still_gets_finite_brisque_and_niqe_features(in_repo
     tile = dict(content_patches("coffee", PATCH, 16))["coffee-r0c128"]
     nearly_flat = images.from_uint8(images.to_uint8(distort(tile[None], "color_diffusion", 5)[0]))[None]
     for name in ("brisque", "niqe"):
-        assert torch.isfinite(zoo.feature_fn(name)(nearly_flat)).all(), name
+        assert torch.isfinite(rows.feature_fn(name)(nearly_flat)).all(), name
 
 
 def test_a_constant_image_fails_extraction_with_its_file_name(patches, tmp_path, in_repo_layout):
@@ -153,5 +153,5 @@ def test_a_constant_image_fails_extraction_with_its_file_name(patches, tmp_path,
     frame = manifest.validate(manifest.make("koniq10k", paths, [3.0, 1.0], kind="MOS", lo=1, hi=5,
                                             higher_is_better=True, score_source="human MOS"))
     with pytest.raises(ValueError, match=r"no luminance variation[\s\S]*flat\.png") as error:
-        features.extract(zoo.feature_fn("brisque"), frame)
+        features.extract(rows.feature_fn("brisque"), frame)
     assert "textured.png" not in str(error.value)

@@ -8,7 +8,7 @@ from scipy.stats import wasserstein_distance
 from skimage import data
 from skimage.transform import resize
 
-from iqabench import baselines, zoo
+from iqabench import rows, zoo
 from iqabench.distortions import distort
 from iqabench.models import deepwsd, encoders
 
@@ -133,7 +133,7 @@ def test_vgg16_loader_accepts_features_only_keys_and_ignores_the_classifier(tmp_
     bare = tmp_path / "features_only.pth"
     torch.save(reference, bare)
     full = tmp_path / "full.pth"
-    torch.save({**torch.load(vgg_weights), "classifier.6.bias": torch.zeros(1000)}, full)
+    torch.save({**torch.load(vgg_weights, weights_only=True), "classifier.6.bias": torch.zeros(1000)}, full)
     for path in (bare, full):
         loaded = deepwsd.load_vgg16_features(path).state_dict()
         assert all(torch.equal(loaded[k], v) for k, v in reference.items()), path
@@ -150,19 +150,19 @@ def test_vgg16_loader_names_the_file_and_the_keys_of_a_wrong_state_dict(tmp_path
 
 
 def test_fr_deepwsd_rows_score_with_references_and_higher_is_better(tmp_path, monkeypatch, vgg_weights):
-    assert deepwsd.DEFAULT_ENCODER == zoo.PRETRAINED
+    assert deepwsd.DEFAULT_ENCODER == zoo.CONTRIQUE_ENCODER
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="dvc repro pretrain"):
-        zoo.feature_fn("fr:deepwsd")
-    encoders.save(encoders.Encoder("small_cnn", width=4), zoo.PRETRAINED)
+        rows.feature_fn("fr:deepwsd")
+    encoders.save(encoders.Encoder("small_cnn", width=4), zoo.CONTRIQUE_ENCODER)
     image = astronaut(64)
     dist = torch.cat([image, distort(image, "gaussian_blur", 2), distort(image, "gaussian_blur", 5)])
     for name in ("fr:deepwsd", f"fr:deepwsd-vgg16:{vgg_weights}"):
-        assert baselines.is_baseline(name)
-        fn = zoo.feature_fn(name)
+        assert rows.is_full_reference(name)
+        fn = rows.feature_fn(name)
         assert fn.needs_reference
         values = fn(dist, image.expand_as(dist))
         assert values.shape == (3, 1)
         assert values[0, 0] == 0 and values[0, 0] > values[1, 0] > values[2, 0], f"{name}: {values[:, 0]}"
     with pytest.raises(ValueError, match="path after the colon"):
-        zoo.feature_fn("fr:deepwsd-vgg16:")
+        rows.feature_fn("fr:deepwsd-vgg16:")

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models as tvm
 
-from iqabench import zoo
+from iqabench import rows
 from iqabench.models import encoders
 
 
@@ -40,13 +40,13 @@ def test_contrique_checkpoint_layout_loads_and_gives_the_source_features(tmp_pat
     torch.save(source.state_dict(), path)  # what CONTRIQUE's model_io.save_model writes
     assert next(iter(source.state_dict())) == "encoder.0.weight"
 
-    encoder = zoo.load_model(f"file:{path}")
+    encoder = encoders.load(path)
     assert encoder.arch == "resnet50"
     image = torch.rand(2, 3, 64, 64)
     half = F.interpolate(image, scale_factor=0.5, mode="bicubic", antialias=True).clamp(0, 1)
     expected = torch.cat([source.features(image), source.features(half)], dim=1)
     with torch.no_grad():
-        got = zoo.feature_fn(f"file:{path}")(image)
+        got = rows.feature_fn(f"file:{path}")(image)
     assert got.shape == (2, 4096)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
@@ -82,7 +82,7 @@ def test_files_that_are_no_resnet_say_what_is_expected(tmp_path):
     with pytest.raises(ValueError, match=r"text\.pt.*torchvision ResNet"):
         encoders.load(tmp_path / "text.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
-        zoo.load_model(f"file:{tmp_path / 'missing.pt'}")
+        rows.feature_fn(f"file:{tmp_path / 'missing.pt'}")
     truncated = {k: v for k, v in tvm.resnet18(weights=None).state_dict().items() if not k.startswith("layer4.1.")}
     torch.save(truncated, tmp_path / "cut.pt")
     with pytest.raises(ValueError, match=r"cut\.pt.*not one of torchvision"):

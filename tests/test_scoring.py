@@ -6,48 +6,48 @@ import pytest
 import torch
 from skimage import data
 
-from iqabench import features, images, readout, scoring
+from iqabench import features, images, regressor, scoring
 from iqabench.models import encoders
 
 
 @pytest.fixture
 def study_outputs(tmp_path):
-    """An encoder file and the readout `evaluate` would have fitted for it, as `file:PATH` rows."""
+    """An encoder file and the regressor `evaluate` would have fitted for it, as `file:PATH` rows."""
     torch.manual_seed(0)
     encoder = tmp_path / "enc.pt"
     encoders.save(encoders.Encoder(arch="small_cnn", width=4).eval(), encoder)
     model = f"file:{encoder}"
     rng = np.random.default_rng(0)
     train = rng.uniform(size=(40, 3, 48, 48)).astype(np.float32)
-    feats = encoders.readout(encoders.load(encoder), torch.from_numpy(train)).numpy()
-    readout.fit(feats, rng.uniform(size=40), alpha=0.1, standardize=False,
-                dataset="synthetic-single").save(readout.path_for(model, tmp_path / "readouts"))
-    return model, tmp_path / "readouts"
+    feats = encoders.pooled_features(encoders.load(encoder), torch.from_numpy(train)).numpy()
+    regressor.fit(feats, rng.uniform(size=40), alpha=0.1, standardize=False,
+                dataset="synthetic-single").save(regressor.path_for(model, tmp_path / "regressors"))
+    return model, tmp_path / "regressors"
 
 
 def test_a_photo_is_scored_at_the_studys_resolution(study_outputs, tmp_path):
-    model, readouts = study_outputs
+    model, regressors = study_outputs
     big = tmp_path / "big.png"
     images.save_png(images.from_uint8(data.astronaut()), big)  # 512 x 512
     small = tmp_path / "small.png"
     images.save_png(images.resize_short_side(images.load(big), 256), small)
-    scored = scoring.score_images([big, small], model, readouts, max_short_side=256)
+    scored = scoring.score_images([big, small], model, regressors, max_short_side=256)
     assert list(scored["width"]) == [512, 256] and list(scored["height"]) == [512, 256]
     # Downscaled to the same short side first, the two files are the same picture to the model.
     assert scored["quality"].iloc[0] == pytest.approx(scored["quality"].iloc[1], abs=0.5)
-    full = scoring.score_images([big], model, readouts, max_short_side=None)
+    full = scoring.score_images([big], model, regressors, max_short_side=None)
     assert full["quality"].iloc[0] != pytest.approx(scored["quality"].iloc[0], abs=1e-3)
     assert scored["scale"].iloc[0] == "0-100, as synthetic-single scores (higher is better)"
 
 
-def test_full_reference_rows_and_missing_readouts_are_refused_clearly(study_outputs, tmp_path):
-    model, readouts = study_outputs
+def test_full_reference_rows_and_missing_regressors_are_refused_clearly(study_outputs, tmp_path):
+    model, regressors = study_outputs
     photo = tmp_path / "p.png"
     images.save_png(images.from_uint8(data.coffee()), photo)
     with pytest.raises(ValueError, match="full-reference metric.*pristine reference"):
-        scoring.score_images([photo], "fr:ssim", readouts)
+        scoring.score_images([photo], "fr:ssim", regressors)
     with pytest.raises(FileNotFoundError, match=r"arniqa\.npz does not exist; run `dvc repro evaluate`"):
-        scoring.score_images([photo], "arniqa", readouts)
+        scoring.score_images([photo], "arniqa", regressors)
 
 
 def test_extract_downscales_only_images_above_the_limit(tmp_path):

@@ -1,7 +1,7 @@
-"""Classic baselines as rows of the benchmark tables: BRISQUE, NIQE and full-reference metrics.
+"""Feature-function builders of the classic and full-reference rows (declared in :mod:`iqabench.rows`).
 
-Each name below becomes a feature function for the `extract` stage, and the
-`evaluate` stage reads it out with the same ridge protocol as every encoder:
+Each builder is ``(seed, device) -> feature function``; the `evaluate` stage
+reads every row out with the same ridge protocol as the encoders:
 
 * ``brisque``: the 36 raw BRISQUE features (:mod:`iqabench.models.brisque`).
   They span ~5 orders of magnitude (shapes ~1, variances ~1e-3), so turn on
@@ -12,21 +12,20 @@ Each name below becomes a feature function for the `extract` stage, and the
   positive or negative slope, so its SRCC equals |SRCC| of NIQE itself: the row
   reports NIQE's own rank correlation (KRCC likewise; PLCC and RMSE are those
   of a linear/logistic fit of NIQE).
-* ``fr:psnr``, ``fr:ssim``, ``fr:ms_ssim``, ``fr:vif``, ``fr:gmsd``:
-  full-reference metrics of each image against its manifest ``reference``
-  (:mod:`iqabench.fr_metrics`; GMSD negated, so that higher is better).
+* ``fr:<metric>``: full-reference metrics of each image against its manifest
+  ``reference`` (:mod:`iqabench.fr_metrics`; GMSD negated, so that higher is better).
 * ``fr:deepwsd``: minus DeepWSD (:mod:`iqabench.models.deepwsd`) on the stages
   of the project's pretrained encoder, ``data/models/encoder.pt`` (the
   `pretrain` stage; ImageNet weights cannot be fetched here).
 * ``fr:deepwsd-vgg16:PATH``: minus DeepWSD on torchvision VGG16 ``features``
   from a local state dict at PATH: the published configuration.
 
-All ``fr:`` functions take ``(images, references)`` and carry
-``needs_reference = True``; :func:`iqabench.features.extract` loads the
-references for them and refuses datasets without any. On the embedded
-synthetic sets the pseudo-MOS is itself a consensus of full-reference metrics
-(``prepare.label_metrics``, by default SSIM, MS-SSIM and VIF), so the rows of
-those metrics are close to circular there: an upper bound, not a competitor.
+Full-reference functions take ``(images, references)``; their rows are of kind
+``FR``, and :func:`iqabench.features.extract` loads the references for them
+and refuses datasets without any. On the embedded synthetic sets the pseudo-MOS
+is itself a consensus of full-reference metrics (``prepare.label_metrics``, by
+default SSIM, MS-SSIM and VIF), so the rows of those metrics are close to
+circular there: an upper bound, not a competitor.
 
 The NIQE pristine model is not downloaded: :func:`fit_pristine_niqe` fits it
 (the `fit_niqe` stage, ``stages/fit_niqe.py``) and ``niqe`` reads it from
@@ -43,7 +42,7 @@ The NIQE pristine model is not downloaded: :func:`fit_pristine_niqe` fits it
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,58 +55,40 @@ from .models.niqe import NiqeModel, fit_niqe, niqe_score
 
 NIQE_MODEL = Path("data/models/niqe_mvg.npz")
 KADIS_ROOT = Path("data/raw/kadis700k")
-CLASSIC = ("brisque", "niqe")
-FR_PREFIX = "fr:"
-FR_NAMES = tuple(f"{FR_PREFIX}{metric}" for metric in fr_metrics.FR_METRICS)
-DEEPWSD = f"{FR_PREFIX}deepwsd"
-DEEPWSD_VGG16 = f"{FR_PREFIX}deepwsd-vgg16:"  # followed by the path of the VGG16 state dict
-NAMES = CLASSIC + FR_NAMES + (DEEPWSD, DEEPWSD_VGG16 + "PATH")
 # The NIQE paper fitted its model on 125 pristine photos; a KADIS sample of that size
 # keeps the fit comparable and fast.
 KADIS_SAMPLE = 125
 
 
-def is_baseline(name: str) -> bool:
-    # Any fr: name is ours, so a misspelt metric gets the list of metrics, not of encoders.
-    return name in CLASSIC or is_full_reference(name)
+def brisque(seed: int = 0, device="cpu"):
+    return _feature_fn(brisque_features, per_image_on_cpu=True)
 
 
-def is_full_reference(name: str) -> bool:
-    """A row that needs each image's pristine reference (it has no value on authentic images or a user's photo)."""
-    return name.startswith(FR_PREFIX)
+def niqe(model_path: str | Path = NIQE_MODEL):
+    """Builder of minus NIQE under the Gaussian model in ``model_path``."""
+    def build(seed: int = 0, device="cpu"):
+        model = NiqeModel.load(_existing_niqe_model(model_path))
+        return _feature_fn(lambda batch: -niqe_score(batch, model).unsqueeze(1), per_image_on_cpu=True)
+    return build
 
 
-def feature_fn(name: str, device: str | torch.device = "cpu", niqe_model: str | Path = NIQE_MODEL,
-               deepwsd_encoder: str | Path = deepwsd.DEFAULT_ENCODER) -> Callable:
-    """The feature function of a baseline row (see the module docstring for each name)."""
-    if name == "brisque":
-        return _feature_fn(brisque_features, name, per_image_on_cpu=True)
-    if name == "niqe":
-        model = NiqeModel.load(_existing_niqe_model(niqe_model))
-        return _feature_fn(lambda batch: -niqe_score(batch, model).unsqueeze(1), name, per_image_on_cpu=True)
-    if name == DEEPWSD:
-        return deepwsd_feature_fn(deepwsd.from_encoder(deepwsd_encoder), name, device)
-    if name.startswith(DEEPWSD_VGG16):
-        weights = name[len(DEEPWSD_VGG16):]
-        if not weights:
-            raise ValueError(f"{name!r}: give the VGG16 state dict's path after the colon, "
-                             f"e.g. {DEEPWSD_VGG16}weights/vgg16-397923af.pth")
-        return deepwsd_feature_fn(deepwsd.from_vgg16(weights), name, device)
-    if name.startswith(FR_PREFIX):
-        return fr_feature_fn(name[len(FR_PREFIX):])
-    raise ValueError(f"unknown baseline {name!r}; baselines are {list(NAMES)}")
+def deepwsd_on_encoder(path: str | Path = deepwsd.DEFAULT_ENCODER):
+    return lambda seed=0, device="cpu": deepwsd_feature_fn(deepwsd.from_encoder(path), device)
 
 
-def fr_feature_fn(metric: str):
-    """``(images, references) -> N x 1`` values of one full-reference metric, flagged ``needs_reference``."""
+def deepwsd_on_vgg16(path: str | Path):
+    return lambda seed=0, device="cpu": deepwsd_feature_fn(deepwsd.from_vgg16(path), device)
+
+
+def fr_metric(metric: str):
+    """Builder of ``(images, references) -> N x 1`` values of one full-reference metric."""
     if metric not in fr_metrics.FR_METRICS:
-        raise ValueError(f"unknown full-reference metric {metric!r}; choose from "
-                         f"{[*FR_NAMES, DEEPWSD, DEEPWSD_VGG16 + 'PATH']}")
+        raise ValueError(f"unknown full-reference metric {metric!r}; choose from {sorted(fr_metrics.FR_METRICS)}")
     compute = fr_metrics.FR_METRICS[metric]
 
     def with_reference(batch: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
         if batch.shape != references.shape:
-            raise ValueError(f"{FR_PREFIX}{metric}: images {tuple(batch.shape)} and references "
+            raise ValueError(f"fr:{metric}: images {tuple(batch.shape)} and references "
                              f"{tuple(references.shape)} differ in shape")
         # float32: the metrics' float64 convolutions are ~25x slower on CPU for no change in ranking.
         values = compute(batch.float().contiguous(), references.float().contiguous()).reshape(-1)
@@ -115,17 +96,17 @@ def fr_feature_fn(metric: str):
             values = _cap_psnr(values, batch.shape)
         return values.unsqueeze(1)
 
-    return _feature_fn(with_reference, f"{FR_PREFIX}{metric}", needs_reference=True)
+    return lambda seed=0, device="cpu": _feature_fn(with_reference)
 
 
-def deepwsd_feature_fn(model: deepwsd.DeepWSD, name: str, device: str | torch.device = "cpu"):
-    """``(images, references) -> N x 1`` minus DeepWSD, flagged ``needs_reference``."""
+def deepwsd_feature_fn(model: deepwsd.DeepWSD, device: str | torch.device = "cpu"):
+    """``(images, references) -> N x 1`` minus DeepWSD."""
     model = model.to(device)
 
     def with_reference(batch: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
         return -model(batch.float().contiguous(), references.float().contiguous()).unsqueeze(1)
 
-    return _feature_fn(with_reference, name, needs_reference=True)
+    return _feature_fn(with_reference)
 
 
 def _cap_psnr(values: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -140,8 +121,8 @@ def _cap_psnr(values: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return torch.where(torch.isfinite(values), values, torch.full_like(values, cap))
 
 
-def _feature_fn(compute, name: str, needs_reference: bool = False, per_image_on_cpu: bool = False):
-    """Wrap ``compute`` as a feature function that names its row and runs outside bf16 autocast.
+def _feature_fn(compute, per_image_on_cpu: bool = False):
+    """Wrap ``compute`` as a feature function that runs outside bf16 autocast.
 
     NSS statistics and FR metrics are precision-sensitive (see nss.STAT_DTYPE);
     ``extract(bf16=True)`` is meant for the CNN encoders. ``per_image_on_cpu``:
@@ -158,9 +139,6 @@ def _feature_fn(compute, name: str, needs_reference: bool = False, per_image_on_
                 return torch.cat([compute(*(t[i:i + 1] for t in tensors)) for i in range(len(tensors[0]))])
             return compute(*tensors)
 
-    call.name = name
-    call.needs_reference = needs_reference
-    call.__qualname__ = call.__name__ = f"{name.replace(':', '_')}_features"
     return call
 
 

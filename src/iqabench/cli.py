@@ -32,15 +32,15 @@ def report(path: Path = typer.Option(Path("reports/results.md"), help="results w
 
 @app.command()
 def score(images: List[Path] = typer.Argument(..., help="image files to rate"),
-          model: str = typer.Option("contrique", help="a no-reference row of the study: contrique, arniqa, "
-                                                      "random, brisque, niqe or file:PATH"),
-          readouts: Path = typer.Option(Path("data/models/readouts"), help="folder of fitted readouts")) -> None:
-    """Predict the quality of your own images with a model of the study and its fitted readout."""
+          model: str = typer.Option("contrique", help="a no-reference row of the study (params.yaml models:), "
+                                                      "e.g. contrique, arniqa, brisque, niqe, file:PATH"),
+          regressors: Path = typer.Option(Path("data/models/regressors"), help="folder of fitted regressors")) -> None:
+    """Predict the quality of your own images with a row of the study and its fitted regressor."""
     from .images import ImageError
     from .scoring import score_images
 
     try:
-        frame = score_images(images, model, readouts)
+        frame = score_images(images, model, regressors)
     except (ImageError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)  # unwrapped, so the file name stays whole
         raise typer.Exit(1)

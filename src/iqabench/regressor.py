@@ -1,7 +1,8 @@
-"""The fitted ridge readout that turns frozen features into a quality score.
+"""The fitted ridge regressor that turns a row's frozen features into a quality score.
 
-Stored as plain arrays (npz) rather than a pickle, so loading a readout never
-executes code from a file.
+Stored as plain arrays (npz) rather than a pickle, so loading a regressor never
+executes code from a file (nor are released regressors that are pickled
+modules, such as ARNIQA's ``regressor_*.pth``, ever loaded: the protocol fits its own).
 """
 from __future__ import annotations
 
@@ -14,16 +15,16 @@ from sklearn.linear_model import Ridge
 
 from . import io
 
-READOUTS = Path("data/models/readouts")  # one fitted readout per model, written by the `evaluate` stage
+REGRESSORS = Path("data/models/regressors")  # one fitted regressor per row, written by the `evaluate` stage
 
 
-def path_for(model: str, root: str | Path = READOUTS) -> Path:
-    """Where ``model``'s readout lives: ``file:models/x.pt`` -> ``root/file_models_x.pt.npz``."""
+def path_for(model: str, root: str | Path = REGRESSORS) -> Path:
+    """Where ``model``'s regressor lives: ``file:models/x.pt`` -> ``root/file_models_x.pt.npz``."""
     return Path(root) / (re.sub(r"[^\w.-]", "_", model) + ".npz")
 
 
 @dataclass(frozen=True)
-class Readout:
+class Regressor:
     coef: np.ndarray
     intercept: float
     mean: np.ndarray
@@ -35,7 +36,7 @@ class Readout:
         """Predicted score on the training dataset's normalised scale (higher is better)."""
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or features.shape[1] != self.coef.size:
-            raise ValueError(f"readout expects N x {self.coef.size} features, got {features.shape}; "
+            raise ValueError(f"regressor expects N x {self.coef.size} features, got {features.shape}; "
                              "were the features made by the same encoder?")
         return (features - self.mean) / self.scale @ self.coef + self.intercept
 
@@ -47,19 +48,19 @@ class Readout:
         return Path(path)
 
 
-def fit(features: np.ndarray, scores: np.ndarray, *, alpha: float, standardize: bool, dataset: str) -> Readout:
+def fit(features: np.ndarray, scores: np.ndarray, *, alpha: float, standardize: bool, dataset: str) -> Regressor:
     features = np.asarray(features, dtype=np.float64)
     mean = features.mean(0) if standardize else np.zeros(features.shape[1])
     scale = features.std(0) if standardize else np.ones(features.shape[1])
     scale = np.where(scale > 0, scale, 1.0)
     model = Ridge(alpha=alpha).fit((features - mean) / scale, scores)
-    return Readout(model.coef_, float(model.intercept_), mean, scale, float(alpha), dataset)
+    return Regressor(model.coef_, float(model.intercept_), mean, scale, float(alpha), dataset)
 
 
-def load(path: str | Path) -> Readout:
+def load(path: str | Path) -> Regressor:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path} does not exist; run `dvc repro evaluate` to fit the readouts of the "
+        raise FileNotFoundError(f"{path} does not exist; run `dvc repro evaluate` to fit the regressors of the "
                                 "models in params.yaml `models:`")
     with np.load(path, allow_pickle=False) as blob:
-        return Readout(blob["coef"], float(blob["intercept"]), blob["mean"], blob["scale"],
+        return Regressor(blob["coef"], float(blob["intercept"]), blob["mean"], blob["scale"],
                        float(blob["alpha"]), str(blob["dataset"]))

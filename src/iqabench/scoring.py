@@ -1,31 +1,30 @@
-"""Quality of a user's own images: any no-reference row of the study, then its fitted readout."""
+"""Quality of a user's own images: any no-reference row of the study, then its fitted regressor."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
 
-from . import baselines, features, images, readout, zoo
+from . import features, images, regressor, rows
 
 MAX_SHORT_SIDE = 512  # as params.yaml extract.max_short_side, so a photo is seen as the study saw its images
 
 
-def score_images(paths: list[str | Path], model: str = "contrique", readouts: str | Path = readout.READOUTS,
+def score_images(paths: list[str | Path], model: str = "contrique", regressors: str | Path = regressor.REGRESSORS,
                  max_short_side: int | None = MAX_SHORT_SIDE) -> pd.DataFrame:
     """One row per image: path, width, height, predicted quality (0-100, higher is better).
 
-    ``model`` is any no-reference row of the study (``contrique``, ``arniqa``,
-    ``random``, ``brisque``, ``niqe``, ``file:PATH``); its readout was fitted by
+    ``model`` is any no-reference row (:mod:`iqabench.rows`) in the study; its regressor was fitted by
     the `evaluate` stage. Raises :class:`iqabench.images.ImageError` naming the
     first file that is not an image, before any model runs, so a typo in a
     long list costs nothing.
     """
-    if baselines.is_full_reference(model):
+    if rows.is_full_reference(model):
         raise ValueError(f"{model} is a full-reference metric: it needs each image's pristine reference, "
                          "so it cannot score a photo on its own; choose a no-reference model")
     shapes = [tuple(images.load(p).shape[1:]) for p in paths]
-    fitted = readout.load(readout.path_for(model, readouts))
-    feature_fn = zoo.feature_fn(model)
+    fitted = regressor.load(regressor.path_for(model, regressors))
+    feature_fn = rows.feature_fn(model)
     frame = pd.DataFrame({"image": [str(p) for p in paths]})
     feats = features.extract(feature_fn, frame, batch_size=1, max_short_side=max_short_side, show_progress=False)
     return frame.assign(height=[h for h, _ in shapes], width=[w for _, w in shapes],

@@ -1,47 +1,52 @@
-"""The encoders a study compares, by name: the table rows.
+"""Feature-function builders of the encoder rows; the rows themselves are declared in :mod:`iqabench.rows`.
 
-``contrique`` is the encoder the `pretrain` stage trained; ``arniqa`` the one
-the `pretrain_arniqa` stage trained (the same architecture, ARNIQA's objective);
-``random`` is the
-same architecture with seeded random weights, so that what pretraining buys is
-visible; ``file:PATH`` is any iqabench encoder file or torchvision-layout
-ResNet state dict given by path. ``brisque``, ``niqe`` and the full-reference
-rows ``fr:psnr`` / ``fr:ssim`` / ``fr:ms_ssim`` / ``fr:vif`` / ``fr:gmsd`` /
-``fr:deepwsd`` / ``fr:deepwsd-vgg16:PATH`` are the baselines (:mod:`iqabench.baselines`).
+A builder is ``(seed, device) -> feature function`` (N x 3 x H x W in [0, 1]
+-> N x D), called when a stage or ``iqabench score`` needs the row, so a row
+whose file is absent costs nothing until it is used.
 """
 from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from . import baselines
-from .features import FeatureFn
 from .models import encoders
+from .models.encoders import Preprocessing
 
-PRETRAINED = Path("data/models/encoder.pt")
-ARNIQA = Path("data/models/encoder-arniqa.pt")  # the `pretrain_arniqa` stage's encoder
+CONTRIQUE_ENCODER = Path("data/models/encoder.pt")       # the `pretrain` stage's encoder
+ARNIQA_ENCODER = Path("data/models/encoder-arniqa.pt")   # the `pretrain_arniqa` stage's encoder
+
+Builder = Callable[[int, "str | torch.device"], Callable[[torch.Tensor], torch.Tensor]]
 
 
-def load_model(name: str, seed: int = 0, pretrained: str | Path = PRETRAINED) -> encoders.Encoder:
-    if name == "contrique":
-        return encoders.load(pretrained)
-    if name == "arniqa":
-        return encoders.load(ARNIQA)
-    if name == "random":
-        config = encoders.load(pretrained).config()
+def _on(encoder: encoders.Encoder, device) -> encoders.Encoder:
+    return encoder.to(device, memory_format=torch.channels_last)
+
+
+def encoder_file(path: str | Path, preprocessing: Preprocessing = encoders.CONTRIQUE) -> Builder:
+    """Pooled features of the encoder in ``path`` (any layout :func:`encoders.load` reads)."""
+    def build(seed: int = 0, device="cpu"):
+        return partial(encoders.pooled_features, _on(encoders.load(path), device), preprocessing=preprocessing)
+    return build
+
+
+def random_weights(like: str | Path = CONTRIQUE_ENCODER) -> Builder:
+    """The architecture of the encoder in ``like`` with seeded random weights: what pretraining buys."""
+    def build(seed: int = 0, device="cpu"):
+        config = encoders.load(like).config()
         torch.manual_seed(seed)
-        return encoders.Encoder(**config).eval()
-    if name.startswith("file:"):
-        return encoders.load(name[len("file:"):])
-    raise ValueError(f"unknown model {name!r}; use 'contrique', 'arniqa', 'random', 'file:PATH' or a baseline "
-                     f"({', '.join(baselines.NAMES)})")
+        return partial(encoders.pooled_features, _on(encoders.Encoder(**config).eval(), device))
+    return build
 
 
-def feature_fn(name: str, seed: int = 0, device: str | torch.device = "cpu") -> FeatureFn:
-    """What the `extract` stage computes for a model: N x 3 x H x W in [0, 1] -> N x D features."""
-    if baselines.is_baseline(name):
-        return baselines.feature_fn(name, device)
-    encoder = load_model(name, seed).to(device, memory_format=torch.channels_last)
-    return partial(encoders.readout, encoder)
+def concatenated(*parts: tuple[str | Path, Preprocessing]) -> Builder:
+    """Several encoders' pooled features side by side, each with its own preprocessing (Re-IQA's readout)."""
+    def build(seed: int = 0, device="cpu"):
+        functions = [encoder_file(path, preprocessing)(seed, device) for path, preprocessing in parts]
+
+        def features(images: torch.Tensor) -> torch.Tensor:
+            return torch.cat([fn(images) for fn in functions], dim=1)
+        return features
+    return build

@@ -4,13 +4,18 @@
 image); ``resnet18`` ... ``resnet152`` are torchvision's architectures with
 avgpool and fc removed, so that CONTRIQUE's published ResNet-50 weights load as
 they are. :func:`load` reads an iqabench encoder file, a torchvision ResNet
-state dict, or a CONTRIQUE checkpoint (see :mod:`.published`).
+state dict, or the published ResNet-50 checkpoints of CONTRIQUE, ARNIQA and
+Re-IQA (key layouts in :func:`resnet_trunk_state`; files in docs/reproduce.md).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .. import io
 
 ARCHS = ("small_cnn", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
@@ -112,17 +117,61 @@ def grid_patches(feature_map: torch.Tensor, grid: int = 2) -> torch.Tensor:
     return F.normalize(pooled.flatten(2).transpose(1, 2).reshape(-1, feature_map.shape[1]), dim=1)
 
 
-@torch.no_grad()
-def readout(encoder: Encoder, images: torch.Tensor) -> torch.Tensor:
-    """CONTRIQUE's frozen readout: pooled features of the image and of its half-size copy, each L2-normalised.
+IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # torchvision's ImageNet weights
 
-    As CONTRIQUE's ``demo_feat.py``: the half-size copy is PIL's default
-    ``resize`` (bicubic, antialiased; here torch's PIL-matching kernel on floats
-    instead of 8-bit), and ``CONTRIQUE_model(normalize=True)`` L2-normalises
-    each 2048-d feature before they are concatenated.
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a row does to an RGB image in [0, 1] before its model sees it.
+
+    Every row gets the whole image, its short side capped at
+    ``extract.max_short_side``. ``half_scale``: also pool the features of a
+    half-size copy, resampled with this mode (antialiased, as PIL's ``resize``:
+    ``bicubic`` is PIL's default, CONTRIQUE's and Re-IQA's; ``bilinear`` is
+    torchvision's ``Resize``, ARNIQA's); the copy is made before
+    ``normalise`` (per-channel mean and std, e.g. :data:`IMAGENET_MEAN_STD`).
+    ``l2``: each scale's pooled feature is L2-normalised before concatenation.
+    ``colour``: what the model reads (the NSS rows read BT.601 luma).
     """
-    half = F.interpolate(images, scale_factor=0.5, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
-    return torch.cat([F.normalize(encoder(images), dim=1), F.normalize(encoder(half), dim=1)], dim=1)
+    colour: str = "RGB"
+    normalise: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    half_scale: str | None = None
+    l2: bool = False
+
+    def describe(self) -> str:
+        parts = [self.colour, "whole image" + (f" + half-size copy ({self.half_scale})" if self.half_scale else "")]
+        if self.normalise:
+            parts.append("ImageNet mean/std" if self.normalise == IMAGENET_MEAN_STD else f"mean/std {self.normalise}")
+        if self.l2:
+            parts.append("each scale L2-normalised")
+        return ", ".join(parts)
+
+
+# CONTRIQUE's demo_feat.py: PIL's default resize for the half-size copy, no mean/std, L2 per scale.
+CONTRIQUE = Preprocessing(half_scale="bicubic", l2=True)
+
+
+@torch.no_grad()
+def pooled_features(encoder: Encoder, images: torch.Tensor, preprocessing: Preprocessing = CONTRIQUE) -> torch.Tensor:
+    """Globally pooled features of the image (and of its half-size copy), concatenated: B x (1 or 2) * out_dim.
+
+    With the default, CONTRIQUE's frozen features as its ``demo_feat.py``: the
+    half-size copy is PIL's default ``resize`` (bicubic, antialiased; here
+    torch's PIL-matching kernel on floats instead of 8-bit), and
+    ``CONTRIQUE_model(normalize=True)`` L2-normalises each 2048-d feature.
+    """
+    scales = [images]
+    if preprocessing.half_scale:
+        scales.append(F.interpolate(images, scale_factor=0.5, mode=preprocessing.half_scale, antialias=True,
+                                    align_corners=False).clamp(0, 1))
+    if preprocessing.normalise:
+        mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+                     for v in preprocessing.normalise)
+        scales = [(x - mean) / std for x in scales]
+    pooled = [encoder(x) for x in scales]
+    if preprocessing.l2:
+        pooled = [F.normalize(p, dim=1) for p in pooled]
+    return torch.cat(pooled, dim=1)
 
 
 def save(encoder: Encoder, path, **extra) -> None:
@@ -133,13 +182,17 @@ def save(encoder: Encoder, path, **extra) -> None:
 def load(path, map_location="cpu") -> Encoder:
     """An encoder from an iqabench encoder file, a torchvision ResNet state dict or a CONTRIQUE checkpoint."""
     try:
-        blob = torch.load(path, map_location=map_location, weights_only=True)
+        blob = io.read_torch(path, map_location=map_location)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such encoder file; check the path after 'file:'") from None
     except Exception as exc:  # torch raises several types for non-checkpoint or pickled-object files
+        # A full pickle can run code when loaded, so it is refused; its tensors can be saved on their own.
         raise ValueError(f"{path}: cannot be read as a weights-only torch checkpoint ({exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}); give an iqabench encoder file, "
-                         "a torchvision ResNet state dict or CONTRIQUE_checkpoint25.tar") from exc
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}). Full pickles are not loaded; if you "
+                         "trust the file, save its state dict alone (torch.save(torch.load(f, weights_only=False)"
+                         "['model'].state_dict() or the dict of tensors, 'weights.pth')) and give that. Expected: an "
+                         "iqabench encoder file, a torchvision ResNet state dict, CONTRIQUE_checkpoint25.tar, "
+                         "ARNIQA.pth or Re-IQA's quality_aware_r50.pth / content_aware_r50.pth") from exc
     if isinstance(blob, dict) and "config" in blob and "state_dict" in blob:
         encoder = Encoder(**blob["config"])
         encoder.load_state_dict(blob["state_dict"])
@@ -153,9 +206,10 @@ def load(path, map_location="cpu") -> Encoder:
     return encoder.eval()
 
 
-# CONTRIQUE_model keeps ``nn.Sequential(*list(resnet.children())[:-2])`` as ``encoder``,
-# so torchvision's modules appear under their position in ResNet.children().
-CONTRIQUE_INDEX = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+# CONTRIQUE_model keeps ``nn.Sequential(*list(resnet.children())[:-2])`` as ``encoder`` and ARNIQA's
+# ResNet ``nn.Sequential(*list(resnet.children())[:-1])`` as ``model``, so torchvision's modules appear
+# under their position in ResNet.children().
+CHILD_INDEX = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
 # Blocks per stage (and bottleneck or not) identify torchvision's ResNets.
 RESNET_DEPTHS = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34",
@@ -184,25 +238,32 @@ def unwrap_state_dict(blob, where: str, expected: str) -> dict[str, torch.Tensor
 
 
 def resnet_trunk_state(blob, where: str = "checkpoint") -> tuple[str, dict[str, torch.Tensor]]:
-    """(arch, torchvision-named trunk weights) from a raw ResNet or CONTRIQUE state dict.
+    """(arch, torchvision-named trunk weights) from a raw ResNet state dict or a published checkpoint.
 
     Accepts the dict itself or one under ``state_dict`` / ``model``; strips
     ``module.`` (DDP / DataParallel), ``_orig_mod.`` (torch.compile) and
-    ``model.`` prefixes; maps CONTRIQUE's ``encoder.<i>.`` names to torchvision's;
-    drops ``fc.*`` and CONTRIQUE's ``projector.*``.
+    ``model.`` prefixes. Layouts: torchvision's (``conv1.weight``, ...);
+    CONTRIQUE's ``encoder.<i>.*`` and ARNIQA.pth's ``model.<i>.*`` (position in
+    ``resnet.children()``); Re-IQA's MoCo checkpoints, ``{'model':
+    {'module.encoder.conv1.weight', ...}}``. Heads are dropped: ``fc.*``,
+    CONTRIQUE's and ARNIQA's ``projector.*``, Re-IQA's ``head.*``.
     """
     blob = unwrap_state_dict(blob, where, "not an iqabench encoder file nor a state dict of tensors "
                              "(expected keys 'config' + 'state_dict', or 'conv1.weight', 'layer1.0...' "
-                             "as torchvision's ResNet, or CONTRIQUE's 'encoder.0.weight', ...)")
+                             "as torchvision's ResNet, or CONTRIQUE's 'encoder.0.weight', ARNIQA's 'model.0.weight', "
+                             "Re-IQA's {'model': {'module.encoder.conv1.weight', ...}})")
     state = {}
     for key, value in blob.items():
-        if key.startswith("encoder."):
-            index, _, rest = key[len("encoder."):].partition(".")
-            if index not in CONTRIQUE_INDEX:
-                raise ValueError(f"{where}: unexpected CONTRIQUE key {key!r}; expected encoder.<0,1,4-7>.*")
-            key = f"{CONTRIQUE_INDEX[index]}.{rest}"
-        elif key.startswith(("fc.", "projector.")):
+        if key.startswith(("fc.", "projector.", "head.")):
             continue
+        if key.startswith("encoder."):
+            key = key[len("encoder."):]  # CONTRIQUE (then an index) or Re-IQA (then torchvision's names)
+        index, _, rest = key.partition(".")
+        if index.isdigit():
+            if index not in CHILD_INDEX:
+                raise ValueError(f"{where}: unexpected key {key!r}; expected <0,1,4-7>.* after CONTRIQUE's "
+                                 "'encoder.' or ARNIQA's 'model.' (positions of torchvision's ResNet children)")
+            key = f"{CHILD_INDEX[index]}.{rest}"
         state[key] = value
     if "conv1.weight" not in state:
         raise ValueError(f"{where}: no 'conv1.weight' (nor CONTRIQUE's 'encoder.0.weight'); keys start with "

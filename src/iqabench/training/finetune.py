@@ -3,7 +3,7 @@
 The frozen protocol (:mod:`iqabench.evaluation`) fits a ridge on fixed
 CONTRIQUE features; here the encoder itself is unfrozen. A linear head reads
 the CONTRIQUE readout (``head: readout``: L2-normalised pooled features of the
-image and of its half-size copy, as :func:`~iqabench.models.encoders.readout`
+image and of its half-size copy, as :func:`~iqabench.models.encoders.pooled_features`
 but with gradients) or the pooled feature alone (``head: pooled``) and
 predicts the manifest's ``score``. AdamW trains both, the encoder at a lower
 learning rate than the head, on random crops with horizontal flips of the
@@ -105,7 +105,7 @@ class QualityRegressor(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if self.head_kind == "pooled":
             return self.encoder(x)
-        # The same half-size copy as encoders.readout (PIL-like bicubic with antialias).
+        # The same half-size copy as encoders.pooled_features (PIL-like bicubic with antialias).
         half = F.interpolate(x, scale_factor=0.5, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
         return torch.cat([F.normalize(self.encoder(x), dim=1), F.normalize(self.encoder(half), dim=1)], dim=1)
 

@@ -1,0 +1,235 @@
+"""The rows of the benchmark tables: every model is one declared :class:`Row`, here.
+
+A row says what it is (``NR`` no-reference or ``FR`` full-reference), how to
+build its feature function, the preprocessing it applies, the files it needs
+and the stage that makes them (``stage=None``: the user supplies the file, see
+docs/reproduce.md), its loss history when trained here, citation and licence.
+`extract`, `evaluate`, `report`, ``iqabench score`` and the MLflow run read
+rows only through :func:`get`, :func:`feature_fn`, :func:`artifacts` and
+:func:`loss_histories`, so **adding a row to the project is one ``_declare``
+entry below** (tests/test_rows.py counts the files such a row touches: one).
+
+Rows from outside the project, without editing it:
+
+* an entry point in group ``iqabench.rows`` of an installed package: its name
+  is the row name, its object a :class:`Row` or a zero-argument callable
+  returning one (README, "Add your own model");
+* ``py:MODULE:FACTORY`` in params.yaml ``models:``: ``MODULE.FACTORY()``
+  returns a :class:`Row`; the row is named by that string.
+
+Families with a path in the name: ``file:PATH`` (an iqabench encoder file, a
+torchvision ResNet state dict or a published CONTRIQUE/ARNIQA/Re-IQA
+checkpoint) and ``fr:deepwsd-vgg16:PATH``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import baselines, fr_metrics, zoo
+from .models import deepwsd
+from .models.encoders import CONTRIQUE, IMAGENET_MEAN_STD, Preprocessing
+
+NR, FR = "NR", "FR"
+ENTRY_POINT_GROUP = "iqabench.rows"
+PUBLISHED = Path("weights")  # the authors' files, placed by hand (docs/reproduce.md)
+LUMA = Preprocessing(colour="BT.601 luma")
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    kind: str                                  # NR | FR (FR functions are called as fn(images, references))
+    build: Callable[[int, "str | torch.device"], Callable]  # (seed, device) -> feature function
+    summary: str
+    preprocessing: Preprocessing = Preprocessing()
+    artifacts: tuple[Path, ...] = ()           # files the feature function reads
+    stage: str | None = None                   # DVC stage that writes them; None: a file the user supplies
+    loss_history: Path | None = None           # CSV (step, loss, ...) when the encoder is trained here
+    citation: str = ""
+    licence: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in (NR, FR):
+            raise ValueError(f"row {self.name!r}: kind must be {NR!r} or {FR!r}, not {self.kind!r}")
+        if not callable(self.build):
+            raise ValueError(f"row {self.name!r}: build must be callable (seed, device) -> feature function")
+
+
+ROWS: dict[str, Row] = {}
+
+
+def _declare(row: Row) -> None:
+    if row.name in ROWS:
+        raise ValueError(f"row {row.name!r} is declared twice")
+    ROWS[row.name] = row
+
+
+CONTRIQUE_CITATION = "Madhusudana et al., Image Quality Assessment using Contrastive Learning, IEEE TIP 2022"
+ARNIQA_CITATION = "Agnolucci et al., ARNIQA: Learning Distortion Manifold for Image Quality Assessment, WACV 2024"
+REIQA_CITATION = "Saha et al., Re-IQA: Unsupervised Learning for Image Quality Assessment in the Wild, CVPR 2023"
+
+# ---- the project's rows -------------------------------------------------------------------------------
+_declare(Row("contrique", NR, zoo.encoder_file(zoo.CONTRIQUE_ENCODER),
+             "CONTRIQUE's objective, encoder pretrained by the `pretrain` stage", CONTRIQUE,
+             artifacts=(zoo.CONTRIQUE_ENCODER,), stage="pretrain",
+             loss_history=Path("data/models/pretrain_history.csv"), citation=CONTRIQUE_CITATION, licence="project"))
+_declare(Row("arniqa", NR, zoo.encoder_file(zoo.ARNIQA_ENCODER),
+             "ARNIQA's objective, same architecture, pretrained by the `pretrain_arniqa` stage", CONTRIQUE,
+             artifacts=(zoo.ARNIQA_ENCODER,), stage="pretrain_arniqa",
+             loss_history=Path("data/models/pretrain-arniqa_history.csv"), citation=ARNIQA_CITATION,
+             licence="project"))
+_declare(Row("random", NR, zoo.random_weights(zoo.CONTRIQUE_ENCODER),
+             "contrique's architecture with seeded random weights: what pretraining buys", CONTRIQUE,
+             artifacts=(zoo.CONTRIQUE_ENCODER,), stage="pretrain", licence="project"))
+_declare(Row("brisque", NR, baselines.brisque, "the 36 BRISQUE features, fitted by the protocol's ridge", LUMA,
+             citation="Mittal et al., No-Reference Image Quality Assessment in the Spatial Domain, IEEE TIP 2012",
+             licence="project"))
+_declare(Row("niqe", NR, baselines.niqe(baselines.NIQE_MODEL),
+             "minus NIQE under a pristine Gaussian fitted here (`fit_niqe`), not the published one", LUMA,
+             artifacts=(baselines.NIQE_MODEL,), stage="fit_niqe",
+             citation="Mittal et al., Making a 'Completely Blind' Image Quality Analyzer, IEEE SPL 2013",
+             licence="project"))
+for _metric in fr_metrics.FR_METRICS:
+    _declare(Row(f"fr:{_metric}", FR, baselines.fr_metric(_metric), f"{_metric} against the pristine reference",
+                 citation="torchmetrics / piq", licence="Apache-2.0"))
+_declare(Row("fr:deepwsd", FR, baselines.deepwsd_on_encoder(deepwsd.DEFAULT_ENCODER),
+             "minus DeepWSD on the stages of the `pretrain` stage's encoder",
+             artifacts=(deepwsd.DEFAULT_ENCODER,), stage="pretrain",
+             citation="Liao et al., DeepWSD: Projecting Degradations in Perceptual Space to Wasserstein Distance "
+                      "in Deep Feature Space, ACM MM 2022", licence="project"))
+
+# ---- the authors' published encoders (files in weights/, docs/reproduce.md) -----------------------------
+_declare(Row("contrique-published", NR, zoo.encoder_file(PUBLISHED / "CONTRIQUE_checkpoint25.tar", CONTRIQUE),
+             "CONTRIQUE's released ResNet-50 (KADIS-700k + UGC pretraining)", CONTRIQUE,
+             artifacts=(PUBLISHED / "CONTRIQUE_checkpoint25.tar",), citation=CONTRIQUE_CITATION, licence="MIT"))
+ARNIQA_PUBLISHED = Preprocessing(normalise=IMAGENET_MEAN_STD, half_scale="bilinear", l2=True)
+_declare(Row("arniqa-published", NR, zoo.encoder_file(PUBLISHED / "ARNIQA.pth", ARNIQA_PUBLISHED),
+             "ARNIQA's released ResNet-50 encoder", ARNIQA_PUBLISHED,
+             artifacts=(PUBLISHED / "ARNIQA.pth",), citation=ARNIQA_CITATION, licence="CC BY-NC 4.0"))
+# Re-IQA's demos: the quality encoder reads [0, 1] RGB, the content encoder ImageNet-normalised RGB;
+# neither L2-normalises; the paper's readout concatenates both (2 x 4096-d).
+REIQA_QUALITY = Preprocessing(half_scale="bicubic")
+REIQA_CONTENT = Preprocessing(normalise=IMAGENET_MEAN_STD, half_scale="bicubic")
+_declare(Row("reiqa-published", NR,
+             zoo.concatenated((PUBLISHED / "quality_aware_r50.pth", REIQA_QUALITY),
+                              (PUBLISHED / "content_aware_r50.pth", REIQA_CONTENT)),
+             "Re-IQA's released quality- and content-aware ResNet-50s, features concatenated",
+             Preprocessing(colour="RGB (quality) + ImageNet-normalised RGB (content)", half_scale="bicubic"),
+             artifacts=(PUBLISHED / "quality_aware_r50.pth", PUBLISHED / "content_aware_r50.pth"),
+             citation=REIQA_CITATION, licence="see the authors' repository"))
+del _metric
+
+
+# ---- lookup -------------------------------------------------------------------------------------------
+FAMILIES = ("file:PATH", "fr:deepwsd-vgg16:PATH", "py:MODULE:FACTORY")
+
+
+def _family(name: str) -> Row | None:
+    if name.startswith("file:"):
+        path = Path(name[len("file:"):])
+        return Row(name, NR, zoo.encoder_file(path), f"the encoder in {path}", CONTRIQUE, artifacts=(path,))
+    if name.startswith("fr:deepwsd-vgg16:"):
+        path = name[len("fr:deepwsd-vgg16:"):]
+        if not path:
+            raise ValueError(f"{name!r}: give the VGG16 state dict's path after the colon, "
+                             "e.g. fr:deepwsd-vgg16:weights/vgg16-397923af.pth")
+        return Row(name, FR, baselines.deepwsd_on_vgg16(path), "minus DeepWSD on torchvision VGG16 weights",
+                   artifacts=(Path(path),), citation=ROWS["fr:deepwsd"].citation)
+    if name.startswith("py:"):
+        return _from_factory(name)
+    return None
+
+
+def _from_factory(name: str) -> Row:
+    module_name, _, factory_name = name[len("py:"):].partition(":")
+    if not module_name or not factory_name:
+        raise ValueError(f"{name!r}: write py:MODULE:FACTORY, e.g. py:mypkg.rows:my_row")
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"{name!r}: cannot import {factory_name} from {module_name} ({exc}); is the module on "
+                         "the Python path (installed, or in the folder you run from)?") from exc
+    return dataclasses.replace(_as_row(factory(), name), name=name)
+
+
+def _as_row(obj, where: str) -> Row:
+    row = obj() if callable(obj) and not isinstance(obj, Row) else obj
+    if not isinstance(row, Row):
+        raise ValueError(f"{where}: expected an iqabench.rows.Row, got {type(row).__name__}")
+    return row
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    found = {}
+    for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if point.name in ROWS:
+            raise ValueError(f"entry point {point.name!r} = {point.value} ({ENTRY_POINT_GROUP}) has the name of "
+                             "a built-in row; rename it in that package's metadata")
+        found[point.name] = point
+    return found
+
+
+def names() -> list[str]:
+    """Every row name: the declared ones, then those of installed packages (families: :data:`FAMILIES`)."""
+    return [*ROWS, *_entry_points()]
+
+
+def get(name: str) -> Row:
+    """The row called ``name``, or a ValueError listing the rows there are."""
+    if name in ROWS:
+        return ROWS[name]
+    row = _family(name)
+    if row is not None:
+        return row
+    points = _entry_points()
+    if name in points:
+        return dataclasses.replace(_as_row(points[name].load(), f"entry point {points[name].value}"), name=name)
+    if name.startswith("fr:"):
+        raise ValueError(f"unknown full-reference row {name!r}; choose from "
+                         f"{[n for n in names() if n.startswith('fr:')] + ['fr:deepwsd-vgg16:PATH']}")
+    raise ValueError(f"unknown row {name!r}; choose from {names()} or {list(FAMILIES)}")
+
+
+def is_full_reference(name: str) -> bool:
+    """A row that needs each image's pristine reference (no value on authentic images or a user's photo)."""
+    return get(name).kind == FR
+
+
+def feature_fn(name: str, seed: int = 0, device: str | torch.device = "cpu"):
+    """What `extract` computes for row ``name``: images (and references for FR) -> N x D features.
+
+    The function carries ``name`` and ``needs_reference``, which
+    :func:`iqabench.features.extract` reads.
+    """
+    row = get(name)
+    fn = row.build(seed, device)
+
+    def features(*tensors: torch.Tensor) -> torch.Tensor:
+        return fn(*tensors)
+
+    features.name = name
+    features.needs_reference = row.kind == FR
+    features.__qualname__ = features.__name__ = f"{name.replace(':', '_')}_features"
+    return features
+
+
+def artifacts(models: list[str]) -> list[Path]:
+    """The files the rows in ``models`` read, in order, without repeats (extract's inputs; MLflow artifacts)."""
+    return list(dict.fromkeys(path for name in models for path in get(name).artifacts))
+
+
+def loss_histories(models: list[str]) -> dict[str, Path]:
+    """Row name -> pretraining loss history CSV, for the rows in ``models`` trained in this project."""
+    return {name: get(name).loss_history for name in models if get(name).loss_history is not None}
+
+
+def trained_here(models: list[str] | None = None) -> dict[str, str]:
+    """Row name -> the DVC stage that writes its artifacts, for rows whose files the pipeline makes."""
+    return {name: get(name).stage for name in (models if models is not None else list(ROWS)) if get(name).stage}
