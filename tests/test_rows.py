@@ -1,0 +1,152 @@
+"""The row registry: one declared entry per row, rows from the user's own package, and what the stages read."""
+from __future__ import annotations
+
+import filecmp
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from iqabench import cli, features, images, regressor, rows, scoring
+from iqabench.models import encoders
+
+REPO = Path(__file__).resolve().parents[1]
+
+# What a user's package holds: a feature function and a factory returning its Row.
+USER_MODULE = '''
+import torch
+from iqabench.rows import NR, Row
+
+
+def colour_statistics(seed=0, device="cpu"):
+    return lambda images: torch.cat([images.mean(dim=(2, 3)), images.std(dim=(2, 3))], dim=1)
+
+
+def make_row():
+    return Row("colour-stats", NR, colour_statistics, "per-channel mean and std", citation="nobody", licence="MIT")
+'''
+
+
+def _photos(tmp_path: Path, n: int = 6) -> list[Path]:
+    paths, gen = [], torch.Generator().manual_seed(0)
+    for i in range(n):
+        paths.append(tmp_path / f"img{i}.png")
+        images.save_png(torch.rand(3, 40, 48, generator=gen) * (i + 1) / n, paths[-1])
+    return paths
+
+
+def test_the_default_rows_are_declared_with_their_kind_files_and_history():
+    assert {"contrique", "arniqa", "random", "brisque", "niqe", "fr:psnr", "fr:gmsd", "fr:deepwsd"} <= set(rows.ROWS)
+    assert rows.get("fr:psnr").kind == rows.FR and rows.get("niqe").kind == rows.NR
+    assert rows.artifacts(["contrique", "random", "arniqa", "brisque", "fr:deepwsd"]) == [
+        Path("data/models/encoder.pt"), Path("data/models/encoder-arniqa.pt")]
+    assert rows.loss_histories(["contrique", "arniqa", "brisque"]) == {
+        "contrique": Path("data/models/pretrain_history.csv"),
+        "arniqa": Path("data/models/pretrain-arniqa_history.csv")}
+    assert rows.trained_here(["contrique", "niqe", "brisque"]) == {"contrique": "pretrain", "niqe": "fit_niqe"}
+    for row in rows.ROWS.values():
+        assert row.summary and row.licence and row.preprocessing.describe(), row.name
+    with pytest.raises(ValueError, match="unknown row 'contrik'.*'contrique'"):
+        rows.get("contrik")
+    with pytest.raises(ValueError, match="kind must be 'NR' or 'FR'"):
+        rows.Row("x", "no-ref", lambda seed, device: None, "x")
+
+
+def test_a_new_in_project_row_is_one_entry_in_one_file(tmp_path):
+    """Copy the package, add one entry to rows.py, and the row works in extract, evaluate's regressor and score."""
+    package = tmp_path / "src" / "iqabench"
+    shutil.copytree(REPO / "src" / "iqabench", package, ignore=shutil.ignore_patterns("__pycache__"))
+    entry = '\n_declare(Row("mean-luma", NR, lambda seed=0, device="cpu": lambda x: x.mean(dim=(1, 2, 3))[:, None],\n' \
+            '             "mean brightness", licence="project"))\n'
+    with open(package / "rows.py", "a") as fh:
+        fh.write(entry)
+    changed = [str(p.relative_to(package)) for p in package.rglob("*.py")
+               if not filecmp.cmp(p, REPO / "src" / "iqabench" / p.relative_to(package), shallow=False)]
+    assert changed == ["rows.py"]
+    photos = _photos(tmp_path)
+    script = textwrap.dedent(f"""
+        import numpy as np, pandas as pd
+        import iqabench
+        from iqabench import features, regressor, rows, scoring
+        assert iqabench.__file__.startswith({str(tmp_path)!r}), iqabench.__file__  # the copy, not the repo
+        assert "mean-luma" in rows.names() and rows.get("mean-luma").kind == "NR"
+        frame = pd.DataFrame({{"image": {[str(p) for p in photos]!r}}})
+        feats = features.extract(rows.feature_fn("mean-luma"), frame, show_progress=False)
+        regressor.fit(feats, np.linspace(0, 1, len(feats)), alpha=0.1, standardize=False,
+                      dataset="d").save(regressor.path_for("mean-luma", "regs"))
+        print(scoring.score_images(frame["image"].tolist(), "mean-luma", "regs")["quality"].tolist())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    quality = eval(done.stdout.strip().splitlines()[-1])
+    assert len(quality) == len(photos) and quality == sorted(quality)  # brighter photos, higher scores here
+
+
+@pytest.fixture
+def user_package(tmp_path, monkeypatch):
+    """A package installed the way pip leaves it: the module and a dist-info with an entry point, on sys.path."""
+    site = tmp_path / "site"
+    (site / "mybench_rows").mkdir(parents=True)
+    (site / "mybench_rows" / "__init__.py").write_text(USER_MODULE)
+    info = site / "mybench_rows-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mybench-rows\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[iqabench.rows]\ncolour-stats = mybench_rows:make_row\n")
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def test_a_row_from_an_installed_package_reaches_extract_the_tables_and_score(user_package, tmp_path):
+    assert "colour-stats" in rows.names()
+    row = rows.get("colour-stats")
+    assert row.kind == rows.NR and row.citation == "nobody"
+    photos = _photos(tmp_path)
+    frame = pd.DataFrame({"image": [str(p) for p in photos]})
+    feats = features.extract(rows.feature_fn("colour-stats"), frame, show_progress=False)
+    expected = torch.stack([torch.cat([images.load(p).mean(dim=(1, 2)), images.load(p).std(dim=(1, 2))])
+                            for p in photos]).numpy()
+    np.testing.assert_allclose(feats, expected, rtol=1e-5)
+    regressors = tmp_path / "regressors"
+    regressor.fit(feats, np.linspace(0, 1, len(photos)), alpha=0.01, standardize=True,
+                  dataset="mine").save(regressor.path_for("colour-stats", regressors))
+    result = CliRunner().invoke(cli.app, ["score", "--model", "colour-stats", "--regressors", str(regressors),
+                                          *map(str, photos)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0] == "image,width,height,quality" and len(lines) == len(photos) + 1
+    assert lines[1].startswith(f"{photos[0]},48,40,")
+
+
+def test_py_module_factory_names_the_row_by_its_spec(user_package, tmp_path):
+    row = rows.get("py:mybench_rows:make_row")
+    assert row.name == "py:mybench_rows:make_row" and row.summary == "per-channel mean and std"
+    assert rows.feature_fn("py:mybench_rows:make_row")(torch.rand(2, 3, 8, 8)).shape == (2, 6)
+    with pytest.raises(ValueError, match="cannot import nothing from mybench_rows"):
+        rows.get("py:mybench_rows:nothing")
+    with pytest.raises(ValueError, match="write py:MODULE:FACTORY"):
+        rows.get("py:mybench_rows")
+
+
+def test_an_entry_point_may_not_shadow_a_built_in_row(user_package):
+    (user_package / "mybench_rows-0.1.dist-info" / "entry_points.txt").write_text(
+        "[iqabench.rows]\ncontrique = mybench_rows:make_row\n")
+    with pytest.raises(ValueError, match="has the name of a built-in row"):
+        rows.names()
+
+
+def test_file_rows_read_their_path_and_feature_functions_say_if_they_need_references(tmp_path):
+    encoders.save(encoders.Encoder("small_cnn", width=4), tmp_path / "enc.pt")
+    fn = rows.feature_fn(f"file:{tmp_path / 'enc.pt'}")
+    assert not fn.needs_reference and fn(torch.rand(2, 3, 32, 32)).shape == (2, 2 * 32)
+    assert rows.feature_fn("fr:ssim").needs_reference and rows.feature_fn("fr:ssim").name == "fr:ssim"
+    assert rows.artifacts([f"file:{tmp_path / 'enc.pt'}"]) == [tmp_path / "enc.pt"]
+    with pytest.raises(ValueError, match="full-reference metric.*pristine reference"):
+        scoring.score_images([tmp_path / "enc.pt"], "fr:psnr", tmp_path)
