@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from iqabench import gate
+from iqabench import acceptance, gate, gate_inputs
 from iqabench.io import write_csv, write_json, write_text
 
 BASELINE = {
@@ -147,7 +147,7 @@ def test_n_test_from_reports(tmp_path):
         {"model": ["contrique", "random"], "dataset": ["synthetic-single"] * 2, "n_images": [4000, 4000]}))
     write_csv(tmp_path / "cross.csv", pd.DataFrame(
         {"model": ["contrique", "contrique"], "train": ["a", "a"], "test": ["b", "a"], "n_test": [900, None]}))
-    assert gate.n_test_from_reports(tmp_path, test_frac=0.2) == {"synthetic-single": 800, "a->b": 900}
+    assert gate_inputs.n_test_from_reports(tmp_path, test_frac=0.2) == {"synthetic-single": 800, "a->b": 900}
 
 
 def test_dvc_metrics_diff_output_splits_into_baseline_and_current():
@@ -155,8 +155,8 @@ def test_dvc_metrics_diff_output_splits_into_baseline_and_current():
         "within.contrique.synthetic-single.srcc": {"old": 0.90, "new": 0.80, "diff": -0.10},
         "cross.contrique.synthetic-single->synthetic-mixed.srcc": {"old": 0.70, "new": None},
         "within.random.synthetic-single.rmse": {"old": 0.2, "new": 0.3, "diff": 0.1}}}
-    assert gate.is_dvc_diff(diff) and not gate.is_dvc_diff(BASELINE)
-    old, new = gate.split_dvc_diff(diff)
+    assert gate_inputs.is_dvc_diff(diff) and not gate_inputs.is_dvc_diff(BASELINE)
+    old, new = gate_inputs.split_dvc_diff(diff)
     result = gate.check(new, old, TOLERANCES)
     assert {row.metric: row.status for row in result.rows} == {
         "within.contrique.synthetic-single.srcc": gate.REGRESSED,
@@ -189,7 +189,7 @@ def run(repo, baseline=None, **kwargs) -> tuple[int, str]:
 
 
 def test_baseline_from_a_git_revision(repo):
-    assert gate.baseline_from_git("HEAD", "reports/metrics.json", repo) == BASELINE
+    assert gate_inputs.baseline_from_git("HEAD", "reports/metrics.json", repo) == BASELINE
     write_json(repo / "reports" / "metrics.json", changed(**{"within/contrique/synthetic-single/srcc": 0.80}))
     code, text = run(repo)
     assert code == 1
@@ -221,3 +221,138 @@ def test_check_command_exit_code_through_typer(repo, monkeypatch):
     outcome = typer_testing.CliRunner().invoke(app, ["--baseline", "HEAD"])
     assert outcome.exit_code == 1, outcome.output
     assert "MISSING" in outcome.output
+
+
+# ----------------------------------------------------------------------------- seed spread and the accepted baseline
+
+SEED_STD = {"within.contrique.synthetic-single.srcc": 0.02, "within.contrique.synthetic-mixed.srcc": 0.02,
+            "within.random.synthetic-single.srcc": 0.01, "cross.contrique.synthetic-single->synthetic-mixed.srcc": 0.03}
+
+
+def test_tolerance_is_the_larger_of_sampling_error_and_the_seed_spread():
+    current = changed(**{"within/contrique/synthetic-single/srcc": 0.85,   # -0.05: within 3 x 0.02
+                         "within/random/synthetic-single/srcc": 0.475})    # -0.025: sampling 0.02 < 3 x 0.01
+    result = gate.check(current, BASELINE, TOLERANCES, seed_std=SEED_STD, seed_factor=3)
+    rows = {row.metric: row for row in result.rows}
+    assert rows["within.contrique.synthetic-single.srcc"].allowed_drop == pytest.approx(0.06)
+    assert rows["within.contrique.synthetic-single.srcc"].basis == "seed"
+    assert rows["within.contrique.synthetic-single.plcc"].allowed_drop == 0.02  # no seed std: sampling only
+    assert rows["within.contrique.synthetic-single.plcc"].basis == "sampling"
+    assert not result.failed
+    assert gate.check(current, BASELINE, TOLERANCES).failed  # the same run without the measured spread
+    # A factor of 1 allows one std: -0.05 is then a regression again.
+    assert gate.check(current, BASELINE, TOLERANCES, seed_std=SEED_STD, seed_factor=1).failed
+    with pytest.raises(gate.GateError, match="seed_factor"):
+        gate.check(current, BASELINE, TOLERANCES, seed_std=SEED_STD, seed_factor=-1)
+
+
+def test_seed_std_from_variance_csv(tmp_path):
+    assert gate.seed_std_from(tmp_path / "variance.csv") is None
+    write_csv(tmp_path / "variance.csv", pd.DataFrame(
+        {"metric": ["within.a.d.srcc", "within.b.d.srcc"], "mean": [0.5, 0.4], "std": [0.03, float("nan")],
+         "n_seeds": [5, 1]}))
+    assert gate.seed_std_from(tmp_path / "variance.csv") == {"within.a.d.srcc": 0.03}
+    write_csv(tmp_path / "variance.csv", pd.DataFrame({"metric": ["within.a.d.srcc"], "sd": [0.03]}))
+    with pytest.raises(gate.GateError, match="'std'"):
+        gate.seed_std_from(tmp_path / "variance.csv")
+
+
+def variance_frame(std: dict) -> pd.DataFrame:
+    return pd.DataFrame({"metric": list(std), "mean": 0.5, "std": list(std.values()), "n_seeds": 5})
+
+
+@pytest.fixture
+def accepted_repo(tmp_path):
+    """A checkout whose gate compares with reports/baseline.json, accepted once and committed."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    git(tmp_path, "init", "-q")
+    write_text(tmp_path / "params.yaml", "evaluate: {test_frac: 0.2}\ncheck:\n  baseline: reports/baseline.json\n"
+                                         "  tolerance: {default: 0.02}\n  seed_factor: 3\n")
+    write_json(tmp_path / "reports" / "metrics.json", BASELINE)
+    write_csv(tmp_path / "reports" / "variance.csv", variance_frame(SEED_STD))
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "pipeline")
+    assert run(tmp_path, accept_reason="initial baseline")[0] == 0
+    git(tmp_path, "add", "reports/baseline.json")
+    git(tmp_path, "commit", "-q", "-m", "accept the baseline")
+    return tmp_path
+
+
+def commit_metrics(repo, metrics: dict, message: str) -> None:
+    write_json(repo / "reports" / "metrics.json", metrics)
+    git(repo, "add", "reports/metrics.json")
+    git(repo, "commit", "-q", "-m", message)
+
+
+def test_a_regression_committed_with_its_regenerated_metrics_still_fails(accepted_repo):
+    commit_metrics(accepted_repo, changed(**{"within/contrique/synthetic-single/srcc": 0.80}), "regress")
+    code, text = run(accepted_repo)
+    assert code == 1 and "within.contrique.synthetic-single.srcc" in text and "REGRESSED" in text
+    assert "reports/baseline.json" in text and "--accept" in text
+    # The old gate compared with the metrics committed at HEAD: the regression itself, so it passed.
+    assert run(accepted_repo, "HEAD")[0] == 0
+
+
+def test_a_rerun_with_another_seed_inside_the_measured_spread_passes(accepted_repo):
+    # Another seed moves each SRCC by up to 2.5 std of the measured spread, beyond the 0.02 sampling tolerance.
+    other_seed = changed(**{"within/contrique/synthetic-single/srcc": 0.90 - 0.05,
+                            "within/contrique/synthetic-mixed/srcc": 0.80 + 0.04,
+                            "within/random/synthetic-single/srcc": 0.50 - 0.025,
+                            "cross/contrique/synthetic-single->synthetic-mixed/srcc": 0.70 - 0.07})
+    commit_metrics(accepted_repo, other_seed, "another seed")
+    code, text = run(accepted_repo)
+    assert code == 0 and "passed" in text and "(seed)" in text and "warning" not in text
+    (accepted_repo / "reports" / "variance.csv").unlink()
+    code, text = run(accepted_repo)
+    assert code == 1 and "variance.csv not found" in text and "sampling error only" in text
+
+
+def test_accept_records_reason_commit_date_and_what_moved(accepted_repo):
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=accepted_repo, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    regressed = changed(**{"within/contrique/synthetic-single/srcc": 0.80, "within/random/synthetic-single/srcc": 0.51})
+    write_json(accepted_repo / "reports" / "metrics.json", regressed)
+    baseline_file = accepted_repo / "reports" / "baseline.json"
+    before = baseline_file.read_text()
+    for bad in ("", "   "):
+        code, text = run(accepted_repo, accept_reason=bad)
+        assert code == 2 and "non-empty --reason" in text
+    assert run(accepted_repo, "HEAD", accept_reason="why")[0] == 2  # a git revision is not a file to accept into
+    assert baseline_file.read_text() == before
+    code, text = run(accepted_repo, accept_reason="smaller pretraining budget, see #12")
+    assert code == 0 and "accepted" in text
+    payload = acceptance.read(baseline_file)
+    assert payload["metrics"] == regressed
+    assert [r["reason"] for r in payload["accepted"]] == ["initial baseline", "smaller pretraining budget, see #12"]
+    latest = payload["accepted"][-1]
+    assert latest["commit"] == head and latest["date"].endswith("Z")
+    # Only what moved beyond its tolerance: the drop of 0.10, not random's +0.01.
+    assert latest["moved"] == [{"metric": "within.contrique.synthetic-single.srcc", "old": 0.90, "new": 0.80,
+                                "status": gate.REGRESSED}]
+    assert run(accepted_repo)[0] == 0
+
+
+def test_a_missing_or_foreign_baseline_file_is_a_clear_error(accepted_repo):
+    (accepted_repo / "reports" / "baseline.json").unlink()
+    code, text = run(accepted_repo)
+    assert code == 2 and "does not exist" in text and "--accept" in text
+    write_json(accepted_repo / "reports" / "baseline.json", {"metrics": BASELINE})  # no 'accepted' list
+    assert run(accepted_repo, accept_reason="x")[0] == 2
+
+
+def test_accept_through_the_command_line(accepted_repo, monkeypatch):
+    typer_testing = pytest.importorskip("typer.testing")
+    import typer
+
+    app = typer.Typer()
+    app.command("check")(gate.check_command)
+    monkeypatch.chdir(accepted_repo)
+    runner = typer_testing.CliRunner()
+    write_json(accepted_repo / "reports" / "metrics.json", changed(**{"within/contrique/synthetic-single/srcc": 0.8}))
+    assert runner.invoke(app, []).exit_code == 1
+    assert runner.invoke(app, ["--accept"]).exit_code == 2
+    assert runner.invoke(app, ["--reason", "no accept flag"]).exit_code == 2
+    outcome = runner.invoke(app, ["--accept", "--reason", "intended"])
+    assert outcome.exit_code == 0, outcome.output
+    assert runner.invoke(app, []).exit_code == 0

@@ -16,7 +16,8 @@ from .gate import check_command
 app = typer.Typer(help="iqabench: a reproducible benchmark for no-reference image quality assessment.",
                   no_args_is_help=True, add_completion=False)
 app.add_typer(datasets_app, name="datasets")
-app.command("check", help="CI gate: fail when a committed SRCC regresses beyond its tolerance.")(check_command)
+app.command("check", help="CI gate: fail when an SRCC fell below the accepted baseline (reports/baseline.json) "
+                          "by more than its tolerance; --accept --reason \"...\" records a new baseline.")(check_command)
 app.command("compare", help="Compare MLflow runs of the study in a table.")(compare_command)
 console = Console()
 

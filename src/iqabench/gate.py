@@ -1,20 +1,23 @@
 """The CI regression gate: `iqabench check` compares reports/metrics.json with a baseline.
 
-The baseline is a committed metrics file (a git revision, default HEAD) or any
-JSON file, either in the pipeline's own nested layout or the output of
-``dvc metrics diff --json``. Every SRCC and PLCC in the baseline is listed with
-its old and new value and the drop it may take; the gate fails when a gated
-statistic (SRCC by default) falls by more than its tolerance, or when a
-baseline metric is gone.
+The baseline is the accepted one, reports/baseline.json (:mod:`iqabench.acceptance`),
+changed only by ``iqabench check --accept --reason "..."``, which records why. For
+ad-hoc use ``--baseline`` also takes a git revision (the metrics file committed
+there), a metrics JSON or the output of ``dvc metrics diff --json``. Every SRCC and
+PLCC in the baseline is listed with its old and new value and the drop it may take;
+the gate fails when a gated statistic (SRCC by default) falls by more than its
+tolerance, or when a baseline metric is gone.
 
 Tolerances come from the ``check:`` section of params.yaml, per dataset::
 
     check:
-      baseline: HEAD
+      baseline: reports/baseline.json
       tolerance: {default: auto, synthetic-single: 0.02}
       auto_factor: 2.33
+      seed_factor: 3
 
-A number is an absolute drop in correlation. ``auto`` is the sampling noise of
+The allowed drop of a metric is the larger of two noises. Sampling noise: a
+number is an absolute drop in correlation; ``auto`` is the sampling noise of
 a correlation measured on that dataset's test set: the Fisher z of Spearman's
 rho has variance about 1.06 / (n - 3) (Fieller, Hartley & Pearson, 1957; 1/(n-3)
 for Pearson's r), which the delta method turns into a standard error of
@@ -24,13 +27,16 @@ allows 1.645 of those, hence the default factor 1.645 * sqrt(2) = 2.33: a drop
 smaller than what a different random test set would produce is not evidence of
 a regression. The headline is a median over splits, which is less noisy than one
 split, so this errs towards fewer false alarms, which is what keeps a CI gate
-trusted.
+trusted. Seed noise: ``seed_factor`` times the metric's standard deviation over
+seeds of pretraining and splits, measured by benchmarks/seed_spread.py in
+reports/variance.csv. A 600-step CPU pretraining moves the pretrained rows more
+than their test set's sampling error (and differs in its last bits from one
+machine to the next), so a fresh clone elsewhere must be judged against that
+spread; without reports/variance.csv the gate warns and uses sampling noise only.
 """
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -38,21 +44,20 @@ from typing import Callable, Optional, Union
 import pandas as pd
 import typer
 
+from . import acceptance
+from .gate_inputs import METRICS_FILE, SECTIONS, GateError, load_inputs, n_test_from_reports, seed_std_from
+
 FIELLER_VARIANCE = {"srcc": 1.06, "plcc": 1.0}
 AUTO_FACTOR = 2.33
+SEED_FACTOR = 3.0
+VARIANCE_FILE = "variance.csv"  # next to metrics.json, written by benchmarks/seed_spread.py
 MIN_TOLERANCE = 0.001  # metrics.json rounds to 4 decimals; never gate on rounding
 STATISTICS = ("srcc", "plcc")
 GATED = ("srcc",)
-SECTIONS = ("within", "cross")
-METRICS_FILE = "reports/metrics.json"
 
 OK, IMPROVED, REGRESSED, MISSING, ADDED = "ok", "improved", "REGRESSED", "MISSING", "added"
 
 Tolerance = Union[float, str]
-
-
-class GateError(ValueError):
-    """Input the gate cannot judge: a missing or malformed baseline, metrics file or tolerance."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class GateRow:
     allowed_drop: Optional[float]
     status: str
     gated: bool                  # whether this row's status can fail the gate
+    basis: str = ""              # which noise set allowed_drop: "sampling" or "seed"
 
     @property
     def fails(self) -> bool:
@@ -161,15 +167,20 @@ def _display_order(key: tuple[str, str, str, str]):
 def check(current: dict, baseline: dict, tolerances: Optional[dict] = None,
           default_tolerance_rule: Union[Tolerance, Callable[[str, str, float], float]] = "auto", *,
           n_test: Optional[dict] = None, statistics=STATISTICS, gated=GATED,
-          auto_factor: float = AUTO_FACTOR) -> GateResult:
+          auto_factor: float = AUTO_FACTOR, seed_std: Optional[dict] = None,
+          seed_factor: float = SEED_FACTOR) -> GateResult:
     """Judge ``current`` against ``baseline`` (both nested like reports/metrics.json).
 
     ``tolerances`` maps a dataset (or "A->B", or "default") to a number or "auto";
     ``default_tolerance_rule`` applies to the rest and may also be a callable
     ``(dataset, statistic, old) -> allowed drop``. ``n_test`` maps a dataset (or
-    "A->B") to the test-set size that "auto" needs.
+    "A->B") to the test-set size that "auto" needs. ``seed_std`` maps a metric name
+    (``within.contrique.synthetic-single.srcc``) to its std over seeds; a metric in it
+    may drop by ``seed_factor`` times that std when that is more than its sampling rule.
     """
-    tolerances, n_test = dict(tolerances or {}), dict(n_test or {})
+    tolerances, n_test, seed_std = dict(tolerances or {}), dict(n_test or {}), dict(seed_std or {})
+    if not seed_factor >= 0:
+        raise GateError(f"check.seed_factor is {seed_factor}; use a multiple of the seed std >= 0, e.g. 3")
     old_values, new_values = correlations(baseline, statistics), correlations(current, statistics)
     if not old_values:
         raise GateError("the baseline holds no SRCC/PLCC under 'within' or 'cross'; is it a reports/metrics.json?")
@@ -177,7 +188,7 @@ def check(current: dict, baseline: dict, tolerances: Optional[dict] = None,
     for key in sorted(old_values, key=_display_order):
         section, model, dataset, statistic = key
         old, new = _number(old_values[key]), _number(new_values.get(key))
-        allowed = None
+        allowed, basis = None, ""
         if key not in new_values:
             status = MISSING
         elif old is None:  # an undefined baseline (NaN): nothing to regress from
@@ -185,97 +196,18 @@ def check(current: dict, baseline: dict, tolerances: Optional[dict] = None,
         elif new is None:  # a correlation that became undefined, e.g. constant predictions
             status = REGRESSED
         else:
-            allowed = _allowed_drop(_rule_for(dataset, tolerances, default_tolerance_rule), dataset=dataset,
-                                    statistic=statistic, old=old, n_test=n_test, factor=auto_factor)
+            allowed, basis = _allowed_drop(_rule_for(dataset, tolerances, default_tolerance_rule), dataset=dataset,
+                                           statistic=statistic, old=old, n_test=n_test, factor=auto_factor), "sampling"
+            seed_drop = seed_factor * seed_std.get(".".join(key), 0.0)
+            if seed_drop > allowed:
+                allowed, basis = seed_drop, "seed"
             # A hair of float slack so a drop of exactly the tolerance passes.
             status = REGRESSED if new < old - allowed - 1e-12 else IMPROVED if new > old + allowed else OK
         rows.append(GateRow(".".join(key), section, model, dataset, statistic, old, new, allowed, status,
-                            statistic in gated))
+                            statistic in gated, basis))
     for key in sorted(set(new_values) - set(old_values), key=_display_order):
         rows.append(GateRow(".".join(key), *key, None, _number(new_values[key]), None, ADDED, key[3] in gated))
     return GateResult(rows)
-
-
-# ----------------------------------------------------------------------------- loading baselines
-
-def load_metrics(path: Union[str, Path]) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise GateError(f"{path} does not exist; run `dvc repro` (or `make repro`) to produce it")
-    return parse_metrics(path.read_text(encoding="utf-8"), where=str(path))
-
-
-def parse_metrics(text: str, where: str) -> dict:
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GateError(f"{where} is not valid JSON ({exc}); expected reports/metrics.json's layout") from None
-    if not isinstance(payload, dict):
-        raise GateError(f"{where} holds a {type(payload).__name__}, expected a JSON object")
-    return payload
-
-
-def baseline_from_git(rev: str, path: str = METRICS_FILE, repo: Union[str, Path, None] = None) -> dict:
-    """The metrics file as committed at ``rev``; ``path`` is relative to the repository root."""
-    try:
-        shown = subprocess.run(["git", "show", f"{rev}:{Path(path).as_posix()}"], cwd=repo,
-                               capture_output=True, text=True, timeout=60)
-    except OSError as exc:
-        raise GateError(f"cannot run git to read the baseline {rev}:{path} ({exc}); pass --baseline FILE") from None
-    if shown.returncode != 0:
-        raise GateError(f"`git show {rev}:{path}` failed: {shown.stderr.strip() or 'no output'}. Commit a "
-                        f"baseline {path} (after `dvc repro`), or pass --baseline with another revision or a file")
-    return parse_metrics(shown.stdout, where=f"{rev}:{path}")
-
-
-def is_dvc_diff(payload: dict) -> bool:
-    """Whether ``payload`` is `dvc metrics diff --json` output: {file: {flat.key: {old, new, diff}}}."""
-    return bool(payload) and all(
-        isinstance(entries, dict) and entries and all(isinstance(v, dict) and ("old" in v or "new" in v)
-                                                      for v in entries.values())
-        for entries in payload.values())
-
-
-def split_dvc_diff(payload: dict, path: str = METRICS_FILE) -> tuple[dict, dict]:
-    """(baseline, current) nested metrics from `dvc metrics diff --json [--all] REV` output.
-
-    Without ``--all`` dvc lists only changed metrics, so unchanged ones are simply
-    not judged; a removed metric has ``new: null`` and comes out MISSING.
-    """
-    entries = payload.get(path)
-    if entries is None:
-        raise GateError(f"the dvc metrics diff has no entry for {path} (it has {sorted(payload)}); "
-                        f"run `dvc metrics diff --json --all REV` with {path} declared as a metric")
-    baseline, current = {}, {}
-    for flat_key, change in entries.items():
-        parts = flat_key.split(".")
-        if len(parts) < 4 or parts[0] not in SECTIONS:
-            continue
-        section, model, dataset, statistic = parts[0], parts[1], ".".join(parts[2:-1]), parts[-1]
-        for tree, side in ((baseline, "old"), (current, "new")):
-            if change.get(side) is not None:
-                tree.setdefault(section, {}).setdefault(model, {}).setdefault(dataset, {})[statistic] = change[side]
-    return baseline, current
-
-
-def n_test_from_reports(reports: Union[str, Path] = "reports", test_frac: float = 0.2) -> dict[str, int]:
-    """Test-set sizes: n_images * test_frac within each dataset, and B's n_test for each "A->B"."""
-    reports = Path(reports)
-    sizes: dict[str, int] = {}
-    within_csv, cross_csv = reports / "within.csv", reports / "cross.csv"
-    if within_csv.is_file():
-        within = pd.read_csv(within_csv)
-        if not {"dataset", "n_images"} <= set(within.columns):
-            raise GateError(f"{within_csv} lacks the columns 'dataset' and 'n_images'; rerun `dvc repro evaluate`")
-        for dataset, n_images in within.groupby("dataset")["n_images"].max().items():
-            sizes[str(dataset)] = int(round(float(n_images) * test_frac))
-    if cross_csv.is_file():
-        cross = pd.read_csv(cross_csv)
-        if {"train", "test", "n_test"} <= set(cross.columns):
-            for row in cross.dropna(subset=["n_test"]).itertuples():
-                if row.train != row.test:
-                    sizes[f"{row.train}->{row.test}"] = int(row.n_test)
-    return sizes
 
 
 # ----------------------------------------------------------------------------- the command
@@ -288,45 +220,6 @@ def _tolerance_settings(cfg: dict) -> dict:
         raise GateError(f"params.yaml check.tolerance is {tolerance!r}; use a number, 'auto', or a mapping "
                         "{default: auto, <dataset>: 0.02}")
     return tolerance
-
-
-def _repo_relative(path: Path, repo: Path) -> str:
-    try:
-        return path.resolve().relative_to(repo.resolve()).as_posix()
-    except ValueError:
-        raise GateError(f"{path} is outside the git repository {repo}; pass --baseline FILE instead of a revision") \
-            from None
-
-
-def _git_root(start: Path) -> Path:
-    shown = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True, text=True)
-    if shown.returncode != 0:
-        raise GateError(f"{start} is not inside a git repository, so a baseline revision cannot be read; "
-                        "pass --baseline FILE with a metrics JSON")
-    return Path(shown.stdout.strip())
-
-
-def load_inputs(baseline: Optional[str], metrics_path: Union[str, Path], settings: dict) -> tuple[dict, dict, str]:
-    """(current, baseline, description of the baseline) for a revision, a metrics file or a dvc diff file."""
-    metrics_path = Path(metrics_path)
-    spec = baseline or str(settings.get("baseline", "HEAD"))
-    current = load_metrics(metrics_path)
-    if Path(spec).is_file():
-        payload = load_metrics(spec)
-        if is_dvc_diff(payload):
-            old, new = split_dvc_diff(payload, _dvc_key(payload, metrics_path))
-            return new, old, f"dvc metrics diff {spec}"
-        return current, payload, spec
-    repo = _git_root(metrics_path.resolve().parent)
-    return current, baseline_from_git(spec, _repo_relative(metrics_path, repo), repo), f"git {spec}"
-
-
-def _dvc_key(payload: dict, metrics_path: Path) -> str:
-    # dvc writes paths relative to the directory it ran in; match on the file name if the exact path differs.
-    if metrics_path.as_posix() in payload:
-        return metrics_path.as_posix()
-    same_name = [key for key in payload if Path(key).name == metrics_path.name]
-    return same_name[0] if len(same_name) == 1 else metrics_path.as_posix()
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -347,8 +240,9 @@ def render(result: GateResult, title: str):
         status, style = row.status, styles[row.status]
         if row.status == REGRESSED and not row.gated:
             status, style = f"{REGRESSED} (warn)", "yellow"
+        allowed = _fmt(row.allowed_drop) + (" (seed)" if row.basis == "seed" else "")
         table.add_row(row.metric, _fmt(row.old), _fmt(row.new), "—" if change is None else f"{change:+.4f}",
-                      _fmt(row.allowed_drop), f"[{style}]{status}[/{style}]")
+                      allowed, f"[{style}]{status}[/{style}]")
     return table
 
 
@@ -356,41 +250,76 @@ def result_gated(result: GateResult) -> list[str]:
     return sorted({row.statistic.upper() for row in result.rows if row.gated}) or ["none"]
 
 
+def _settings(params_path) -> tuple[dict, Path]:
+    """params.yaml and the repository root that relative baseline paths are read from."""
+    from . import params as params_module
+
+    if params_path:
+        if not Path(params_path).is_file():
+            raise GateError(f"{params_path} does not exist")
+        return params_module.load(params_path), Path(params_path).resolve().parent
+    try:
+        root = params_module.repo_root()
+    except FileNotFoundError:
+        return {}, Path.cwd()  # outside a checkout: built-in defaults
+    return params_module.load(root / "params.yaml"), root
+
+
 def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] = METRICS_FILE,
               reports: Union[str, Path, None] = None, params_path: Union[str, Path, None] = None,
-              console=None) -> int:
-    """Print the gate's table; 0 when it passes, 1 on a regression or missing metric, 2 on bad input."""
-    from rich.console import Console
+              accept_reason: Optional[str] = None, console=None) -> int:
+    """Print the gate's table; 0 when it passes, 1 on a regression or missing metric, 2 on bad input.
 
-    from . import params as params_module
+    With ``accept_reason`` the current metrics become the accepted baseline (exit 0), with a record of
+    the reason, the commit and the metrics that moved beyond their tolerance.
+    """
+    from rich.console import Console
 
     if console is None:
         console = Console()
         if not console.is_terminal:  # CI logs do not wrap: print metric names whole
             console.width = max(console.width, 140)
     try:
-        try:
-            settings = params_module.load(params_path)
-        except FileNotFoundError:
-            if params_path:
-                raise GateError(f"{params_path} does not exist") from None
-            settings = {}  # outside a checkout: built-in defaults
+        if accept_reason is not None and not accept_reason.strip():
+            raise GateError("--accept needs a non-empty --reason \"...\": it is what a reviewer reads in the "
+                            "diff of the baseline file")
+        settings, root = _settings(params_path)
         check_cfg = settings.get("check") or {}
-        current, old, described = load_inputs(baseline, metrics_path, check_cfg)
+        current, old, described, file = load_inputs(baseline, metrics_path, check_cfg, root)
+        if accept_reason is not None and file is None:
+            raise GateError(f"--accept writes an accepted-baseline file, but the baseline is {described}; "
+                            f"drop --baseline (default {acceptance.BASELINE_FILE}) or name a .json file")
+        if old is None and accept_reason is None:
+            raise GateError(f"{file} does not exist; accept the current {metrics_path} as the baseline with "
+                            "`iqabench check --accept --reason \"initial baseline\"` and commit it")
         reports = Path(reports) if reports else Path(metrics_path).parent
+        seed_std = seed_std_from(reports / VARIANCE_FILE)
+        if seed_std is None:
+            console.print(f"[yellow]warning:[/yellow] {reports / VARIANCE_FILE} not found: tolerances are "
+                          "sampling error only. Measure the seed spread with `python benchmarks/seed_spread.py`.")
         test_frac = float((settings.get("evaluate") or {}).get("test_frac", 0.2))
-        result = check(current, old, _tolerance_settings(check_cfg), "auto",
-                       n_test=n_test_from_reports(reports, test_frac),
-                       gated=tuple(check_cfg.get("gate", GATED)),
-                       auto_factor=float(check_cfg.get("auto_factor", AUTO_FACTOR)))
-    except GateError as exc:
+        result = None if old is None else check(
+            current, old, _tolerance_settings(check_cfg), "auto", n_test=n_test_from_reports(reports, test_frac),
+            gated=tuple(check_cfg.get("gate", GATED)), auto_factor=float(check_cfg.get("auto_factor", AUTO_FACTOR)),
+            seed_std=seed_std, seed_factor=float(check_cfg.get("seed_factor", SEED_FACTOR)))
+        if result is not None:
+            console.print(render(result, f"{metrics_path} against {described}"))
+        if accept_reason is not None:
+            moved = [] if result is None else [
+                {"metric": row.metric, "old": row.old, "new": row.new, "status": row.status}
+                for row in result.rows if row.status != OK]
+            acceptance.accept(file, current, accept_reason, acceptance.git_head(root), moved)
+            console.print(f"[bold green]accepted[/bold green]: {file} now holds {metrics_path} "
+                          f"({len(moved)} metric(s) moved beyond their tolerance); commit it with the change.")
+            return 0
+    except (GateError, acceptance.AcceptanceError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    console.print(render(result, f"{metrics_path} against {described}"))
     if result.failed:
         names = ", ".join(f"{row.metric} ({row.status})" for row in result.failures)
-        console.print(f"[bold red]FAILED[/bold red]: {names}. If the change is intended, commit the new "
-                      f"{metrics_path} as the baseline, or widen check.tolerance in params.yaml.")
+        console.print(f"[bold red]FAILED[/bold red]: {names}. If the change is intended, accept it with "
+                      "`iqabench check --accept --reason \"...\"` and commit the baseline file; the record "
+                      "shows the drop and your reason in review.")
         return 1
     warned = sum(row.status == REGRESSED for row in result.rows)
     console.print(f"[bold green]passed[/bold green]: no gated metric ({', '.join(result_gated(result))}) fell "
@@ -400,11 +329,18 @@ def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] 
 
 def check_command(
     baseline: Optional[str] = typer.Option(
-        None, "--baseline", "-b", help="git revision (default: params.yaml check.baseline, else HEAD) "
-                                       "or a metrics JSON / `dvc metrics diff --json` file"),
+        None, "--baseline", "-b", help="the accepted baseline file (default: params.yaml check.baseline, "
+                                       f"{acceptance.BASELINE_FILE}), or for ad-hoc use a git revision, "
+                                       "a metrics JSON or a `dvc metrics diff --json` file"),
     metrics: Path = typer.Option(Path(METRICS_FILE), "--metrics", help="current metrics written by `dvc repro`"),
+    accept: bool = typer.Option(False, "--accept", help="make the current metrics the accepted baseline "
+                                                        "(needs --reason)"),
+    reason: str = typer.Option("", "--reason", help="why the change is accepted; recorded in the baseline file"),
 ) -> None:
     """Fail (exit 1) when an SRCC fell by more than its tolerance or a metric disappeared."""
-    code = run_check(baseline, metrics_path=metrics)
+    if reason and not accept:
+        typer.echo("error: --reason goes with --accept", err=True)
+        raise typer.Exit(2)
+    code = run_check(baseline, metrics_path=metrics, accept_reason=reason if accept else None)
     if code:
         raise typer.Exit(code)

@@ -1,0 +1,89 @@
+"""The accepted baseline of the CI gate: reports/baseline.json, and the record of every change to it.
+
+The file holds the metrics the gate compares a fresh run with, and one record per
+acceptance: the reason, the commit it was accepted at, the date and the metrics
+that moved beyond their tolerance (old and new value)::
+
+    {"metrics": {"within": {...}, "cross": {...}},
+     "accepted": [{"reason": "initial baseline", "commit": "b528b92...", "date": "2026-11-30T02:20:00Z",
+                   "moved": [{"metric": "within.contrique.synthetic-single.srcc", "old": 0.44, "new": 0.38,
+                              "status": "REGRESSED"}]}]}
+
+It is its own file, not the committed reports/metrics.json, because every change
+commits its own regenerated metrics.json: a gate against HEAD would compare a
+regression with itself. Only ``iqabench check --accept --reason "..."`` rewrites
+it, so every accepted drop shows up in ``git diff`` with its reason.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+from . import io
+
+BASELINE_FILE = "reports/baseline.json"
+
+
+class AcceptanceError(ValueError):
+    """A baseline file that cannot be read or written as asked."""
+
+
+def is_baseline_file(payload: dict) -> bool:
+    """Whether a parsed JSON object has this module's layout (metrics + accepted records)."""
+    return isinstance(payload, dict) and isinstance(payload.get("metrics"), dict) and "accepted" in payload
+
+
+def read(path: Union[str, Path]) -> dict:
+    """The parsed baseline file; a clear error for a missing or malformed one."""
+    path = Path(path)
+    if not path.is_file():
+        raise AcceptanceError(f"{path} does not exist; accept the current reports/metrics.json as the baseline "
+                              f"with `iqabench check --accept --reason \"initial baseline\"` and commit it")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise AcceptanceError(f"{path} is not valid JSON ({exc}); restore it from git") from None
+    if not is_baseline_file(payload) or not isinstance(payload["accepted"], list):
+        raise AcceptanceError(f"{path} lacks 'metrics' (a mapping) and 'accepted' (a list of records); it is not "
+                              f"a baseline written by `iqabench check --accept`")
+    return payload
+
+
+def git_head(repo: Union[str, Path]) -> str:
+    """HEAD's commit, with "-dirty" when tracked files other than the pipeline's outputs are modified."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        # reports/ and dvc.lock are rewritten by every `dvc repro`; they do not make the code dirty.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)reports", ":(exclude)dvc.lock"], cwd=repo, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+def record(reason: str, commit: str, moved: Iterable[dict], date: Optional[str] = None) -> dict:
+    reason = (reason or "").strip()
+    if not reason:
+        raise AcceptanceError("--accept needs a non-empty --reason \"...\": it is what a reviewer reads in the "
+                              "diff of the baseline file")
+    date = date or dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return {"reason": reason, "commit": commit, "date": date, "moved": list(moved)}
+
+
+def accept(path: Union[str, Path], metrics: dict, reason: str, commit: str, moved: Iterable[dict],
+           date: Optional[str] = None) -> dict:
+    """Make ``metrics`` the baseline at ``path``, appending one record; returns the new file's content.
+
+    The reason is checked before anything is written; an existing file must be readable
+    (its history is kept, never silently dropped).
+    """
+    entry = record(reason, commit, moved, date)
+    history = read(path)["accepted"] if Path(path).exists() else []
+    payload = {"metrics": metrics, "accepted": [*history, entry]}
+    io.write_json(path, payload)
+    return payload
