@@ -60,6 +60,9 @@ class Row:
             raise ValueError(f"row {self.name!r}: kind must be {NR!r} or {FR!r}, not {self.kind!r}")
         if not callable(self.build):
             raise ValueError(f"row {self.name!r}: build must be callable (seed, device) -> feature function")
+        object.__setattr__(self, "artifacts", tuple(Path(p) for p in self.artifacts))
+        if self.loss_history is not None:
+            object.__setattr__(self, "loss_history", Path(self.loss_history))
 
 
 ROWS: dict[str, Row] = {}
