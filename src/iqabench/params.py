@@ -42,11 +42,14 @@ def load(path: str | os.PathLike | None = None) -> dict[str, Any]:
     return params
 
 
-def section(name: str, path: str | os.PathLike | None = None) -> dict[str, Any]:
+def section(name: str, path: str | os.PathLike | None = None, optional: bool = False) -> dict[str, Any]:
     """A stage's section, validated and with defaults filled, plus the top-level ``seed``, ``datasets``
-    and ``models``. A params error ends the stage with its one-line message (no traceback)."""
+    and ``models``. A params error ends the stage with its one-line message (no traceback).
+    ``optional``: a section absent from the file is its defaults (e.g. ``niqe``)."""
     try:
         params = validate(load(path), where=str(path or "params.yaml"), stage=name)
+        if optional and name not in params and name in schema.SECTIONS:
+            params[name] = _check_section(str(path or "params.yaml"), name, {}, schema.SECTIONS[name], fill=True)
     except ParamsError as err:
         raise SystemExit(f"error: {err}") from None
     if name not in params:
@@ -85,11 +88,11 @@ def validate(params: dict[str, Any], where: str = "params.yaml", stage: str | No
             out[name] = _check_section(where, name, body, schema.dataclass_section(name), fill=False)
         elif schema.SECTIONS[name] is not None:
             out[name] = _check_section(where, name, body, schema.SECTIONS[name], fill=True)
-    _check_relations(where, out)
     if "datasets" in out:
         _check_dataset_names(where, out, ready=stage == "prepare")
     if "models" in out:
         _check_models(where, out["models"])
+    _check_relations(where, out)
     return out
 
 

@@ -1,0 +1,139 @@
+"""params.yaml is validated in one place: each bad value stops with one line naming key, value and range."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iqabench import params
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def _validate(tmp_path, monkeypatch, edit=None, stage=None, keep_regressor=False, **top):
+    monkeypatch.chdir(tmp_path)  # data/raw and data/registry.json are read relative to the repository
+    cfg = copy.deepcopy(DEFAULT)
+    cfg.update(top)
+    if "datasets" in top and not keep_regressor:
+        del cfg["evaluate"]["regressor_dataset"]  # the default: the first dataset listed
+    if edit:
+        section, key, value = edit
+        cfg[section][key] = value
+    return params.validate(cfg, stage=stage)
+
+
+def _error(tmp_path, monkeypatch, *args, **kwargs) -> str:
+    with pytest.raises(params.ParamsError) as info:
+        _validate(tmp_path, monkeypatch, *args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message  # one line
+    return message
+
+
+def test_the_repository_params_are_valid_for_every_stage(tmp_path, monkeypatch):
+    out = _validate(tmp_path, monkeypatch, stage="prepare")
+    assert out["evaluate"]["regressor_dataset"] == "synthetic-single"
+    monkeypatch.chdir(REPO)
+    for name in ("prepare", "synthesize", "pretrain", "pretrain_arniqa", "niqe", "extract", "evaluate",
+                 "finetune", "mixed", "report"):
+        assert params.section(name)["seed"] == DEFAULT["seed"]
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (("evaluate", "n_splits", 0), "evaluate.n_splits = 0 is not allowed; it must be an integer >= 1"),
+    (("evaluate", "test_frac", 1.5), "evaluate.test_frac = 1.5 is not allowed; it must be a number in (0, 1)"),
+    (("evaluate", "val_frac", -0.1), "evaluate.val_frac = -0.1 is not allowed; it must be a number in [0, 1)"),
+    (("evaluate", "logistic", "6pl"), "evaluate.logistic = '6pl' is not allowed; it must be one of the PLCC"),
+    (("evaluate", "alphas", []), "evaluate.alphas = [] is not allowed; it must be a non-empty list"),
+    (("prepare", "versions_per_patch", 200), "prepare.versions_per_patch = 200 is not allowed; it must be an "
+                                             "integer in [1, 125]"),
+    (("prepare", "label_metrics", ["ssim", "lpips"]), "prepare.label_metrics = ['ssim', 'lpips'] is not allowed"),
+    (("synthesize", "photos", ["astronaut", "moon"]), "synthesize.photos = ['astronaut', 'moon'] is not allowed"),
+    (("extract", "device", "gpu"), "extract.device = 'gpu' is not allowed; it must be one of ['auto', 'cpu', "
+                                   "'cuda']"),
+    (("pretrain", "steps", 0), "pretrain.steps = 0 is not allowed; it must be an integer >= 1"),
+    (("finetune", "lr_encoder", -1.0), "finetune.lr_encoder = -1.0 is not allowed; it must be a number >= 0"),
+    (("mixed", "batch_size", -2), "mixed.batch_size = -2 is not allowed; it must be an integer >= 0"),
+    (("extract", "bf16", "yes"), "extract.bf16 = 'yes' is not allowed; it must be true or false"),
+])
+def test_out_of_range_values_name_key_value_and_range(tmp_path, monkeypatch, edit, expected):
+    assert expected in _error(tmp_path, monkeypatch, edit)
+
+
+def test_yaml_text_that_looks_like_a_number_gets_a_hint(tmp_path, monkeypatch):
+    message = _error(tmp_path, monkeypatch, ("pretrain", "lr", "2e-3"))
+    assert "pretrain.lr = '2e-3'" in message and "write it with a dot, e.g. 2.0e-3" in message
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (("evaluate", "n_split", 5), "evaluate.n_split is not a known key (did you mean 'n_splits'?); known keys of "
+                                 "evaluate: alphas, logistic, n_splits"),
+    (("pretrain", "learning_rate", 0.1), "pretrain.learning_rate is not a known key"),
+    (("finetune", "step", 3), "finetune.step is not a known key (did you mean 'steps'?)"),
+    (("niqe", "kadis_samples", 3), "niqe.kadis_sample"),
+])
+def test_unknown_keys_name_the_closest_known_one(tmp_path, monkeypatch, edit, expected):
+    assert expected in _error(tmp_path, monkeypatch, edit)
+
+
+def test_unknown_section_and_sums_across_keys(tmp_path, monkeypatch):
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["evalute"] = cfg.pop("evaluate")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(params.ParamsError, match=r"unknown top-level key 'evalute' \(did you mean 'evaluate'\?\)"):
+        params.validate(cfg)
+    message = _error(tmp_path, monkeypatch, ("evaluate", "val_frac", 0.85))
+    assert "evaluate.test_frac + evaluate.val_frac = 1.05 leaves nothing to train on" in message
+
+
+def test_models_are_checked_against_the_declared_rows(tmp_path, monkeypatch):
+    message = _error(tmp_path, monkeypatch, models=["contrique", "nonexistent"])
+    assert message.startswith("params.yaml: models: 'nonexistent' is not a known row") and "contrique" in message
+    assert "did you mean 'contrique'" in _error(tmp_path, monkeypatch, models=["contrique", "contriqe"])
+    missing = tmp_path / "missing.pt"
+    message = _error(tmp_path, monkeypatch, models=["contrique", f"file:{missing}"])
+    assert f"reads {missing}, which does not exist" in message
+    assert "without repeats" in _error(tmp_path, monkeypatch, models=["random", "random"])
+    message = _error(tmp_path, monkeypatch, ("mixed", "model", "arniqa"), models=["contrique"])
+    assert "mixed.model = 'arniqa' is not in models: ['contrique']" in message
+
+
+def test_datasets_unknown_not_downloaded_and_without_url(tmp_path, monkeypatch):
+    message = _error(tmp_path, monkeypatch, datasets=["nonexistent"])
+    assert "datasets: 'nonexistent' is not registered; run `iqabench datasets add nonexistent --from PATH`" in message
+    message = _error(tmp_path, monkeypatch, datasets=["koniq10k"], stage="prepare")
+    assert "'koniq10k' is not downloaded yet; run `iqabench datasets download koniq10k`" in message
+    # Names are checked in every stage; presence only where the data is read (prepare).
+    assert _validate(tmp_path, monkeypatch, datasets=["koniq10k"], stage="evaluate")
+    # Listed in download:, the download stage fetches it before prepare.
+    assert _validate(tmp_path, monkeypatch, datasets=["koniq10k"], download=["koniq10k"], stage="prepare")
+    (tmp_path / "data/raw/koniq10k").mkdir(parents=True)
+    assert _validate(tmp_path, monkeypatch, datasets=["koniq10k"], stage="prepare")
+
+
+def test_regressor_dataset_defaults_to_the_first_dataset_and_must_be_listed(tmp_path, monkeypatch):
+    cfg = copy.deepcopy(DEFAULT)
+    del cfg["evaluate"]["regressor_dataset"]
+    cfg["datasets"] = ["synthetic-mixed", "synthetic-single"]
+    monkeypatch.chdir(tmp_path)
+    assert params.validate(cfg)["evaluate"]["regressor_dataset"] == "synthetic-mixed"
+    message = _error(tmp_path, monkeypatch, datasets=["synthetic-mixed"], keep_regressor=True)
+    assert "evaluate.regressor_dataset = 'synthetic-single' is not in datasets: ['synthetic-mixed']" in message
+
+
+def test_a_stage_stops_with_one_line_before_writing_anything(tmp_path):
+    """`evaluate.n_splits: 0` once ended in a traceback after outputs were deleted; now nothing is touched."""
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["evaluate"]["n_splits"] = 0
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, str(REPO / "stages/evaluate.py")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=3600)  # generous: against a hang only
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("error: params.yaml: evaluate.n_splits = 0 is not allowed; it must be an "
+                                   "integer >= 1")
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "data").exists()
