@@ -1,0 +1,99 @@
+"""benchmarks/seed_spread.py without running the pipeline: seeds into params, aggregation, the markdown."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from iqabench import gate
+from iqabench.io import write_json
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("seed_spread", REPO / "benchmarks" / "seed_spread.py")
+seed_spread = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(seed_spread)
+
+PARAMS = {"seed": 0, "models": ["contrique"], "pretrain": {"steps": 600, "seed": None},
+          "pretrain_arniqa": {"steps": 300, "seed": None}, "evaluate": {"n_splits": 10, "seed": None}}
+
+
+def metrics(srcc: float, plcc: float = 0.5) -> dict:
+    return {"within": {"contrique": {"d": {"srcc": srcc, "plcc": plcc}}}, "cross": {"contrique": {"d->e": {"srcc": 0.3}}}}
+
+
+def test_seeds_go_to_pretraining_and_splits_and_the_datasets_stay_fixed():
+    out = seed_spread.with_seed(PARAMS, 3, {"pretrain.steps": 20, "models": ["a"]})
+    assert (out["pretrain"]["seed"], out["pretrain_arniqa"]["seed"], out["evaluate"]["seed"]) == (3, 3, 3)
+    assert out["seed"] == 0 and out["pretrain"]["steps"] == 20 and out["models"] == ["a"]
+    assert PARAMS["pretrain"]["seed"] is None  # the input is not modified
+    with pytest.raises(SystemExit, match="no key 'step'.*steps"):
+        seed_spread.with_seed(PARAMS, 1, {"pretrain.step": 20})
+    with pytest.raises(SystemExit, match="no section 'pretrian'"):
+        seed_spread.with_seed(PARAMS, 1, {"pretrian.steps": 20})
+    assert seed_spread.parse_overrides(["pretrain.steps=20", "models=[a, b]"]) == {
+        "pretrain.steps": 20, "models": ["a", "b"]}
+    with pytest.raises(SystemExit, match="section.key=value"):
+        seed_spread.parse_overrides(["pretrain.steps"])
+
+
+def test_aggregate_gives_mean_sample_std_range_and_each_seed():
+    frame = seed_spread.aggregate({0: metrics(0.4), 1: metrics(0.5), 2: metrics(0.6, plcc=float("nan"))})
+    row = frame.set_index("metric").loc["within.contrique.d.srcc"]
+    assert (row["mean"], row["min"], row["max"], row["n_seeds"]) == (pytest.approx(0.5), 0.4, 0.6, 3)
+    assert row["std"] == pytest.approx(0.1)  # ddof 1: sqrt((0.01 + 0 + 0.01) / 2)
+    assert (row["seed_0"], row["seed_2"]) == (0.4, 0.6)
+    plcc = frame.set_index("metric").loc["within.contrique.d.plcc"]
+    assert plcc["n_seeds"] == 2 and plcc["std"] == 0.0 and math.isnan(plcc["seed_2"])  # undefined: not counted
+    assert set(frame["metric"]) == {"within.contrique.d.srcc", "within.contrique.d.plcc", "cross.contrique.d->e.srcc"}
+    with pytest.raises(ValueError, match="no seed"):
+        seed_spread.aggregate({})
+
+
+def test_what_it_writes_is_what_the_gate_reads(tmp_path):
+    frame = seed_spread.aggregate({0: metrics(0.40), 1: metrics(0.46), 2: metrics(0.43)})
+    frame.to_csv(tmp_path / "variance.csv", index=False)
+    assert gate.seed_std_from(tmp_path / "variance.csv")["within.contrique.d.srcc"] == pytest.approx(0.03)
+    prov = {"command": "python benchmarks/seed_spread.py", "commit": "abc", "params_sha256": "f00",
+            "overrides": {}, "seeds": [0, 1, 2], "top_level_seed": 0, "machine": "x86_64, 2 cores",
+            "seconds_total": 90.0, "seconds_per_seed": {0: 30.0, 1: 30.0, 2: 30.0}}
+    text = seed_spread.markdown(frame, prov, seed_factor=3)
+    assert "| within.contrique.d.srcc | 0.4300 | 0.0300 | 0.4000 | 0.4600 | 3 |" in text
+    assert "3 seeds (0, 1, 2)" in text and "commit: `abc`" in text and "up to 0.090 SRCC" in text
+    assert "plcc |" not in text  # SRCC rows only; the rest is in the CSV
+
+
+def test_run_seeds_collects_each_seeds_metrics_and_stops_at_a_failure(tmp_path):
+    def fake_repro(work, env):  # stands in for `dvc repro evaluate`: the result depends on the seeds set
+        params = yaml.safe_load((work / "params.yaml").read_text())
+        assert params["seed"] == 0 and params["pretrain"]["steps"] == 20
+        seed = params["pretrain"]["seed"]
+        if seed == 13:
+            raise RuntimeError("extract failed")
+        write_json(work / "reports" / "metrics.json", metrics(0.4 + 0.01 * params["evaluate"]["seed"]))
+
+    per_seed, seconds = seed_spread.run_seeds(tmp_path, PARAMS, [0, 2], {"pretrain.steps": 20}, repro=fake_repro)
+    assert per_seed[2]["within"]["contrique"]["d"]["srcc"] == pytest.approx(0.42) and set(seconds) == {0, 2}
+    with pytest.raises(SystemExit, match="seed 13: extract failed"):
+        seed_spread.run_seeds(tmp_path, PARAMS, [0, 13], {"pretrain.steps": 20}, repro=fake_repro)
+
+
+def test_the_command_refuses_too_few_seeds_and_bad_overrides_before_running(monkeypatch):
+    monkeypatch.setattr(seed_spread, "copy_repo", lambda dest: pytest.fail("ran despite bad input"))
+    with pytest.raises(SystemExit, match="at least 2 distinct seeds"):
+        seed_spread.main(["--seeds", "0"])
+    with pytest.raises(SystemExit, match="no key"):
+        seed_spread.main(["--seeds", "0", "1", "--set", "evaluate.nsplits=3"])
+
+
+def test_the_repository_has_the_seed_keys_and_the_gate_factor():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, key in seed_spread.SEED_KEYS:
+        assert key in params[section] and params[section][key] is None  # null = the top-level seed
+    assert params["check"]["seed_factor"] > 0
+    assert isinstance(json.loads((REPO / "reports" / "baseline.json").read_text())["accepted"], list)
+    assert pd.notna(params["seed"])
