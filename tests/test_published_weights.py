@@ -87,3 +87,105 @@ def test_files_that_are_no_resnet_say_what_is_expected(tmp_path):
     torch.save(truncated, tmp_path / "cut.pt")
     with pytest.raises(ValueError, match=r"cut\.pt.*not one of torchvision"):
         encoders.load(tmp_path / "cut.pt")
+
+
+IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+
+
+class ArniqaLayout(nn.Module):
+    """ARNIQA's models/resnet.py ResNet: ``model`` = ResNet children[:-1] (avgpool kept), then ``projector``.
+
+    ARNIQA.pth is this module's state dict (hubconf.py loads it into ``ARNIQA.encoder``).
+    """
+
+    def __init__(self, resnet: nn.Module):
+        super().__init__()
+        self.model = nn.Sequential(*list(resnet.children())[:-1])
+        self.projector = nn.Sequential(nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 128))
+
+    def features(self, x):
+        """ARNIQA's forward with use_norm=True: the flattened pooled feature, L2-normalised."""
+        return F.normalize(self.model(x).flatten(1), dim=1)
+
+
+class ReiqaLayout(nn.Module):
+    """Re-IQA's RGBSingleHead: ``encoder`` = a ResNet with torchvision's names and no fc, ``head`` = the MLP."""
+
+    def __init__(self, resnet: nn.Module):
+        super().__init__()
+        resnet.fc = nn.Identity()
+        self.encoder = resnet
+        self.head = nn.Sequential(nn.Linear(2048, 2048), nn.ReLU(inplace=True), nn.Linear(2048, 128))
+
+
+def _reiqa_checkpoint(source: nn.Module, path) -> None:
+    """What Re-IQA's ContrastTrainer.save writes, with the DataParallel ``module.`` prefix of its demos."""
+    torch.save({"model": {f"module.{k}": v for k, v in source.state_dict().items()},
+                "contrast": {"memory": torch.zeros(4, 128)},
+                "optimizer": {"state": {}, "param_groups": [{"lr": 0.3, "params": [0, 1]}]}, "epoch": 25}, path)
+
+
+def test_arniqa_pth_layout_gives_arniqa_features_with_its_preprocessing(tmp_path, monkeypatch):
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    torch.manual_seed(5)
+    source = ArniqaLayout(tvm.resnet50(weights=None)).eval()
+    _randomise_bn_statistics(source, 6)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights").mkdir()
+    torch.save(source.state_dict(), tmp_path / "weights" / "ARNIQA.pth")
+    assert next(iter(source.state_dict())) == "model.0.weight"
+    image = torch.rand(2, 3, 64, 96)
+    # single_image_inference.py: Resize((h // 2, w // 2)) of the image, then ToTensor and Normalize on both.
+    half = TF.resize(image, [32, 48], interpolation=InterpolationMode.BILINEAR, antialias=True).clamp(0, 1)
+    with torch.no_grad():
+        expected = torch.cat([source.features(TF.normalize(image, *IMAGENET)),
+                              source.features(TF.normalize(half, *IMAGENET))], dim=1)
+        got = rows.feature_fn("arniqa-published")(image)
+    assert got.shape == (2, 4096)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_reiqa_checkpoints_give_the_concatenated_quality_and_content_features(tmp_path, monkeypatch):
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights").mkdir()
+    sources = []
+    for seed, name in ((7, "quality_aware_r50.pth"), (8, "content_aware_r50.pth")):
+        torch.manual_seed(seed)
+        source = ReiqaLayout(tvm.resnet50(weights=None)).eval()
+        _randomise_bn_statistics(source, seed)
+        _reiqa_checkpoint(source, tmp_path / "weights" / name)
+        sources.append(source.encoder)
+    quality, content = sources
+    image = torch.rand(1, 3, 64, 64)
+    # The demos: PIL's default resize (bicubic) to half size; the content encoder alone is ImageNet-normalised.
+    half = TF.resize(image, [32, 32], interpolation=InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
+    with torch.no_grad():
+        expected = torch.cat([quality(image), quality(half), content(TF.normalize(image, *IMAGENET)),
+                              content(TF.normalize(half, *IMAGENET))], dim=1)
+        got = rows.feature_fn("reiqa-published")(image)
+    assert got.shape == (1, 8192)
+    # Unnormalised features: float noise of channels_last convolutions scales with their size.
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    assert not torch.allclose(got[:, 4096:], torch.cat([content(image), content(half)], dim=1), rtol=1e-2)
+
+
+def test_a_full_pickle_is_refused_naming_the_safe_alternative(tmp_path):
+    import argparse
+
+    state = tvm.resnet18(weights=None).state_dict()
+    torch.save({"model": state, "opt": argparse.Namespace(lr=0.1)}, tmp_path / "pickled.pth")
+    with pytest.raises(ValueError, match=r"pickled\.pth.*Full pickles are not loaded.*save its state dict alone"):
+        encoders.load(tmp_path / "pickled.pth")
+
+
+def test_published_rows_declare_their_files_and_preprocessing():
+    arniqa, reiqa = rows.get("arniqa-published"), rows.get("reiqa-published")
+    assert arniqa.artifacts == (rows.PUBLISHED / "ARNIQA.pth",) and arniqa.stage is None
+    assert arniqa.preprocessing.normalise == encoders.IMAGENET_MEAN_STD and arniqa.preprocessing.l2
+    assert [p.name for p in reiqa.artifacts] == ["quality_aware_r50.pth", "content_aware_r50.pth"]
+    assert rows.get("contrique-published").preprocessing == encoders.CONTRIQUE

@@ -184,7 +184,8 @@ def load(path, map_location="cpu") -> Encoder:
     try:
         blob = io.read_torch(path, map_location=map_location)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such encoder file; check the path after 'file:'") from None
+        raise FileNotFoundError(f"{path}: no such encoder file; check the path after 'file:', or put the "
+                                "authors' file there for a *-published row (docs/reproduce.md)") from None
     except Exception as exc:  # torch raises several types for non-checkpoint or pickled-object files
         # A full pickle can run code when loaded, so it is refused; its tensors can be saved on their own.
         raise ValueError(f"{path}: cannot be read as a weights-only torch checkpoint ({exc.__class__.__name__}: "
