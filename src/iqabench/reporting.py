@@ -47,6 +47,11 @@ def _seed_std(variance: pd.DataFrame | None) -> dict | None:
     return dict(zip(variance["metric"], variance["std"]))
 
 
+def _p(value: float) -> str:
+    # significance.csv keeps 4 decimals: a p below that is printed as a bound, not as a zero.
+    return "<0.0001" if value < 1e-4 else f"{value:.3g}"
+
+
 def significance_lines(significance: pd.DataFrame, variance: pd.DataFrame | None = None) -> list[str]:
     """The paired-comparison table under the within table: which test, which correction, what changed."""
     n = len(significance)
@@ -75,7 +80,7 @@ def significance_lines(significance: pd.DataFrame, variance: pd.DataFrame | None
     for i, r in enumerate(significance.to_dict("records")):
         seeds = f" {stability.iloc[i] or '—'} |" if stability is not None else ""
         lines.append(f"| {r['dataset']} | {r['model_a']} vs {r['model_b']} | {r['diff']:+.3f} | "
-                     f"[{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p_raw']:.3g} | {r['p_holm']:.3g} | {r['verdict']} |"
+                     f"[{r['lo']:+.3f}, {r['hi']:+.3f}] | {_p(r['p_raw'])} | {_p(r['p_holm'])} | {r['verdict']} |"
                      f"{seeds}")
     return lines
 
