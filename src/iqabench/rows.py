@@ -111,11 +111,12 @@ _declare(Row("fr:deepwsd", FR, baselines.deepwsd_on_encoder(deepwsd.DEFAULT_ENCO
 # ---- the authors' published encoders (files in weights/, docs/reproduce.md) -----------------------------
 _declare(Row("contrique-published", NR, zoo.encoder_file(PUBLISHED / "CONTRIQUE_checkpoint25.tar", CONTRIQUE),
              "CONTRIQUE's released ResNet-50 (KADIS-700k + UGC pretraining)", CONTRIQUE,
-             artifacts=(PUBLISHED / "CONTRIQUE_checkpoint25.tar",), citation=CONTRIQUE_CITATION, licence="MIT"))
+             artifacts=(PUBLISHED / "CONTRIQUE_checkpoint25.tar",), citation=CONTRIQUE_CITATION,
+             licence="none stated in pavancm/CONTRIQUE"))
 ARNIQA_PUBLISHED = Preprocessing(normalise=IMAGENET_MEAN_STD, half_scale="bilinear", l2=True)
 _declare(Row("arniqa-published", NR, zoo.encoder_file(PUBLISHED / "ARNIQA.pth", ARNIQA_PUBLISHED),
              "ARNIQA's released ResNet-50 encoder", ARNIQA_PUBLISHED,
-             artifacts=(PUBLISHED / "ARNIQA.pth",), citation=ARNIQA_CITATION, licence="CC BY-NC 4.0"))
+             artifacts=(PUBLISHED / "ARNIQA.pth",), citation=ARNIQA_CITATION, licence="Apache-2.0"))
 # Re-IQA's demos: the quality encoder reads [0, 1] RGB, the content encoder ImageNet-normalised RGB;
 # neither L2-normalises; the paper's readout concatenates both (2 x 4096-d).
 REIQA_QUALITY = Preprocessing(half_scale="bicubic")
@@ -126,7 +127,7 @@ _declare(Row("reiqa-published", NR,
              "Re-IQA's released quality- and content-aware ResNet-50s, features concatenated",
              Preprocessing(colour="RGB (quality) + ImageNet-normalised RGB (content)", half_scale="bicubic"),
              artifacts=(PUBLISHED / "quality_aware_r50.pth", PUBLISHED / "content_aware_r50.pth"),
-             citation=REIQA_CITATION, licence="see the authors' repository"))
+             citation=REIQA_CITATION, licence="MIT"))
 del _metric
 
 
