@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqabench import io, manifest, params, timing
+from iqabench import io, manifest, params, rows, timing
 from iqabench.training.finetune import FinetuneConfig, finetune_dataset
 
-ENCODER = Path("data/models/encoder.pt")
 CHECKPOINTS = Path("data/checkpoints/finetune")
 FROZEN_PER_SPLIT = Path("data/eval/per_split.csv")   # the evaluate stage's per-split frozen-ridge rows
-NOT_CONFIG = {"datasets", "models"}
+NOT_CONFIG = {"datasets", "models", "model"}   # model: the row fine-tuned
 
 
 def config_from(section: dict, test_frac: float) -> FinetuneConfig:
@@ -33,8 +32,9 @@ def config_from(section: dict, test_frac: float) -> FinetuneConfig:
     return FinetuneConfig(**({"test_frac": test_frac} | {k: v for k, v in section.items() if k in known}))
 
 
-def frozen_medians(per_split_path: Path, cfg: FinetuneConfig, evaluate_cfg: dict) -> pd.DataFrame:
-    """Median frozen-ridge ``contrique`` metrics per dataset over split indices 0..n_splits-1.
+def frozen_medians(per_split_path: Path, cfg: FinetuneConfig, evaluate_cfg: dict,
+                   model: str = "contrique") -> pd.DataFrame:
+    """Median frozen-ridge ``model`` metrics per dataset over split indices 0..n_splits-1.
 
     Empty when the evaluate stage has not run or used other splits (another seed or test_frac).
     """
@@ -43,7 +43,7 @@ def frozen_medians(per_split_path: Path, cfg: FinetuneConfig, evaluate_cfg: dict
     frame = pd.read_csv(per_split_path)
     same_splits = (evaluate_cfg.get("val_frac", 0.0) == 0.0 and evaluate_cfg.get("test_frac") == cfg.test_frac
                    and evaluate_cfg.get("seed", 0) == cfg.seed and not evaluate_cfg.get("official_splits", False))
-    frame = frame[(frame["model"] == "contrique") & (frame["split"] < cfg.n_splits)]
+    frame = frame[(frame["model"] == model) & (frame["split"] < cfg.n_splits)]
     if not same_splits or frame.empty:
         return pd.DataFrame(columns=["dataset", "frozen_srcc", "frozen_plcc"])
     medians = frame.groupby("dataset")[["srcc", "plcc"]].median().reset_index()
@@ -79,15 +79,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     evaluate_cfg = params.section("evaluate", args.params)
     cfg = config_from(params.section("finetune", args.params), float(evaluate_cfg.get("test_frac", 0.2)))
+    model = params.section("finetune", args.params).get("model", "contrique")
+    encoder = rows.encoder_path(model)
     with timing.timed("finetune"):
         results = []
         for ds in params.section("finetune", args.params)["datasets"]:
             manifest_path = Path("data/prepared") / ds / "manifest.csv"
             frame = manifest.read(manifest_path)
-            results.append(finetune_dataset(cfg, frame, ENCODER, CHECKPOINTS, dataset=ds,
+            results.append(finetune_dataset(cfg, frame, encoder, CHECKPOINTS, dataset=ds,
                                             manifest_path=manifest_path))
         per_split = pd.concat(results, ignore_index=True)
-        frozen = frozen_medians(FROZEN_PER_SPLIT, cfg, evaluate_cfg)
+        frozen = frozen_medians(FROZEN_PER_SPLIT, cfg, evaluate_cfg, model)
         io.write_csv(Path("reports/finetune.csv"), per_split.round(4))
         io.write_text(Path("reports/finetune.md"), markdown(per_split, frozen, cfg))
     print(markdown(per_split, frozen, cfg))

@@ -150,3 +150,13 @@ def test_file_rows_read_their_path_and_feature_functions_say_if_they_need_refere
     assert rows.artifacts([f"file:{tmp_path / 'enc.pt'}"]) == [tmp_path / "enc.pt"]
     with pytest.raises(ValueError, match="full-reference metric.*pristine reference"):
         scoring.score_images([tmp_path / "enc.pt"], "fr:psnr", tmp_path)
+
+
+def test_fine_tuning_takes_one_encoder_file_read_as_contrique_reads_it(tmp_path):
+    assert rows.encoder_path("contrique") == Path("data/models/encoder.pt")
+    assert rows.encoder_path("arniqa") == Path("data/models/encoder-arniqa.pt")
+    assert rows.encoder_path(f"file:{tmp_path / 'e.pt'}") == tmp_path / "e.pt"
+    with pytest.raises(ValueError, match="'random' is not one encoder file.*'contrique'"):
+        rows.encoder_path("random")
+    with pytest.raises(ValueError, match="'arniqa-published' reads its images as RGB.*ImageNet"):
+        rows.encoder_path("arniqa-published")

@@ -224,6 +224,19 @@ def feature_fn(name: str, seed: int = 0, device: str | torch.device = "cpu"):
     return features
 
 
+def encoder_path(name: str) -> Path:
+    """The one encoder file of row ``name``, for end-to-end fine-tuning (which uses CONTRIQUE's preprocessing)."""
+    row = get(name)
+    path, preprocessing = getattr(row.build, "encoder_path", None), getattr(row.build, "preprocessing", None)
+    tunable = [n for n in ROWS if getattr(ROWS[n].build, "preprocessing", None) == CONTRIQUE]
+    if path is None:
+        raise ValueError(f"row {name!r} is not one encoder file, so it cannot be fine-tuned; choose from {tunable}")
+    if preprocessing != CONTRIQUE:
+        raise ValueError(f"row {name!r} reads its images as {preprocessing.describe()}, and fine-tuning feeds "
+                         f"them as {CONTRIQUE.describe()}; choose from {tunable} or file:PATH")
+    return path
+
+
 def artifacts(models: list[str]) -> list[Path]:
     """The files the rows in ``models`` read, in order, without repeats (extract's inputs; MLflow artifacts)."""
     return list(dict.fromkeys(path for name in models for path in get(name).artifacts))
