@@ -118,7 +118,7 @@ _declare(Row("arniqa-published", NR, zoo.encoder_file(PUBLISHED / "ARNIQA.pth", 
              "ARNIQA's released ResNet-50 encoder", ARNIQA_PUBLISHED,
              artifacts=(PUBLISHED / "ARNIQA.pth",), citation=ARNIQA_CITATION, licence="Apache-2.0"))
 # Re-IQA's demos: the quality encoder reads [0, 1] RGB, the content encoder ImageNet-normalised RGB;
-# neither L2-normalises; the paper's readout concatenates both (2 x 4096-d).
+# neither L2-normalises; the paper's regressor reads both concatenated (2 x 4096-d).
 REIQA_QUALITY = Preprocessing(half_scale="bicubic")
 REIQA_CONTENT = Preprocessing(normalise=IMAGENET_MEAN_STD, half_scale="bicubic")
 _declare(Row("reiqa-published", NR,

@@ -44,7 +44,7 @@ def random_weights(like: str | Path = CONTRIQUE_ENCODER) -> Builder:
 
 
 def concatenated(*parts: tuple[str | Path, Preprocessing]) -> Builder:
-    """Several encoders' pooled features side by side, each with its own preprocessing (Re-IQA's readout)."""
+    """Several encoders' pooled features side by side, each with its own preprocessing (Re-IQA's feature)."""
     def build(seed: int = 0, device="cpu"):
         functions = [encoder_file(path, preprocessing)(seed, device) for path, preprocessing in parts]
 

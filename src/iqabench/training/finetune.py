@@ -2,7 +2,7 @@
 
 The frozen protocol (:mod:`iqabench.evaluation`) fits a ridge on fixed
 CONTRIQUE features; here the encoder itself is unfrozen. A linear head reads
-the CONTRIQUE readout (``head: readout``: L2-normalised pooled features of the
+CONTRIQUE's two-scale feature (``head: two_scale``: L2-normalised pooled features of the
 image and of its half-size copy, as :func:`~iqabench.models.encoders.pooled_features`
 but with gradients) or the pooled feature alone (``head: pooled``) and
 predicts the manifest's ``score``. AdamW trains both, the encoder at a lower
@@ -56,7 +56,7 @@ from ..models.encoders import Encoder, load as load_encoder
 from . import checkpoint
 from .corpus import config_hash
 
-HEADS = ("readout", "pooled")
+HEADS = ("two_scale", "pooled")
 LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
 RESULT_COLUMNS = ["dataset", "split", "seed", "srcc", "plcc", "krcc", "rmse", "plcc_raw", "n_train", "n_test",
                   "loss_first", "loss_last", "seconds"]
@@ -73,7 +73,7 @@ class FinetuneConfig:
     lr_encoder: float = 3e-5
     weight_decay: float = 1e-4      # AdamW, on weights only (not BN or biases)
     loss: str = "l1"                # "l1" or "mse" on the [0, 1] score
-    head: str = "readout"           # "readout" (CONTRIQUE's 2 x D) or "pooled" (D)
+    head: str = "two_scale"         # "two_scale" (CONTRIQUE's 2 x D) or "pooled" (D)
     bn_stats: str = "frozen"        # "frozen": BN keeps the pretrained statistics; "train": batch statistics
     probe_alpha: float = 0.1        # head starts at the ridge fit with this alpha (CONTRIQUE's); <= 0: at zero
     max_short_side: int = 512       # larger images are downscaled on load, as the extract stage does
@@ -95,12 +95,12 @@ class FinetuneConfig:
 
 
 class QualityRegressor(nn.Module):
-    """Encoder + linear head; ``forward`` is the readout with gradients."""
+    """Encoder + linear head; ``forward`` is the frozen protocol's feature, with gradients, then the head."""
 
-    def __init__(self, encoder: Encoder, head: str = "readout"):
+    def __init__(self, encoder: Encoder, head: str = "two_scale"):
         super().__init__()
         self.encoder, self.head_kind = encoder, head
-        self.head = nn.Linear(encoder.out_dim * (2 if head == "readout" else 1), 1)
+        self.head = nn.Linear(encoder.out_dim * (2 if head == "two_scale" else 1), 1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if self.head_kind == "pooled":
