@@ -95,7 +95,7 @@ def _train_loss(tiny, ckpt_dir: Path, cfg: FinetuneConfig) -> float:
     store = finetune.ImageStore(frame["image"], 0, "tiny")
     crops = torch.stack([store.get(int(r))[:, 8:40, 8:40] for r in split.train]).float() / 255
     target = torch.tensor(frame["score"].to_numpy()[split.train], dtype=torch.float32)
-    state = torch.load(max((ckpt_dir / "tiny-blur" / "split-0").glob("step-*.pt")), weights_only=False)
+    state = torch.load(max((ckpt_dir / "tiny-blur" / "split-0").glob("step-*.pt")), weights_only=True)
     model = QualityRegressor(encoders.load(encoder_path), cfg.head)
     model.load_state_dict(state["model"])
     with torch.no_grad():

@@ -73,6 +73,31 @@ def write_torch(path: str | os.PathLike, obj: Any) -> Path:
     return Path(path)
 
 
+class UnsafePickleError(ValueError):
+    """A torch file that holds pickled Python objects besides tensors and plain types."""
+
+
+def read_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """torch.load with ``weights_only=True``: tensors and plain Python types only, so reading a file
+    never runs code from it. A file that asks for anything else raises :class:`UnsafePickleError`
+    naming what it asked for, without torch's advice to retry with weights_only=False (the retry is
+    exactly what would run the code)."""
+    import pickle
+    import re
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL (\S+?)[\s,]", str(err))
+        what = f"it asks for {found.group(1)}" if found else "objects other than tensors"
+        raise UnsafePickleError(
+            f"{path}: refused to load: {what}, and unpickling Python objects can run arbitrary code. iqabench "
+            "reads tensors and plain types only; if you trust the file, re-save just its tensors (a state "
+            "dict) and use that copy") from None
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

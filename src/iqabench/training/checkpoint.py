@@ -1,40 +1,152 @@
-"""Atomic, self-describing training checkpoints.
+"""Atomic, self-describing training checkpoints that never run code when read.
 
 A checkpoint holds everything a resumed run needs to continue bit-for-bit on
 the CPU: model, optimiser, scheduler, AMP scaler, step (the sampler position is
-derived from it), the training generator and the global RNG states. It also
-stores the hash of the run's config: a checkpoint from other params is never
-resumed by mistake.
+derived from it), the training generator and the global RNG states.
+
+Each ``step-NNNNNNNN.pt`` has a sidecar ``step-NNNNNNNN.json``, in place before it:
+the hash of the run's config, the step, and the size and SHA-256 of the ``.pt``
+bytes. :func:`latest` decides from sidecars alone, so a checkpoint of other
+params is never resumed and a ``.pt`` without a matching sidecar (planted in the
+folder, or cut short by a crash) is never unpickled; a chosen file is read with
+``weights_only=True`` (tensors and plain types only), so even a forged sidecar
+cannot make it run code. numpy arrays (numpy's RNG state) are stored as tagged
+tensors and restored as arrays.
 """
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import io
 
 KEEP = 2
+NDARRAY = "__ndarray__"  # {"__ndarray__": tensor}: an array that weights_only loading could not accept as-is
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint that was skipped: unreadable, truncated, unsafe or without its sidecar."""
 
 
 def path_for(ckpt_dir: str | Path, step: int) -> Path:
     return Path(ckpt_dir) / f"step-{step:08d}.pt"
 
 
+def sidecar_for(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def to_plain(obj):
+    """numpy arrays -> tagged tensors, numpy scalars -> Python numbers, recursively."""
+    if isinstance(obj, np.ndarray):
+        return {NDARRAY: torch.from_numpy(np.ascontiguousarray(obj))}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return _map(to_plain, obj)
+
+
+def from_plain(obj):
+    """The inverse of :func:`to_plain`."""
+    if isinstance(obj, dict):
+        if obj.keys() == {NDARRAY}:
+            return obj[NDARRAY].numpy()
+    return _map(from_plain, obj)
+
+
+def _map(fn, obj):
+    """``fn`` over a container's items; the container itself is returned when nothing changed, so a
+    state dict keeps its type and ``_metadata`` (module versions that load_state_dict reads)."""
+    if isinstance(obj, dict):
+        items = {k: fn(v) for k, v in obj.items()}
+        return obj if all(items[k] is v for k, v in obj.items()) else items
+    if isinstance(obj, (list, tuple)):
+        items = [fn(v) for v in obj]
+        return obj if all(a is b for a, b in zip(items, obj)) else type(obj)(items)
+    return obj
+
+
 def save(ckpt_dir: str | Path, step: int, state: dict) -> Path:
+    """Write ``state`` (which carries ``config_hash``) as step ``step``, then its sidecar; prune old ones."""
     path = path_for(ckpt_dir, step)
-    io.write_torch(path, state)
-    for old in sorted(Path(ckpt_dir).glob("step-*.pt"))[:-KEEP]:
-        old.unlink()
+    # The sidecar is written before the .pt is renamed into place, so a complete step-*.pt always has
+    # its sidecar (a crash in between leaves a sidecar without a .pt, which nothing reads).
+    with io.atomic_path(path) as tmp:
+        io.write_torch(tmp, to_plain(state))
+        io.write_json(sidecar_for(path), {"step": step, "config_hash": state.get("config_hash"),
+                                          "size": tmp.stat().st_size, "sha256": io.sha256_file(tmp)})
+    _prune(Path(ckpt_dir), state.get("config_hash"))
     return path
 
 
+def _prune(ckpt_dir: Path, config_hash: str | None) -> None:
+    """Keep this config's newest KEEP checkpoints (the previous one backs up a truncated newest one);
+    checkpoints of other configs cannot be resumed by this run and go. Files without a sidecar are
+    left alone: they are not ours to delete (and an interrupted save's .pt is overwritten on resume)."""
+    ours = []
+    for path in sorted(ckpt_dir.glob("step-*.pt")):
+        meta = _sidecar(path)
+        if meta is None:
+            continue
+        if meta.get("config_hash") == config_hash:
+            ours.append(path)
+        else:
+            _remove(path)
+    for path in ours[:-KEEP]:
+        _remove(path)
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    sidecar_for(path).unlink(missing_ok=True)
+
+
+def _sidecar(path: Path) -> dict | None:
+    try:
+        meta = json.loads(sidecar_for(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _skip(path: Path, why: str) -> None:
+    warnings.warn(f"checkpoint {path} skipped: {why}; resuming from an earlier checkpoint (or from the start)",
+                  CheckpointWarning, stacklevel=3)
+
+
 def latest(ckpt_dir: str | Path, config_hash: str) -> dict | None:
-    """The newest checkpoint written by a run with the same config, or None."""
+    """The newest intact checkpoint written by a run with the same config, or None.
+
+    Skipped with a :class:`CheckpointWarning` naming the file: a ``.pt`` without a readable sidecar, one
+    whose bytes differ from what its sidecar recorded (truncated or modified), one that is not a torch
+    archive, and one that holds anything but tensors and plain types. Checkpoints of other configs are
+    skipped silently, as before: they are expected after a params change.
+    """
     for path in sorted(Path(ckpt_dir).glob("step-*.pt"), reverse=True):
-        # weights_only=False: RNG states are numpy/python objects; these files are our own.
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("config_hash") == config_hash:
-            state["path"] = str(path)
-            return state
+        meta = _sidecar(path)
+        if meta is None:
+            _skip(path, f"no valid sidecar {sidecar_for(path).name} (not written by iqabench, or the run "
+                        "stopped while saving it)")
+            continue
+        if meta.get("config_hash") != config_hash:
+            continue
+        size = path.stat().st_size
+        if size != meta.get("size") or io.sha256_file(path) != meta.get("sha256"):
+            _skip(path, f"its bytes differ from those recorded in {sidecar_for(path).name} ({size} bytes, "
+                        f"{meta.get('size')} recorded): truncated or modified")
+            continue
+        try:
+            state = io.read_torch(path)
+        except io.UnsafePickleError as err:
+            _skip(path, str(err))
+            continue
+        except (RuntimeError, EOFError, OSError, ValueError) as err:
+            _skip(path, f"unreadable ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
+            continue
+        state = from_plain(state)
+        state["path"] = str(path)
+        return state
     return None
