@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> None:
         per_seed, seconds = run_seeds(work, base, args.seeds, overrides)
     frame = aggregate(per_seed)
     prov = {"command": " ".join(["python benchmarks/seed_spread.py", *(argv if argv is not None else sys.argv[1:])]),
-            "commit": git_commit(), "params_sha256": hashlib.sha256((REPO / "params.yaml").read_bytes()).hexdigest()[:16],
+            "commit": git_commit(),
+            "params_sha256": hashlib.sha256((REPO / "params.yaml").read_bytes()).hexdigest()[:16],
             "overrides": overrides, "seeds": args.seeds, "top_level_seed": base.get("seed"), "machine": machine(),
             "seconds_total": time.perf_counter() - tic, "seconds_per_seed": seconds}
     io.write_csv(args.out / "variance.csv", frame.round(6))

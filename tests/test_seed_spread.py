@@ -23,7 +23,8 @@ PARAMS = {"seed": 0, "models": ["contrique"], "pretrain": {"steps": 600, "seed":
 
 
 def metrics(srcc: float, plcc: float = 0.5) -> dict:
-    return {"within": {"contrique": {"d": {"srcc": srcc, "plcc": plcc}}}, "cross": {"contrique": {"d->e": {"srcc": 0.3}}}}
+    return {"within": {"contrique": {"d": {"srcc": srcc, "plcc": plcc}}},
+            "cross": {"contrique": {"d->e": {"srcc": 0.3}}}}
 
 
 def test_seeds_go_to_pretraining_and_splits_and_the_datasets_stay_fixed():

@@ -20,8 +20,8 @@ from .evaluation.significance import CORRECTED_T, HOLM, holm, verdict
 from .evaluation.splits import official_split
 
 HEADLINE = ("srcc", "plcc", "krcc", "rmse")
-SIGNIFICANCE_COLUMNS = ["dataset", "model_a", "model_b", "diff", "lo", "hi", "p_raw", "p_holm", "significant", "verdict",
-                        "verdict_wilcoxon", "n_splits", "test_train_ratio", "method", "correction"]
+SIGNIFICANCE_COLUMNS = ["dataset", "model_a", "model_b", "diff", "lo", "hi", "p_raw", "p_holm", "significant",
+                        "verdict", "verdict_wilcoxon", "n_splits", "test_train_ratio", "method", "correction"]
 FAMILY_ALPHA = 0.05
 
 
