@@ -4,8 +4,9 @@ A file is fetched into ``<name>.part``; an interrupted transfer resumes with an
 HTTP Range request, transient failures are retried with exponential backoff,
 and only a file whose size and SHA-256 check out is renamed to its final name.
 Every verified file's SHA-256 is recorded in a lock file (commit it; a DVC stage
-declares it as an output). Where the authors publish no checksum, the hash of the
-first complete download is pinned there and every later download must match it.
+declares it as an output), but only after it extracted cleanly. Where the authors
+publish no checksum, the hash of the first good download is pinned there and every
+later download must match it; a mismatch says the pin may be wrong and how to re-pin.
 A corrupt file is kept as ``<name>.corrupt``, never used and never deleted.
 """
 from __future__ import annotations
@@ -72,16 +73,32 @@ def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = Non
             continue
         stored = dest / ARCHIVE_DIR / remote.filename
         if not (stored.is_file() and expected and io.sha256_file(stored) == expected):
-            fetch(remote.url, stored, size=remote.size, sha256=expected, retries=retries, backoff=backoff,
-                  timeout=timeout, progress=progress, label=f"{spec.name}: {remote.filename}")
+            try:
+                fetch(remote.url, stored, size=remote.size, sha256=expected, retries=retries, backoff=backoff,
+                      timeout=timeout, progress=progress, label=f"{spec.name}: {remote.filename}")
+            except ChecksumError as err:
+                if remote.sha256 or not expected:
+                    raise
+                raise ChecksumError(f"{err}\nThe expected hash is not published by the authors: iqabench pinned "
+                                    f"it in {lock_path} from an earlier download, so the pin itself may be wrong "
+                                    f"(a bad first download). If you trust the new file, delete the entry "
+                                    f"{key!r} from {lock_path} and run the download again to re-pin it") from None
         digest = io.sha256_file(stored)
+        if remote.extract and archives.archive_format(stored):
+            try:
+                archives.extract(stored, dest)
+            except DatasetError as err:
+                corrupt = stored.replace(stored.with_name(stored.name + ".corrupt"))
+                if isinstance(err, archives.UnsafeArchiveError):
+                    raise
+                raise ChecksumError(f"{err}. Nothing was pinned; the file is kept as {corrupt} and not used: "
+                                    "delete it and run the download again") from err
+        else:
+            io.write_bytes(dest / remote.filename, stored.read_bytes())
+        # Pinned only now: a file that failed to verify or extract must never become the reference.
         if lock.get(key, {}).get("sha256") != digest:
             lock[key] = {"url": remote.url, "size": stored.stat().st_size, "sha256": digest}
             io.write_json(lock_path, dict(sorted(lock.items())))
-        if remote.extract and archives.archive_format(stored):
-            archives.extract(stored, dest)
-        else:
-            io.write_bytes(dest / remote.filename, stored.read_bytes())
         done[remote.filename] = digest
         io.write_json(dest / DONE_MARKER, done)
         if not keep_archives:
