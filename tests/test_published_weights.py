@@ -136,14 +136,22 @@ def test_arniqa_pth_layout_gives_arniqa_features_with_its_preprocessing(tmp_path
     (tmp_path / "weights").mkdir()
     torch.save(source.state_dict(), tmp_path / "weights" / "ARNIQA.pth")
     assert next(iter(source.state_dict())) == "model.0.weight"
-    image = torch.rand(2, 3, 64, 96)
-    # single_image_inference.py: Resize((h // 2, w // 2)) of the image, then ToTensor and Normalize on both.
-    half = TF.resize(image, [32, 48], interpolation=InterpolationMode.BILINEAR, antialias=True).clamp(0, 1)
+    image = torch.rand(1, 3, 240, 288)
+    # single_image_inference.py: Resize((h // 2, w // 2)) of the image; center_corners_crop(224) of both (the
+    # half-size one, 120 x 144, padded black by PIL's crop); ToTensor and Normalize each crop; the 5 averaged.
+    half = TF.resize(image, [120, 144], interpolation=InterpolationMode.BILINEAR, antialias=True).clamp(0, 1)
+
+    def five_crops(x):
+        h, w = x.shape[-2:]
+        return [TF.crop(x, h // 2 - 112, w // 2 - 112, 224, 224), TF.crop(x, 0, 0, 224, 224),
+                TF.crop(x, h - 224, 0, 224, 224), TF.crop(x, 0, w - 224, 224, 224),
+                TF.crop(x, h - 224, w - 224, 224, 224)]
+
     with torch.no_grad():
-        expected = torch.cat([source.features(TF.normalize(image, *IMAGENET)),
-                              source.features(TF.normalize(half, *IMAGENET))], dim=1)
+        expected = torch.cat([torch.stack([source.features(TF.normalize(c, *IMAGENET)) for c in five_crops(x)]).mean(0)
+                              for x in (image, half)], dim=1)
         got = rows.feature_fn("arniqa-published")(image)
-    assert got.shape == (2, 4096)
+    assert got.shape == (1, 4096)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 

@@ -160,3 +160,20 @@ def test_fine_tuning_takes_one_encoder_file_read_as_contrique_reads_it(tmp_path)
         rows.encoder_path("random")
     with pytest.raises(ValueError, match="'arniqa-published' reads its images as RGB.*ImageNet"):
         rows.encoder_path("arniqa-published")
+
+
+def test_paper_protocols_are_evaluate_settings_the_protocol_runs():
+    from iqabench.evaluation import ridge, run_splits
+
+    contrique = rows.paper_protocol(["contrique-published", "brisque"])
+    assert contrique == {"alphas": [0.1], "val_frac": 0.0, "test_frac": 0.2}
+    arniqa = rows.paper_protocol(["arniqa-published", "reiqa-published"])
+    np.testing.assert_allclose(arniqa["alphas"], ridge.alpha_grid(100))
+    with pytest.raises(ValueError, match="protocols differ"):
+        rows.paper_protocol(["contrique-published", "arniqa-published"])
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"score": rng.uniform(size=60), "content_id": np.arange(60) // 3})
+    features = frame["score"].to_numpy()[:, None] + rng.normal(0, 0.05, (60, 4))
+    for protocol in (contrique, arniqa):
+        run = run_splits(features, frame, n_splits=3, seed=0, **protocol)
+        assert len(run.alphas) == 3 and set(run.alphas) <= set(protocol["alphas"])

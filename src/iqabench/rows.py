@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from . import baselines, fr_metrics, zoo
@@ -54,6 +55,8 @@ class Row:
     loss_history: Path | None = None           # CSV (step, loss, ...) when the encoder is trained here
     citation: str = ""
     licence: str = ""
+    # The authors' evaluation as `evaluate` settings (docs/reproduce.md); empty: the study's own.
+    protocol: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in (NR, FR):
@@ -74,6 +77,10 @@ def _declare(row: Row) -> None:
     ROWS[row.name] = row
 
 
+# CONTRIQUE: ridge alpha 0.1, no validation part, 10 random 80/20 splits; whole images.
+CONTRIQUE_PROTOCOL = {"alphas": [0.1], "val_frac": 0.0, "test_frac": 0.2}
+# ARNIQA (test.py): alpha from np.geomspace(1e-3, 1e3, 100) by SRCC on the validation part of 70/10/20 splits.
+ARNIQA_PROTOCOL = {"alphas": [float(a) for a in np.geomspace(1e-3, 1e3, 100)], "val_frac": 0.1, "test_frac": 0.2}
 CONTRIQUE_CITATION = "Madhusudana et al., Image Quality Assessment using Contrastive Learning, IEEE TIP 2022"
 ARNIQA_CITATION = "Agnolucci et al., ARNIQA: Learning Distortion Manifold for Image Quality Assessment, WACV 2024"
 REIQA_CITATION = "Saha et al., Re-IQA: Unsupervised Learning for Image Quality Assessment in the Wild, CVPR 2023"
@@ -82,12 +89,13 @@ REIQA_CITATION = "Saha et al., Re-IQA: Unsupervised Learning for Image Quality A
 _declare(Row("contrique", NR, zoo.encoder_file(zoo.CONTRIQUE_ENCODER),
              "CONTRIQUE's objective, encoder pretrained by the `pretrain` stage", CONTRIQUE,
              artifacts=(zoo.CONTRIQUE_ENCODER,), stage="pretrain",
-             loss_history=Path("data/models/pretrain_history.csv"), citation=CONTRIQUE_CITATION, licence="project"))
+             loss_history=Path("data/models/pretrain_history.csv"), citation=CONTRIQUE_CITATION, licence="project",
+             protocol=CONTRIQUE_PROTOCOL))
 _declare(Row("arniqa", NR, zoo.encoder_file(zoo.ARNIQA_ENCODER),
              "ARNIQA's objective, same architecture, pretrained by the `pretrain_arniqa` stage", CONTRIQUE,
              artifacts=(zoo.ARNIQA_ENCODER,), stage="pretrain_arniqa",
              loss_history=Path("data/models/pretrain-arniqa_history.csv"), citation=ARNIQA_CITATION,
-             licence="project"))
+             licence="project", protocol=ARNIQA_PROTOCOL))
 _declare(Row("random", NR, zoo.random_weights(zoo.CONTRIQUE_ENCODER),
              "contrique's architecture with seeded random weights: what pretraining buys", CONTRIQUE,
              artifacts=(zoo.CONTRIQUE_ENCODER,), stage="pretrain", licence="project"))
@@ -112,11 +120,13 @@ _declare(Row("fr:deepwsd", FR, baselines.deepwsd_on_encoder(deepwsd.DEFAULT_ENCO
 _declare(Row("contrique-published", NR, zoo.encoder_file(PUBLISHED / "CONTRIQUE_checkpoint25.tar", CONTRIQUE),
              "CONTRIQUE's released ResNet-50 (KADIS-700k + UGC pretraining)", CONTRIQUE,
              artifacts=(PUBLISHED / "CONTRIQUE_checkpoint25.tar",), citation=CONTRIQUE_CITATION,
-             licence="none stated in pavancm/CONTRIQUE"))
-ARNIQA_PUBLISHED = Preprocessing(normalise=IMAGENET_MEAN_STD, half_scale="bilinear", l2=True)
+             licence="none stated in pavancm/CONTRIQUE", protocol=CONTRIQUE_PROTOCOL))
+# ARNIQA scores the centre and corner 224-px crops of both scales and averages (single_image_inference.py, test.py).
+ARNIQA_PUBLISHED = Preprocessing(normalise=IMAGENET_MEAN_STD, half_scale="bilinear", l2=True, crops=5)
 _declare(Row("arniqa-published", NR, zoo.encoder_file(PUBLISHED / "ARNIQA.pth", ARNIQA_PUBLISHED),
              "ARNIQA's released ResNet-50 encoder", ARNIQA_PUBLISHED,
-             artifacts=(PUBLISHED / "ARNIQA.pth",), citation=ARNIQA_CITATION, licence="Apache-2.0"))
+             artifacts=(PUBLISHED / "ARNIQA.pth",), citation=ARNIQA_CITATION, licence="Apache-2.0",
+             protocol=ARNIQA_PROTOCOL))
 # Re-IQA's demos: the quality encoder reads [0, 1] RGB, the content encoder ImageNet-normalised RGB;
 # neither L2-normalises; the paper's regressor reads both concatenated (2 x 4096-d).
 REIQA_QUALITY = Preprocessing(half_scale="bicubic")
@@ -127,7 +137,7 @@ _declare(Row("reiqa-published", NR,
              "Re-IQA's released quality- and content-aware ResNet-50s, features concatenated",
              Preprocessing(colour="RGB (quality) + ImageNet-normalised RGB (content)", half_scale="bicubic"),
              artifacts=(PUBLISHED / "quality_aware_r50.pth", PUBLISHED / "content_aware_r50.pth"),
-             citation=REIQA_CITATION, licence="MIT"))
+             citation=REIQA_CITATION, licence="MIT", protocol=ARNIQA_PROTOCOL))  # a ridge tuned per dataset
 del _metric
 
 
@@ -235,6 +245,23 @@ def encoder_path(name: str) -> Path:
         raise ValueError(f"row {name!r} reads its images as {preprocessing.describe()}, and fine-tuning feeds "
                          f"them as {CONTRIQUE.describe()}; choose from {tunable} or file:PATH")
     return path
+
+
+def paper_protocol(models: list[str]) -> dict:
+    """The `evaluate` settings of the authors' evaluation shared by the rows in ``models`` (docs/reproduce.md).
+
+    One `evaluate` run uses one protocol for every row, so rows whose papers
+    disagree (CONTRIQUE's fixed alpha, ARNIQA's validated grid) are refused.
+    """
+    protocols = {name: get(name).protocol for name in models if get(name).protocol}
+    distinct = {repr(sorted(p.items())): p for p in protocols.values()}
+    if len(distinct) > 1:
+        groups = {}
+        for name, p in protocols.items():
+            groups.setdefault(repr(sorted(p.items())), []).append(name)
+        raise ValueError(f"the papers' protocols differ between {list(groups.values())}; evaluate each group in "
+                         "its own run (dvc exp run -S models=[...])")
+    return next(iter(distinct.values()), {})
 
 
 def artifacts(models: list[str]) -> list[Path]:

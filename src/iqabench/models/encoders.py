@@ -131,12 +131,23 @@ class Preprocessing:
     torchvision's ``Resize``, ARNIQA's); the copy is made before
     ``normalise`` (per-channel mean and std, e.g. :data:`IMAGENET_MEAN_STD`).
     ``l2``: each scale's pooled feature is L2-normalised before concatenation.
+    ``crops``: 5 = ARNIQA's evaluation, the centre and four corner
+    ``crop_size`` crops of each scale (zero-padded where a scale is smaller, as
+    PIL's ``crop``), their features averaged; a ridge on the average predicts
+    the average of its predictions on the crops. ARNIQA also fits its ridge on
+    the 5 crops as separate samples; this fits it on their average.
     ``colour``: what the model reads (the NSS rows read BT.601 luma).
     """
     colour: str = "RGB"
     normalise: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     half_scale: str | None = None
     l2: bool = False
+    crops: int = 1
+    crop_size: int = 224
+
+    def __post_init__(self) -> None:
+        if self.crops not in (1, 5):
+            raise ValueError(f"Preprocessing.crops must be 1 (whole image) or 5 (centre + corners), not {self.crops}")
 
     def describe(self) -> str:
         parts = [self.colour, "whole image" + (f" + half-size copy ({self.half_scale})" if self.half_scale else "")]
@@ -144,6 +155,8 @@ class Preprocessing:
             parts.append("ImageNet mean/std" if self.normalise == IMAGENET_MEAN_STD else f"mean/std {self.normalise}")
         if self.l2:
             parts.append("each scale L2-normalised")
+        if self.crops == 5:
+            parts.append(f"features of 5 {self.crop_size}-px crops (centre, corners) per scale averaged")
         return ", ".join(parts)
 
 
@@ -164,6 +177,8 @@ def pooled_features(encoder: Encoder, images: torch.Tensor, preprocessing: Prepr
     if preprocessing.half_scale:
         scales.append(F.interpolate(images, scale_factor=0.5, mode=preprocessing.half_scale, antialias=True,
                                     align_corners=False).clamp(0, 1))
+    if preprocessing.crops == 5:  # before mean/std, so that padding is black as in PIL
+        scales = [_centre_and_corners(x, preprocessing.crop_size) for x in scales]  # 5B x C x s x s, crop-major
     if preprocessing.normalise:
         mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
                      for v in preprocessing.normalise)
@@ -171,7 +186,18 @@ def pooled_features(encoder: Encoder, images: torch.Tensor, preprocessing: Prepr
     pooled = [encoder(x) for x in scales]
     if preprocessing.l2:
         pooled = [F.normalize(p, dim=1) for p in pooled]
+    if preprocessing.crops == 5:
+        pooled = [p.view(5, len(images), -1).mean(dim=0) for p in pooled]
     return torch.cat(pooled, dim=1)
+
+
+def _centre_and_corners(x: torch.Tensor, size: int) -> torch.Tensor:
+    """ARNIQA's ``center_corners_crop`` on a batch: centre, top-left, bottom-left, top-right, bottom-right."""
+    from torchvision.transforms import functional as TF  # pads with zeros outside the image, as PIL's crop
+
+    h, w = x.shape[-2:]
+    corners = [(h // 2 - size // 2, w // 2 - size // 2), (0, 0), (h - size, 0), (0, w - size), (h - size, w - size)]
+    return torch.cat([TF.crop(x, top, left, size, size) for top, left in corners])
 
 
 def save(encoder: Encoder, path, **extra) -> None:
