@@ -6,8 +6,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from ..manifest import ManifestError
 from .download import download
 from .local import DEFAULT_REGISTRY, register, register_generic
 from .registry import get_spec
@@ -21,13 +23,14 @@ err_console = Console(stderr=True)
 
 
 def _fail(err: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {err}")
+    # Escaped (a message may hold "[1, 5]") and soft-wrapped, so paths and line numbers stay whole.
+    err_console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
     raise typer.Exit(code=1)
 
 
 def _show_warnings(caught) -> None:
     for w in caught:
-        err_console.print(f"[yellow]warning:[/yellow] {w.message}")
+        err_console.print(f"[yellow]warning:[/yellow] {escape(str(w.message))}", soft_wrap=True)
 
 
 @app.callback(invoke_without_command=True)
@@ -40,7 +43,7 @@ def main(ctx: typer.Context,
         return
     try:
         rows = status_table(data_root, registry)
-    except DatasetError as err:
+    except (DatasetError, ManifestError) as err:
         _fail(err)
     table = Table(title="iqabench datasets")
     for column in ("name", "kind", "images", "score", "size", "status"):
@@ -63,7 +66,7 @@ def download_cmd(ctx: typer.Context, name: str,
         target = dest or Path(ctx.obj["data_root"]) / name
         # lock_path=None: the same per-dataset lock file the `download` stage keeps.
         download(name, target, keep_archives=keep_archives, retries=retries, lock_path=None)
-    except DatasetError as err:
+    except (DatasetError, ManifestError) as err:
         _fail(err)
     console.print(f"[green]{name}[/green] is ready in {target}")
 
@@ -80,7 +83,7 @@ def add_cmd(ctx: typer.Context, name: str,
             entry = register(name, source, registry_path=ctx.obj["registry"], allow_partial=partial,
                              check_pixels=not skip_pixels)
         _show_warnings(caught)
-    except DatasetError as err:
+    except (DatasetError, ManifestError) as err:
         _fail(err)
     console.print(f"[green]{name}[/green] registered: {entry['images']} images at {entry['path']}")
 
@@ -102,6 +105,6 @@ def add_generic_cmd(ctx: typer.Context, name: str,
             entry = register_generic(name, folder, csv, image_col, score_col, lo, hi, higher_is_better,
                                      score_type=score_type, registry_path=ctx.obj["registry"])
         _show_warnings(caught)
-    except DatasetError as err:
+    except (DatasetError, ManifestError) as err:
         _fail(err)
     console.print(f"[green]{name}[/green] registered: {entry['images']} images at {entry['path']}")

@@ -8,6 +8,7 @@ listed image present and decodable.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,14 +26,31 @@ DEFAULT_REGISTRY = Path("data/registry.json")
 MAX_LISTED = 10
 
 
+# What every registry entry needs, by kind: a hand-edited entry that lacks one fails here, by name,
+# instead of as a KeyError wherever it is first read.
+REQUIRED = {"spec": ("path",), "generic": ("path", "csv", "image_col", "score_col", "lo", "hi")}
+
+
 def read_registry(registry_path: Path = DEFAULT_REGISTRY) -> dict:
     path = Path(registry_path)
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
+        registry = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path} is not valid JSON ({err}); fix it or delete it and register again") from err
+    if not isinstance(registry, dict):
+        raise DatasetError(f"{path}: expected a JSON object of dataset entries, got {type(registry).__name__}; "
+                           "fix it or delete it and register again")
+    for name, entry in registry.items():
+        kind = entry.get("kind", "spec") if isinstance(entry, dict) else None
+        missing = [key for key in REQUIRED.get(kind, ("kind",)) if not isinstance(entry, dict) or key not in entry]
+        if missing:
+            again = (f"iqabench datasets add-generic {name} --folder DIR --csv FILE ..." if kind == "generic"
+                     else f"iqabench datasets add {name} --from PATH")
+            raise DatasetError(f"{path}: entry {name!r} lacks {', '.join(map(repr, missing))} (kind {kind!r}); "
+                               f"register it again with `{again}`, or remove the entry")
+    return registry
 
 
 def _save_entry(name: str, entry: dict, registry_path: Path) -> None:
@@ -84,6 +102,9 @@ def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_c
     """Register any other dataset: images under ``folder``, scores in ``csv`` on [lo, hi]."""
     if name in SPECS:
         raise DatasetError(f"{name!r} is a known dataset; use `iqabench datasets add {name} --from PATH`")
+    if not hi > lo:  # checked before anything is read: the scale maps raw scores to [0, 1]
+        raise DatasetError(f"{name}: --hi ({hi:g}) must be greater than --lo ({lo:g}); give the lowest and highest "
+                           "score the rating scale allows, e.g. --lo 1 --hi 5")
     folder, csv = Path(folder).resolve(), Path(csv).resolve()
     entry = {"path": str(folder), "kind": "generic", "csv": str(csv), "image_col": image_col,
              "score_col": score_col, "lo": float(lo), "hi": float(hi), "higher_is_better": bool(higher_is_better),
@@ -103,10 +124,12 @@ def generic_manifest(name: str, entry: dict) -> pd.DataFrame:
         raise DatasetError(f"{name}: image folder {folder} does not exist")
     if not csv.is_file():
         raise DatasetError(f"{name}: score file {csv} does not exist")
-    table = read_csv_columns(csv, name, [entry["image_col"], entry["score_col"]])
+    # Only an empty cell is missing; a literal NaN/NA/null stays text, so the error quotes what is there.
+    table = read_csv_columns(csv, name, [entry["image_col"], entry["score_col"]], keep_default_na=False,
+                             na_values=[""])
     names = name_column(table, entry["image_col"], csv, name)
     raw = numeric_column(table, entry["score_col"], csv, name)
-    images = [str(folder / n) for n in names]
+    images = [str(_inside(folder, n, csv, line, name)) for line, n in enumerate(names, start=2)]
     check_images_exist(name, images)
     scale = manifest.scale_label(entry["score_type"], entry["lo"], entry["hi"], entry["higher_is_better"])
     warn_out_of_range(name, np.asarray(raw), entry["lo"], entry["hi"], scale)
@@ -114,6 +137,16 @@ def generic_manifest(name: str, entry: dict) -> pd.DataFrame:
                           higher_is_better=entry["higher_is_better"],
                           score_source=f"human {entry['score_type']} (from {csv.name}, registered locally)")
     return manifest.validate(frame, where=f"{name} manifest from {csv}")
+
+
+def _inside(folder: Path, relative: str, csv: Path, line: int, name: str) -> Path:
+    """``folder / relative``, refused when it points outside ``folder`` (``../x.jpg``, an absolute path):
+    a registered dataset is its folder, and a row elsewhere would read files nobody chose to include."""
+    path = Path(os.path.normpath(folder / relative))
+    if Path(relative).is_absolute() or not path.is_relative_to(Path(os.path.normpath(folder))):
+        raise DatasetError(f"{name}: {csv} line {line}: image {relative!r} is outside --folder {folder}; "
+                           "image names must be relative paths inside that folder")
+    return path
 
 
 def registered_manifest(name: str, registry_path: Path = DEFAULT_REGISTRY) -> pd.DataFrame:
