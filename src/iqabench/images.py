@@ -20,6 +20,11 @@ from rich.progress import track
 
 from . import io
 
+# Pillow refuses images above 2 x MAX_IMAGE_PIXELS (decompression-bomb guard); this variable moves the limit.
+MAX_PIXELS_ENV = "IQABENCH_MAX_IMAGE_PIXELS"
+if os.environ.get(MAX_PIXELS_ENV, "").strip():
+    Image.MAX_IMAGE_PIXELS = int(os.environ[MAX_PIXELS_ENV]) // 2
+
 SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 CONVERSION = {
     "L": "grayscale replicated to 3 channels", "LA": "grayscale replicated, alpha dropped",
@@ -63,6 +68,9 @@ def check_images(paths, *, progress: bool = True, label: str = "checking images"
                     image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
                 image.load()
                 mode = image.mode
+        except Image.DecompressionBombError as err:
+            report.unreadable.append((path, _too_large(path, err)))
+            continue
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             report.unreadable.append((path, str(err) or type(err).__name__))
             continue
@@ -76,6 +84,12 @@ class ImageError(ValueError):
     """A file that is not a readable image; the message names it."""
 
 
+def _too_large(path, err: Exception) -> str:
+    # Pillow's message has both numbers: "Image size (N pixels) exceeds limit of M pixels, ...".
+    return (f"{path}: too large to decode safely: {err} If the file is trusted, raise the limit with the "
+            f"environment variable {MAX_PIXELS_ENV}=PIXELS, or downscale the image")
+
+
 def load(path: str | os.PathLike) -> torch.Tensor:
     """Read an image as RGB float32 3 x H x W in [0, 1], converted as ``load_rgb`` does (with a warning)."""
     path = Path(path)
@@ -85,6 +99,8 @@ def load(path: str | os.PathLike) -> torch.Tensor:
         with Image.open(path) as probe:
             mode = probe.mode
         arr = np.asarray(load_rgb(path), dtype=np.uint8)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(_too_large(path, exc)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{path}: not a readable image ({exc}); check the file or remove it") from exc
     if mode != "RGB":

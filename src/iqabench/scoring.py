@@ -8,6 +8,17 @@ import pandas as pd
 from . import features, images, regressor, rows
 
 MAX_SHORT_SIDE = 512  # as params.yaml extract.max_short_side, so a photo is seen as the study saw its images
+# The encoders also read a half-size copy and reduce it 8x or more; below 32 px a side (16 at half size)
+# the features hold no texture to speak of, and a 1 px image cannot be halved at all.
+MIN_SIDE = 32
+
+
+def _checked_shape(path: str | Path) -> tuple[int, int]:
+    height, width = images.load(path).shape[1:]
+    if min(height, width) < MIN_SIDE:
+        raise images.ImageError(f"{path}: {width} x {height} px is too small to score; images need at least "
+                                f"{MIN_SIDE} x {MIN_SIDE} px")
+    return height, width
 
 
 def score_images(paths: list[str | Path], model: str = "contrique", regressors: str | Path = regressor.REGRESSORS,
@@ -16,14 +27,28 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
 
     ``model`` is any no-reference row (:mod:`iqabench.rows`) in the study; its regressor was fitted by
     the `evaluate` stage. Raises :class:`iqabench.images.ImageError` naming the
-    first file that is not an image, before any model runs, so a typo in a
-    long list costs nothing.
+    first file that is not an image (or is smaller than ``MIN_SIDE``), and
+    FileNotFoundError for a missing model file or regressor, before any model
+    runs, so a typo in a long list costs nothing.
     """
-    if rows.is_full_reference(model):
+    row = rows.get(model)  # an unknown name fails here, listing the rows there are
+    if row.kind == rows.FR:
         raise ValueError(f"{model} is a full-reference metric: it needs each image's pristine reference, "
                          "so it cannot score a photo on its own; choose a no-reference model")
-    shapes = [tuple(images.load(p).shape[1:]) for p in paths]
-    fitted = regressor.load(regressor.path_for(model, regressors))
+    for artifact in row.artifacts:
+        if row.stage is None and not artifact.is_file():  # a file the user named (file:PATH)
+            raise FileNotFoundError(f"{model}: no such file {artifact}; check the path")
+    shapes = [_checked_shape(p) for p in paths]
+    fitted_path = regressor.path_for(model, regressors)
+    if not fitted_path.is_file():
+        raise FileNotFoundError(f"{fitted_path} does not exist; run `dvc repro evaluate` with {model!r} in "
+                                "params.yaml `models:` (add it there first if it is not listed): that stage fits "
+                                "the regressor that turns its features into a score")
+    for artifact in row.artifacts:
+        if not artifact.is_file():
+            raise FileNotFoundError(f"{model}: {artifact} does not exist; run `dvc repro {row.stage}` (or "
+                                    "`dvc pull` where a remote has it)")
+    fitted = regressor.load(fitted_path)
     feature_fn = rows.feature_fn(model)
     frame = pd.DataFrame({"image": [str(p) for p in paths]})
     feats = features.extract(feature_fn, frame, batch_size=1, max_short_side=max_short_side, show_progress=False)

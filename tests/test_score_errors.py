@@ -1,0 +1,94 @@
+"""`iqabench score` with bad input: one clear line naming the file, model or limit, and no traceback."""
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from iqabench import images, regressor, scoring
+from iqabench.cli import app
+from iqabench.models import encoders
+
+
+def _png_header_only(path, width, height):
+    """A PNG that declares width x height (Pillow checks the size when it opens the file, before decoding)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture
+def row(tmp_path):
+    torch.manual_seed(0)
+    encoder = tmp_path / "enc.pt"
+    encoders.save(encoders.Encoder(arch="small_cnn", width=4).eval(), encoder)
+    model = f"file:{encoder}"
+    train = np.random.default_rng(0).uniform(size=(20, 3, 48, 48)).astype(np.float32)
+    feats = encoders.pooled_features(encoders.load(encoder), torch.from_numpy(train)).numpy()
+    regressor.fit(feats, np.linspace(0, 1, 20), alpha=0.1, standardize=False, dataset="d").save(
+        regressor.path_for(model, tmp_path / "regressors"))
+    return model, tmp_path / "regressors"
+
+
+def _score(*args):
+    result = CliRunner().invoke(app, ["score", *map(str, args)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_one_pixel_image_states_the_minimum_size(row, tmp_path):
+    model, regressors = row
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    code, out = _score(tmp_path / "dot.png", "--model", model, "--regressors", regressors)
+    assert code == 1 and f"dot.png: 1 x 1 px is too small to score; images need at least {scoring.MIN_SIDE}" in out
+
+
+def test_decompression_bomb_names_the_file_the_limit_and_how_to_raise_it(row, tmp_path):
+    model, regressors = row
+    bomb = _png_header_only(tmp_path / "huge.png", 20000, 20000)
+    code, out = _score(bomb, "--model", model, "--regressors", regressors)
+    assert code == 1 and "huge.png: too large to decode safely" in out and "400000000 pixels" in out
+    assert images.MAX_PIXELS_ENV in out and "Traceback" not in out
+    report = images.check_images([bomb], progress=False)  # registration lists it instead of crashing
+    assert report.unreadable and "too large" in report.unreadable[0][1]
+
+
+def test_the_limit_can_be_raised_with_the_environment_variable(tmp_path):
+    bomb = _png_header_only(tmp_path / "huge.png", 20000, 20000)
+    code = ("import sys; from PIL import Image; from iqabench import images;"
+            "Image.open(sys.argv[1]).close(); print(Image.MAX_IMAGE_PIXELS)")
+    env = {**os.environ, images.MAX_PIXELS_ENV: str(500_000_000)}
+    out = subprocess.run([sys.executable, "-c", code, str(bomb)], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_unknown_model_lists_the_known_rows(tmp_path):
+    Image.new("RGB", (64, 64)).save(tmp_path / "p.png")
+    code, out = _score(tmp_path / "p.png", "--model", "nonexistent")
+    assert code == 1 and "unknown row 'nonexistent'; choose from" in out and "contrique" in out
+    assert ".npz" not in out
+
+
+def test_missing_model_file_says_no_such_file(tmp_path):
+    Image.new("RGB", (64, 64)).save(tmp_path / "p.png")
+    code, out = _score(tmp_path / "p.png", "--model", f"file:{tmp_path}/missing.pt")
+    assert code == 1 and f"no such file {tmp_path}/missing.pt" in out and ".npz" not in out
+
+
+def test_model_without_a_regressor_says_how_to_fit_one(row, tmp_path):
+    _, regressors = row
+    other = tmp_path / "other.pt"
+    encoders.save(encoders.Encoder(arch="small_cnn", width=4).eval(), other)
+    Image.new("RGB", (64, 64)).save(tmp_path / "p.png")
+    code, out = _score(tmp_path / "p.png", "--model", f"file:{other}", "--regressors", regressors)
+    assert code == 1 and "does not exist; run `dvc repro evaluate`" in out and "add it there first" in out
