@@ -183,4 +183,4 @@ def test_log_study_without_a_server_warns_and_returns_none_quickly(study_inputs,
     assert time.monotonic() - started < 15
     warning = capsys.readouterr().err
     assert "WARNING: MLflow logging to" in warning and str(port) in warning
-    assert "dvc repro -f report" in warning
+    assert "dvc repro -s -f report" in warning

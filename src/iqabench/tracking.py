@@ -122,5 +122,5 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
         reason = (str(exc).strip().splitlines() or [""])[0][:600]
         print(f"WARNING: MLflow logging to {tracking_uri()} failed ({type(exc).__name__}: {reason}). "
               "The DVC outputs in reports/ are complete; start the tracking server or fix MLFLOW_TRACKING_URI, "
-              "then rerun `dvc repro -f report` to log again.", file=sys.stderr)
+              "then rerun `dvc repro -s -f report` (the report stage alone) to log again.", file=sys.stderr)
         return None
