@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 from iqabench import manifest, params, timing
-from iqabench.datasets import build_manifest, embedded
+from iqabench.datasets import DatasetError, build_manifest, embedded, fingerprint
 from iqabench.datasets.local import registered_manifest
+from iqabench.manifest import ManifestError
 from iqabench.datasets.registry import SHARED_SUBSETS
 
 
@@ -26,28 +27,34 @@ def prepare(name: str, out_dir: Path, cfg: dict):
                               versions_per_patch=cfg["versions_per_patch"], max_k=cfg["max_k"],
                               label_metrics=cfg["label_metrics"], seed=cfg["seed"],
                               deepwsd_weights=cfg.get("deepwsd_weights"))
-    if name in SHARED_SUBSETS:
-        root = Path(cfg["shared_root"]) / name
+    source, root, _ = fingerprint.locate(name, cfg["shared_root"])  # what data/fingerprints/NAME.json covers
+    if source == "shared":
         if not root.is_dir():
-            raise SystemExit(f"dataset {name!r} needs {root} (the shared subsets); remove it from "
-                             "`datasets` in params.yaml on machines without ../shared")
+            raise DatasetError(f"dataset {name!r} needs {root} (the shared subsets); remove it from "
+                               "`datasets` in params.yaml on machines without ../shared")
         frame = build_manifest(SHARED_SUBSETS[name], root)
         frame["dataset"] = name
         return frame
-    downloaded = Path("data/raw") / name
-    return build_manifest(name, downloaded) if downloaded.is_dir() else registered_manifest(name)
+    if source == "download":
+        return build_manifest(name, root)
+    return registered_manifest(name)  # registered, or missing: its error says how to get the data
 
 
-def main() -> None:
+def main() -> int:
     name = sys.argv[1]
     cfg = params.section("prepare")
     out_dir = Path("data/prepared") / name
-    with timing.timed(f"prepare-{name}"):
-        shutil.rmtree(out_dir, ignore_errors=True)  # never mix files of two parameter sets
-        frame = prepare(name, out_dir, cfg)
-        manifest.write(frame, out_dir / "manifest.csv")
+    try:
+        with timing.timed(f"prepare-{name}"):
+            shutil.rmtree(out_dir, ignore_errors=True)  # never mix files of two parameter sets
+            frame = prepare(name, out_dir, cfg)
+            manifest.write(frame, out_dir / "manifest.csv")
+    except (DatasetError, ManifestError) as err:  # the user's data or registry: one line, no traceback
+        print(f"prepare {name}: {err}", file=sys.stderr)
+        return 1
     print(f"{name}: {len(frame)} images, {frame['content_id'].nunique()} contents -> {out_dir / 'manifest.csv'}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

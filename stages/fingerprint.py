@@ -1,0 +1,51 @@
+"""Stage `fingerprint`: one small JSON per input that DVC cannot see, so that changing it re-runs its readers.
+
+    python stages/fingerprint.py  ->  data/fingerprints/{DATASET,niqe,pretrain,pretrain_arniqa}.json
+
+DATASET.json for every dataset in `datasets:` (prepare@DATASET depends on it), niqe.json for
+fit_niqe's pristine photos (KADIS-700k when data/raw/kadis700k exists), pretrain.json and
+pretrain_arniqa.json for the pretraining sections' image folders (with their `profile`
+applied). The stage is always run (it lists files, it reads no pixels); see
+iqabench.datasets.fingerprint for what a fingerprint holds.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from iqabench import io, params
+from iqabench.datasets import fingerprint
+
+OUT = Path("data/fingerprints")
+PRETRAIN_SECTIONS = ("pretrain", "pretrain_arniqa")
+
+
+def pretrain_settings(section: dict) -> dict:
+    """The section with its profile's overrides, as stages/pretrain.py merges them."""
+    profile = section.get("profile")
+    overrides = {}
+    if profile and Path(profile).is_file():  # a missing profile is pretrain's error to report
+        overrides = yaml.safe_load(Path(profile).read_text(encoding="utf-8")) or {}
+    return {**section, **(overrides if isinstance(overrides, dict) else {})}
+
+
+def main() -> int:
+    config = params.load()
+    shared_root = (config.get("prepare") or {}).get("shared_root", "../shared/datasets")
+    prints = {name: fingerprint.dataset(name, shared_root) for name in config.get("datasets") or []}
+    kadis = fingerprint.DATA_ROOT / "kadis700k"
+    prints["niqe"] = fingerprint.pristine("niqe", "kadis700k" if kadis.is_dir() else "embedded")
+    for name in PRETRAIN_SECTIONS:
+        cfg = pretrain_settings(config.get(name) or {})
+        prints[name] = fingerprint.pristine(name, str(cfg.get("source", "corpus")), str(cfg.get("source_dir", "")),
+                                            str(cfg.get("authentic", "")))
+    for key, content in prints.items():
+        io.write_json(OUT / f"{key}.json", content)
+    print(f"fingerprints of {len(prints)} input(s) -> {OUT}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
