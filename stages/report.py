@@ -1,33 +1,64 @@
 """Stage `report`: tables and figures in reports/, and one MLflow run with everything.
 
     python stages/report.py  ->  reports/results.md, reports/cross_srcc.png, reports/scatter.png,
-                                 reports/pretrain_loss.png (+ an MLflow run)
+                                 reports/pretrain_loss.png, reports/plots/ (for `dvc plots`) (+ an MLflow run)
 """
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
 
-from iqabench import io, params, reporting, tracking
+from iqabench import io, manifest, params, provenance, reporting, rows, tracking
 
 R = Path("reports")
+# A timing file counts as "ran in this pipeline run" when it is newer than the previous report by more than
+# this: stages that did not run keep the file of an earlier run, older than that run's report (a git
+# checkout writes both within a second).
+SAME_CHECKOUT_S = 1.0
 
 
-def timings_markdown() -> tuple[str, float]:
-    rows = [json.loads(p.read_text()) for p in sorted((R / "timings").glob("*.json"))]
-    total = sum(r["seconds"] for r in rows)
-    lines = ["| stage | seconds |", "|---|---:|"] + [f"| {r['stage']} | {r['seconds']:.1f} |" for r in rows]
-    machine = rows[0]["machine"] if rows else "unknown"
-    return "\n".join(lines + [f"| **total (compute, excluding DVC overhead)** | **{total:.1f}** |", "",
-                              f"Machine: {machine}."]) + "\n", total
+def stage_timings(previous_report: Path = R / "results.md") -> tuple[list[dict], list[dict]]:
+    """(every stage's last timing file, those written since the previous report: the stages that ran).
+
+    Each stage writes reports/timings/<stage>.json when it runs; DVC keeps the file of a stage it skips.
+    Each entry gains ``finished`` (the file's mtime, s).
+    """
+    since = previous_report.stat().st_mtime + SAME_CHECKOUT_S if previous_report.is_file() else float("-inf")
+    every = []
+    for path in sorted((R / "timings").glob("*.json")):
+        every.append({**json.loads(path.read_text()), "finished": path.stat().st_mtime})
+    return every, [t for t in every if t["finished"] > since]
+
+
+def timings_markdown(every: list[dict], ran: list[dict]) -> str:
+    names = {t["stage"] for t in ran}
+    lines = ["| stage | seconds | ran in this run |", "|---|---:|---|"]
+    lines += [f"| {t['stage']} | {t['seconds']:.1f} | {'yes' if t['stage'] in names else ''} |" for t in every]
+    machine = every[0]["machine"] if every else "unknown"
+    return "\n".join(lines + [
+        f"| **this run (compute, excluding DVC overhead)** | **{sum(t['seconds'] for t in ran):.1f}** | |",
+        f"| all stages, as last run | {sum(t['seconds'] for t in every):.1f} | |", "",
+        f"Machine: {machine}."]) + "\n"
 
 
 def section(path: Path) -> str:
     """A stage's markdown without its own top-level title (results.md gives each a heading)."""
     lines = path.read_text().splitlines()
     return "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines).strip() + "\n"
+
+
+def encoder_files(models: list[str]) -> dict[str, Path]:
+    """Rows whose encoder the pipeline trains (contrique, arniqa): logged to MLflow as models."""
+    out = {}
+    for name in rows.trained_here(models):
+        try:
+            out[name] = rows.encoder_path(name)
+        except ValueError:  # trained here but not one encoder file (niqe's Gaussian model)
+            continue
+    return out
 
 
 def main() -> None:
@@ -37,39 +68,69 @@ def main() -> None:
     # Measured by benchmarks/seed_spread.py, outside the pipeline; without it the report says spread is unknown.
     variance = pd.read_csv(R / "variance.csv") if (R / "variance.csv").is_file() else None
     predictions = pd.read_csv("data/eval/predictions.csv")
-    histories = {"contrique": pd.read_csv("data/models/pretrain_history.csv"),
-                 "arniqa": pd.read_csv("data/models/pretrain-arniqa_history.csv")}
+    histories = {name: pd.read_csv(path) for name, path in rows.loss_histories(cfg["models"]).items()}
     figures = [reporting.heatmap(cross, R / "cross_srcc.png"), reporting.scatter(predictions, R / "scatter.png"),
                reporting.loss_curve(histories, R / "pretrain_loss.png")]
-    timings, total = timings_markdown()
-    commit = tracking.git_commit()
-    provenance = (f"Commit `{commit}`, dvc.lock `{tracking.file_hash('dvc.lock')}`, seed {cfg['seed']}; "
-                  f"reproduce with `dvc repro`. Scores of `synthetic-*` sets are pseudo-MOS from full-reference "
-                  f"metrics, not human ratings.")
+    reporting.plot_data(within, predictions, R / "plots")
+    every, ran = stage_timings()
+    sha, dirty = provenance.git_state()
+    commit = sha + ("-dirty" if dirty else "")
+    lock = provenance.lock_digest("report")
+    manifests = {ds: Path("data/prepared") / ds / "manifest.csv" for ds in cfg["datasets"]}
+    digests = {ds: provenance.file_hash(path) for ds, path in manifests.items()}
+    diff, exp = provenance.params_diff(params.load()), provenance.experiment_name()
+    leaderboard = reporting.leaderboard_markdown(within)
+    origin = (f"Commit `{commit}`, dvc.lock `{lock}` (the locked entries of the stages upstream of `report`: "
+              f"`iqabench.provenance.lock_digest`), manifests "
+              + ", ".join(f"{ds} `{h}`" for ds, h in digests.items())
+              + (f", DVC experiment `{exp}`" if exp else "")
+              + (f", params changed against HEAD: `{provenance.format_diff(diff)}`" if diff else "")
+              + f"; seed {cfg['seed']}. Reproduce with `dvc repro`. Scores of `synthetic-*` sets are pseudo-MOS "
+              "from full-reference metrics, not human ratings.")
     io.write_text(R / "results.md", "\n".join([
-        "# iqabench results", "", provenance, "",
-        "## Within-dataset (median over content-disjoint random splits)", "", reporting.within_markdown(within, significance, variance),
+        "# iqabench results", "", origin, "",
+        "## Leaderboard (within-dataset SRCC)", "", leaderboard,
+        "## Within-dataset (median over content-disjoint random splits)", "",
+        reporting.within_markdown(within, significance, variance),
         "## Cross-dataset (train on all of A, test on all of B)", "", reporting.cross_markdown(cross),
         "![cross-dataset SRCC](cross_srcc.png)", "",
         "## End-to-end fine-tuning vs the frozen readout", "", section(R / "finetune.md"), "",
         "## Mixed-dataset training (MonotonicIQA vs pooled)", "", section(R / "mixed.md"), "",
-        "## Pipeline wall time", "", timings]))
-    tags = {"git_commit": commit, "dvc_lock": tracking.file_hash("dvc.lock"),
-            **{f"manifest.{ds}": tracking.file_hash(Path("data/prepared") / ds / "manifest.csv") for ds in cfg["datasets"]}}
+        "## Pipeline wall time", "", timings_markdown(every, ran)]))
+
     metrics = json.loads((R / "metrics.json").read_text())
-    per_model = {m: {"within": metrics["within"].get(m, {}), "cross": metrics["cross"].get(m, {})} for m in cfg["models"]}
-    run_id = tracking.log_study(
-        experiment=cfg["experiment"], run_name=f"repro {commit[:8]}", params=params.load(),
-        metrics={**metrics, "pipeline_seconds": total}, per_model=per_model,
-        tables={"within": within, "cross": cross, "significance": significance,
-                "mixed": pd.read_csv(R / "mixed.csv"), "finetune": pd.read_csv(R / "finetune.csv")},
-        artifacts=[*figures, R / "results.md", R / "distortions.png", Path("data/models/encoder.pt"),
-                   Path("data/models/encoder-arniqa.pt")], tags=tags,
-        eval_params=params.section("evaluate"))
-    if run_id:
-        print(f"MLflow run {run_id} in {tracking.tracking_uri()}; open it with `mlflow ui --backend-store-uri "
-              f"{tracking.tracking_uri()}` (http://127.0.0.1:5000)")
+    per_model = {m: {"within": metrics["within"].get(m, {}), "cross": metrics["cross"].get(m, {})}
+                 for m in cfg["models"]}
+    # The parent's columns: one SRCC per model and dataset, and the time of what ran; the rest is on the model runs.
+    headline = {f"within.{m}.{ds}.srcc": v["srcc"] for m, by_ds in metrics["within"].items()
+                for ds, v in by_ds.items() if "srcc" in v}
+    headline.update({f"time.{t['stage']}": t["seconds"] for t in ran})
+    headline["pipeline_seconds"] = sum(t["seconds"] for t in ran)
+    start_ms = int(1000 * min((t["finished"] - t["seconds"] for t in ran), default=time.time()))
+    tags = {"git_commit": commit, "git_dirty": str(dirty).lower(), "mlflow.source.git.commit": sha,
+            "dvc_lock": lock, "dvc_exp": exp, "params_diff": provenance.format_diff(diff, limit=4000) or "(none)",
+            **{f"manifest.{ds}": h for ds, h in digests.items()}}
+    datasets = [tracking.DatasetInput(ds, manifest.read(path), digests[ds], str(path))
+                for ds, path in manifests.items() if path.is_file()]
+    srcc_table = reporting.leaderboard(within).reset_index()
+    description = "\n".join([
+        f"**Leaderboard** (within-dataset SRCC, {len(cfg['datasets'])} datasets)", "", leaderboard,
+        "Cross-dataset SRCC: `cross_srcc.png`; every table: `results.md`; per-model statistics: the nested runs.",
+        "", origin])
+    run = tracking.log_study(
+        experiment=cfg["experiment"], run_name=provenance.run_name(sha, dirty, exp, diff), params=params.load(),
+        metrics=headline, per_model=per_model, description=description, start_time_ms=start_ms,
+        tables={"srcc_table.json": srcc_table, "tables/within.json": within, "tables/cross.json": cross,
+                "tables/significance.json": significance, "tables/mixed.json": pd.read_csv(R / "mixed.csv"),
+                "tables/finetune.json": pd.read_csv(R / "finetune.csv")},
+        artifacts={"": [R / "results.md", R / "cross_srcc.png", Path("dvc.lock"), Path("params.yaml")],
+                   "figures": [*figures[1:], R / "distortions.png"]},
+        tags=tags, eval_params=params.section("evaluate"), datasets=datasets,
+        encoders=encoder_files(cfg["models"]))
     print((R / "results.md").read_text())
+    if run:
+        print(f"MLflow run '{run.name}': {run.url}\n  leaderboard of all runs: {run.table_url}\n"
+              f"  (start the UI with `make ui`; store {tracking.tracking_uri()})")
 
 
 if __name__ == "__main__":

@@ -15,14 +15,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-import typer
-from PIL import Image
-from typer.testing import CliRunner
+import torch
 
 from iqabench import compare, tracking
+
+import fakestudy
 
 SERVER_START_S = 120  # a cold `mlflow server` takes ~30 s on two shared cores
 
@@ -87,24 +86,7 @@ def restore_tracking_uri():
 
 @pytest.fixture
 def study_inputs(tmp_path):
-    figure = tmp_path / "reports" / "scatter.png"
-    figure.parent.mkdir()
-    Image.fromarray(np.arange(64 * 64 * 3, dtype=np.uint8).reshape(64, 64, 3)).save(figure)
-    within = pd.DataFrame({"model": ["contrique", "random"], "dataset": ["synthetic-single"] * 2,
-                           "n_images": [400, 400], "n_splits": [10, 10], "srcc": [0.91, 0.42],
-                           "plcc": [0.92, 0.45]})
-    cross = pd.DataFrame({"model": ["contrique"], "train": ["synthetic-single"], "test": ["synthetic-mixed"],
-                          "srcc": [0.71], "plcc": [0.70], "n_test": [400]})
-    metrics = {"within": {"contrique": {"synthetic-single": {"srcc": 0.91, "plcc": 0.92}},
-                          "random": {"synthetic-single": {"srcc": 0.42, "plcc": 0.45}}},
-               "cross": {"contrique": {"synthetic-single->synthetic-mixed": {"srcc": 0.71, "plcc": 0.70}}}}
-    per_model = {m: {"within": metrics["within"][m], "cross": metrics["cross"].get(m, {})}
-                 for m in ("contrique", "random")}
-    return dict(params={"seed": 0, "evaluate": {"n_splits": 10, "alphas": [0.1]}}, metrics=metrics,
-                eval_params={"n_splits": 10, "alphas": [0.1]},
-                per_model=per_model, tables={"within": within, "cross": cross}, artifacts=[figure],
-                tags={"git_commit": "0123456789abcdef", "dvc_lock": "feedfacecafebeef",
-                      "manifest.synthetic-single": "aaaabbbbccccdddd"})
+    return fakestudy.inputs(tmp_path)
 
 
 @pytest.mark.slow
@@ -112,65 +94,85 @@ def test_log_study_round_trip_through_a_real_server(server, study_inputs, monkey
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
-    run_id = tracking.log_study(experiment="iqabench-test", run_name="repro 01234567", **study_inputs)
-    assert run_id is not None
+    run = tracking.log_study(experiment="iqabench-test", run_name="01234567 HEAD params", **study_inputs)
+    assert run is not None and run.url.startswith(f"{server}/#/experiments/{run.experiment_id}/runs/{run.run_id}")
 
     client = mlflow.MlflowClient(tracking_uri=server)
-    parent = client.get_run(run_id)
+    experiment = client.get_experiment(run.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.artifact_location.startswith("mlflow-artifacts:/")  # the server's, not a local path
+    assert f"mlflow.sharedViewState.{tracking.VIEW_KEY}" in experiment.tags
+    parent = client.get_run(run.run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["within.contrique.synthetic-single.srcc"] == pytest.approx(0.91)
-    assert parent.data.metrics["cross.contrique.synthetic-single_to_synthetic-mixed.srcc"] == pytest.approx(0.71)
+    assert parent.data.metrics == pytest.approx(study_inputs["metrics"])
     assert parent.data.params["evaluate.alphas"] == "[0.1]"
     assert parent.data.tags["git_commit"] == "0123456789abcdef"
-    assert parent.data.tags["manifest.synthetic-single"] == "aaaabbbbccccdddd"
+    assert parent.data.tags["mlflow.note.content"] == study_inputs["description"]
+    assert {(d.dataset.name, d.dataset.digest) for d in parent.inputs.dataset_inputs} == {
+        ("synthetic-single", "0" * 16), ("synthetic-mixed", "1" * 16)}
 
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
-    assert {child.data.tags["model"]: child.data.metrics["within.synthetic-single.srcc"] for child in children} \
-        == pytest.approx({"contrique": 0.91, "random": 0.42})
-    # Under each model, one run per training set, tagged so a training set can be lined up across models.
+    children = client.search_runs([run.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.run_id}'")
+    # Model ids need no sanitising: fr:gmsd is a tag, a run name and part of metric keys as it is.
+    assert {child.data.tags["model"]: child.data.metrics["within.synthetic-single.plcc"] for child in children} \
+        == pytest.approx({"contrique": 0.61, "arniqa": 0.55, "fr:gmsd": 0.83})
+    assert "within.fr:gmsd.synthetic-single.srcc" in parent.data.metrics
     contrique = next(c for c in children if c.data.tags["model"] == "contrique")
-    (trained_on,) = client.search_runs([parent.info.experiment_id],
-                                       filter_string=f"tags.mlflow.parentRunId = '{contrique.info.run_id}'")
-    assert trained_on.data.tags["train_dataset"] == "synthetic-single"
-    assert trained_on.data.metrics == pytest.approx({"within.srcc": 0.91, "within.plcc": 0.92,
-                                                     "cross.synthetic-mixed.srcc": 0.71,
-                                                     "cross.synthetic-mixed.plcc": 0.70})
-    assert trained_on.data.params == {"n_splits": "10", "alphas": "[0.1]"}
+    assert contrique.data.metrics["cross.synthetic-single_to_synthetic-mixed.srcc"] == pytest.approx(0.41)
+    trained = client.search_runs([run.experiment_id],
+                                 filter_string=f"tags.mlflow.parentRunId = '{contrique.info.run_id}'")
+    on_single = next(t for t in trained if t.data.tags["train_dataset"] == "synthetic-single")
+    assert on_single.data.metrics == pytest.approx({"within.srcc": 0.61, "within.plcc": 0.61,
+                                                    "cross.synthetic-mixed.srcc": 0.41,
+                                                    "cross.synthetic-mixed.plcc": 0.5})
+    assert on_single.data.params == {"n_splits": "10", "alphas": "[0.1]"}
+    assert {(d.dataset.name, d.tags[0].value) for d in on_single.inputs.dataset_inputs} == {
+        ("synthetic-single", "train"), ("synthetic-mixed", "test")}
 
     mlflow.set_tracking_uri(server)
-    within = mlflow.load_table("tables/within.json", run_ids=[run_id])
+    within = mlflow.load_table("tables/within.json", run_ids=[run.run_id])
     pd.testing.assert_frame_equal(within.drop(columns="run_id", errors="ignore"),
-                                  study_inputs["tables"]["within"], check_dtype=False)
-    figure = Path(client.download_artifacts(run_id, "reports/scatter.png", str(tmp_path / "download")))
-    assert figure.read_bytes() == study_inputs["artifacts"][0].read_bytes()
+                                  study_inputs["tables"]["tables/within.json"], check_dtype=False)
+    assert {a.path for a in client.list_artifacts(run.run_id)} >= {"srcc_table.json", "figures", "tables"}
+    figure = Path(client.download_artifacts(run.run_id, "figures/scatter.png", str(tmp_path / "download")))
+    assert figure.read_bytes() == study_inputs["artifacts"]["figures"][0].read_bytes()
 
-    # A second run at another commit: compare picks runs by commit and columns by model and dataset.
-    newer = dict(study_inputs, tags={**study_inputs["tags"], "git_commit": "fedcba9876543210"})
-    newer["metrics"] = {**study_inputs["metrics"],
-                        "within": {**study_inputs["metrics"]["within"],
-                                   "contrique": {"synthetic-single": {"srcc": 0.93, "plcc": 0.94}}}}
-    assert tracking.log_study(experiment="iqabench-test", run_name="repro fedcba98", **newer)
-    both = compare.compare_runs("iqabench-test", tracking_uri=server)
-    assert list(both["commit"]) == ["fedcba9876543210", "0123456789abcdef"]  # newest first, no nested runs
-    assert list(both.columns) == [*compare.RUN_COLUMNS, "within.contrique.synthetic-single.srcc",
-                                  "within.random.synthetic-single.srcc"]
-    assert list(both["within.contrique.synthetic-single.srcc"]) == pytest.approx([0.93, 0.91])
-    one = compare.compare_runs("iqabench-test", commit="0123", models=["contrique"], datasets=["synthetic-mixed"],
-                               statistics=["srcc", "plcc"], sections=["cross"], tracking_uri=server)
-    assert list(one["run_name"]) == ["repro 01234567"]
-    assert list(one.columns[len(compare.RUN_COLUMNS):]) == [
-        "cross.contrique.synthetic-single_to_synthetic-mixed.srcc",
-        "cross.contrique.synthetic-single_to_synthetic-mixed.plcc"]
+    # A second run at another commit and seed: compare lines both up, oldest first.
+    newer = fakestudy.inputs(tmp_path, shift=0.02, seed=1, commit="fedcba9876543210")
+    assert tracking.log_study(experiment="iqabench-test", run_name="fedcba98 seed=1", **newer)
+    both = compare.load("iqabench-test", tracking_uri=server)
+    assert list(both.runs["commit"]) == ["0123456789abcdef", "fedcba9876543210"]  # no nested runs
+    assert compare.params_diff(both.runs) == {"seed": ["0", "1"]}
+    chosen = compare.select(both.values, models=["contrique"], datasets=["synthetic-single"])
+    assert sorted(chosen["value"]) == pytest.approx([0.61, 0.63])
     with pytest.raises(compare.CompareError, match="no experiment 'nope'.*iqabench-test"):
-        compare.compare_runs("nope", tracking_uri=server)
+        compare.load("nope", tracking_uri=server)
 
-    app = typer.Typer()
-    app.command("compare")(compare.compare_command)
-    shown = CliRunner().invoke(app, ["--experiment", "iqabench-test", "--tracking-uri", server,
-                                     "--model", "contrique"], env={"COLUMNS": "200"})
-    assert shown.exit_code == 0, shown.output
-    assert "repro fedcba98" in shown.output and "0.9300" in shown.output and "random" not in shown.output
+
+def test_local_store_is_portable_and_names_runs_apart(study_inputs, monkeypatch, tmp_path):
+    """Without a server: the experiment's location is mlflow-artifacts:/ (no absolute path), the files land
+    in mlartifacts/ beside mlflow.db, a second run of the same name gets "#2", and an encoder is logged as an
+    MLflow model and registered once per distinct file."""
+    import mlflow
+
+    from iqabench.models import encoders
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///store/mlflow.db")
+    (tmp_path / "store").mkdir()
+    encoders.save(encoders.Encoder(width=4), tmp_path / "encoder.pt")
+    first = tracking.log_study(experiment="iqabench", run_name="01234567 HEAD params",
+                               encoders={"contrique": tmp_path / "encoder.pt"}, **study_inputs)
+    second = tracking.log_study(experiment="iqabench", run_name="01234567 HEAD params",
+                                encoders={"contrique": tmp_path / "encoder.pt"}, **study_inputs)
+    assert first and second and (first.name, second.name) == ("01234567 HEAD params", "01234567 HEAD params #2")
+    client = mlflow.MlflowClient()
+    assert client.get_experiment(first.experiment_id).artifact_location == "mlflow-artifacts:/iqabench"
+    assert client.get_run(first.run_id).info.artifact_uri.startswith("mlflow-artifacts:/iqabench/")
+    assert (tmp_path / "store" / "mlartifacts" / "iqabench" / first.run_id / "artifacts" / "srcc_table.json").is_file()
+    (version,) = client.search_model_versions("name = 'iqabench-contrique-encoder'")  # not registered twice
+    assert version.tags["sha256"]
+    features = mlflow.pytorch.load_model("models:/iqabench-contrique-encoder/1")(torch.rand(2, 3, 40, 56))
+    assert tuple(features.shape) == (2, encoders.Encoder(width=4).out_dim)  # any image size: a trace, not export
 
 
 def test_log_study_without_a_server_warns_and_returns_none_quickly(study_inputs, monkeypatch, capsys):

@@ -1,11 +1,17 @@
-"""`iqabench compare`: chosen MLflow runs side by side, the terminal twin of the UI's "Compare".
+"""`iqabench compare`: logged pipeline runs side by side, the terminal twin of the UI's "Compare".
 
-Each `dvc repro` logs one parent run (see tracking.py) whose metrics are named
-``within.<model>.<dataset>.<statistic>`` and ``cross.<model>.<A>_to_<B>.<statistic>``;
-this picks runs by commit, then columns by section, model, dataset and statistic.
+Each `dvc repro` logs one parent run (see tracking.py) with one nested run per
+model (tag ``model``) holding ``within.<dataset>.<statistic>`` and
+``cross.<A>_to_<B>.<statistic>``. This reads those, and, for runs logged before
+the nested runs held every statistic, the parent's
+``within.<model>.<dataset>.<statistic>`` keys. The table has models as rows and
+runs as columns (oldest to newest), one table per dataset (or cross pair), the
+change from the oldest to the newest run, and the params that differ between
+the runs; it is sized to the terminal (80 columns included).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 import pandas as pd
@@ -13,25 +19,22 @@ import typer
 
 from . import tracking
 
-RUN_COLUMNS = ["run_name", "start_time", "commit", "run_id"]
+VALUE_COLUMNS = ["run_id", "section", "model", "dataset", "statistic", "value"]
 
 
 class CompareError(ValueError):
-    """A question the tracking store cannot answer: an unknown experiment or a bad filter."""
+    """A question the tracking store cannot answer: an unknown experiment, model, dataset or statistic."""
 
 
-def _metric_parts(column: str) -> Optional[tuple[str, str, str, str]]:
-    """(section, model, dataset, statistic) of a parent run's metric column, or None for other metrics."""
-    parts = column.split(".")
-    if len(parts) < 4 or parts[0] not in ("within", "cross"):
-        return None
-    return parts[0], parts[1], ".".join(parts[2:-1]), parts[-1]
+@dataclass
+class Comparison:
+    runs: pd.DataFrame    # one row per parent run, oldest first: run_id, run_name, start_time, commit, params
+    values: pd.DataFrame  # long form: VALUE_COLUMNS
 
 
-def _dataset_matches(dataset: str, wanted: Sequence[str]) -> bool:
-    # A cross column "A_to_B" concerns both A and B.
-    names = {dataset, *dataset.split("_to_")} if "_to_" in dataset else {dataset}
-    return any(tracking.metric_name(name) in names for name in wanted)
+def _key(name: str) -> str:
+    """Model and dataset names as compared: ``fr:gmsd`` and runs' older ``fr_gmsd`` are one name."""
+    return tracking.metric_name(name).replace(":", "_")
 
 
 def _quote(value: str) -> str:
@@ -40,83 +43,150 @@ def _quote(value: str) -> str:
     return f"'{value}'"
 
 
-def compare_runs(experiment: str = "iqabench", *, commit: Optional[str] = None, models: Sequence[str] = (),
-                 datasets: Sequence[str] = (), statistics: Sequence[str] = ("srcc",),
-                 sections: Sequence[str] = ("within",), run_name: Optional[str] = None,
-                 max_runs: int = 20, tracking_uri: Optional[str] = None) -> pd.DataFrame:
-    """One row per parent run, newest first: run_name, start_time, commit, run_id, then the chosen metrics.
+def _child_values(run) -> list[dict]:
+    model = run.data.tags.get("model")
+    out = []
+    for key, value in run.data.metrics.items():
+        section, _, rest = key.partition(".")
+        dataset, _, statistic = rest.rpartition(".")
+        if section in ("within", "cross") and dataset:
+            out.append({"section": section, "model": model, "dataset": dataset, "statistic": statistic,
+                        "value": value})
+    return out
 
-    ``commit`` matches a prefix of the git_commit tag; empty ``models``/``datasets`` mean all.
-    Metric columns are named without MLflow's ``metrics.`` prefix; columns no chosen run has are dropped.
-    """
+
+def _parent_values(run, models: set[str]) -> list[dict]:
+    """Older runs kept every statistic on the parent as ``<section>.<model>.<dataset>.<statistic>``."""
+    out = []
+    for key, value in run.data.metrics.items():
+        section, _, rest = key.partition(".")
+        if section not in ("within", "cross"):
+            continue
+        body, _, statistic = rest.rpartition(".")
+        model = next((m for m in sorted(models, key=len, reverse=True) if body.startswith(m + ".")), None)
+        if model is None:
+            model, _, dataset = body.partition(".")
+        else:
+            dataset = body[len(model) + 1:]
+        out.append({"section": section, "model": model, "dataset": dataset, "statistic": statistic, "value": value})
+    return out
+
+
+def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name: Optional[str] = None,
+         max_runs: int = 4, tracking_uri: Optional[str] = None) -> Comparison:
+    """The newest ``max_runs`` parent runs (oldest first) and every value they hold."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri or tracking.tracking_uri())
-    if mlflow.get_experiment_by_name(experiment) is None:
-        known = sorted(e.name for e in mlflow.search_experiments())
-        raise CompareError(f"no experiment '{experiment}' in {mlflow.get_tracking_uri()} (it has {known}); "
-                           "run `dvc repro` to log one, or point MLFLOW_TRACKING_URI at the right store")
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri or tracking.tracking_uri())
+    experiment_obj = client.get_experiment_by_name(experiment)
+    if experiment_obj is None:
+        known = sorted(e.name for e in client.search_experiments())
+        raise CompareError(f"no experiment '{experiment}' in {tracking_uri or tracking.tracking_uri()} (it has "
+                           f"{known}); run `dvc repro` to log one, or point MLFLOW_TRACKING_URI at the right store")
     filters = []
     if commit:
         filters.append(f"tags.git_commit LIKE {_quote(commit + '%')}")
     if run_name:
         filters.append(f"attributes.run_name = {_quote(run_name)}")
-    # Nested per-model runs repeat the parent's numbers under other names; ask for more rows than
-    # wanted so that max_runs parents survive dropping them.
-    runs = mlflow.search_runs(experiment_names=[experiment], filter_string=" and ".join(filters),
-                              max_results=max(1, max_runs) * 20, order_by=["attributes.start_time DESC"],
-                              output_format="pandas")
-    if runs.empty:
-        return pd.DataFrame(columns=RUN_COLUMNS)
-    if "tags.mlflow.parentRunId" in runs.columns:
-        runs = runs[runs["tags.mlflow.parentRunId"].isna()]
-    runs = runs.head(max_runs)
-    chosen = []
-    for column in runs.columns:
-        parts = _metric_parts(column[len("metrics."):]) if column.startswith("metrics.") else None
-        if parts is None:
-            continue
-        section, model, dataset, statistic = parts
-        if (section in sections and statistic in statistics and (not models or model in models)
-                and (not datasets or _dataset_matches(dataset, datasets)) and runs[column].notna().any()):
-            chosen.append(column)
-    out = pd.DataFrame({
-        "run_name": runs.get("tags.mlflow.runName"),
-        "start_time": runs["start_time"],  # UTC
-        "commit": runs.get("tags.git_commit"),
-        "run_id": runs["run_id"],
-    })
-    def order(column: str):  # grouped by model and dataset, statistics in the order asked for
-        section, model, dataset, statistic = _metric_parts(column[len("metrics."):])
-        return section, model, dataset, list(statistics).index(statistic)
-
-    for column in sorted(chosen, key=order):
-        out[column[len("metrics."):]] = runs[column]
-    return out.reset_index(drop=True)
+    eid = experiment_obj.experiment_id
+    candidates = client.search_runs([eid], filter_string=" and ".join(filters), max_results=max(1, max_runs) * 50,
+                                    order_by=["attributes.start_time DESC"])
+    parents = [r for r in candidates if "mlflow.parentRunId" not in r.data.tags][:max(1, max_runs)][::-1]
+    runs, values = [], []
+    for parent in parents:
+        runs.append({"run_id": parent.info.run_id, "run_name": parent.info.run_name,
+                     "start_time": pd.Timestamp(parent.info.start_time, unit="ms"),
+                     "commit": parent.data.tags.get("git_commit", ""), "params": dict(parent.data.params)})
+        children = client.search_runs([eid], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+                                      max_results=5000)
+        found = [v for child in children if "model" in child.data.tags for v in _child_values(child)]
+        if not found:
+            found = _parent_values(parent, {c.data.tags["model"] for c in children if "model" in c.data.tags})
+        values += [{"run_id": parent.info.run_id, **v} for v in found]
+    return Comparison(pd.DataFrame(runs, columns=["run_id", "run_name", "start_time", "commit", "params"]),
+                      pd.DataFrame(values, columns=VALUE_COLUMNS))
 
 
-def render(frame: pd.DataFrame, title: str):
+def select(values: pd.DataFrame, *, models: Sequence[str] = (), datasets: Sequence[str] = (),
+           statistics: Sequence[str] = ("srcc",), section: str = "within") -> pd.DataFrame:
+    """The chosen values; an unknown model, dataset or statistic raises CompareError with the known ones."""
+    part = values[values["section"] == section]
+
+    def check(wanted: Sequence[str], known: Sequence[str], what: str) -> set[str]:
+        known_keys = {_key(k): k for k in known}
+        missing = [w for w in wanted if _key(w) not in known_keys]
+        if missing:
+            raise CompareError(f"unknown {what} {', '.join(map(repr, missing))}; the runs shown have: "
+                               f"{', '.join(sorted(known)) or 'none'}")
+        return {_key(w) for w in wanted}
+
+    names = set()
+    for pair in part["dataset"].unique():
+        names.update(pair.split("_to_") if section == "cross" else [pair])
+    wanted_models = check(models, list(part["model"].unique()), "model")
+    wanted_data = check(datasets, sorted(names), "dataset")
+    wanted_stats = check(statistics, list(part["statistic"].unique()), "statistic")
+    keep = part["statistic"].map(_key).isin(wanted_stats)
+    if wanted_models:
+        keep &= part["model"].map(_key).isin(wanted_models)
+    if wanted_data:
+        keep &= part["dataset"].map(lambda d: bool({_key(n) for n in d.split("_to_")} & wanted_data)
+                                    if section == "cross" else _key(d) in wanted_data)
+    return part[keep]
+
+
+def params_diff(runs: pd.DataFrame) -> dict[str, list[str]]:
+    """Params whose value differs between the runs: ``{key: [value in run 1, run 2, ...]}``."""
+    keys = sorted({k for p in runs["params"] for k in p})
+    out = {}
+    for key in keys:
+        seen = [p.get(key, "—") for p in runs["params"]]
+        if len(set(seen)) > 1:
+            out[key] = seen
+    return out
+
+
+def render(comparison: Comparison, chosen: pd.DataFrame, width: int) -> list:
+    """Rich renderables: a legend of the runs, the params that differ, one table per dataset and statistic."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title)
-    for column in frame.columns:
-        table.add_column(column, justify="right" if column not in RUN_COLUMNS else "left",
-                         overflow="fold")
-    for row in frame.itertuples(index=False):
-        cells = []
-        for column, value in zip(frame.columns, row):
-            if column == "start_time" and pd.notna(value):
-                cells.append(pd.Timestamp(value).strftime("%Y-%m-%d %H:%M"))
-            elif column == "commit" and isinstance(value, str):
-                cells.append(value[:12] + ("-dirty" if value.endswith("-dirty") else ""))
-            elif column == "run_id":
-                cells.append(str(value)[:8])
-            elif isinstance(value, float):
-                cells.append("—" if pd.isna(value) else f"{value:.4f}")
-            else:
-                cells.append("—" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value))
-        table.add_row(*cells)
-    return table
+    runs = comparison.runs
+    labels = {rid: f"#{i + 1}" for i, rid in enumerate(runs["run_id"])}
+    out = []
+    for rid, row in runs.set_index("run_id").iterrows():
+        stamp = row["start_time"].strftime("%Y-%m-%d %H:%M")
+        out.append(Text(f"{labels[rid]}  {row['run_name']}  ({stamp} UTC, run {rid[:8]})"))
+    diff = params_diff(runs)
+    if len(runs) > 1:
+        out.append(Text("params that differ: " + ("; ".join(f"{k}: {' | '.join(v)}" for k, v in diff.items())
+                                                  if diff else "none")))
+    order = list(dict.fromkeys(chosen["model"]))
+    for (dataset, statistic), part in chosen.groupby(["dataset", "statistic"], sort=False):
+        title = dataset.replace("_to_", " -> ") + f"  ({statistic.upper()})"
+        table = Table(title=title, title_justify="left", min_width=min(width, 40))
+        table.add_column("model", no_wrap=True)
+        for rid in runs["run_id"]:
+            table.add_column(labels[rid], justify="right", no_wrap=True)
+        with_delta = len(runs) > 1
+        if with_delta:
+            table.add_column(f"Δ {labels[runs['run_id'].iloc[-1]]}-#1", justify="right", no_wrap=True)
+        grid = part.pivot_table(index="model", columns="run_id", values="value", aggfunc="first")
+        for model in [m for m in order if m in grid.index]:
+            cells = [grid.loc[model].get(rid) for rid in runs["run_id"]]
+            text = ["—" if c is None or pd.isna(c) else f"{c:.4f}" for c in cells]
+            if with_delta:
+                first, last = cells[0], cells[-1]
+                text.append("—" if first is None or last is None or pd.isna(first) or pd.isna(last)
+                            else f"{last - first:+.4f}")
+            table.add_row(model, *text)
+        out.append(table)
+    return out
+
+
+def fitting_runs(width: int, model_width: int) -> int:
+    """How many run columns (7 characters each, plus the delta column) fit beside the model column."""
+    return max(1, (width - (model_width + 4) - 12) // 9)
 
 
 def compare_command(
@@ -126,23 +196,35 @@ def compare_command(
     dataset: List[str] = typer.Option([], "--dataset", "-d", help="dataset(s) to show; repeat; default all"),
     metric: List[str] = typer.Option(["srcc"], "--metric", help="statistic(s): srcc, plcc, krcc, rmse"),
     cross: bool = typer.Option(False, "--cross/--within", help="cross-dataset instead of within-dataset metrics"),
-    limit: int = typer.Option(10, "--limit", "-n", help="newest runs to show"),
+    limit: int = typer.Option(4, "--limit", "-n", help="newest runs to show (as many as fit the terminal)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri",
                                                help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"),
 ) -> None:
-    """Compare logged pipeline runs (one row per `dvc repro`) on chosen metrics."""
+    """Compare logged pipeline runs: models as rows, runs as columns, the change from the oldest to the newest."""
     from rich.console import Console
 
     console = Console()
     try:
-        frame = compare_runs(experiment, commit=commit, models=model, datasets=dataset, statistics=metric,
-                             sections=("cross",) if cross else ("within",), max_runs=limit,
-                             tracking_uri=tracking_uri)
+        comparison = load(experiment, commit=commit, max_runs=limit, tracking_uri=tracking_uri)
+        if comparison.runs.empty:
+            console.print(f"no runs in experiment '{experiment}'" + (f" at commit {commit}" if commit else "")
+                          + "; run `dvc repro` to log one")
+            raise typer.Exit(1)
+        chosen = select(comparison.values, models=model, datasets=dataset, statistics=metric,
+                        section="cross" if cross else "within")
     except CompareError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        typer.echo(f"error: {exc}", err=True)  # unwrapped: the list of known names stays whole
         raise typer.Exit(2)
-    if frame.empty:
-        console.print(f"no runs in experiment '{experiment}'" + (f" at commit {commit}" if commit else "")
-                      + "; run `dvc repro` to log one")
+    model_width = max([5, *(len(m) for m in chosen["model"])])
+    fit = fitting_runs(console.width, model_width)
+    if len(comparison.runs) > fit:
+        dropped = len(comparison.runs) - fit
+        comparison.runs = comparison.runs.iloc[dropped:].reset_index(drop=True)
+        chosen = chosen[chosen["run_id"].isin(comparison.runs["run_id"])]
+        console.print(f"({dropped} older run(s) left out to fit {console.width} columns; widen the terminal "
+                      "or pass --limit)")
+    if chosen.empty:
+        console.print("the chosen runs hold no such values")
         raise typer.Exit(1)
-    console.print(render(frame, f"experiment '{experiment}' ({tracking_uri or tracking.tracking_uri()})"))
+    for renderable in render(comparison, chosen, console.width):
+        console.print(renderable)

@@ -105,23 +105,70 @@ def cross_markdown(cross: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
+def leaderboard(within: pd.DataFrame, metric: str = "srcc") -> pd.DataFrame:
+    """Models (rows, in the study's order) x datasets (columns): the within-dataset median ``metric``."""
+    models, datasets = list(dict.fromkeys(within["model"])), list(dict.fromkeys(within["dataset"]))
+    table = within.pivot(index="model", columns="dataset", values=metric).reindex(index=models, columns=datasets)
+    table.columns.name = None
+    return table
+
+
+def leaderboard_markdown(within: pd.DataFrame, metric: str = "srcc") -> str:
+    """The leaderboard as markdown: the best value of each column in bold, "—" where a row has no cell."""
+    table = leaderboard(within, metric)
+    best = table.max(axis=0)
+    lines = ["| model | " + " | ".join(table.columns) + " |", "|---|" + "---:|" * len(table.columns)]
+    for model, row in table.iterrows():
+        cells = ["—" if pd.isna(v) else f"**{v:.3f}**" if v == best[ds] else f"{v:.3f}" for ds, v in row.items()]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + (f"\n\nMedian {metric.upper()} over the protocol's splits; best per column in bold; "
+                               "— = no cell (full-reference rows need a reference image).\n")
+
+
+def cross_wide(cross: pd.DataFrame, metric: str = "srcc") -> pd.DataFrame:
+    """Models (rows) x ``train->test`` pairs (columns; A->A is the within-dataset median)."""
+    frame = cross.assign(pair=cross["train"] + "->" + cross["test"])
+    datasets = list(dict.fromkeys([*cross["train"], *cross["test"]]))
+    pairs = [f"{a}->{b}" for a in datasets for b in datasets if f"{a}->{b}" in set(frame["pair"])]
+    models = list(dict.fromkeys(frame["model"]))
+    return frame.pivot(index="model", columns="pair", values=metric).reindex(index=models, columns=pairs)
+
+
 def heatmap(cross: pd.DataFrame, path: str | Path) -> Path:
-    models = list(dict.fromkeys(cross["model"]))
-    cols = min(4, len(models))  # wrap: a row of eight panels is too wide to read
-    rows = -(-len(models) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
-    for ax in axes.flat[len(models):]:
-        ax.set_visible(False)
-    for ax, model in zip(axes.flat, models):
-        matrix = cross_matrix(cross, model)
-        im = ax.imshow(matrix.to_numpy(dtype=float), vmin=-1 if (matrix < 0).any().any() else 0, vmax=1, cmap="viridis")
-        ax.set_xticks(range(len(matrix.columns)), matrix.columns, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(matrix.index)), matrix.index, fontsize=8)
-        for (i, j), v in np.ndenumerate(matrix.to_numpy(dtype=float)):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
-        ax.set_title(f"{model}: SRCC, train (rows) -> test (cols)", fontsize=9)
-        fig.colorbar(im, ax=ax, fraction=0.046)
+    """One heatmap of every model and train->test pair (A->A: within), so runs compare figure to figure."""
+    table = cross_wide(cross)
+    values = table.to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.0 * len(table.columns), 0.9 + 0.42 * len(table.index)))
+    im = ax.imshow(np.ma.masked_invalid(values), vmin=-1 if np.nanmin(values, initial=0) < 0 else 0, vmax=1,
+                   cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(table.columns)), [c.replace("->", " →\n") for c in table.columns], fontsize=7)
+    ax.set_yticks(range(len(table.index)), table.index, fontsize=8)
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, "—" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
+                color="black" if np.isnan(v) or v >= 0.6 else "white")
+    ax.set_title("SRCC, trained on (top line) -> tested on; A -> A = within-dataset median", fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.03)
     return _save(fig, path)
+
+
+def plot_data(within: pd.DataFrame, predictions: pd.DataFrame, root: str | Path, split: int = 0) -> list[Path]:
+    """Small CSVs for `dvc plots` (declared in dvc.yaml): ``srcc/<dataset>.csv`` (model, srcc) and
+    ``scatter/<dataset>--<model>.csv`` (score, prediction on test split ``split``).
+
+    File names replace ``:`` (``fr:gmsd``) by ``-``, which not every file system allows; the model id
+    inside each file is unchanged.
+    """
+    root, written = Path(root), []
+    for ds, part in within.groupby("dataset", sort=False):
+        written.append(io.write_csv(root / "srcc" / f"{ds}.csv", part[["model", "srcc"]], index=False))
+    sub = predictions[predictions["split"] == split]
+    for (ds, model), part in sub.groupby(["dataset", "model"], sort=False):
+        name = f"{ds}--{model.replace(':', '-')}.csv"
+        written.append(io.write_csv(root / "scatter" / name, part[["image", "score", "prediction"]].round(4),
+                                    index=False))
+    for stale in {*root.glob("srcc/*.csv"), *root.glob("scatter/*.csv")} - set(written):
+        stale.unlink()  # a dataset or model dropped from params.yaml
+    return written
 
 
 def scatter(predictions: pd.DataFrame, path: str | Path, split: int = 0) -> Path:

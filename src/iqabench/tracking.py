@@ -1,68 +1,66 @@
 """MLflow logging: one parent run per pipeline run, nested runs per model and per training set.
 
-Run tree: ``repro <commit>`` (all params, metrics, tables, figures) > one run per
-model (its within- and cross-dataset metrics) > one run per training set of that
-model (``within.srcc``... on that dataset and ``cross.<test>.srcc`` for each test
-set trained on it), tagged ``model`` and ``train_dataset`` so that the MLflow UI
-and ``mlflow.search_runs(filter_string="tags.train_dataset = 'koniq10k'")`` can
-line up one training set across models and commits.
+Run tree: the parent (named by provenance.run_name: commit, dirty flag, DVC
+experiment, changed params) holds the leaderboard as its description, one SRCC
+per model and dataset (``within.<model>.<dataset>.srcc``: the run table's
+columns), ``time.<stage>`` for the stages that ran, the datasets as MLflow
+inputs and the tables and figures > one run per model (every statistic,
+within and cross, and the pretrained encoder as an MLflow model registered as
+``iqabench-<model>-encoder``) > one run per training set of that model, tagged
+``model`` and ``train_dataset``.
 
-The default store is ``sqlite:///mlflow.db`` at the repository root with
-artifacts in ``mlartifacts/`` (both ignored by git); ``MLFLOW_TRACKING_URI``
-points the same code at a server. Logging never costs a result: if the
-tracking store fails, the DVC outputs are already written and a warning says
-what failed.
+Model ids are used as they are (``fr:gmsd``): MLflow allows colons in metric
+names; only ``A->B`` becomes ``A_to_B``.
+
+The default store is ``sqlite:///mlflow.db`` with artifacts in ``mlartifacts/``
+beside it. New experiments get the portable location ``mlflow-artifacts:/NAME``
+(what ``mlflow ui``/``mlflow server`` resolve against ``--artifacts-destination``,
+``./mlartifacts`` by default), not this machine's absolute path; without a
+server, this process maps that scheme to the folder beside the sqlite file.
+``IQABENCH_ARTIFACT_URI`` (e.g. ``s3://bucket/iqabench``) overrides it.
+``MLFLOW_TRACKING_URI`` points the same code at a server. Logging never costs a
+result: if the store fails, the DVC outputs are already written and a warning
+says what failed.
 """
 from __future__ import annotations
 
-import hashlib
+import base64
+import json
+import logging
 import os
 import re
-import subprocess
 import sys
+import time
+import warnings
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
+from urllib.parse import urlparse
 
 import pandas as pd
 
+from .provenance import flatten
+
 DEFAULT_URI = "sqlite:///mlflow.db"
 ARTIFACTS = "mlartifacts"
+UI_URL = "http://127.0.0.1:5000"  # what `make ui` serves
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on the run table
+VIEW_KEY = "leaderboard"  # the saved view of the run table: one SRCC column per model and dataset
+ML_WORKFLOW = "workflowType=machine_learning"  # MLflow 3's "Model training" side of the UI
 
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
 
 
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        # The pipeline's own outputs (reports/, dvc.lock) change during `dvc repro`; they do not make the code dirty.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)reports", ":(exclude)dvc.lock"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def file_hash(path: str | Path) -> str:
-    path = Path(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    out = {}
-    for key, value in tree.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            out.update(flatten(value, name))
-        else:
-            out[name] = value
-    return out
+def _is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 def metric_name(name: str) -> str:
-    """MLflow allows letters, digits, _ - . / and spaces: 'a->b' becomes 'a_to_b'."""
-    return re.sub(r"[^\w\-./ ]", "_", name.replace("->", "_to_"))
+    """MLflow allows letters, digits, _ - . / : and spaces: 'a->b' becomes 'a_to_b'."""
+    return re.sub(r"[^\w\-./ :]", "_", name.replace("->", "_to_"))
 
 
 def by_training_set(model_metrics: dict) -> dict[str, dict[str, float]]:
@@ -80,13 +78,151 @@ def by_training_set(model_metrics: dict) -> dict[str, dict[str, float]]:
     return out
 
 
-def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, per_model: dict[str, dict],
-              tables: dict[str, pd.DataFrame], artifacts: list[Path], tags: dict[str, str],
-              eval_params: dict | None = None) -> str | None:
-    """Log everything; return the parent run id, or None (with a warning) if the store failed.
+def local_artifact_root(uri: str | None = None) -> Path:
+    """``mlartifacts/`` beside the sqlite file of a local store (the cwd for other databases)."""
+    parsed = urlparse(uri or tracking_uri())
+    if parsed.scheme == "sqlite" and parsed.path not in ("", "/", "/:memory:"):
+        return Path(parsed.path[1:]).parent / ARTIFACTS  # sqlite:///rel.db and sqlite:////abs/path.db
+    return Path(ARTIFACTS)
 
-    ``per_model[model]`` is ``{"within": .., "cross": ..}`` as in metrics.json;
-    ``eval_params`` (the `evaluate` stage's params) go on each training-set run.
+
+def enable_local_artifacts() -> None:
+    """Let this process read and write ``mlflow-artifacts:`` URIs without a server (idempotent).
+
+    With an http(s) tracking URI the server's proxy is used, as MLflow does; otherwise the
+    path maps into :func:`local_artifact_root`, the folder `mlflow ui` serves by default.
+    """
+    from mlflow.store.artifact.artifact_repository_registry import _artifact_repository_registry
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+    from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+
+    def repository(artifact_uri: str, tracking_uri: str | None = None, registry_uri: str | None = None):
+        import mlflow
+
+        current = tracking_uri or mlflow.get_tracking_uri()
+        parsed = urlparse(artifact_uri)
+        if _is_server(current) or parsed.netloc:
+            return MlflowArtifactsRepository(artifact_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
+        local = (local_artifact_root(current) / parsed.path.lstrip("/")).resolve()
+        return LocalArtifactRepository(local.as_uri(), tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+    _artifact_repository_registry.register("mlflow-artifacts", repository)
+
+
+def _experiment(name: str, client) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = os.environ.get("IQABENCH_ARTIFACT_URI")
+    if location:
+        location = f"{location.rstrip('/')}/{name}"
+    elif not _is_server(tracking_uri()):
+        location = "mlflow-artifacts:/" + re.sub(r"[^\w.-]", "_", name)
+    # else: the server chooses (mlflow-artifacts:/<id> when it proxies artifacts).
+    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+
+
+def save_view(experiment_id: str, columns: Sequence[str], client) -> None:
+    """The run table's saved view ``leaderboard``: the given metric columns, then Dataset and Models.
+
+    The UI keeps saved views as experiment tags ``mlflow.sharedViewState.<key>`` holding a
+    deflated JSON of its view state (format read from what MLflow 3.17's "Save view" writes).
+    """
+    state = {"searchFilter": "", "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
+             "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+             "selectedColumns": [f"metrics.`{c}`" for c in columns] + ["attributes.`Dataset`", "attributes.`Models`"],
+             "columnOrder": [], "columnWidths": {}, "runsHiddenMode": "FIRST_10_RUNS", "viewMaximized": False,
+             "runListHidden": False, "isAccordionReordered": False, "useGroupedValuesInCharts": True,
+             "hideEmptyCharts": True, "groupBy": None, "groupsExpanded": {},
+             "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""}}
+    packed = base64.b64encode(zlib.compress(json.dumps(state, separators=(",", ":")).encode())).decode()
+    now = int(time.time() * 1000)
+    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", json.dumps(
+        {"name": "leaderboard (SRCC per model and dataset)", "createdAt": now, "updatedAt": now,
+         "state": f"deflate;{packed}"}))
+
+
+def ui_base() -> str:
+    uri = tracking_uri()
+    return uri.rstrip("/") if _is_server(uri) else UI_URL
+
+
+def view_url(experiment_id: str) -> str:
+    return f"{ui_base()}/#/experiments/{experiment_id}/runs?{ML_WORKFLOW}&viewStateShareKey={VIEW_KEY}"
+
+
+def run_url(experiment_id: str, run_id: str) -> str:
+    return f"{ui_base()}/#/experiments/{experiment_id}/runs/{run_id}?{ML_WORKFLOW}"
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    run_id: str
+    experiment_id: str
+    name: str
+
+    @property
+    def url(self) -> str:
+        return run_url(self.experiment_id, self.run_id)
+
+    @property
+    def table_url(self) -> str:
+        return view_url(self.experiment_id)
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """One dataset of the study as MLflow sees it: its manifest, the manifest's hash and where it lives."""
+    name: str
+    manifest: pd.DataFrame
+    digest: str
+    source: str
+
+    def as_mlflow(self):
+        import mlflow
+
+        targets = "score" if "score" in self.manifest.columns else None
+        with warnings.catch_warnings():
+            # A relative path matches MLflow's local-file source twice over; it says so and picks that one.
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            return mlflow.data.from_pandas(self.manifest, source=self.source, name=self.name, digest=self.digest,
+                                           targets=targets)
+
+
+def unique_name(name: str, experiment_id: str, client) -> str:
+    """``name``, or ``name #2``, ``#3``... if a top-level run of the experiment already has it."""
+    taken = {run.info.run_name for run in client.search_runs(
+        [experiment_id], filter_string="", max_results=5000) if "mlflow.parentRunId" not in run.data.tags}
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name} #{n}" in taken:
+        n += 1
+    return f"{name} #{n}"
+
+
+def _params(tree: dict) -> dict[str, str]:
+    return {k: str(v)[:500] for k, v in flatten(tree).items()}
+
+
+def _metrics(tree: dict) -> dict[str, float]:
+    return {metric_name(k): float(v) for k, v in flatten(tree).items() if v is not None and not pd.isna(v)}
+
+
+def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, per_model: dict[str, dict],
+              tables: Mapping[str, pd.DataFrame], artifacts: Mapping[str, Sequence[Path]], tags: dict[str, str],
+              eval_params: dict | None = None, description: str = "",
+              datasets: Sequence[DatasetInput] = (), encoders: Mapping[str, Path] | None = None,
+              start_time_ms: int | None = None) -> LoggedRun | None:
+    """Log everything; return the parent run, or None (with a warning) if the store failed.
+
+    ``metrics`` go on the parent as they are (the run table's columns); ``per_model[model]`` is
+    ``{"within": .., "cross": ..}`` as in metrics.json, on the model runs. ``tables`` maps artifact
+    paths (``srcc_table.json``, ``tables/within.json``) to frames shown as tables in the UI;
+    ``artifacts`` maps an artifact folder ("" = root) to files. ``eval_params`` (the `evaluate`
+    stage's params) go on each training-set run. ``encoders`` maps a model to its weights file,
+    logged as an MLflow model. ``start_time_ms``: when the pipeline run began, so the run's
+    duration is the pipeline's, not the report stage's.
     """
     # A dead server must cost seconds, not MLflow's default minutes of retries (5 retries, 120 s timeout).
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -96,27 +232,39 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
 
     try:
         mlflow.set_tracking_uri(tracking_uri())
-        if mlflow.get_experiment_by_name(experiment) is None:
-            location = None if tracking_uri().startswith("http") else Path(ARTIFACTS).resolve().as_uri()
-            mlflow.create_experiment(experiment, artifact_location=location)
-        mlflow.set_experiment(experiment)
-        with mlflow.start_run(run_name=run_name, tags=tags) as parent:
-            mlflow.log_params({k: str(v)[:500] for k, v in flatten(params).items()})
-            mlflow.log_metrics({metric_name(k): float(v) for k, v in flatten(metrics).items()})
-            for name, frame in tables.items():
-                mlflow.log_table(frame, artifact_file=f"tables/{name}.json")
-            for path in artifacts:
-                if Path(path).is_file():
-                    mlflow.log_artifact(str(path), artifact_path=Path(path).parent.name)
+        enable_local_artifacts()
+        client = mlflow.MlflowClient()
+        experiment_id = _experiment(experiment, client)
+        mlflow.set_experiment(experiment_id=experiment_id)
+        name = unique_name(run_name, experiment_id, client)
+        created = client.create_run(experiment_id, start_time=start_time_ms, run_name=name,
+                                    tags={**tags, "mlflow.note.content": description})
+        inputs = {d.name: d.as_mlflow() for d in datasets}
+        with mlflow.start_run(run_id=created.info.run_id) as parent:
+            mlflow.log_params(_params(params))
+            mlflow.log_metrics(_metrics(metrics))
+            for dataset in inputs.values():
+                mlflow.log_input(dataset, context="evaluation")
+            for path, frame in tables.items():
+                mlflow.log_table(frame, artifact_file=path)
+            for folder, files in artifacts.items():
+                for path in files:
+                    if Path(path).is_file():
+                        mlflow.log_artifact(str(path), artifact_path=folder or None)
             for model, model_metrics in per_model.items():
                 with mlflow.start_run(run_name=model, nested=True, tags={**tags, "model": model}):
-                    mlflow.log_metrics({metric_name(k): float(v) for k, v in flatten(model_metrics).items()})
+                    mlflow.log_metrics(_metrics(model_metrics))
+                    if encoders and model in encoders:
+                        log_encoder(model, Path(encoders[model]), client)
                     for train, train_metrics in by_training_set(model_metrics).items():
                         with mlflow.start_run(run_name=f"{model} | train {train}", nested=True,
                                               tags={**tags, "model": model, "train_dataset": train}):
-                            mlflow.log_params({k: str(v)[:500] for k, v in flatten(eval_params or {}).items()})
-                            mlflow.log_metrics({metric_name(k): float(v) for k, v in train_metrics.items()})
-            return parent.info.run_id
+                            mlflow.log_params(_params(eval_params or {}))
+                            mlflow.log_metrics(_metrics(train_metrics))
+                            for ds, dataset in inputs.items():
+                                mlflow.log_input(dataset, context="train" if ds == train else "test")
+            save_view(experiment_id, [metric_name(k) for k in flatten(metrics) if k.startswith("within.")], client)
+            return LoggedRun(parent.info.run_id, experiment_id, name)
     except Exception as exc:  # noqa: BLE001 - any store failure must not lose the pipeline's outputs
         # MLflow's messages nest the whole urllib3 chain; the first line says what failed.
         reason = (str(exc).strip().splitlines() or [""])[0][:600]
@@ -124,3 +272,56 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
               "The DVC outputs in reports/ are complete; start the tracking server or fix MLFLOW_TRACKING_URI, "
               "then rerun `dvc repro -s -f report` (the report stage alone) to log again.", file=sys.stderr)
         return None
+
+
+def encoder_model_name(model: str) -> str:
+    """The registry name of a pretrained row's encoder: stable across runs, one version per distinct file."""
+    return f"iqabench-{re.sub(r'[^A-Za-z0-9_-]', '-', model)}-encoder"
+
+
+def log_encoder(model: str, path: Path, client) -> str | None:
+    """Log the encoder at ``path`` as an MLflow model in the active run and register it; return its URI.
+
+    The model is the TorchScript trace of the encoder (images B x 3 x H x W in [0, 1], any size ->
+    pooled features B x D), so it loads with plain torch. A file already registered (same sha256)
+    is not logged again: the run is tagged with the existing version.
+    """
+    import mlflow
+    import numpy as np
+    import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    from . import io
+    from .models import encoders
+
+    if not path.is_file():
+        return None
+    name, digest = encoder_model_name(model), io.sha256_file(path)
+    for version in client.search_model_versions(f"name = '{name}'"):
+        if version.tags.get("sha256") == digest:
+            uri = f"models:/{name}/{version.version}"
+            mlflow.set_tag("encoder_model", uri)
+            return uri
+    encoder = encoders.load(path)
+    example = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), warnings.catch_warnings():
+        # TorchScript is deprecated in favour of torch.export, whose graphs fix the image size; a trace of
+        # convolutions and a global mean takes any size, and loads without this package's code.
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit\.trace")
+        traced = torch.jit.trace(encoder, example)
+        width = traced(example).shape[1]
+    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, -1, -1), "images")]),
+                               outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, width), "features")]))
+    # MLflow warns about pickles whatever the module; a ScriptModule is written by torch.jit.save.
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+    info = mlflow.pytorch.log_model(
+        traced, name=f"{model}-encoder", signature=signature, registered_model_name=name,
+        serialization_format="pickle",  # a TorchScript module: torch.jit.save, no pickled Python classes
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],  # skips MLflow's slow inference
+        metadata={"iqabench_row": model, "source_file": str(path), "sha256": digest, **encoder.config()})
+    version = info.registered_model_version
+    client.set_model_version_tag(name, version, "sha256", digest)
+    uri = f"models:/{name}/{version}"
+    mlflow.set_tag("encoder_model", uri)
+    return uri

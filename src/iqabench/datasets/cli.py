@@ -45,14 +45,35 @@ def main(ctx: typer.Context,
         rows = status_table(data_root, registry)
     except (DatasetError, ManifestError) as err:
         _fail(err)
-    table = Table(title="iqabench datasets")
-    for column in ("name", "kind", "images", "score", "size", "status"):
-        table.add_column(column, overflow="fold")
+    # One word per cell, so the table fits 80 columns without folding; the details are one command away.
+    table = Table(title="iqabench datasets", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("images", justify="right", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
     for row in rows:
-        colour = "green" if row["status"] in ("ready", "registered") else "yellow"
-        table.add_row(row["name"], row["kind"], str(row["images"]), row["score"], row["size"],
-                      f"[{colour}]{row['status']}[/{colour}]")
+        colour = "green" if row["state"] in ("ready", "registered", "partial") else "yellow"
+        images = "-" if row["images"] is None else str(row["images"])
+        table.add_row(row["name"], row["kind"], images, row["size"], f"[{colour}]{row['state']}[/{colour}]")
     console.print(table)
+    console.print("Scale, path and how to get one: [bold]iqabench datasets show NAME[/bold]")
+
+
+@app.command("show")
+def show_cmd(ctx: typer.Context, name: str):
+    """Everything about one dataset: kind, size, score scale, where it is, how to get it."""
+    try:
+        rows = {row["name"]: row for row in status_table(ctx.obj["data_root"], ctx.obj["registry"])}
+    except (DatasetError, ManifestError) as err:
+        _fail(err)
+    if name not in rows:
+        _fail(DatasetError(f"unknown dataset {name!r}; known: {', '.join(rows)}"))
+    row = rows[name]
+    for key in ("name", "kind", "images", "score", "size", "state", "path", "action"):
+        value = row.get(key)
+        if value not in (None, ""):
+            console.print(f"[bold]{key + ':':8}[/bold] {escape(str(value))}", soft_wrap=False)
 
 
 @app.command("download")

@@ -37,13 +37,16 @@ def _built_row(name: str, kind: str, scale: str, how: str) -> dict:
     return {"name": name, "kind": kind, "images": images, "score": scale,
             "size": human_size(disk_size(manifest_path.parent)) if ready else "-",
             "status": "ready (prepared)" if ready else f"not built yet: {how}",
+            "state": "ready" if ready else "not built", "action": "" if ready else how,
             "path": str(manifest_path.parent) if ready else ""}
 
 
 def status_table(data_root: Path = DEFAULT_DATA_ROOT, registry_path: Path = DEFAULT_REGISTRY) -> list[dict]:
-    """One row per known or registered dataset: name, kind, images, score, size, status, path."""
+    """One row per known or registered dataset: name, kind, images, score, size, status, path, and
+    ``state`` (one word for a narrow table: ready, registered, partial, missing, not built) with
+    ``action`` (what to run to get it; empty when ready)."""
     registry = read_registry(registry_path)
-    rows = [_built_row(name, "synthetic (embedded)", "pseudo-MOS [0, 100], higher is better",
+    rows = [_built_row(name, "embedded", "pseudo-MOS [0, 100], higher is better",
                        "built from scikit-image's photographs by `dvc repro`") for name in embedded.SETS]
     for name, spec_name in SHARED_SUBSETS.items():
         rows.append(_built_row(name, SPECS[spec_name].kind, SPECS[spec_name].scale,
@@ -52,20 +55,23 @@ def status_table(data_root: Path = DEFAULT_DATA_ROOT, registry_path: Path = DEFA
         local = Path(data_root) / name
         entry = registry.get(name)
         if (local / DONE_MARKER).is_file():
-            status, where = "ready", local
+            status, where, state = "ready", local, "ready"
         elif entry and Path(entry["path"]).is_dir():
-            status, where = "registered" + (" (partial)" if entry.get("partial") else ""), Path(entry["path"])
+            partial = bool(entry.get("partial"))
+            status, where = "registered" + (" (partial)" if partial else ""), Path(entry["path"])
+            state = "partial" if partial else "registered"
         elif entry:
-            status, where = f"missing: registered folder {entry['path']} is gone; run `iqabench datasets add " \
-                            f"{name} --from PATH` again", None
+            status, where, state = (f"missing: registered folder {entry['path']} is gone; run `iqabench datasets "
+                                    f"add {name} --from PATH` again"), None, "missing"
         elif spec.remotes:
-            status, where = f"missing: run `iqabench datasets download {name}`", None
+            status, where, state = f"missing: run `iqabench datasets download {name}`", None, "missing"
         else:
-            status, where = (f"missing: no public URL, {spec.access}; then `iqabench datasets add {name} "
-                             f"--from PATH`"), None
+            status, where, state = (f"missing: no public URL, {spec.access}; then `iqabench datasets add {name} "
+                                    f"--from PATH`"), None, "missing"
         rows.append({"name": name, "kind": spec.kind, "images": entry["images"] if entry else spec.n_images,
                      "score": spec.scale, "size": human_size(disk_size(where)) if where else "-",
-                     "status": status, "path": str(where) if where else ""})
+                     "status": status, "state": state, "action": status.split(": ", 1)[1] if ": " in status else "",
+                     "path": str(where) if where else ""})
     for name, entry in sorted(registry.items()):
         if name in SPECS:
             continue
@@ -76,5 +82,7 @@ def status_table(data_root: Path = DEFAULT_DATA_ROOT, registry_path: Path = DEFA
                               f"{arrow} is better",
                      "size": human_size(disk_size(folder)) if folder.is_dir() else "-",
                      "status": "registered" if folder.is_dir() else f"missing: folder {folder} is gone",
+                     "state": "registered" if folder.is_dir() else "missing",
+                     "action": "" if folder.is_dir() else f"folder {folder} is gone; register it again",
                      "path": str(folder)})
     return rows

@@ -2,13 +2,19 @@
 (``reports/distortions.png``): rows are the 25 types, columns pristine + 1..5.
 
 The tiles are assembled into one montage and drawn with a single ``imshow``
-(150 separate axes take matplotlib several seconds on a slow CPU).
+(150 separate axes take matplotlib several seconds on a slow CPU). The photo is
+shrunk to ``tile`` pixels first (80: the file is ~1.7 MB; at the photo's full
+512 px it was 54 MB, kept in git and logged to MLflow on every run), and the
+PNG is written as RGB, not matplotlib's RGBA.
 """
 from __future__ import annotations
 
+import io as _io
 import os
 
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 from torchvision.utils import make_grid
 
@@ -19,11 +25,12 @@ from .params import DISTORTION_TYPES, LEVEL_PARAMETERS, NUM_LEVELS
 _PADDING = 4
 
 
-def save_gallery(image: Tensor, path: str | os.PathLike, seed: int = 0, dpi: int = 100) -> None:
+def save_gallery(image: Tensor, path: str | os.PathLike, seed: int = 0, dpi: int = 100, tile: int = 80) -> None:
     """Write the grid for one 3 x H x W image in [0, 1] to ``path`` (atomic).
 
-    Random types draw from ``torch.Generator().manual_seed(seed)`` on the
-    image's device, so the figure is reproducible.
+    A larger image is centre-cropped to a square and shrunk (antialiased) to ``tile`` pixels, so the
+    distortions act at the scale of the pipeline's own patches. Random types draw from
+    ``torch.Generator().manual_seed(seed)`` on the image's device, so the figure is reproducible.
     """
     import matplotlib
 
@@ -33,6 +40,12 @@ def save_gallery(image: Tensor, path: str | os.PathLike, seed: int = 0, dpi: int
     if not isinstance(image, Tensor) or image.ndim != 3:
         shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
         raise ValueError(f"save_gallery takes one image of shape 3 x H x W, got {shape}")
+    side = min(image.shape[-2:])
+    if side > tile:
+        top, left = (image.shape[-2] - side) // 2, (image.shape[-1] - side) // 2
+        square = image[:, top:top + side, left:left + side].unsqueeze(0)
+        image = F.interpolate(square, size=(tile, tile), mode="bilinear", antialias=True,
+                              align_corners=False).clamp(0, 1)[0]
     batch = image.unsqueeze(0)
     check_images(batch)
     generator = torch.Generator(device=image.device).manual_seed(seed)
@@ -44,7 +57,7 @@ def save_gallery(image: Tensor, path: str | os.PathLike, seed: int = 0, dpi: int
 
     height, width = image.shape[-2:]
     step_y, step_x = height + _PADDING, width + _PADDING
-    label_margin = 1.6  # inches of room for the type names on the left
+    label_margin = 2.0  # inches of room for the type names and parameters on the left
     figure_width = montage.shape[-1] / dpi + label_margin
     figure, axis = plt.subplots(figsize=(figure_width, montage.shape[-2] / dpi + 0.4), dpi=dpi)
     axis.imshow(montage.permute(1, 2, 0).numpy(), interpolation="nearest")
@@ -58,6 +71,9 @@ def save_gallery(image: Tensor, path: str | os.PathLike, seed: int = 0, dpi: int
     for spine in axis.spines.values():
         spine.set_visible(False)
     figure.subplots_adjust(left=label_margin / figure_width, right=0.99, top=0.98, bottom=0.01)
-    with io.atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=dpi)
+    buffer = _io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
     plt.close(figure)
+    buffer.seek(0)
+    with io.atomic_path(path) as tmp:
+        Image.open(buffer).convert("RGB").save(tmp, format="png", optimize=True)

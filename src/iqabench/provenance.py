@@ -1,0 +1,141 @@
+"""Where a result comes from: the git commit, the pipeline state as DVC locked it, params changed against HEAD.
+
+``lock_digest`` is the hash every report and MLflow run carries as ``dvc_lock``.
+The `report` stage runs inside ``dvc repro``, before DVC has written report's
+own entry in ``dvc.lock``, so hashing the whole file would name a file that
+never exists. DVC writes each stage's entry when that stage finishes, so the
+entries of the stages *upstream of report* are final when report runs: the
+digest covers exactly those (their commands, dependency and output hashes and
+params as locked). ``iqabench``'s test suite recomputes it from the committed
+``dvc.lock`` and compares it with ``reports/results.md``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+LOCK = Path("dvc.lock")
+DVC_YAML = Path("dvc.yaml")
+# The pipeline's own outputs change during `dvc repro`, and a params.yaml change is named in full by
+# params_diff (`dvc exp run -S` makes one): neither makes the code "dirty".
+NOT_CODE = ("reports", "dvc.lock", "params.yaml")
+
+
+def _git(*args: str, cwd: str | Path | None = None) -> str | None:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=cwd).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def git_state(cwd: str | Path | None = None) -> tuple[str, bool]:
+    """(commit sha or "unknown", whether tracked code differs from it; see NOT_CODE)."""
+    sha = (_git("rev-parse", "HEAD", cwd=cwd) or "").strip()
+    if not sha:
+        return "unknown", False
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  *(f":(exclude){p}" for p in NOT_CODE), cwd=cwd)
+    return sha, bool((status or "").strip())
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    sha, dirty = git_state(cwd)
+    return sha + ("-dirty" if dirty else "")
+
+
+def file_hash(path: str | Path) -> str:
+    path = Path(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """DVC's rule: a dependency on a folder covers every output inside it, and the other way round."""
+    a, b = a.rstrip("/"), b.rstrip("/")
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def upstream_stages(locked: dict, deps: list[str]) -> list[str]:
+    """Names of the locked stages whose outputs ``deps`` read, directly or through other stages, sorted."""
+    found: set[str] = set()
+    frontier = list(deps)
+    while frontier:
+        path = frontier.pop()
+        for name, entry in locked.items():
+            if name in found:
+                continue
+            if any(_overlaps(path, out.get("path", "")) for out in entry.get("outs", []) or []):
+                found.add(name)
+                frontier.extend(dep.get("path", "") for dep in entry.get("deps", []) or [])
+    return sorted(found)
+
+
+def _stage_deps(stage: str, dvc_yaml: Path) -> list[str]:
+    try:
+        spec = yaml.safe_load(dvc_yaml.read_text())["stages"][stage]
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as err:
+        raise ValueError(f"{dvc_yaml}: cannot read the deps of stage '{stage}' ({err!r}); the dvc_lock "
+                         "digest needs them") from None
+    return [d if isinstance(d, str) else next(iter(d)) for d in spec.get("deps", [])]
+
+
+def lock_digest(stage: str = "report", lock: str | Path = LOCK, dvc_yaml: str | Path = DVC_YAML) -> str:
+    """16 hex digits of the locked entries of every stage upstream of ``stage`` (see module doc)."""
+    lock, dvc_yaml = Path(lock), Path(dvc_yaml)
+    if not lock.is_file():
+        return "missing"
+    locked = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    names = upstream_stages(locked, _stage_deps(stage, dvc_yaml))
+    blob = json.dumps({name: locked[name] for name in names}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def params_diff(current: dict, ref: str = "HEAD", path: str = "params.yaml",
+                cwd: str | Path | None = None) -> dict[str, tuple]:
+    """``{key: (at ref, now)}`` for every flattened param that differs from ``ref``'s params.yaml.
+
+    What `dvc exp run -S key=value` changed, or an uncommitted edit; empty outside git.
+    """
+    text = _git("show", f"{ref}:{path}", cwd=cwd)
+    if text is None:
+        return {}
+    base, now = flatten(yaml.safe_load(text) or {}), flatten(current)
+    missing = object()
+    return {key: (base.get(key), now.get(key)) for key in sorted(set(base) | set(now))
+            if base.get(key, missing) != now.get(key, missing)}
+
+
+def format_diff(diff: dict[str, tuple], limit: int = 200) -> str:
+    """``evaluate.n_splits=5 seed=1``; a removed key shows as ``key=(removed)``; cut at ``limit`` characters."""
+    text = " ".join(f"{k}={'(removed)' if new is None else json.dumps(new) if not isinstance(new, str) else new}"
+                    for k, (_, new) in diff.items())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def experiment_name() -> str:
+    """The DVC experiment being run (`dvc exp run` sets DVC_EXP_NAME), or ""."""
+    return os.environ.get("DVC_EXP_NAME", "").strip()
+
+
+def run_name(sha: str, dirty: bool, exp: str, diff: dict[str, tuple]) -> str:
+    """``a1b2c3d4+dirty exp-1f2e3 evaluate.n_splits=5``: what tells one run of the study from another."""
+    parts = [sha[:8] + ("+dirty" if dirty else "")]
+    if exp:
+        parts.append(exp)
+    parts.append(format_diff(diff, limit=120) if diff else "HEAD params")
+    return " ".join(parts)
