@@ -12,9 +12,11 @@
 
 For each seed s, in one temporary copy of the repository (its tracked and
 untracked-but-not-ignored files, without reports/ and dvc.lock, as
-tests/test_pipeline_e2e.py copies it), params.yaml gets ``pretrain.seed``,
-``pretrain_arniqa.seed`` and ``evaluate.seed`` = s and `dvc repro evaluate` runs;
-its reports/metrics.json is that seed's result. The top-level ``seed`` is left
+tests/test_pipeline_e2e.py copies it), params.yaml gets ``pretrain.seed`` =
+``pretrain_arniqa.seed`` = s and ``evaluate.seed`` = 1000 s, and `dvc repro
+evaluate` runs; its reports/metrics.json is that seed's result. (Split i is drawn
+from ``evaluate.seed + i``, so seeds 0 and 1 would share 9 of 10 splits; a stride
+of 1000 keeps every seed's splits distinct, and seed 0 keeps the default's.) The top-level ``seed`` is left
 alone, so the embedded datasets and the distortion corpus are built once and are
 the same for every seed: the spread is that of pretraining and of the split draw,
 which is what differs between two honest runs of the same code (and what a
@@ -54,7 +56,9 @@ sys.path.insert(0, str(REPO / "src"))
 from iqabench import io  # noqa: E402
 
 BIN = Path(sys.executable).parent
-SEED_KEYS = (("pretrain", "seed"), ("pretrain_arniqa", "seed"), ("evaluate", "seed"))
+# (section, key, stride): the value set for seed s is stride * s. Split i is drawn from evaluate.seed + i, so the
+# split seed needs a stride above n_splits or neighbouring seeds would share most of their splits.
+SEED_KEYS = (("pretrain", "seed", 1), ("pretrain_arniqa", "seed", 1), ("evaluate", "seed", 1000))
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 # The smallest settings that still run every stage up to `evaluate` (a smoke run, not a measurement).
 TINY = {
@@ -92,9 +96,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def with_seed(params: dict, seed: int, overrides: dict[str, Any]) -> dict:
-    """A copy of ``params`` with the overrides applied and every seed key of SEED_KEYS set to ``seed``."""
+    """A copy of ``params`` with the overrides applied and every seed key of SEED_KEYS set from ``seed``."""
     out = copy.deepcopy(params)
-    for dotted, value in {**overrides, **{f"{s}.{k}": seed for s, k in SEED_KEYS}}.items():
+    for dotted, value in {**overrides, **{f"{s}.{k}": stride * seed for s, k, stride in SEED_KEYS}}.items():
         parts = dotted.split(".")
         if len(parts) > 2:
             raise SystemExit(f"override {dotted!r}: only 'key' or 'section.key' can be set")
@@ -108,7 +112,7 @@ def with_seed(params: dict, seed: int, overrides: dict[str, Any]) -> dict:
         if not isinstance(out.get(section), dict):
             raise SystemExit(f"override {dotted!r}: params.yaml has no section '{section}' "
                              f"(known: {sorted(k for k, v in out.items() if isinstance(v, dict))})")
-        if key not in out[section] and (section, key) not in SEED_KEYS:
+        if key not in out[section] and key != "seed":
             raise SystemExit(f"override {dotted!r}: params.yaml section '{section}' has no key '{key}' "
                              f"(known: {sorted(out[section])})")
         out[section][key] = value
@@ -136,8 +140,8 @@ def markdown(frame: pd.DataFrame, prov: dict, seed_factor: float | None = None) 
     seeds = ", ".join(str(s) for s in prov["seeds"])
     lines = [
         "# Seed spread of the pipeline", "",
-        f"{len(prov['seeds'])} seeds ({seeds}) of pretraining (`pretrain.seed`, `pretrain_arniqa.seed`) and splits "
-        f"(`evaluate.seed`); the datasets and the distortion corpus are built once at the top-level seed "
+        f"{len(prov['seeds'])} seeds ({seeds}) of pretraining (`pretrain.seed`, `pretrain_arniqa.seed` = s) and "
+        f"splits (`evaluate.seed` = 1000 s, so no two seeds share a split); the datasets and the distortion corpus are built once at the top-level seed "
         f"{prov['top_level_seed']} and are the same for every seed. std = sample standard deviation over seeds "
         "(ddof 1). All metrics, with the value at each seed: `reports/variance.csv`.", "",
     ]

@@ -29,7 +29,9 @@ def metrics(srcc: float, plcc: float = 0.5) -> dict:
 
 def test_seeds_go_to_pretraining_and_splits_and_the_datasets_stay_fixed():
     out = seed_spread.with_seed(PARAMS, 3, {"pretrain.steps": 20, "models": ["a"]})
-    assert (out["pretrain"]["seed"], out["pretrain_arniqa"]["seed"], out["evaluate"]["seed"]) == (3, 3, 3)
+    # Split i is drawn from evaluate.seed + i: the stride keeps two seeds' 10 splits apart.
+    assert (out["pretrain"]["seed"], out["pretrain_arniqa"]["seed"], out["evaluate"]["seed"]) == (3, 3, 3000)
+    assert seed_spread.with_seed(PARAMS, 0, {})["evaluate"]["seed"] == 0  # seed 0 is the default run
     assert out["seed"] == 0 and out["pretrain"]["steps"] == 20 and out["models"] == ["a"]
     assert PARAMS["pretrain"]["seed"] is None  # the input is not modified
     with pytest.raises(SystemExit, match="no key 'step'.*steps"):
@@ -75,7 +77,7 @@ def test_run_seeds_collects_each_seeds_metrics_and_stops_at_a_failure(tmp_path):
         seed = params["pretrain"]["seed"]
         if seed == 13:
             raise RuntimeError("extract failed")
-        write_json(work / "reports" / "metrics.json", metrics(0.4 + 0.01 * params["evaluate"]["seed"]))
+        write_json(work / "reports" / "metrics.json", metrics(0.4 + 0.01 * seed))
 
     per_seed, seconds = seed_spread.run_seeds(tmp_path, PARAMS, [0, 2], {"pretrain.steps": 20}, repro=fake_repro)
     assert per_seed[2]["within"]["contrique"]["d"]["srcc"] == pytest.approx(0.42) and set(seconds) == {0, 2}
@@ -93,8 +95,9 @@ def test_the_command_refuses_too_few_seeds_and_bad_overrides_before_running(monk
 
 def test_the_repository_has_the_seed_keys_and_the_gate_factor():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, key in seed_spread.SEED_KEYS:
+    for section, key, _ in seed_spread.SEED_KEYS:
         assert key in params[section] and params[section][key] is None  # null = the top-level seed
+    assert params["evaluate"]["n_splits"] < seed_spread.SEED_KEYS[-1][2]
     assert params["check"]["seed_factor"] > 0
     assert isinstance(json.loads((REPO / "reports" / "baseline.json").read_text())["accepted"], list)
     assert pd.notna(params["seed"])
