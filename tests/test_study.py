@@ -120,7 +120,7 @@ def test_the_within_table_names_its_test_its_correction_and_what_changed(result)
     sig.loc[0, "verdict_wilcoxon"] = "inside noise"  # one verdict the former test saw otherwise
     text = reporting.within_markdown(result.within, sig)
     assert "corrected resampled t-test" in text and f"Holm's correction across all {len(sig)}" in text
-    assert f"1 of {len(sig)} verdicts changed" in text
+    assert f"1 of {len(sig)} verdicts changed (0 now inside the noise, 1 newly called)" in text
     assert "Seed spread not measured" in text and "across seeds |" not in text
     variance = pd.DataFrame({"metric": ["within.good.a.srcc", "within.noise.a.srcc"], "mean": [0.9, 0.88],
                              "std": [0.02, 0.03], "n_seeds": [5, 5]})

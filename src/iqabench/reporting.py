@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import io  # noqa: E402
-from .evaluation.significance import NOT_STABLE, seed_stability  # noqa: E402
+from .evaluation.significance import INSIDE_NOISE, NOT_STABLE, seed_stability  # noqa: E402
 
 
 def within_markdown(within: pd.DataFrame, significance: pd.DataFrame, variance: pd.DataFrame | None = None) -> str:
@@ -55,13 +55,14 @@ def _p(value: float) -> str:
 def significance_lines(significance: pd.DataFrame, variance: pd.DataFrame | None = None) -> list[str]:
     """The paired-comparison table under the within table: which test, which correction, what changed."""
     n = len(significance)
-    changed = int((significance["verdict"] != significance["verdict_wilcoxon"]).sum())
+    differs = significance["verdict"] != significance["verdict_wilcoxon"]
+    changed, lost = int(differs.sum()), int((differs & (significance["verdict"] == INSIDE_NOISE)).sum())
     lines = [f"Paired comparison over the same splits: mean SRCC difference A - B, its 95% interval and p from "
              f"Nadeau & Bengio's corrected resampled t-test (the variance over splits is inflated by "
              f"1/k + n_test/n_train, because random splits share training images); the verdict is taken at 5% "
              f"family-wise error after Holm's correction across all {n} comparisons of this table (every dataset). "
              f"Against the former uncorrected Wilcoxon signed-rank test on the same per-split SRCCs, "
-             f"{changed} of {n} verdicts changed.", ""]
+             f"{changed} of {n} verdicts changed ({lost} now inside the noise, {changed - lost} newly called).", ""]
     stability = None
     if variance is None:
         lines += ["Seed spread not measured here (no reports/variance.csv): the verdicts are not checked across "
