@@ -250,19 +250,47 @@ def result_gated(result: GateResult) -> list[str]:
     return sorted({row.statistic.upper() for row in result.rows if row.gated}) or ["none"]
 
 
+CHECK_KEYS = ("baseline", "tolerance", "auto_factor", "gate", "seed_factor")
+
+
+def _check_settings(cfg) -> dict:
+    """params.yaml's ``check`` section, refused with the known keys when a key or value is wrong."""
+    import difflib
+
+    if cfg is None:
+        return {}
+    if not isinstance(cfg, dict):
+        raise GateError(f"params.yaml check is {cfg!r}; expected a mapping with keys {', '.join(CHECK_KEYS)}")
+    for key in cfg:
+        if key not in CHECK_KEYS:
+            close = difflib.get_close_matches(str(key), CHECK_KEYS, n=1)
+            raise GateError(f"params.yaml check.{key} is not a setting" + (f" (did you mean {close[0]}?)" if close
+                            else "") + f"; known: {', '.join(CHECK_KEYS)}")
+    for key in ("auto_factor", "seed_factor"):
+        if key in cfg and not (isinstance(cfg[key], (int, float)) and not isinstance(cfg[key], bool)
+                               and cfg[key] >= 0):
+            raise GateError(f"params.yaml check.{key} is {cfg[key]!r}; use a number >= 0")
+    if "gate" in cfg and not (isinstance(cfg["gate"], list) and set(cfg["gate"]) <= set(STATISTICS)):
+        raise GateError(f"params.yaml check.gate is {cfg['gate']!r}; use a list from {list(STATISTICS)}")
+    return cfg
+
+
 def _settings(params_path) -> tuple[dict, Path]:
     """params.yaml and the repository root that relative baseline paths are read from."""
     from . import params as params_module
 
-    if params_path:
-        if not Path(params_path).is_file():
-            raise GateError(f"{params_path} does not exist")
-        return params_module.load(params_path), Path(params_path).resolve().parent
     try:
-        root = params_module.repo_root()
-    except FileNotFoundError:
-        return {}, Path.cwd()  # outside a checkout: built-in defaults
-    return params_module.load(root / "params.yaml"), root
+        if params_path:
+            if not Path(params_path).is_file():
+                raise GateError(f"{params_path} does not exist")
+            return params_module.load(params_path), Path(params_path).resolve().parent
+        try:
+            root = params_module.repo_root()
+        except FileNotFoundError:
+            return {}, Path.cwd()  # outside a checkout: built-in defaults
+        return params_module.load(root / "params.yaml"), root
+    except ValueError as exc:  # unreadable YAML: the loader's message names the file
+        raise GateError(str(exc)) from None
 
 
 def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] = METRICS_FILE,
@@ -284,7 +312,7 @@ def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] 
             raise GateError("--accept needs a non-empty --reason \"...\": it is what a reviewer reads in the "
                             "diff of the baseline file")
         settings, root = _settings(params_path)
-        check_cfg = settings.get("check") or {}
+        check_cfg = _check_settings(settings.get("check"))
         current, old, described, file = load_inputs(baseline, metrics_path, check_cfg, root)
         if accept_reason is not None and file is None:
             raise GateError(f"--accept writes an accepted-baseline file, but the baseline is {described}; "
