@@ -3,6 +3,14 @@
 A feature function sees only the images, except a full-reference one: it has
 the attribute ``needs_reference = True`` and is called as ``fn(images,
 references)``, the references read from the manifest's ``reference`` column.
+
+Contract for images on which a row is undefined (BRISQUE on a constant grey
+image: its statistics do not exist): the function returns NaN in that image's
+row instead of raising, so one image cannot end a benchmark. :func:`extract`
+keeps the NaN rows (the features file records which images they are) and
+:func:`undefined_rows` names them; the protocol drops them per model and
+counts them (``n_missing`` in the tables). A row undefined on every image of a
+dataset is an error.
 """
 from __future__ import annotations
 
@@ -107,7 +115,16 @@ def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64,
                 flush(tuple(img.shape))
         for shape in list(pending):
             flush(shape)
+    undefined = undefined_rows(out)
+    if undefined.all():
+        raise ValueError(f"{description}: the features are undefined (NaN) on every one of the {len(frame)} "
+                         f"images (e.g. {frame['image'].iloc[0]}); this row cannot be evaluated on this dataset")
     return out
+
+
+def undefined_rows(features: np.ndarray) -> np.ndarray:
+    """Boolean mask of the images whose features hold a NaN or an infinity (the row is undefined there)."""
+    return ~np.isfinite(np.asarray(features, dtype=np.float64)).all(axis=1)
 
 
 def _succeeds(feature_fn, inputs: list[torch.Tensor]) -> bool:

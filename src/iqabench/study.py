@@ -60,8 +60,8 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
             test_train_ratio[ds] = float((scored["n_test"] / scored["n_train"]).mean())  # same splits for all models
             chosen_alpha[model, ds] = float(np.median(run.alphas))
             summary = summarise(scored)
-            row = {"model": model, "dataset": ds, "n_images": len(frame), "n_splits": summary["n_splits"],
-                   "logistic": cfg["logistic"]}
+            row = {"model": model, "dataset": ds, "n_images": len(frame), "n_missing": run.n_missing,
+                   "n_splits": summary["n_splits"], "logistic": cfg["logistic"]}
             for metric in HEADLINE:
                 row[metric] = summary[metric]["median"]
                 row[f"{metric}_q25"], row[f"{metric}_q75"] = summary[metric]["q25"], summary[metric]["q75"]

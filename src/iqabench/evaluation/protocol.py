@@ -8,6 +8,12 @@ PLCC is fitted on B's predictions against B's MOS, as the field does.
 
 Targets are the manifest's ``score`` (higher is better, in [0, 1]), so RMSE is on
 that unit scale, not the dataset's raw MOS scale.
+
+Missing values: an image whose features are NaN (the row is undefined there, see
+:mod:`iqabench.features`) is dropped for that model only, and counted
+(``n_missing``). Splits are drawn from the full manifest first, so every model
+still has the same splits; a model with missing images is scored on each
+split's remaining test images.
 """
 from __future__ import annotations
 
@@ -21,7 +27,8 @@ from .ridge import SplitPredictions, fit_predict, ridge_path, select_alpha
 from .splits import Split, official_split, random_splits
 
 METRICS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
-PER_SPLIT_COLUMNS = ("split", "seed", "alpha", "n_train", "n_val", "n_test") + METRICS
+PER_SPLIT_COLUMNS = ("split", "seed", "alpha", "n_train", "n_val", "n_test", "n_missing") + METRICS
+MIN_TEST = 3  # rank correlations and the logistic fit need a few test images
 
 
 def _targets(features, manifest: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -39,6 +46,21 @@ def _targets(features, manifest: pd.DataFrame, where: str) -> tuple[np.ndarray, 
     return features, scores
 
 
+def undefined_rows(features: np.ndarray) -> np.ndarray:
+    """Rows (images) on which the model's features are undefined: any NaN or infinity."""
+    return ~np.isfinite(features).all(axis=1)
+
+
+def _without(split: Split, missing: np.ndarray, index: int, where: str) -> Split:
+    kept = Split(train=split.train[~missing[split.train]], val=split.val[~missing[split.val]],
+                 test=split.test[~missing[split.test]], seed=split.seed)
+    if len(kept.test) < MIN_TEST or len(kept.train) < 2:
+        raise ValueError(f"{where}: after dropping the {int(missing.sum())} image(s) with undefined features, "
+                         f"split {index} keeps {len(kept.train)} train and {len(kept.test)} test images; "
+                         f"need at least 2 and {MIN_TEST}")
+    return kept
+
+
 @dataclass(frozen=True)
 class SplitRun:
     """What one model did on one dataset's splits: enough to score it and to compare it with another."""
@@ -47,6 +69,7 @@ class SplitRun:
     alphas: list[float]            # alpha used on each split
     test_pred: list[np.ndarray]    # test predictions of each split, aligned with splits[s].test
     scores: np.ndarray             # the manifest's score column
+    n_missing: int = 0             # images dropped because the features are undefined (NaN) there
 
 
 def run_splits(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_frac: float = 0.2,
@@ -63,6 +86,10 @@ def run_splits(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_fra
     if splits is None:
         splits = random_splits(manifest["content_id"].to_numpy(), n_splits=n_splits, test_frac=test_frac,
                                val_frac=val_frac, seed=seed)
+    missing = undefined_rows(features)
+    if missing.any():
+        splits = [_without(split, missing, k, "within_dataset") for k, split in enumerate(splits)]
+        features = np.where(missing[:, None], 0.0, features)  # in no split part now: never read
     if alphas.size > 1 and any(len(s.val) == 0 for s in splits):
         raise ValueError(f"{alphas.size} alphas given but the splits have no validation part to choose "
                          "among them; set val_frac > 0 or give a single alpha")
@@ -73,7 +100,8 @@ def run_splits(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_fra
     else:
         chosen = select_alpha(predictions, scores, splits, rule=alpha_rule)
     return SplitRun(splits=list(splits), alphas=[float(predictions.alphas[i]) for i in chosen],
-                    test_pred=[pred[i] for pred, i in zip(predictions.test, chosen)], scores=scores)
+                    test_pred=[pred[i] for pred, i in zip(predictions.test, chosen)], scores=scores,
+                    n_missing=int(missing.sum()))
 
 
 def score_run(run: SplitRun, logistic: str = "5pl") -> pd.DataFrame:
@@ -81,7 +109,7 @@ def score_run(run: SplitRun, logistic: str = "5pl") -> pd.DataFrame:
     for index, (split, alpha, pred) in enumerate(zip(run.splits, run.alphas, run.test_pred)):
         metrics = compute_metrics(pred, run.scores[split.test], logistic=logistic)
         rows.append({"split": index, "seed": split.seed, "alpha": alpha, "n_train": len(split.train),
-                     "n_val": len(split.val), "n_test": len(split.test), **metrics})
+                     "n_val": len(split.val), "n_test": len(split.test), "n_missing": run.n_missing, **metrics})
     return pd.DataFrame(rows, columns=list(PER_SPLIT_COLUMNS))
 
 
@@ -137,11 +165,19 @@ def cross_dataset_many(train_features, train_manifest: pd.DataFrame, tests: list
     """
     X_train, y_train = _targets(train_features, train_manifest, "cross_dataset train")
     targets = [_targets(f, m, f"cross_dataset test {i}") for i, (f, m) in enumerate(tests)]
+    # Images with undefined features are dropped on both sides and counted, as within a dataset.
+    train_missing = undefined_rows(X_train)
+    X_train, y_train = X_train[~train_missing], y_train[~train_missing]
+    missing = [undefined_rows(X) for X, _ in targets]
+    targets = [(X[~m], y[~m]) for (X, y), m in zip(targets, missing)]
+    if len(y_train) < 2 or any(len(y) < MIN_TEST for _, y in targets):
+        raise ValueError(f"cross_dataset: too few images with defined features ({len(y_train)} to train on, "
+                         f"{[len(y) for _, y in targets]} to test on)")
     for X_test, _ in targets:
         if X_train.shape[1] != X_test.shape[1]:
             raise ValueError(f"train features have {X_train.shape[1]} columns but test features have "
                              f"{X_test.shape[1]}; both must come from the same model and layer")
     predictions = ridge_path(X_train, y_train, [X for X, _ in targets], [alpha], standardize=standardize)
     return [{"alpha": float(alpha), "n_train": int(len(y_train)), "n_test": int(len(y_test)),
-             **compute_metrics(pred[0], y_test, logistic=logistic)}
-            for pred, (_, y_test) in zip(predictions, targets)]
+             "n_missing": int(train_missing.sum() + m.sum()), **compute_metrics(pred[0], y_test, logistic=logistic)}
+            for pred, (_, y_test), m in zip(predictions, targets, missing)]
