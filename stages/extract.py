@@ -28,6 +28,13 @@ def main() -> None:
             except features.MissingReferenceError as exc:
                 # A full-reference row has no value on authentic images: its cells stay empty, the rest runs.
                 print(f"{name}: no {model} row ({exc})")
+                continue
+            undefined = features.undefined_rows(arrays[model])
+            if undefined.any():
+                # The NaN rows stay in the features file (the record of which images); evaluate drops and counts them.
+                listed = frame["image"][undefined].map(lambda p: Path(p).name).tolist()
+                print(f"{name}: {model} is undefined on {len(listed)} image(s), kept as NaN and counted as missing "
+                      f"by evaluate: {', '.join(listed[:10])}{' ...' if len(listed) > 10 else ''}")
         with io.atomic_path(Path("data/features") / f"{name}.npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, images=frame["image"].map(lambda p: Path(p).name).to_numpy(), **arrays)
