@@ -11,7 +11,14 @@ other jobs share the machine.
 (extracted read-only with ``git show``) at batch 32, interleaved with the
 current one, so speed-ups are ratios measured under the same load.
 
+``--reference PATH`` instead times the engine at batch 32 against ARNIQA's
+per-image functions read from ``PATH`` (e.g. ``../shared/reference/arniqa``;
+never copied here), on one CPU thread, and writes
+``reports/benchmarks/distortions_vs_reference.json`` and ``.md``
+(``benchmarks/arniqa_reference.py``).
+
     python benchmarks/distortions_speed.py [--device cpu|cuda] [--reps 2] [--threads N] [--baseline REV]
+    python benchmarks/distortions_speed.py --reference ../shared/reference/arniqa [--reps 3]
 """
 from __future__ import annotations
 
@@ -237,9 +244,18 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REV", help="git revision of the engine to compare against")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); on a "
                         "machine other jobs keep busy, 1 avoids OpenMP waiting for descheduled threads")
+    parser.add_argument("--reference", type=Path, metavar="PATH",
+                        help="folder holding ARNIQA's utils/ (per-image functions) to compare against")
+    parser.add_argument("--reference-images", type=int, default=8,
+                        help="with --reference: per-image calls timed per round")
     parser.add_argument("--out-dir", type=Path, default=Path("reports/benchmarks"))
-    parser.add_argument("--name", default="distortions_speed", help="output file stem")
+    parser.add_argument("--name", default=None, help="output file stem (default distortions_speed, or "
+                        "distortions_vs_reference with --reference)")
     args = parser.parse_args()
+    if args.reference is not None:
+        compare_with_reference(args)
+        return
+    args.name = args.name or "distortions_speed"
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda was asked for but torch sees no CUDA device")
     unknown = sorted(set(args.types) - set(DISTORTION_TYPES))
@@ -257,6 +273,22 @@ def main() -> None:
     io.write_json(args.out_dir / f"{args.name}.json", report)
     io.write_text(args.out_dir / f"{args.name}.md", to_markdown(report))
     print(to_markdown(report))
+
+
+def compare_with_reference(args) -> None:
+    import arniqa_reference
+
+    if args.device != "cpu" or args.baseline:
+        raise SystemExit("--reference compares on the CPU, one thread; drop --device/--baseline")
+    torch.set_num_threads(1)  # the comparison is defined on one thread: per-image code gains nothing from more
+    image = _batch(1, "cpu")[0]
+    report = arniqa_reference.compare(args.reference, image, batch=32, reference_images=args.reference_images,
+                                      rounds=max(args.reps, 1), types=args.types)
+    report["load_average_1_5_15_min"] = [round(value, 2) for value in os.getloadavg()]
+    name = args.name or "distortions_vs_reference"
+    io.write_json(args.out_dir / f"{name}.json", report)
+    io.write_text(args.out_dir / f"{name}.md", arniqa_reference.to_markdown(report))
+    print(arniqa_reference.to_markdown(report))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@
   subsampling is libjpeg's default 4:2:0.
 * JPEG 2000: OpenJPEG through Pillow, ``quality_mode='rates'`` with the
   published compression ratio, irreversible 9/7 wavelet (what MATLAB's lossy
-  ``imwrite(..., 'CompressionRatio', r)`` uses). The number of resolutions is
+  ``imwrite(..., 'CompressionRatio', r)`` uses), with the irreversible
+  colour transform (RGB -> YCbCr) before coding, as JPEG 2000 encoders apply
+  to RGB by default (Kakadu, which MATLAB uses, and OpenJPEG's own
+  ``opj_compress``; Pillow leaves it off unless ``mct=1``). It also encodes
+  faster: 44 ms against 61 ms for a 384 x 512 image. The number of resolutions is
   OpenJPEG's default 6, reduced for images too small for it (OpenJPEG needs
   each side >= 2**(resolutions - 1)).
 
@@ -26,7 +30,18 @@ from torchvision.io import decode_jpeg, encode_jpeg
 
 
 def _to_uint8_cpu(x: Tensor) -> Tensor:
-    return x.clamp(0, 1).mul_(255).round_().to(torch.uint8).cpu()
+    # The engine hands functions images already checked or clamped to [0, 1]: no clamp here.
+    return x.mul(255).round_().to(torch.uint8).cpu()
+
+
+def _from_uint8(decoded: list, like: Tensor) -> Tensor:
+    """Stack 8-bit images (CHW tensors or HWC arrays) as float in [0, 1], converting
+    each straight into its slot: one pass per image instead of stack, cast and divide."""
+    out = torch.empty(like.shape, dtype=torch.float32)
+    for slot, image in zip(out, decoded):
+        image = image if isinstance(image, Tensor) else torch.from_numpy(image).permute(2, 0, 1)
+        torch.div(image, 255, out=slot)
+    return out.to(device=like.device, dtype=like.dtype)
 
 
 def jpeg(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
@@ -36,8 +51,7 @@ def jpeg(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
         encoded = encode_jpeg(pixels, quality=qualities[0])
     else:
         encoded = [encode_jpeg(image, quality=quality) for image, quality in zip(pixels, qualities)]
-    decoded = torch.stack(decode_jpeg(encoded))
-    return decoded.to(device=x.device, dtype=x.dtype).div_(255)
+    return _from_uint8(decode_jpeg(encoded), x)
 
 
 def jpeg2000(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
@@ -49,9 +63,8 @@ def jpeg2000(x: Tensor, params: list[float], generator: torch.Generator) -> Tens
         buffer = io.BytesIO()
         Image.fromarray(image, "RGB").save(
             buffer, format="JPEG2000", quality_mode="rates", quality_layers=[float(ratio)],
-            irreversible=True, num_resolutions=resolutions)
+            irreversible=True, num_resolutions=resolutions, mct=1)
         buffer.seek(0)
         with Image.open(buffer) as decoded:
-            outputs.append(np.asarray(decoded.convert("RGB")))
-    stacked = torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2)
-    return stacked.to(device=x.device, dtype=x.dtype).div_(255)
+            outputs.append(np.array(decoded.convert("RGB")))  # writable, so torch.from_numpy takes it
+    return _from_uint8(outputs, x)

@@ -1,9 +1,9 @@
 """Input checks, the type registry and :func:`distort` / :func:`apply_sequence`.
 
-Every distortion function takes the float32 sub-batch of images whose level is
+Every distortion function takes a float32 chunk of the images whose level is
 above 0, the per-image parameter values from ``LEVEL_PARAMETERS`` and the
-generator, and returns the distorted sub-batch; :func:`distort` scatters it
-back, clamps to [0, 1] and restores the caller's dtype, so level 0 is the
+generator, and returns the distorted chunk; :func:`distort` assembles the
+chunks, clamps to [0, 1] and restores the caller's dtype, so level 0 is the
 identity bit for bit.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from . import blur, brightness, color, compression, noise, sharpness, spatial
+from . import blur, brightness, color, compression, memory, noise, sharpness, spatial
 from .params import DISTORTION_TYPES, LEVEL_PARAMETERS, NUM_LEVELS
 
 DistortionFn = Callable[[Tensor, list, torch.Generator], Tensor]
@@ -72,7 +72,7 @@ def check_images(images: Tensor) -> None:
     if images.dtype not in _FLOAT_DTYPES:
         raise ValueError(f"images must be float32/float16/bfloat16 in [0, 1], got dtype {images.dtype}; "
                          "convert 8-bit images with images.float() / 255")
-    low, high = float(images.min()), float(images.max())
+    low, high = (float(v) for v in torch.aminmax(images))  # one pass instead of two
     if not (0.0 <= low and high <= 1.0):  # also false for NaN
         raise ValueError(f"image values must lie in [0, 1], found range [{low:.4g}, {high:.4g}]; "
                          "scale 8-bit data by 1/255 and clamp before distorting")
@@ -126,56 +126,72 @@ def distort(images: Tensor, dist: str, level: int | Tensor,
     from ``generator``; the same seed gives the same images on the same device.
     """
     check_images(images)
-    function = check_distortion(dist)
+    check_distortion(dist)
     levels = check_levels(level, images.shape[0])
     if generator is None:
         generator = default_generator(images.device)
-    active = torch.nonzero(levels > 0).flatten()
-    if active.numel() == 0:
-        return images.clone()
     table = LEVEL_PARAMETERS[dist]
-    params = [table[int(lv) - 1] for lv in levels[active]]
-    everything = active.numel() == images.shape[0]
-    subset = images if everything else images[active.to(images.device)]
-    distorted = _in_chunks(function, subset.to(torch.float32), params, generator,
-                           dist in WHOLE_BATCH_TYPES)
-    if everything:
-        return distorted.to(images.dtype)
-    out = images.clone()
-    out[active.to(images.device)] = distorted.to(images.dtype)
+    values = levels.tolist()
+    if all(values):  # the usual case: no gather, no scatter
+        return _in_chunks(dist, images, [table[lv - 1] for lv in values], generator)
+    out = memory.clone(images)
+    active = [row for row, lv in enumerate(values) if lv]
+    if active:
+        index = torch.tensor(active, device=images.device)
+        params = [table[values[row] - 1] for row in active]
+        out[index] = _in_chunks(dist, images[index], params, generator)
     return out
 
 
-def chunk_size(height: int, width: int) -> int:
-    """Images per call to a distortion function: about CHUNK_PIXELS pixels.
+def chunk_size(height: int, width: int, device: torch.device | str = "cpu") -> int:
+    """Images per call to a distortion function.
 
-    Every temporary of a chunk then stays below glibc's largest mmap threshold
-    (32 MiB), so freed buffers are reused instead of being handed back to the
-    kernel and page-faulted in again; on a CPU this halves the time of the
-    per-pixel types. The size depends only on the image size, so random types
-    draw the same numbers for the same batch on every machine.
+    On the CPU about CHUNK_PIXELS pixels (one 512 x 512 image): a chunk's
+    temporaries (about 3 MiB each) then stay in the cache between the several
+    passes a type makes over them, which is what a per-image implementation
+    gets for free, and far below glibc's 32 MiB mmap threshold, so freed
+    buffers are reused instead of being faulted in again. Accelerators want
+    the opposite, few large kernels: a chunk there is DEVICE_CHUNK_PIXELS (256
+    images of 512 x 512), which only bounds the temporaries' memory. The size
+    depends only on the image size and the device type, so random types draw
+    the same numbers for the same batch on every machine of that type.
     """
-    return max(1, CHUNK_PIXELS // (height * width))
+    budget = CHUNK_PIXELS if torch.device(device).type == "cpu" else DEVICE_CHUNK_PIXELS
+    return max(1, budget // (height * width))
 
 
-CHUNK_PIXELS = 1 << 20
+CHUNK_PIXELS = 1 << 18
+DEVICE_CHUNK_PIXELS = 1 << 26
 
 
-# Types that loop in Python over patches or images and keep no full-size
-# temporaries: chunking them would only repeat the loop once per chunk.
-WHOLE_BATCH_TYPES: frozenset[str] = frozenset({
-    "non_eccentricity_patch", "color_block", "jpeg2000", "color_quantization", "mean_shift"})
+# Types whose random draws cover the whole batch up front and that then paste
+# small patches in place: chunking them would only split the draws.
+WHOLE_BATCH_TYPES: frozenset[str] = frozenset({"non_eccentricity_patch", "color_block"})
 
 
-def _in_chunks(function: DistortionFn, images: Tensor, params: list, generator: torch.Generator,
-               whole_batch: bool) -> Tensor:
-    step = chunk_size(*images.shape[-2:])
-    if whole_batch or images.shape[0] <= step:
-        return function(images, params, generator).clamp_(0, 1)
-    out = torch.empty_like(images)
+# Types whose function returns values in [0, 1] by construction (copies of the
+# input, 8-bit codec output / 255, their own clamp): the
+# engine's clamp would be one more pass over the batch for nothing.
+IN_RANGE_TYPES: frozenset[str] = frozenset({
+    "jpeg", "jpeg2000", "color_quantization", "white_noise", "impulse_noise", "multiplicative_noise",
+    "darken", "non_eccentricity_patch", "pixelate", "color_block", "contrast_change"})
+
+
+def _in_chunks(dist: str, images: Tensor, params: list, generator: torch.Generator) -> Tensor:
+    """The distorted batch in the caller's dtype, clamped to [0, 1]; functions see float32."""
+    function = DISTORTION_FUNCTIONS[dist]
+
+    def run(chunk: Tensor, chunk_params: list) -> Tensor:
+        result = function(chunk.to(torch.float32), chunk_params, generator)
+        return result if dist in IN_RANGE_TYPES else result.clamp_(0, 1)
+
+    step = chunk_size(images.shape[-2], images.shape[-1], images.device)
+    if dist in WHOLE_BATCH_TYPES or images.shape[0] <= step:
+        return run(images, params).to(images.dtype)
+    out = memory.empty_like(images)
     for start in range(0, images.shape[0], step):
         stop = start + step
-        out[start:stop] = function(images[start:stop], params[start:stop], generator).clamp_(0, 1)
+        out[start:stop] = run(images[start:stop], params[start:stop])
     return out
 
 

@@ -20,6 +20,8 @@ work) is what keeps it usable inside a training loop.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -32,15 +34,22 @@ def _per_image(values: list[float], like: Tensor) -> Tensor:
     return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, 1, 1, 1)
 
 
+def _scale_and_add(noise: Tensor, variances: list[float], x: Tensor) -> Tensor:
+    """``noise * sqrt(variance) + x`` in place: one fused pass when the chunk shares
+    one variance (the usual case), else a per-image multiply then the add."""
+    if len(set(variances)) == 1:
+        return torch.add(x, noise, alpha=math.sqrt(variances[0]), out=noise)
+    return noise.mul_(_per_image(variances, x).sqrt()).add_(x)
+
+
 def white_noise(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
     noise = randn(generator, x.shape, x.device).to(x.dtype)
-    return noise.mul_(_per_image(params, x).sqrt()).add_(x).clamp_(0, 1)
+    return _scale_and_add(noise, params, x).clamp_(0, 1)
 
 
 def white_noise_ycbcr(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
     noise = randn(generator, x.shape, x.device).to(x.dtype)
-    noisy = noise.mul_(_per_image(params, x).sqrt()).add_(rgb_to_ycbcr(x))
-    return ycbcr_to_rgb(noisy.clamp_(0, 1))
+    return ycbcr_to_rgb(_scale_and_add(noise, params, rgb_to_ycbcr(x)).clamp_(0, 1))
 
 
 def impulse_noise(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import memory
 from .filters import min_max_per_image_, rand, randn
 
 _JITTER_ITERATIONS = 5
@@ -60,41 +61,83 @@ def jitter(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor
     return out
 
 
-def _paste(out: Tensor, active: Tensor, top: Tensor, left: Tensor, patch: Tensor, size: int) -> None:
-    """Write ``patch`` (A x 3 x size x size) at (top, left) in the active images."""
-    offsets = torch.arange(size, device=out.device)
-    rows = (top.view(-1, 1) + offsets).unsqueeze(2)
-    cols = (left.view(-1, 1) + offsets).unsqueeze(1)
-    out[active.view(-1, 1, 1), :, rows, cols] = patch.permute(0, 2, 3, 1)
+def _patch_copies(x: Tensor, counts: list[int], draws: Tensor, sources: Tensor, targets: Tensor,
+                  size: int, fill: Tensor | None = None) -> Tensor:
+    """Paste ``size`` x ``size`` patches into a copy of ``x``, image by image in draw order.
+
+    ``draws`` x N rows of (top, left) ``targets``; each patch is either the
+    current content at ``sources`` (copied before it is pasted, so overlapping
+    copies read what the previous pastes left) or the colour ``fill`` (draws x
+    N x 3). Image ``i`` takes its first ``counts[i]`` draws.
+
+    On the CPU this is a loop of NumPy slice copies (a 16 x 16 patch is 3 KiB;
+    the batched advanced-indexing path took 2 ms per draw on 32 images, 4 ms
+    per image at level 3, against 1.2 ms per image for ARNIQA's slice loop).
+    On an accelerator it is one batched gather and scatter per draw, where images past their count copy a patch onto itself
+    (no host sync: nothing depends on which images are still pasting).
+    """
+    out = memory.clone(x)
+    if x.device.type == "cpu":
+        pixels = out.numpy()  # shares memory; NumPy slicing costs a tenth of a tensor slice's overhead
+        target_list = targets.tolist()
+        source_list = sources.tolist()
+        colours = None if fill is None else fill.numpy()[..., None, None]
+        for image, count in enumerate(counts):
+            canvas = pixels[image]
+            for k in range(count):
+                top, left = target_list[k][image]
+                if colours is None:
+                    src_top, src_left = source_list[k][image]
+                    patch = canvas[:, src_top:src_top + size, src_left:src_left + size].copy()
+                else:
+                    patch = colours[k, image]
+                canvas[:, top:top + size, left:left + size] = patch
+        return out
+    offsets = torch.arange(size, device=x.device)
+    batch = torch.arange(x.shape[0], device=x.device).view(-1, 1, 1)
+    live = torch.arange(draws, device=x.device).view(-1, 1) < torch.tensor(counts, device=x.device).view(1, -1)
+    for k in range(draws):
+        # Past an image's count, its target becomes its source: the paste changes nothing.
+        top_left = torch.where(live[k].view(-1, 1), targets[k], sources[k])
+        rows = (top_left[:, 0].view(-1, 1) + offsets).unsqueeze(2)
+        cols = (top_left[:, 1].view(-1, 1) + offsets).unsqueeze(1)
+        if fill is None:
+            src_rows = (sources[k, :, 0].view(-1, 1) + offsets).unsqueeze(2)
+            src_cols = (sources[k, :, 1].view(-1, 1) + offsets).unsqueeze(1)
+            patch = out[batch, :, src_rows, src_cols]
+        else:
+            current = out[batch, :, rows, cols]
+            patch = torch.where(live[k].view(-1, 1, 1, 1), fill[k].view(-1, 1, 1, 3), current)
+        out[batch, :, rows, cols] = patch
+    return out
 
 
 def non_eccentricity_patch(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
     """Copy ``pnum`` 16 x 16 patches to a spot up to 8 px away (``imnoneccpatch``)."""
     _require_size(x, _ECC_PATCH + 2 * _ECC_RADIUS, "non_eccentricity_patch")
     n, _, h, w = x.shape
-    counts = torch.tensor([int(p) for p in params], device=x.device)
-    out = x.clone()
-    offsets = torch.arange(_ECC_PATCH, device=x.device)
-    for index in range(int(counts.max())):
-        draw = rand(generator, (n, 4), x.device).to(torch.float64)
-        active = torch.nonzero(counts > index).flatten()
-        draw = draw[active]
-        top = torch.round(draw[:, 0] * (h - _ECC_PATCH - 2 * _ECC_RADIUS)).long() + _ECC_RADIUS
-        left = torch.round(draw[:, 1] * (w - _ECC_PATCH - 2 * _ECC_RADIUS)).long() + _ECC_RADIUS
-        rows = (top.view(-1, 1) + offsets).unsqueeze(2)
-        cols = (left.view(-1, 1) + offsets).unsqueeze(1)
-        patch = out[active.view(-1, 1, 1), :, rows, cols].permute(0, 3, 1, 2)
-        new_top = torch.round((draw[:, 2] - 0.5) * _ECC_RADIUS + top).long()
-        new_left = torch.round((draw[:, 3] - 0.5) * _ECC_RADIUS + left).long()
-        _paste(out, active, new_top, new_left, patch, _ECC_PATCH)
-    return out
+    counts = [int(p) for p in params]
+    draws = max(counts)
+    # One draw for every (patch, image), whether or not the image uses it, so an
+    # image's patches do not depend on the other images' levels.
+    draw = rand(generator, (draws, n, 4), x.device).to(torch.float64)
+    top = torch.round(draw[..., 0] * (h - _ECC_PATCH - 2 * _ECC_RADIUS)) + _ECC_RADIUS
+    left = torch.round(draw[..., 1] * (w - _ECC_PATCH - 2 * _ECC_RADIUS)) + _ECC_RADIUS
+    new_top = torch.round((draw[..., 2] - 0.5) * _ECC_RADIUS + top)
+    new_left = torch.round((draw[..., 3] - 0.5) * _ECC_RADIUS + left)
+    sources = torch.stack((top, left), -1).long()
+    targets = torch.stack((new_top, new_left), -1).long()
+    return _patch_copies(x, counts, draws, sources, targets, _ECC_PATCH)
 
 
 def _group_by_parameter(x: Tensor, params: list[float], apply) -> Tensor:
     """Run ``apply(images, parameter)`` once per distinct parameter (at most 5)."""
+    distinct = sorted(set(params))
+    if len(distinct) == 1:  # the usual case: no gather and scatter
+        return apply(x, distinct[0])
     out = torch.empty_like(x)
     values = torch.tensor(params)
-    for value in sorted(set(params)):
+    for value in distinct:
         index = torch.nonzero(values == value).flatten().to(x.device)
         out[index] = apply(x[index], value)
     return out
@@ -124,14 +167,10 @@ def color_block(x: Tensor, params: list[float], generator: torch.Generator) -> T
     """Paste ``pnum`` flat 32 x 32 blocks of random colour (``imcolorblock``)."""
     _require_size(x, _BLOCK, "color_block")
     n, _, h, w = x.shape
-    counts = torch.tensor([int(p) for p in params], device=x.device)
-    out = x.clone()
-    for index in range(int(counts.max())):
-        draw = rand(generator, (n, 5), x.device)
-        active = torch.nonzero(counts > index).flatten()
-        draw = draw[active]
-        top = torch.floor(draw[:, 0] * (h - _BLOCK)).long()
-        left = torch.floor(draw[:, 1] * (w - _BLOCK)).long()
-        colour = draw[:, 2:].to(x.dtype).view(-1, 3, 1, 1).expand(-1, 3, _BLOCK, _BLOCK)
-        _paste(out, active, top, left, colour, _BLOCK)
-    return out
+    counts = [int(p) for p in params]
+    draws = max(counts)
+    draw = rand(generator, (draws, n, 5), x.device)
+    top = torch.floor(draw[..., 0] * (h - _BLOCK))
+    left = torch.floor(draw[..., 1] * (w - _BLOCK))
+    targets = torch.stack((top, left), -1).long()
+    return _patch_copies(x, counts, draws, targets, targets, _BLOCK, fill=draw[..., 2:].to(x.dtype))
