@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from iqabench import io, manifest, params, regressor, rows, study, timing
+from iqabench.evaluation.protocol import undefined_rows
 
 
 def main() -> None:
@@ -19,8 +20,23 @@ def main() -> None:
         manifests[ds] = manifest.read(Path("data/prepared") / ds / "manifest.csv")
         with np.load(Path("data/features") / f"{ds}.npz") as blob:
             features[ds] = {m: blob[m] for m in cfg["models"] if m in blob.files}  # FR rows: sets with references
+        absent = [m for m in cfg["models"] if m not in features[ds] and not rows.is_full_reference(m)]
+        if absent:
+            raise SystemExit(f"error: data/features/{ds}.npz has no features of {absent}; run `dvc repro extract@{ds}`")
     with timing.timed("evaluate"):
         result = study.run(features, manifests, cfg)
+        # The regressors `iqabench score --model M` uses: fitted on every image of one dataset (those with defined
+        # features). Full-reference rows have none: a user's photo comes without its pristine reference. Fitted
+        # before anything is written, so a failure leaves the last good reports in place.
+        ds = cfg["regressor_dataset"]
+        runs = result.per_split[result.per_split["dataset"] == ds]
+        fitted = {}
+        for model in cfg["models"]:
+            if not rows.is_full_reference(model):
+                alpha = float(runs.loc[runs["model"] == model, "alpha"].median())  # what the protocol chose
+                keep = ~undefined_rows(features[ds][model])
+                fitted[model] = regressor.fit(features[ds][model][keep], manifests[ds]["score"].to_numpy()[keep],
+                                              alpha=alpha, standardize=cfg["standardize"], dataset=ds)
         reports, data = Path("reports"), Path("data/eval")
         io.write_csv(reports / "within.csv", result.within.round(4))
         io.write_csv(reports / "cross.csv", result.cross.round(4))
@@ -28,16 +44,10 @@ def main() -> None:
         io.write_json(reports / "metrics.json", study.metrics_dict(result))
         io.write_csv(data / "per_split.csv", result.per_split)
         io.write_csv(data / "predictions.csv", result.predictions)
-        # The regressors `iqabench score --model M` uses: fitted on every image of one dataset. Full-reference
-        # rows have none: a user's photo comes without its pristine reference.
-        ds = cfg["regressor_dataset"]
-        runs = result.per_split[result.per_split["dataset"] == ds]
-        for model in cfg["models"]:
-            if not rows.is_full_reference(model):
-                alpha = float(runs.loc[runs["model"] == model, "alpha"].median())  # what the protocol chose
-                regressor.fit(features[ds][model], manifests[ds]["score"].to_numpy(), alpha=alpha,
-                              standardize=cfg["standardize"], dataset=ds).save(regressor.path_for(model))
-    print(result.within[["model", "dataset", "n_images", "srcc", "plcc", "krcc"]].round(3).to_string(index=False))
+        for model, fit in fitted.items():
+            fit.save(regressor.path_for(model))
+    print(result.within[["model", "dataset", "n_images", "n_missing", "srcc", "plcc", "krcc"]].round(3)
+          .to_string(index=False))
 
 
 if __name__ == "__main__":
