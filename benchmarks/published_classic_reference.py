@@ -1,0 +1,71 @@
+"""Reference scores for the published NIQE and BRISQUE rows, from the packages' own code (not iqabench's).
+
+    # in a separate environment: scikit-video's NIQE needs NumPy < 1.24 (np.int) and
+    # scipy.misc.imresize (shimmed below with PIL, as SciPy 1.2 implemented it)
+    python3.11 -m venv /tmp/calib
+    /tmp/calib/bin/pip install numpy==1.23.5 scipy==1.10.1 'pillow<11' scikit-image==0.21.0 \
+        opencv-python-headless==4.8.1.78 libsvm-official==3.35.0 scikit-video==1.1.11
+    /tmp/calib/bin/pip install --no-deps brisque==0.2.0
+    /tmp/calib/bin/python benchmarks/published_classic_reference.py ../shared/datasets/koniq10k-subset
+
+writes reports/benchmarks/published_classic_reference.json: for the first N
+KonIQ images (sorted by name), skvideo.measure.niqe on the MATLAB rgb2gray luma
+and brisque.BRISQUE().score on the RGB image. tests/test_published_classic.py
+compares the rows niqe-published and brisque-published with them.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import scipy.misc
+from PIL import Image
+
+N_IMAGES = 12
+OUT = Path(__file__).resolve().parents[1] / "reports" / "benchmarks" / "published_classic_reference.json"
+
+
+def _imresize(arr, size, interp="bilinear", mode=None):
+    """scipy.misc.imresize as SciPy 1.2 had it, for the one call skvideo's NIQE makes (mode 'F', a scale)."""
+    assert mode == "F" and isinstance(size, float), (mode, size)
+    image = Image.fromarray(np.asarray(arr, dtype=np.float32), mode="F")
+    new = (int(image.size[0] * size), int(image.size[1] * size))
+    return np.array(image.resize(new, resample={"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[interp]))
+
+
+def matlab_rgb2gray(rgb: np.ndarray) -> np.ndarray:
+    """MATLAB's rgb2gray on uint8: BT.601 weights, rounded to uint8 (what NIQE's MATLAB release reads)."""
+    return np.round(rgb.astype(np.float64) @ np.array([0.298936021293775, 0.587043074451121, 0.114020904255103]))
+
+
+def main() -> None:
+    root = Path(sys.argv[1])
+    scipy.misc.imresize = _imresize
+    import skvideo.measure
+    from brisque import BRISQUE
+
+    paths = sorted((root / "512x384").glob("*.jpg"))[:N_IMAGES]
+    if not paths:
+        raise SystemExit(f"{root}/512x384 holds no .jpg; give the koniq10k-subset folder")
+    brisque = BRISQUE(url=False)
+    scores = {}
+    for path in paths:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        grey = matlab_rgb2gray(rgb).astype(np.float32)[None, :, :, None]
+        scores[path.name] = {"niqe": float(skvideo.measure.niqe(grey)[0]), "brisque": float(brisque.score(rgb))}
+        print(path.name, scores[path.name])
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps({
+        "what": "scores from the packages' own code on koniq10k-subset/512x384 (first images by name)",
+        "versions": {d: metadata.version(d) for d in ("scikit-video", "brisque", "numpy", "scipy", "pillow",
+                                                     "scikit-image", "opencv-python-headless", "libsvm-official")},
+        "python": platform.python_version(), "scores": scores}, indent=1) + "\n")
+    print(f"-> {OUT}")
+
+
+if __name__ == "__main__":
+    main()
