@@ -177,3 +177,22 @@ def test_paper_protocols_are_evaluate_settings_the_protocol_runs():
     for protocol in (contrique, arniqa):
         run = run_splits(features, frame, n_splits=3, seed=0, **protocol)
         assert len(run.alphas) == 3 and set(run.alphas) <= set(protocol["alphas"])
+
+
+def test_dvc_yaml_makes_every_trained_rows_files_and_extract_depends_on_them():
+    import yaml
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+    def paths(entries):
+        return {next(iter(e)) if isinstance(e, dict) else e for e in entries}
+
+    extract_deps = paths(stages["extract"]["do"]["deps"])
+    assert "src/iqabench/rows.py" in extract_deps
+    for name, stage in rows.trained_here().items():
+        outs = paths(stages[stage].get("outs", []))
+        for artifact in rows.get(name).artifacts:
+            assert str(artifact) in outs, f"row {name}: {artifact} is not an output of stage {stage}"
+            assert str(artifact) in extract_deps, f"row {name}: extract does not depend on {artifact}"
+        history = rows.get(name).loss_history
+        assert history is None or str(history) in outs, f"row {name}: {history} is not written by {stage}"
