@@ -19,7 +19,6 @@ import hashlib
 import os
 from pathlib import Path
 
-from . import embedded
 from .download import ARCHIVE_DIR
 from .local import DEFAULT_REGISTRY, read_registry
 from .registry import SHARED_SUBSETS
@@ -33,11 +32,11 @@ def locate(name: str, shared_root: str | Path, data_root: str | Path = DATA_ROOT
            registry_path: str | Path = DEFAULT_REGISTRY) -> tuple[str, Path | None, dict | None]:
     """Where ``prepare`` reads dataset ``name`` from: (source, folder, registry entry).
 
-    source is ``embedded``, ``shared``, ``download``, ``registered`` or ``missing``; the one
-    place that decides it, so the fingerprint covers exactly what ``prepare`` reads.
+    source is ``shared``, ``download``, ``registered`` or ``missing``; the one place that decides it,
+    so the fingerprint covers exactly what ``prepare`` reads. The embedded sets are ``prepare``'s to
+    recognise first (made by code, which is its own dependency; importing that code here would cost
+    the always-run fingerprint stage seconds).
     """
-    if embedded.is_embedded(name):
-        return "embedded", None, None
     if name in SHARED_SUBSETS:
         return "shared", Path(shared_root) / name, None
     downloaded = Path(data_root) / name
@@ -90,8 +89,8 @@ def dataset(name: str, shared_root: str | Path, data_root: str | Path = DATA_ROO
     """The fingerprint of what ``prepare@name`` reads."""
     source, root, entry = locate(name, shared_root, data_root, registry_path)
     out = {"dataset": name, "source": source}
-    if source in ("embedded", "missing"):
-        return out  # embedded sets are made by code, which is prepare's own dependency
+    if source == "missing":
+        return out  # an embedded set (made by code, a dependency of prepare) or data not there yet
     out["folder"] = folder(root)
     if entry is not None:
         # The registration's settings (columns, scale) shape the manifest; its timestamp does not.

@@ -18,7 +18,6 @@ import pandas as pd
 
 from .. import io, manifest
 from .build import build_from_spec, check_images_exist, list_images, warn_out_of_range
-from ..images import check_images
 from .registry import SPECS, get_spec
 from .scorefiles import DatasetError, name_column, numeric_column, read_csv_columns
 
@@ -60,6 +59,7 @@ def _save_entry(name: str, entry: dict, registry_path: Path) -> None:
 
 
 def _check_pixels(name: str, images, progress: bool) -> None:
+    from ..images import check_images  # torch: imported only when pixels are checked
     report = check_images(images, progress=progress, label=f"{name}: checking images")
     if report.unreadable:
         listed = "\n  ".join(f"{p}: {why}" for p, why in report.unreadable[:MAX_LISTED])
