@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .evaluation import compare, cross_dataset_many, run_splits, score_run, summarise
-from .evaluation.significance import CORRECTED_T, HOLM, holm, verdict
+from .evaluation.significance import HOLM, holm, verdict
 from .evaluation.splits import official_split
 
 HEADLINE = ("srcc", "plcc", "krcc", "rmse")
@@ -100,7 +100,7 @@ def _paired_row(ds: str, a: str, b: str, split_srcc: dict, ratio: float, seed: i
     old = compare(split_srcc[a], split_srcc[b], seed=seed, level=1 - FAMILY_ALPHA)
     return {"dataset": ds, "model_a": a, "model_b": b, "diff": result["diff"], "lo": result["lo"],
             "hi": result["hi"], "p_raw": result["p"], "n_splits": result["n_splits"], "test_train_ratio": ratio,
-            "method": CORRECTED_T, "verdict_wilcoxon": verdict(old["diff"], old["significant"])}
+            "method": result["method"], "verdict_wilcoxon": verdict(old["diff"], old["significant"])}
 
 
 def holm_verdicts(rows: pd.DataFrame) -> pd.DataFrame:
