@@ -11,16 +11,21 @@ values.
 from __future__ import annotations
 
 from iqabench import baselines, params, timing
+from iqabench.datasets import DatasetError
+from iqabench.images import ImageError
 
 
 def main() -> None:
     cfg = params.section("niqe", optional=True)
     source = baselines.pristine_source()
-    with timing.timed("fit_niqe"):
-        model = baselines.fit_pristine_niqe(kadis_sample=cfg.get("kadis_sample", baselines.KADIS_SAMPLE),
-                                            patch_size=cfg.get("patch_size", 96),
-                                            sharpness_threshold=cfg.get("sharpness_threshold", 0.75))
-        model.save(baselines.NIQE_MODEL)
+    try:
+        with timing.timed("fit_niqe"):
+            model = baselines.fit_pristine_niqe(kadis_sample=cfg.get("kadis_sample", baselines.KADIS_SAMPLE),
+                                                patch_size=cfg.get("patch_size", 96),
+                                                sharpness_threshold=cfg.get("sharpness_threshold", 0.75))
+            model.save(baselines.NIQE_MODEL)
+    except (DatasetError, ImageError) as err:  # a broken KADIS-700k copy: name it, no traceback
+        raise SystemExit(f"fit_niqe: the pristine photos from {source} cannot be used: {err}") from None
     print(f"NIQE pristine model from {source}: {model.num_patches} patches of {model.patch_size} px "
           f"-> {baselines.NIQE_MODEL}")
 

@@ -85,3 +85,35 @@ def test_hand_edited_entry_without_path_names_the_entry(tmp_path):
     assert result.exit_code == 1 and "entry 'kadid10k' lacks 'path'" in out
     assert "iqabench datasets add kadid10k --from PATH" in out
     assert json.loads(registry.read_text()) == {"kadid10k": {"kind": "spec", "images": 3}}  # left as it was
+
+
+def test_listed_but_absent_datasets_say_the_command_that_gets_them(tmp_path):
+    from iqabench.datasets import DatasetError
+    from iqabench.datasets.local import registered_manifest
+
+    expected = {"koniq10k": "`iqabench datasets download koniq10k`",
+                "spaq": "no public URL", "nonexistent": "`iqabench datasets add-generic nonexistent"}
+    for name, says in expected.items():
+        try:
+            registered_manifest(name, tmp_path / "registry.json")
+        except DatasetError as err:
+            assert says in str(err), err
+        else:
+            raise AssertionError(f"{name}: no error")
+    assert not (tmp_path / "registry.json").exists()
+
+
+def test_fit_niqe_names_a_broken_kadis_image_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "params.yaml").write_text("niqe:\n  kadis_sample: 2\n")
+    folder = tmp_path / "data" / "raw" / "kadis700k" / "ref_imgs"
+    folder.mkdir(parents=True)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    stage = Path(__file__).resolve().parents[1] / "stages" / "fit_niqe.py"
+    proc = subprocess.run([sys.executable, str(stage)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "fit_niqe: the pristine photos from kadis700k cannot be used" in proc.stderr and "broken.png" in proc.stderr
+    assert not (tmp_path / "data" / "models").exists()

@@ -149,12 +149,24 @@ def _inside(folder: Path, relative: str, csv: Path, line: int, name: str) -> Pat
     return path
 
 
+def how_to_get(name: str) -> str:
+    """The command that makes dataset ``name`` available, by what iqabench knows about it."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return (f"it is not a known dataset, and no local copy is registered under that name: register one with "
+                f"`iqabench datasets add-generic {name} --folder DIR --csv SCORES.csv --lo LO --hi HI` (known "
+                "datasets: `iqabench datasets`)")
+    if spec.remotes:
+        return (f"run `iqabench datasets download {name}` (or list it in `download:` in params.yaml so that "
+                f"`dvc repro` fetches it), or register a copy you have with `iqabench datasets add {name} --from PATH`")
+    return f"it has no public URL ({spec.access}); get the files there, then run `iqabench datasets add {name} --from PATH`"
+
+
 def registered_manifest(name: str, registry_path: Path = DEFAULT_REGISTRY) -> pd.DataFrame:
     """The manifest of a registered dataset, known or generic."""
     registry = read_registry(registry_path)
     if name not in registry:
-        raise DatasetError(f"{name} is not registered in {registry_path}; run `iqabench datasets add {name} "
-                           f"--from PATH` (or `add-generic`)")
+        raise DatasetError(f"{name}: not here yet; {how_to_get(name)}")
     entry = registry[name]
     if entry.get("kind") == "generic":
         return generic_manifest(name, entry)
