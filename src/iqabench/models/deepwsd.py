@@ -43,7 +43,7 @@ from torch import nn
 
 from . import encoders
 
-DEFAULT_ENCODER = Path("data/models/encoder.pt")  # zoo.PRETRAINED, written by the `pretrain` stage
+DEFAULT_ENCODER = Path("data/models/encoder.pt")  # zoo.CONTRIQUE_ENCODER, written by the `pretrain` stage
 TARGET_SIZE = 256  # the authors' downsample target
 P = 2
 # VGG16 `features` indices: (first, last + 1) of each stage's conv-ReLU layers; the
