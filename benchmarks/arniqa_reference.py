@@ -120,8 +120,11 @@ def compare(root: str | Path, image, batch: int, reference_images: int, rounds: 
             continue
         function, value = functions[theirs], values[theirs][level - 1]
 
-        def reference(inputs):
-            for x in inputs:
+        def reference(inputs, collate=False):
+            if collate:  # outputs kept and stacked into one batch
+                torch.stack([torch.clip(function(x, value).to(torch.float32), 0, 1) for x in inputs])
+                return
+            for x in inputs:  # each output dropped at once: its memory is reused by the next
                 torch.clip(function(x, value).to(torch.float32), 0, 1)
 
         _seed_reference(0)
@@ -132,13 +135,14 @@ def compare(root: str | Path, image, batch: int, reference_images: int, rounds: 
             continue
         generator = torch.Generator().manual_seed(0)
         distort(engine_batch[:2], ours, level, generator)  # warm-up
-        timings = {"reference": [], "engine": []}
+        timings = {"reference": [], "collated": [], "engine": []}
         for _ in range(rounds):
-            inputs = [image.clone() for _ in range(reference_images)]
-            cpu, wall = time.process_time(), time.perf_counter()
-            reference(inputs)
-            timings["reference"].append(((time.process_time() - cpu) / reference_images,
-                                         (time.perf_counter() - wall) / reference_images))
+            for side, collate in (("reference", False), ("collated", True)):
+                inputs = [image.clone() for _ in range(reference_images)]
+                cpu, wall = time.process_time(), time.perf_counter()
+                reference(inputs, collate)
+                timings[side].append(((time.process_time() - cpu) / reference_images,
+                                      (time.perf_counter() - wall) / reference_images))
             cpu, wall = time.process_time(), time.perf_counter()
             distort(engine_batch, ours, level, generator)
             timings["engine"].append(((time.process_time() - cpu) / batch, (time.perf_counter() - wall) / batch))
@@ -147,7 +151,9 @@ def compare(root: str | Path, image, batch: int, reference_images: int, rounds: 
                      "reference_images_per_s": 1 / best["reference"][0], "engine_images_per_s": 1 / best["engine"][0],
                      "reference_images_per_s_wall": 1 / best["reference"][1],
                      "engine_images_per_s_wall": 1 / best["engine"][1],
+                     "collated_images_per_s": 1 / best["collated"][0],
                      "ratio": best["reference"][0] / best["engine"][0],
+                     "ratio_collated": best["collated"][0] / best["engine"][0],
                      "ratio_wall": best["reference"][1] / best["engine"][1]})
     ratios = [row["ratio"] for row in rows]
     return {"image_size": list(image.shape[-2:]), "level": level, "engine_batch": batch,
@@ -155,6 +161,8 @@ def compare(root: str | Path, image, batch: int, reference_images: int, rounds: 
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "reference": "miccunifi/ARNIQA f60c0f2, utils/distortions.py (per image)",
             "comparable_types": len(rows), "median_ratio": statistics.median(ratios) if ratios else None,
+            "median_ratio_collated": statistics.median(r["ratio_collated"] for r in rows) if rows else None,
+            "min_ratio_collated": min(r["ratio_collated"] for r in rows) if rows else None,
             "min_ratio": min(ratios) if ratios else None, "results": rows, "not_comparable": skipped}
 
 
@@ -170,13 +178,22 @@ def to_markdown(report: dict) -> str:
         "rounds; each side's best round. Images/s are per second of process CPU time (user + system: page faults "
         "count, time other jobs take the core does not); the wall-clock ratio is beside it.", "",
         f"**{report['comparable_types']} comparable types. Median ratio (engine / reference): "
-        f"{report['median_ratio']:.2f}x; slowest type: {report['min_ratio']:.2f}x.**", "",
-        "| type | ARNIQA function | reference images/s | engine images/s | ratio | wall-clock ratio |",
-        "|---|---|---:|---:|---:|---:|",
+        f"{report['median_ratio']:.2f}x; slowest type: {report['min_ratio']:.2f}x.** Against the reference whose "
+        f"outputs are then stacked into a batch (what a DataLoader's collate does, and what the engine returns): "
+        f"median {report['median_ratio_collated']:.2f}x, slowest {report['min_ratio_collated']:.2f}x.", "",
+        "The engine's fixed cost per image is memory traffic a per-image loop does not have: the [0, 1] check "
+        "reads the whole 72 MiB input batch once (about 0.2 ms per image here) and each image's result is written "
+        "into the fresh output batch (about 0.4 ms per image, first touch included). On the cheapest types "
+        "(pixelate, colour blocks, patches: about 1 ms per image in the reference) that is the whole margin, and "
+        "under load the ratio of such a type moves by +/- 0.2 between runs.", "",
+        "| type | ARNIQA function | reference images/s | engine images/s | ratio | wall-clock ratio | "
+        "ratio vs reference + collate |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(f"| {r['type']} | `{r['arniqa_name']}` | {r['reference_images_per_s']:.1f} | "
-                     f"{r['engine_images_per_s']:.1f} | {r['ratio']:.2f}x | {r['ratio_wall']:.2f}x |")
+                     f"{r['engine_images_per_s']:.1f} | {r['ratio']:.2f}x | {r['ratio_wall']:.2f}x | "
+                     f"{r['ratio_collated']:.2f}x |")
     if report["not_comparable"]:
         lines += ["", "Not comparable:", ""]
         lines += [f"- **{name}**: {why}" for name, why in sorted(report["not_comparable"].items())]

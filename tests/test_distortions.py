@@ -282,3 +282,46 @@ def test_non_local_means_removes_most_of_the_noise():
     noisy = clean + sigma * torch.randn(clean.shape, generator=_seeded())
     denoised = noise.non_local_means(noisy, sigma)
     assert float((denoised - clean).square().mean()) < 0.5 * float((noisy - clean).square().mean())
+
+
+@pytest.mark.parametrize("dist", sorted(engine.IN_RANGE_TYPES))
+def test_types_that_skip_the_engine_clamp_stay_in_range(images, dist):
+    # Constant black and white images are the extremes; the engine does not clamp these types' output.
+    batch = torch.cat([images, torch.zeros(1, 3, 96, 96), torch.ones(1, 3, 96, 96)])
+    for level in range(1, 6):
+        params = [LEVEL_PARAMETERS[dist][level - 1]] * batch.shape[0]
+        out = engine.DISTORTION_FUNCTIONS[dist](batch, params, _seeded(level))
+        assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0, (dist, level)
+
+
+@pytest.mark.parametrize("fill", [False, True])
+def test_patch_pasting_is_the_same_on_the_cpu_and_the_batched_accelerator_path(images, fill):
+    from iqabench.distortions import spatial
+
+    draws, n = 30, images.shape[0]
+    corners = (torch.rand(draws, n, 2, generator=_seeded(5)) * 60).long()
+    # Sources overlap the previous targets, so the paste order matters.
+    sources = corners.roll(1, 0)
+    colours = torch.rand(draws, n, 3, generator=_seeded(6)) if fill else None
+    counts = [30, 7, 0]
+    cpu = spatial._patch_copies(images, counts, draws, sources, corners, 16, colours)
+    batched = spatial._patch_copies(images, counts, draws, sources, corners, 16, colours, batched=True)
+    assert torch.equal(cpu, batched)
+    assert torch.equal(cpu[2], images[2]) and not torch.equal(cpu[0], images[0])
+
+
+def test_chunks_are_one_image_on_the_cpu_and_large_on_accelerators():
+    assert engine.chunk_size(512, 512, "cpu") == 1 and engine.chunk_size(64, 64) == 64
+    assert engine.chunk_size(512, 512, "cuda") == 256
+
+
+def test_large_cpu_outputs_are_ordinary_tensors():
+    from iqabench.distortions import memory
+
+    big = memory.empty((9, 3, 512, 1024), torch.float32, torch.device("cpu"))  # 54 MiB: above the threshold
+    assert big.shape == (9, 3, 512, 1024) and big.is_contiguous()
+    big.fill_(0.5)
+    big.share_memory_()
+    assert big.is_shared() and float(big.sum()) == 0.5 * big.numel()
+    small = memory.empty((2, 3, 8, 8), torch.float16, torch.device("cpu"))
+    assert small.dtype == torch.float16 and small.shape == (2, 3, 8, 8)

@@ -61,9 +61,11 @@ def impulse_noise(x: Tensor, params: list[float], generator: torch.Generator) ->
 
 
 def multiplicative_noise(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
+    # x + x * (u - 0.5) * s as x * (u * s + 1 - s / 2): three passes instead of five.
     uniform = rand(generator, x.shape, x.device).to(x.dtype)
-    gain = uniform.sub_(0.5).mul_(torch.sqrt(12 * _per_image(params, x)))
-    return gain.mul_(x).add_(x).clamp_(0, 1)
+    # A Python scalar when the chunk shares one level: no broadcast tensor per pass.
+    scale = math.sqrt(12 * params[0]) if len(set(params)) == 1 else torch.sqrt(12 * _per_image(params, x))
+    return uniform.mul_(scale).add_(1 - scale / 2).mul_(x).clamp_(0, 1)
 
 
 _NLM_PATCH_RADIUS = 1
