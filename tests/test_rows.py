@@ -125,6 +125,22 @@ def test_a_row_from_an_installed_package_reaches_extract_the_tables_and_score(us
     assert lines[1].startswith(f"{photos[0]},48,40,")
 
 
+def test_a_row_from_an_installed_package_reaches_the_tables_and_the_logged_metrics(user_package, tmp_path):
+    from iqabench import study
+
+    photos = _photos(tmp_path, n=20)
+    frame = pd.DataFrame({"image": [str(p) for p in photos], "score": np.linspace(0, 1, 20),
+                          "content_id": [str(i) for i in range(20)]})
+    models = ["colour-stats", "py:mybench_rows:make_row"]
+    feats = {m: features.extract(rows.feature_fn(m), frame, show_progress=False) for m in models}
+    cfg = dict(models=models, n_splits=3, test_frac=0.25, val_frac=0.0, seed=0, alphas=[0.1], standardize=True,
+               logistic="none")
+    result = study.run({"mine": feats}, {"mine": frame}, cfg)
+    assert set(result.within["model"]) == set(models)
+    # What the report stage logs to MLflow, one nested run per model: the row's metrics are there.
+    assert "mine" in study.metrics_dict(result)["within"]["colour-stats"]
+
+
 def test_py_module_factory_names_the_row_by_its_spec(user_package, tmp_path):
     row = rows.get("py:mybench_rows:make_row")
     assert row.name == "py:mybench_rows:make_row" and row.summary == "per-channel mean and std"
