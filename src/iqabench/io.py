@@ -3,12 +3,18 @@
 A crash must never leave a half-written output that DVC would cache, so every
 writer goes through :func:`atomic_path`: write to a temporary sibling, fsync,
 then ``os.replace`` onto the final name (atomic on POSIX).
+
+Floats in CSV and JSON files are written at ``SIGNIFICANT_DIGITS`` significant
+digits (the shortest text of the value rounded so), so the last-bit noise of
+another CPU or thread count does not change a file's bytes, and its DVC hash,
+while every value keeps far more precision than any metric here means.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +23,8 @@ from typing import Any, Iterator
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+SIGNIFICANT_DIGITS = 10
+FLOAT32_DIGITS = 7  # float32 carries ~7.2 significant digits: more would print its binary noise
 
 
 @contextlib.contextmanager
@@ -50,15 +58,42 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """JSON with floats at ``SIGNIFICANT_DIGITS`` significant digits."""
+    return write_text(path, json.dumps(stable_floats(obj), indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
 def write_csv(path: str | os.PathLike, frame, **kwargs) -> Path:
-    """Write a pandas DataFrame as CSV atomically (index off unless asked)."""
+    """Write a pandas DataFrame as CSV atomically (index off unless asked), float columns at
+    ``SIGNIFICANT_DIGITS`` significant digits."""
     kwargs.setdefault("index", False)
+    frame = frame.copy()
+    for column, dtype in zip(frame.columns, frame.dtypes):
+        if dtype.kind == "f":
+            digits = FLOAT32_DIGITS if dtype.itemsize == 4 else SIGNIFICANT_DIGITS
+            frame[column] = [stable_float(v, digits) for v in frame[column].to_numpy(dtype=float)]
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, **kwargs)
     return Path(path)
+
+
+def stable_float(value: float, digits: int = SIGNIFICANT_DIGITS) -> float:
+    """``value`` rounded to ``digits`` significant digits (NaN and infinities unchanged)."""
+    value = float(value)
+    return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+
+
+def stable_floats(obj: Any) -> Any:
+    """A copy of nested dicts / lists with every float (numpy's too) passed through :func:`stable_float`."""
+    if isinstance(obj, dict):
+        return {k: stable_floats(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [stable_floats(v) for v in obj]
+    if isinstance(obj, bool) or not hasattr(obj, "__float__") or hasattr(obj, "__index__"):
+        return obj  # ints (Python and numpy) stay ints, non-numbers are left to the encoder
+    if getattr(obj, "ndim", 0) != 0:
+        return obj
+    single = getattr(getattr(obj, "dtype", None), "itemsize", 8) == 4
+    return stable_float(obj, FLOAT32_DIGITS if single else SIGNIFICANT_DIGITS)
 
 
 def write_torch(path: str | os.PathLike, obj: Any) -> Path:

@@ -117,7 +117,7 @@ TOP_LEVEL = {
 
 SECTIONS: dict[str, dict[str, Key]] = {
     "prepare": {
-        "patch_size": integer(32),                     # MS-SSIM's 3 scales and BRISQUE's 2 need >= 32 px
+        "patch_size": integer(48),                     # the distortion engine needs >= 48 px (non-eccentricity)
         "max_patches_per_photo": integer(1),
         "versions_per_patch": integer(1, 125),         # synthetic-single: distinct (type, level) of 25 x 5
         "max_k": integer(2, 5),                        # synthetic-mixed composes 2..max_k of the 5 groups
@@ -128,7 +128,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
     },
     "synthesize": {
         "photos": list_of(one_of_lazy(_photos, "embedded photographs (iqabench.datasets.embedded.PHOTOS)")),
-        "crop": integer(16, 256),
+        "crop": integer(48, 256),                      # the distortion engine needs >= 48 px
         "n_images": integer(1),
         "shard_size": integer(1),
         "gallery_photo": one_of_lazy(_photos, "embedded photographs", default="astronaut"),
@@ -162,8 +162,10 @@ SECTIONS: dict[str, dict[str, Key]] = {
 
 # Sections whose known keys are a config dataclass's fields, plus the keys their stage reads itself.
 DATACLASS_SECTIONS = {
-    "pretrain": ("iqabench.training.pretrain", "PretrainConfig", {"profile": text(default="")}),
-    "pretrain_arniqa": ("iqabench.training.pretrain", "PretrainConfig", {"profile": text(default="")}),
+    "pretrain": ("iqabench.training.pretrain", "PretrainConfig",
+                 {"profile": text(default=""), "nproc": integer(1, default=1)}),
+    "pretrain_arniqa": ("iqabench.training.pretrain", "PretrainConfig",
+                        {"profile": text(default=""), "nproc": integer(1, default=1)}),
     "finetune": ("iqabench.training.finetune", "FinetuneConfig", {}),
     "mixed": ("iqabench.mixed", "TrainConfig", {
         "model": text(nonempty=True, default="contrique"),
@@ -180,6 +182,7 @@ SHARED_RANGES: dict[str, Key] = {
     "dropout": number(0, 1, hi_open=True), "test_frac": number(0, 1, lo_open=True, hi_open=True),
     "pristine_prob": number(0, 1), "level_std": POSITIVE, "max_distortions": integer(1, 5),
     "workers": integer(0), "device": DEVICE, "seed": integer(0, none_ok=True),
+    "log_every": STEPS, "synthesis": choice("auto", "device", "workers"),
 }
 # ... except where a section gives the key another meaning.
 SECTION_RANGES = {"mixed": {"batch_size": integer(0)}}   # mixed: 0 = full batch

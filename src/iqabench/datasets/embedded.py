@@ -11,6 +11,17 @@ is distorted several times with the KADID-style engine:
 The two sets use disjoint photographs, so they share no content. Their scores
 are pseudo-MOS from full-reference metrics (see :mod:`iqabench.fr_metrics`),
 not human ratings: the manifest's ``score_source`` column says so.
+
+No image is degenerate: a distortion that leaves a (nearly) flat patch (8-bit
+luma with a standard deviation below ``FLAT_STD`` grey levels, e.g. colour
+diffusion at level 5 on a dark patch) is re-drawn, deterministically, from a
+generator of its own (seed, set, image index, attempt), so the main draw, and
+every set without such an image, is unchanged. Rows undefined on an image of a
+real dataset are handled by the protocol instead (:mod:`iqabench.features`).
+
+Floats are written at fixed precision (:func:`iqabench.io.write_csv`) and the
+pseudo-MOS is computed from the metric values rounded as they are stored, so a
+manifest's bytes do not depend on last-bit noise of the machine.
 """
 from __future__ import annotations
 
@@ -26,6 +37,14 @@ from skimage import data as skdata
 
 from .. import fr_metrics, images, manifest
 from ..distortions import DISTORTION_TYPES, apply_sequence, distort, sample_composition
+from ..models.nss import luma
+
+# An image whose 8-bit luma varies by less than this (standard deviation, grey levels) is flat: no
+# statistic of BRISQUE/NIQE exists on it and no observer could rate its content. The default sets
+# (seed 0) hold none; their flattest image (colour diffusion 5 on coffee) has 0.18 and 10 grey levels.
+FLAT_STD = 0.125
+MAX_REDRAWS = 100
+FR_DECIMALS = 6  # metric values as stored in the manifest's fr_* columns; the pseudo-MOS is built from these
 
 PHOTOS = {
     "astronaut": skdata.astronaut,
@@ -75,18 +94,26 @@ def _generator(seed: int, name: str) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
 
 
-def _single_plan(n_patches: int, versions: int, gen: torch.Generator) -> list[tuple[int, str, int]]:
-    """For each patch, ``versions`` distinct (type, level) draws."""
-    plan = []
+def is_flat(batch: torch.Tensor) -> torch.Tensor:
+    """Per image of ``N x 3 x H x W`` in [0, 1]: is its 8-bit luma (as stored, as BRISQUE reads it) flat?"""
+    return luma(batch.clamp(0, 1)).flatten(1).std(dim=1) < FLAT_STD
+
+
+def _single_plan(n_patches: int, versions: int, gen: torch.Generator):
+    """For each patch, ``versions`` distinct (type, level) draws, and the rest of its permutation (spares)."""
+    plan, spares = [], []
     n_classes = len(DISTORTION_TYPES) * 5
     for p in range(n_patches):
-        for cls in torch.randperm(n_classes, generator=gen)[:versions].tolist():
-            plan.append((p, DISTORTION_TYPES[cls // 5], cls % 5 + 1))
-    return plan
+        order = torch.randperm(n_classes, generator=gen).tolist()
+        plan += [(p, DISTORTION_TYPES[cls // 5], cls % 5 + 1) for cls in order[:versions]]
+        spares.append(iter([(DISTORTION_TYPES[cls // 5], cls % 5 + 1) for cls in order[versions:]]))
+    return plan, spares
 
 
-def distort_single(refs: torch.Tensor, versions: int, gen: torch.Generator):
-    plan = _single_plan(len(refs), versions, gen)
+def distort_single(refs: torch.Tensor, versions: int, gen: torch.Generator, redraw_gen=None):
+    """``redraw_gen(image_index, attempt)``: the generator that re-draws a flat image (default: seed 0)."""
+    redraw_gen = redraw_gen or (lambda i, attempt: _generator(0, f"redraw/{i}/{attempt}"))
+    plan, spares = _single_plan(len(refs), versions, gen)
     out = torch.empty((len(plan), *refs.shape[1:]))
     for dist in track(DISTORTION_TYPES, description="distorting (single)"):
         rows = [i for i, (_, d, _) in enumerate(plan) if d == dist]
@@ -94,15 +121,35 @@ def distort_single(refs: torch.Tensor, versions: int, gen: torch.Generator):
             src = refs[[plan[i][0] for i in rows]]
             levels = torch.tensor([plan[i][2] for i in rows])
             out[rows] = distort(src, dist, levels, generator=gen)
+    for i in torch.nonzero(is_flat(out)).flatten().tolist():
+        p = plan[i][0]
+        # The patch's next unused (type, level) keeps its versions distinct.
+        for attempt, (dist, level) in enumerate(spares[p]):
+            image = distort(refs[p:p + 1], dist, torch.tensor([level]), generator=redraw_gen(i, attempt))
+            if not is_flat(image).item():
+                out[i], plan[i] = image[0], (p, dist, level)
+                break
+        else:
+            raise RuntimeError(f"patch {p}: every distortion left it flat; choose more textured patches")
     return out, [p for p, _, _ in plan], [d for _, d, _ in plan], [str(lv) for _, _, lv in plan]
 
 
-def distort_mixed(refs: torch.Tensor, versions: int, max_k: int, gen: torch.Generator):
+def distort_mixed(refs: torch.Tensor, versions: int, max_k: int, gen: torch.Generator, redraw_gen=None):
+    redraw_gen = redraw_gen or (lambda i, attempt: _generator(0, f"redraw/{i}/{attempt}"))
     out, owners, dists, levels = [], [], [], []
     for p in track(range(len(refs)), description="distorting (mixed)"):
         for _ in range(versions):
             steps = sample_composition(gen, max_k=max_k, min_k=2)
-            out.append(apply_sequence(refs[p:p + 1], steps, generator=gen)[0])
+            image = apply_sequence(refs[p:p + 1], steps, generator=gen)
+            for attempt in range(MAX_REDRAWS):
+                if not is_flat(image).item():
+                    break
+                side = redraw_gen(len(out), attempt)
+                steps = sample_composition(side, max_k=max_k, min_k=2)
+                image = apply_sequence(refs[p:p + 1], steps, generator=side)
+            else:
+                raise RuntimeError(f"patch {p}: {MAX_REDRAWS} compositions left it flat; choose more textured patches")
+            out.append(image[0])
             owners.append(p)
             dists.append("+".join(d for d, _ in steps))
             levels.append("+".join(str(lv) for _, lv in steps))
@@ -123,10 +170,13 @@ def build(name: str, out_dir: str | Path, *, patch_size: int, max_patches_per_ph
     patches = [pc for photo in spec.photos for pc in content_patches(photo, patch_size, max_patches_per_photo)]
     content_ids = [cid for cid, _ in patches]
     refs = torch.stack([tile for _, tile in patches])
+    def redraw_gen(index: int, attempt: int) -> torch.Generator:
+        return _generator(seed, f"{name}/redraw/{index}/{attempt}")
+
     if spec.composed:
-        dist, owners, types, levels = distort_mixed(refs, versions_per_patch, max_k, gen)
+        dist, owners, types, levels = distort_mixed(refs, versions_per_patch, max_k, gen, redraw_gen)
     else:
-        dist, owners, types, levels = distort_single(refs, versions_per_patch, gen)
+        dist, owners, types, levels = distort_single(refs, versions_per_patch, gen, redraw_gen)
 
     ref_paths = [out_dir / "reference" / f"{cid}.png" for cid in content_ids]
     for path, ref in zip(ref_paths, refs):
@@ -139,6 +189,8 @@ def build(name: str, out_dir: str | Path, *, patch_size: int, max_patches_per_ph
     stored = torch.stack([images.from_uint8(images.to_uint8(d)) for d in dist])
     metric_values = fr_metrics.compute(stored, refs[owners], label_metrics,
                                        deepwsd_weights=deepwsd_weights or None)
+    # Rounded as stored, before the consensus: float32 last-bit noise of another CPU stays out of the labels.
+    metric_values = {m: np.round(np.asarray(v, dtype=np.float64), FR_DECIMALS) for m, v in metric_values.items()}
     raw = fr_metrics.pseudo_mos(metric_values)
     frame = manifest.make(
         name, img_paths, raw, kind="pseudo-MOS", lo=0.0, hi=100.0, higher_is_better=True,
@@ -147,5 +199,5 @@ def build(name: str, out_dir: str | Path, *, patch_size: int, max_patches_per_ph
         score_source=f"pseudo-MOS (not human ratings): consensus of full-reference {'+'.join(label_metrics)} vs the pristine patch",
     )
     for metric, values in metric_values.items():
-        frame[f"fr_{metric}"] = np.round(values, 6)
+        frame[f"fr_{metric}"] = values
     return frame

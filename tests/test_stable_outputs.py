@@ -1,0 +1,106 @@
+"""Byte-stable CPU stages: fixed float precision in CSV/JSON, deterministic images, no flat embedded image."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from iqabench import features, io, rows
+from iqabench.datasets import embedded
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"prepare": {"patch_size": 64, "max_patches_per_photo": 2, "versions_per_patch": 3},
+        "synthesize": {"n_images": 48, "shard_size": 32, "crop": 48}}
+
+
+def test_floats_are_written_at_fixed_significant_digits(tmp_path):
+    noisy = 0.1 + 0.2                            # 0.30000000000000004
+    assert io.stable_float(noisy) == 0.3 and io.stable_float(noisy * (1 + 4e-16)) == 0.3
+    frame = pd.DataFrame({"x": [noisy, 1 / 3, np.nan], "n": [1, 2, 3], "f32": np.float32([0.1, 0.2, 1 / 3])})
+    io.write_csv(tmp_path / "a.csv", frame)
+    assert (tmp_path / "a.csv").read_text() == "x,n,f32\n0.3,1,0.1\n0.3333333333,2,0.2\n,3,0.3333333\n"
+    io.write_json(tmp_path / "a.json", {"v": [noisy, np.float64(2 / 3)], "k": np.int64(4), "b": True})
+    assert yaml.safe_load((tmp_path / "a.json").read_text()) == {"v": [0.3, 0.6666666667], "k": 4, "b": True}
+
+
+def _run_stages(work: Path, threads: int) -> dict[str, str]:
+    """prepare (both embedded sets) and synthesize in one fresh interpreter with torch at ``threads``."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    work.mkdir()
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    script = ("import runpy, sys\n"
+              "for args in (['prepare.py', 'synthetic-single'], ['prepare.py', 'synthetic-mixed'], ['synthesize.py']):\n"
+              "    sys.argv = args\n"
+              "    try:\n"
+              f"        runpy.run_path({str(REPO / 'stages')!r} + '/' + args[0], run_name='__main__')\n"
+              "    except SystemExit as done:\n"
+              "        if done.code:\n"
+              "            raise\n")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=3600)  # generous: against a hang only, never tripped by a slow machine
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outputs = [*sorted((work / "data").rglob("*")), work / "reports/distortions.png"]
+    return {str(p.relative_to(work)): hashlib.sha256(p.read_bytes()).hexdigest() for p in outputs if p.is_file()}
+
+
+@pytest.mark.slow
+def test_prepare_and_synthesize_give_identical_bytes_at_one_and_two_threads(tmp_path):
+    one, two = _run_stages(tmp_path / "t1", 1), _run_stages(tmp_path / "t2", 2)
+    assert any(name.endswith("manifest.csv") for name in one) and any("shard-" in name for name in one)
+    assert one == two
+
+
+def test_the_issue_image_is_flat_and_redraws_keep_versions_distinct(monkeypatch):
+    # seed 1's coffee-r128c384_00236.png: colour diffusion at level 5 leaves one grey level.
+    patch = dict(embedded.content_patches("coffee", 128, 16))["coffee-r128c384"]
+    flat = embedded.distort(patch[None], "color_diffusion", torch.tensor([5]), generator=torch.Generator())
+    assert embedded.is_flat(flat).item() and not embedded.is_flat(patch[None]).item()
+
+    real = embedded.distort
+
+    def flattening(batch, dist, levels, generator):  # pretend colour diffusion flattens every patch
+        out = real(batch, dist, levels, generator=generator)
+        return torch.full_like(out, 0.5) if dist == "color_diffusion" else out
+
+    monkeypatch.setattr(embedded, "distort", flattening)
+    refs = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    out, owners, types, levels = embedded.distort_single(refs, 40, torch.Generator().manual_seed(1))
+    assert not embedded.is_flat(out).any() and "color_diffusion" not in types
+    for p in (0, 1):
+        drawn = [(t, lv) for o, t, lv in zip(owners, types, levels) if o == p]
+        assert len(drawn) == 40 == len(set(drawn))
+
+
+def test_mixed_redraws_a_flat_composition(monkeypatch):
+    real = embedded.apply_sequence
+
+    def flattening(batch, steps, generator):
+        out = real(batch, steps, generator=generator)
+        return torch.full_like(out, 0.5) if any(d == "color_diffusion" for d, _ in steps) else out
+
+    monkeypatch.setattr(embedded, "apply_sequence", flattening)
+    refs = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    out, _, dists, _ = embedded.distort_mixed(refs, 30, 3, torch.Generator().manual_seed(2))
+    assert not embedded.is_flat(out).any() and not any("color_diffusion" in d for d in dists)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_embedded_sets_prepare_and_extract_at_several_seeds(tmp_path, seed):
+    """Tiny sets at several seeds: no flat image, and BRISQUE (the strictest row) is defined on every image."""
+    for name in embedded.SETS:
+        frame = embedded.build(name, tmp_path / name, patch_size=64, max_patches_per_photo=1, versions_per_patch=4,
+                               max_k=3, label_metrics=["ssim"], seed=seed)
+        brisque = features.extract(rows.feature_fn("brisque"), frame, show_progress=False)
+        assert not features.undefined_rows(brisque).any(), (name, seed)
