@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from iqabench.evaluation.ridge import (ARNIQA_ALPHAS, CONTRIQUE_ALPHA, SplitPredictions, alpha_grid,
-                                       fit_predict, ridge_path, select_alpha)
+                                       fit_predict, resolve_device, ridge_path, select_alpha)
 from iqabench.evaluation.splits import random_splits
 
 ALPHAS = [1e-3, 0.1, 1.0, 1e3]
@@ -21,10 +22,11 @@ def make_data(n, d, seed=0):
 
 @pytest.mark.parametrize("n,d", [(90, 12), (60, 150)])  # primal (d < n) and dual (n <= d) paths
 @pytest.mark.parametrize("standardize", [False, True])
-def test_matches_sklearn_ridge_on_every_split_and_alpha(n, d, standardize):
+@pytest.mark.parametrize("device", [None, "cpu"])  # NumPy, and the torch path a GPU runs, here on the CPU
+def test_matches_sklearn_ridge_on_every_split_and_alpha(n, d, standardize, device):
     X, y = make_data(n, d)
     splits = random_splits(np.arange(n) // 3, n_splits=3, test_frac=0.2, val_frac=0.1, seed=2)
-    predictions = fit_predict(X, y, splits, ALPHAS, standardize=standardize)
+    predictions = fit_predict(X, y, splits, ALPHAS, standardize=standardize, device=device)
     for split, val_pred, test_pred in zip(splits, predictions.val, predictions.test):
         assert test_pred.shape == (len(ALPHAS), len(split.test))
         for i, alpha in enumerate(ALPHAS):
@@ -32,6 +34,27 @@ def test_matches_sklearn_ridge_on_every_split_and_alpha(n, d, standardize):
             model.fit(X[split.train], y[split.train])
             np.testing.assert_allclose(test_pred[i], model.predict(X[split.test]), rtol=1e-6, atol=1e-8)
             np.testing.assert_allclose(val_pred[i], model.predict(X[split.val]), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("n,d", [(300, 40), (120, 500)])
+def test_cuda_path_agrees_with_numpy(n, d):
+    X, y = make_data(n, d, seed=3)
+    on_gpu = ridge_path(X[:-20], y[:-20], [X[-20:]], ALPHAS, device="cuda")[0]
+    on_cpu = ridge_path(X[:-20], y[:-20], [X[-20:]], ALPHAS, device=None)[0]
+    np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-6, atol=1e-8)
+
+
+def test_auto_device_is_cuda_only_when_present(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") is None and resolve_device(None) is None
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="ridge device"):
+        resolve_device("tpu-please")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
 
 
 def test_constant_feature_is_left_unscaled_like_standard_scaler():
