@@ -34,6 +34,7 @@ ancestor_interpreters() {
 
 find_python() {
     if [ -n "${IQABENCH_PYTHON:-}" ]; then
+        has_iqabench "$IQABENCH_PYTHON" || return 2
         printf '%s\n' "$IQABENCH_PYTHON"
         return 0
     fi
@@ -52,7 +53,13 @@ if [ $# -lt 1 ]; then
     echo "usage: sh stages/run.sh stages/NAME.py [ARGS...]" >&2
     exit 2
 fi
-if ! python=$(find_python); then
+python=$(find_python)
+found=$?
+if [ "$found" -eq 2 ]; then
+    echo "iqabench: IQABENCH_PYTHON=$IQABENCH_PYTHON is not a Python that can import iqabench; point it at the" \
+         "python of the environment where iqabench is installed, or unset it." >&2
+    exit 1
+elif [ "$found" -ne 0 ]; then
     echo "iqabench: no Python that can import iqabench was found (not the one running DVC, nor python3 or" \
          "python on PATH). Install it with \`pip install -e .\` in the environment that runs \`dvc\`, or set" \
          "IQABENCH_PYTHON to that environment's python." >&2
