@@ -7,7 +7,10 @@ cross-dataset pair, run through :func:`iqabench.study.run` exactly as the
 `evaluate` stage runs it. The sklearn reference is what a paper repository does:
 one ``Ridge(alpha).fit`` per (dataset, split, alpha) plus one per cross pair; a
 sample of those fits is timed and the total extrapolated (the report says so).
-Writes reports/benchmarks/protocol_speed.json and .md.
+The ridge path's linear algebra runs where ``iqabench.evaluation.ridge`` puts it
+(``device="auto"``: CUDA when present, else NumPy); the eigh floor is timed on the
+same device. ``--sklearn-fits 0`` skips the sklearn estimate (the GPU check does).
+Writes reports/benchmarks/protocol_speed.json and .md (``--out`` to change).
 
     python benchmarks/protocol_speed.py [--datasets 8 --images 10000 --dim 4096 --alphas 100 --sklearn-fits 6]
 """
@@ -25,7 +28,9 @@ from rich.progress import track
 from sklearn.linear_model import Ridge
 
 from iqabench import io, study
-from iqabench.evaluation.ridge import alpha_grid
+import torch
+
+from iqabench.evaluation.ridge import alpha_grid, resolve_device
 from iqabench.evaluation.splits import random_splits
 
 TARGET_SECONDS = 30.0
@@ -80,9 +85,19 @@ def eigh_floor(features, manifests, cfg, seed: int) -> dict:
     X = np.asarray(features[first]["model"], dtype=np.float64)[split.train]
     X -= X.mean(axis=0)
     gram = X @ X.T if len(X) <= X.shape[1] else X.T @ X
-    start = time.perf_counter()
-    np.linalg.eigh(gram)
-    seconds = time.perf_counter() - start
+    device = resolve_device("auto")
+    if device is None:
+        start = time.perf_counter()
+        np.linalg.eigh(gram)
+        seconds = time.perf_counter() - start
+    else:
+        on_device = torch.as_tensor(gram, device=device)
+        torch.linalg.eigh(on_device)  # warm-up: cuSOLVER's first call sets up its handles
+        torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        torch.linalg.eigh(on_device)
+        torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - start
     count = len(manifests) * (cfg["n_splits"] + 1)
     return {"seconds_per_eigh": seconds, "n_eigh": count, "seconds_total": seconds * count, "size": len(gram)}
 
@@ -98,14 +113,16 @@ def run(n_datasets: int, n_images: int, dim: int, n_alphas: int, sklearn_fits: i
     start = time.perf_counter()
     result = study.run(features, manifests, cfg)
     ours = time.perf_counter() - start
-    sklearn = sklearn_loop_estimate(features, manifests, cfg, sklearn_fits, seed)
+    sklearn = sklearn_loop_estimate(features, manifests, cfg, sklearn_fits, seed) if sklearn_fits > 0 else None
     floor = eigh_floor(features, manifests, cfg, seed)
+    device = resolve_device("auto")
     return {
+        "ridge_device": "cpu (numpy)" if device is None else torch.cuda.get_device_name(device),
         "n_datasets": n_datasets, "n_images": n_images, "n_features": dim, "n_splits": cfg["n_splits"],
         "n_alphas": n_alphas, "split": "70/10/20, content-disjoint", "logistic": cfg["logistic"],
         "cross_pairs": n_datasets * (n_datasets - 1),
         "ours_seconds": ours, "target_seconds": TARGET_SECONDS, "meets_target": ours < TARGET_SECONDS,
-        "sklearn": sklearn, "speedup": sklearn["seconds_total"] / ours, "eigh_floor": floor,
+        "sklearn": sklearn, "speedup": sklearn["seconds_total"] / ours if sklearn else None, "eigh_floor": floor,
         "median_within_srcc": float(result.within["srcc"].median()),
         "median_cross_srcc": float(result.cross.loc[~result.cross["within"], "srcc"].median()),
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
@@ -120,11 +137,13 @@ def markdown(r: dict) -> str:
         f"{r['n_datasets']} datasets x {r['n_images']} images x {r['n_features']} features; {r['n_splits']} splits "
         f"({r['split']}), alpha chosen on validation from {r['n_alphas']} values, {r['logistic']} PLCC, "
         f"{r['cross_pairs']} cross-dataset pairs.", "",
+        f"Ridge linear algebra on: **{r.get('ridge_device', 'cpu (numpy)')}**.", "",
         "| method | seconds |", "|---|---:|",
         f"| iqabench.study.run (one eigendecomposition per split and per training set) | {r['ours_seconds']:.1f} |",
-        f"| sklearn Ridge loop ({s['fits_total']} fits; timed {s['fits_timed']}, total extrapolated) "
-        f"| {s['seconds_total']:.0f} |", "",
-        f"Speed-up: **{r['speedup']:.0f}x**. Target {r['target_seconds']:.0f} s: "
+        (f"| sklearn Ridge loop ({s['fits_total']} fits; timed {s['fits_timed']}, total extrapolated) "
+         f"| {s['seconds_total']:.0f} |" if s else "| sklearn Ridge loop | not timed (--sklearn-fits 0) |"), "",
+        (f"Speed-up: **{r['speedup']:.0f}x**. " if s else "")
+        + f"Target {r['target_seconds']:.0f} s: "
         f"**{'met' if r['meets_target'] else 'not met'}**. Median SRCC within {r['median_within_srcc']:.3f}, "
         f"cross {r['median_cross_srcc']:.3f} (synthetic features, a sanity check only).", "",
         f"Where the time goes: an exact ridge path for every alpha needs one symmetric eigendecomposition of a "
