@@ -24,7 +24,9 @@ bit-for-bit on the CPU. Each split checkpoints into ``<ckpt_root>/<dataset>/
 split-<k>/`` via :mod:`.checkpoint`; the last checkpoint of a finished split
 carries its result, so a killed run skips finished splits and resumes the
 unfinished one. The checkpoint is guarded by a hash of the config, the
-manifest's and the encoder file's SHA-256 and the split index.
+manifest's and the encoder file's SHA-256, the split index and the code
+(:func:`code_fingerprint`), so a fixed fine-tune never returns a result cached
+by the old code.
 
 Defaults are CPU-sized (3 splits x 40 steps x 32 crops of 96 px with the
 small_cnn encoder: about 6 s per split on one CPU thread, plus loading). A GPU run closer to the
@@ -299,7 +301,7 @@ def finetune_dataset(cfg: FinetuneConfig, manifest: pd.DataFrame, encoder_path: 
         pd.util.hash_pandas_object(manifest[["image", "score", "content_id"]], index=False).values.tobytes()
     ).hexdigest()
     base = {k: v for k, v in asdict(cfg).items() if k not in ("device", "checkpoint_every")}
-    base |= {"dataset": dataset, "data": data_id, "encoder": io.sha256_file(encoder_path)}
+    base |= {"dataset": dataset, "data": data_id, "encoder": io.sha256_file(encoder_path), "code": code_fingerprint()}
     rows = []
     with Progress(disable=not show_progress, transient=True) as progress:
         for k, split in enumerate(splits):
@@ -309,3 +311,12 @@ def finetune_dataset(cfg: FinetuneConfig, manifest: pd.DataFrame, encoder_path: 
                                     rt, progress if show_progress else None)
             rows.append({"dataset": dataset, **result})
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def code_fingerprint() -> str:
+    """The source a split's result depends on: this loop, its checkpoints, the encoder, the protocol's splits
+    and metrics, image loading and the runtime (device, autocast)."""
+    package = Path(__file__).resolve().parents[1]
+    return io.source_fingerprint(package / "training" / "finetune.py", package / "training" / "checkpoint.py",
+                                 package / "models" / "encoders.py", package / "evaluation",
+                                 package / "images.py", package / "runtime.py")
