@@ -147,11 +147,13 @@ def test_a_nearly_flat_image_still_gets_finite_brisque_and_niqe_features(in_repo
         assert torch.isfinite(rows.feature_fn(name)(nearly_flat)).all(), name
 
 
-def test_a_constant_image_fails_extraction_with_its_file_name(patches, tmp_path, in_repo_layout):
+def test_a_constant_image_gets_undefined_brisque_features_and_the_rest_are_kept(patches, tmp_path, in_repo_layout):
+    # The features contract: NaN where a row is undefined; the protocol drops and counts such images.
     flat = torch.full_like(patches[0], 0.5)
     paths = [images.save_png(patches[0], tmp_path / "textured.png"), images.save_png(flat, tmp_path / "flat.png")]
     frame = manifest.validate(manifest.make("koniq10k", paths, [3.0, 1.0], kind="MOS", lo=1, hi=5,
                                             higher_is_better=True, score_source="human MOS"))
-    with pytest.raises(ValueError, match=r"no luminance variation[\s\S]*flat\.png") as error:
-        features.extract(rows.feature_fn("brisque"), frame)
-    assert "textured.png" not in str(error.value)
+    values = features.extract(rows.feature_fn("brisque"), frame, show_progress=False)
+    assert features.undefined_rows(values).tolist() == [False, True]
+    with pytest.raises(ValueError, match=r"undefined \(NaN\) on every one of the 1 images"):
+        features.extract(rows.feature_fn("brisque"), frame.iloc[1:].reset_index(drop=True), show_progress=False)

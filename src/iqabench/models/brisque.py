@@ -48,14 +48,9 @@ def brisque_features(images: torch.Tensor, half_size: str = "matlab") -> torch.T
         raise ValueError(f"brisque_features: half_size must be 'matlab' or 'opencv', not {half_size!r}")
     nss.check_rgb_batch(images, min_height=MIN_SIDE, min_width=MIN_SIDE, what="brisque_features")
     grey = nss.luma(images)
-    # A constant grey image has no statistics, only the zero-padding border; refuse it rather
-    # than return features of the padding.
+    # A constant grey image has no statistics, only the zero-padding border's: its features are
+    # undefined, and NaN says so (iqabench.features' contract: the protocol drops and counts such rows).
     constant = grey.flatten(1).amin(dim=1) == grey.flatten(1).amax(dim=1)
-    if constant.any():
-        bad = torch.nonzero(constant).flatten().tolist()
-        raise ValueError(f"brisque_features: image(s) at batch index {bad[:10]} have no luminance "
-                         "variation (a constant grey level), so the MSCN statistics are undefined; "
-                         "drop flat images before extracting features")
     per_scale = []
     for scale in range(NUM_SCALES):
         coefficients, _ = nss.mscn(grey, padding="zeros")
@@ -65,10 +60,5 @@ def brisque_features(images: torch.Tensor, half_size: str = "matlab") -> torch.T
             grey = (nss.half_resize(grey) if half_size == "matlab" else
                     F.interpolate(grey, scale_factor=0.5, mode="bicubic", align_corners=False, antialias=False))
     features = torch.cat(per_scale, dim=-1)
-    undefined = torch.isnan(features).any(dim=-1)
-    if undefined.any():
-        bad = torch.nonzero(undefined).flatten().tolist()
-        raise ValueError(f"brisque_features: image(s) at batch index {bad[:10]} have (nearly) no luminance "
-                         "variation, so the MSCN statistics are undefined; drop flat images before "
-                         "extracting features")
+    features[constant] = float("nan")  # (nearly) flat images whose fits are undefined are NaN already
     return features
