@@ -34,24 +34,28 @@ def _to_uint8_cpu(x: Tensor) -> Tensor:
     return x.mul(255).round_().to(torch.uint8).cpu()
 
 
-def _from_uint8(decoded: list, like: Tensor) -> Tensor:
+def _from_uint8(decoded: list, like: Tensor, out: Tensor | None = None) -> Tensor:
     """Stack 8-bit images (CHW tensors or HWC arrays) as float in [0, 1], converting
-    each straight into its slot: one pass per image instead of stack, cast and divide."""
-    out = torch.empty(like.shape, dtype=torch.float32)
-    for slot, image in zip(out, decoded):
+    each straight into its slot (of ``out`` when given and on the CPU): one pass per
+    image instead of stack, cast and divide."""
+    on_cpu = out is not None and out.device.type == "cpu" and out.dtype == torch.float32
+    target = out if on_cpu else torch.empty(like.shape, dtype=torch.float32)
+    for slot, image in zip(target, decoded):
         image = image if isinstance(image, Tensor) else torch.from_numpy(image).permute(2, 0, 1)
         torch.div(image, 255, out=slot)
-    return out.to(device=like.device, dtype=like.dtype)
+    if out is None:
+        return target.to(device=like.device, dtype=like.dtype)
+    return out if on_cpu else out.copy_(target)
 
 
-def jpeg(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
+def jpeg(x: Tensor, params: list[float], generator: torch.Generator, out: Tensor | None = None) -> Tensor:
     pixels = list(_to_uint8_cpu(x))
     qualities = [int(quality) for quality in params]
     if len(set(qualities)) == 1:  # the usual case: one call for the whole batch
         encoded = encode_jpeg(pixels, quality=qualities[0])
     else:
         encoded = [encode_jpeg(image, quality=quality) for image, quality in zip(pixels, qualities)]
-    return _from_uint8(decode_jpeg(encoded), x)
+    return _from_uint8(decode_jpeg(encoded), x, out)
 
 
 def jpeg2000(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:

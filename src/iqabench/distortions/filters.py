@@ -21,8 +21,13 @@ def rand(generator: torch.Generator, shape, device) -> Tensor:
     return torch.rand(shape, generator=generator, device=generator.device).to(device)
 
 
-def randn(generator: torch.Generator, shape, device) -> Tensor:
-    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+def randn(generator: torch.Generator, shape, device, out: Tensor | None = None) -> Tensor:
+    """Standard normal draws on ``device``; into ``out`` when given (the same numbers either way)."""
+    if out is None:
+        return torch.randn(shape, generator=generator, device=generator.device).to(device)
+    if out.device == generator.device:
+        return torch.randn(shape, generator=generator, out=out)
+    return out.copy_(torch.randn(shape, generator=generator, device=generator.device))
 
 
 def gaussian_1d(sigma: float) -> np.ndarray:

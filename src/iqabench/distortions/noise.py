@@ -42,8 +42,8 @@ def _scale_and_add(noise: Tensor, variances: list[float], x: Tensor) -> Tensor:
     return noise.mul_(_per_image(variances, x).sqrt()).add_(x)
 
 
-def white_noise(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
-    noise = randn(generator, x.shape, x.device).to(x.dtype)
+def white_noise(x: Tensor, params: list[float], generator: torch.Generator, out: Tensor | None = None) -> Tensor:
+    noise = randn(generator, x.shape, x.device, out=out).to(x.dtype)
     return _scale_and_add(noise, params, x).clamp_(0, 1)
 
 

@@ -131,37 +131,41 @@ def non_eccentricity_patch(x: Tensor, params: list[float], generator: torch.Gene
     return _patch_copies(x, counts, draws, sources, targets, _ECC_PATCH)
 
 
-def _group_by_parameter(x: Tensor, params: list[float], apply) -> Tensor:
-    """Run ``apply(images, parameter)`` once per distinct parameter (at most 5)."""
+def _group_by_parameter(x: Tensor, params: list[float], apply, out: Tensor | None = None) -> Tensor:
+    """Run ``apply(images, parameter, out)`` once per distinct parameter (at most 5)."""
     distinct = sorted(set(params))
-    if len(distinct) == 1:  # the usual case: no gather and scatter
-        return apply(x, distinct[0])
-    out = torch.empty_like(x)
+    if len(distinct) == 1:  # the usual case: no gather and scatter, the result straight into ``out``
+        return apply(x, distinct[0], out)
+    out = torch.empty_like(x) if out is None else out
     values = torch.tensor(params)
     for value in distinct:
         index = torch.nonzero(values == value).flatten().to(x.device)
-        out[index] = apply(x[index], value)
+        out[index] = apply(x[index], value, None)
     return out
 
 
-def pixelate(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
+def pixelate(x: Tensor, params: list[float], generator: torch.Generator, out: Tensor | None = None) -> Tensor:
     h, w = x.shape[-2:]
 
-    def apply(images: Tensor, strength: float) -> Tensor:
+    def apply(images: Tensor, strength: float, dest: Tensor | None) -> Tensor:
         scale = 0.95 - strength ** 0.6
         small = F.interpolate(images, size=(max(1, int(h * scale)), max(1, int(w * scale))), mode="nearest")
-        return F.interpolate(small, size=(h, w), mode="nearest")
+        if dest is None:
+            return F.interpolate(small, size=(h, w), mode="nearest")
+        # F.interpolate's own kernel, writing into the engine's output batch (one pass fewer).
+        return torch.ops.aten.upsample_nearest2d.out(small, [h, w], None, None, out=dest)
 
-    return _group_by_parameter(x, params, apply)
+    return _group_by_parameter(x, params, apply, out)
 
 
-def quantization(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
-    def apply(images: Tensor, levels: float) -> Tensor:
+def quantization(x: Tensor, params: list[float], generator: torch.Generator, out: Tensor | None = None) -> Tensor:
+    def apply(images: Tensor, levels: float, dest: Tensor | None) -> Tensor:
         thresholds = torch.arange(1, int(levels), dtype=images.dtype, device=images.device) / int(levels)
-        classes = torch.bucketize(images.contiguous(), thresholds, out_int32=True).to(images.dtype)
+        classes = torch.bucketize(images.contiguous(), thresholds, out_int32=True)
+        classes = classes.to(images.dtype) if dest is None else dest.copy_(classes)
         return min_max_per_image_(classes)
 
-    return _group_by_parameter(x, params, apply)
+    return _group_by_parameter(x, params, apply, out)
 
 
 def color_block(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
