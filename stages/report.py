@@ -102,7 +102,7 @@ def main() -> None:
     per_model = {m: {"within": metrics["within"].get(m, {}), "cross": metrics["cross"].get(m, {})}
                  for m in cfg["models"]}
     # The parent's columns: one SRCC per model and dataset, and the time of what ran; the rest is on the model runs.
-    headline = {f"within.{m}.{ds}.srcc": v["srcc"] for m, by_ds in metrics["within"].items()
+    headline = {tracking.headline_key(m, ds): v["srcc"] for m, by_ds in metrics["within"].items()
                 for ds, v in by_ds.items() if "srcc" in v}
     headline.update({f"time.{t['stage']}": t["seconds"] for t in ran})
     headline["pipeline_seconds"] = sum(t["seconds"] for t in ran)

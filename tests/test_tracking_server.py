@@ -115,7 +115,7 @@ def test_log_study_round_trip_through_a_real_server(server, study_inputs, monkey
     # Model ids need no sanitising: fr:gmsd is a tag, a run name and part of metric keys as it is.
     assert {child.data.tags["model"]: child.data.metrics["within.synthetic-single.plcc"] for child in children} \
         == pytest.approx({"contrique": 0.61, "arniqa": 0.55, "fr:gmsd": 0.83})
-    assert "within.fr:gmsd.synthetic-single.srcc" in parent.data.metrics
+    assert "srcc/synthetic-single/fr:gmsd" in parent.data.metrics
     contrique = next(c for c in children if c.data.tags["model"] == "contrique")
     assert contrique.data.metrics["cross.synthetic-single_to_synthetic-mixed.srcc"] == pytest.approx(0.41)
     trained = client.search_runs([run.experiment_id],

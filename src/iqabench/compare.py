@@ -161,10 +161,11 @@ def render(comparison: Comparison, chosen: pd.DataFrame, width: int) -> list:
     if len(runs) > 1:
         out.append(Text("params that differ: " + ("; ".join(f"{k}: {' | '.join(v)}" for k, v in diff.items())
                                                   if diff else "none")))
-    order = list(dict.fromkeys(chosen["model"]))
+    newest = runs["run_id"].iloc[-1]
     for (dataset, statistic), part in chosen.groupby(["dataset", "statistic"], sort=False):
-        title = dataset.replace("_to_", " -> ") + f"  ({statistic.upper()})"
-        table = Table(title=title, title_justify="left", min_width=min(width, 40))
+        # The title is a line of its own: as a table title it would wrap at the table's width.
+        out.append(Text(dataset.replace("_to_", " -> ") + f"  ({statistic.upper()})", style="bold"))
+        table = Table()
         table.add_column("model", no_wrap=True)
         for rid in runs["run_id"]:
             table.add_column(labels[rid], justify="right", no_wrap=True)
@@ -172,7 +173,9 @@ def render(comparison: Comparison, chosen: pd.DataFrame, width: int) -> list:
         if with_delta:
             table.add_column(f"Δ {labels[runs['run_id'].iloc[-1]]}-#1", justify="right", no_wrap=True)
         grid = part.pivot_table(index="model", columns="run_id", values="value", aggfunc="first")
-        for model in [m for m in order if m in grid.index]:
+        # Who wins first: the newest run's value, best at the top (RMSE: lowest), models it lacks last.
+        key = grid[newest] if newest in grid.columns else grid.iloc[:, -1]
+        for model in key.sort_values(ascending=statistic == "rmse", na_position="last").index:
             cells = [grid.loc[model].get(rid) for rid in runs["run_id"]]
             text = ["—" if c is None or pd.isna(c) else f"{c:.4f}" for c in cells]
             if with_delta:

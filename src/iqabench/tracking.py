@@ -2,8 +2,8 @@
 
 Run tree: the parent (named by provenance.run_name: commit, dirty flag, DVC
 experiment, changed params) holds the leaderboard as its description, one SRCC
-per model and dataset (``within.<model>.<dataset>.srcc``: the run table's
-columns), ``time.<stage>`` for the stages that ran, the datasets as MLflow
+per model and dataset (``srcc/<dataset>/<model>``: the run table's columns, in
+a saved view ``leaderboard`` that the printed link opens), ``time.<stage>`` for the stages that ran, the datasets as MLflow
 inputs and the tables and figures > one run per model (every statistic,
 within and cross, and the pretrained encoder as an MLflow model registered as
 ``iqabench-<model>-encoder``) > one run per training set of that model, tagged
@@ -47,6 +47,7 @@ ARTIFACTS = "mlartifacts"
 UI_URL = "http://127.0.0.1:5000"  # what `make ui` serves
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on the run table
 VIEW_KEY = "leaderboard"  # the saved view of the run table: one SRCC column per model and dataset
+HEADLINE = "srcc/"  # the parent's columns: srcc/<dataset>/<model>
 ML_WORKFLOW = "workflowType=machine_learning"  # MLflow 3's "Model training" side of the UI
 
 
@@ -122,16 +123,25 @@ def _experiment(name: str, client) -> str:
     return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
+def headline_key(model: str, dataset: str) -> str:
+    """The parent run's SRCC of ``model`` on ``dataset``: short, so the run table's column shows it whole."""
+    return f"{HEADLINE}{dataset}/{model}"
+
+
 def save_view(experiment_id: str, columns: Sequence[str], client) -> None:
-    """The run table's saved view ``leaderboard``: the given metric columns, then Dataset and Models.
+    """The run table's saved view ``leaderboard``: run name, start, duration, then the given metric columns.
 
     The UI keeps saved views as experiment tags ``mlflow.sharedViewState.<key>`` holding a
-    deflated JSON of its view state (format read from what MLflow 3.17's "Save view" writes).
+    deflated JSON of its view state (format read from what MLflow 3.17's "Save view" writes; widths
+    apply to the columns listed in ``columnOrder``, by the grid's column ids).
     """
+    ids = [f"metrics.`{c}`" for c in columns]
     state = {"searchFilter": "", "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
              "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
-             "selectedColumns": [f"metrics.`{c}`" for c in columns] + ["attributes.`Dataset`", "attributes.`Models`"],
-             "columnOrder": [], "columnWidths": {}, "runsHiddenMode": "FIRST_10_RUNS", "viewMaximized": False,
+             "selectedColumns": ids,
+             "columnOrder": ["0", "attributes.`Run Name`", "runDateAndNestInfo", "duration", *ids],
+             "columnWidths": {i: 32 + 7 * len(c) for i, c in zip(ids, columns)},
+             "runsHiddenMode": "FIRST_10_RUNS", "viewMaximized": False,
              "runListHidden": False, "isAccordionReordered": False, "useGroupedValuesInCharts": True,
              "hideEmptyCharts": True, "groupBy": None, "groupsExpanded": {},
              "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""}}
@@ -147,12 +157,13 @@ def ui_base() -> str:
     return uri.rstrip("/") if _is_server(uri) else UI_URL
 
 
-def view_url(experiment_id: str) -> str:
-    return f"{ui_base()}/#/experiments/{experiment_id}/runs?{ML_WORKFLOW}&viewStateShareKey={VIEW_KEY}"
+def view_url(experiment_id: str, base: str | None = None) -> str:
+    """The run table with the leaderboard columns, on MLflow 3's "Model training" side."""
+    return f"{base or ui_base()}/#/experiments/{experiment_id}/runs?{ML_WORKFLOW}&viewStateShareKey={VIEW_KEY}"
 
 
-def run_url(experiment_id: str, run_id: str) -> str:
-    return f"{ui_base()}/#/experiments/{experiment_id}/runs/{run_id}?{ML_WORKFLOW}"
+def run_url(experiment_id: str, run_id: str, base: str | None = None) -> str:
+    return f"{base or ui_base()}/#/experiments/{experiment_id}/runs/{run_id}?{ML_WORKFLOW}"
 
 
 @dataclass(frozen=True)
@@ -263,7 +274,7 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
                             mlflow.log_metrics(_metrics(train_metrics))
                             for ds, dataset in inputs.items():
                                 mlflow.log_input(dataset, context="train" if ds == train else "test")
-            save_view(experiment_id, [metric_name(k) for k in flatten(metrics) if k.startswith("within.")], client)
+            save_view(experiment_id, sorted(k for k in metrics if k.startswith(HEADLINE)), client)
             return LoggedRun(parent.info.run_id, experiment_id, name)
     except Exception as exc:  # noqa: BLE001 - any store failure must not lose the pipeline's outputs
         # MLflow's messages nest the whole urllib3 chain; the first line says what failed.

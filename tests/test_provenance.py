@@ -1,0 +1,124 @@
+"""Provenance that is true: the dvc_lock digest names a dvc.lock that exists, run names tell runs apart."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iqabench import provenance
+
+REPO = Path(__file__).resolve().parents[1]
+
+DVC_YAML = {"stages": {"prepare": {"cmd": "p", "deps": ["src"], "outs": ["data/prepared/a"]},
+                       "evaluate": {"cmd": "e", "deps": ["data/prepared"], "outs": ["reports/within.csv"]},
+                       "elsewhere": {"cmd": "x", "deps": ["src"], "outs": ["data/other"]},
+                       "report": {"cmd": "r", "deps": ["reports/within.csv", {"data/prepared": {}}],
+                                  "outs": ["reports/results.md"]}}}
+
+
+def _entry(cmd: str, deps: list[str], outs: list[str], md5: str = "0" * 32) -> dict:
+    return {"cmd": cmd, "deps": [{"path": d, "md5": md5} for d in deps], "outs": [{"path": o, "md5": md5} for o in outs]}
+
+
+def _write_lock(root: Path, stages: dict) -> Path:
+    (root / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
+    return root / "dvc.lock"
+
+
+def test_digest_covers_exactly_the_stages_upstream_of_report(tmp_path):
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML))
+    upstream = {"prepare": _entry("p", ["src"], ["data/prepared/a"]),
+                "evaluate": _entry("e", ["data/prepared"], ["reports/within.csv"])}
+    # During `dvc repro` the report stage runs before DVC writes its own entry: the digest then ...
+    during = provenance.lock_digest("report", _write_lock(tmp_path, upstream), tmp_path / "dvc.yaml")
+    # ... equals the one of the final file, which has report's entry and a stage report does not read.
+    final = {**upstream, "report": _entry("r", ["reports/within.csv"], ["reports/results.md"]),
+             "elsewhere": _entry("x", ["src"], ["data/other"])}
+    assert provenance.lock_digest("report", _write_lock(tmp_path, final), tmp_path / "dvc.yaml") == during
+    assert provenance.upstream_stages(final, ["reports/within.csv", "data/prepared"]) == ["evaluate", "prepare"]
+    # Any change upstream (here a different prepared output) changes it.
+    changed = {**final, "prepare": _entry("p", ["src"], ["data/prepared/a"], md5="1" * 32)}
+    assert provenance.lock_digest("report", _write_lock(tmp_path, changed), tmp_path / "dvc.yaml") != during
+
+
+def test_the_committed_report_names_the_committed_dvc_lock():
+    """reports/results.md (and the MLflow tag, the same value) is checked against the dvc.lock beside it."""
+    results = (REPO / "reports" / "results.md").read_text()
+    found = re.search(r"dvc\.lock `([0-9a-f]{16})`", results)
+    assert found, "reports/results.md names no dvc.lock digest: regenerate it with `dvc repro`"
+    assert found.group(1) == provenance.lock_digest("report", REPO / "dvc.lock", REPO / "dvc.yaml"), (
+        "reports/results.md and dvc.lock come from different pipeline runs: commit both from one `dvc repro`")
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root, check=True,
+                   capture_output=True)
+
+
+def test_params_diff_dirty_flag_and_run_name(tmp_path, monkeypatch):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "evaluate": {"n_splits": 10}}))
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "results.md").write_text("old\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-qm", "base")
+    sha, dirty = provenance.git_state(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{40}", sha) and not dirty
+    # What `dvc exp run -S evaluate.n_splits=5` does to params.yaml, and a regenerated report: not dirty code.
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "evaluate": {"n_splits": 5}}))
+    (tmp_path / "reports" / "results.md").write_text("new\n")
+    assert provenance.git_state(tmp_path) == (sha, False)
+    diff = provenance.params_diff({"seed": 0, "evaluate": {"n_splits": 5}}, cwd=tmp_path)
+    assert diff == {"evaluate.n_splits": (10, 5)}
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert provenance.git_state(tmp_path) == (sha, True)
+    monkeypatch.setenv("DVC_EXP_NAME", "waxy-vats")
+    name = provenance.run_name(sha, True, provenance.experiment_name(), diff)
+    assert name == f"{sha[:8]}+dirty waxy-vats evaluate.n_splits=5"
+    assert provenance.run_name(sha, False, "", {}) == f"{sha[:8]} HEAD params"
+
+
+def _report_stage():
+    spec = importlib.util.spec_from_file_location("stage_report", REPO / "stages" / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_only_stages_that_ran_since_the_last_report_are_timed(tmp_path, monkeypatch):
+    stage = _report_stage()
+    monkeypatch.chdir(tmp_path)
+    timings = tmp_path / "reports" / "timings"
+    timings.mkdir(parents=True)
+    now = 1_800_000_000.0
+    for name, seconds, age in (("prepare", 40.0, 3600), ("pretrain", 300.0, 3600), ("evaluate", 3.0, 60)):
+        path = timings / f"{name}.json"
+        path.write_text(f'{{"stage": "{name}", "seconds": {seconds}, "machine": "test"}}')
+        os.utime(path, (now - age, now - age))
+    previous = tmp_path / "reports" / "results.md"
+    previous.write_text("the report of the run before")
+    os.utime(previous, (now - 1800, now - 1800))  # written after prepare and pretrain last ran
+    every, ran = stage.stage_timings(previous)
+    assert [t["stage"] for t in every] == ["evaluate", "prepare", "pretrain"]
+    assert [t["stage"] for t in ran] == ["evaluate"]
+    table = stage.timings_markdown(every, ran)
+    assert "| evaluate | 3.0 | yes |" in table and "| pretrain | 300.0 |  |" in table
+    assert "**this run (compute, excluding DVC overhead)** | **3.0**" in table
+    # No previous report (a first run): everything ran.
+    previous.unlink()
+    assert len(stage.stage_timings(previous)[1]) == 3
+
+
+@pytest.mark.parametrize("uri, root", [("sqlite:///mlflow.db", "mlartifacts"),
+                                       ("sqlite:////srv/store/mlflow.db", "/srv/store/mlartifacts"),
+                                       ("postgresql://h/db", "mlartifacts")])
+def test_local_artifact_root_sits_beside_the_store(uri, root):
+    from iqabench import tracking
+
+    assert tracking.local_artifact_root(uri) == Path(root)

@@ -1,0 +1,102 @@
+"""`iqabench compare` and `iqabench datasets` in an 80-column terminal: readable tables, no cell folded mid-word."""
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+import fakestudy
+from iqabench import tracking
+from iqabench.cli import app
+
+WIDTH = 80
+
+
+def assert_readable(output: str, cells: list[str], width: int = WIDTH) -> None:
+    """Every line fits ``width`` and every expected cell is whole on one line (a fold would split it)."""
+    lines = output.splitlines()
+    too_wide = [line for line in lines if len(line) > width]
+    assert not too_wide, f"lines wider than {width}:\n" + "\n".join(too_wide)
+    for cell in cells:
+        assert any(cell in line for line in lines), f"{cell!r} is not whole on any line:\n{output}"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Two logged runs of a fake study: the second at another commit, seed 1, every SRCC 0.02 higher."""
+    root = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    try:
+        for shift, seed, commit in ((0.0, 0, "0123456789abcdef"), (0.02, 1, "fedcba9876543210")):
+            run = tracking.log_study(experiment="iqabench", run_name=f"{commit[:8]} seed={seed}",
+                                     **fakestudy.inputs(root, shift=shift, seed=seed, commit=commit))
+            assert run is not None
+    finally:
+        mp.undo()
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+    return uri
+
+
+def _compare(uri: str, *args: str):
+    return CliRunner().invoke(app, ["compare", "--tracking-uri", uri, *args], env={"COLUMNS": str(WIDTH)})
+
+
+def test_compare_pivots_models_by_runs_at_80_columns(store):
+    shown = _compare(store)
+    assert shown.exit_code == 0, shown.output
+    assert_readable(shown.output, [
+        "#1  01234567 seed=0", "#2  fedcba98 seed=1", "params that differ: seed: 0 | 1",
+        "synthetic-single  (SRCC)", "synthetic-mixed  (SRCC)", "Δ #2-#1",
+        *fakestudy.MODELS, "0.6100", "0.6300", "+0.0200", "0.8300", "0.8500"])
+    # Models are rows: each model's line holds both runs' values and the change.
+    line = next(line for line in shown.output.splitlines() if "fr:gmsd" in line)
+    assert "0.8300" in line and "0.8500" in line and "+0.0200" in line
+
+
+@pytest.mark.parametrize("name", ["fr:gmsd", "fr_gmsd"])
+def test_compare_model_filter_takes_the_id_as_written_or_sanitised(store, name):
+    shown = _compare(store, "--model", name, "--dataset", "synthetic-mixed")
+    assert shown.exit_code == 0, shown.output
+    assert "fr:gmsd" in shown.output and "contrique" not in shown.output and "synthetic-single" not in shown.output
+
+
+def test_compare_cross_pairs_fit_too(store):
+    shown = _compare(store, "--cross", "--metric", "srcc", "--metric", "plcc")
+    assert shown.exit_code == 0, shown.output
+    assert_readable(shown.output, ["synthetic-single -> synthetic-mixed  (SRCC)",
+                                   "synthetic-mixed -> synthetic-single  (PLCC)", "0.4100"])
+
+
+@pytest.mark.parametrize("option, value, known", [("--model", "fr:gmds", "arniqa, contrique, fr:gmsd"),
+                                                  ("--dataset", "koniq", "synthetic-mixed, synthetic-single"),
+                                                  ("--metric", "srocc", "plcc, srcc")])
+def test_compare_unknown_names_fail_with_the_known_ones(store, option, value, known):
+    shown = _compare(store, option, value)
+    assert shown.exit_code == 2
+    assert f"unknown {option[2:].replace('metric', 'statistic')} '{value}'" in shown.output
+    assert known in shown.output
+
+
+def test_compare_leaves_out_old_runs_that_do_not_fit(store):
+    shown = CliRunner().invoke(app, ["compare", "--tracking-uri", store], env={"COLUMNS": "40"})
+    assert shown.exit_code == 0, shown.output
+    assert "1 older run(s) left out to fit 40 columns" in " ".join(shown.output.split())
+    table_lines = [line for line in shown.output.splitlines() if line.startswith(("┃", "│"))]
+    assert table_lines and all(len(line) <= 40 for line in table_lines)
+
+
+def test_datasets_table_fits_80_columns_and_show_gives_the_details(tmp_path):
+    opts = ["datasets", "--registry", str(tmp_path / "reg.json"), "--data-root", str(tmp_path / "raw")]
+    shown = CliRunner().invoke(app, opts, env={"COLUMNS": str(WIDTH)})
+    assert shown.exit_code == 0, shown.output
+    assert_readable(shown.output, ["synthetic-single", "koniq10k-subset", "pristine-unlabelled", "kadis700k",
+                                   "not built", "missing", "iqabench datasets show NAME"])
+    detail = CliRunner().invoke(app, [*opts, "show", "spaq"], env={"COLUMNS": str(WIDTH)})
+    assert detail.exit_code == 0, detail.output
+    assert "MOS [0, 100], higher is better" in detail.output and "datasets add spaq --from PATH" in detail.output
+    assert max(len(line) for line in detail.output.splitlines()) <= WIDTH
+    unknown = CliRunner().invoke(app, [*opts, "show", "spaqq"], env={"COLUMNS": str(WIDTH)})
+    assert unknown.exit_code == 1 and "unknown dataset 'spaqq'" in unknown.output and "koniq10k" in unknown.output

@@ -1,0 +1,154 @@
+"""What a user sees in the MLflow UI, in a real headless browser (skipped without Chromium and Playwright).
+
+A store is filled with two runs of a small fake study through tracking.log_study (no pipeline run),
+`mlflow ui` serves it on 127.0.0.1 with one worker, and Debian's `chromium` (driven by Playwright's
+Python client) opens the link `dvc repro` prints. The run table with one SRCC column per model and
+dataset must be the page it lands on. ``IQABENCH_UPDATE_SCREENSHOT=1`` also writes docs/mlflow-ui.png.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import fakestudy
+from iqabench import tracking
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("IQABENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+playwright = pytest.importorskip("playwright.sync_api", reason="Playwright's Python client is not installed")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(CHROMIUM is None, reason="no chromium (apt-get install chromium)")]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+UI_START_S = 180   # `mlflow ui` on two busy cores
+COLUMN_IDS = "() => Array.from(document.querySelectorAll('[col-id]'), e => e.getAttribute('col-id'))"
+PAGE_S = 120       # the first page load compiles MLflow's JavaScript bundle
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    try:
+        runs = [tracking.log_study(experiment="iqabench", run_name=f"{commit[:8]} seed={seed}",
+                                   **fakestudy.inputs(root, shift=shift, seed=seed, commit=commit))
+                for shift, seed, commit in ((0.0, 0, "0123456789abcdef"), (0.02, 1, "fedcba9876543210"))]
+    finally:
+        mp.undo()
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+    assert all(runs)
+    port, log = _free_port(), root / "ui.log"
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--artifacts-destination",
+             str(root / tracking.ARTIFACTS), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            stdout=sink, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + UI_START_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"mlflow ui exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"mlflow ui did not answer in {UI_START_S} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base, runs, root
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
+
+
+@pytest.fixture
+def page(ui, tmp_path):
+    with playwright.sync_playwright() as driver:
+        context = driver.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": 1440, "height": 810})
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+
+
+def test_the_printed_link_lands_on_the_run_table_with_the_leaderboard_columns(ui, page, tmp_path):
+    base, runs, _ = ui
+    newest = runs[-1]
+    page.goto(tracking.view_url(newest.experiment_id, base=base))
+    page.get_by_text("Run Name").first.wait_for(timeout=PAGE_S * 1000)
+    assert f"/experiments/{newest.experiment_id}/runs" in page.url  # not the GenAI overview
+    # Both runs are rows, under the names that tell them apart.
+    for run in runs:
+        page.get_by_text(run.name).first.wait_for(timeout=30_000)
+    columns = sorted(tracking.headline_key(m, ds) for m in fakestudy.MODELS for ds in fakestudy.DATASETS)
+    _close_assistant(page)
+    page.locator(f"[col-id='metrics.`{columns[0]}`']").first.wait_for(timeout=30_000)
+    # The first leaderboard column is on screen without scrolling, its name whole (not cut to "srcc/syn...").
+    header = page.locator(f"[role=columnheader][col-id='metrics.`{columns[0]}`']").first
+    box = header.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 1440, "the first leaderboard column is off screen"
+    assert header.evaluate("e => Array.from(e.querySelectorAll('*')).every("
+                           "c => c.clientWidth === 0 || c.scrollWidth <= c.clientWidth + 1)"), "its name is cut"
+    # The grid renders the columns in view: scroll it sideways to meet the others.
+    seen = set(page.evaluate(COLUMN_IDS))
+    page.evaluate("() => document.querySelectorAll('.ag-body-horizontal-scroll-viewport, .ag-center-cols-viewport')"
+                  ".forEach(e => { e.scrollLeft = e.scrollWidth; })")
+    time.sleep(1)
+    seen |= set(page.evaluate(COLUMN_IDS))
+    missing = [c for c in columns if f"metrics.`{c}`" not in seen]
+    assert not missing, f"leaderboard columns missing from the run table: {missing}; columns: {sorted(seen)}"
+    page.evaluate("() => document.querySelectorAll('.ag-body-horizontal-scroll-viewport, .ag-center-cols-viewport')"
+                  ".forEach(e => { e.scrollLeft = 0; })")
+    # The values are in the table: arniqa's SRCC on synthetic-mixed in the newer run (fakestudy: 0.55 - 0.05 + 0.02).
+    page.get_by_text("0.52", exact=True).first.wait_for(timeout=30_000)
+    _close_assistant(page)
+    page.screenshot(path=str(tmp_path / "mlflow-ui.png"))
+    if os.environ.get("IQABENCH_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(tmp_path / "mlflow-ui.png", REPO / "docs" / "mlflow-ui.png")
+
+
+def test_the_run_page_opens_on_the_leaderboard(ui, page):
+    base, runs, _ = ui
+    run = runs[-1]
+    page.goto(tracking.run_url(run.experiment_id, run.run_id, base=base))
+    page.get_by_text("Leaderboard").first.wait_for(timeout=PAGE_S * 1000)
+    assert run.name in page.inner_text("body")
+
+
+def _close_assistant(page) -> None:
+    """MLflow 3.17 opens an assistant panel beside the table; the screenshot shows the table."""
+    panel = page.get_by_text("MLflow Assistant")
+    if panel.count():
+        close = page.locator("button[aria-label*='lose']").last
+        if close.count():
+            close.click()
+            time.sleep(1)
