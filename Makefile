@@ -18,13 +18,14 @@ setup: $(VENV)/.installed
 repro: setup
 	dvc repro
 	iqabench report
-	@echo "Runs are in MLflow: make ui  (mlflow ui --backend-store-uri sqlite:///mlflow.db), then open http://127.0.0.1:5000"
+	@echo "Runs are in MLflow: make ui, then open the run link the report stage printed above"
 
 test: setup
 	pytest
 
 ui: setup
-	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+	@echo "Open the link \`dvc repro\` printed, or http://127.0.0.1:5000 -> Model training -> iqabench -> Views -> leaderboard"
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --artifacts-destination ./mlartifacts --host 127.0.0.1 --port 5000 --workers 1
 
 clean:
 	rm -rf data/prepared data/corpus data/models data/features data/eval data/checkpoints
