@@ -28,8 +28,10 @@ def test_positives_share_the_distortion_sequence_and_differ_in_content(pool):
     views = arniqa.PairViews(pool, crop=48, seed=3, max_k=4, pristine_prob=0.0)
     keys = arniqa.step_keys(step=5, n=len(pool), batch=12, rank=0, world=1, seed=3)
     items = [views[key] for key in keys]
-    batch_u8, compositions = views.distort_batch(items)
-    assert batch_u8.shape == (12, 4, 3, 48, 48) and batch_u8.dtype == torch.uint8
+    assert items[0][0].dtype == torch.uint8  # workers only crop, in 8 bits
+    batch = views.collate(items)
+    batch_u8, compositions = batch.images, batch.labels
+    assert batch_u8.shape == (12, 4, 3, 48, 48) and batch_u8.dtype == torch.uint8 and not batch.pending
     checked_exactly = 0
     for key, (pristine, composition, _), distorted in zip(keys, items, batch_u8):
         pair = views.draw(key)
@@ -37,6 +39,7 @@ def test_positives_share_the_distortion_sequence_and_differ_in_content(pool):
         plan = [class_name(c) for c in composition.tolist() if c]
         assert plan == pair.plan and 1 <= len(plan) <= 4
         assert len(set(GROUP_OF[d] for d, _ in plan)) == len(plan)  # one type per group
+        pristine = pristine.float() / 255
         a_full, b_full = pristine[arniqa.A_FULL], pristine[arniqa.B_FULL]
         assert (a_full - b_full).abs().mean() > 0.02  # two different photographs
         if not any(d in RANDOM_TYPES for d, _ in plan):
@@ -47,15 +50,21 @@ def test_positives_share_the_distortion_sequence_and_differ_in_content(pool):
     assert checked_exactly > 0
 
 
-def test_pairs_do_not_depend_on_workers_and_resume_reads_the_same_batches():
+def test_pairs_do_not_depend_on_workers_or_where_they_are_distorted_and_resume_reads_the_same_batches():
     source = arniqa.PairSource(_cfg(batch_size=4), rank=0, world=1)
-    serial = list(source.batches(0, 3))
+    serial = [source.to_device(b) for b in source.batches(0, 3)]
     source.cfg = _cfg(batch_size=4, workers=2)
-    parallel = list(source.batches(0, 3))
+    parallel = [source.to_device(b) for b in source.batches(0, 3)]
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(serial, parallel))
-    resumed = list(source.batches(2, 3))
+    # Distorted by the training process (synthesis: device) instead of the loader: the same bits on the CPU.
+    on_device = arniqa.PairSource(_cfg(batch_size=4, synthesis="device"), rank=0, world=1)
+    raw = list(on_device.batches(0, 3))
+    assert all(b.pending and b.images.dtype == torch.uint8 for b in raw)
+    assert all(torch.equal(on_device.to_device(b)[0], a[0]) for b, a in zip(raw, serial))
+    resumed = [source.to_device(b) for b in source.batches(2, 3)]
     assert torch.equal(resumed[0][0], serial[2][0])
     assert not torch.equal(serial[0][0], serial[1][0])
+    assert serial[0][0].dtype == torch.float32 and serial[0][0].shape == (4, 4, 3, 48, 48)
 
 
 def test_targets_make_same_scale_crops_of_a_pair_the_only_positives():
@@ -117,3 +126,18 @@ def test_contrique_runs_keep_their_recorded_config():
 def test_bad_settings_name_the_parameter(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
         train(_cfg(**change), tmp_path / "no-corpus", tmp_path / "e.pt", tmp_path / "c")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_pairs_are_cropped_in_workers_and_distorted_on_the_gpu(tmp_path):
+    gpu = arniqa.PairSource(_cfg(batch_size=4, workers=1), rank=0, world=1, device="cuda")
+    raw = next(iter(gpu.batches(0, 1)))
+    assert raw.pending and raw.images.dtype == torch.uint8 and raw.images.is_pinned()
+    images, compositions = gpu.to_device(raw)
+    assert images.device.type == "cuda" and images.shape == (4, 4, 3, 48, 48)
+    assert torch.equal(images, gpu.to_device(raw)[0])  # deterministic on the device
+    cpu = arniqa.PairSource(_cfg(batch_size=4), rank=0, world=1)
+    assert torch.equal(compositions, next(iter(cpu.batches(0, 1))).labels)  # the same draws as on the CPU
+    history = train(_cfg(device="cuda", steps=2, checkpoint_every=2), tmp_path / "c", tmp_path / "e.pt", tmp_path / "k")
+    assert len(history) == 2 and all(h["loss"] == h["loss"] for h in history)

@@ -1,11 +1,12 @@
 """The pretraining loop on a tiny corpus: it learns, checkpoints, and resumes exactly."""
 import dataclasses
+import math
 
 import pytest
 import torch
 
 from iqabench.models import encoders
-from iqabench.training import corpus
+from iqabench.training import corpus, pretrain
 from iqabench.training.pretrain import NonFiniteLoss, PretrainConfig, batch_indices, train
 
 
@@ -64,6 +65,28 @@ def test_non_finite_loss_stops_with_a_clear_message(tiny_corpus, tmp_path):
     with pytest.raises(NonFiniteLoss, match="last good checkpoint"):
         train(_cfg(lr=1e30, optimizer="sgd", steps=20), out, tmp_path / "x.pt", tmp_path / "ckpt")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_loss_is_read_only_at_log_and_checkpoint_steps_and_a_late_nan_keeps_the_last_good_checkpoint(
+        tiny_corpus, tmp_path, monkeypatch):
+    out, _ = tiny_corpus
+    reads, real_mean = [], pretrain._mean_over_ranks
+    monkeypatch.setattr(pretrain, "_mean_over_ranks", lambda v, d: reads.append(1) or real_mean(v, d))
+    history = train(_cfg(steps=10, log_every=5, checkpoint_every=100), out, tmp_path / "a.pt", tmp_path / "ca")
+    assert len(reads) == 2 and [h["step"] for h in history] == [5, 10]  # no read of the loss in between
+
+    calls, real_loss = [], pretrain.multi_positive_nt_xent
+
+    def nan_at_step_6(z, target, temperature):
+        calls.append(1)
+        loss = real_loss(z, target, temperature)
+        return loss * float("nan") if len(calls) == 6 else loss
+    monkeypatch.setattr(pretrain, "multi_positive_nt_xent", nan_at_step_6)
+    with pytest.raises(NonFiniteLoss, match="between steps 5 and 8"):
+        train(_cfg(steps=12, log_every=4, checkpoint_every=4), out, tmp_path / "b.pt", tmp_path / "cb")
+    assert len(calls) == 8  # caught at the next check, no later than log_every steps after
+    assert sorted(p.name for p in (tmp_path / "cb").glob("step-*.pt")) == ["step-00000004.pt"]
+    assert not (tmp_path / "b.pt").exists()
 
 
 def test_config_is_a_plain_dataclass():
@@ -128,35 +151,63 @@ def photo_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("photos")
     for name in ("astronaut", "coffee", "chelsea"):
         images.save_png(images.from_uint8(PHOTOS[name]())[:, :80, :100], root / f"{name}.png")
-    images.save_png(images.from_uint8(PHOTOS["coffee"]())[:, :30, :40], root / "small.png")  # padded
+    images.save_png(images.from_uint8(PHOTOS["coffee"]())[:, :50, :60], root / "small.png")  # padded
     return root
 
 
-def test_on_the_fly_batches_are_the_same_whatever_the_worker_count(photo_folder):
-    ds = sources.ImageFiles(sources.list_folder(photo_folder, "test"), region=48, seed=5, distort=True,
-                            pristine_prob=0.0)
-    serial = list(sources.file_loader(ds, 2, 0, 1, seed=5, start=0, total=3, workers=0, pin_memory=False))
-    parallel = list(sources.file_loader(ds, 2, 0, 1, seed=5, start=0, total=3, workers=2, pin_memory=False))
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(serial, parallel))
-    imgs, labels = serial[0]
-    assert imgs.dtype == torch.uint8 and imgs.shape == (2, 3, 48, 48)
-    assert ((labels >= 1) & (labels < corpus.N_CLASSES)).all()  # pristine_prob 0: always distorted
-    resumed = list(sources.file_loader(ds, 2, 0, 1, seed=5, start=2, total=3, workers=0, pin_memory=False))
-    assert torch.equal(resumed[0][0], serial[2][0])  # a resumed run reads what it would have read
+def _loaded(ds, workers, start=0, total=4):
+    return list(sources.file_loader(ds, 2, 0, 1, seed=5, start=start, total=total, workers=workers,
+                                    pin_memory=False))
+
+
+def test_on_the_fly_batches_are_the_same_whatever_the_worker_count_and_placement(photo_folder):
+    paths = sources.list_folder(photo_folder, "test")
+    ds = sources.ImageFiles(paths, region=64, seed=5, distort=True, pristine_prob=0.0)
+    serial, parallel = _loaded(ds, 0), _loaded(ds, 2)
+    assert all(torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) for a, b in zip(serial, parallel))
+    batch = serial[0]
+    assert batch.images.dtype == torch.uint8 and batch.images.shape == (2, 3, 64, 64) and not batch.pending
+    assert ((batch.labels >= 1) & (batch.labels < corpus.N_CLASSES)).all()  # pristine_prob 0: always distorted
+    resumed = _loaded(ds, 0, start=2)
+    assert torch.equal(resumed[0].images, serial[2].images)  # a resumed run reads what it would have read
+    # Workers that only decode and crop, the training process distorting: the same bits on the CPU.
+    crops_only = sources.ImageFiles(paths, region=64, seed=5, distort=True, pristine_prob=0.0,
+                                    distort_in_workers=False)
+    pending = _loaded(crops_only, 2)
+    assert all(b.pending and torch.equal(b.labels, a.labels) for a, b in zip(serial, pending))
+    for a, b in zip(serial, pending):
+        assert torch.equal(sources.to_device(b, torch.device("cpu")), sources.to_device(a, torch.device("cpu")))
+    # The 50 x 60 image is distorted at its size, then zero-padded, centred.
+    small = [(b, row) for b in serial for row, size in enumerate(b.sizes.tolist()) if size == [50, 60]]
+    assert small, "the small image was never drawn"
+    for b, row in small:
+        image = b.images[row].long()
+        assert image[:, 7:57, 2:62].float().mean() > 0 and image.sum() == image[:, 7:57, 2:62].sum()
+
+
+def test_synthesis_groups_by_type_keeps_pristine_rows_and_is_deterministic():
+    crops = (torch.rand(6, 3, 40, 40) * 255).round().to(torch.uint8)
+    plans = [[("gaussian_blur", 3)], [], [("white_noise", 2)], [("gaussian_blur", 5)], [("white_noise", 2)], []]
+    a = sources.synthesise(crops, plans, noise_seed=11)
+    assert torch.equal(a, sources.synthesise(crops, plans, noise_seed=11))
+    assert not torch.equal(a, sources.synthesise(crops, plans, noise_seed=12))  # white noise follows the seed
+    assert torch.equal(a[1], crops[1].float() / 255) and torch.equal(a[5], crops[5].float() / 255)
+    assert torch.equal(a, (a * 255).round() / 255)  # 8-bit values, as stored images
+    assert not torch.equal(a[0], a[3])  # per-image levels within one call
 
 
 def test_authentic_images_are_each_their_own_class(photo_folder, tmp_path):
-    cfg = _cfg(source="folder", source_dir=str(photo_folder), region=40, crop=16, batch_size=2,
+    cfg = _cfg(source="folder", source_dir=str(photo_folder), region=64, crop=16, batch_size=2,
                authentic=str(photo_folder), authentic_batch_size=2)
     src = sources.Sources(cfg, tmp_path / "no-corpus", rank=0, world=1)
-    imgs, labels = next(iter(src.batches(0, 1)))
-    assert imgs.shape == (4, 3, 40, 40)
+    imgs, labels = src.to_device(next(iter(src.batches(0, 1))))
+    assert imgs.shape == (4, 3, 64, 64) and imgs.dtype == torch.float32
     assert (labels[:2] < corpus.N_CLASSES).all()
     assert labels[2:].tolist() != [] and (labels[2:] >= corpus.N_CLASSES).all() and labels[2] != labels[3]
 
 
 def test_paper_knobs_train_from_files_with_authentic_images(photo_folder, tmp_path):
-    cfg = _cfg(source="folder", source_dir=str(photo_folder), region=40, crop=16, batch_size=2,
+    cfg = _cfg(source="folder", source_dir=str(photo_folder), region=64, crop=16, batch_size=2,
                authentic=str(photo_folder), colour_spaces=list(views.COLOUR_SPACES), epochs=2,
                optimizer="sgd", lr=0.6, lr_base_batch=512, checkpoint_every=100)
     assert cfg.effective_lr() == pytest.approx(0.6 * 4 / 512)
@@ -164,6 +215,15 @@ def test_paper_knobs_train_from_files_with_authentic_images(photo_folder, tmp_pa
     assert history[-1]["step"] == 2 * 2  # 4 images // 2 per step = 2 steps per epoch
     assert history[0]["lr"] == pytest.approx(cfg.effective_lr())  # warm-up of one step
     assert encoders.load(tmp_path / "enc.pt").arch == "small_cnn"
+
+
+def test_images_too_small_to_distort_are_named(tmp_path):
+    images.save_png(images.from_uint8(PHOTOS["coffee"]())[:, :40, :90], tmp_path / "tiny.png")
+    ds = sources.ImageFiles([tmp_path / "tiny.png"], region=64, seed=0, distort=True)
+    with pytest.raises(images.ImageError, match="tiny.png: 40 x 64 px is smaller than the 48 px"):
+        ds[(0, 0, 0, 0)]
+    with pytest.raises(ValueError, match="pretrain.region is 32 px"):
+        sources.Sources(_cfg(source="folder", source_dir=str(tmp_path), region=32), tmp_path, rank=0, world=1)
 
 
 def test_missing_source_folder_names_the_parameter(tmp_path):
@@ -179,3 +239,72 @@ def test_shards_made_by_other_distortion_code_are_regenerated(tmp_path, monkeypa
     corpus.build(tmp_path, **kwargs)
     assert corpus.fingerprint(tmp_path) != before
     assert torch.load(tmp_path / "shard-00000.pt", weights_only=True)["config_hash"] == corpus.fingerprint(tmp_path)
+
+
+# --- the device branches: CPU through the device-agnostic path, CUDA when present ------------------------------
+
+from iqabench import runtime  # noqa: E402
+
+cuda = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+def _on(marks):
+    def wrap(fn):
+        for mark in marks:
+            fn = mark(fn)
+        return fn
+    return wrap
+
+
+def test_runtime_branches_on_the_cpu():
+    rt = runtime.setup("cpu")
+    assert not rt.cuda and not rt.distributed
+    with rt.autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32  # full precision on the CPU
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    assert rt.distribute(model) == (model, model)  # one process: nothing wrapped, BN stays BN
+    assert sources.placement("auto", rt.device) == "workers" and sources.placement("device", rt.device) == "device"
+    with pytest.raises(ValueError, match="pretrain.synthesis must be one of"):
+        sources.placement("gpu", rt.device)
+
+
+@_on(cuda)
+def test_cuda_runtime_autocasts_to_bf16_and_compiles():
+    rt = runtime.setup("cuda")
+    assert rt.cuda and sources.placement("auto", rt.device) == "device"
+    with rt.autocast():
+        assert (torch.ones(2, 2, device="cuda") @ torch.ones(2, 2, device="cuda")).dtype == torch.bfloat16
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).cuda()
+    model, net = rt.distribute(model, compile=True)
+    x = torch.rand(2, 3, 8, 8, device="cuda").contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(net(x), model(x), atol=1e-4)
+
+
+@_on(cuda)
+def test_cuda_synthesis_is_deterministic_and_matches_the_cpu_draws(photo_folder):
+    crops = (torch.rand(6, 3, 48, 48) * 255).round().to(torch.uint8).pin_memory()
+    plans = [[("gaussian_blur", 3)], [], [("white_noise", 2)], [("gaussian_blur", 5)], [("jpeg", 4)], []]
+    a = sources.synthesise(crops, plans, noise_seed=3, device="cuda")
+    assert a.device.type == "cuda" and torch.equal(a, sources.synthesise(crops, plans, 3, "cuda"))
+    assert torch.equal(a[1].cpu(), crops[1].float() / 255)
+    on_cpu = sources.synthesise(crops, plans, noise_seed=3)
+    assert (a[0].cpu() - on_cpu[0]).abs().max() <= 1.5 / 255  # deterministic types agree to rounding
+    # Pinned loader batches, distorted on the GPU: the same classes as the CPU placement draws.
+    ds = sources.ImageFiles(sources.list_folder(photo_folder, "t"), region=64, seed=5, distort=True,
+                            distort_in_workers=False)
+    batch = next(iter(sources.file_loader(ds, 2, 0, 1, seed=5, start=0, total=1, workers=1, pin_memory=True)))
+    assert batch.pending and batch.images.is_pinned()
+    gpu = sources.to_device(batch, torch.device("cuda"))
+    assert gpu.device.type == "cuda" and gpu.shape == (2, 3, 64, 64)
+    assert torch.equal(batch.labels, _loaded(sources.ImageFiles(ds.paths, 64, 5, distort=True), 0, total=1)[0].labels)
+
+
+@_on(cuda)
+def test_cuda_pretraining_with_every_branch(photo_folder, tmp_path):
+    # bf16 autocast, pinned loader batches, synthesis on the GPU, channels_last, torch.compile, all colour spaces.
+    cfg = _cfg(source="folder", source_dir=str(photo_folder), region=64, crop=32, batch_size=2,
+               authentic=str(photo_folder), colour_spaces=list(views.COLOUR_SPACES), steps=4, log_every=2,
+               workers=1, compile=True, device="cuda")
+    model, history = pretrain.fit(cfg, tmp_path / "no-corpus", tmp_path / "enc.pt", tmp_path / "ckpt")
+    assert [h["step"] for h in history] == [2, 4] and all(math.isfinite(h["loss"]) for h in history)
+    assert encoders.load(tmp_path / "enc.pt").arch == "small_cnn"

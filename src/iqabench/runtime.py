@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,27 @@ class Runtime:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
     def autocast(self):
         """bfloat16 autocast on CUDA; full precision on the CPU, where it is not faster in training."""
-        if self.device.type == "cuda":
+        if self.cuda:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def distribute(self, model: nn.Module, compile: bool = False) -> tuple[nn.Module, nn.Module]:
+        """``(model, net)``: ``model`` holds the weights (SyncBN layers on CUDA under DDP), ``net`` is what
+        the training step calls (DDP-wrapped when distributed, then ``torch.compile``d when asked)."""
+        net = model
+        if self.distributed:
+            if self.cuda:  # SyncBN runs on CUDA only; on the CPU the loop averages BN statistics
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            net = DDP(model, device_ids=[self.local_rank] if self.cuda else None)
+        if compile:
+            net = torch.compile(net)
+        return model, net
 
 
 def setup(device: str = "auto") -> Runtime:

@@ -16,12 +16,14 @@ of its half-size copy. As in ARNIQA's ``KADIS700Dataset`` and SimCLR loss:
 - with ``pristine_prob`` (ARNIQA: 0.05) a pair stays undistorted.
 
 Every pair draws its images, crops and composition from its own generator
-seeded by (run seed, step, global pair slot); the distortions of a whole step
-are then applied together (:func:`distort_batch`, one call per type and
-position instead of one per pair, which is several times faster on a CPU) from
-a generator seeded by (run seed, step, first slot). So a batch does not depend
-on the number of DataLoader workers, and a resumed run draws exactly what an
-uninterrupted one would.
+seeded by (run seed, step, global pair slot); loader workers only read and
+crop (8-bit, as PIL's resize gives ARNIQA its half-size image). The
+distortions of a whole step are then applied together (:func:`distort_pairs`,
+one engine call per type and position instead of one per pair) from a
+generator seeded by (run seed, step, first slot), where ``synthesis`` says: on
+the training device, or in the loader workers (the default on the CPU; see
+:mod:`.sources`). So a batch does not depend on the number of DataLoader
+workers, and a resumed run draws exactly what an uninterrupted one would.
 
 The pristine pool is the embedded photographs (``source: embedded``, the CPU
 default) or image files (``folder`` / ``kadis700k``) read whole on demand.
@@ -38,20 +40,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .. import images
-from ..distortions import (DISTORTION_GROUPS, NUM_LEVELS, DistortionTransform, class_index, class_name,
-                           sample_composition)
-from .sources import _seed_worker, batch_indices, sample_seed, steps_per_epoch, synthetic_paths
+from ..distortions import DISTORTION_GROUPS, NUM_LEVELS, class_index, class_name, sample_composition
+from .sources import (Batch, _seed_worker, batch_indices, chw_uint8, min_crop, placement, read_uint8, sample_seed, steps_per_epoch,
+                      synthesise, synthetic_paths)
 
 # The four crops of a pair, in the order they are stacked.
 A_FULL, A_HALF, B_FULL, B_HALF = range(4)
 VIEW_SCALE = (0, 1, 0, 1)   # 0 = full scale, 1 = half scale
 SOURCES = ("embedded", "folder", "kadis700k")
-
-
-def min_crop() -> int:
-    """The smallest crop every distortion type accepts."""
-    from ..distortions import spatial
-    return max(spatial._ECC_PATCH + 2 * spatial._ECC_RADIUS, spatial._BLOCK)
 
 
 def level_probs(std: float) -> torch.Tensor:
@@ -72,13 +68,19 @@ def half_scale(image: torch.Tensor) -> torch.Tensor:
                          align_corners=False)[0].clamp(0, 1)
 
 
+def scales_uint8(image_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(full, half) 8-bit images: the half-size copy is rounded to 8 bits as PIL stores it."""
+    half = half_scale(image_u8.float().div(255)).mul_(255).round_().to(torch.uint8)
+    return image_u8, half
+
+
 class PristinePool:
     """Pristine images by index: embedded photographs kept in memory, or files read on demand."""
 
     def __init__(self, photos: dict[str, torch.Tensor] | None = None, paths: list[Path] | None = None):
         if (photos is None) == (paths is None):
             raise ValueError("give either embedded photos or image paths")
-        self.photos = {name: (img, half_scale(img)) for name, img in photos.items()} if photos else None
+        self.photos = {name: scales_uint8(img) for name, img in photos.items()} if photos else None
         self.names = list(photos) if photos else [str(p) for p in paths]
         self.paths = list(paths) if paths else None
         if not self.names:
@@ -88,15 +90,10 @@ class PristinePool:
         return len(self.names)
 
     def scales(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(full, half) float 3 x H x W images in [0, 1]."""
+        """(full, half) uint8 3 x H x W images."""
         if self.photos is not None:
             return self.photos[self.names[index]]
-        try:
-            image = images.from_uint8(np.asarray(images.load_rgb(self.paths[index])))
-        except OSError as exc:
-            raise images.ImageError(f"{self.paths[index]}: not a readable image ({exc}); "
-                                    "remove it from the pretraining source") from exc
-        return image, half_scale(image)
+        return scales_uint8(read_uint8(self.paths[index]))
 
 
 def pool_for(cfg) -> PristinePool:
@@ -107,7 +104,7 @@ def pool_for(cfg) -> PristinePool:
         unknown = [n for n in names if n not in PHOTOS]
         if unknown:
             raise ValueError(f"pretrain.photos: unknown embedded photo(s) {unknown}; choose from {sorted(PHOTOS)}")
-        return PristinePool(photos={n: images.from_uint8(PHOTOS[n]()) for n in names})
+        return PristinePool(photos={n: chw_uint8(PHOTOS[n]()) for n in names})
     if cfg.source in ("folder", "kadis700k"):
         return PristinePool(paths=synthetic_paths(cfg.source, cfg.source_dir))
     raise ValueError(f"pretrain.objective 'arniqa' distorts pristine images on the fly: pretrain.source must be "
@@ -131,8 +128,8 @@ class PairDraw:
 
 
 class PairViews(Dataset):
-    """Items are ``(float 4 x 3 x crop x crop pristine crops, int64 max_k composition, key)`` for keys
-    ``(step, slot, a)``; :func:`distort_batch` turns a list of items into a training batch.
+    """Items are ``(uint8 4 x 3 x crop x crop pristine crops, int64 max_k composition, key)`` for keys
+    ``(step, slot, a)``; :meth:`collate` turns a step's items into a :class:`~.sources.Batch`.
 
     ``a`` is the index of image A, or -1 to draw it (a pool smaller than a
     global batch); B is drawn among the other images. The composition row holds
@@ -140,7 +137,7 @@ class PairViews(Dataset):
     """
 
     def __init__(self, pool: PristinePool, crop: int, seed: int, *, max_k: int = 4, level_std: float = 2.5,
-                 pristine_prob: float = 0.05):
+                 pristine_prob: float = 0.05, distort_in_workers: bool = True):
         if len(pool) < 2:
             raise ValueError(f"ARNIQA pairs two different images; the pristine pool has {len(pool)}")
         if not 1 <= max_k <= len(DISTORTION_GROUPS):
@@ -154,6 +151,7 @@ class PairViews(Dataset):
             raise ValueError(f"pretrain.pristine_prob must be in [0, 1], got {pristine_prob}")
         self.pool, self.crop, self.seed, self.max_k = pool, crop, seed, max_k
         self.level_probs, self.pristine_prob = level_probs(level_std), pristine_prob
+        self.distort_in_workers = distort_in_workers
 
     def __len__(self) -> int:
         return len(self.pool)
@@ -192,17 +190,28 @@ class PairViews(Dataset):
             composition[k] = class_index(dist, level)
         return self.pristine_crops(pair, gen), composition, key
 
-    def distort_batch(self, items: list) -> tuple[torch.Tensor, torch.Tensor]:
-        """Collate: each pair's four crops distorted by its composition, as uint8 N x 4 x 3 x crop x crop."""
-        crops = torch.cat([item[0] for item in items])
+    def collate(self, items: list) -> Batch:
+        """A step's items as a :class:`~.sources.Batch` of uint8 N x 4 x 3 x crop x crop crops and their
+        N x max_k compositions, distorted here when ``distort_in_workers``."""
+        crops = torch.stack([item[0] for item in items])
         compositions = torch.stack([item[1] for item in items])
         step, first_slot, _ = items[0][2]
-        plans = [[class_name(c) for c in row.tolist() if c] for row in compositions]
-        gen = torch.Generator().manual_seed(sample_seed(self.seed, "arniqa-distort", step, first_slot))
-        # Rows of one pair share its plan: each type runs once per position over the whole step.
-        distorted = DistortionTransform._apply(crops, [plan for plan in plans for _ in range(4)], gen)
-        u8 = distorted.mul(255).round().to(torch.uint8)
-        return u8.view(len(items), 4, *u8.shape[1:]), compositions
+        batch = Batch(crops, compositions, None, sample_seed(self.seed, "arniqa-distort", step, first_slot), True)
+        if not self.distort_in_workers:
+            return batch
+        distorted = distort_pairs(batch, "cpu").mul_(255).round_().to(torch.uint8)
+        return batch._replace(images=distorted, pending=False)
+
+
+def distort_pairs(batch: Batch, device: torch.device | str) -> torch.Tensor:
+    """Float N x 4 x 3 x crop x crop on ``device``: each pair's four crops distorted by its composition.
+
+    Rows of one pair share its plan: each type runs once per position over the whole step.
+    """
+    plans = [[class_name(c) for c in row.tolist() if c] for row in batch.labels]
+    flat = synthesise(batch.images.flatten(0, 1), [plan for plan in plans for _ in range(4)], batch.noise_seed,
+                      device)
+    return flat.view(batch.images.shape[:2] + flat.shape[1:])
 
 
 def step_keys(step: int, n: int, batch: int, rank: int, world: int, seed: int) -> list[tuple[int, int, int]]:
@@ -231,17 +240,20 @@ class StepKeys:
 class PairSource:
     """ARNIQA's counterpart of :class:`~iqabench.training.sources.Sources` for the training loop.
 
-    ``batches`` yields ``(uint8 N x 4 x 3 x crop x crop, int64 N x max_k)``
-    with N = ``batch_size`` pairs per process.
+    ``batches`` yields one :class:`~.sources.Batch` of N = ``batch_size`` pairs
+    per process and step; ``to_device`` makes one the float N x 4 x 3 x crop x crop
+    training batch (and N x max_k compositions).
     """
 
-    def __init__(self, cfg, rank: int, world: int, pin_memory: bool = False):
+    def __init__(self, cfg, rank: int, world: int, device: torch.device | str = "cpu"):
         if cfg.authentic:
             raise ValueError("pretrain.authentic is a CONTRIQUE source; ARNIQA pretrains on synthetic "
                              "distortions only: leave pretrain.authentic empty with objective 'arniqa'")
-        self.cfg, self.rank, self.world, self.pin_memory = cfg, rank, world, pin_memory
+        self.cfg, self.rank, self.world, self.device = cfg, rank, world, torch.device(device)
+        self.pin_memory = self.device.type == "cuda"
         self.dataset = PairViews(pool_for(cfg), cfg.crop, cfg.seed, max_k=cfg.max_distortions,
-                                 level_std=cfg.level_std, pristine_prob=cfg.pristine_prob)
+                                 level_std=cfg.level_std, pristine_prob=cfg.pristine_prob,
+                                 distort_in_workers=placement(cfg.synthesis, self.device) == "workers")
         self.steps_per_epoch = steps_per_epoch(len(self.dataset), cfg.batch_size, world)
         if cfg.epochs > 0 and self.steps_per_epoch == 0:
             raise ValueError(f"pretrain.epochs needs a pool of at least one global batch ({cfg.batch_size} x "
@@ -250,11 +262,16 @@ class PairSource:
     def batches(self, start: int, total: int):
         cfg = self.cfg
         sampler = StepKeys(len(self.dataset), cfg.batch_size, self.rank, self.world, cfg.seed, start, total)
-        loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.dataset.distort_batch,
+        loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.dataset.collate,
                             num_workers=cfg.workers,
                             pin_memory=self.pin_memory, worker_init_fn=_seed_worker if cfg.workers else None,
                             prefetch_factor=4 if cfg.workers else None)
         yield from loader
+
+    def to_device(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if batch.pending:
+            return distort_pairs(batch, self.device), batch.labels
+        return batch.images.to(self.device, non_blocking=True).float().div_(255), batch.labels
 
 
 def views_and_targets(batch: torch.Tensor, grid: int, rank: int = 0) -> tuple[list[torch.Tensor], torch.Tensor]:

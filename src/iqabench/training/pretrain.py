@@ -11,6 +11,11 @@ paper's (ResNet-50, 256 px, SGD lr 0.6 per 512 images, 25 epochs, 256
 synthetic + 256 authentic images per step). On CUDA the forward pass runs
 under bf16 autocast, which needs no gradient scaler, so checkpoints hold none.
 
+The host never waits for the device inside a step: the loss is summed on the
+device and read every ``log_every`` steps (and before every checkpoint), where
+a NaN or infinite loss stops the run at most ``log_every`` steps late with the
+last good checkpoint kept (checkpoints are only written after a check).
+
 ``objective: arniqa`` swaps the batches, targets and projector for ARNIQA's
 (:mod:`.arniqa`, ``docs/arniqa.md``); optimiser, schedule, checkpoints and
 resume are shared.
@@ -26,7 +31,6 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 from rich.progress import Progress
 
 from .. import io, runtime
@@ -67,6 +71,8 @@ class PretrainConfig:
     authentic: str = ""            # folder or manifest CSV of user-generated images, each its own class
     authentic_batch_size: int = 0  # per process; 0 = batch_size
     workers: int = 0               # DataLoader workers for on-the-fly sources
+    synthesis: str = "auto"        # where on-the-fly images are distorted: "device" (the training process),
+                                   #   "workers" (the loader's), "auto" = device on CUDA, workers on the CPU
     all_gather: bool = False       # under DDP, contrast against every rank's projections (CONTRIQUE's GatherLayer)
     compile: bool = False          # torch.compile the model
     checkpoint_every: int = 50
@@ -93,7 +99,8 @@ class PretrainConfig:
 OBJECTIVES = ("contrique", "arniqa")
 # Keys added with ARNIQA: left out of a run's hash and metadata at their defaults, so that CONTRIQUE runs
 # keep the hash (and resume from checkpoints) and the encoder metadata they had before.
-_LATER_KEYS = {"objective": "contrique", "max_distortions": 4, "level_std": 2.5, "photos": []}
+_LATER_KEYS = {"objective": "contrique", "max_distortions": 4, "level_std": 2.5, "photos": [],
+               "synthesis": "auto"}
 
 
 def run_config(cfg: PretrainConfig) -> dict:
@@ -158,69 +165,77 @@ def fit(cfg: PretrainConfig, corpus_dir: str | Path, encoder_path: str | Path | 
     code = io.source_fingerprint(Path(__file__).resolve().parent, Path(__file__).resolve().parents[1] / "distortions")
     digest = corpus.config_hash(run_config(cfg) | {"corpus": str(corpus_dir), "world": rt.world_size,
                                                    "corpus_hash": corpus.fingerprint(corpus_dir), "code": code})
-    pin = rt.device.type == "cuda"
+    if cfg.log_every < 1 or cfg.checkpoint_every < 1:
+        raise ValueError(f"pretrain.log_every and pretrain.checkpoint_every must be >= 1, got {cfg.log_every} "
+                         f"and {cfg.checkpoint_every}")
     if cfg.objective == "arniqa":
-        sources = arniqa.PairSource(cfg, rt.rank, rt.world_size, pin_memory=pin)
+        sources = arniqa.PairSource(cfg, rt.rank, rt.world_size, rt.device)
     else:
-        sources = Sources(cfg, corpus_dir, rt.rank, rt.world_size, pin_memory=pin)
+        sources = Sources(cfg, corpus_dir, rt.rank, rt.world_size, rt.device)
     total = cfg.epochs * sources.steps_per_epoch if cfg.epochs > 0 else cfg.steps
     runtime.seed_everything(cfg.seed)  # identical initial weights on every rank
     model = ContrastiveModel(cfg).to(rt.device, memory_format=torch.channels_last)
     opt = _optimizer(model, cfg, cfg.effective_lr(rt.world_size))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total, cfg.warmup_frac))
     gen = torch.Generator().manual_seed(cfg.seed * 31 + rt.rank)
-    step, history = 0, []
+    step, history, partial = 0, [], (0.0, 0)
     state = checkpoint.latest(ckpt_dir, digest)
     if state is not None:
         model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"]), gen.set_state(state["generator"][rt.rank])
         runtime.set_rng_state(state["rng"])
         step, history = state["step"], state["history"]
+        partial = state.get("loss_window", (0.0, 0))  # the log window a checkpoint fell inside, if any
         if rt.is_main:
             print(f"resuming pretraining from {state['path']} (step {step}/{total})")
-    net = model
-    if rt.distributed:
-        if rt.device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        net = DDP(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
-    if cfg.compile:
-        net = torch.compile(net)
+    model, net = rt.distribute(model, cfg.compile)
     model.train()
     per_step = cfg.images_per_step(rt.world_size)
+    # This rank's summed losses since the last log line, resumed too, so a resumed history is the uninterrupted one.
+    loss_sum, window = torch.tensor(partial[0], device=rt.device), partial[1]
     with Progress(disable=not rt.is_main) as progress:
         task = progress.add_task("pretraining", total=total, completed=step)
         tic = time.perf_counter()
-        for batch_u8, labels in sources.batches(step, total):
-            batch = batch_u8.to(rt.device, non_blocking=True).float().div_(255)
+        for raw in sources.batches(step, total):
+            batch, labels = sources.to_device(raw)
             if cfg.objective == "arniqa":
                 views, target = arniqa.views_and_targets(batch, cfg.grid, rt.rank)
             else:
                 views = make_views(batch, cfg.crop, gen, cfg.colour_spaces)
-                target = labels.to(rt.device).repeat_interleave(cfg.grid ** 2).repeat(len(views))
+                target = labels.repeat_interleave(cfg.grid ** 2).repeat(len(views))
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             with rt.autocast():
                 z = net(*views)
             if cfg.all_gather and rt.distributed:
                 z, target = _gather(z, target)
             loss = multi_positive_nt_xent(z, target, cfg.temperature)
-            mean_loss = _mean_over_ranks(loss.detach(), rt.distributed)
-            if not torch.isfinite(mean_loss):
-                raise NonFiniteLoss(
-                    f"pretraining loss became {mean_loss.item()} at step {step}; the last good checkpoint in "
-                    f"{ckpt_dir} is kept. Lower pretrain.lr or check the images, then run again to resume.")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            step += 1
-            if step % cfg.log_every == 0 or step == total:
-                elapsed = time.perf_counter() - tic
-                history.append({"step": step, "loss": mean_loss.item(), "lr": sched.get_last_lr()[0],
-                                "images_per_s": cfg.log_every * per_step / max(elapsed, 1e-9)})
-                tic = time.perf_counter()
-            if step % cfg.checkpoint_every == 0 or step == total:
-                _checkpoint(rt, ckpt_dir, step, model, opt, sched, gen, history, digest)
-            progress.update(task, completed=step, description=f"pretraining loss {mean_loss.item():.3f}")
+            loss_sum += loss.detach()
+            step, window = step + 1, window + 1
+            log = step % cfg.log_every == 0 or step == total
+            if log or step % cfg.checkpoint_every == 0:
+                # The one read of the device per check; every rank checks at the same steps, so all stop together.
+                window_sum = _mean_over_ranks(loss_sum, rt.distributed).item()
+                mean_loss = window_sum / window
+                if not math.isfinite(mean_loss):
+                    raise NonFiniteLoss(
+                        f"pretraining loss became {mean_loss} between steps {step - window + 1} and {step}; the "
+                        f"last good checkpoint in {ckpt_dir} is kept. Lower pretrain.lr (a new run) or check the "
+                        "images, then run again.")
+                if log:
+                    elapsed = time.perf_counter() - tic
+                    history.append({"step": step, "loss": mean_loss, "lr": sched.get_last_lr()[0],
+                                    "images_per_s": window * per_step / max(elapsed, 1e-9)})
+                    progress.update(task, description=f"pretraining loss {mean_loss:.3f}")
+                    loss_sum, window_sum, window = torch.zeros((), device=rt.device), 0.0, 0
+                    tic = time.perf_counter()
+                if step % cfg.checkpoint_every == 0 or step == total:
+                    # The window's mean over ranks: every rank resumes from it, so the logged mean stays the same.
+                    _checkpoint(rt, ckpt_dir, step, model, opt, sched, gen, history, digest, (window_sum, window))
+            progress.update(task, completed=step)
     if rt.distributed:
         _average_bn_statistics(model)
     model = model.cpu()
@@ -231,7 +246,7 @@ def fit(cfg: PretrainConfig, corpus_dir: str | Path, encoder_path: str | Path | 
 
 
 def _mean_over_ranks(value: torch.Tensor, distributed: bool) -> torch.Tensor:
-    # Every rank must see a non-finite loss on any rank, or the others would wait in backward forever.
+    # Every rank must see a non-finite loss on any rank, or the others would go on (and hang) without it.
     if distributed:
         value = value.clone()
         dist.all_reduce(value)
@@ -248,7 +263,7 @@ def _average_bn_statistics(model: nn.Module) -> None:
                 buffer /= dist.get_world_size()
 
 
-def _checkpoint(rt, ckpt_dir, step, model, opt, sched, gen, history, digest) -> None:
+def _checkpoint(rt, ckpt_dir, step, model, opt, sched, gen, history, digest, loss_window) -> None:
     generators = [gen.get_state()]
     if rt.distributed:
         generators = [None] * rt.world_size
@@ -257,4 +272,4 @@ def _checkpoint(rt, ckpt_dir, step, model, opt, sched, gen, history, digest) -> 
         checkpoint.save(ckpt_dir, step, {
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "generator": generators, "rng": runtime.rng_state(), "step": step, "history": history,
-            "config_hash": digest})
+            "loss_window": loss_window, "config_hash": digest})
