@@ -1,0 +1,43 @@
+"""The leaderboard, the combined cross-dataset table and the files behind `dvc plots`."""
+from __future__ import annotations
+
+import pandas as pd
+
+from iqabench import reporting
+
+WITHIN = pd.DataFrame({"model": ["contrique", "contrique", "fr:gmsd", "brisque", "brisque"],
+                       "dataset": ["single", "mixed", "single", "single", "mixed"],
+                       "srcc": [0.44, 0.53, 0.81, 0.62, 0.58]})
+
+
+def test_leaderboard_marks_the_best_of_each_column_and_leaves_missing_cells_visible():
+    table = reporting.leaderboard(WITHIN)
+    assert list(table.index) == ["contrique", "fr:gmsd", "brisque"] and list(table.columns) == ["single", "mixed"]
+    lines = reporting.leaderboard_markdown(WITHIN).splitlines()
+    assert lines[0] == "| model | single | mixed |"
+    assert lines[2] == "| contrique | 0.440 | 0.530 |"
+    assert lines[3] == "| fr:gmsd | **0.810** | — |"      # no reference on "mixed": a dash, not a zero
+    assert lines[4] == "| brisque | 0.620 | **0.580** |"
+
+
+def test_cross_wide_puts_every_pair_of_a_model_on_one_row():
+    cross = pd.DataFrame({"model": ["a", "a", "a", "a"], "train": ["x", "x", "y", "y"],
+                          "test": ["y", "x", "x", "y"], "srcc": [0.3, 0.9, 0.2, 0.8]})
+    wide = reporting.cross_wide(cross)
+    assert list(wide.columns) == ["x->x", "x->y", "y->x", "y->y"]
+    assert wide.loc["a"].tolist() == [0.9, 0.3, 0.2, 0.8]
+
+
+def test_plot_data_writes_one_file_per_dataset_and_pair_and_drops_stale_ones(tmp_path):
+    stale = tmp_path / "plots" / "scatter" / "gone--model.csv"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("score,prediction\n")
+    predictions = pd.DataFrame({"model": ["fr:gmsd"] * 3, "dataset": ["single"] * 3, "split": [0, 0, 1],
+                                "image": ["a", "b", "c"], "score": [0.1, 0.5, 0.9], "prediction": [0.2, 0.4, 0.8]})
+    written = reporting.plot_data(WITHIN, predictions, tmp_path / "plots")
+    names = sorted(str(p.relative_to(tmp_path / "plots")) for p in written)
+    assert names == ["scatter/single--fr-gmsd.csv", "srcc/mixed.csv", "srcc/single.csv"]
+    assert not stale.exists()
+    scatter = pd.read_csv(tmp_path / "plots" / "scatter" / "single--fr-gmsd.csv")
+    assert scatter["image"].tolist() == ["a", "b"]  # test split 0 only
+    assert pd.read_csv(tmp_path / "plots" / "srcc" / "single.csv")["model"].tolist() == ["contrique", "fr:gmsd", "brisque"]
