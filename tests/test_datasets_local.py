@@ -96,7 +96,7 @@ def test_cli_add_and_status(tmp_path):
     result = runner.invoke(app, opts + ["add", "kadid10k", "--from", str(tmp_path / "copy"), "--partial"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, opts)
-    assert result.exit_code == 0 and "kadid10k" in result.output and "registered" in result.output
+    assert result.exit_code == 0 and "kadid10k" in result.output and "partial" in result.output
     result = runner.invoke(app, opts + ["add", "nope", "--from", str(tmp_path)])
     assert result.exit_code == 1 and "unknown dataset 'nope'" in result.output
 
