@@ -97,8 +97,11 @@ def test_mlflow_run_is_readable_back(pipeline):
     runs = runs[~nested]
     assert len(runs) == 1
     run = runs.iloc[0]
-    assert 0 < run["metrics.within.contrique.synthetic-single.srcc"] <= 1
-    assert run["tags.git_commit"] and run["tags.dvc_lock"] != "missing"
+    assert 0 < run["metrics.srcc/synthetic-single/contrique"] <= 1
+    assert run["tags.git_commit"]
+    # The tag names the final dvc.lock: the entries of every stage upstream of report, as DVC locked them.
+    from iqabench import provenance
+    assert run["tags.dvc_lock"] == provenance.lock_digest("report", work / "dvc.lock", work / "dvc.yaml")
 
 
 def test_nothing_reruns_and_an_evaluate_param_reruns_only_downstream_stages(pipeline):
