@@ -106,6 +106,7 @@ def test_half_precision_keeps_dtype_and_range(images, dist, dtype):
     assert float(out.min()) >= 0 and float(out.max()) <= 1
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("dist", DISTORTION_TYPES)
 def test_cuda_output_stays_on_device_and_is_reproducible(images, dist):

@@ -36,6 +36,7 @@ def test_matches_sklearn_ridge_on_every_split_and_alpha(n, d, standardize, devic
             np.testing.assert_allclose(val_pred[i], model.predict(X[split.val]), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("n,d", [(300, 40), (120, 500)])
 def test_cuda_path_agrees_with_numpy(n, d):
