@@ -326,3 +326,25 @@ def test_large_cpu_outputs_are_ordinary_tensors():
     assert big.is_shared() and float(big.sum()) == 0.5 * big.numel()
     small = memory.empty((2, 3, 8, 8), torch.float16, torch.device("cpu"))
     assert small.dtype == torch.float16 and small.shape == (2, 3, 8, 8)
+
+
+def test_a_bad_chunk_of_a_large_batch_raises_and_leaves_the_generator_as_it_was(monkeypatch):
+    monkeypatch.setattr(engine, "CHUNK_PIXELS", 2 * 64 * 64)  # chunks of two images
+    batch = torch.rand(6, 3, 64, 64, generator=_seeded())
+    batch[4, 1, 3, 3] = 1.5  # in the last chunk: the first two are distorted before it is seen
+    generator = _seeded(3)
+    state = generator.get_state()
+    assert engine._chunked(batch)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        distort(batch, "white_noise", 2, generator)
+    assert torch.equal(generator.get_state(), state)
+
+
+def test_chunk_by_chunk_range_check_changes_nothing(images, monkeypatch):
+    monkeypatch.setattr(engine, "CHUNK_PIXELS", images.shape[-2] * images.shape[-1])
+    assert engine._chunked(images)
+    for dist in ("white_noise", "jpeg", "brighten"):
+        chunked = distort(images, dist, 2, _seeded(1))
+        engine.check_range(images)
+        whole = engine._in_chunks(dist, images, [LEVEL_PARAMETERS[dist][1]] * 3, _seeded(1))
+        assert torch.equal(chunked, whole), dist

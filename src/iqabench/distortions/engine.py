@@ -57,8 +57,9 @@ RANDOM_TYPES: frozenset[str] = frozenset({
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
-def check_images(images: Tensor) -> None:
-    """Raise ``ValueError`` unless ``images`` is a non-empty N x 3 x H x W float batch in [0, 1]."""
+def check_images(images: Tensor, values: bool = True) -> None:
+    """Raise ``ValueError`` unless ``images`` is a non-empty N x 3 x H x W float batch in [0, 1]
+    (``values=False``: everything but the range, which :func:`check_range` then checks)."""
     if not isinstance(images, Tensor):
         raise ValueError(f"images must be a torch.Tensor of shape N x 3 x H x W, got {type(images).__name__}")
     if images.ndim != 4:
@@ -72,6 +73,11 @@ def check_images(images: Tensor) -> None:
     if images.dtype not in _FLOAT_DTYPES:
         raise ValueError(f"images must be float32/float16/bfloat16 in [0, 1], got dtype {images.dtype}; "
                          "convert 8-bit images with images.float() / 255")
+    if values:
+        check_range(images)
+
+
+def check_range(images: Tensor) -> None:
     low, high = (float(v) for v in torch.aminmax(images))  # one pass instead of two
     if not (0.0 <= low and high <= 1.0):  # also false for NaN
         raise ValueError(f"image values must lie in [0, 1], found range [{low:.4g}, {high:.4g}]; "
@@ -125,13 +131,18 @@ def distort(images: Tensor, dist: str, level: int | Tensor,
     same shape, dtype and device and is clamped to [0, 1]. Randomness comes only
     from ``generator``; the same seed gives the same images on the same device.
     """
-    check_images(images)
+    check_images(images, values=False)
     check_distortion(dist)
     levels = check_levels(level, images.shape[0])
     if generator is None:
         generator = default_generator(images.device)
     table = LEVEL_PARAMETERS[dist]
     values = levels.tolist()
+    if all(values) and dist not in WHOLE_BATCH_TYPES and _chunked(images):
+        # The range is checked chunk by chunk, while the chunk is in the cache for its
+        # distortion (a separate pass over a large batch costs 0.2 ms per image).
+        return _in_chunks(dist, images, [table[lv - 1] for lv in values], generator, check=True)
+    check_range(images)
     if all(values):  # the usual case: no gather, no scatter
         return _in_chunks(dist, images, [table[lv - 1] for lv in values], generator)
     out = memory.clone(images)
@@ -183,9 +194,20 @@ IN_RANGE_TYPES: frozenset[str] = frozenset({
 WRITES_INTO_TYPES: frozenset[str] = frozenset({"pixelate", "quantization", "jpeg", "white_noise"})
 
 
-def _in_chunks(dist: str, images: Tensor, params: list, generator: torch.Generator) -> Tensor:
-    """The distorted batch in the caller's dtype, clamped to [0, 1]; functions see float32."""
+def _chunked(images: Tensor) -> bool:
+    return images.shape[0] > chunk_size(images.shape[-2], images.shape[-1], images.device)
+
+
+def _in_chunks(dist: str, images: Tensor, params: list, generator: torch.Generator,
+               check: bool = False) -> Tensor:
+    """The distorted batch in the caller's dtype, clamped to [0, 1]; functions see float32.
+
+    ``check``: verify each chunk's range just before distorting it. A bad chunk
+    restores the generator to its state at the call and raises, so the caller
+    sees exactly what an up-front check gives: the error, and no state changed.
+    """
     function = DISTORTION_FUNCTIONS[dist]
+    state = generator.get_state() if check else None
 
     def run(chunk: Tensor, chunk_params: list, dest: Tensor | None = None) -> Tensor:
         into = dest is not None and dest.dtype == torch.float32 and dist in WRITES_INTO_TYPES
@@ -199,6 +221,12 @@ def _in_chunks(dist: str, images: Tensor, params: list, generator: torch.Generat
     out = memory.empty_like(images)
     for start in range(0, images.shape[0], step):
         stop = start + step
+        if check:
+            try:
+                check_range(images[start:stop])
+            except ValueError:
+                generator.set_state(state)
+                raise
         run(images[start:stop], params[start:stop], out[start:stop])
     return out
 
