@@ -32,6 +32,7 @@ def test_positives_share_the_distortion_sequence_and_differ_in_content(pool):
     batch = views.collate(items)
     batch_u8, compositions = batch.images, batch.labels
     assert batch_u8.shape == (12, 4, 3, 48, 48) and batch_u8.dtype == torch.uint8 and not batch.pending
+    assert compositions.shape == (12, 4)
     checked_exactly = 0
     for key, (pristine, composition, _), distorted in zip(keys, items, batch_u8):
         pair = views.draw(key)

@@ -33,16 +33,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .. import images
 from ..distortions import DISTORTION_GROUPS, NUM_LEVELS, class_index, class_name, sample_composition
-from .sources import (Batch, _seed_worker, batch_indices, chw_uint8, min_crop, placement, read_uint8, sample_seed, steps_per_epoch,
-                      synthesise, synthetic_paths)
+from .sources import (Batch, _seed_worker, batch_indices, chw_uint8, min_crop, placement, read_uint8,
+                      sample_seed, steps_per_epoch, synthesise, synthetic_paths)
 
 # The four crops of a pair, in the order they are stacked.
 A_FULL, A_HALF, B_FULL, B_HALF = range(4)
