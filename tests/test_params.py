@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -126,14 +126,14 @@ def test_regressor_dataset_defaults_to_the_first_dataset_and_must_be_listed(tmp_
     assert "evaluate.regressor_dataset = 'synthetic-single' is not in datasets: ['synthetic-mixed']" in message
 
 
-def test_a_stage_stops_with_one_line_before_writing_anything(tmp_path):
+def test_a_stage_stops_with_one_line_before_writing_anything(tmp_path, monkeypatch):
     """`evaluate.n_splits: 0` once ended in a traceback after outputs were deleted; now nothing is touched."""
     cfg = copy.deepcopy(DEFAULT)
     cfg["evaluate"]["n_splits"] = 0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, str(REPO / "stages/evaluate.py")], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=3600)  # generous: against a hang only
-    assert proc.returncode == 1
-    assert proc.stderr.strip() == ("error: params.yaml: evaluate.n_splits = 0 is not allowed; it must be an "
-                                   "integer >= 1")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["evaluate.py"])
+    with pytest.raises(SystemExit) as stop:  # Python prints its message to stderr and exits with status 1
+        runpy.run_path(str(REPO / "stages/evaluate.py"), run_name="__main__")
+    assert str(stop.value.code) == "error: params.yaml: evaluate.n_splits = 0 is not allowed; it must be an integer >= 1"
     assert not (tmp_path / "reports").exists() and not (tmp_path / "data").exists()
