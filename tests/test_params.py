@@ -60,6 +60,7 @@ def test_the_repository_params_are_valid_for_every_stage(tmp_path, monkeypatch):
     (("finetune", "lr_encoder", -1.0), "finetune.lr_encoder = -1.0 is not allowed; it must be a number >= 0"),
     (("mixed", "batch_size", -2), "mixed.batch_size = -2 is not allowed; it must be an integer >= 0"),
     (("extract", "bf16", "yes"), "extract.bf16 = 'yes' is not allowed; it must be true or false"),
+    (("prepare", "patch_size", 64), "prepare.patch_size = 64 is below niqe.patch_size = 96"),
 ])
 def test_out_of_range_values_name_key_value_and_range(tmp_path, monkeypatch, edit, expected):
     assert expected in _error(tmp_path, monkeypatch, edit)

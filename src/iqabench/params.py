@@ -146,6 +146,10 @@ def _check_relations(where: str, params: dict) -> None:
         raise ParamsError(f"{where}: mixed.model = {mixed['model']!r} is not in models: {params['models']}; "
                           "the mixed stage reads that row's extracted features")
     prepare = params.get("prepare")
+    niqe_side = (params.get("niqe") or {}).get("patch_size", 96)
+    if prepare and "niqe" in (params.get("models") or []) and prepare["patch_size"] < niqe_side:
+        raise ParamsError(f"{where}: prepare.patch_size = {prepare['patch_size']} is below niqe.patch_size = "
+                          f"{niqe_side}, the smallest image the niqe row can score; raise it or drop niqe from models:")
     if prepare and "deepwsd" in prepare.get("label_metrics", []) and not prepare.get("deepwsd_weights"):
         raise ParamsError(f"{where}: prepare.label_metrics names deepwsd but prepare.deepwsd_weights is empty; "
                           "give a local torchvision vgg16 state dict, or drop deepwsd from label_metrics")
