@@ -63,3 +63,13 @@ def test_torch_outputs_are_byte_identical_for_identical_objects(tmp_path):
     a, b = io.write_torch(tmp_path / "a.pt", blob), io.write_torch(tmp_path / "sub" / "b.pt", blob)
     assert a.read_bytes() == b.read_bytes()
     assert torch.equal(torch.load(a, weights_only=True)["w"], blob["w"])
+
+
+def test_scores_are_written_at_fixed_precision_so_last_bit_noise_keeps_the_bytes(tmp_path):
+    raw = np.array([61.23456789012345, 40.0 + 1e-13])
+    a = manifest.make("d", [tmp_path / "x.png", tmp_path / "y.png"], raw, kind="pseudo-MOS", lo=0, hi=100,
+                      higher_is_better=True, score_source="test")
+    b = a.assign(raw_score=raw * (1 + 3e-16), score=a["score"] * (1 - 2e-16))  # another CPU's last bits
+    first, second = manifest.write(a, tmp_path / "a" / "m.csv"), manifest.write(b, tmp_path / "b" / "m.csv")
+    assert first.read_bytes() == second.read_bytes()
+    assert pd.read_csv(first)["raw_score"].tolist() == [61.23456789, 40.0]
