@@ -70,7 +70,7 @@ def write_csv(path: str | os.PathLike, frame, **kwargs) -> Path:
     for column, dtype in zip(frame.columns, frame.dtypes):
         if dtype.kind == "f":
             digits = FLOAT32_DIGITS if dtype.itemsize == 4 else SIGNIFICANT_DIGITS
-            frame[column] = [stable_float(v, digits) for v in frame[column].to_numpy(dtype=float)]
+            frame[column] = [stable_float(v, digits) for v in frame[column].to_numpy(dtype=float, na_value=math.nan)]
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, **kwargs)
     return Path(path)
