@@ -9,11 +9,15 @@ parts (a DataLoader worker is one process doing exactly this):
    random 512 px window (padded), class drawn, uint8 batch.
 2. **the old per-image path per worker**: ``ImageFiles.__getitem__`` as it was
    before issue 13 (git revision ``--old-rev``, executed read-only): decode,
-   crop and distort one window at a time inside the worker.
+   crop and distort one window at a time inside the worker; timed on the first
+   batch's windows, whose classes are the same in both paths, so 2, 3 and 4 see
+   the same mix of types (a denoise costs 50 times a mean shift).
 3. **decode + crop + batched synthesis per worker**: the CPU default
    (``synthesis: workers``), where each worker distorts its batch in ``collate``.
 4. **the engine's batched synthesis on the available device**: ``to_device``
-   on the uint8 batch (grouped by type, per-image levels), images/s.
+   on the first uint8 batch (grouped by type, per-image levels), images/s (on
+   the CPU with one thread, a worker's share; torch's two OpenMP threads stall
+   each other on a shared machine).
 5. **the training step**: the paper profile's model (``profiles/paper.yaml``:
    ResNet-50, 256 px views, colour spaces, projector) at a small batch,
    forward + backward + SGD step, images/s (all torch threads).
@@ -26,7 +30,7 @@ rate: on the CPU this is > 100 %, i.e. impossible; on a GPU it comes from
 and the workers the old path would need. Writes
 ``reports/benchmarks/pretrain_speed.json`` and ``.md`` atomically.
 
-    python benchmarks/pretrain_speed.py [--images 32] [--old-images 12] [--synth-batch 16] [--step-batch 2]
+    python benchmarks/pretrain_speed.py [--images 32] [--synth-batch 16] [--step-batch 2] [--steps 2]
 """
 from __future__ import annotations
 
@@ -110,19 +114,22 @@ def per_worker(dataset, paths: list[Path], count: int, batch: int) -> tuple[floa
     return _rate(count, time.perf_counter() - start), made
 
 
-def old_per_image(paths: list[Path], count: int, revision: str) -> float:
+def old_per_image(paths: list[Path], keys: list, revision: str) -> float:
+    """The old ``__getitem__`` on ``keys``: the same windows and classes the new path draws for them
+    (both draw from the same per-sample generator), so the type mix is the same."""
     old = load_old_sources(revision)
     dataset = old.ImageFiles(paths, REGION, SEED, distort=True)
     dataset[(0, 0)]  # warm-up
     start = time.perf_counter()
-    for i in range(count):
-        dataset[(0, i % len(paths))]
-    return _rate(count, time.perf_counter() - start)
+    for key in keys:
+        dataset[key[:2]]
+    return _rate(len(keys), time.perf_counter() - start)
 
 
 def synthesis_rate(batches: list, device: torch.device) -> float:
-    sources.to_device(batches[0], device)  # warm-up (kernels, codec libraries)
-    _sync(device)
+    if device.type == "cuda":  # warm-up: kernels (the CPU's codecs were warmed by the worker runs)
+        sources.to_device(batches[0], device)
+        _sync(device)
     start = time.perf_counter()
     for batch in batches:
         sources.to_device(batch, device)
@@ -189,11 +196,13 @@ def run(args) -> dict:
         decode = sources.ImageFiles(paths, REGION, SEED, distort=True, distort_in_workers=False)
         per_worker(decode, paths, min(8, args.images), 8)  # warm-up: file cache, decoder
         decode_rate, pending = per_worker(decode, paths, args.images, args.synth_batch)
-        old_rate = old_per_image(paths, args.old_images, args.old_rev)
+        # The old path, the workers' batched synthesis and the device's on the same windows and classes.
+        first = next(_keys(len(paths), args.synth_batch, args.synth_batch))
+        old_rate = old_per_image(paths, first, args.old_rev)
         in_workers = sources.ImageFiles(paths, REGION, SEED, distort=True, distort_in_workers=True)
         worker_synth_rate, _ = per_worker(in_workers, paths, args.synth_batch, args.synth_batch)
+        synth_rate = synthesis_rate(pending[:1], device)  # on the CPU: one thread, a worker's share
         torch.set_num_threads(threads)
-        synth_rate = synthesis_rate(pending, device)
         window = sources.to_device(pending[0], device)[:args.step_batch]
         step = training_step_rate(window, device, args.steps)
     synthetic = TARGET_IMAGES_PER_S * SYNTHETIC_SHARE
@@ -240,8 +249,9 @@ def to_markdown(r: dict) -> str:
         f"| {r['decode_crop_synthesis_per_worker']:.1f} |", "",
         f"Per worker, the new path reads **{r['ratio_decode_vs_old_per_worker']:.1f}x** as many synthetic images "
         "as the old one.", "",
-        f"Batched synthesis on the available device ({syn['device']}, batches of {syn['batch']}, uniform over the "
-        f"25 types and 5 levels): **{syn['images_per_s']:.1f} images/s**.",
+        f"Batched synthesis on the available device ({syn['device']}"
+        f"{', one thread' if syn['device'] == 'cpu' else ''}, a batch of {syn['batch']} drawn uniformly over the 25 "
+        f"types and 5 levels, the old path's windows): **{syn['images_per_s']:.1f} images/s**.",
         f"Training step of the paper profile ({st['arch']}, {st['crop']} px views, batch {st['batch']}, "
         f"{st['torch_threads']} threads): **{st['images_per_s']:.2f} images/s**.", "",
         f"## For {r['target_images_per_s']:,} images/s on one GPU (half of them synthetic)", "",
@@ -258,7 +268,6 @@ def to_markdown(r: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=32, help="JPEGs to make and decode")
-    parser.add_argument("--old-images", type=int, default=12, help="windows through the old per-image path")
     parser.add_argument("--synth-batch", type=int, default=16, help="images per synthesis batch")
     parser.add_argument("--step-batch", type=int, default=2, help="images per training step")
     parser.add_argument("--steps", type=int, default=2, help="timed training steps (after one warm-up)")
@@ -266,7 +275,7 @@ def main() -> None:
     parser.add_argument("--gpu-check", type=Path, default=ROOT / "reports" / "benchmarks" / "gpu_check.json")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "reports" / "benchmarks")
     args = parser.parse_args()
-    for name in ("images", "old_images", "synth_batch", "step_batch", "steps"):
+    for name in ("images", "synth_batch", "step_batch", "steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     report = run(args)
