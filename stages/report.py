@@ -14,19 +14,42 @@ import pandas as pd
 from iqabench import io, manifest, params, provenance, reporting, rows, tracking
 
 R = Path("reports")
-# A timing file counts as "ran in this pipeline run" when it is newer than the previous report by more than
-# this: stages that did not run keep the file of an earlier run, older than that run's report (a git
-# checkout writes both within a second).
+# Outside DVC, a timing file counts as "ran in this run" when it is newer than the previous report by more
+# than this (a git checkout writes both within a second).
 SAME_CHECKOUT_S = 1.0
 
 
-def stage_timings(previous_report: Path = R / "results.md") -> tuple[list[dict], list[dict]]:
-    """(every stage's last timing file, those written since the previous report: the stages that ran).
+def repro_started() -> float | None:
+    """When the `dvc` process running this stage started (s since the epoch), or None outside DVC.
+
+    Every stage of one `dvc repro` (or `dvc exp run`) is a child of that process, so a timing file
+    written after it started belongs to a stage that ran in this pipeline run.
+    """
+    import psutil
+
+    try:
+        for parent in psutil.Process().parents():
+            args = parent.cmdline()[:3]
+            if any(Path(a).name in ("dvc", "dvc.exe") for a in args) or args[1:3] == ["-m", "dvc"]:
+                return parent.create_time()
+    except psutil.Error:  # a parent gone or unreadable: fall back on the previous report
+        return None
+    return None
+
+
+def stage_timings(previous_report: Path = R / "results.md",
+                  started: float | None = None) -> tuple[list[dict], list[dict]]:
+    """(every stage's last timing file, those written in this pipeline run: the stages that ran).
 
     Each stage writes reports/timings/<stage>.json when it runs; DVC keeps the file of a stage it skips.
-    Each entry gains ``finished`` (the file's mtime, s).
+    "This run" starts when ``started`` (the `dvc` process, :func:`repro_started`) began; outside DVC, after
+    the previous report. (DVC deletes the report's own outputs before the stage runs, so under DVC the
+    previous report is gone.) Each entry gains ``finished`` (the file's mtime, s).
     """
-    since = previous_report.stat().st_mtime + SAME_CHECKOUT_S if previous_report.is_file() else float("-inf")
+    if started is not None:
+        since = started
+    else:
+        since = previous_report.stat().st_mtime + SAME_CHECKOUT_S if previous_report.is_file() else float("-inf")
     every = []
     for path in sorted((R / "timings").glob("*.json")):
         every.append({**json.loads(path.read_text()), "finished": path.stat().st_mtime})
@@ -72,7 +95,7 @@ def main() -> None:
     figures = [reporting.heatmap(cross, R / "cross_srcc.png"), reporting.scatter(predictions, R / "scatter.png"),
                reporting.loss_curve(histories, R / "pretrain_loss.png")]
     reporting.plot_data(within, predictions, R / "plots")
-    every, ran = stage_timings()
+    every, ran = stage_timings(started=repro_started())
     sha, dirty = provenance.git_state()
     commit = sha + ("-dirty" if dirty else "")
     lock = provenance.lock_digest("report")

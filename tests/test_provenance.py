@@ -113,6 +113,28 @@ def test_only_stages_that_ran_since_the_last_report_are_timed(tmp_path, monkeypa
     # No previous report (a first run): everything ran.
     previous.unlink()
     assert len(stage.stage_timings(previous)[1]) == 3
+    # Under DVC the report's outputs are deleted before it runs: the `dvc` process's start decides.
+    assert [t["stage"] for t in stage.stage_timings(previous, started=now - 600)[1]] == ["evaluate"]
+
+
+def test_the_pipeline_run_starts_when_the_dvc_process_started(tmp_path):
+    """A stage is a child (through DVC's shell and stages/run.sh) of the `dvc` process."""
+    import sys
+
+    fake_dvc = tmp_path / "dvc"
+    fake_dvc.write_text(
+        f"#!{sys.executable}\n"
+        "import psutil, subprocess, sys\n"
+        "print(psutil.Process().create_time())\n"
+        "code = 'import importlib.util as u; s = u.spec_from_file_location(\"r\", sys.argv[1]); m = '"
+        " 'u.module_from_spec(s); s.loader.exec_module(m); print(m.repro_started())'\n"
+        f"subprocess.run(['sh', '-c', '\"$0\" -c \"$1\" \"$2\"', sys.executable, 'import sys; ' + code,"
+        f" {str(REPO / 'stages' / 'report.py')!r}], check=True)\n")
+    fake_dvc.chmod(0o755)
+    own, seen = subprocess.run([str(fake_dvc)], capture_output=True, text=True, check=True,
+                               cwd=REPO).stdout.split()
+    assert float(seen) == pytest.approx(float(own), abs=0.05)
+    assert _report_stage().repro_started() is None  # pytest is not run by dvc
 
 
 @pytest.mark.parametrize("uri, root", [("sqlite:///mlflow.db", "mlartifacts"),
