@@ -1,4 +1,10 @@
-"""The real pipeline, end to end, on a still smaller parameter set in a temporary copy of the repository."""
+"""The real pipeline, end to end, on a still smaller parameter set in a temporary copy of the repository.
+
+SMALL is the smallest set that still tests what these tests claim: both embedded sets with enough contents
+for content-disjoint splits, pretraining long enough that the encoder beats its random-weight twin, more
+than one split (paired comparisons), and every stage and row of the default. No test here has a wall-clock
+limit a slow or busy machine could trip: the subprocess timeout only guards against a hang.
+"""
 from __future__ import annotations
 
 import json
@@ -17,19 +23,25 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 SMALL = {
-    "prepare": {"patch_size": 96, "max_patches_per_photo": 8, "versions_per_patch": 6},
-    "synthesize": {"n_images": 1536, "shard_size": 512},
-    "pretrain": {"steps": 120, "batch_size": 96, "checkpoint_every": 40},
-    "pretrain_arniqa": {"steps": 30, "batch_size": 16, "checkpoint_every": 15},
-    "evaluate": {"n_splits": 5},
-    "finetune": {"n_splits": 2, "steps": 10},
+    # 96 px: NIQE's patch size; 4 photos x 5 patches x 5 versions = 100 images and 20 contents per set
+    "prepare": {"patch_size": 96, "max_patches_per_photo": 5, "versions_per_patch": 5},
+    "synthesize": {"n_images": 1024, "shard_size": 512},
+    # measured: contrique SRCC 0.52 / 0.73 vs random -0.05 / 0.25 (single / mixed), far above the 0.05 asked
+    "pretrain": {"steps": 100, "batch_size": 64, "checkpoint_every": 50},
+    "pretrain_arniqa": {"steps": 10, "batch_size": 16, "checkpoint_every": 5},
+    "evaluate": {"n_splits": 3},
+    "finetune": {"n_splits": 1, "steps": 5},
+    "mixed": {"steps": 100},
 }
+PATCH = SMALL["prepare"]["patch_size"]
+HANG = 4 * 3600  # seconds: only a hung process gets near this
+ALWAYS_RUNS = {"fingerprint"}  # lists input files on every repro (always_changed); unchanged files re-run nothing
 
 pytestmark = pytest.mark.slow
 
 
 def _run(args, cwd, env, check=True):
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=HANG)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -108,13 +120,14 @@ def test_nothing_reruns_and_an_evaluate_param_reruns_only_downstream_stages(pipe
     work, env, first = pipeline
     assert "Running stage 'pretrain'" in first.stdout
     again = _run([BIN / "dvc", "repro"], work, env)
-    assert "Running stage" not in again.stdout
+    assert set(re.findall(r"Running stage '([^']+)'", again.stdout)) <= ALWAYS_RUNS
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["evaluate"]["n_splits"] = 4
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = _run([BIN / "dvc", "repro"], work, env)
     # `mixed` and `finetune` share the protocol's splits and read its outputs: downstream of evaluate too.
-    assert set(re.findall(r"Running stage '([^']+)'", changed.stdout)) == {"evaluate", "mixed", "finetune", "report"}
+    ran = set(re.findall(r"Running stage '([^']+)'", changed.stdout)) - ALWAYS_RUNS
+    assert ran == {"evaluate", "mixed", "finetune", "report"}
 
 
 def test_cli_scores_images_and_rejects_non_images(pipeline):
@@ -122,11 +135,11 @@ def test_cli_scores_images_and_rejects_non_images(pipeline):
     image = next((work / "data/prepared/synthetic-single/images").glob("*.png"))
     ok = _run([BIN / "iqabench", "score", str(image)], work, env)
     header, row = ok.stdout.strip().splitlines()  # not a terminal: CSV
-    assert header == "image,width,height,quality" and row.startswith(f"{image},96,96,")
+    assert header == "image,width,height,quality" and row.startswith(f"{image},{PATCH},{PATCH},")
     assert 0 <= float(row.rsplit(",", 1)[1]) <= 100
     for model in ("arniqa", "brisque"):  # every no-reference row has its readout
         other = _run([BIN / "iqabench", "score", "--model", model, str(image)], work, env)
-        assert other.stdout.splitlines()[1].startswith(f"{image},96,96,")
+        assert other.stdout.splitlines()[1].startswith(f"{image},{PATCH},{PATCH},")
     bad = work / "notes.txt"
     bad.write_text("not an image")
     fail = _run([BIN / "iqabench", "score", str(bad)], work, env, check=False)
