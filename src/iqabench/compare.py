@@ -89,7 +89,10 @@ def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name
     if run_name:
         filters.append(f"attributes.run_name = {_quote(run_name)}")
     eid = experiment_obj.experiment_id
-    candidates = client.search_runs([eid], filter_string=" and ".join(filters), max_results=max(1, max_runs) * 50,
+    # Nested runs (one per model and per model x training set) share the filter: ask for enough rows that
+    # max_runs parents survive dropping them.
+    candidates = client.search_runs([eid], filter_string=" and ".join(filters),
+                                    max_results=min(50_000, max(1, max_runs) * 500),
                                     order_by=["attributes.start_time DESC"])
     parents = [r for r in candidates if "mlflow.parentRunId" not in r.data.tags][:max(1, max_runs)][::-1]
     runs, values = [], []
