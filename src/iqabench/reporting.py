@@ -36,9 +36,20 @@ def within_markdown(within: pd.DataFrame, significance: pd.DataFrame, variance: 
         lines.append(f"| {r['model']} | {r['dataset']} | {r['n_images']} | {r['srcc']:.3f} "
                      f"({r['srcc_q25']:.3f}-{r['srcc_q75']:.3f}) |{spread} {r['plcc']:.3f} | {r['krcc']:.3f} | "
                      f"{r['rmse']:.3f} |")
+    lines += ["", missing_line(within)]
     if not significance.empty:
         lines += ["", *significance_lines(significance, variance)]
     return "\n".join(lines) + "\n"
+
+
+def missing_line(within: pd.DataFrame) -> str:
+    """How many images each row skipped because its features are undefined there (NaN; the protocol drops them)."""
+    gaps = within[within["n_missing"] > 0] if "n_missing" in within else within.iloc[:0]
+    if gaps.empty:
+        return "Images with undefined features (dropped for that row only): none."
+    listed = "; ".join(f"{r['model']} on {r['dataset']}: {int(r['n_missing'])} of {r['n_images']}"
+                       for r in gaps.to_dict("records"))
+    return f"Images with undefined features (dropped for that row only, the other rows keep them): {listed}."
 
 
 def _seed_std(variance: pd.DataFrame | None) -> dict | None:
