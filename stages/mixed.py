@@ -32,7 +32,7 @@ def main(params_path: str | None = None) -> None:
         if within.is_file():
             summary = pd.concat([summary, mixed.ridge_rows(pd.read_csv(within), model)], ignore_index=True)
         summary = summary.astype({"n_train": "Int64", "n_test": "Int64"})  # ridge rows have none: no float counts
-        paired = mixed.paired_srcc(per_split, seed=cfg["seed"])
+        paired = mixed.paired_srcc(per_split)
         io.write_csv("reports/mixed.csv", summary.assign(model=model).round(4))
         io.write_text("reports/mixed.md", mixed.markdown(summary, paired, model=model, logistic=protocol["logistic"]))
     print(summary[["dataset", "method", "srcc", "plcc"]].round(3).to_string(index=False))

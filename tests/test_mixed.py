@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -125,3 +126,23 @@ def test_bad_settings_name_the_value():
     assert mixed.TrainConfig.from_params({"transformer_hidden": [4, 4], "seed": 0}).transformer_hidden == (4, 4)
     with pytest.raises(mixed.MixedInputError, match="same D"):
         mixed.fit({"a": (np.zeros((4, 3)), np.zeros(4)), "b": (np.zeros((4, 2)), np.zeros(4))}, FAST, monotonic=True)
+
+
+def test_paired_comparison_uses_the_corrected_t_test_with_holm_across_datasets():
+    from iqabench.evaluation.significance import CORRECTED_T
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for ds, gap in (("a", 0.10), ("b", 0.0)):
+        for split in range(10):
+            base = 0.6 + rng.normal(0, 0.02)
+            for method, shift in (("monotonic", gap), ("pooled", 0.0)):
+                rows.append({"dataset": ds, "method": method, "split": split, "n_train": 400, "n_test": 100,
+                             "srcc": base + shift + rng.normal(0, 0.01)})
+    paired = mixed.paired_srcc(pd.DataFrame(rows)).set_index("dataset")
+    assert set(paired["method"]) == {CORRECTED_T}
+    assert (paired["p_holm"] >= paired["p"]).all()
+    assert paired.loc["a", "significant"] and not paired.loc["b", "significant"]
+    text = mixed.markdown(mixed.summarise(pd.DataFrame(rows).assign(plcc=0.5, krcc=0.4, rmse=0.1)),
+                          paired.reset_index(), model="m", logistic="5pl")
+    assert "corrected resampled t-test" in text and "Wilcoxon" not in text
