@@ -92,3 +92,16 @@ def test_model_without_a_regressor_says_how_to_fit_one(row, tmp_path):
     Image.new("RGB", (64, 64)).save(tmp_path / "p.png")
     code, out = _score(tmp_path / "p.png", "--model", f"file:{other}", "--regressors", regressors)
     assert code == 1 and "does not exist; run `dvc repro evaluate`" in out and "add it there first" in out
+
+
+def test_a_row_undefined_on_one_image_names_it_instead_of_printing_nan(tmp_path):
+    # BRISQUE has no statistics on a flat image (the features contract gives NaN there): say so, never "nan".
+    feats = np.random.default_rng(0).normal(size=(20, 36))
+    regressor.fit(feats, np.linspace(0, 1, 20), alpha=0.1, standardize=False, dataset="d").save(
+        regressor.path_for("brisque", tmp_path / "regressors"))
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)).save(tmp_path / "textured.png")
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(tmp_path / "flat.png")
+    code, out = _score(tmp_path / "textured.png", tmp_path / "flat.png", "--model", "brisque",
+                       "--regressors", tmp_path / "regressors")
+    assert code == 1 and "brisque is undefined on 1 image(s)" in out and "flat.png" in out and "nan" not in out.lower().split()

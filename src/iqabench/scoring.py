@@ -52,6 +52,12 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
     feature_fn = rows.feature_fn(model)
     frame = pd.DataFrame({"image": [str(p) for p in paths]})
     feats = features.extract(feature_fn, frame, batch_size=1, max_short_side=max_short_side, show_progress=False)
+    undefined = features.undefined_rows(feats)
+    if undefined.any():  # e.g. BRISQUE on a flat image: no score exists, and a made-up one would mislead
+        names = ", ".join(str(p) for p in frame["image"][undefined][:5])
+        raise ValueError(f"{model} is undefined on {int(undefined.sum())} image(s) ({names}): its features do not "
+                         "exist there (e.g. BRISQUE on an image without luminance variation); score them with "
+                         "another model, or leave them out")
     return frame.assign(height=[h for h, _ in shapes], width=[w for _, w in shapes],
                         quality=(fitted.predict(feats) * 100.0).round(2),
                         scale=f"0-100, as {fitted.dataset} scores (higher is better)", model=model)
