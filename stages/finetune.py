@@ -78,12 +78,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=None, help="params file (default: the repository's)")
     args = parser.parse_args(argv)
     evaluate_cfg = params.section("evaluate", args.params)
-    cfg = config_from(params.section("finetune", args.params), float(evaluate_cfg.get("test_frac", 0.2)))
-    model = params.section("finetune", args.params).get("model", "contrique")
+    section = params.section("finetune", args.params)
+    # The protocol's splits: evaluate's seed (evaluate.seed, or the top-level one when that is null) and test_frac.
+    cfg = config_from({**section, "seed": evaluate_cfg["seed"]}, float(evaluate_cfg.get("test_frac", 0.2)))
+    model = section.get("model", "contrique")
     encoder = rows.encoder_path(model)
     with timing.timed("finetune"):
         results = []
-        for ds in params.section("finetune", args.params)["datasets"]:
+        for ds in section["datasets"]:
             manifest_path = Path("data/prepared") / ds / "manifest.csv"
             frame = manifest.read(manifest_path)
             results.append(finetune_dataset(cfg, frame, encoder, CHECKPOINTS, dataset=ds,
