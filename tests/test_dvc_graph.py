@@ -3,7 +3,6 @@ from the venv's `dvc` alone (PATH without the venv), with a recovery hint when a
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from fakeserver import write_image
+from repo_copy import copy_repo
 from iqabench.datasets.local import register_generic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,12 +32,7 @@ def _run(args, cwd, check=True):
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     work = tmp_path_factory.mktemp("graph") / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for rel in files:
-        if (REPO / rel).is_file() and (not rel.startswith("reports/") or rel == "reports/variance.csv"):
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, work / rel)
+    copy_repo(work)
     (work / "dvc.lock").unlink(missing_ok=True)
     # A generic dataset registered from a folder outside the repository.
     outside = work.parent / "mine"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from repo_copy import copy_repo
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -50,12 +50,7 @@ def _run(args, cwd, env, check=True):
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e") / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for rel in files:
-        if (REPO / rel).is_file() and (not rel.startswith("reports/") or rel == "reports/variance.csv"):
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, work / rel)
+    copy_repo(work)
     params = yaml.safe_load((work / "params.yaml").read_text())
     for section, values in SMALL.items():
         params[section].update(values)

@@ -215,9 +215,9 @@ def load(path, map_location="cpu") -> Encoder:
     except Exception as exc:  # torch raises several types for non-checkpoint or pickled-object files
         # A full pickle can run code when loaded, so it is refused; its tensors can be saved on their own.
         raise ValueError(f"{path}: cannot be read as a weights-only torch checkpoint ({exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}). Full pickles are not loaded; if you "
-                         "trust the file, save its state dict alone (torch.save(torch.load(f, weights_only=False)"
-                         "['model'].state_dict() or the dict of tensors, 'weights.pth')) and give that. Expected: an "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}). Full pickles are not loaded (they can run "
+                         "code); save its state dict alone (torch.save(model.state_dict(), 'weights.pth') in the code "
+                         "that made it) and give that. Expected: an "
                          "iqabench encoder file, a torchvision ResNet state dict, CONTRIQUE_checkpoint25.tar, "
                          "ARNIQA.pth or Re-IQA's quality_aware_r50.pth / content_aware_r50.pth") from exc
     if isinstance(blob, dict) and "config" in blob and "state_dict" in blob:
