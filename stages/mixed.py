@@ -4,6 +4,8 @@
 
 Splits are the `evaluate` stage's (its n_splits, test_frac, val_frac, official_splits and
 seed, which defaults to the top-level one), so split s here has the same test images as split s there.
+Images on which `mixed.model` is undefined (NaN features) are dropped from those splits and counted
+(`n_missing`), as `evaluate` does; too few left stops the stage before it writes anything.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqabench import io, mixed, params, timing
+from iqabench import io, mixed, mixed_report, params, timing
 
 
 def main(params_path: str | None = None) -> None:
@@ -26,15 +28,17 @@ def main(params_path: str | None = None) -> None:
                               test_frac=protocol["test_frac"], val_frac=protocol.get("val_frac", 0.0),
                               seed=protocol["seed"], logistic=protocol["logistic"],
                               official=protocol.get("official_splits", False),
-                              methods=cfg.get("methods", mixed.METHODS), show_progress=True)
-        summary = mixed.summarise(per_split)
+                              methods=cfg.get("methods", mixed.METHODS), model=model, show_progress=True)
+        summary = mixed_report.summarise(per_split)
         within = Path("reports/within.csv")
         if within.is_file():
-            summary = pd.concat([summary, mixed.ridge_rows(pd.read_csv(within), model)], ignore_index=True)
-        summary = summary.astype({"n_train": "Int64", "n_test": "Int64"})  # ridge rows have none: no float counts
-        paired = mixed.paired_srcc(per_split)
+            summary = pd.concat([summary, mixed_report.ridge_rows(pd.read_csv(within), model)], ignore_index=True)
+        # Ridge rows have no n_train/n_test (and n_missing only from a within.csv that has it): no float counts.
+        summary = summary.astype({"n_train": "Int64", "n_test": "Int64", "n_missing": "Int64"})
+        paired = mixed_report.paired_srcc(per_split)
         io.write_csv("reports/mixed.csv", summary.assign(model=model).round(4))
-        io.write_text("reports/mixed.md", mixed.markdown(summary, paired, model=model, logistic=protocol["logistic"]))
+        io.write_text("reports/mixed.md", mixed_report.markdown(summary, paired, model=model,
+                                                              logistic=protocol["logistic"]))
     print(summary[["dataset", "method", "srcc", "plcc"]].round(3).to_string(index=False))
 
 

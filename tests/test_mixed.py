@@ -3,10 +3,11 @@ import pandas as pd
 import pytest
 import torch
 
-from iqabench import manifest, mixed
+from iqabench import manifest, mixed, mixed_report
 from iqabench.evaluation.splits import random_splits
 
 FAST = mixed.TrainConfig(steps=150, lr=3e-3)
+FITTED = mixed.fit  # the real one, for tests that wrap or replace mixed.fit
 
 
 def scaled_set(name, lo, hi, n=200, d=16, seed=0):
@@ -67,8 +68,9 @@ def test_norm_in_norm_ignores_scale_and_offset_and_is_zero_when_linear():
 def test_monotonic_beats_naive_pooling_when_scales_conflict():
     (xa, fa), (xb, fb) = scaled_set("low", 0.0, 1.2, seed=1), scaled_set("high", 0.8, 2.0, seed=2)
     per_split = mixed.run({"low": xa, "high": xb}, {"low": fa, "high": fb}, FAST, n_splits=2, seed=0,
-                          logistic="none", methods=("monotonic", "pooled"))
-    summary = mixed.summarise(per_split).set_index(["dataset", "method"])["srcc"]
+                          logistic="none", methods=("monotonic", "pooled"), model="m")
+    assert (per_split["n_missing"] == 0).all()
+    summary = mixed_report.summarise(per_split).set_index(["dataset", "method"])["srcc"]
     for ds in ("low", "high"):
         assert summary[ds, "monotonic"] > 0.85
         assert summary[ds, "monotonic"] > summary[ds, "pooled"] + 0.05
@@ -139,10 +141,90 @@ def test_paired_comparison_uses_the_corrected_t_test_with_holm_across_datasets()
             for method, shift in (("monotonic", gap), ("pooled", 0.0)):
                 rows.append({"dataset": ds, "method": method, "split": split, "n_train": 400, "n_test": 100,
                              "srcc": base + shift + rng.normal(0, 0.01)})
-    paired = mixed.paired_srcc(pd.DataFrame(rows)).set_index("dataset")
+    paired = mixed_report.paired_srcc(pd.DataFrame(rows)).set_index("dataset")
     assert set(paired["method"]) == {CORRECTED_T}
     assert (paired["p_holm"] >= paired["p"]).all()
     assert paired.loc["a", "significant"] and not paired.loc["b", "significant"]
-    text = mixed.markdown(mixed.summarise(pd.DataFrame(rows).assign(plcc=0.5, krcc=0.4, rmse=0.1)),
-                          paired.reset_index(), model="m", logistic="5pl")
+    text = mixed_report.markdown(mixed_report.summarise(pd.DataFrame(rows).assign(plcc=0.5, krcc=0.4, rmse=0.1,
+                                                                                  n_missing=0)),
+                                 paired.reset_index(), model="m", logistic="5pl")
     assert "corrected resampled t-test" in text and "Wilcoxon" not in text
+    assert "undefined" not in text  # nothing was left out: no line about it
+
+
+def _with_holes(features, rows, value=np.nan):
+    holes = features.copy()
+    holes[rows, 1] = value
+    return holes
+
+
+def test_undefined_images_are_dropped_from_the_protocols_splits_and_counted(monkeypatch):
+    from iqabench.evaluation.protocol import run_splits
+
+    (xa, fa), (xb, fb) = scaled_set("low", 0.0, 1.2, n=80, seed=1), scaled_set("high", 0.8, 2.0, n=80, seed=2)
+    dropped = {"low": [3, 17, 50], "high": [8]}
+    features = {"low": _with_holes(xa, dropped["low"]), "high": _with_holes(xb, dropped["high"], np.inf)}
+    manifests = {"low": fa, "high": fb}
+    fits = []
+    monkeypatch.setattr(mixed, "fit", lambda train, *a, **k: fits.append(train) or FITTED(train, *a, **k))
+    per_split = mixed.run(features, manifests, mixed.TrainConfig(steps=40), n_splits=2, seed=3, logistic="none",
+                          model="m")
+    assert len(fits) == 2 * 4  # monotonic, pooled and single on each of the two datasets, per split
+    assert all(np.isfinite(x).all() for train in fits for x, _ in train.values())
+    assert np.isfinite(per_split[mixed.METRIC_COLUMNS].to_numpy()).all()
+    # The protocol's splits less the undefined images, the same as `evaluate` scores this model on.
+    for ds, frame in manifests.items():
+        protocol = run_splits(features[ds], frame, n_splits=2, seed=3).splits
+        rows = per_split[per_split["dataset"] == ds]
+        assert (rows["n_missing"] == len(dropped[ds])).all()
+        for s, split in enumerate(protocol):
+            assert set(rows[rows["split"] == s]["n_test"]) == {len(split.test)}
+            assert rows[(rows["split"] == s) & (rows["method"] == "single")]["n_train"].item() == len(split.train)
+        kept, n_missing = mixed.drop_missing(features, mixed.dataset_splits(manifests, n_splits=2, test_frac=0.2,
+                                                                            seed=3), model="m")
+        assert n_missing[ds] == len(dropped[ds])
+        for ours, theirs in zip(kept[ds], protocol):
+            np.testing.assert_array_equal(ours.train, theirs.train)
+            np.testing.assert_array_equal(ours.test, theirs.test)
+    summary = mixed_report.summarise(per_split).set_index(["dataset", "method"])
+    assert summary.loc[("low", "pooled"), "n_missing"] == 3 and summary.loc[("high", "single"), "n_missing"] == 1
+    text = mixed_report.markdown(summary.reset_index(), pd.DataFrame(), model="m", logistic="none")
+    assert "features of m are undefined" in text and "low: 3 image(s); high: 1 image(s)" in text
+
+
+def test_too_few_defined_images_stop_before_training_naming_dataset_model_and_counts(monkeypatch):
+    (xa, fa), (xb, fb) = scaled_set("a", 0.0, 1.0, n=40, seed=1), scaled_set("b", 0.0, 1.0, n=40, seed=2)
+    monkeypatch.setattr(mixed, "fit", lambda *a, **k: pytest.fail("trained before checking the splits"))
+    with pytest.raises(mixed.MixedInputError, match=r"dataset 'b' \(40 images\), features of model 'contrique': "
+                       r"after dropping the 36 image\(s\).*keeps \d+ train and \d+ test images"):
+        mixed.run({"a": xa, "b": _with_holes(xb, slice(0, 36))}, {"a": fa, "b": fb}, FAST, n_splits=2,
+                  model="contrique")
+    with pytest.raises(mixed.MixedInputError, match=r"dataset 'a'.*1 training row\(s\) with undefined"):
+        FITTED({"a": (_with_holes(xa, [4]), fa["score"].to_numpy())}, FAST, monotonic=False)
+
+
+def test_stage_reports_n_missing_and_writes_nothing_when_too_few_are_left(tmp_path, monkeypatch):
+    import runpy
+    import shutil
+    from pathlib import Path
+
+    stage = Path(__file__).resolve().parents[1] / "stages" / "mixed.py"
+    a, b = "synthetic-single", "synthetic-mixed"  # registered names: params validation knows them
+    (xa, fa), (xb, fb) = scaled_set(a, 0.0, 1.2, n=60, seed=1), scaled_set(b, 0.8, 2.0, n=60, seed=2)
+    _write_prepared(tmp_path / "data", a, fa, {"contrique": _with_holes(xa, [0, 9])})
+    _write_prepared(tmp_path / "data", b, fb, {"contrique": xb})
+    (tmp_path / "params.yaml").write_text(
+        f"seed: 0\ndatasets: [{a}, {b}]\nevaluate:\n  n_splits: 2\n  logistic: none\n"
+        "mixed:\n  model: contrique\n  methods: [monotonic, pooled]\n  steps: 20\n")
+    monkeypatch.chdir(tmp_path)
+    main = runpy.run_path(str(stage))["main"]
+    main("params.yaml")
+    table = pd.read_csv(tmp_path / "reports" / "mixed.csv").set_index(["dataset", "method"])
+    assert table.loc[(a, "monotonic"), "n_missing"] == 2 and table.loc[(b, "pooled"), "n_missing"] == 0
+    assert np.isfinite(table["srcc"]).all()
+    assert f"{a}: 2 image(s)." in (tmp_path / "reports" / "mixed.md").read_text()
+    shutil.rmtree(tmp_path / "reports")
+    _write_prepared(tmp_path / "data", b, fb, {"contrique": _with_holes(xb, slice(0, 55))})
+    with pytest.raises(mixed.MixedInputError, match=rf"dataset '{b}' \(60 images\), features of model 'contrique'"):
+        main("params.yaml")
+    assert not (tmp_path / "reports").exists()  # not even the stage's timing

@@ -15,6 +15,11 @@ linear skip. The reference's abs-weight MLP with ELU units can only express
 *convex* increasing maps (positive sums of convex increasing functions are
 convex); tanh units express concave, convex and S-shaped scales alike. The loss
 defaults to the reference's SmoothL1 + norm-in-norm (Li et al., 2020, p = q = 2).
+
+Missing values, as in the protocol (:mod:`iqabench.evaluation.protocol`): an image on which the
+features are undefined (NaN or infinity, see :mod:`iqabench.features`) is dropped from its
+dataset's splits, which are drawn from the full manifest first, so the remaining images keep the
+protocol's splits; the count is reported (``n_missing``). Tables: :mod:`iqabench.mixed_report`.
 """
 from __future__ import annotations
 
@@ -29,14 +34,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import manifest as manifest_lib
-from .evaluation import compare, compute_metrics
-from .evaluation.significance import holm
+from .evaluation import compute_metrics
+from .evaluation.protocol import drop_undefined, undefined_rows
 from .evaluation.splits import Split, has_official_split, official_split, random_splits
 
 METHODS = ("monotonic", "pooled", "single")
 LOSS_TERMS = ("mse", "smooth_l1", "norm_in_norm", "rank")
 RANK_MARGIN = 0.05  # hinge margin on the [0, 1] score scale, as the reference's RankHingedLoss
-PER_SPLIT_COLUMNS = ["dataset", "method", "split", "n_train", "n_test", "srcc", "plcc", "krcc", "rmse"]
+PER_SPLIT_COLUMNS = ["dataset", "method", "split", "n_train", "n_test", "n_missing", "srcc", "plcc", "krcc", "rmse"]
+METRIC_COLUMNS = PER_SPLIT_COLUMNS[6:]
 
 
 class MixedInputError(ValueError):
@@ -205,6 +211,11 @@ def fit(train: dict[str, tuple[np.ndarray, np.ndarray]], cfg: TrainConfig, *, mo
         if len(x) != len(y) or len(x) < 2:
             raise MixedInputError(f"dataset {name!r}: {len(x)} feature rows and {len(y)} scores; "
                                   "need the same number, at least 2")
+        undefined = undefined_rows(np.asarray(x, dtype=np.float64))
+        if undefined.any():  # one NaN row would turn the standardisation, and so every weight, into NaN
+            raise MixedInputError(f"dataset {name!r}: {int(undefined.sum())} training row(s) with undefined "
+                                  f"(NaN/infinite) features, first row {int(np.flatnonzero(undefined)[0])}; "
+                                  "drop them first, as run() does")
     pooled = np.concatenate([np.asarray(x, dtype=np.float64) for x, _ in train.values()])
     mean, scale = pooled.mean(axis=0), pooled.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)  # a constant feature column carries nothing; keep it finite
@@ -258,7 +269,10 @@ def _batch_rows(n: int, batch_size: int, generator: torch.Generator) -> torch.Te
 
 
 def load_features(features_dir, prepared_dir, datasets, model: str) -> tuple[dict, dict]:
-    """``features[dataset]`` (N x D) for ``model`` and ``manifests[dataset]``, rows checked to align."""
+    """``features[dataset]`` (N x D) for ``model`` and ``manifests[dataset]``, rows checked to align.
+
+    Rows where ``model`` is undefined (NaN) are kept as they are: :func:`run` drops and counts them.
+    """
     features, manifests = {}, {}
     for ds in datasets:
         manifests[ds] = manifest_lib.read(Path(prepared_dir) / ds / "manifest.csv")
@@ -276,11 +290,6 @@ def load_features(features_dir, prepared_dir, datasets, model: str) -> tuple[dic
         if array.ndim != 2 or len(array) != len(manifests[ds]):
             raise MixedInputError(f"{path}: '{model}' has shape {array.shape} but the manifest has "
                                   f"{len(manifests[ds])} rows; re-run `dvc repro extract@{ds}`")
-        bad = ~np.isfinite(array).all(axis=1)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise MixedInputError(f"{path}: '{model}' has non-finite values in row {row} "
-                                  f"(image {manifests[ds]['image'].iloc[row]!r}); fix or drop that image")
         features[ds] = array
     return features, manifests
 
@@ -301,13 +310,36 @@ def dataset_splits(manifests: dict, *, n_splits: int, test_frac: float, val_frac
     return out
 
 
+def drop_missing(features: dict, splits: dict[str, list[Split]], *, model: str) -> tuple[dict, dict[str, int]]:
+    """Each dataset's splits less its images with undefined features, and how many were dropped per dataset.
+
+    The protocol's own rule (:func:`~iqabench.evaluation.protocol.drop_undefined`): a split left with
+    fewer than 2 training or 3 test images is an error naming the dataset, the model and the counts.
+    """
+    kept, n_missing = {}, {}
+    for ds, parts in splits.items():
+        missing = undefined_rows(np.asarray(features[ds], dtype=np.float64))
+        n_missing[ds] = int(missing.sum())
+        if not missing.any():
+            kept[ds] = parts
+            continue
+        where = f"mixed: dataset {ds!r} ({len(missing)} images), features of model {model!r}"
+        try:
+            kept[ds] = [drop_undefined(split, missing, k, where) for k, split in enumerate(parts)]
+        except ValueError as error:
+            raise MixedInputError(f"{error}. Drop {ds!r} from mixed.datasets or set mixed.model to a model "
+                                  "defined on its images") from error
+    return kept, n_missing
+
+
 def run(features: dict, manifests: dict, cfg: TrainConfig, *, n_splits: int = 10, test_frac: float = 0.2,
         val_frac: float = 0.0, seed: int = 0, logistic: str = "5pl", official: bool = False,
-        methods=METHODS, show_progress: bool = False) -> pd.DataFrame:
+        methods=METHODS, model: str, show_progress: bool = False) -> pd.DataFrame:
     """Per-split test metrics of every method on every dataset (columns :data:`PER_SPLIT_COLUMNS`).
 
     Split s trains on the train parts of *all* datasets' split s (``single``: of one
-    dataset) and tests on each dataset's test part; training is seeded with seed + s.
+    dataset) and tests on each dataset's test part; training is seeded with seed + s. Images whose
+    features are undefined are left out of every part (:func:`drop_missing`; ``model`` names them).
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -318,6 +350,7 @@ def run(features: dict, manifests: dict, cfg: TrainConfig, *, n_splits: int = 10
     scores = {ds: frame["score"].to_numpy(dtype=np.float64) for ds, frame in manifests.items()}
     splits = dataset_splits(manifests, n_splits=n_splits, test_frac=test_frac, val_frac=val_frac, seed=seed,
                             official=official)
+    splits, n_missing = drop_missing(features, splits, model=model)  # before any training: fails fast
     rows = []
     n_fits = n_splits * sum(len(manifests) if m == "single" else 1 for m in methods)
     with Progress(disable=not show_progress) as progress:
@@ -340,74 +373,6 @@ def run(features: dict, manifests: dict, cfg: TrainConfig, *, n_splits: int = 10
                 metrics = compute_metrics(fitted.predict(features[ds][test], ds), scores[ds][test], logistic=logistic)
                 rows.append({"dataset": ds, "method": method, "split": s,
                              "n_train": len(train[ds][1]) if method == "single" else n_pooled,
-                             "n_test": len(test), **{k: metrics[k] for k in PER_SPLIT_COLUMNS[5:]}})
+                             "n_test": len(test), "n_missing": n_missing[ds],
+                             **{k: metrics[k] for k in METRIC_COLUMNS}})
     return pd.DataFrame(rows, columns=PER_SPLIT_COLUMNS)
-
-
-def summarise(per_split: pd.DataFrame) -> pd.DataFrame:
-    """Median and IQR over splits of each (dataset, method), as the protocol reports."""
-    rows = []
-    for (ds, method), group in per_split.groupby(["dataset", "method"], sort=False):
-        row = {"dataset": ds, "method": method, "n_splits": len(group), "n_train": int(group["n_train"].median()),
-               "n_test": int(group["n_test"].median())}
-        for metric in ("srcc", "plcc", "krcc", "rmse"):
-            values = group[metric].to_numpy(dtype=np.float64)
-            row[metric] = float(np.median(values))
-            row[f"{metric}_q25"], row[f"{metric}_q75"] = (float(q) for q in np.quantile(values, [0.25, 0.75]))
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def paired_srcc(per_split: pd.DataFrame, a: str = "monotonic", b: str = "pooled", level: float = 0.95) -> pd.DataFrame:
-    """Per dataset, method a's SRCC against method b's, paired over the same splits.
-
-    Nadeau & Bengio's corrected resampled t-test (the splits' training sets overlap, so a plain paired test is
-    overconfident) with Holm's correction across the datasets of the table, as the within table does.
-    """
-    rows = []
-    for ds, group in per_split.groupby("dataset", sort=False):
-        sa = group[group["method"] == a].sort_values("split")
-        sb = group[group["method"] == b].sort_values("split")
-        if len(sa) > 1 and len(sa) == len(sb):
-            ratio = float(sa["n_test"].median()) / float(sa["n_train"].median())
-            rows.append({"dataset": ds, "a": a, "b": b,
-                         **compare(sa["srcc"].to_numpy(), sb["srcc"].to_numpy(), level=level, test_train_ratio=ratio)})
-    frame = pd.DataFrame(rows)
-    if not frame.empty:
-        frame["p_holm"] = holm(frame["p"].to_numpy())
-        frame["significant"] = (frame["p_holm"] < 1.0 - level) & ((frame["lo"] > 0) | (frame["hi"] < 0))
-    return frame
-
-
-def ridge_rows(within: pd.DataFrame, model: str) -> pd.DataFrame:
-    """The protocol's single-dataset ridge medians for ``model`` (reports/within.csv) as method 'ridge'."""
-    chosen = within[within["model"] == model]
-    keep = ["dataset", "n_splits", "srcc", "srcc_q25", "srcc_q75", "plcc", "plcc_q25", "plcc_q75"]
-    return chosen[[c for c in keep if c in chosen.columns]].assign(method="ridge")
-
-
-def markdown(summary: pd.DataFrame, paired: pd.DataFrame, *, model: str, logistic: str) -> str:
-    """The report: one row per (dataset, method), then monotonic vs pooled paired over splits."""
-    order = {m: i for i, m in enumerate((*METHODS, "ridge"))}
-    lines = [f"Features: **{model}**. Median over the protocol's content-disjoint splits (IQR of SRCC). "
-             "monotonic = MonotonicIQA (shared MLP + one monotone transformer per dataset, trained on all datasets); "
-             "pooled = the same MLP on all datasets' scores concatenated; single = the same MLP on one dataset; "
-             "ridge = the protocol's single-dataset ridge (reports/within.csv).", "",
-             f"| dataset | method | train images | SRCC (IQR) | PLCC ({logistic} fit) |", "|---|---|---:|---|---:|"]
-    datasets = {ds: i for i, ds in enumerate(dict.fromkeys(summary["dataset"]))}  # params order, not alphabetical
-    ranked = summary.assign(_ds=summary["dataset"].map(datasets), _order=summary["method"].map(order)).sort_values(
-        ["_ds", "_order"], kind="stable")
-    for r in ranked.to_dict("records"):
-        n_train = "" if pd.isna(r.get("n_train")) else int(r["n_train"])
-        lines.append(f"| {r['dataset']} | {r['method']} | {n_train} | {r['srcc']:.3f} "
-                     f"({r['srcc_q25']:.3f}-{r['srcc_q75']:.3f}) | {r['plcc']:.3f} |")
-    if not paired.empty:
-        lines += ["", "Monotonic minus pooled, paired over the same splits (mean SRCC difference, 95% interval, "
-                  "Nadeau-Bengio corrected resampled t-test, p Holm-corrected across datasets):", "",
-                  "| dataset | monotonic - pooled | 95% interval | p (Holm) | verdict |",
-                  "|---|---:|---|---:|---|"]
-        for r in paired.to_dict("records"):
-            verdict = ("monotonic better" if r["diff"] > 0 else "pooled better") if r["significant"] else "inside noise"
-            lines.append(f"| {r['dataset']} | {r['diff']:+.3f} | [{r['lo']:+.3f}, {r['hi']:+.3f}] | "
-                         f"{r['p_holm']:.3g} | {verdict} |")
-    return "\n".join(lines) + "\n"

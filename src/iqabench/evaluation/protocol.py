@@ -51,7 +51,8 @@ def undefined_rows(features: np.ndarray) -> np.ndarray:
     return ~np.isfinite(features).all(axis=1)
 
 
-def _without(split: Split, missing: np.ndarray, index: int, where: str) -> Split:
+def drop_undefined(split: Split, missing: np.ndarray, index: int, where: str) -> Split:
+    """Split ``index`` less the ``missing`` images (same parts otherwise); too few left is an error."""
     kept = Split(train=split.train[~missing[split.train]], val=split.val[~missing[split.val]],
                  test=split.test[~missing[split.test]], seed=split.seed)
     if len(kept.test) < MIN_TEST or len(kept.train) < 2:
@@ -88,7 +89,7 @@ def run_splits(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_fra
                                val_frac=val_frac, seed=seed)
     missing = undefined_rows(features)
     if missing.any():
-        splits = [_without(split, missing, k, "within_dataset") for k, split in enumerate(splits)]
+        splits = [drop_undefined(split, missing, k, "within_dataset") for k, split in enumerate(splits)]
         features = np.where(missing[:, None], 0.0, features)  # in no split part now: never read
     if alphas.size > 1 and any(len(s.val) == 0 for s in splits):
         raise ValueError(f"{alphas.size} alphas given but the splits have no validation part to choose "
