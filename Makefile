@@ -28,4 +28,4 @@ ui: setup
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --artifacts-destination ./mlartifacts --host 127.0.0.1 --port 5000 --workers 1
 
 clean:
-	rm -rf data/prepared data/corpus data/models data/features data/eval data/checkpoints
+	rm -rf data/prepared data/corpus data/encoders data/models data/features data/eval data/checkpoints

@@ -104,9 +104,9 @@ def run_engine(device: str, batch: int, size: int, types: list[str]) -> dict:
 
 
 def _stage_folder(work: Path, overrides: dict, section: dict) -> Path:
-    """A working folder with params.yaml (the repo's pretrain section) and a profile of overrides."""
+    """A working folder with params.yaml (the repo's pretrain.contrique section) and a profile of overrides."""
     work.mkdir(parents=True, exist_ok=True)
-    io.write_text(work / "params.yaml", yaml.safe_dump({"pretrain": section}))
+    io.write_text(work / "params.yaml", yaml.safe_dump({"pretrain": {"contrique": section}}))
     profile = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text()) | overrides
     io.write_text(work / "profile.yaml", yaml.safe_dump(profile))
     return work
@@ -114,10 +114,10 @@ def _stage_folder(work: Path, overrides: dict, section: dict) -> Path:
 
 def run_stage(work: Path, overrides: dict, nproc: int, timeout: int) -> dict:
     """``stages/pretrain.py --profile`` in ``work`` (its params.yaml), as DVC runs it; images/s from its history."""
-    section = {k: v for k, v in yaml.safe_load((ROOT / "params.yaml").read_text())["pretrain"].items()
+    section = {k: v for k, v in yaml.safe_load((ROOT / "params.yaml").read_text())["pretrain"]["contrique"].items()
                if k not in ("profile", "nproc")}
     folder = _stage_folder(work, overrides, section)
-    command = [sys.executable, str(ROOT / "stages" / "pretrain.py"), "--profile", "profile.yaml",
+    command = [sys.executable, str(ROOT / "stages" / "pretrain.py"), "contrique", "--profile", "profile.yaml",
                "--out", "encoder.pt", "--checkpoints", "ckpt", "--nproc", str(nproc)]
     sampler = GpuSampler() if shutil.which("nvidia-smi") else None
     if sampler:
@@ -133,7 +133,7 @@ def run_stage(work: Path, overrides: dict, nproc: int, timeout: int) -> dict:
     result = {"status": "ok" if done.returncode == 0 else f"failed (exit {done.returncode})",
               "seconds": round(time.perf_counter() - start, 1), "nproc": nproc,
               "steps": overrides["steps"], **(sampler.summary() if sampler else {})}
-    history = folder / "pretrain_history.csv"
+    history = folder / "encoder_history.csv"  # beside --out encoder.pt (encoders.history_path)
     if done.returncode != 0 or not history.is_file():
         result["stderr_tail"] = done.stderr.strip().splitlines()[-5:]
         return result

@@ -3,7 +3,7 @@
     python benchmarks/seed_spread.py                        # seeds 0-4, params.yaml as committed
     python benchmarks/seed_spread.py --seeds 0 1 2 3 4 5 6 7
     python benchmarks/seed_spread.py --tiny --seeds 0 1 --out /tmp/spread   # a minutes-long smoke run
-    python benchmarks/seed_spread.py --set pretrain.steps=300 --set 'models=[contrique,arniqa,random]'
+    python benchmarks/seed_spread.py --set pretrain.contrique.steps=300 --set 'models=[contrique,arniqa,random]'
 
     ->  reports/variance.csv   one row per metric of reports/metrics.json: mean, std, min, max, n_seeds,
                                and the value at each seed (columns seed_<s>)
@@ -12,8 +12,8 @@
 
 For each seed s, in one temporary copy of the repository (its tracked and
 untracked-but-not-ignored files, without reports/ and dvc.lock, as
-tests/test_pipeline_e2e.py copies it), params.yaml gets ``pretrain.seed`` =
-``pretrain_arniqa.seed`` = s and ``evaluate.seed`` = 1000 s, and `dvc repro
+tests/test_pipeline_e2e.py copies it), params.yaml gets ``pretrain.NAME.seed`` =
+s for every encoder NAME in ``pretrain:`` and ``evaluate.seed`` = 1000 s, and `dvc repro
 evaluate` runs; its reports/metrics.json is that seed's result. (Split i is drawn
 from ``evaluate.seed + i``, so seeds 0 and 1 would share 9 of 10 splits; a stride
 of 1000 keeps every seed's splits distinct, and seed 0 keeps the default's.) The top-level ``seed`` is left
@@ -27,7 +27,7 @@ standard deviation (ddof = 1) over seeds.
 ``check.seed_factor`` x its std when that exceeds its sampling error, and the
 report checks each verdict between two rows against the same spread. Re-measure
 (and commit both files) when pretraining or the protocol changes. The default's
-5 seeds take about 5 x (pretrain + pretrain_arniqa + extract + evaluate) plus one
+5 seeds take about 5 x (pretrain@contrique + pretrain@arniqa + extract + evaluate) plus one
 prepare/synthesize, roughly half an hour on 2 CPU cores; ``--workdir`` keeps the
 copy (and its DVC cache) so an interrupted measurement resumes.
 """
@@ -56,16 +56,16 @@ sys.path.insert(0, str(REPO / "src"))
 from iqabench import io  # noqa: E402
 
 BIN = Path(sys.executable).parent
-# (section, key, stride): the value set for seed s is stride * s. Split i is drawn from evaluate.seed + i, so the
-# split seed needs a stride above n_splits or neighbouring seeds would share most of their splits.
-SEED_KEYS = (("pretrain", "seed", 1), ("pretrain_arniqa", "seed", 1), ("evaluate", "seed", 1000))
+# Split i is drawn from evaluate.seed + i, so the split seed needs a stride above n_splits or neighbouring seeds
+# would share most of their splits; each encoder's pretraining seed is s itself.
+SPLIT_STRIDE = 1000
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 # The smallest settings that still run every stage up to `evaluate` (a smoke run, not a measurement).
 TINY = {
     "prepare.patch_size": 96, "prepare.max_patches_per_photo": 6, "prepare.versions_per_patch": 6,
     "synthesize.n_images": 512, "synthesize.shard_size": 256,
-    "pretrain.steps": 20, "pretrain.batch_size": 64, "pretrain.checkpoint_every": 20,
-    "pretrain_arniqa.steps": 10, "pretrain_arniqa.batch_size": 8, "pretrain_arniqa.checkpoint_every": 10,
+    "pretrain.contrique.steps": 20, "pretrain.contrique.batch_size": 64, "pretrain.contrique.checkpoint_every": 20,
+    "pretrain.arniqa.steps": 10, "pretrain.arniqa.batch_size": 8, "pretrain.arniqa.checkpoint_every": 10,
     "evaluate.n_splits": 3, "models": ["contrique", "arniqa", "random"],
 }
 
@@ -85,38 +85,47 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, float]:
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["pretrain.steps=300", "models=[a,b]"]`` -> ``{"pretrain.steps": 300, "models": ["a", "b"]}``."""
+    """``["evaluate.n_splits=5", "models=[a,b]"]`` -> ``{"evaluate.n_splits": 5, "models": ["a", "b"]}``."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise SystemExit(f"--set {item!r}: expected section.key=value (e.g. pretrain.steps=300)")
+            raise SystemExit(f"--set {item!r}: expected section.key=value (e.g. pretrain.contrique.steps=300)")
         out[key.strip()] = yaml.safe_load(value)
     return out
 
 
+def seed_keys(params: dict) -> dict[str, int]:
+    """Dotted seed key -> stride (the value set for seed s is stride * s): every encoder's pretraining seed,
+    and the split seed."""
+    encoders = params.get("pretrain") or {}
+    return {**{f"pretrain.{name}.seed": 1 for name in encoders}, "evaluate.seed": SPLIT_STRIDE}
+
+
 def with_seed(params: dict, seed: int, overrides: dict[str, Any]) -> dict:
-    """A copy of ``params`` with the overrides applied and every seed key of SEED_KEYS set from ``seed``."""
+    """A copy of ``params`` with the overrides applied and every seed key of :func:`seed_keys` set from ``seed``."""
     out = copy.deepcopy(params)
-    for dotted, value in {**overrides, **{f"{s}.{k}": stride * seed for s, k, stride in SEED_KEYS}}.items():
-        parts = dotted.split(".")
-        if len(parts) > 2:
-            raise SystemExit(f"override {dotted!r}: only 'key' or 'section.key' can be set")
-        if len(parts) == 1:
-            if dotted not in out:
-                raise SystemExit(f"override {dotted!r}: params.yaml has no top-level key '{dotted}' "
-                                 f"(known: {sorted(out)})")
-            out[dotted] = value
-            continue
-        section, key = parts
-        if not isinstance(out.get(section), dict):
-            raise SystemExit(f"override {dotted!r}: params.yaml has no section '{section}' "
-                             f"(known: {sorted(k for k, v in out.items() if isinstance(v, dict))})")
-        if key not in out[section] and key != "seed":
-            raise SystemExit(f"override {dotted!r}: params.yaml section '{section}' has no key '{key}' "
-                             f"(known: {sorted(out[section])})")
-        out[section][key] = value
+    for dotted, value in overrides.items():
+        _set(out, dotted, value)
+    for dotted, stride in seed_keys(out).items():
+        _set(out, dotted, stride * seed)
     return out
+
+
+def _set(params: dict, dotted: str, value: Any) -> None:
+    """Set ``section.key`` (or ``section.entry.key``: ``pretrain.contrique.steps``), refusing unknown names."""
+    *path, key = dotted.split(".")
+    body, where = params, []
+    for part in path:
+        if not isinstance(body.get(part), dict):
+            known = sorted(k for k, v in body.items() if isinstance(v, dict))
+            raise SystemExit(f"override {dotted!r}: params.yaml has no section '{'.'.join([*where, part])}' "
+                             f"(known: {known})")
+        body, where = body[part], [*where, part]
+    if key not in body and key != "seed":
+        what = f"section '{'.'.join(where)}' has no key" if where else "has no top-level key"
+        raise SystemExit(f"override {dotted!r}: params.yaml {what} '{key}' (known: {sorted(body)})")
+    body[key] = value
 
 
 def aggregate(per_seed: dict[int, dict]) -> pd.DataFrame:
@@ -140,7 +149,7 @@ def markdown(frame: pd.DataFrame, prov: dict, seed_factor: float | None = None) 
     seeds = ", ".join(str(s) for s in prov["seeds"])
     lines = [
         "# Seed spread of the pipeline", "",
-        f"{len(prov['seeds'])} seeds ({seeds}) of pretraining (`pretrain.seed`, `pretrain_arniqa.seed` = s) and "
+        f"{len(prov['seeds'])} seeds ({seeds}) of pretraining (`pretrain.NAME.seed` = s for every encoder) and "
         f"splits (`evaluate.seed` = 1000 s, so no two seeds share a split); the datasets and the distortion corpus are built once at the top-level seed "
         f"{prov['top_level_seed']} and are the same for every seed. std = sample standard deviation over seeds "
         "(ddof 1). All metrics, with the value at each seed: `reports/variance.csv`.", "",
@@ -230,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS), help="at least 2 seeds")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="params override for every seed, e.g. pretrain.steps=300 (repeatable)")
+                        help="params override for every seed, e.g. pretrain.contrique.steps=300 (repeatable)")
     parser.add_argument("--tiny", action="store_true", help="smoke-test settings (not a measurement)")
     parser.add_argument("--out", type=Path, default=REPO / "reports", help="folder for variance.{csv,md}")
     parser.add_argument("--workdir", type=Path, help="keep the repository copy here (reused if it exists)")

@@ -1,11 +1,11 @@
 """Stage `fingerprint`: one small JSON per input that DVC cannot see, so that changing it re-runs its readers.
 
-    python stages/fingerprint.py  ->  data/fingerprints/{DATASET,niqe,pretrain,pretrain_arniqa}.json
+    python stages/fingerprint.py  ->  data/fingerprints/{DATASET,niqe,pretrain-NAME}.json
 
 DATASET.json for every dataset in `datasets:` (prepare@DATASET depends on it), niqe.json for
-fit_niqe's pristine photos (KADIS-700k when data/raw/kadis700k exists), pretrain.json and
-pretrain_arniqa.json for the pretraining sections' image folders (with their `profile`
-applied). The stage is always run (it lists files, it reads no pixels); see
+fit_niqe's pristine photos (KADIS-700k when data/raw/kadis700k exists), pretrain-NAME.json for
+the image folders of each encoder NAME in `pretrain:` (pretrain@NAME depends on it; its
+`profile` applied). The stage is always run (it lists files, it reads no pixels); see
 iqabench.datasets.fingerprint for what a fingerprint holds.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ from iqabench import io, params
 from iqabench.datasets import fingerprint
 
 OUT = Path("data/fingerprints")
-PRETRAIN_SECTIONS = ("pretrain", "pretrain_arniqa")
 
 
 def pretrain_settings(section: dict) -> dict:
@@ -32,15 +31,18 @@ def pretrain_settings(section: dict) -> dict:
 
 
 def main() -> int:
-    config = params.load()
+    try:  # a bad pretrain: entry would otherwise name a fingerprint file after it
+        config = params.validate(params.load())
+    except params.ParamsError as err:
+        raise SystemExit(f"error: {err}") from None
     shared_root = (config.get("prepare") or {}).get("shared_root", "../shared/datasets")
     prints = {name: fingerprint.dataset(name, shared_root) for name in config.get("datasets") or []}
     kadis = fingerprint.DATA_ROOT / "kadis700k"
     prints["niqe"] = fingerprint.pristine("niqe", "kadis700k" if kadis.is_dir() else "embedded")
-    for name in PRETRAIN_SECTIONS:
-        cfg = pretrain_settings(config.get(name) or {})
-        prints[name] = fingerprint.pristine(name, str(cfg.get("source", "corpus")), str(cfg.get("source_dir", "")),
-                                            str(cfg.get("authentic", "")))
+    for name, section in (config.get("pretrain") or {}).items():
+        cfg = pretrain_settings(section or {})
+        prints[f"pretrain-{name}"] = fingerprint.pristine(f"pretrain.{name}", str(cfg.get("source", "corpus")),
+                                                          str(cfg.get("source_dir", "")), str(cfg.get("authentic", "")))
     for key, content in prints.items():
         io.write_json(OUT / f"{key}.json", content)
     print(f"fingerprints of {len(prints)} input(s) -> {OUT}/")

@@ -8,7 +8,7 @@ from scipy.stats import wasserstein_distance
 from skimage import data
 from skimage.transform import resize
 
-from iqabench import rows, zoo
+from iqabench import rows
 from iqabench.distortions import distort
 from iqabench.models import deepwsd, encoders
 
@@ -150,11 +150,11 @@ def test_vgg16_loader_names_the_file_and_the_keys_of_a_wrong_state_dict(tmp_path
 
 
 def test_fr_deepwsd_rows_score_with_references_and_higher_is_better(tmp_path, monkeypatch, vgg_weights):
-    assert deepwsd.DEFAULT_ENCODER == zoo.CONTRIQUE_ENCODER
+    assert rows.get("fr:deepwsd").artifacts == (encoders.trained_path("contrique"),)  # contrique's encoder
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="dvc repro pretrain"):
         rows.feature_fn("fr:deepwsd")
-    encoders.save(encoders.Encoder("small_cnn", width=4), zoo.CONTRIQUE_ENCODER)
+    encoders.save(encoders.Encoder("small_cnn", width=4), encoders.trained_path("contrique"))
     image = astronaut(64)
     dist = torch.cat([image, distort(image, "gaussian_blur", 2), distort(image, "gaussian_blur", 5)])
     for name in ("fr:deepwsd", f"fr:deepwsd-vgg16:{vgg_weights}"):

@@ -78,12 +78,40 @@ def test_downloads_run_before_fingerprints_and_prepare(repo):
     params.update(datasets=["mine", "kadid10k"], download=["kadid10k"])
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        edges = {line.strip().rstrip(";") for target in ("prepare@kadid10k", "fit_niqe", "pretrain")
+        edges = {line.strip().rstrip(";") for target in ("prepare@kadid10k", "fit_niqe", "pretrain@contrique")
                  for line in _run([DVC, "dag", "--dot", target], work).stdout.splitlines() if "->" in line}
     finally:
         _run(["git", "checkout", "params.yaml"], work)
     assert {'"download@kadid10k" -> "fingerprint"', '"fingerprint" -> "prepare@kadid10k"',
-            '"fingerprint" -> "fit_niqe"', '"fingerprint" -> "pretrain"'} <= edges
+            '"fingerprint" -> "fit_niqe"', '"fingerprint" -> "pretrain@contrique"'} <= edges
+
+
+def test_a_third_encoder_in_pretrain_is_one_more_stage_that_extract_depends_on(repo):
+    """One entry under params.yaml `pretrain:` is a stage pretrain@NAME with its own params, fingerprint and
+    outputs, upstream of extract, finetune and report; dropping an entry (and its row) drops its stage."""
+    work, _ = repo
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["pretrain"]["third"] = {**params["pretrain"]["contrique"], "steps": 5}
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        listed = _run([DVC, "stage", "list", "--name-only"], work).stdout.split()
+        edges = {line.strip().rstrip(";") for line in _run([DVC, "dag", "--dot"], work).stdout.splitlines()
+                 if "->" in line}
+        status = _run([DVC, "status", "pretrain@third"], work, check=False)
+        show = _run([DVC, "stage", "list", "pretrain@third"], work).stdout
+        del params["pretrain"]["arniqa"]
+        params["models"].remove("arniqa")
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        without = _run([DVC, "stage", "list", "--name-only"], work).stdout.split()
+    finally:
+        _run(["git", "checkout", "params.yaml"], work)
+    assert {"pretrain@contrique", "pretrain@arniqa", "pretrain@third"} <= set(listed)
+    assert "data/encoders/third.pt" in show and "data/encoders/third_history.csv" in show
+    assert {'"fingerprint" -> "pretrain@third"', '"synthesize" -> "pretrain@third"',
+            '"pretrain@third" -> "extract@mine"', '"pretrain@third" -> "finetune"',
+            '"pretrain@third" -> "report"'} <= edges
+    assert "pretrain@third" in status.stdout  # never run: DVC knows it as a stage of its own
+    assert "pretrain@arniqa" not in without and {"pretrain@contrique", "pretrain@third"} <= set(without)
 
 
 def test_a_failing_stage_says_how_to_get_the_last_good_results_back(repo):

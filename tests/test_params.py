@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -23,7 +24,10 @@ def _validate(tmp_path, monkeypatch, edit=None, stage=None, keep_regressor=False
         del cfg["evaluate"]["regressor_dataset"]  # the default: the first dataset listed
     if edit:
         section, key, value = edit
-        cfg[section][key] = value
+        body = cfg
+        for part in section.split("."):  # "pretrain.contrique": one encoder's entry
+            body = body[part]
+        body[key] = value
     return params.validate(cfg, stage=stage)
 
 
@@ -39,7 +43,7 @@ def test_the_repository_params_are_valid_for_every_stage(tmp_path, monkeypatch):
     out = _validate(tmp_path, monkeypatch, stage="prepare")
     assert out["evaluate"]["regressor_dataset"] == "synthetic-single"
     monkeypatch.chdir(REPO)
-    for name in ("prepare", "synthesize", "pretrain", "pretrain_arniqa", "niqe", "extract", "evaluate",
+    for name in ("prepare", "synthesize", "pretrain.contrique", "pretrain.arniqa", "niqe", "extract", "evaluate",
                  "finetune", "mixed", "report"):
         assert params.section(name)["seed"] == DEFAULT["seed"]
 
@@ -56,7 +60,8 @@ def test_the_repository_params_are_valid_for_every_stage(tmp_path, monkeypatch):
     (("synthesize", "photos", ["astronaut", "moon"]), "synthesize.photos = ['astronaut', 'moon'] is not allowed"),
     (("extract", "device", "gpu"), "extract.device = 'gpu' is not allowed; it must be one of ['auto', 'cpu', "
                                    "'cuda']"),
-    (("pretrain", "steps", 0), "pretrain.steps = 0 is not allowed; it must be an integer >= 1"),
+    (("pretrain.contrique", "steps", 0), "pretrain.contrique.steps = 0 is not allowed; it must be an integer >= 1"),
+    (("pretrain.arniqa", "nproc", 0), "pretrain.arniqa.nproc = 0 is not allowed; it must be an integer >= 1"),
     (("finetune", "lr_encoder", -1.0), "finetune.lr_encoder = -1.0 is not allowed; it must be a number >= 0"),
     (("mixed", "batch_size", -2), "mixed.batch_size = -2 is not allowed; it must be an integer >= 0"),
     (("extract", "bf16", "yes"), "extract.bf16 = 'yes' is not allowed; it must be true or false"),
@@ -67,14 +72,16 @@ def test_out_of_range_values_name_key_value_and_range(tmp_path, monkeypatch, edi
 
 
 def test_yaml_text_that_looks_like_a_number_gets_a_hint(tmp_path, monkeypatch):
-    message = _error(tmp_path, monkeypatch, ("pretrain", "lr", "2e-3"))
-    assert "pretrain.lr = '2e-3'" in message and "write it with a dot, e.g. 2.0e-3" in message
+    message = _error(tmp_path, monkeypatch, ("pretrain.contrique", "lr", "2e-3"))
+    assert "pretrain.contrique.lr = '2e-3'" in message and "write it with a dot, e.g. 2.0e-3" in message
 
 
 @pytest.mark.parametrize("edit, expected", [
     (("evaluate", "n_split", 5), "evaluate.n_split is not a known key (did you mean 'n_splits'?); known keys of "
                                  "evaluate: alphas, logistic, n_splits"),
-    (("pretrain", "learning_rate", 0.1), "pretrain.learning_rate is not a known key"),
+    (("pretrain.arniqa", "learning_rate", 0.1), "pretrain.arniqa.learning_rate is not a known key"),
+    (("pretrain.contrique", "step", 3), "pretrain.contrique.step is not a known key (did you mean 'steps'?); "
+                                        "known keys of pretrain.contrique: "),
     (("finetune", "step", 3), "finetune.step is not a known key (did you mean 'steps'?)"),
     (("niqe", "kadis_samples", 3), "niqe.kadis_sample"),
 ])
@@ -138,3 +145,69 @@ def test_a_stage_stops_with_one_line_before_writing_anything(tmp_path, monkeypat
         runpy.run_path(str(REPO / "stages/evaluate.py"), run_name="__main__")
     assert str(stop.value.code) == "error: params.yaml: evaluate.n_splits = 0 is not allowed; it must be an integer >= 1"
     assert not (tmp_path / "reports").exists() and not (tmp_path / "data").exists()
+
+
+def test_a_trained_row_needs_its_encoder_in_pretrain(tmp_path, monkeypatch):
+    """A row that reads an encoder trained here is refused, before any work, when `pretrain:` lacks its entry."""
+    cfg = copy.deepcopy(DEFAULT)
+    del cfg["pretrain"]["arniqa"]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(params.ParamsError) as info:
+        params.validate(cfg)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message == ("params.yaml: models: 'arniqa' reads the encoder trained under pretrain.arniqa, but pretrain: "
+                       "has no 'arniqa' entry (it has ['contrique']); add `arniqa:` with its settings under pretrain: "
+                       "(docs/contrique.md, docs/arniqa.md) or remove 'arniqa' from models:")
+    cfg["models"].remove("arniqa")
+    assert set(params.validate(cfg)["pretrain"]) == {"contrique"}
+    # random and fr:deepwsd read contrique's encoder: without it, the first of them listed is named.
+    cfg["models"] = ["brisque", "random", "fr:deepwsd"]
+    cfg["pretrain"] = {"arniqa": DEFAULT["pretrain"]["arniqa"]}
+    with pytest.raises(params.ParamsError, match=r"models: 'random' reads the encoder trained under "
+                                                 r"pretrain.contrique"):
+        params.validate(cfg)
+    # An encoder no row reads is trained all the same: allowed.
+    cfg["pretrain"]["mine"] = {"steps": 10}
+    cfg["models"] = ["brisque"]
+    cfg["mixed"]["model"] = "brisque"
+    assert set(params.validate(cfg)["pretrain"]) == {"arniqa", "mine"}
+    # file:data/encoders/NAME.pt is that entry's encoder: asked for in pretrain:, not on disk (not trained yet).
+    cfg["models"] = ["brisque", "file:data/encoders/mine.pt"]
+    assert params.validate(cfg)["models"] == cfg["models"]
+    cfg["models"] = ["brisque", "file:data/encoders/yours.pt"]
+    with pytest.raises(params.ParamsError, match="'file:data/encoders/yours.pt' reads the encoder trained under "
+                                                 "pretrain.yours, but pretrain: has no 'yours' entry"):
+        params.validate(cfg)
+    cfg["models"] = ["brisque"]
+    # The stage reads one entry, with the top-level seed where its own is null.
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(cfg))
+    assert params.section("pretrain.mine")["steps"] == 10 and params.section("pretrain.arniqa")["seed"] == 0
+    with pytest.raises(SystemExit, match=r"pretrain: has no 'contrique' entry; it has \['arniqa', 'mine'\]"):
+        params.section("pretrain.contrique")
+
+
+@pytest.mark.parametrize("pretrain, expected", [
+    ({}, "pretrain: must map each encoder to its settings"),
+    ({"steps": 600, "arch": "small_cnn"}, "pretrain.arch is a setting, but pretrain: maps encoder names to their "
+                                           "settings; move the keys under an encoder's name"),
+    ({"my.enc": {"steps": 1}}, "pretrain: 'my.enc' cannot name an encoder"),
+    ({"contrique": [1, 2]}, "pretrain.contrique must be a mapping of settings"),
+])
+def test_pretrain_is_a_mapping_of_encoder_names_to_settings(tmp_path, monkeypatch, pretrain, expected):
+    cfg = copy.deepcopy(DEFAULT)
+    cfg.update(pretrain=pretrain, models=["brisque"])
+    cfg["mixed"]["model"] = "brisque"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(params.ParamsError, match=re.escape(expected)):
+        params.validate(cfg)
+
+
+def test_the_old_per_encoder_sections_say_where_their_keys_go(tmp_path, monkeypatch):
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["pretrain_arniqa"] = cfg["pretrain"].pop("arniqa")
+    cfg["models"] = ["contrique"]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(params.ParamsError, match="unknown top-level key 'pretrain_arniqa': each encoder's settings "
+                                                 "are an entry of pretrain: now; move them under pretrain: as arniqa:"):
+        params.validate(cfg)

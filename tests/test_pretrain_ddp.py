@@ -59,49 +59,49 @@ _spec.loader.exec_module(stage)
 def test_launcher_decision(monkeypatch, tmp_path):
     monkeypatch.delenv("RANK", raising=False)
     assert stage.torchrun_command(1, "auto", []) is None
-    cmd = stage.torchrun_command(2, "cpu", ["--section", "pretrain_arniqa"])
+    cmd = stage.torchrun_command(2, "cpu", ["arniqa", "--profile", "p.yaml"])
     assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(STAGE)]
-    assert cmd[-2:] == ["--section", "pretrain_arniqa"]
+    assert cmd[-3:] == ["arniqa", "--profile", "p.yaml"]  # the same encoder and arguments on every rank
     monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
     with pytest.raises(SystemExit, match="nproc is 2 but this machine has 1 GPU"):
         stage.torchrun_command(2, "auto", [])
     assert stage.torchrun_command(2, "cpu", []) is not None  # CPU processes (gloo) need no GPU
     for bad in (0, "2", True, 1.5):
-        with pytest.raises(SystemExit, match="pretrain.nproc must be a whole number"):
-            stage.torchrun_command(bad, "cpu", [])
+        with pytest.raises(SystemExit, match="pretrain.arniqa.nproc must be a whole number"):
+            stage.torchrun_command(bad, "cpu", [], key="pretrain.arniqa.nproc")
     monkeypatch.setenv("RANK", "0")  # a rank of a torchrun started by hand (multi-node): never relaunch
     assert stage.torchrun_command(8, "auto", []) is None
     (tmp_path / "p.yaml").write_text("nproc: 2\n")
-    with pytest.raises(SystemExit, match="nproc is how this machine runs the recipe"):
-        stage.read_profile(tmp_path / "p.yaml")
+    with pytest.raises(SystemExit, match="nproc is how this machine runs the recipe.*pretrain.arniqa.nproc=N"):
+        stage.read_profile(tmp_path / "p.yaml", "arniqa")
 
 
 def test_stage_with_nproc_2_runs_two_gloo_ranks_through_torchrun(tmp_path):
     section = {**CFG, "steps": 4, "checkpoint_every": 2, "log_every": 2, "nproc": 2}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": section}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": {"contrique": section}}))
     corpus.build(tmp_path / "data" / "corpus", photos=["astronaut", "coffee"], crop=48, n_images=96,
                  shard_size=96, seed=0)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    run = subprocess.run([sys.executable, str(STAGE)], cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "1"},
+    run = subprocess.run([sys.executable, str(STAGE), "contrique"], cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "1"},
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "--nproc_per_node=2" in run.stdout
-    last = torch.load(tmp_path / "data" / "checkpoints" / "pretrain" / "step-00000004.pt", weights_only=True)
+    last = torch.load(tmp_path / "data" / "checkpoints" / "pretrain-contrique" / "step-00000004.pt", weights_only=True)
     assert len(last["generator"]) == 2  # one view generator per rank: two ranks trained
-    assert (tmp_path / "data" / "models" / "encoder.pt").exists()
-    assert (tmp_path / "data" / "models" / "pretrain_history.csv").read_text().count("\n") == 1 + 2
+    assert (tmp_path / "data" / "encoders" / "contrique.pt").exists()
+    assert (tmp_path / "data" / "encoders" / "contrique_history.csv").read_text().count("\n") == 1 + 2
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 def test_stage_with_nproc_2_on_two_gpus_runs_nccl_with_syncbn(tmp_path):
     section = {**CFG, "steps": 4, "checkpoint_every": 2, "log_every": 2, "nproc": 2, "device": "cuda"}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": section}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": {"contrique": section}}))
     corpus.build(tmp_path / "data" / "corpus", photos=["astronaut", "coffee"], crop=48, n_images=96,
                  shard_size=96, seed=0)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    run = subprocess.run([sys.executable, str(STAGE)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=300)
+    run = subprocess.run([sys.executable, str(STAGE), "contrique"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    last = torch.load(tmp_path / "data" / "checkpoints" / "pretrain" / "step-00000004.pt", weights_only=True)
+    last = torch.load(tmp_path / "data" / "checkpoints" / "pretrain-contrique" / "step-00000004.pt", weights_only=True)
     assert len(last["generator"]) == 2

@@ -22,7 +22,7 @@ PROFILE = {"width": 4, "crop": 32, "batch_size": 16, "steps": 60, "proj_hidden":
 
 def _workspace(root: Path) -> Path:
     root.mkdir()
-    (root / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": SECTION}))
+    (root / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": {"contrique": SECTION}}))
     (root / "small.yaml").write_text(yaml.safe_dump(PROFILE))
     corpus.build(root / "data" / "corpus", photos=["astronaut", "coffee"], crop=48, n_images=96, shard_size=96,
                  seed=0)
@@ -32,17 +32,17 @@ def _workspace(root: Path) -> Path:
 def _start(root: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("RANK", None), env.pop("WORLD_SIZE", None)
-    return subprocess.Popen([sys.executable, str(STAGE), "--profile", "small.yaml"], cwd=root, env=env,
+    return subprocess.Popen([sys.executable, str(STAGE), "contrique", "--profile", "small.yaml"], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _weights(root: Path) -> dict:
-    return torch.load(root / "data" / "models" / "encoder.pt", weights_only=True)["state_dict"]
+    return torch.load(root / "data" / "encoders" / "contrique.pt", weights_only=True)["state_dict"]
 
 
 def test_sigkill_after_first_checkpoint_then_restart_gives_the_uninterrupted_weights(tmp_path):
     killed = _workspace(tmp_path / "killed")
-    ckpt = killed / "data" / "checkpoints" / "pretrain"
+    ckpt = killed / "data" / "checkpoints" / "pretrain-contrique"
     proc = _start(killed)
     deadline = time.monotonic() + 120
     while not list(ckpt.glob("step-*.pt")) and proc.poll() is None and time.monotonic() < deadline:
@@ -50,7 +50,7 @@ def test_sigkill_after_first_checkpoint_then_restart_gives_the_uninterrupted_wei
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    assert list(ckpt.glob("step-*.pt")) and not (killed / "data" / "models" / "encoder.pt").exists()
+    assert list(ckpt.glob("step-*.pt")) and not (killed / "data" / "encoders" / "contrique.pt").exists()
 
     resumed = _start(killed)
     out, _ = resumed.communicate(timeout=300)
@@ -67,5 +67,5 @@ def test_sigkill_after_first_checkpoint_then_restart_gives_the_uninterrupted_wei
         torch.set_num_threads(threads)
     a, b = _weights(killed), torch.load(clean / "encoder.pt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    history = (killed / "data" / "models" / "pretrain_history.csv").read_text().splitlines()
+    history = (killed / "data" / "encoders" / "contrique_history.csv").read_text().splitlines()
     assert len(history) == 1 + PROFILE["steps"] // PROFILE["log_every"]  # no step logged twice or lost

@@ -46,11 +46,14 @@ def test_the_default_rows_are_declared_with_their_kind_files_and_history():
     assert {"contrique", "arniqa", "random", "brisque", "niqe", "fr:psnr", "fr:gmsd", "fr:deepwsd"} <= set(rows.ROWS)
     assert rows.get("fr:psnr").kind == rows.FR and rows.get("niqe").kind == rows.NR
     assert rows.artifacts(["contrique", "random", "arniqa", "brisque", "fr:deepwsd"]) == [
-        Path("data/models/encoder.pt"), Path("data/models/encoder-arniqa.pt")]
+        Path("data/encoders/contrique.pt"), Path("data/encoders/arniqa.pt")]
     assert rows.loss_histories(["contrique", "arniqa", "brisque"]) == {
-        "contrique": Path("data/models/pretrain_history.csv"),
-        "arniqa": Path("data/models/pretrain-arniqa_history.csv")}
-    assert rows.trained_here(["contrique", "niqe", "brisque"]) == {"contrique": "pretrain", "niqe": "fit_niqe"}
+        "contrique": Path("data/encoders/contrique_history.csv"),
+        "arniqa": Path("data/encoders/arniqa_history.csv")}
+    assert rows.trained_here(["contrique", "niqe", "brisque"]) == {"contrique": "pretrain@contrique",
+                                                                   "niqe": "fit_niqe"}
+    assert rows.pretrain_keys(["contrique", "random", "fr:deepwsd", "arniqa", "niqe"]) == {
+        "contrique": "contrique", "random": "contrique", "fr:deepwsd": "contrique", "arniqa": "arniqa"}
     for row in rows.ROWS.values():
         assert row.summary and row.licence and row.preprocessing.describe(), row.name
     with pytest.raises(ValueError, match="unknown row 'contrik'.*'contrique'"):
@@ -168,9 +171,20 @@ def test_file_rows_read_their_path_and_feature_functions_say_if_they_need_refere
         scoring.score_images([tmp_path / "enc.pt"], "fr:psnr", tmp_path)
 
 
+def test_a_file_row_in_data_encoders_is_the_encoder_a_pretrain_entry_trains(tmp_path):
+    mine = rows.get("file:data/encoders/mine.pt")
+    assert (mine.pretrain, mine.stage, mine.artifacts) == ("mine", "pretrain@mine", (Path("data/encoders/mine.pt"),))
+    assert rows.loss_histories(["file:data/encoders/mine.pt"]) == {
+        "file:data/encoders/mine.pt": Path("data/encoders/mine_history.csv")}
+    elsewhere = rows.get(f"file:{tmp_path / 'mine.pt'}")  # a file the user supplies: no stage makes it
+    assert elsewhere.pretrain is None and elsewhere.stage is None
+    with pytest.raises(ValueError, match="encoder name 'a b'"):
+        rows.Row("x", rows.NR, lambda seed, device: None, "x", pretrain="a b")
+
+
 def test_fine_tuning_takes_one_encoder_file_read_as_contrique_reads_it(tmp_path):
-    assert rows.encoder_path("contrique") == Path("data/models/encoder.pt")
-    assert rows.encoder_path("arniqa") == Path("data/models/encoder-arniqa.pt")
+    assert rows.encoder_path("contrique") == Path("data/encoders/contrique.pt")
+    assert rows.encoder_path("arniqa") == Path("data/encoders/arniqa.pt")
     assert rows.encoder_path(f"file:{tmp_path / 'e.pt'}") == tmp_path / "e.pt"
     with pytest.raises(ValueError, match="'random' is not one encoder file.*'contrique'"):
         rows.encoder_path("random")
@@ -196,19 +210,28 @@ def test_paper_protocols_are_evaluate_settings_the_protocol_runs():
 
 
 def test_dvc_yaml_makes_every_trained_rows_files_and_extract_depends_on_them():
+    """One foreach stage trains every encoder of params.yaml `pretrain:`; extract depends on their folder."""
     import yaml
 
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    trained = yaml.safe_load((REPO / "params.yaml").read_text())["pretrain"]
 
     def paths(entries):
         return {next(iter(e)) if isinstance(e, dict) else e for e in entries}
 
+    assert stages["pretrain"]["foreach"] == "${pretrain}"
     extract_deps = paths(stages["extract"]["do"]["deps"])
     assert "src/iqabench/rows.py" in extract_deps
     for name, stage in rows.trained_here().items():
-        outs = paths(stages[stage].get("outs", []))
-        for artifact in rows.get(name).artifacts:
+        row = rows.get(name)
+        if row.pretrain is None:  # fit_niqe's Gaussian: a stage of its own
+            outs = paths(stages[stage].get("outs", []))
+        else:
+            assert row.pretrain in trained and stage == f"pretrain@{row.pretrain}", (name, stage)
+            outs = {o.replace("${key}", row.pretrain) for o in paths(stages["pretrain"]["do"]["outs"])}
+        for artifact in row.artifacts:
             assert str(artifact) in outs, f"row {name}: {artifact} is not an output of stage {stage}"
-            assert str(artifact) in extract_deps, f"row {name}: extract does not depend on {artifact}"
-        history = rows.get(name).loss_history
-        assert history is None or str(history) in outs, f"row {name}: {history} is not written by {stage}"
+            assert str(artifact) in extract_deps or str(artifact.parent) in extract_deps, \
+                f"row {name}: extract does not depend on {artifact}"
+        assert row.loss_history is None or str(row.loss_history) in outs, \
+            f"row {name}: {row.loss_history} is not written by {stage}"

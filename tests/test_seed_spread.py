@@ -18,8 +18,9 @@ _spec = importlib.util.spec_from_file_location("seed_spread", REPO / "benchmarks
 seed_spread = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(seed_spread)
 
-PARAMS = {"seed": 0, "models": ["contrique"], "pretrain": {"steps": 600, "seed": None},
-          "pretrain_arniqa": {"steps": 300, "seed": None}, "evaluate": {"n_splits": 10, "seed": None}}
+PARAMS = {"seed": 0, "models": ["contrique"],
+          "pretrain": {"contrique": {"steps": 600, "seed": None}, "arniqa": {"steps": 300, "seed": None}},
+          "evaluate": {"n_splits": 10, "seed": None}}
 
 
 def metrics(srcc: float, plcc: float = 0.5) -> dict:
@@ -28,18 +29,26 @@ def metrics(srcc: float, plcc: float = 0.5) -> dict:
 
 
 def test_seeds_go_to_pretraining_and_splits_and_the_datasets_stay_fixed():
-    out = seed_spread.with_seed(PARAMS, 3, {"pretrain.steps": 20, "models": ["a"]})
+    out = seed_spread.with_seed(PARAMS, 3, {"pretrain.contrique.steps": 20, "models": ["a"]})
     # Split i is drawn from evaluate.seed + i: the stride keeps two seeds' 10 splits apart.
-    assert (out["pretrain"]["seed"], out["pretrain_arniqa"]["seed"], out["evaluate"]["seed"]) == (3, 3, 3000)
+    seeds = (out["pretrain"]["contrique"]["seed"], out["pretrain"]["arniqa"]["seed"], out["evaluate"]["seed"])
+    assert seeds == (3, 3, 3000)
     assert seed_spread.with_seed(PARAMS, 0, {})["evaluate"]["seed"] == 0  # seed 0 is the default run
-    assert out["seed"] == 0 and out["pretrain"]["steps"] == 20 and out["models"] == ["a"]
-    assert PARAMS["pretrain"]["seed"] is None  # the input is not modified
-    with pytest.raises(SystemExit, match="no key 'step'.*steps"):
-        seed_spread.with_seed(PARAMS, 1, {"pretrain.step": 20})
+    assert out["seed"] == 0 and out["pretrain"]["contrique"]["steps"] == 20 and out["models"] == ["a"]
+    assert PARAMS["pretrain"]["contrique"]["seed"] is None  # the input is not modified
+    # Every encoder of pretrain: gets the seed, also one with no seed key of its own.
+    extra = seed_spread.with_seed({**PARAMS, "pretrain": {**PARAMS["pretrain"], "mine": {"steps": 5}}}, 2, {})
+    assert extra["pretrain"]["mine"] == {"steps": 5, "seed": 2}
+    with pytest.raises(SystemExit, match="section 'pretrain.contrique' has no key 'step'.*steps"):
+        seed_spread.with_seed(PARAMS, 1, {"pretrain.contrique.step": 20})
+    with pytest.raises(SystemExit, match="no section 'pretrain.contriqe'.*arniqa"):
+        seed_spread.with_seed(PARAMS, 1, {"pretrain.contriqe.steps": 20})
     with pytest.raises(SystemExit, match="no section 'pretrian'"):
         seed_spread.with_seed(PARAMS, 1, {"pretrian.steps": 20})
-    assert seed_spread.parse_overrides(["pretrain.steps=20", "models=[a, b]"]) == {
-        "pretrain.steps": 20, "models": ["a", "b"]}
+    with pytest.raises(SystemExit, match="no top-level key 'model'"):
+        seed_spread.with_seed(PARAMS, 1, {"model": ["a"]})
+    assert seed_spread.parse_overrides(["pretrain.contrique.steps=20", "models=[a, b]"]) == {
+        "pretrain.contrique.steps": 20, "models": ["a", "b"]}
     with pytest.raises(SystemExit, match="section.key=value"):
         seed_spread.parse_overrides(["pretrain.steps"])
 
@@ -73,16 +82,17 @@ def test_what_it_writes_is_what_the_gate_reads(tmp_path):
 def test_run_seeds_collects_each_seeds_metrics_and_stops_at_a_failure(tmp_path):
     def fake_repro(work, env):  # stands in for `dvc repro evaluate`: the result depends on the seeds set
         params = yaml.safe_load((work / "params.yaml").read_text())
-        assert params["seed"] == 0 and params["pretrain"]["steps"] == 20
-        seed = params["pretrain"]["seed"]
+        assert params["seed"] == 0 and params["pretrain"]["contrique"]["steps"] == 20
+        seed = params["pretrain"]["arniqa"]["seed"]
         if seed == 13:
             raise RuntimeError("extract failed")
         write_json(work / "reports" / "metrics.json", metrics(0.4 + 0.01 * seed))
 
-    per_seed, seconds = seed_spread.run_seeds(tmp_path, PARAMS, [0, 2], {"pretrain.steps": 20}, repro=fake_repro)
+    per_seed, seconds = seed_spread.run_seeds(tmp_path, PARAMS, [0, 2], {"pretrain.contrique.steps": 20},
+                                          repro=fake_repro)
     assert per_seed[2]["within"]["contrique"]["d"]["srcc"] == pytest.approx(0.42) and set(seconds) == {0, 2}
     with pytest.raises(SystemExit, match="seed 13: extract failed"):
-        seed_spread.run_seeds(tmp_path, PARAMS, [0, 13], {"pretrain.steps": 20}, repro=fake_repro)
+        seed_spread.run_seeds(tmp_path, PARAMS, [0, 13], {"pretrain.contrique.steps": 20}, repro=fake_repro)
 
 
 def test_the_command_refuses_too_few_seeds_and_bad_overrides_before_running(monkeypatch):
@@ -95,9 +105,16 @@ def test_the_command_refuses_too_few_seeds_and_bad_overrides_before_running(monk
 
 def test_the_repository_has_the_seed_keys_and_the_gate_factor():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, key, _ in seed_spread.SEED_KEYS:
-        assert key in params[section] and params[section][key] is None  # null = the top-level seed
-    assert params["evaluate"]["n_splits"] < seed_spread.SEED_KEYS[-1][2]
+    keys = seed_spread.seed_keys(params)
+    assert {"pretrain.contrique.seed", "pretrain.arniqa.seed", "evaluate.seed"} <= set(keys)
+    for dotted in keys:
+        body = params
+        for part in dotted.split(".")[:-1]:
+            body = body[part]
+        assert "seed" in body and body["seed"] is None  # null = the top-level seed
+    assert params["evaluate"]["n_splits"] < seed_spread.SPLIT_STRIDE
+    # The smoke settings name real keys of the repository's params.
+    seed_spread.with_seed(params, 1, seed_spread.TINY)
     assert params["check"]["seed_factor"] > 0
     assert isinstance(json.loads((REPO / "reports" / "baseline.json").read_text())["accepted"], list)
     assert pd.notna(params["seed"])

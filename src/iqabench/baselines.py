@@ -15,8 +15,8 @@ reads every row out with the same ridge protocol as the encoders:
 * ``fr:<metric>``: full-reference metrics of each image against its manifest
   ``reference`` (:mod:`iqabench.fr_metrics`; GMSD negated, so that higher is better).
 * ``fr:deepwsd``: minus DeepWSD (:mod:`iqabench.models.deepwsd`) on the stages
-  of the project's pretrained encoder, ``data/models/encoder.pt`` (the
-  `pretrain` stage; ImageNet weights cannot be fetched here).
+  of the project's pretrained encoder, ``data/encoders/contrique.pt`` (the
+  `pretrain@contrique` stage; ImageNet weights cannot be fetched here).
 * ``fr:deepwsd-vgg16:PATH``: minus DeepWSD on torchvision VGG16 ``features``
   from a local state dict at PATH: the published configuration.
 
@@ -87,7 +87,7 @@ def brisque_published(seed: int = 0, device="cpu"):
     return _feature_fn(score, per_image_on_cpu=True)
 
 
-def deepwsd_on_encoder(path: str | Path = deepwsd.DEFAULT_ENCODER):
+def deepwsd_on_encoder(path: str | Path):
     return lambda seed=0, device="cpu": deepwsd_feature_fn(deepwsd.from_encoder(path), device)
 
 

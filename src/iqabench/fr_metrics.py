@@ -100,7 +100,7 @@ def _deepwsd_label_metric(weights: str | Path | None) -> Callable[[torch.Tensor,
         raise ValueError(
             "label metric 'deepwsd' needs VGG16 weights: set prepare.deepwsd_weights in params.yaml to a local "
             "torchvision vgg16 state dict (e.g. vgg16-397923af.pth), or drop deepwsd from prepare.label_metrics. "
-            "The project encoder (data/models/encoder.pt) cannot label the embedded sets: it is trained on the "
+            "The project encoder (data/encoders/contrique.pt) cannot label the embedded sets: it is trained on the "
             "same photographs, after `prepare`, so the labels would be circular")
     model = deepwsd.from_vgg16(weights)
     return lambda d, r: -model(d, r)

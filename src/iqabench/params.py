@@ -45,7 +45,9 @@ def load(path: str | os.PathLike | None = None) -> dict[str, Any]:
 def section(name: str, path: str | os.PathLike | None = None, optional: bool = False) -> dict[str, Any]:
     """A stage's section, validated and with defaults filled, plus the top-level ``seed``, ``datasets``
     and ``models``. A params error ends the stage with its one-line message (no traceback).
-    ``optional``: a section absent from the file is its defaults (e.g. ``niqe``)."""
+    ``optional``: a section absent from the file is its defaults (e.g. ``niqe``).
+    ``SECTION.NAME`` is one entry of a named section: ``pretrain.contrique``."""
+    name, _, entry = name.partition(".")
     try:
         params = validate(load(path), where=str(path or "params.yaml"), stage=name)
         if optional and name not in params and name in schema.SECTIONS:
@@ -55,10 +57,15 @@ def section(name: str, path: str | os.PathLike | None = None, optional: bool = F
     if name not in params:
         raise SystemExit(f"error: {path or 'params.yaml'} has no '{name}' section; known sections: "
                          f"{sorted(params)}")
+    body = params[name] or {}
+    if entry:
+        if entry not in body:
+            raise SystemExit(f"error: {path or 'params.yaml'}: {name}: has no {entry!r} entry; it has {sorted(body)}")
+        body = body[entry]
     merged = {k: params[k] for k in ("seed", "datasets", "models") if k in params}
-    # A section's own seed (pretrain.seed, evaluate.seed) overrides the top-level one; null means "the
+    # A section's own seed (pretrain.NAME.seed, evaluate.seed) overrides the top-level one; null means "the
     # top-level seed", so a seed study can vary training and splits while the datasets stay fixed.
-    merged.update({k: v for k, v in (params[name] or {}).items() if not (k == "seed" and v is None)})
+    merged.update({k: v for k, v in body.items() if not (k == "seed" and v is None)})
     return merged
 
 
@@ -70,6 +77,9 @@ def validate(params: dict[str, Any], where: str = "params.yaml", stage: str | No
     """
     out = dict(params)
     for key in params:
+        if str(key).startswith("pretrain_") and key not in schema.KNOWN_SECTIONS:
+            raise ParamsError(f"{where}: unknown top-level key {key!r}: each encoder's settings are an entry of "
+                              f"pretrain: now; move them under pretrain: as {str(key)[len('pretrain_'):]}:")
         if key not in schema.KNOWN_SECTIONS:
             raise ParamsError(f"{where}: unknown top-level key {key!r}{_closest(key, schema.KNOWN_SECTIONS)}; "
                               f"known: {', '.join(schema.KNOWN_SECTIONS)}")
@@ -88,12 +98,54 @@ def validate(params: dict[str, Any], where: str = "params.yaml", stage: str | No
             out[name] = _check_section(where, name, body, schema.dataclass_section(name), fill=False)
         elif schema.SECTIONS[name] is not None:
             out[name] = _check_section(where, name, body, schema.SECTIONS[name], fill=True)
+    for name in schema.NAMED_SECTIONS:
+        if name in params:
+            out[name] = _check_named_section(where, name, params[name])
     if "datasets" in out:
         _check_dataset_names(where, out, ready=stage == "prepare")
     if "models" in out:
         _check_models(where, out["models"])
+        _check_encoders(where, out["models"], out.get("pretrain") or {})
     _check_relations(where, out)
     return out
+
+
+def _check_named_section(where: str, name: str, body: Any) -> dict:
+    """``pretrain:``: encoder name -> its settings, each checked as one dataclass section (no defaults filled:
+    the dataclass has them)."""
+    from .models.encoders import TRAINED_NAME
+
+    keys = schema.dataclass_section(name)
+    if not isinstance(body, dict) or not body:
+        raise ParamsError(f"{where}: {name}: must map each encoder to its settings, e.g. {name}: {{contrique: "
+                          f"{{steps: 600}}}}; got {body!r} (the extract stage reads what {name}@NAME trains)")
+    flat = sorted(k for k, v in body.items() if k in keys and not isinstance(v, dict))
+    if flat:
+        raise ParamsError(f"{where}: {name}.{flat[0]} is a setting, but {name}: maps encoder names to their "
+                          f"settings; move the keys under an encoder's name, e.g. {name}: contrique: {flat[0]}: ...")
+    out = {}
+    for entry, settings in body.items():
+        if not isinstance(entry, str) or not TRAINED_NAME.fullmatch(entry):
+            raise ParamsError(f"{where}: {name}: {entry!r} cannot name an encoder: use letters, digits, '_' and '-' "
+                              f"(it names the file data/encoders/NAME.pt and the stage {name}@NAME)")
+        settings = {} if settings is None else settings
+        if not isinstance(settings, dict):
+            raise ParamsError(f"{where}: {name}.{entry} must be a mapping of settings, got {settings!r}")
+        out[entry] = _check_section(where, f"{name}.{entry}", settings, keys, fill=False)
+    return out
+
+
+def _check_encoders(where: str, models: list[str], trained: dict) -> None:
+    """Every row in ``models`` that reads an encoder trained here names a key of ``pretrain:``, so the stage
+    that writes it exists. An encoder no listed row reads is allowed: it is trained all the same."""
+    from . import rows
+
+    for name, key in rows.pretrain_keys(models).items():
+        if key not in trained:
+            raise ParamsError(f"{where}: models: {name!r} reads the encoder trained under pretrain.{key}, but "
+                              f"pretrain: has no {key!r} entry (it has {sorted(trained)}); add `{key}:` with its "
+                              f"settings under pretrain: (docs/contrique.md, docs/arniqa.md) or remove {name!r} "
+                              "from models:")
 
 
 def _check_section(where: str, name: str, body: dict, keys: dict[str, schema.Key], fill: bool) -> dict:

@@ -1,9 +1,11 @@
 """What each section of ``params.yaml`` may hold: known keys, allowed values, defaults.
 
 One table for every stage, read by :func:`iqabench.params.validate`. Sections
-backed by a config dataclass (``pretrain``, ``pretrain_arniqa``, ``finetune``,
-``mixed``) take their known keys from that dataclass, so a new setting needs no
-second edit here; the ranges below cover the keys those sections share.
+backed by a config dataclass (``finetune``, ``mixed``, and each encoder's
+section under ``pretrain:``) take their known keys from that dataclass, so a new
+setting needs no second edit here; the ranges below cover the keys those
+sections share. ``pretrain:`` maps each encoder the pipeline trains (stage
+``pretrain@NAME``) to its own PretrainConfig section.
 Names that refer to other registries (datasets, model rows, photographs, label
 metrics) are looked up in the module that owns them, never copied.
 """
@@ -162,15 +164,18 @@ SECTIONS: dict[str, dict[str, Key]] = {
 
 # Sections whose known keys are a config dataclass's fields, plus the keys their stage reads itself.
 DATACLASS_SECTIONS = {
-    "pretrain": ("iqabench.training.pretrain", "PretrainConfig",
-                 {"profile": text(default=""), "nproc": integer(1, default=1)}),
-    "pretrain_arniqa": ("iqabench.training.pretrain", "PretrainConfig",
-                        {"profile": text(default=""), "nproc": integer(1, default=1)}),
     "finetune": ("iqabench.training.finetune", "FinetuneConfig", {}),
     "mixed": ("iqabench.mixed", "TrainConfig", {
         "model": text(nonempty=True, default="contrique"),
         "methods": list_of(one_of_lazy(_mixed_methods, "mixed-training methods (monotonic, pooled, single)"),
                            default=["monotonic", "pooled", "single"])}),
+}
+
+# Sections that map a name to one dataclass section each: `pretrain:` holds one PretrainConfig section per
+# encoder (stage pretrain@NAME writes data/encoders/NAME.pt), plus the keys stages/pretrain.py reads itself.
+NAMED_SECTIONS = {
+    "pretrain": ("iqabench.training.pretrain", "PretrainConfig",
+                 {"profile": text(default=""), "nproc": integer(1, default=1)}),
 }
 
 # Ranges of keys the dataclass sections share (where a section has the key at all).
@@ -189,14 +194,15 @@ SECTION_RANGES = {"mixed": {"batch_size": integer(0)}}   # mixed: 0 = full batch
 
 
 def dataclass_section(name: str) -> dict[str, Key]:
-    """Known keys of a dataclass-backed section: every field (ranged where known) plus its stage keys."""
+    """Known keys of a dataclass-backed section (or of each entry of a named one): every field (ranged where
+    known) plus its stage keys."""
     import importlib
 
-    module, cls, extra = DATACLASS_SECTIONS[name]
+    module, cls, extra = DATACLASS_SECTIONS[name] if name in DATACLASS_SECTIONS else NAMED_SECTIONS[name]
     fields = dataclasses.fields(getattr(importlib.import_module(module), cls))
     overrides = SECTION_RANGES.get(name, {})
     return {**{f.name: overrides.get(f.name) or SHARED_RANGES.get(f.name) or anything(default=None)
                for f in fields}, **extra}
 
 
-KNOWN_SECTIONS = (*TOP_LEVEL, *SECTIONS, *DATACLASS_SECTIONS)
+KNOWN_SECTIONS = (*TOP_LEVEL, *SECTIONS, *DATACLASS_SECTIONS, *NAMED_SECTIONS)

@@ -4,6 +4,11 @@ A row says what it is (``NR`` no-reference or ``FR`` full-reference), how to
 build its feature function, the preprocessing it applies, the files it needs
 and the stage that makes them (``stage=None``: the user supplies the file, see
 docs/reproduce.md), its loss history when trained here, citation and licence.
+A row on an encoder this project trains names its key of params.yaml
+``pretrain:`` (``pretrain="contrique"``): its file is
+:func:`iqabench.models.encoders.trained_path` of that key, written by stage
+``pretrain@KEY``, and params validation refuses the row when ``pretrain:``
+lacks the key.
 `extract`, `evaluate`, `report`, ``iqabench score`` and the MLflow run read
 rows only through :func:`get`, :func:`feature_fn`, :func:`artifacts` and
 :func:`loss_histories`, so **adding a row to the project is one ``_declare``
@@ -19,7 +24,8 @@ Rows from outside the project, without editing it:
 
 Families with a path in the name: ``file:PATH`` (an iqabench encoder file, a
 torchvision ResNet state dict or a published CONTRIQUE/ARNIQA/Re-IQA
-checkpoint) and ``fr:deepwsd-vgg16:PATH``.
+checkpoint; ``file:data/encoders/NAME.pt`` is the encoder of the ``pretrain:``
+entry NAME, trained by the pipeline) and ``fr:deepwsd-vgg16:PATH``.
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ import numpy as np
 import torch
 
 from . import baselines, fr_metrics, zoo
-from .models import deepwsd
+from .models import encoders
 from .models.encoders import CONTRIQUE, IMAGENET_MEAN_STD, Preprocessing
 
 NR, FR = "NR", "FR"
@@ -52,6 +58,7 @@ class Row:
     preprocessing: Preprocessing = Preprocessing()
     artifacts: tuple[Path, ...] = ()           # files the feature function reads
     stage: str | None = None                   # DVC stage that writes them; None: a file the user supplies
+    pretrain: str | None = None                # key of params.yaml `pretrain:` whose encoder it reads (if any)
     loss_history: Path | None = None           # CSV (step, loss, ...) when the encoder is trained here
     citation: str = ""
     licence: str = ""
@@ -63,6 +70,9 @@ class Row:
             raise ValueError(f"row {self.name!r}: kind must be {NR!r} or {FR!r}, not {self.kind!r}")
         if not callable(self.build):
             raise ValueError(f"row {self.name!r}: build must be callable (seed, device) -> feature function")
+        if self.pretrain is not None:  # the encoder file and its stage follow from the key, in one place
+            object.__setattr__(self, "artifacts", self.artifacts or (encoders.trained_path(self.pretrain),))
+            object.__setattr__(self, "stage", self.stage or f"pretrain@{self.pretrain}")
         object.__setattr__(self, "artifacts", tuple(Path(p) for p in self.artifacts))
         if self.loss_history is not None:
             object.__setattr__(self, "loss_history", Path(self.loss_history))
@@ -86,19 +96,19 @@ ARNIQA_CITATION = "Agnolucci et al., ARNIQA: Learning Distortion Manifold for Im
 REIQA_CITATION = "Saha et al., Re-IQA: Unsupervised Learning for Image Quality Assessment in the Wild, CVPR 2023"
 
 # ---- the project's rows -------------------------------------------------------------------------------
-_declare(Row("contrique", NR, zoo.encoder_file(zoo.CONTRIQUE_ENCODER),
-             "CONTRIQUE's objective, encoder pretrained by the `pretrain` stage", CONTRIQUE,
-             artifacts=(zoo.CONTRIQUE_ENCODER,), stage="pretrain",
-             loss_history=Path("data/models/pretrain_history.csv"), citation=CONTRIQUE_CITATION, licence="project",
-             protocol=CONTRIQUE_PROTOCOL))
-_declare(Row("arniqa", NR, zoo.encoder_file(zoo.ARNIQA_ENCODER),
-             "ARNIQA's objective, same architecture, pretrained by the `pretrain_arniqa` stage", CONTRIQUE,
-             artifacts=(zoo.ARNIQA_ENCODER,), stage="pretrain_arniqa",
-             loss_history=Path("data/models/pretrain-arniqa_history.csv"), citation=ARNIQA_CITATION,
-             licence="project", protocol=ARNIQA_PROTOCOL))
-_declare(Row("random", NR, zoo.random_weights(zoo.CONTRIQUE_ENCODER),
+# Encoders trained here: params.yaml `pretrain:` has one section per key, stage pretrain@KEY writes the file.
+CONTRIQUE_ENCODER, ARNIQA_ENCODER = encoders.trained_path("contrique"), encoders.trained_path("arniqa")
+_declare(Row("contrique", NR, zoo.encoder_file(CONTRIQUE_ENCODER),
+             "CONTRIQUE's objective, encoder pretrained by the `pretrain@contrique` stage", CONTRIQUE,
+             pretrain="contrique", loss_history=encoders.history_path(CONTRIQUE_ENCODER),
+             citation=CONTRIQUE_CITATION, licence="project", protocol=CONTRIQUE_PROTOCOL))
+_declare(Row("arniqa", NR, zoo.encoder_file(ARNIQA_ENCODER),
+             "ARNIQA's objective, same architecture, pretrained by the `pretrain@arniqa` stage", CONTRIQUE,
+             pretrain="arniqa", loss_history=encoders.history_path(ARNIQA_ENCODER),
+             citation=ARNIQA_CITATION, licence="project", protocol=ARNIQA_PROTOCOL))
+_declare(Row("random", NR, zoo.random_weights(CONTRIQUE_ENCODER),
              "contrique's architecture with seeded random weights: what pretraining buys", CONTRIQUE,
-             artifacts=(zoo.CONTRIQUE_ENCODER,), stage="pretrain", licence="project"))
+             pretrain="contrique", licence="project"))
 _declare(Row("brisque", NR, baselines.brisque, "the 36 BRISQUE features, fitted by the protocol's ridge", LUMA,
              citation="Mittal et al., No-Reference Image Quality Assessment in the Spatial Domain, IEEE TIP 2012",
              licence="project"))
@@ -117,9 +127,8 @@ _declare(Row("brisque-published", NR, baselines.brisque_published,
 for _metric in fr_metrics.FR_METRICS:
     _declare(Row(f"fr:{_metric}", FR, baselines.fr_metric(_metric), f"{_metric} against the pristine reference",
                  citation="torchmetrics / piq", licence="Apache-2.0"))
-_declare(Row("fr:deepwsd", FR, baselines.deepwsd_on_encoder(deepwsd.DEFAULT_ENCODER),
-             "minus DeepWSD on the stages of the `pretrain` stage's encoder",
-             artifacts=(deepwsd.DEFAULT_ENCODER,), stage="pretrain",
+_declare(Row("fr:deepwsd", FR, baselines.deepwsd_on_encoder(CONTRIQUE_ENCODER),
+             "minus DeepWSD on the stages of the `pretrain@contrique` stage's encoder", pretrain="contrique",
              citation="Liao et al., DeepWSD: Projecting Degradations in Perceptual Space to Wasserstein Distance "
                       "in Deep Feature Space, ACM MM 2022", licence="project"))
 
@@ -155,6 +164,10 @@ FAMILIES = ("file:PATH", "fr:deepwsd-vgg16:PATH", "py:MODULE:FACTORY")
 def _family(name: str) -> Row | None:
     if name.startswith("file:"):
         path = Path(name[len("file:"):])
+        if path.parent == encoders.TRAINED and path.suffix == ".pt" and encoders.TRAINED_NAME.fullmatch(path.stem):
+            # An encoder this pipeline trains (a `pretrain:` entry): made by its stage, not supplied by the user.
+            return Row(name, NR, zoo.encoder_file(path), f"the encoder pretrain@{path.stem} trains", CONTRIQUE,
+                       pretrain=path.stem, loss_history=encoders.history_path(path))
         return Row(name, NR, zoo.encoder_file(path), f"the encoder in {path}", CONTRIQUE, artifacts=(path,))
     if name.startswith("fr:deepwsd-vgg16:"):
         path = name[len("fr:deepwsd-vgg16:"):]
@@ -284,3 +297,8 @@ def loss_histories(models: list[str]) -> dict[str, Path]:
 def trained_here(models: list[str] | None = None) -> dict[str, str]:
     """Row name -> the DVC stage that writes its artifacts, for rows whose files the pipeline makes."""
     return {name: get(name).stage for name in (models if models is not None else list(ROWS)) if get(name).stage}
+
+
+def pretrain_keys(models: list[str]) -> dict[str, str]:
+    """Row name -> the key of params.yaml `pretrain:` whose encoder it reads, for the rows in ``models``."""
+    return {name: get(name).pretrain for name in models if get(name).pretrain is not None}

@@ -15,9 +15,6 @@ import torch
 from .models import encoders
 from .models.encoders import Preprocessing
 
-CONTRIQUE_ENCODER = Path("data/models/encoder.pt")       # the `pretrain` stage's encoder
-ARNIQA_ENCODER = Path("data/models/encoder-arniqa.pt")   # the `pretrain_arniqa` stage's encoder
-
 Builder = Callable[[int, "str | torch.device"], Callable[[torch.Tensor], torch.Tensor]]
 
 
@@ -34,7 +31,7 @@ def encoder_file(path: str | Path, preprocessing: Preprocessing = encoders.CONTR
     return build
 
 
-def random_weights(like: str | Path = CONTRIQUE_ENCODER) -> Builder:
+def random_weights(like: str | Path) -> Builder:
     """The architecture of the encoder in ``like`` with seeded random weights: what pretraining buys."""
     def build(seed: int = 0, device="cpu"):
         config = encoders.load(like).config()

@@ -43,7 +43,6 @@ from torch import nn
 
 from . import encoders
 
-DEFAULT_ENCODER = Path("data/models/encoder.pt")  # zoo.CONTRIQUE_ENCODER, written by the `pretrain` stage
 TARGET_SIZE = 256  # the authors' downsample target
 P = 2
 # VGG16 `features` indices: (first, last + 1) of each stage's conv-ReLU layers; the
@@ -167,8 +166,8 @@ class DeepWSD(nn.Module):
         return score if factor == 1 else score ** 2
 
 
-def from_encoder(path: str | Path = DEFAULT_ENCODER) -> DeepWSD:
-    """DeepWSD on the stages of an iqabench encoder file (default: the `pretrain` stage's encoder)."""
+def from_encoder(path: str | Path) -> DeepWSD:
+    """DeepWSD on the stages of an iqabench encoder file (row fr:deepwsd: the one `pretrain@contrique` trains)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"DeepWSD encoder {path} does not exist; train it first with `dvc repro pretrain` "

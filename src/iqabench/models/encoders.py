@@ -9,7 +9,9 @@ Re-IQA (key layouts in :func:`resnet_trunk_state`; files in docs/reproduce.md).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -198,6 +200,26 @@ def _centre_and_corners(x: torch.Tensor, size: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     corners = [(h // 2 - size // 2, w // 2 - size // 2), (0, 0), (h - size, 0), (0, w - size), (h - size, w - size)]
     return torch.cat([TF.crop(x, top, left, size, size) for top, left in corners])
+
+
+# The encoders this project trains: stage pretrain@NAME (one per key of params.yaml `pretrain:`) writes
+# data/encoders/NAME.pt and its loss history beside it. A folder of their own, not data/models: `evaluate`
+# writes data/models/regressors, and `extract` depends on this whole folder.
+TRAINED = Path("data/encoders")
+TRAINED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # a file name and a DVC stage key (no dots: params paths)
+
+
+def trained_path(name: str) -> Path:
+    """The file the ``pretrain@NAME`` stage writes: ``data/encoders/NAME.pt``."""
+    if not isinstance(name, str) or not TRAINED_NAME.fullmatch(name):
+        raise ValueError(f"encoder name {name!r}: use letters, digits, '_' and '-' (it names a file and a stage)")
+    return TRAINED / f"{name}.pt"
+
+
+def history_path(encoder: str | Path) -> Path:
+    """The loss history written beside an encoder file: ``NAME.pt`` -> ``NAME_history.csv``."""
+    encoder = Path(encoder)
+    return encoder.with_name(f"{encoder.stem}_history.csv")
 
 
 def save(encoder: Encoder, path, **extra) -> None:
