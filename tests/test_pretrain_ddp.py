@@ -76,6 +76,23 @@ def test_launcher_decision(monkeypatch, tmp_path):
         stage.read_profile(tmp_path / "p.yaml", "arniqa")
 
 
+def test_the_stage_trains_an_entry_of_pretrain_and_refuses_others(monkeypatch, tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": {"contrique": {"steps": 1}}}))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"pretrain: has no 'arniqa' entry; it has \['contrique'\]"):
+        stage.main(["arniqa"])
+    with pytest.raises(SystemExit, match="encoder name 'a.b': use letters, digits"):
+        stage.main(["a.b"])
+    (tmp_path / "p.yaml").write_text("learning_rate: 0.1\n")
+    with pytest.raises(SystemExit, match=r"profile p.yaml: unknown key\(s\) \['learning_rate'\]"):
+        stage.main(["contrique", "--profile", "p.yaml"])
+    # pretrain.contrique.profile names it too (dvc exp run -S pretrain.contrique.profile=p.yaml)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": {"contrique": {"profile": "p.yaml"}}}))
+    with pytest.raises(SystemExit, match=r"profile p.yaml: unknown key\(s\) \['learning_rate'\]"):
+        stage.main(["contrique"])
+    assert not (tmp_path / "data").exists()  # refused before any work
+
+
 def test_stage_with_nproc_2_runs_two_gloo_ranks_through_torchrun(tmp_path):
     section = {**CFG, "steps": 4, "checkpoint_every": 2, "log_every": 2, "nproc": 2}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": {"contrique": section}}))
