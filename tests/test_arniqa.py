@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from iqabench.distortions import GROUP_OF, RANDOM_TYPES, DistortionTransform, class_name
+from iqabench.distortions import GROUP_OF, RANDOM_TYPES, apply_plans, class_name
 from iqabench.models import encoders
 from iqabench.training import arniqa
 from iqabench.training.contrastive import multi_positive_nt_xent
@@ -45,7 +45,7 @@ def test_positives_share_the_distortion_sequence_and_differ_in_content(pool):
         assert (a_full - b_full).abs().mean() > 0.02  # two different photographs
         if not any(d in RANDOM_TYPES for d, _ in plan):
             # Deterministic types: every crop is exactly its pristine crop under the pair's one plan.
-            expected = DistortionTransform._apply(pristine, [plan] * 4, torch.Generator())
+            expected = apply_plans(pristine, [plan] * 4, torch.Generator())
             assert torch.equal(distorted, expected.mul(255).round().to(torch.uint8))
             checked_exactly += 1
     assert checked_exactly > 0

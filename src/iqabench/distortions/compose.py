@@ -99,8 +99,8 @@ class DistortionTransform:
             if self.generator is None:
                 self.generator = default_generator(batch.device)
             generator = self.generator
-        plans = [self._plan(generator) for _ in range(batch.shape[0])]
-        out = self._apply(batch, plans, generator)
+        plans = [self.plan(generator) for _ in range(batch.shape[0])]
+        out = apply_plans(batch, plans, generator)
         width = 1 if self.mode == "single" else self.max_k
         labels = torch.zeros((batch.shape[0], width), dtype=torch.int64)
         for row, plan in enumerate(plans):
@@ -111,7 +111,10 @@ class DistortionTransform:
             return out[0], labels[0]
         return out, labels
 
-    def _plan(self, generator: torch.Generator) -> list[tuple[str, int]]:
+    def plan(self, generator: torch.Generator) -> list[tuple[str, int]]:
+        """One image's ``(type, level)`` steps ([] = pristine), drawn from ``generator`` exactly as
+        :meth:`__call__` draws them, so a data loader can draw labels first and distort later
+        (with :func:`apply_plans`) and get the same images."""
         if self.pristine_prob > 0:
             draw = float(torch.rand((1,), generator=generator, device=generator.device))
             if draw < self.pristine_prob:
@@ -121,19 +124,32 @@ class DistortionTransform:
         dist = self.types[_randint(generator, len(self.types))]
         return [(dist, _draw_levels(generator, self.level_probs, 1)[0])]
 
-    @staticmethod
-    def _apply(batch: Tensor, plans: list[list[tuple[str, int]]], generator: torch.Generator) -> Tensor:
-        out = batch.clone()
-        for position in range(max((len(plan) for plan in plans), default=0)):
-            by_type: dict[str, list[tuple[int, int]]] = {}
-            for row, plan in enumerate(plans):
-                if position < len(plan):
-                    by_type.setdefault(plan[position][0], []).append((row, plan[position][1]))
-            for dist in sorted(by_type, key=DISTORTION_TYPES.index):
-                rows = torch.tensor([row for row, _ in by_type[dist]], device=batch.device)
-                levels = torch.tensor([level for _, level in by_type[dist]])
-                out[rows] = distort(out[rows], dist, levels, generator)
-        return out
+
+def apply_plans(batch: Tensor, plans: Sequence[Sequence[tuple[str, int]]],
+                generator: torch.Generator) -> Tensor:
+    """Distort row ``i`` of ``batch`` by ``plans[i]`` (its ``(type, level)`` steps in order; [] = pristine).
+
+    Step ``k`` of every row is applied before step ``k + 1`` of any; rows sharing a
+    type at a step go through :func:`distort` in one call with per-row levels, types
+    in ``DISTORTION_TYPES`` order, so the random draws depend only on the plans and
+    the generator. ``batch`` is not modified.
+    """
+    if len(plans) != batch.shape[0]:
+        raise ValueError(f"need one plan per image: {batch.shape[0]} images, {len(plans)} plans")
+    out = batch.clone()
+    for position in range(max((len(plan) for plan in plans), default=0)):
+        by_type: dict[str, list[tuple[int, int]]] = {}
+        for row, plan in enumerate(plans):
+            if position < len(plan):
+                by_type.setdefault(plan[position][0], []).append((row, plan[position][1]))
+        for dist in sorted(by_type, key=DISTORTION_TYPES.index):
+            levels = torch.tensor([level for _, level in by_type[dist]])
+            if len(by_type[dist]) == out.shape[0]:  # every row: no gather and scatter
+                out = distort(out, dist, levels, generator)
+                continue
+            rows = torch.tensor([row for row, _ in by_type[dist]], device=batch.device)
+            out[rows] = distort(out[rows], dist, levels, generator)
+    return out
 
 
 def composition_groups(steps: Sequence[tuple[str, int]]) -> list[str]:

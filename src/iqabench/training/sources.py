@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .. import images, manifest
-from ..distortions import DistortionTransform, class_index, class_name
+from ..distortions import DistortionTransform, apply_plans, class_index, class_name
 from . import corpus
 from .corpus import N_CLASSES
 
@@ -178,12 +178,12 @@ def synthesise(images_u8: torch.Tensor, plans: list[list[tuple[str, int]]], nois
     for (h, w), rows in sorted(groups.items()):
         if (h, w) == full:  # in place of a gather: rows left out get no steps
             keep = set(rows)
-            batch = DistortionTransform._apply(batch, [p if r in keep else [] for r, p in enumerate(plans)], gen)
+            batch = apply_plans(batch, [p if r in keep else [] for r, p in enumerate(plans)], gen)
             continue
         index = torch.tensor(rows, device=batch.device)
         top, left = pad_offsets(h, w, full[0])
         window = batch[index][:, :, top:top + h, left:left + w]
-        batch[index, :, top:top + h, left:left + w] = DistortionTransform._apply(window, [plans[r] for r in rows],
+        batch[index, :, top:top + h, left:left + w] = apply_plans(window, [plans[r] for r in rows],
                                                                                  gen)
     return quantise(batch)
 
@@ -232,7 +232,7 @@ class ImageFiles(Dataset):
                                         f"than the {min_crop()} px every distortion type needs; remove it from the "
                                         "pretraining source")
             # The same draws, in the same order, as the transform makes before it distorts.
-            label = class_index(*(self.transform._plan(gen) or [("pristine", 0)])[0])
+            label = class_index(*(self.transform.plan(gen) or [("pristine", 0)])[0])
         else:
             label = self.label_offset + index
         return pad_to(window, self.region).contiguous(), label, tuple(window.shape[1:]), key[2:]
