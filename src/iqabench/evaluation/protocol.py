@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..features import undefined_rows  # one rule for "undefined", shared with extract and score
 from .metrics import compute_metrics
 from .ridge import SplitPredictions, fit_predict, ridge_path, select_alpha
 from .splits import Split, official_split, random_splits
@@ -44,11 +45,6 @@ def _targets(features, manifest: pd.DataFrame, where: str) -> tuple[np.ndarray, 
         row = int(np.flatnonzero(~np.isfinite(scores))[0])
         raise ValueError(f"{where}: 'score' is not a finite number in manifest row {row}")
     return features, scores
-
-
-def undefined_rows(features: np.ndarray) -> np.ndarray:
-    """Rows (images) on which the model's features are undefined: any NaN or infinity."""
-    return ~np.isfinite(features).all(axis=1)
 
 
 def drop_undefined(split: Split, missing: np.ndarray, index: int, where: str) -> Split:
