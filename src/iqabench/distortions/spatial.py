@@ -62,8 +62,10 @@ def jitter(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor
 
 
 def _patch_copies(x: Tensor, counts: list[int], draws: int, sources: Tensor, targets: Tensor,
-                  size: int, fill: Tensor | None = None, batched: bool | None = None) -> Tensor:
-    """Paste ``size`` x ``size`` patches into a copy of ``x``, image by image in draw order.
+                  size: int, fill: Tensor | None = None, batched: bool | None = None,
+                  out: Tensor | None = None) -> Tensor:
+    """Paste ``size`` x ``size`` patches into a copy of ``x`` (``out``, which may be ``x``
+    itself: then in place), image by image in draw order.
 
     ``draws`` x N rows of (top, left) ``targets``; each patch is either the
     current content at ``sources`` (copied before it is pasted, so overlapping
@@ -77,7 +79,7 @@ def _patch_copies(x: Tensor, counts: list[int], draws: int, sources: Tensor, tar
     (no host sync: nothing depends on which images are still pasting).
     ``batched`` forces one or the other (tests compare them on the CPU).
     """
-    out = memory.clone(x)
+    out = memory.clone(x) if out is None else (out if out is x else out.copy_(x))
     if not (x.device.type != "cpu" if batched is None else batched):
         pixels = out.numpy()  # shares memory; NumPy slicing costs a tenth of a tensor slice's overhead
         target_list = targets.tolist()
@@ -113,7 +115,8 @@ def _patch_copies(x: Tensor, counts: list[int], draws: int, sources: Tensor, tar
     return out
 
 
-def non_eccentricity_patch(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
+def non_eccentricity_patch(x: Tensor, params: list[float], generator: torch.Generator,
+                           out: Tensor | None = None) -> Tensor:
     """Copy ``pnum`` 16 x 16 patches to a spot up to 8 px away (``imnoneccpatch``)."""
     _require_size(x, _ECC_PATCH + 2 * _ECC_RADIUS, "non_eccentricity_patch")
     n, _, h, w = x.shape
@@ -128,7 +131,7 @@ def non_eccentricity_patch(x: Tensor, params: list[float], generator: torch.Gene
     new_left = torch.round((draw[..., 3] - 0.5) * _ECC_RADIUS + left)
     sources = torch.stack((top, left), -1).long()
     targets = torch.stack((new_top, new_left), -1).long()
-    return _patch_copies(x, counts, draws, sources, targets, _ECC_PATCH)
+    return _patch_copies(x, counts, draws, sources, targets, _ECC_PATCH, out=out)
 
 
 def _group_by_parameter(x: Tensor, params: list[float], apply, out: Tensor | None = None) -> Tensor:
@@ -168,7 +171,7 @@ def quantization(x: Tensor, params: list[float], generator: torch.Generator, out
     return _group_by_parameter(x, params, apply, out)
 
 
-def color_block(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
+def color_block(x: Tensor, params: list[float], generator: torch.Generator, out: Tensor | None = None) -> Tensor:
     """Paste ``pnum`` flat 32 x 32 blocks of random colour (``imcolorblock``)."""
     _require_size(x, _BLOCK, "color_block")
     n, _, h, w = x.shape
@@ -178,4 +181,4 @@ def color_block(x: Tensor, params: list[float], generator: torch.Generator) -> T
     top = torch.floor(draw[..., 0] * (h - _BLOCK))
     left = torch.floor(draw[..., 1] * (w - _BLOCK))
     targets = torch.stack((top, left), -1).long()
-    return _patch_copies(x, counts, draws, targets, targets, _BLOCK, fill=draw[..., 2:].to(x.dtype))
+    return _patch_copies(x, counts, draws, targets, targets, _BLOCK, fill=draw[..., 2:].to(x.dtype), out=out)
