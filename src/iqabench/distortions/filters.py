@@ -18,7 +18,20 @@ from torch import Tensor
 
 
 def rand(generator: torch.Generator, shape, device) -> Tensor:
-    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+    """Uniform float32 draws in [0, 1) on ``device``, 24 random bits each, as ``torch.rand``'s.
+
+    A CPU generator fills int64 words with ``random_`` (two Mersenne Twister outputs each)
+    and each 32-bit half gives one float's 24 bits: the same distribution as ``torch.rand``
+    at about half its cost, whose serial kernel converts each draw in turn (3.6 ms against
+    2.0 ms for 3 x 384 x 512 on one thread). Both are serial, so the numbers do not depend
+    on the thread count. Other generators keep ``torch.rand``.
+    """
+    if generator.device.type != "cpu":
+        return torch.rand(shape, generator=generator, device=generator.device).to(device)
+    count = math.prod(shape)
+    words = torch.empty((count + 1) // 2, dtype=torch.int64).random_(generator=generator)
+    low_bits = words.view(torch.int32)[:count].bitwise_and_((1 << 24) - 1)
+    return torch.mul(low_bits, 2.0 ** -24).view(shape).to(device)
 
 
 def randn(generator: torch.Generator, shape, device, out: Tensor | None = None) -> Tensor:
@@ -75,13 +88,27 @@ def motion_kernel(length: float, angle_degrees: float) -> np.ndarray:
 
 
 def stack_kernels(kernels: list[np.ndarray], like: Tensor) -> Tensor:
-    """Zero-pad centred kernels (all 1-D or all 2-D, odd sizes) to one size."""
+    """Zero-pad centred kernels (all 1-D or all 2-D, odd sizes) to one size.
+
+    2-D stacks then lose the outer rows and columns that are zero in every kernel
+    (as many on each side, so the centre stays): a direct convolution costs one
+    multiply-add per tap, and a motion line of length 4 at 0 degrees needs 1 x 5 of
+    its 7 x 7 taps.
+    """
     size = max(k.shape[-1] for k in kernels)
     padded = []
     for kernel in kernels:
         pad = (size - kernel.shape[-1]) // 2
         padded.append(np.pad(kernel, [(pad, pad)] * kernel.ndim))
-    return torch.as_tensor(np.stack(padded), dtype=like.dtype, device=like.device)
+    stacked = np.stack(padded)
+    if stacked.ndim == 3:
+        centre = size // 2
+        used = stacked != 0
+        rows, cols = np.flatnonzero(used.any(axis=(0, 2))), np.flatnonzero(used.any(axis=(0, 1)))
+        half_h = max(centre - rows.min(), rows.max() - centre) if rows.size else 0
+        half_w = max(centre - cols.min(), cols.max() - centre) if cols.size else 0
+        stacked = stacked[:, centre - half_h:centre + half_h + 1, centre - half_w:centre + half_w + 1]
+    return torch.as_tensor(stacked, dtype=like.dtype, device=like.device)
 
 
 def _conv(x: Tensor, weight: Tensor) -> Tensor:
