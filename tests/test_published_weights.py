@@ -137,9 +137,10 @@ def test_arniqa_pth_layout_gives_arniqa_features_with_its_preprocessing(tmp_path
     torch.save(source.state_dict(), tmp_path / "weights" / "ARNIQA.pth")
     assert next(iter(source.state_dict())) == "model.0.weight"
     image = torch.rand(1, 3, 240, 288)
-    # single_image_inference.py: Resize((h // 2, w // 2)) of the image; center_corners_crop(224) of both (the
-    # half-size one, 120 x 144, padded black by PIL's crop); ToTensor and Normalize each crop; the 5 averaged.
-    half = TF.resize(image, [120, 144], interpolation=InterpolationMode.BILINEAR, antialias=True).clamp(0, 1)
+    # test.py's dataset classes: PIL's default (bicubic) resize to (h // 2, w // 2); center_corners_crop(224) of
+    # both (the half-size one, 120 x 144, padded black by PIL's crop); ToTensor and Normalize each crop; the 5
+    # averaged.
+    half = TF.resize(image, [120, 144], interpolation=InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
 
     def five_crops(x):
         h, w = x.shape[-2:]

@@ -138,7 +138,9 @@ _declare(Row("contrique-published", NR, zoo.encoder_file(PUBLISHED / "CONTRIQUE_
              artifacts=(PUBLISHED / "CONTRIQUE_checkpoint25.tar",), citation=CONTRIQUE_CITATION,
              licence="none stated in pavancm/CONTRIQUE", protocol=CONTRIQUE_PROTOCOL))
 # ARNIQA scores the centre and corner 224-px crops of both scales and averages (single_image_inference.py, test.py).
-ARNIQA_PUBLISHED = Preprocessing(normalise=IMAGENET_MEAN_STD, half_scale="bilinear", l2=True, crops=5)
+# Half size as in test.py, which made the paper's numbers: PIL's default resize (bicubic, antialiased) in
+# data/dataset_base_iqa.py; the README's single-image demo uses torchvision's bilinear Resize instead.
+ARNIQA_PUBLISHED = Preprocessing(normalise=IMAGENET_MEAN_STD, half_scale="bicubic", l2=True, crops=5)
 _declare(Row("arniqa-published", NR, zoo.encoder_file(PUBLISHED / "ARNIQA.pth", ARNIQA_PUBLISHED),
              "ARNIQA's released ResNet-50 encoder", ARNIQA_PUBLISHED,
              artifacts=(PUBLISHED / "ARNIQA.pth",), citation=ARNIQA_CITATION, licence="Apache-2.0",
