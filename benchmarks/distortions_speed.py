@@ -13,12 +13,13 @@ current one, so speed-ups are ratios measured under the same load.
 
 ``--reference PATH`` instead times the engine at batch 32 against ARNIQA's
 per-image functions read from ``PATH`` (e.g. ``../shared/reference/arniqa``;
-never copied here), on one CPU thread, and writes
+never copied here), on one CPU thread, ``--reps`` interleaved rounds per type
+(default 7; the ratio is the median over rounds), and writes
 ``reports/benchmarks/distortions_vs_reference.json`` and ``.md``
 (``benchmarks/arniqa_reference.py``).
 
     python benchmarks/distortions_speed.py [--device cpu|cuda] [--reps 2] [--threads N] [--baseline REV]
-    python benchmarks/distortions_speed.py --reference ../shared/reference/arniqa [--reps 3]
+    python benchmarks/distortions_speed.py --reference ../shared/reference/arniqa [--reps 7]
 """
 from __future__ import annotations
 
@@ -239,7 +240,8 @@ def to_markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
-    parser.add_argument("--reps", type=int, default=2, help="timed repetitions at batch 32")
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions at batch 32 (default 2); "
+                        "with --reference, rounds per type (default 7)")
     parser.add_argument("--types", nargs="*", default=list(DISTORTION_TYPES), help="subset of types")
     parser.add_argument("--baseline", metavar="REV", help="git revision of the engine to compare against")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); on a "
@@ -256,6 +258,7 @@ def main() -> None:
         compare_with_reference(args)
         return
     args.name = args.name or "distortions_speed"
+    args.reps = 2 if args.reps is None else args.reps
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda was asked for but torch sees no CUDA device")
     unknown = sorted(set(args.types) - set(DISTORTION_TYPES))
@@ -282,8 +285,11 @@ def compare_with_reference(args) -> None:
         raise SystemExit("--reference compares on the CPU, one thread; drop --device/--baseline")
     torch.set_num_threads(1)  # the comparison is defined on one thread: per-image code gains nothing from more
     image = _batch(1, "cpu")[0]
+    rounds = 7 if args.reps is None else args.reps
+    if rounds < 1:
+        raise SystemExit(f"--reps must be at least 1, got {rounds}")
     report = arniqa_reference.compare(args.reference, image, batch=32, reference_images=args.reference_images,
-                                      rounds=max(args.reps, 1), types=args.types)
+                                      rounds=rounds, types=args.types)
     report["load_average_1_5_15_min"] = [round(value, 2) for value in os.getloadavg()]
     name = args.name or "distortions_vs_reference"
     io.write_json(args.out_dir / f"{name}.json", report)

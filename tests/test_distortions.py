@@ -10,8 +10,9 @@ from torchmetrics.functional.image import structural_similarity_index_measure as
 
 from iqabench.distortions import (
     DISTORTION_GROUPS, DISTORTION_TYPES, GROUP_OF, LEVEL_PARAMETERS, NUM_CLASSES, RANDOM_TYPES,
-    DistortionTransform, apply_sequence, class_index, class_name, distort, sample_composition, save_gallery)
-from iqabench.distortions import colorspace, engine, filters, noise
+    DistortionTransform, apply_plans, apply_sequence, class_index, class_name, distort, sample_composition,
+    save_gallery)
+from iqabench.distortions import colorspace, compression, engine, filters, memory, noise, spatial
 
 DETERMINISTIC_TYPES = [d for d in DISTORTION_TYPES if d not in RANDOM_TYPES]
 # Published tables whose level order is perceptual, not a monotone pixel change
@@ -214,6 +215,19 @@ def test_transform_labels_describe_the_applied_distortion(images):
     assert single.shape == images[0].shape and label.ndim == 0
 
 
+def test_plans_drawn_first_then_applied_give_the_transform_s_images(images):
+    # The data loaders' path: labels drawn in workers (plan), images distorted later (apply_plans).
+    transform = DistortionTransform(mode="composition", max_k=2, pristine_prob=0.3)
+    generator = _seeded(8)
+    plans = [transform.plan(generator) for _ in range(3)]
+    out, labels = transform(images, _seeded(8))
+    assert torch.equal(apply_plans(images, plans, generator), out)
+    assert [[class_index(*step) for step in plan] for plan in plans] == [[c for c in row if c] for row in
+                                                                          labels.tolist()]
+    with pytest.raises(ValueError, match="one plan per image: 3 images, 2 plans"):
+        apply_plans(images, plans[:2], generator)
+
+
 def test_composition_transform_is_reproducible_with_padded_labels(images):
     make = lambda: DistortionTransform(mode="composition", max_k=3, generator=_seeded(9))  # noqa: E731
     out, labels = make()(images)
@@ -348,3 +362,53 @@ def test_chunk_by_chunk_range_check_changes_nothing(images, monkeypatch):
         engine.check_range(images)
         whole = engine._in_chunks(dist, images, [LEVEL_PARAMETERS[dist][1]] * 3, _seeded(1))
         assert torch.equal(chunked, whole), dist
+
+
+def test_freed_output_batches_are_reused_and_live_ones_never():
+    shape = (2, 3, 1024, 1536)  # 36 MiB: a mapped output
+    first = memory.empty(shape, torch.float32, torch.device("cpu"))
+    address, view = first.data_ptr(), first[1]
+    del first
+    assert memory.empty(shape, torch.float32, torch.device("cpu")).data_ptr() != address  # a view still holds it
+    del view
+    again = memory.empty(shape, torch.float32, torch.device("cpu"))
+    assert again.data_ptr() == address and again.shape == shape
+
+
+def test_uniform_draws_have_24_bits_and_do_not_depend_on_threads():
+    threads = torch.get_num_threads()
+    try:
+        draws = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            draws.append(filters.rand(_seeded(2), (3, 100001), "cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(*draws) and draws[0].dtype == torch.float32
+    x = draws[0].double()
+    assert float(x.min()) >= 0 and float(x.max()) < 1 and abs(float(x.mean()) - 0.5) < 0.005
+    assert torch.equal(x * 2 ** 24, (x * 2 ** 24).round())
+
+
+def test_patch_types_paste_in_place_as_they_do_into_a_copy(images):
+    for function in (spatial.non_eccentricity_patch, spatial.color_block):
+        expected = function(images, [60, 20, 100], _seeded(4))
+        inplace = images.clone()
+        assert function(inplace, [60, 20, 100], _seeded(4), out=inplace) is inplace
+        assert torch.equal(inplace, expected) and not torch.equal(expected, images)
+
+
+def test_trimmed_kernel_stacks_filter_as_the_padded_ones(images):
+    kernels = [filters.motion_kernel(4, 0), filters.motion_kernel(10, 30), filters.motion_kernel(2, 95)]
+    size = max(k.shape[0] for k in kernels)
+    padded = torch.as_tensor(np.stack([np.pad(k, (size - k.shape[0]) // 2) for k in kernels]), dtype=torch.float32)
+    trimmed = filters.stack_kernels(kernels, images)
+    assert trimmed.shape[-2:] != padded.shape[-2:]
+    torch.testing.assert_close(filters.filter_2d(images, trimmed), filters.filter_2d(images, padded),
+                               atol=1e-6, rtol=0)
+
+
+def test_jpeg_input_is_rounded_as_before_in_libjpeg_s_interleaved_layout(images):
+    interleaved = compression._to_uint8_hwc_cpu(images)
+    assert interleaved.shape == (3, 96, 96, 3) and interleaved.is_contiguous()
+    assert torch.equal(interleaved.permute(0, 3, 1, 2), compression._to_uint8_cpu(images))

@@ -24,13 +24,13 @@ _YCBCR_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64) / 255.0
 _GREY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)  # MATLAB rgb2gray
 
 
-def _apply_matrix(x: Tensor, matrix: Tensor) -> Tensor:
+def _apply_matrix(x: Tensor, matrix: Tensor, out: Tensor | None = None) -> Tensor:
     """``matrix @ pixel`` for every pixel, as nine in-place multiply-adds
     (``einsum`` routes a 3 x 3 product through permuted copies and a batched
-    matrix product, which costs more than the arithmetic)."""
+    matrix product, which costs more than the arithmetic); into ``out`` when given."""
     weights = matrix.tolist()
     channels = x.unbind(1)
-    out = torch.empty_like(x)
+    out = torch.empty_like(x) if out is None else out
     for row, target in zip(weights, out.unbind(1)):
         torch.mul(channels[0], row[0], out=target)
         target.add_(channels[1], alpha=row[1]).add_(channels[2], alpha=row[2])
@@ -118,5 +118,7 @@ def rgb_to_ycbcr(x: Tensor) -> Tensor:
     return _apply_matrix(x, _RGB_TO_YCBCR).add_(_YCBCR_OFFSET.to(x).view(1, 3, 1, 1))
 
 
-def ycbcr_to_rgb(ycbcr: Tensor) -> Tensor:
-    return _apply_matrix(ycbcr - _YCBCR_OFFSET.to(ycbcr).view(1, 3, 1, 1), _YCBCR_TO_RGB)
+def ycbcr_to_rgb_(ycbcr: Tensor, out: Tensor | None = None) -> Tensor:
+    """The inverse of :func:`rgb_to_ycbcr`, using ``ycbcr`` (overwritten) as its scratch; into ``out``
+    when given."""
+    return _apply_matrix(ycbcr.sub_(_YCBCR_OFFSET.to(ycbcr).view(1, 3, 1, 1)), _YCBCR_TO_RGB, out)

@@ -30,20 +30,22 @@ from torchvision.io import decode_jpeg, encode_jpeg
 
 
 def _to_uint8_cpu(x: Tensor) -> Tensor:
+    """N x 3 x H x W uint8 on the CPU, rounded as MATLAB's ``im2uint8``. Through int16: torch's
+    direct float -> uint8 cast is 0.38 ms for 3 x 384 x 512 on one thread, via int16 0.08 ms."""
     # The engine hands functions images already checked or clamped to [0, 1]: no clamp here.
-    return x.mul(255).round_().to(torch.uint8).cpu()
+    return x.mul(255).round_().to(torch.int16).to(torch.uint8).cpu()
 
 
 def _to_uint8_hwc_cpu(x: Tensor) -> Tensor:
-    """N x H x W x 3 uint8 on the CPU, rounded as ``_to_uint8_cpu``: the interleaved layout
-    libjpeg reads, so the encoder does not transpose again. Measured on one CPU thread for
-    384 x 512: the transposing multiply (0.38 ms) plus float -> int32 -> uint8 (0.12 ms;
-    torch's direct float -> uint8 cast is 0.38 ms) against 0.65 ms for the encoder's own
-    uint8 transpose plus that cast."""
-    n, _, h, w = x.shape
-    scaled = torch.empty((n, h, w, 3), dtype=x.dtype, device=x.device)
-    torch.mul(x.permute(0, 2, 3, 1), 255, out=scaled).round_()
-    return scaled.to(torch.int32).to(torch.uint8).cpu()
+    """:func:`_to_uint8_cpu` as N x H x W x 3, the interleaved layout libjpeg reads, so the
+    encoder does not transpose again. NumPy interleaves channel by channel in 0.19 ms for
+    3 x 384 x 512 on one thread; torch's uint8 transpose (the encoder's) takes 0.65 ms."""
+    planar = _to_uint8_cpu(x).numpy()
+    n, channels, h, w = planar.shape
+    interleaved = np.empty((n, h, w, channels), dtype=np.uint8)
+    for channel in range(channels):
+        interleaved[..., channel] = planar[:, channel]
+    return torch.from_numpy(interleaved)
 
 
 def _from_uint8(decoded: list, like: Tensor, out: Tensor | None = None) -> Tensor:

@@ -190,14 +190,15 @@ WHOLE_BATCH_TYPES: frozenset[str] = frozenset({"non_eccentricity_patch", "color_
 # input, 8-bit codec output / 255, their own clamp): the
 # engine's clamp would be one more pass over the batch for nothing.
 IN_RANGE_TYPES: frozenset[str] = frozenset({
-    "jpeg", "jpeg2000", "color_quantization", "white_noise", "impulse_noise", "multiplicative_noise",
-    "darken", "non_eccentricity_patch", "pixelate", "color_block", "contrast_change"})
+    "jpeg", "jpeg2000", "color_quantization", "white_noise", "white_noise_ycbcr", "impulse_noise",
+    "multiplicative_noise", "darken", "non_eccentricity_patch", "pixelate", "color_block", "contrast_change"})
 
 
 # Types whose function takes ``out=``: the chunk's result is written straight into
 # the output batch, saving a copy of every image (about 0.2 ms per 384 x 512
 # image on the CPU, a fifth of a pixelation).
-WRITES_INTO_TYPES: frozenset[str] = frozenset({"pixelate", "quantization", "jpeg", "white_noise"})
+WRITES_INTO_TYPES: frozenset[str] = frozenset({"pixelate", "quantization", "jpeg", "white_noise",
+                                                "white_noise_ycbcr"})
 
 
 def _chunked(images: Tensor) -> bool:

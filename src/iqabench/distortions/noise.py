@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .colorspace import rgb_to_ycbcr, ycbcr_to_rgb
+from .colorspace import rgb_to_ycbcr, ycbcr_to_rgb_
 from .filters import rand, randn
 
 
@@ -47,9 +47,11 @@ def white_noise(x: Tensor, params: list[float], generator: torch.Generator, out:
     return _scale_and_add(noise, params, x).clamp_(0, 1)
 
 
-def white_noise_ycbcr(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
+def white_noise_ycbcr(x: Tensor, params: list[float], generator: torch.Generator,
+                      out: Tensor | None = None) -> Tensor:
     noise = randn(generator, x.shape, x.device).to(x.dtype)
-    return ycbcr_to_rgb(_scale_and_add(noise, params, rgb_to_ycbcr(x)).clamp_(0, 1))
+    noisy = _scale_and_add(noise, params, rgb_to_ycbcr(x)).clamp_(0, 1)
+    return ycbcr_to_rgb_(noisy, out).clamp_(0, 1)
 
 
 def impulse_noise(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor:
