@@ -148,7 +148,10 @@ def min_max_per_image(x: Tensor) -> Tensor:
 
 def min_max_per_image_(x: Tensor) -> Tensor:
     """In-place :func:`min_max_per_image`, for tensors the caller owns."""
-    low, high = x.flatten(1).aminmax(dim=1)
+    # amin and amax: aminmax over a dimension has no vectorised CPU kernel (1.8 ms against 0.08 ms
+    # for 3 x 384 x 512 on one thread).
+    flat = x.flatten(1)
+    low, high = flat.amin(dim=1), flat.amax(dim=1)
     span = high - low
     constant = span <= 0
     shape = (-1, *[1] * (x.ndim - 1))
