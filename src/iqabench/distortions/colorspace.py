@@ -95,15 +95,19 @@ def lab_to_rgb(lab: Tensor) -> Tensor:
 
 def rgb_to_hsv(x: Tensor) -> Tensor:
     r, g, b = x.unbind(1)
-    value, _ = x.max(1)
-    chroma = value - x.min(1).values
+    # Elementwise maximum/minimum of the planes: max(1)/min(1) over three channels are reductions
+    # without a vectorised CPU kernel (1.2 ms against 0.1 ms for 3 x 384 x 512 on one thread).
+    hsv = torch.empty_like(x)
+    hue, saturation, value = hsv.unbind(1)
+    torch.maximum(torch.maximum(r, g, out=value), b, out=value)
+    chroma = value - torch.minimum(torch.minimum(r, g), b)
     safe_chroma = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
-    hue = torch.where(value == r, ((g - b) / safe_chroma) % 6,
-                      torch.where(value == g, (b - r) / safe_chroma + 2, (r - g) / safe_chroma + 4))
-    hue = torch.where(chroma > 0, hue / 6, torch.zeros_like(hue))
-    saturation = torch.where(value > 0, chroma / torch.where(value > 0, value, torch.ones_like(value)),
-                             torch.zeros_like(value))
-    return torch.stack((hue, saturation, value), 1)
+    sector = torch.where(value == r, ((g - b) / safe_chroma) % 6,
+                         torch.where(value == g, (b - r) / safe_chroma + 2, (r - g) / safe_chroma + 4))
+    torch.where(chroma > 0, sector / 6, torch.zeros_like(sector), out=hue)
+    torch.where(value > 0, chroma / torch.where(value > 0, value, torch.ones_like(value)),
+                torch.zeros_like(value), out=saturation)
+    return hsv
 
 
 _HSV_CHANNEL_OFFSETS = torch.tensor([5.0, 3.0, 1.0]).view(1, 3, 1, 1)
