@@ -47,20 +47,21 @@ WHY_SLOW = {
     "denoise": "non-local means in torch: 49 search offsets, each a few full-image passes and an exp",
     "jpeg2000": "OpenJPEG encode + decode through Pillow, one image at a time",
     "color_quantization": "Pillow median cut (on a 16k-pixel grid) + Floyd-Steinberg dithering, one image at a time",
-    "jpeg": "libjpeg encode + decode, one image at a time inside torchvision",
+    "jpeg": "libjpeg encode + decode, one image at a time inside torchvision, plus the interleave to and from HWC",
     "lens_blur": "non-separable disk kernel (9 x 9 at level 3, up to 17 x 17), direct convolution",
-    "motion_blur": "non-separable line kernel, per-image angle (grouped convolution)",
+    "motion_blur": "non-separable line kernel (trimmed to its non-zero taps), per-image angle (grouped convolution)",
     "jitter": "five rounds of bilinear resampling, each with a fresh Gaussian displacement field",
-    "color_diffusion": "Lab round trip (three pow passes each way) plus a separable Gaussian of sigma 11 (45 taps)",
-    "brighten": "Lab round trip (pow passes) plus two tone curves",
-    "high_sharpen": "Lab round trip (pow passes) plus a 13-tap separable Gaussian",
-    "color_saturation_lab": "Lab round trip (pow passes)",
+    "color_diffusion": "Lab round trip (three powers as log and exp each way) plus a separable Gaussian of sigma 11 "
+                       "(45 taps)",
+    "brighten": "Lab round trip (powers as log and exp) plus two tone curves",
+    "high_sharpen": "Lab round trip (powers as log and exp) plus a 13-tap separable Gaussian",
+    "color_saturation_lab": "Lab round trip (powers as log and exp)",
     "white_noise_ycbcr": "a Gaussian draw for every sample plus two colour matrices",
     "gaussian_blur": "two depthwise convolution passes over the batch",
     "color_shift": "gradient, a 17-tap Gaussian and two per-image order statistics (kthvalue)",
     "non_eccentricity_patch": "up to 100 sequential patch copies",
-    "color_saturation_hsv": "RGB -> HSV (max/min, a three-way hue select) and back, about 25 full-image passes",
-    "quantization": "bucketize into int32 classes, conversion and a per-image min-max stretch",
+    "color_saturation_hsv": "RGB -> HSV (maximum/minimum, a three-way hue select) and back, about 20 full-image passes",
+    "quantization": "classes as ceil(n x) - 1 (four elementwise passes) and a per-image min-max stretch",
 }
 BASELINE_PACKAGE = "_baseline_iqabench"
 
@@ -200,8 +201,9 @@ def to_markdown(report: dict) -> str:
         "move less. Compare implementations only through ratios measured in the same run.",
         "",
         "Peak memory is the growth of the resident set over what the process already held: the engine "
-        "works in chunks of about 1M pixels whose buffers the allocator reuses from earlier types, so 0 "
-        "means the type needed no memory beyond that (the 72 MiB output batch included).",
+        "works in chunks of about 0.26M pixels (one 512 x 512 image) whose buffers the allocator reuses from "
+        "earlier types, and output batches reuse the memory of freed ones of the same size, so 0 means the type "
+        "needed no memory beyond that (the 72 MiB output batch included).",
         "",
     ]
     if report["cpu_threads"] == 1:
