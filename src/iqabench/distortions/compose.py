@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from . import memory
 from .engine import check_images, default_generator, distort
 from .params import DISTORTION_GROUPS, DISTORTION_TYPES, GROUP_OF, NUM_LEVELS, class_index
 
@@ -136,7 +137,7 @@ def apply_plans(batch: Tensor, plans: Sequence[Sequence[tuple[str, int]]],
     """
     if len(plans) != batch.shape[0]:
         raise ValueError(f"need one plan per image: {batch.shape[0]} images, {len(plans)} plans")
-    out = batch.clone()
+    out = memory.clone(batch)
     for position in range(max((len(plan) for plan in plans), default=0)):
         by_type: dict[str, list[tuple[int, int]]] = {}
         for row, plan in enumerate(plans):
