@@ -183,8 +183,7 @@ def synthesise(images_u8: torch.Tensor, plans: list[list[tuple[str, int]]], nois
         index = torch.tensor(rows, device=batch.device)
         top, left = pad_offsets(h, w, full[0])
         window = batch[index][:, :, top:top + h, left:left + w]
-        batch[index, :, top:top + h, left:left + w] = apply_plans(window, [plans[r] for r in rows],
-                                                                                 gen)
+        batch[index, :, top:top + h, left:left + w] = apply_plans(window, [plans[r] for r in rows], gen)
     return quantise(batch)
 
 
