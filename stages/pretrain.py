@@ -108,7 +108,14 @@ def main(argv: list[str] | None = None) -> None:
         os.execv(command[0], command)  # torchrun takes this process's place: signals and exit code pass through
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes
     with timing.timed(f"pretrain-{args.name}", enabled=is_main):
-        history = train(cfg, Path("data/corpus"), out, args.checkpoints or CHECKPOINTS / f"pretrain-{args.name}")
+        try:
+            history = train(cfg, Path("data/corpus"), out, args.checkpoints or CHECKPOINTS / f"pretrain-{args.name}")
+        except ValueError as err:
+            # The training library names a bad setting "pretrain.KEY" (it does not know the entry): say which
+            # entry of params.yaml it is, in one line. ValueErrors naming no setting keep their traceback.
+            if "pretrain." not in str(err):
+                raise
+            raise SystemExit(f"error: {str(err).replace('pretrain.', f'pretrain.{args.name}.')}") from None
         if is_main:
             io.write_csv(encoders.history_path(out), pd.DataFrame(history))
     if is_main:

@@ -93,6 +93,16 @@ def test_the_stage_trains_an_entry_of_pretrain_and_refuses_others(monkeypatch, t
     assert not (tmp_path / "data").exists()  # refused before any work
 
 
+def test_a_bad_setting_is_named_with_its_entry_in_one_line(monkeypatch, tmp_path):
+    # ARNIQA's spatial distortions need larger crops: the library says "pretrain.crop", the stage names the entry.
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
+        {"seed": 0, "pretrain": {"arniqa": {"objective": "arniqa", "source": "embedded", "crop": 32, "steps": 1}}}))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"^error: .*raise pretrain\.arniqa\.crop$"):
+        stage.main(["arniqa"])
+    assert not (tmp_path / "data" / "encoders").exists()
+
+
 def test_stage_with_nproc_2_runs_two_gloo_ranks_through_torchrun(tmp_path):
     section = {**CFG, "steps": 4, "checkpoint_every": 2, "log_every": 2, "nproc": 2}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": {"contrique": section}}))
