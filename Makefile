@@ -20,8 +20,11 @@ repro: setup
 	iqabench report
 	@echo "Runs are in MLflow: make ui, then open the run link the report stage printed above"
 
+# Two workers, one test file each (module fixtures stay whole); the slow end-to-end files start first
+# (tests/conftest.py), so the pipeline copy runs beside the rest. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: setup
-	pytest
+	pytest -n $(TEST_WORKERS) --dist loadfile
 
 ui: setup
 	@echo "Open the link \`dvc repro\` printed, or http://127.0.0.1:5000 -> Model training -> iqabench -> Views -> leaderboard"
