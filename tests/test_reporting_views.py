@@ -41,3 +41,13 @@ def test_plot_data_writes_one_file_per_dataset_and_pair_and_drops_stale_ones(tmp
     scatter = pd.read_csv(tmp_path / "plots" / "scatter" / "single--fr-gmsd.csv")
     assert scatter["image"].tolist() == ["a", "b"]  # test split 0 only
     assert pd.read_csv(tmp_path / "plots" / "srcc" / "single.csv")["model"].tolist() == ["contrique", "fr:gmsd", "brisque"]
+
+
+def test_plot_data_holds_no_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the repository a stage runs in
+    predictions = pd.DataFrame({"model": ["contrique"] * 2, "dataset": ["single"] * 2, "split": [0, 0],
+                                "image": [str(tmp_path / "data/prepared/single/images/a.png"), "/elsewhere/b.png"],
+                                "score": [0.1, 0.5], "prediction": [0.2, 0.4]})
+    reporting.plot_data(WITHIN, predictions, tmp_path / "plots")
+    scatter = pd.read_csv(tmp_path / "plots" / "scatter" / "single--contrique.csv")
+    assert scatter["image"].tolist() == ["data/prepared/single/images/a.png", "b.png"]
