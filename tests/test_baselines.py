@@ -157,3 +157,16 @@ def test_a_constant_image_gets_undefined_brisque_features_and_the_rest_are_kept(
     assert features.undefined_rows(values).tolist() == [False, True]
     with pytest.raises(ValueError, match=r"undefined \(NaN\) on every one of the 1 images"):
         features.extract(rows.feature_fn("brisque"), frame.iloc[1:].reset_index(drop=True), show_progress=False)
+
+
+def test_niqe_is_nan_on_an_image_without_a_defined_patch_and_finite_beside_it():
+    # A dataset must not end on one image (seed 1 of the embedded set once held such a patch): NIQE is
+    # undefined there, so that image's score is NaN (extract keeps it as missing) and the others are scored.
+    from iqabench.models.niqe import NiqeModel, niqe_score
+
+    model = NiqeModel(mean=np.zeros(36), covariance=np.eye(36), patch_size=32, sharpness_threshold=0.75,
+                      num_patches=1)
+    textured = torch.rand((1, 3, 64, 64), generator=torch.Generator().manual_seed(0))
+    flat = torch.full((1, 3, 64, 64), 0.5)
+    scores = niqe_score(torch.cat([textured, flat]), model)
+    assert torch.isfinite(scores[0]) and torch.isnan(scores[1])

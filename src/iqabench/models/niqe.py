@@ -173,7 +173,11 @@ def fit_niqe(images: torch.Tensor | Iterable[torch.Tensor], patch_size: int = 96
 
 
 def niqe_score(images: torch.Tensor, model: NiqeModel) -> torch.Tensor:
-    """NIQE of each image in an N x 3 x H x W batch in [0, 1] -> float64 (N,). LOWER IS BETTER."""
+    """NIQE of each image in an N x 3 x H x W batch in [0, 1] -> float64 (N,). LOWER IS BETTER.
+
+    NaN for an image with no patch whose statistics are defined (e.g. flat at the patch scale): NIQE is
+    undefined there, and the features contract (:mod:`iqabench.features`) keeps it as a missing value
+    that extract reports and the protocol drops, instead of stopping the whole dataset."""
     if model.convention not in CONVENTIONS:
         raise ValueError(f"NIQE model convention {model.convention!r}: choose from {CONVENTIONS}")
     padding = "zeros" if model.convention == "scikit-video" else "replicate"
@@ -184,13 +188,10 @@ def niqe_score(images: torch.Tensor, model: NiqeModel) -> torch.Tensor:
                 features[..., scale + right] = features[..., scale + right - 1]
     valid = ~torch.isnan(features).any(dim=-1)
     counts = valid.sum(dim=1)
-    if (counts == 0).any():
-        bad = torch.nonzero(counts == 0).flatten().tolist()
-        raise ValueError(f"niqe_score: image(s) at batch index {bad[:10]} have no patch with defined "
-                         "statistics (flat images); drop them before scoring")
+    undefined = counts == 0
     weights = valid.to(features.dtype).unsqueeze(-1)
     filled = torch.where(valid.unsqueeze(-1), features, torch.zeros_like(features))
-    test_mean = (filled * weights).sum(dim=1) / counts.unsqueeze(-1)
+    test_mean = (filled * weights).sum(dim=1) / counts.clamp(min=1).unsqueeze(-1)  # undefined images: finite, masked below
     centred = (filled - test_mean.unsqueeze(1)) * weights
     # N - 1 normalisation like MATLAB's nancov, which falls back to N for one sample.
     test_cov = centred.transpose(1, 2) @ centred / (counts - 1).clamp(min=1).view(-1, 1, 1)
@@ -199,4 +200,4 @@ def niqe_score(images: torch.Tensor, model: NiqeModel) -> torch.Tensor:
     pooled_inverse = torch.linalg.pinv((pristine_cov + test_cov) / 2, hermitian=True)
     difference = (pristine_mean - test_mean).unsqueeze(-1)
     squared = (difference.transpose(1, 2) @ pooled_inverse @ difference).flatten()
-    return squared.clamp(min=0).sqrt()
+    return squared.clamp(min=0).sqrt().masked_fill(undefined, float("nan"))
