@@ -35,7 +35,6 @@ import threading
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 import yaml
 
@@ -133,12 +132,11 @@ def run_stage(work: Path, overrides: dict, nproc: int, timeout: int) -> dict:
     result = {"status": "ok" if done.returncode == 0 else f"failed (exit {done.returncode})",
               "seconds": round(time.perf_counter() - start, 1), "nproc": nproc,
               "steps": overrides["steps"], **(sampler.summary() if sampler else {})}
-    history = folder / "encoder_history.csv"  # beside --out encoder.pt (encoders.history_path)
-    if done.returncode != 0 or not history.is_file():
+    timed = folder / "reports" / "timings" / "pretrain-contrique.json"  # the stage's timing.timed, in its cwd
+    if done.returncode != 0 or not timed.is_file():
         result["stderr_tail"] = done.stderr.strip().splitlines()[-5:]
         return result
-    rates = pd.read_csv(history)["images_per_s"].tolist()
-    result["images_per_s"] = statistics.median(rates[1:] or rates)  # the first window holds the warm-up
+    result["images_per_s"] = json.loads(timed.read_text())["images_per_s"]  # median over log windows, no warm-up
     result["encoder_written"] = (folder / "encoder.pt").is_file()
     return result
 

@@ -17,9 +17,9 @@ pretrain.contrique.nproc=8`` is a DDP run with its outputs and lock like any
 other. Under a torchrun you start yourself (multi-node, docs/contrique.md) it is
 a rank already and ``nproc`` is not used.
 
-Writes data/encoders/NAME.pt and data/encoders/NAME_history.csv
-(:func:`iqabench.models.encoders.trained_path`, the one place those names are
-made) and reports/timings/pretrain-NAME.json. Checkpoints go to
+Writes data/encoders/NAME.pt and data/encoders/NAME_history.csv (step, loss,
+lr; :func:`iqabench.models.encoders.trained_path`, the one place those names are
+made) and reports/timings/pretrain-NAME.json (wall time and images/s). Checkpoints go to
 data/checkpoints/pretrain-NAME (not a DVC output), so a killed run resumes where it
 stopped when started again with the same settings.
 """
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         print("launching:", " ".join(command), flush=True)
         os.execv(command[0], command)  # torchrun takes this process's place: signals and exit code pass through
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes
-    with timing.timed(f"pretrain-{args.name}", enabled=is_main):
+    with timing.timed(f"pretrain-{args.name}", enabled=is_main) as timed:
         try:
             history = train(cfg, Path("data/corpus"), out, args.checkpoints or CHECKPOINTS / f"pretrain-{args.name}")
         except ValueError as err:
@@ -117,6 +118,11 @@ def main(argv: list[str] | None = None) -> None:
                 raise
             raise SystemExit(f"error: {str(err).replace('pretrain.', f'pretrain.{args.name}.')}") from None
         if is_main:
+            # images/s per log window is a wall-clock figure: it goes to the timing JSON, not the history CSV
+            # (a DVC output), or every re-run would change the encoder outputs' hash and re-run what reads them.
+            rates = [round(row.pop("images_per_s"), 2) for row in history]
+            timed["images_per_s"] = statistics.median(rates[1:] or rates)  # the first window holds the warm-up
+            timed["images_per_s_per_window"] = rates
             io.write_csv(encoders.history_path(out), pd.DataFrame(history))
     if is_main:
         print(f"pretrained {args.name} ({cfg.arch}) for {history[-1]['step']} steps: "
