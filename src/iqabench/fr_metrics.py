@@ -19,9 +19,15 @@ from typing import Callable
 import numpy as np
 import torch
 from scipy.stats import norm
-from torchmetrics.functional import image as tmf
 
 from .models import deepwsd
+
+def _tmf():
+    # Imported on first use: torchmetrics adds seconds to every stage that lists the rows (evaluate, mixed,
+    # report) but never computes a full-reference score.
+    from torchmetrics.functional import image
+    return image
+
 
 # MS-SSIM on small patches: three scales keep every scale above the 11-px window
 # (the default five need > 160 px); the weights are the first three of Wang et
@@ -30,22 +36,22 @@ _MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001)
 
 
 def psnr(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    return tmf.peak_signal_noise_ratio(dist, ref, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    return _tmf().peak_signal_noise_ratio(dist, ref, data_range=1.0, reduction="none", dim=(1, 2, 3))
 
 
 def ssim(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    return tmf.structural_similarity_index_measure(dist, ref, data_range=1.0, reduction="none")
+    return _tmf().structural_similarity_index_measure(dist, ref, data_range=1.0, reduction="none")
 
 
 def ms_ssim(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    return tmf.multiscale_structural_similarity_index_measure(
+    return _tmf().multiscale_structural_similarity_index_measure(
         dist, ref, data_range=1.0, reduction="none", betas=_MS_SSIM_BETAS)
 
 
 def vif(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     # VIF exceeds 1 for contrast enhancement (e.g. strong sharpening); as a fidelity
     # label any departure from the reference is a loss, so it is capped at 1.
-    return tmf.visual_information_fidelity(dist, ref, reduction="none").clamp(max=1.0)
+    return _tmf().visual_information_fidelity(dist, ref, reduction="none").clamp(max=1.0)
 
 
 def gmsd(dist: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
