@@ -91,7 +91,7 @@ def main() -> None:
     # Measured by benchmarks/seed_spread.py, outside the pipeline; without it the report says spread is unknown.
     variance = pd.read_csv(R / "variance.csv") if (R / "variance.csv").is_file() else None
     predictions = pd.read_csv("data/eval/predictions.csv")
-    histories = {name: pd.read_csv(path) for name, path in rows.loss_histories(cfg["models"]).items()}
+    histories = {key: pd.read_csv(path) for key, path in rows.loss_histories(cfg["models"]).items()}
     figures = [reporting.heatmap(cross, R / "cross_srcc.png"), reporting.scatter(predictions, R / "scatter.png"),
                reporting.loss_curve(histories, R / "pretrain_loss.png")]
     reporting.plot_data(within, predictions, R / "plots")

@@ -3,7 +3,7 @@
 A row says what it is (``NR`` no-reference or ``FR`` full-reference), how to
 build its feature function, the preprocessing it applies, the files it needs
 and the stage that makes them (``stage=None``: the user supplies the file, see
-docs/reproduce.md), its loss history when trained here, citation and licence.
+docs/reproduce.md), citation and licence.
 A row on an encoder this project trains names its key of params.yaml
 ``pretrain:`` (``pretrain="contrique"``): its file is
 :func:`iqabench.models.encoders.trained_path` of that key, written by stage
@@ -59,7 +59,6 @@ class Row:
     artifacts: tuple[Path, ...] = ()           # files the feature function reads
     stage: str | None = None                   # DVC stage that writes them; None: a file the user supplies
     pretrain: str | None = None                # key of params.yaml `pretrain:` whose encoder it reads (if any)
-    loss_history: Path | None = None           # CSV (step, loss, ...) when the encoder is trained here
     citation: str = ""
     licence: str = ""
     # The authors' evaluation as `evaluate` settings (docs/reproduce.md); empty: the study's own.
@@ -74,8 +73,6 @@ class Row:
             object.__setattr__(self, "artifacts", self.artifacts or (encoders.trained_path(self.pretrain),))
             object.__setattr__(self, "stage", self.stage or f"pretrain@{self.pretrain}")
         object.__setattr__(self, "artifacts", tuple(Path(p) for p in self.artifacts))
-        if self.loss_history is not None:
-            object.__setattr__(self, "loss_history", Path(self.loss_history))
 
 
 ROWS: dict[str, Row] = {}
@@ -100,12 +97,10 @@ REIQA_CITATION = "Saha et al., Re-IQA: Unsupervised Learning for Image Quality A
 CONTRIQUE_ENCODER, ARNIQA_ENCODER = encoders.trained_path("contrique"), encoders.trained_path("arniqa")
 _declare(Row("contrique", NR, zoo.encoder_file(CONTRIQUE_ENCODER),
              "CONTRIQUE's objective, encoder pretrained by the `pretrain@contrique` stage", CONTRIQUE,
-             pretrain="contrique", loss_history=encoders.history_path(CONTRIQUE_ENCODER),
-             citation=CONTRIQUE_CITATION, licence="project", protocol=CONTRIQUE_PROTOCOL))
+             pretrain="contrique", citation=CONTRIQUE_CITATION, licence="project", protocol=CONTRIQUE_PROTOCOL))
 _declare(Row("arniqa", NR, zoo.encoder_file(ARNIQA_ENCODER),
              "ARNIQA's objective, same architecture, pretrained by the `pretrain@arniqa` stage", CONTRIQUE,
-             pretrain="arniqa", loss_history=encoders.history_path(ARNIQA_ENCODER),
-             citation=ARNIQA_CITATION, licence="project", protocol=ARNIQA_PROTOCOL))
+             pretrain="arniqa", citation=ARNIQA_CITATION, licence="project", protocol=ARNIQA_PROTOCOL))
 _declare(Row("random", NR, zoo.random_weights(CONTRIQUE_ENCODER),
              "contrique's architecture with seeded random weights: what pretraining buys", CONTRIQUE,
              pretrain="contrique", licence="project"))
@@ -169,7 +164,7 @@ def _family(name: str) -> Row | None:
         if path.parent == encoders.TRAINED and path.suffix == ".pt" and encoders.TRAINED_NAME.fullmatch(path.stem):
             # An encoder this pipeline trains (a `pretrain:` entry): made by its stage, not supplied by the user.
             return Row(name, NR, zoo.encoder_file(path), f"the encoder pretrain@{path.stem} trains", CONTRIQUE,
-                       pretrain=path.stem, loss_history=encoders.history_path(path))
+                       pretrain=path.stem)
         return Row(name, NR, zoo.encoder_file(path), f"the encoder in {path}", CONTRIQUE, artifacts=(path,))
     if name.startswith("fr:deepwsd-vgg16:"):
         path = name[len("fr:deepwsd-vgg16:"):]
@@ -292,8 +287,9 @@ def artifacts(models: list[str]) -> list[Path]:
 
 
 def loss_histories(models: list[str]) -> dict[str, Path]:
-    """Row name -> pretraining loss history CSV, for the rows in ``models`` trained in this project."""
-    return {name: get(name).loss_history for name in models if get(name).loss_history is not None}
+    """``pretrain:`` key -> its encoder's loss history CSV, once per encoder the rows in ``models`` read."""
+    return {key: encoders.history_path(encoders.trained_path(key)) for key in dict.fromkeys(
+        get(name).pretrain for name in models if get(name).pretrain is not None)}
 
 
 def trained_here(models: list[str] | None = None) -> dict[str, str]:
