@@ -263,14 +263,18 @@ def variance_frame(std: dict) -> pd.DataFrame:
 
 @pytest.fixture
 def accepted_repo(tmp_path):
+    return accepted(tmp_path, BASELINE, SEED_STD)
+
+
+def accepted(tmp_path, metrics: dict, seed_std: dict):
     """A checkout whose gate compares with reports/baseline.json, accepted once and committed."""
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     git(tmp_path, "init", "-q")
     write_text(tmp_path / "params.yaml", "evaluate: {test_frac: 0.2}\ncheck:\n  baseline: reports/baseline.json\n"
                                          "  tolerance: {default: 0.02}\n  seed_factor: 3\n")
-    write_json(tmp_path / "reports" / "metrics.json", BASELINE)
-    write_csv(tmp_path / "reports" / "variance.csv", variance_frame(SEED_STD))
+    write_json(tmp_path / "reports" / "metrics.json", metrics)
+    write_csv(tmp_path / "reports" / "variance.csv", variance_frame(seed_std))
     git(tmp_path, "add", ".")
     git(tmp_path, "commit", "-q", "-m", "pipeline")
     assert run(tmp_path, accept_reason="initial baseline")[0] == 0
@@ -306,6 +310,22 @@ def test_a_rerun_with_another_seed_inside_the_measured_spread_passes(accepted_re
     (accepted_repo / "reports" / "variance.csv").unlink()
     code, text = run(accepted_repo)
     assert code == 1 and "variance.csv not found" in text and "sampling error only" in text
+
+
+def test_a_row_without_training_is_not_given_the_split_noise_a_same_seed_rerun_does_not_have(tmp_path):
+    # BRISQUE's spread over seeds is the split draw's alone; the gate's re-run draws the same splits and computes
+    # the same features, so a 0.1 drop is a regression even though 3 x its seed std would allow 0.3.
+    metrics = copy.deepcopy(BASELINE)
+    metrics["within"]["brisque"] = {"synthetic-single": {"srcc": 0.60, "plcc": 0.61}}
+    repo = accepted(tmp_path, metrics, {**SEED_STD, "within.brisque.synthetic-single.srcc": 0.10})
+    metrics["within"]["brisque"]["synthetic-single"]["srcc"] = 0.50
+    metrics["within"]["contrique"]["synthetic-single"]["srcc"] = 0.85  # pretrained: within 3 x 0.02
+    commit_metrics(repo, metrics, "brisque regressed")
+    code, text = run(repo)
+    assert code == 1 and "within.brisque.synthetic-single.srcc" in text and "REGRESSED" in text
+    verdicts = {line.split()[1]: line for line in text.splitlines() if line.split()[1:2] and "." in line.split()[1]}
+    assert "REGRESSED" in verdicts["within.brisque.synthetic-single.srcc"]
+    assert "REGRESSED" not in verdicts["within.contrique.synthetic-single.srcc"]
 
 
 def test_accept_records_reason_commit_date_and_what_moved(accepted_repo):

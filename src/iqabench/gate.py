@@ -29,7 +29,8 @@ a regression. The headline is a median over splits, which is less noisy than one
 split, so this errs towards fewer false alarms, which is what keeps a CI gate
 trusted. Seed noise: ``seed_factor`` times the metric's standard deviation over
 seeds of pretraining and splits, measured by benchmarks/seed_spread.py in
-reports/variance.csv. A 600-step CPU pretraining moves the pretrained rows more
+reports/variance.csv, for the rows that read a pretrained encoder only
+(:func:`training_noise`). A 600-step CPU pretraining moves the pretrained rows more
 than their test set's sampling error (and differs in its last bits from one
 machine to the next), so a fresh clone elsewhere must be judged against that
 spread; without reports/variance.csv the gate warns and uses sampling noise only.
@@ -210,6 +211,22 @@ def check(current: dict, baseline: dict, tolerances: Optional[dict] = None,
     return GateResult(rows)
 
 
+def training_noise(seed_std: dict[str, float], baseline: dict) -> dict[str, float]:
+    """The seed std of the baseline's metrics whose row reads a pretrained encoder (``Row.pretrain``).
+
+    The gate compares two runs at the same seeds: the same split draw, and for a row without training
+    (BRISQUE, NIQE, PSNR, ...) the same features, so its spread over seeds (the split draw's alone) is noise
+    a same-seed re-run does not have, and it keeps the sampling rule. A pretrained row differs between
+    machines by its pretraining, which the measured spread holds (with the split draw's, so it errs towards
+    passing). A row the project does not declare (an outside row, or one since removed) keeps its std.
+    """
+    from .rows import ROWS  # by name only: a metric name never imports code
+
+    keep = {".".join(key) for key in correlations(baseline, STATISTICS)
+            if key[1] not in ROWS or ROWS[key[1]].pretrain is not None}
+    return {metric: std for metric, std in seed_std.items() if metric in keep}
+
+
 # ----------------------------------------------------------------------------- the command
 
 def _tolerance_settings(cfg: dict) -> dict:
@@ -325,6 +342,8 @@ def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] 
         if seed_std is None:
             console.print(f"[yellow]warning:[/yellow] {reports / VARIANCE_FILE} not found: tolerances are "
                           "sampling error only. Measure the seed spread with `python benchmarks/seed_spread.py`.")
+        if seed_std and old is not None:
+            seed_std = training_noise(seed_std, old)
         test_frac = float((settings.get("evaluate") or {}).get("test_frac", 0.2))
         result = None if old is None else check(
             current, old, _tolerance_settings(check_cfg), "auto", n_test=n_test_from_reports(reports, test_frac),
