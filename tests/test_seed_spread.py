@@ -73,9 +73,14 @@ def test_what_it_writes_is_what_the_gate_reads(tmp_path):
     prov = {"command": "python benchmarks/seed_spread.py", "commit": "abc", "params_sha256": "f00",
             "overrides": {}, "seeds": [0, 1, 2], "top_level_seed": 0, "machine": "x86_64, 2 cores",
             "seconds_total": 90.0, "seconds_per_seed": {0: 30.0, 1: 30.0, 2: 30.0}}
-    text = seed_spread.markdown(frame, prov, seed_factor=3)
+    std = dict(zip(frame["metric"], frame["std"]))
+    text = seed_spread.markdown(frame, prov, 3, gate.training_noise(std, metrics(0.4)))
     assert "| within.contrique.d.srcc | 0.4300 | 0.0300 | 0.4000 | 0.4600 | 3 |" in text
-    assert "3 seeds (0, 1, 2)" in text and "commit: `abc`" in text and "up to 0.090 SRCC" in text
+    assert "3 seeds (0, 1, 2)" in text and "commit: `abc`" in text
+    assert "up to 0.090 (`within.contrique.d.srcc`)" in text  # contrique reads a pretrained encoder
+    with_brisque = metrics(0.4)
+    with_brisque["within"]["brisque"] = {"d": {"srcc": 0.5}}  # no training: its spread is no slack of the gate
+    assert gate.training_noise({"within.brisque.d.srcc": 0.2, **std}, with_brisque) == std
     assert "plcc |" not in text  # SRCC rows only; the rest is in the CSV
 
 
