@@ -122,6 +122,33 @@ def test_live_drops_reference_copies_and_maps_folders(tmp_path):
     assert Path(first_wn.reference) == base / "refimgs" / "parrots.bmp"
 
 
+def test_live_realigned_file_beside_the_release_folder(tmp_path):
+    # dmos_realigned.mat is its own download (release2/dmos_realigned.mat on the LIVE site); the
+    # databaserelease2.zip readme lists only dmos.mat, so it usually sits next to the folder.
+    base = tmp_path / "databaserelease2"
+    total = 982
+    dmos = np.linspace(-2.6, 111.7, total)  # realigned values leave [0, 100] a little
+    orgs = np.zeros(total, dtype=int)
+    orgs[0] = 1
+    refnames = np.array([["caps.bmp"] for _ in range(total)], dtype=object).T
+    base.mkdir()
+    scipy.io.savemat(tmp_path / "dmos_realigned.mat", {"dmos_new": dmos[None, :], "orgs": orgs[None, :]})
+    scipy.io.savemat(base / "refnames_all.mat", {"refnames_all": refnames})
+    for folder, count in zip(["jp2k", "jpeg", "wn", "gblur", "fastfading"], [227, 233, 174, 174, 174]):
+        (base / folder).mkdir()
+        for i in range(1, count + 1):
+            (base / folder / f"img{i}.bmp").write_bytes(b"BM")
+    with pytest.warns(UserWarning, match="outside the declared scale"):
+        frame = build_manifest("live", tmp_path)
+    assert len(frame) == total - 1
+    assert Path(frame["image"].iloc[0]) == base / "jp2k" / "img2.bmp"
+    assert frame["raw_score"].iloc[0] == pytest.approx(dmos[1])
+    assert Path(frame["reference"].iloc[0]) == base / "refimgs" / "caps.bmp"
+    (tmp_path / "dmos_realigned.mat").unlink()
+    with pytest.raises(DatasetError, match=r"dmos_realigned.mat' not found.*separate download"):
+        build_manifest("live", tmp_path)
+
+
 def test_tid2013_case_quirks_and_reference_from_name(tmp_path):
     base = tmp_path
     # Lines and case as in the release (pyiqa meta_info_TID2013Dataset.txt): the list says
@@ -227,7 +254,7 @@ def test_agiqa3k_uses_quality_not_alignment(tmp_path):
     assert got == {"sd1.5_normal_000.jpg": (2.5, 0.5, "a cat", "", "", "")}
 
 
-def test_csiq_spreadsheet_layout(tmp_path):
+def _csiq_sheet(path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("openpyxl", reason="openpyxl is needed to write/read CSIQ's .xlsx")
     # Sheet all_by_image: header on row 4, columns D..I (image, dst_idx, dst_type, dst_lev,
@@ -238,13 +265,36 @@ def test_csiq_spreadsheet_layout(tmp_path):
                           pad + [1600, 1, "noise", 1, 0.02, 0.061989],
                           pad + ["aerial_city", 3, "jpeg 2000", 5, 0.1, 0.955908],
                           pad + [None] * 6])
-    with pd.ExcelWriter(tmp_path / "csiq.DMOS.xlsx") as writer:
+    with pd.ExcelWriter(path) as writer:
         table.to_excel(writer, sheet_name="all_by_image", header=False, index=False)
+
+
+def test_csiq_spreadsheet_layout(tmp_path):
+    _csiq_sheet(tmp_path / "csiq.DMOS.xlsx")
     write_image(tmp_path / "dst_imgs" / "awgn" / "1600.AWGN.1.png")
     write_image(tmp_path / "dst_imgs" / "jpeg2000" / "aerial_city.jpeg2000.5.png")
     got = rows(build_manifest("csiq", tmp_path))
     assert got == {"1600.AWGN.1.png": (0.061989, 0.938011, "1600", "awgn", "1", ""),
                    "aerial_city.jpeg2000.5.png": (0.955908, 0.044092, "aerial_city", "jpeg2000", "5", "")}
+
+
+# dst_imgs.zip and src_imgs.zip have no top folder (public scripts unzip them into dst_imgs/ and
+# src_imgs/ themselves), so `datasets download` leaves awgn/... and 1600.png beside the sheet;
+# the icbcbicc/IQA-Dataset repack spells the folders AWGN/, JPEG/, and some copies are lower-cased.
+@pytest.mark.parametrize("awgn, jp2k, refs", [
+    ("awgn/1600.AWGN.1.png", "jpeg2000/aerial_city.jpeg2000.5.png", ""),
+    ("dst_imgs/AWGN/1600.awgn.1.png", "dst_imgs/jpeg2000/aerial_city.jpeg2000.5.png", "src_imgs/")])
+def test_csiq_archives_unpacked_without_their_folders(tmp_path, awgn, jp2k, refs):
+    _csiq_sheet(tmp_path / "csiq.DMOS.xlsx")
+    write_image(tmp_path / awgn)
+    write_image(tmp_path / jp2k)
+    write_image(tmp_path / f"{refs}1600.png")
+    write_image(tmp_path / f"{refs}aerial_city.png")
+    frame = build_manifest("csiq", tmp_path)
+    assert sorted(Path(p).relative_to(tmp_path).as_posix() for p in frame["image"]) == sorted([awgn, jp2k])
+    assert dict(zip(frame["content_id"], frame["raw_score"])) == {"1600": 0.061989, "aerial_city": 0.955908}
+    assert sorted(Path(r).relative_to(tmp_path).as_posix() for r in frame["reference"]) == [
+        f"{refs}1600.png", f"{refs}aerial_city.png"]
 
 
 def test_unlabelled_kadis_lists_images_and_refuses_a_manifest(tmp_path):

@@ -17,6 +17,8 @@ from .scorefiles import (DatasetError, case_insensitive_index, load_mat, locate,
 
 # LIVE release 2: dmos_realigned.mat is ordered by these folders, each img1..imgN.
 LIVE_FOLDERS = (("jp2k", 227), ("jpeg", 233), ("wn", 174), ("gblur", 174), ("fastfading", 174))
+# Published beside databaserelease2.zip, not inside it (the release's own readme lists only dmos.mat).
+LIVE_REALIGNED_URL = "https://live.ece.utexas.edu/research/quality/release2/dmos_realigned.mat"
 
 # CSIQ spreadsheet dst_type -> (folder in dst_imgs, tag in the file name).
 CSIQ_TYPES = {"noise": ("awgn", "AWGN"), "jpeg": ("jpeg", "JPEG"), "jpeg 2000": ("jpeg2000", "jpeg2000"),
@@ -58,12 +60,19 @@ def parse_live(spec, root: Path) -> pd.DataFrame:
     """LIVE IQA release 2: ``dmos_realigned.mat`` (``dmos_new``, ``orgs``) and
     ``refnames_all.mat``; entries with ``orgs == 1`` are the references' own copies
     (DMOS 0) and are dropped, leaving 779 distorted images."""
-    dmos_file = locate(root, "dmos_realigned.mat", spec.name)
-    base = dmos_file.parent
+    dmos_file = locate(root, "dmos_realigned.mat", spec.name, required=False)
+    if dmos_file is None:
+        raise DatasetError(f"{spec.name}: 'dmos_realigned.mat' not found under {root} (nor one folder down); it is "
+                           f"a separate download ({LIVE_REALIGNED_URL}), not part of databaserelease2.zip")
+    # dmos_realigned.mat is downloaded on its own, so it often sits next to the
+    # databaserelease2/ folder rather than in it: the images are wherever refnames_all.mat is.
+    names_file = (locate(dmos_file.parent, "refnames_all.mat", spec.name, required=False)
+                  or locate(root, "refnames_all.mat", spec.name))
+    base = names_file.parent
     content = load_mat(dmos_file, spec.name, ["dmos_new", "orgs"])
     dmos = np.asarray(content["dmos_new"], dtype=np.float64).ravel()
     orgs = np.asarray(content["orgs"]).ravel().astype(int)
-    refnames = mat_strings(load_mat(base / "refnames_all.mat", spec.name, ["refnames_all"])["refnames_all"])
+    refnames = mat_strings(load_mat(names_file, spec.name, ["refnames_all"])["refnames_all"])
     expected = sum(n for _, n in LIVE_FOLDERS)
     if not len(dmos) == len(orgs) == len(refnames) == expected:
         raise DatasetError(f"{spec.name}: dmos_new/orgs/refnames_all have {len(dmos)}/{len(orgs)}/"
@@ -82,7 +91,8 @@ def parse_live(spec, root: Path) -> pd.DataFrame:
 
 def parse_csiq(spec, root: Path) -> pd.DataFrame:
     """CSIQ: sheet ``all_by_image`` of ``csiq.DMOS.xlsx`` (image, dst_idx, dst_type,
-    dst_lev, dmos_std, dmos); files are ``dst_imgs/<folder>/<image>.<TAG>.<lev>.png``."""
+    dst_lev, dmos_std, dmos); files are ``dst_imgs/<folder>/<image>.<TAG>.<lev>.png`` and
+    ``src_imgs/<image>.png``, or the same without dst_imgs/ and src_imgs/ (see below)."""
     xlsx = locate(root, "csiq.DMOS.xlsx", spec.name)
     table = read_excel_columns(xlsx, spec.name, ["image", "dst_type", "dst_lev", "dmos"],
                                sheet="all_by_image", header_search=True)
@@ -91,7 +101,17 @@ def parse_csiq(spec, root: Path) -> pd.DataFrame:
     raw = numeric_column(table, "dmos", xlsx, spec.name, first)
     levels = numeric_column(table, "dst_lev", xlsx, spec.name, first).astype(int)
     base = xlsx.parent
-    images, refs, kinds = [], [], []
+    # dst_imgs.zip and src_imgs.zip hold their files without a top folder (public scripts
+    # unzip them into dst_imgs/ and src_imgs/ themselves), so `datasets download`, which
+    # unpacks into the dataset folder, leaves <folder>/ and the references next to the
+    # sheet. Both layouts are read; names are matched case-insensitively, as CSIQ's
+    # tags mix case (AWGN, BLUR, jpeg2000) and some copies have been lower-cased.
+    dst_dir = base / "dst_imgs" if (base / "dst_imgs").is_dir() else base
+    src_dir = base / "src_imgs" if (base / "src_imgs").is_dir() else base
+    src_index = case_insensitive_index(src_dir)
+    folders = {p.name.lower(): p for p in dst_dir.iterdir() if p.is_dir()} if dst_dir.is_dir() else {}
+    dst_index: dict[str, dict[str, Path]] = {}
+    images, refs, contents, kinds = [], [], [], []
     for row, (image, dst_type, level) in enumerate(zip(table["image"], table["dst_type"], levels)):
         # The sheet stores the numeric name 1600 as a number.
         image = str(int(image)) if isinstance(image, (int, float, np.integer, np.floating)) else str(image).strip()
@@ -100,12 +120,16 @@ def parse_csiq(spec, root: Path) -> pd.DataFrame:
             raise DatasetError(f"{spec.name}: {xlsx} line {row + first}: unknown dst_type {dst_type!r}; "
                                f"expected one of {sorted(CSIQ_TYPES)}")
         folder, tag = CSIQ_TYPES[key]
-        images.append(base / "dst_imgs" / folder / f"{image}.{tag}.{level}.png")
-        refs.append(str(base / "src_imgs" / f"{image}.png"))
+        if folder not in dst_index:
+            dst_index[folder] = case_insensitive_index(folders.get(folder, dst_dir / folder))
+        name = f"{image}.{tag}.{level}.png"
+        images.append(dst_index[folder].get(name.lower(), dst_dir / folder / name))
+        refs.append(str(src_index.get(f"{image}.png".lower(), src_dir / f"{image}.png")))
+        contents.append(image)  # the sheet's name: stable whatever case the files have
         kinds.append(folder)
     check = pd.DataFrame({"n": [str(p) for p in images]})
     name_column(check, "n", xlsx, spec.name, first)
-    return frame(images, raw, content_id=[Path(r).stem for r in refs], reference=refs,
+    return frame(images, raw, content_id=contents, reference=refs,
                  distortion=kinds, level=[str(v) for v in levels])
 
 

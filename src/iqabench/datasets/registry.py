@@ -116,7 +116,7 @@ _SPECS = [
         homepage="https://github.com/lcysyzxdxc/AGIQA-3k-Database",
         citation="C. Li et al. AGIQA-3K: An open database for AI-generated image quality assessment. "
                  "IEEE TCSVT 2023.",
-        licence="research use", remotes=(),
+        licence="MIT (per the AGIQA-3k-Database README)", remotes=(),
         access="cloud-drive links on https://github.com/lcysyzxdxc/AGIQA-3k-Database",
         images_dir="AGIQA-3K", score_file="data.csv", parser=auth.parse_agiqa3k, score_type="MOS",
         lo=0, hi=5, higher_is_better=True, n_images=2982,
