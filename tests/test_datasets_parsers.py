@@ -194,9 +194,13 @@ def test_pipal_elo_labels_and_reference(tmp_path, dist_dirs, ref_dir, label_dir)
         f"{ref_dir}/A0001.bmp", f"{ref_dir}/A0002.bmp"]
 
 
-def test_siqad_matrix_is_type_level_by_reference(tmp_path):
+# The 49 x 20 matrix the MATLAB evaluation scripts read, and the 980 x 1 vector DMOS(:) that a public
+# Python loader indexes as ref*49 + type*7 + level: both must give the same rows.
+@pytest.mark.parametrize("stored", ["matrix", "vector"])
+def test_siqad_matrix_is_type_level_by_reference(tmp_path, stored):
     dmos = np.arange(49 * 20, dtype=float).reshape(49, 20) / 10
-    scipy.io.savemat(tmp_path / "DMOS_SIQAD.mat", {"DMOS": dmos})
+    on_disk = dmos if stored == "matrix" else dmos.ravel(order="F")[:, None]
+    scipy.io.savemat(tmp_path / "DMOS_SIQAD.mat", {"DMOS": on_disk})
     (tmp_path / "DistortedImages").mkdir()
     (tmp_path / "references").mkdir()
     # Public evaluation scripts pair MATLAB's DMOS(:) (column-major) with these loops.

@@ -247,8 +247,13 @@ def parse_siqad(spec, root: Path) -> pd.DataFrame:
     (the layout public evaluation scripts read; see docs/datasets.md)."""
     mat = locate(root, spec.score_file, spec.name)
     dmos = np.asarray(load_mat(mat, spec.name, ["DMOS"])["DMOS"], dtype=np.float64)
+    if dmos.shape in ((980, 1), (1, 980)):
+        # A copy stored as the 980-vector DMOS(:) also circulates (a public loader indexes it as
+        # ref*49 + type*7 + level); that is the matrix's column-major order, so fold it back.
+        dmos = dmos.reshape((49, 20), order="F")
     if dmos.shape != (49, 20):
-        raise DatasetError(f"{spec.name}: DMOS in {mat} has shape {dmos.shape}; SIQAD's is 49 x 20")
+        raise DatasetError(f"{spec.name}: DMOS in {mat} has shape {dmos.shape}; SIQAD's is 49 x 20 "
+                           f"(or the 980-vector DMOS(:))")
     base = mat.parent
     images, raw, refs, types, levels = [], [], [], [], []
     for ref in range(1, 21):
