@@ -273,6 +273,25 @@ def _csiq_sheet(path):
         table.to_excel(writer, sheet_name="all_by_image", header=False, index=False)
 
 
+# data.csv and AGIQA-3K.zip are separate downloads; public code reads the images from AGIQA-3K/,
+# AGIQA-3k/Images/ beside data.csv, or the folder data.csv was dropped into.
+@pytest.mark.parametrize("folder", ["AGIQA-3K", "Images", ""])
+def test_agiqa3k_image_folder_beside_or_around_data_csv(tmp_path, folder):
+    write_image(tmp_path / folder / "sd1.5_normal_000.jpg")
+    write_image(tmp_path / folder / "AttnGAN_normal_000.jpg")
+    (tmp_path / "data.csv").write_text("name,prompt,adj1,adj2,style,mos_quality,std_quality,mos_align,std_align\n"
+                                       "AttnGAN_normal_000.jpg,statue of a man,,,,0.965602553,0.22,0.41,0.62\n"
+                                       "sd1.5_normal_000.jpg,statue of a man,,,,2.5,0.5,4.0,0.3\n")
+    frame = build_manifest("agiqa3k", tmp_path)
+    assert sorted(Path(p).parent for p in frame["image"]) == [tmp_path / folder] * 2
+    assert set(frame["content_id"]) == {"statue of a man"}
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    (empty / "data.csv").write_text((tmp_path / "data.csv").read_text())
+    with pytest.raises(DatasetError, match=r"2 of 2 listed image\(s\) are missing"):
+        build_manifest("agiqa3k", empty)
+
+
 def test_csiq_spreadsheet_layout(tmp_path):
     _csiq_sheet(tmp_path / "csiq.DMOS.xlsx")
     write_image(tmp_path / "dst_imgs" / "awgn" / "1600.AWGN.1.png")

@@ -137,7 +137,13 @@ def parse_agiqa3k(spec, root: Path) -> pd.DataFrame:
     table = read_csv_columns(table_file, spec.name, ["name", "mos_quality"])
     names = name_column(table, "name", table_file, spec.name)
     raw = numeric_column(table, "mos_quality", table_file, spec.name)
-    images_dir = locate(table_file.parent, spec.images_dir, spec.name)
+    images_dir = locate(table_file.parent, spec.images_dir, spec.name, required=False)
+    if images_dir is None:
+        # The image zip and data.csv are separate downloads, and public copies differ
+        # (AGIQA-3K/, AGIQA-3k/Images/, images/, data.csv inside the image folder): take
+        # the folder holding data.csv, or one beside it, that holds the first listed image.
+        beside = [table_file.parent] + sorted(p for p in table_file.parent.iterdir() if p.is_dir())
+        images_dir = next((d for d in beside if (d / names[0]).is_file()), table_file.parent / spec.images_dir)
     # Images of one prompt share content; the prompt is the natural content id.
     content = table["prompt"].astype(str).tolist() if "prompt" in table.columns else None
     return frame([images_dir / n for n in names], raw, content_id=content)
