@@ -98,7 +98,7 @@ def parse_clive(spec, root: Path) -> pd.DataFrame:
     if len(names) <= 7:
         raise DatasetError(f"{spec.name}: {names_file} lists only {len(names)} images; the release has 1169")
     practice = [f"t{i}.bmp" for i in range(1, 8)]
-    if [n.lower() for n in names[:7]] != practice:
+    if [n.replace("\\", "/").rsplit("/", 1)[-1].lower() for n in names[:7]] != practice:  # a copy may hold folders
         # Dropping 7 entries blindly from a differently ordered file would shift every score.
         raise DatasetError(f"{spec.name}: {names_file} should start with the 7 practice images "
                            f"{practice}, but starts with {names[:7]}; use the release's own .mat files")
