@@ -59,7 +59,11 @@ def stage_timings(previous_report: Path = R / "results.md",
 def timings_markdown(every: list[dict], ran: list[dict]) -> str:
     names = {t["stage"] for t in ran}
     lines = ["| stage | seconds | ran in this run |", "|---|---:|---|"]
-    lines += [f"| {t['stage']} | {t['seconds']:.1f} | {'yes' if t['stage'] in names else ''} |" for t in every]
+    for t in every:
+        note = ""
+        if t.get("training_seconds", 0) > t["seconds"]:  # resumed from a checkpoint: say what the training cost
+            note = f" (training {t['training_seconds']:.1f} s, resumed)"
+        lines.append(f"| {t['stage']} | {t['seconds']:.1f}{note} | {'yes' if t['stage'] in names else ''} |")
     machine = every[0]["machine"] if every else "unknown"
     return "\n".join(lines + [
         f"| **this run (compute, excluding DVC overhead)** | **{sum(t['seconds'] for t in ran):.1f}** | |",

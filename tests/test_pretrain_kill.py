@@ -79,3 +79,5 @@ def test_sigkill_after_first_checkpoint_then_restart_gives_the_uninterrupted_wei
     assert "\n".join(history) + "\n" == (tmp_path / "clean_history.csv").read_text()
     timed = json.loads((killed / "reports" / "timings" / "pretrain-contrique.json").read_text())
     assert timed["images_per_s"] > 0 and len(timed["images_per_s_per_window"]) == len(history) - 1
+    # The training compute of the windows before the kill is counted too.
+    assert timed["training_seconds"] > 0

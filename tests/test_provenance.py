@@ -110,6 +110,8 @@ def test_only_stages_that_ran_since_the_last_report_are_timed(tmp_path, monkeypa
     table = stage.timings_markdown(every, ran)
     assert "| evaluate | 3.0 | yes |" in table and "| pretrain | 300.0 |  |" in table
     assert "**this run (compute, excluding DVC overhead)** | **3.0**" in table
+    resumed = {"stage": "pretrain", "seconds": 0.2, "training_seconds": 290.0, "machine": "test", "finished": now}
+    assert "| pretrain | 0.2 (training 290.0 s, resumed) | yes |" in stage.timings_markdown([resumed], [resumed])
     # No previous report (a first run): everything ran.
     previous.unlink()
     assert len(stage.stage_timings(previous)[1]) == 3
