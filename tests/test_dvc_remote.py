@@ -24,6 +24,8 @@ import pytest
 import torch
 from PIL import Image
 
+HANG_S = 900  # against a hang only: a DVC command on two busy cores can take minutes
+
 MISSING = [name for name in ("moto", "boto3", "dvc_s3") if importlib.util.find_spec(name) is None]
 needs_s3 = pytest.mark.skipif(
     bool(MISSING), reason=f"needs {', '.join(MISSING)}: pip install 'dvc-s3' 'moto[server]'")
@@ -84,7 +86,7 @@ def s3_endpoint(dvc_env):
         server.stop()
 
 
-def run(*args, cwd: Path, timeout: float = 60) -> str:
+def run(*args, cwd: Path, timeout: float = HANG_S) -> str:
     result = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} failed in {cwd} (exit {result.returncode}):\n"
@@ -147,7 +149,7 @@ def test_push_clone_pull_gives_identical_data_and_fails_clearly_before_push(s3_e
     run("git", "clone", "-q", origin, clone, cwd=tmp_path)
     assert not (clone / "data/raw/toy").exists() and not (clone / "data/models/encoder.pt").exists()
     # A collaborator pulling before anyone pushed: the pull must fail and name what is missing.
-    early = subprocess.run([str(DVC), "pull"], cwd=clone, capture_output=True, text=True, timeout=60)
+    early = subprocess.run([str(DVC), "pull"], cwd=clone, capture_output=True, text=True, timeout=HANG_S)
     assert early.returncode != 0 and "data/models/encoder.pt" in early.stdout + early.stderr, early.stderr
 
     run(DVC, "push", cwd=origin)
@@ -212,7 +214,7 @@ def test_download_stage_resumes_after_interruption_and_then_stays_cached(dvc_env
     with serve({"kadid10k.zip": archive}) as server:
         monkeypatch.setenv("IQABENCH_TEST_URL", server.url("kadid10k.zip"))
         server.behaviour["kadid10k.zip"] = Behaviour(cut_after=len(archive) // 3, cuts_left=1)
-        first = subprocess.run([str(DVC), "repro"], cwd=repo, capture_output=True, text=True, timeout=60)
+        first = subprocess.run([str(DVC), "repro"], cwd=repo, capture_output=True, text=True, timeout=HANG_S)
         assert first.returncode != 0, first.stdout
         # persist: true is what keeps the partial file for the next run to resume.
         part = repo / "data/raw/kadid10k/.archives/kadid10k.zip.part"

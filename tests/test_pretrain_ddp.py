@@ -110,7 +110,7 @@ def test_stage_with_nproc_2_runs_two_gloo_ranks_through_torchrun(tmp_path):
                  shard_size=96, seed=0)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     run = subprocess.run([sys.executable, str(STAGE), "contrique"], cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "1"},
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "--nproc_per_node=2" in run.stdout
     last = torch.load(tmp_path / "data" / "checkpoints" / "pretrain-contrique" / "step-00000004.pt", weights_only=True)
@@ -128,7 +128,7 @@ def test_stage_with_nproc_2_on_two_gpus_runs_nccl_with_syncbn(tmp_path):
                  shard_size=96, seed=0)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     run = subprocess.run([sys.executable, str(STAGE), "contrique"], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
     last = torch.load(tmp_path / "data" / "checkpoints" / "pretrain-contrique" / "step-00000004.pt", weights_only=True)
     assert len(last["generator"]) == 2

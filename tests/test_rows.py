@@ -87,7 +87,7 @@ def test_a_new_in_project_row_is_one_entry_in_one_file(tmp_path):
         print(scoring.score_images(frame["image"].tolist(), "mean-luma", "regs")["quality"].tolist())
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin"}, timeout=300)
+                          env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin"}, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     quality = eval(done.stdout.strip().splitlines()[-1])
     assert len(quality) == len(photos) and quality == sorted(quality)  # brighter photos, higher scores here
