@@ -46,6 +46,18 @@ def test_digest_covers_exactly_the_stages_upstream_of_report(tmp_path):
     assert provenance.lock_digest("report", _write_lock(tmp_path, changed), tmp_path / "dvc.yaml") != during
 
 
+def test_the_committed_dvc_lock_holds_only_stages_of_dvc_yaml():
+    """DVC keeps the lock entry of a renamed or removed stage; a stale one would describe a pipeline that is gone."""
+    import sys
+
+    dvc = Path(sys.executable).parent / "dvc"
+    listed = subprocess.run([str(dvc), "stage", "list", "--name-only"], cwd=REPO, capture_output=True, text=True,
+                            timeout=900)
+    assert listed.returncode == 0, listed.stderr
+    stale = set((yaml.safe_load((REPO / "dvc.lock").read_text()) or {}).get("stages", {})) - set(listed.stdout.split())
+    assert not stale, f"dvc.lock has stages dvc.yaml lacks: {sorted(stale)}; delete their entries"
+
+
 def test_the_committed_report_names_the_committed_dvc_lock():
     """reports/results.md (and the MLflow tag, the same value) is checked against the dvc.lock beside it."""
     results = (REPO / "reports" / "results.md").read_text()
