@@ -37,7 +37,7 @@ import yaml
 
 from iqabench import io, params, timing
 from iqabench.models import encoders
-from iqabench.training.pretrain import PretrainConfig, train
+from iqabench.training.pretrain import NonFiniteLoss, PretrainConfig, train
 
 CHECKPOINTS = Path("data/checkpoints")  # pretrain-NAME/, one per encoder: runs sharing one prune each other's
 NOT_CONFIG = {"datasets", "models", "profile", "nproc"}
@@ -111,10 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     with timing.timed(f"pretrain-{args.name}", enabled=is_main) as timed:
         try:
             history = train(cfg, Path("data/corpus"), out, args.checkpoints or CHECKPOINTS / f"pretrain-{args.name}")
-        except ValueError as err:
+        except (ValueError, NonFiniteLoss) as err:
             # The training library names a bad setting "pretrain.KEY" (it does not know the entry): say which
             # entry of params.yaml it is, in one line. ValueErrors naming no setting keep their traceback.
-            if "pretrain." not in str(err):
+            if isinstance(err, ValueError) and "pretrain." not in str(err):
                 raise
             raise SystemExit(f"error: {str(err).replace('pretrain.', f'pretrain.{args.name}.')}") from None
         if is_main:

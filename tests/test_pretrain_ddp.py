@@ -101,6 +101,13 @@ def test_a_bad_setting_is_named_with_its_entry_in_one_line(monkeypatch, tmp_path
     with pytest.raises(SystemExit, match=r"^error: .*raise pretrain\.arniqa\.crop$"):
         stage.main(["arniqa"])
     assert not (tmp_path / "data" / "encoders").exists()
+    # A loss that became NaN mid-run: one line naming the entry's lr, not a traceback.
+    def diverged(*args):
+        raise stage.NonFiniteLoss("pretraining loss became nan between steps 1 and 2; Lower pretrain.lr (a new run)")
+    monkeypatch.setattr(stage, "train", diverged)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": {"arniqa": {"steps": 1}}}))
+    with pytest.raises(SystemExit, match=r"^error: pretraining loss became nan.*Lower pretrain\.arniqa\.lr"):
+        stage.main(["arniqa"])
 
 
 def test_stage_with_nproc_2_runs_two_gloo_ranks_through_torchrun(tmp_path):
