@@ -107,7 +107,7 @@ def main() -> None:
     digests = {ds: provenance.file_hash(path) for ds, path in manifests.items()}
     diff, exp = provenance.params_diff(params.load()), provenance.experiment_name()
     leaderboard = reporting.leaderboard_markdown(within)
-    origin = (f"Commit `{commit}`, dvc.lock `{lock}` (the locked entries of the stages upstream of `report`: "
+    origin = (f"Commit `{commit}`, dvc.lock `{lock}` (the locked outputs of the stages upstream of `report`: "
               f"`iqabench.provenance.lock_digest`), manifests "
               + ", ".join(f"{ds} `{h}`" for ds, h in digests.items())
               + (f", DVC experiment `{exp}`" if exp else "")

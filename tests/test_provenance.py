@@ -44,6 +44,11 @@ def test_digest_covers_exactly_the_stages_upstream_of_report(tmp_path):
     # Any change upstream (here a different prepared output) changes it.
     changed = {**final, "prepare": _entry("p", ["src"], ["data/prepared/a"], md5="1" * 32)}
     assert provenance.lock_digest("report", _write_lock(tmp_path, changed), tmp_path / "dvc.yaml") != during
+    # A stage re-run for a code change that wrote the same bytes: DVC does not re-run report, and the digest
+    # (of the outputs the results come from) still names the committed report truly.
+    recoded = {**final, "prepare": {**_entry("p2", ["src"], ["data/prepared/a"]),
+                                    "deps": [{"path": "src", "md5": "2" * 32}]}}
+    assert provenance.lock_digest("report", _write_lock(tmp_path, recoded), tmp_path / "dvc.yaml") == during
 
 
 def test_the_committed_dvc_lock_holds_only_stages_of_dvc_yaml():
