@@ -128,3 +128,12 @@ def test_the_within_table_names_its_test_its_correction_and_what_changed(result)
     assert "SRCC seed std" in with_seeds and "| 0.020 |" in with_seeds
     # good vs noise on "a" is called, but their seed means differ by less than the combined seed std.
     assert "5 seeds" in with_seeds and "| A better | not stable across seeds |" in with_seeds
+
+
+def test_predictions_name_images_relative_to_the_repository_not_this_checkout(tmp_path, monkeypatch):
+    # data/eval/predictions.csv is a DVC output: absolute paths would give it another hash in every clone.
+    monkeypatch.chdir(tmp_path)
+    frame, features = _dataset("a", 40, np.random.default_rng(1))
+    frame["image"] = [str(tmp_path / "data" / p) for p in frame["image"]]
+    images = study.run({"a": features}, {"a": frame}, {**CFG, "n_splits": 2}).predictions["image"]
+    assert images.str.startswith("data/a/").all() and not images.str.startswith("/").any()

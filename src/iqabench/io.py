@@ -159,3 +159,13 @@ def _json_default(obj: Any):
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def portable_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the working directory (the repository) when it lies inside it, else its file name:
+    a DVC output or committed file must not hold one checkout's absolute paths (its bytes would differ per clone)."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name

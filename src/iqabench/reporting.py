@@ -163,16 +163,6 @@ def heatmap(cross: pd.DataFrame, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def _portable(image: str) -> str:
-    """The image relative to the working directory (the repository) when it lies inside it, else its file name:
-    committed plot data must not hold one machine's absolute paths (their bytes would differ per clone)."""
-    path = Path(image)
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return path.name
-
-
 def plot_data(within: pd.DataFrame, predictions: pd.DataFrame, root: str | Path, split: int = 0) -> list[Path]:
     """Small CSVs for `dvc plots` (declared in dvc.yaml): ``srcc/<dataset>.csv`` (model, srcc) and
     ``scatter/<dataset>--<model>.csv`` (score, prediction on test split ``split``).
@@ -186,7 +176,7 @@ def plot_data(within: pd.DataFrame, predictions: pd.DataFrame, root: str | Path,
     sub = predictions[predictions["split"] == split]
     for (ds, model), part in sub.groupby(["dataset", "model"], sort=False):
         name = f"{ds}--{model.replace(':', '-')}.csv"
-        part = part.assign(image=part["image"].map(_portable))
+        part = part.assign(image=part["image"].map(io.portable_path))
         written.append(io.write_csv(root / "scatter" / name, part[["image", "score", "prediction"]].round(4),
                                     index=False))
     for stale in {*root.glob("srcc/*.csv"), *root.glob("scatter/*.csv")} - set(written):

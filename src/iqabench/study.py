@@ -15,6 +15,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from . import io
 from .evaluation import compare, cross_dataset_many, run_splits, score_run, summarise
 from .evaluation.significance import HOLM, holm, verdict
 from .evaluation.splits import official_split
@@ -66,9 +67,10 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
                 row[metric] = summary[metric]["median"]
                 row[f"{metric}_q25"], row[f"{metric}_q75"] = summary[metric]["q25"], summary[metric]["q75"]
             within.append(row)
+            images = [io.portable_path(p) for p in frame["image"]]  # data/eval/ must hash alike in every clone
             for s, (split, pred) in enumerate(zip(run.splits, run.test_pred)):
                 preds.append(pd.DataFrame({"model": model, "dataset": ds, "split": s,
-                                           "image": frame["image"].to_numpy()[split.test],
+                                           "image": np.asarray(images, dtype=object)[split.test],
                                            "score": run.scores[split.test], "prediction": pred}))
         for a, b in combinations(split_srcc, 2):
             if len(split_srcc[a]) > 1:  # an official split is a single split: nothing to pair
