@@ -46,3 +46,18 @@ def test_bad_split_files_are_named_with_the_problem(tmp_path):
     _write(tmp_path, {"test": [[4, 5]]})
     with pytest.raises(ValueError, match="manifest lacks 1 image"):
         read_arniqa_splits(tmp_path, order, images[:5])
+
+
+def test_flive_one_dimensional_split_files_are_its_one_official_split(tmp_path):
+    # datasets/FLIVE/splits/*.npy in miccunifi/ARNIQA are 1-D (train.npy: 30253 indices), and
+    # data/dataset_flive.py's get_split_indices returns them whole: one split, not 30253 of one image.
+    order = [f"{i}.jpg" for i in range(10)]
+    np.save(tmp_path / "train.npy", np.array([0, 2, 4, 6, 8, 9], dtype=np.int64))
+    np.save(tmp_path / "val.npy", np.array([1, 3], dtype=np.int64))
+    np.save(tmp_path / "test.npy", np.array([5, 7], dtype=np.int64))
+    splits = read_arniqa_splits(tmp_path, order, pd.Series(order[::-1]))
+    assert len(splits) == 1 and splits[0].sizes == {"train": 6, "val": 2, "test": 2}
+    assert sorted(order[::-1][i] for i in splits[0].test) == ["5.jpg", "7.jpg"]
+    np.save(tmp_path / "test.npy", np.zeros((2, 2, 2), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"test\.npy: expected a 2-D integer array .* FLIVE's 1-D one"):
+        read_arniqa_splits(tmp_path, order, pd.Series(order))

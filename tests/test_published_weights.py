@@ -5,6 +5,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models as tvm
 
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
 from iqabench import rows
 from iqabench.models import encoders
 
@@ -42,8 +45,9 @@ def test_contrique_checkpoint_layout_loads_and_gives_the_source_features(tmp_pat
 
     encoder = encoders.load(path)
     assert encoder.arch == "resnet50"
-    image = torch.rand(2, 3, 64, 64)
-    half = F.interpolate(image, scale_factor=0.5, mode="bicubic", antialias=True).clamp(0, 1)
+    # Odd sides: demo_feat.py:21 resizes to (w // 2, h // 2), which a scale factor of 0.5 does not reproduce.
+    image = torch.rand(2, 3, 67, 93)
+    half = TF.resize(image, [33, 46], interpolation=InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
     expected = torch.cat([source.features(image), source.features(half)], dim=1)
     with torch.no_grad():
         got = rows.feature_fn(f"file:{path}")(image)
@@ -118,17 +122,16 @@ class ReiqaLayout(nn.Module):
         self.head = nn.Sequential(nn.Linear(2048, 2048), nn.ReLU(inplace=True), nn.Linear(2048, 128))
 
 
-def _reiqa_checkpoint(source: nn.Module, path) -> None:
-    """What Re-IQA's ContrastTrainer.save writes, with the DataParallel ``module.`` prefix of its demos."""
+def _reiqa_checkpoint(source: nn.Module, path, ema: nn.Module) -> None:
+    """What Re-IQA's ContrastTrainer.save writes (learning/contrast_trainer.py:113-120), keys with the DDP
+    ``module.`` prefix its demos load through DataParallel; ``model_ema`` (MoCo's key encoder) is not read."""
     torch.save({"model": {f"module.{k}": v for k, v in source.state_dict().items()},
                 "contrast": {"memory": torch.zeros(4, 128)},
-                "optimizer": {"state": {}, "param_groups": [{"lr": 0.3, "params": [0, 1]}]}, "epoch": 25}, path)
+                "optimizer": {"state": {}, "param_groups": [{"lr": 0.3, "params": [0, 1]}]}, "epoch": 25,
+                "model_ema": {f"module.{k}": v for k, v in ema.state_dict().items()}}, path)
 
 
 def test_arniqa_pth_layout_gives_arniqa_features_with_its_preprocessing(tmp_path, monkeypatch):
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import functional as TF
-
     torch.manual_seed(5)
     source = ArniqaLayout(tvm.resnet50(weights=None)).eval()
     _randomise_bn_statistics(source, 6)
@@ -136,11 +139,11 @@ def test_arniqa_pth_layout_gives_arniqa_features_with_its_preprocessing(tmp_path
     (tmp_path / "weights").mkdir()
     torch.save(source.state_dict(), tmp_path / "weights" / "ARNIQA.pth")
     assert next(iter(source.state_dict())) == "model.0.weight"
-    image = torch.rand(1, 3, 240, 288)
-    # test.py's dataset classes: PIL's default (bicubic) resize to (h // 2, w // 2); center_corners_crop(224) of
-    # both (the half-size one, 120 x 144, padded black by PIL's crop); ToTensor and Normalize each crop; the 5
-    # averaged.
-    half = TF.resize(image, [120, 144], interpolation=InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
+    image = torch.rand(1, 3, 241, 287)
+    # test.py's dataset classes: PIL's default (bicubic) resize to (w // 2, h // 2) (utils/utils_data.py:177);
+    # center_corners_crop(224) of both (the half-size one, 120 x 143, padded black by PIL's crop); ToTensor and
+    # Normalize each crop (data/dataset_base_iqa.py:61-72); the 5 averaged.
+    half = TF.resize(image, [120, 143], interpolation=InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
 
     def five_crops(x):
         h, w = x.shape[-2:]
@@ -157,9 +160,6 @@ def test_arniqa_pth_layout_gives_arniqa_features_with_its_preprocessing(tmp_path
 
 
 def test_reiqa_checkpoints_give_the_concatenated_quality_and_content_features(tmp_path, monkeypatch):
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import functional as TF
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "weights").mkdir()
     sources = []
@@ -167,12 +167,13 @@ def test_reiqa_checkpoints_give_the_concatenated_quality_and_content_features(tm
         torch.manual_seed(seed)
         source = ReiqaLayout(tvm.resnet50(weights=None)).eval()
         _randomise_bn_statistics(source, seed)
-        _reiqa_checkpoint(source, tmp_path / "weights" / name)
+        _reiqa_checkpoint(source, tmp_path / "weights" / name, ema=ReiqaLayout(tvm.resnet50(weights=None)))
         sources.append(source.encoder)
     quality, content = sources
-    image = torch.rand(1, 3, 64, 64)
-    # The demos: PIL's default resize (bicubic) to half size; the content encoder alone is ImageNet-normalised.
-    half = TF.resize(image, [32, 32], interpolation=InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
+    image = torch.rand(1, 3, 67, 93)
+    # The demos (demo_quality_aware_feats.py:52-62, demo_content_aware_feats.py:53-68): PIL's default resize
+    # (bicubic) to (w // 2, h // 2); the content encoder alone reads ImageNet-normalised input; full then half.
+    half = TF.resize(image, [33, 46], interpolation=InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
     with torch.no_grad():
         expected = torch.cat([quality(image), quality(half), content(TF.normalize(image, *IMAGENET)),
                               content(TF.normalize(half, *IMAGENET))], dim=1)
@@ -198,3 +199,27 @@ def test_published_rows_declare_their_files_and_preprocessing():
     assert arniqa.preprocessing.normalise == encoders.IMAGENET_MEAN_STD and arniqa.preprocessing.l2
     assert [p.name for p in reiqa.artifacts] == ["quality_aware_r50.pth", "content_aware_r50.pth"]
     assert rows.get("contrique-published").preprocessing == encoders.CONTRIQUE
+
+
+def test_half_size_copy_is_pils_resize_also_on_odd_sides():
+    """The three feature scripts' img.resize((w // 2, h // 2)) (PIL's bicubic default), within 8-bit rounding."""
+    import numpy as np
+    from PIL import Image
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    for h, w in ((225, 301), (97, 130), (128, 128)):
+        # Smoothed noise: a photograph's spectrum, where a half-pixel shift shows as a large error.
+        pixels = gaussian_filter(rng.random((h, w, 3)) * 255, (2, 2, 0)).round().astype(np.uint8)
+        pil = np.asarray(Image.fromarray(pixels).resize((w // 2, h // 2)), dtype=np.float64) / 255
+        ours = encoders.half_size(torch.from_numpy(pixels).permute(2, 0, 1)[None].double() / 255)
+        ours = ours[0].permute(1, 2, 0).numpy()
+        assert ours.shape == pil.shape
+        assert np.abs(ours - pil).max() <= 1.5 / 255, (h, w)  # a scale factor of 0.5: 15/255 on 225 x 301
+
+
+def test_half_size_equals_the_scale_factor_copy_on_even_sides():
+    # Why the embedded default's features (128 px patches) and dvc.lock did not move with the odd-side fix.
+    image = torch.rand(2, 3, 128, 96)
+    torch.testing.assert_close(encoders.half_size(image), F.interpolate(
+        image, scale_factor=0.5, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1), rtol=0, atol=0)

@@ -2,7 +2,9 @@
 
 Each file is a 10 x n integer array: row k lists the image indices of split k,
 padded with -1 to a common length (ARNIQA's ``data/dataset_*.py`` drop the
--1s). An index counts rows of the score file ARNIQA's loader reads, in file
+-1s; its ``test.py`` indexes with them unfiltered, so there -1 is the score
+file's last image). FLIVE's files are 1-D, its one official split
+(``data/dataset_flive.py`` returns ``self.splits[phase]`` whole). An index counts rows of the score file ARNIQA's loader reads, in file
 order (KADID-10k ``dmos.csv``, LIVE ``LIVE.txt``, ...); ``order`` gives the
 image names in that order, so the splits apply to a manifest of any row order.
 Use them with :func:`iqabench.evaluation.run_splits` (``splits=``), which then
@@ -36,9 +38,11 @@ def read_arniqa_splits(folder: str | Path, order: list[str], manifest_images) ->
             raise FileNotFoundError(f"{path} does not exist; ARNIQA's split folders hold train.npy, val.npy and "
                                     "test.npy (datasets/<NAME>/splits/ in github.com/miccunifi/ARNIQA)")
         array = np.load(path, allow_pickle=False)
+        if array.ndim == 1:  # FLIVE: one split, e.g. train.npy of shape (30253,)
+            array = array[None]
         if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"{path}: expected a 2-D integer array (splits x indices, -1 padded), "
-                             f"got {array.dtype} {array.shape}")
+            raise ValueError(f"{path}: expected a 2-D integer array (splits x indices, -1 padded) or FLIVE's "
+                             f"1-D one, got {array.dtype} {array.shape}")
         if array.max() >= len(order) or array.min() < -1:
             raise ValueError(f"{path}: indices span {array.min()}..{array.max()} but the score file order has "
                              f"{len(order)} images; is `order` the file ARNIQA reads for this dataset?")

@@ -128,9 +128,10 @@ class Preprocessing:
 
     Every row gets the whole image, its short side capped at
     ``extract.max_short_side``. ``half_scale``: also pool the features of a
-    half-size copy, resampled with this mode (antialiased, as PIL's ``resize``:
-    ``bicubic`` is PIL's default, CONTRIQUE's and Re-IQA's; ``bilinear`` is
-    torchvision's ``Resize``, ARNIQA's); the copy is made before
+    ``(h // 2, w // 2)`` copy, resampled with this mode (antialiased, as PIL's
+    ``resize``: ``bicubic`` is PIL's default, used by CONTRIQUE's, ARNIQA's
+    ``test.py`` and Re-IQA's feature scripts; ``bilinear`` is torchvision's
+    ``Resize``, ARNIQA's single-image demo); the copy is made before
     ``normalise`` (per-channel mean and std, e.g. :data:`IMAGENET_MEAN_STD`).
     ``l2``: each scale's pooled feature is L2-normalised before concatenation.
     ``crops``: 5 = ARNIQA's evaluation, the centre and four corner
@@ -177,8 +178,7 @@ def pooled_features(encoder: Encoder, images: torch.Tensor, preprocessing: Prepr
     """
     scales = [images]
     if preprocessing.half_scale:
-        scales.append(F.interpolate(images, scale_factor=0.5, mode=preprocessing.half_scale, antialias=True,
-                                    align_corners=False).clamp(0, 1))
+        scales.append(half_size(images, preprocessing.half_scale))
     if preprocessing.crops == 5:  # before mean/std, so that padding is black as in PIL
         scales = [_centre_and_corners(x, preprocessing.crop_size) for x in scales]  # 5B x C x s x s, crop-major
     if preprocessing.normalise:
@@ -193,8 +193,24 @@ def pooled_features(encoder: Encoder, images: torch.Tensor, preprocessing: Prepr
     return torch.cat(pooled, dim=1)
 
 
+def half_size(images: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:
+    """The ``(h // 2, w // 2)`` copy of images in [0, 1] as PIL's antialiased ``resize`` makes it, on floats.
+
+    The authors' copy is ``img.resize((w // 2, h // 2))`` (CONTRIQUE demo_feat.py:21, ARNIQA
+    utils/utils_data.py:177, Re-IQA demo_quality_aware_feats.py:52): an output size, so PIL maps pixels with
+    the ratio in/out. ``scale_factor=0.5`` would map with exactly 2 and shift an odd-sized image by up to half
+    a pixel (15/255 off PIL on 225 x 301); for even sizes the two are bit-identical.
+    """
+    h, w = images.shape[-2:]
+    return F.interpolate(images, size=(h // 2, w // 2), mode=mode, antialias=True, align_corners=False).clamp(0, 1)
+
+
 def _centre_and_corners(x: torch.Tensor, size: int) -> torch.Tensor:
-    """ARNIQA's ``center_corners_crop`` on a batch: centre, top-left, bottom-left, top-right, bottom-right."""
+    """ARNIQA's ``center_corners_crop`` on a batch: centre, top-left, bottom-left, top-right, bottom-right.
+
+    miccunifi/ARNIQA utils/utils_data.py:205-209, applied to both scales before ToTensor and Normalize
+    (data/dataset_base_iqa.py:61-72).
+    """
     from torchvision.transforms import functional as TF  # pads with zeros outside the image, as PIL's crop
 
     h, w = x.shape[-2:]
@@ -257,7 +273,11 @@ def load(path, map_location="cpu") -> Encoder:
 
 # CONTRIQUE_model keeps ``nn.Sequential(*list(resnet.children())[:-2])`` as ``encoder`` and ARNIQA's
 # ResNet ``nn.Sequential(*list(resnet.children())[:-1])`` as ``model``, so torchvision's modules appear
-# under their position in ResNet.children().
+# under their position in ResNet.children() (pavancm/CONTRIQUE modules/CONTRIQUE_model.py:11; miccunifi/ARNIQA
+# models/resnet.py:30, ARNIQA.pth being that module's state dict, hubconf.py:52-53). Re-IQA's trainer saves
+# {'model': DDP state dict, 'model_ema': ..., 'contrast', 'optimizer', 'epoch'} (avinabsaha/ReIQA
+# learning/contrast_trainer.py:113-120) and its demos load 'model' (demo_quality_aware_feats.py:43), whose
+# ``module.encoder.*`` is a torchvision-named ResNet without fc (networks/build_backbone.py:16).
 CHILD_INDEX = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
 # Blocks per stage (and bottleneck or not) identify torchvision's ResNets.
