@@ -84,9 +84,11 @@ def _declare(row: Row) -> None:
     ROWS[row.name] = row
 
 
-# CONTRIQUE: ridge alpha 0.1, no validation part, 10 random 80/20 splits; whole images.
+# CONTRIQUE: ridge alpha 0.1 (pavancm/CONTRIQUE train_regressor.py:12, default :20), no validation part, 10 random
+# 80/20 splits; whole images.
 CONTRIQUE_PROTOCOL = {"alphas": [0.1], "val_frac": 0.0, "test_frac": 0.2}
-# ARNIQA (test.py): alpha from np.geomspace(1e-3, 1e3, 100) by SRCC on the validation part of 70/10/20 splits.
+# ARNIQA (test.py): alpha from np.geomspace(1e-3, 1e3, 100) (:416-417), one per dataset by the best median SRCC
+# over the validation parts (:441-444, evaluate's alpha_rule "median") of 70/10/20 splits.
 ARNIQA_PROTOCOL = {"alphas": [float(a) for a in np.geomspace(1e-3, 1e3, 100)], "val_frac": 0.1, "test_frac": 0.2}
 CONTRIQUE_CITATION = "Madhusudana et al., Image Quality Assessment using Contrastive Learning, IEEE TIP 2022"
 ARNIQA_CITATION = "Agnolucci et al., ARNIQA: Learning Distortion Manifold for Image Quality Assessment, WACV 2024"
@@ -132,16 +134,18 @@ _declare(Row("contrique-published", NR, zoo.encoder_file(PUBLISHED / "CONTRIQUE_
              "CONTRIQUE's released ResNet-50 (KADIS-700k + UGC pretraining)", CONTRIQUE,
              artifacts=(PUBLISHED / "CONTRIQUE_checkpoint25.tar",), citation=CONTRIQUE_CITATION,
              licence="none stated in pavancm/CONTRIQUE", protocol=CONTRIQUE_PROTOCOL))
-# ARNIQA scores the centre and corner 224-px crops of both scales and averages (single_image_inference.py, test.py).
-# Half size as in test.py, which made the paper's numbers: PIL's default resize (bicubic, antialiased) in
-# data/dataset_base_iqa.py; the README's single-image demo uses torchvision's bilinear Resize instead.
+# ARNIQA scores the centre and corner 224-px crops of both scales and averages (single_image_inference.py:32-47,
+# test.py:316-330, which fits on the crops and averages the 5 predictions; here the crops' features are averaged).
+# Half size as in test.py, which made the paper's numbers: PIL's default resize (bicubic, antialiased) to
+# (w // 2, h // 2) in utils/utils_data.py:177; the README's single-image demo uses torchvision's bilinear Resize.
 ARNIQA_PUBLISHED = Preprocessing(normalise=IMAGENET_MEAN_STD, half_scale="bicubic", l2=True, crops=5)
 _declare(Row("arniqa-published", NR, zoo.encoder_file(PUBLISHED / "ARNIQA.pth", ARNIQA_PUBLISHED),
              "ARNIQA's released ResNet-50 encoder", ARNIQA_PUBLISHED,
              artifacts=(PUBLISHED / "ARNIQA.pth",), citation=ARNIQA_CITATION, licence="Apache-2.0",
              protocol=ARNIQA_PROTOCOL))
-# Re-IQA's demos: the quality encoder reads [0, 1] RGB, the content encoder ImageNet-normalised RGB;
-# neither L2-normalises; the paper's regressor reads both concatenated (2 x 4096-d).
+# Re-IQA's demos: the quality encoder reads [0, 1] RGB (demo_quality_aware_feats.py:52-62), the content encoder
+# ImageNet-normalised RGB (demo_content_aware_feats.py:53-68); neither L2-normalises; the paper's regressor reads
+# both concatenated (2 x 4096-d; the author, ReIQA issue #8: "merge the features ... 8192 length").
 REIQA_QUALITY = Preprocessing(half_scale="bicubic")
 REIQA_CONTENT = Preprocessing(normalise=IMAGENET_MEAN_STD, half_scale="bicubic")
 _declare(Row("reiqa-published", NR,
