@@ -54,7 +54,7 @@ from torch import nn
 
 from .. import images, io, runtime
 from ..evaluation import compute_metrics, random_splits
-from ..models.encoders import Encoder, load as load_encoder
+from ..models.encoders import Encoder, half_size, load as load_encoder
 from . import checkpoint
 from .corpus import config_hash
 
@@ -107,8 +107,7 @@ class QualityRegressor(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if self.head_kind == "pooled":
             return self.encoder(x)
-        # The same half-size copy as encoders.pooled_features (PIL-like bicubic with antialias).
-        half = F.interpolate(x, scale_factor=0.5, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+        half = half_size(x)  # the same half-size copy as encoders.pooled_features (PIL's resize to h // 2, w // 2)
         return torch.cat([F.normalize(self.encoder(x), dim=1), F.normalize(self.encoder(half), dim=1)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
