@@ -118,17 +118,15 @@ def main(argv: list[str] | None = None) -> None:
                 raise
             raise SystemExit(f"error: {str(err).replace('pretrain.', f'pretrain.{args.name}.')}") from None
         if is_main:
-            # images/s per log window is a wall-clock figure: it goes to the timing JSON, not the history CSV
-            # (a DVC output), or every re-run would change the encoder outputs' hash and re-run what reads them.
-            steps = [row["step"] for row in history]
+            # images/s and seconds per log window are wall-clock figures: they go to the timing JSON, not the
+            # history CSV (a DVC output), or every re-run would change the encoder's hash and re-run its readers.
             rates = [round(row.pop("images_per_s"), 2) for row in history]
+            seconds = [row.pop("seconds", None) for row in history]  # absent in checkpoints of older versions
             timed["images_per_s"] = statistics.median(rates[1:] or rates)  # the first window holds the warm-up
             timed["images_per_s_per_window"] = rates
             # The training compute of every window, also those before a resume: a stage that resumes a finished
             # run (its code changed, not its training) takes a second, but the encoder cost this much.
-            per_step = cfg.images_per_step(int(os.environ.get("WORLD_SIZE", "1")))
-            timed["training_seconds"] = round(sum(
-                (step - before) * per_step / rate for step, before, rate in zip(steps, [0, *steps], rates)), 2)
+            timed["training_seconds"] = None if None in seconds else round(sum(seconds), 2)
             io.write_csv(encoders.history_path(out), pd.DataFrame(history))
     if is_main:
         print(f"pretrained {args.name} ({cfg.arch}) for {history[-1]['step']} steps: "

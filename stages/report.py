@@ -61,7 +61,7 @@ def timings_markdown(every: list[dict], ran: list[dict]) -> str:
     lines = ["| stage | seconds | ran in this run |", "|---|---:|---|"]
     for t in every:
         note = ""
-        if t.get("training_seconds", 0) > t["seconds"]:  # resumed from a checkpoint: say what the training cost
+        if (t.get("training_seconds") or 0) > t["seconds"]:  # resumed: what the training cost (None: unknown)
             note = f" (training {t['training_seconds']:.1f} s, resumed)"
         lines.append(f"| {t['stage']} | {t['seconds']:.1f}{note} | {'yes' if t['stage'] in names else ''} |")
     machine = every[0]["machine"] if every else "unknown"

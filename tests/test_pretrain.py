@@ -49,6 +49,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_corpus, tmp_path, cras
     assert not (tmp_path / "b.pt").exists()
     resumed = train(cfg, out, tmp_path / "b.pt", tmp_path / "ckpt-b")
     assert [h["step"] for h in resumed] == [h["step"] for h in history]
+    # Each window keeps its measured seconds through the resume (the stage sums them into training_seconds).
+    assert all(h["seconds"] > 0 and h["images_per_s"] * h["seconds"] == pytest.approx(cfg.images_per_step())
+               for h in resumed)
     a, b = encoders.load(tmp_path / "a.pt").state_dict(), encoders.load(tmp_path / "b.pt").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 

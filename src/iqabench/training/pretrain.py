@@ -228,7 +228,7 @@ def fit(cfg: PretrainConfig, corpus_dir: str | Path, encoder_path: str | Path | 
                 if log:
                     elapsed = time.perf_counter() - tic
                     history.append({"step": step, "loss": mean_loss, "lr": sched.get_last_lr()[0],
-                                    "images_per_s": window * per_step / max(elapsed, 1e-9)})
+                                    "images_per_s": window * per_step / max(elapsed, 1e-9), "seconds": elapsed})
                     progress.update(task, description=f"pretraining loss {mean_loss:.3f}")
                     loss_sum, window_sum, window = torch.zeros((), device=rt.device), 0.0, 0
                     tic = time.perf_counter()
