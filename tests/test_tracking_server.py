@@ -186,3 +186,31 @@ def test_log_study_without_a_server_warns_and_returns_none_quickly(study_inputs,
     warning = capsys.readouterr().err
     assert "WARNING: MLflow logging to" in warning and str(port) in warning
     assert "dvc repro -s -f report" in warning
+
+
+def _view_state(experiment) -> dict:
+    import base64
+    import json
+    import zlib
+
+    packed = json.loads(experiment.tags[f"mlflow.sharedViewState.{tracking.VIEW_KEY}"])["state"]
+    assert packed.startswith("deflate;")
+    return json.loads(zlib.decompress(base64.b64decode(packed.split(";", 1)[1])))
+
+
+def test_the_leaderboard_view_shows_every_run_name_whole(study_inputs, monkeypatch, tmp_path):
+    """MLflow's default run name column (190 px) cut `ef312f00+dirty HEAD params` to `ef312f00+dirty HEA...`:
+    the saved view widens it to the longest parent's name, the short one logged last included."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    long_name = "fedcba98+dirty waxy-vats evaluate.n_splits=5"
+    assert tracking.log_study(experiment="iqabench", run_name=long_name, **study_inputs)
+    run = tracking.log_study(experiment="iqabench", run_name="01234567 HEAD params", **study_inputs)
+    state = _view_state(mlflow.MlflowClient().get_experiment(run.experiment_id))
+    width = state["columnWidths"][tracking.RUN_NAME_COLUMN]
+    assert width == tracking.run_name_width([long_name]) and width >= 60 + 7 * len(long_name)
+    assert state["columnOrder"][:4] == ["0", tracking.RUN_NAME_COLUMN, "runDateAndNestInfo", "duration"]
+    assert state["selectedColumns"] == [f"metrics.`{k}`" for k in sorted(study_inputs["metrics"]) if k.startswith("srcc/")]
+    # A name longer than the cap is cut in the table rather than pushing every SRCC column off screen.
+    assert tracking.run_name_width(["x" * 300]) == tracking.RUN_NAME_MAX_PX

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import fakestudy
-from iqabench import tracking
+from iqabench import provenance, tracking
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("IQABENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -30,6 +30,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 UI_START_S = 180   # `mlflow ui` on two busy cores
 COLUMN_IDS = "() => Array.from(document.querySelectorAll('[col-id]'), e => e.getAttribute('col-id'))"
+# True when no element under e is cut (an ellipsis leaves scrollWidth above clientWidth); 0-1 px wide ones are
+# hidden (a screen reader's colour name) or empty.
+WHOLE = "e => Array.from(e.querySelectorAll('*')).every(c => c.clientWidth <= 1 || c.scrollWidth <= c.clientWidth + 1)"
 PAGE_S = 300       # the first page load compiles MLflow's JavaScript bundle; two busy cores are slow
 
 
@@ -48,9 +51,12 @@ def ui(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", uri)
     try:
-        runs = [tracking.log_study(experiment="iqabench", run_name=f"{commit[:8]} seed={seed}",
+        # Names as `dvc repro` gives them; the second is longer than MLflow's default name column shows.
+        runs = [tracking.log_study(experiment="iqabench", run_name=provenance.run_name(commit, dirty, exp, diff),
                                    **fakestudy.inputs(root, shift=shift, seed=seed, commit=commit))
-                for shift, seed, commit in ((0.0, 0, "0123456789abcdef"), (0.02, 1, "fedcba9876543210"))]
+                for shift, seed, commit, dirty, exp, diff in (
+                    (0.0, 0, "0123456789abcdef", False, "", {}),
+                    (0.02, 1, "fedcba9876543210", True, "waxy-vats", {"seed": (0, 1)}))]
     finally:
         mp.undo()
         import mlflow
@@ -112,12 +118,16 @@ def test_the_printed_link_lands_on_the_run_table_with_the_leaderboard_columns(ui
     columns = sorted(tracking.headline_key(m, ds) for m in fakestudy.MODELS for ds in fakestudy.DATASETS)
     _close_assistant(page)
     page.locator(f"[col-id='metrics.`{columns[0]}`']").first.wait_for(timeout=PAGE_S * 1000)
+    # Each run's name is whole in its cell (MLflow's default width cut "fedcba98+dirty waxy-vats seed=1").
+    names = page.locator(f"[role=gridcell][col-id='{tracking.RUN_NAME_COLUMN}']")
+    assert names.count() >= len(runs)
+    for i in range(names.count()):
+        assert names.nth(i).evaluate(WHOLE), f"run name cut: {names.nth(i).inner_text()!r}"
     # The first leaderboard column is on screen without scrolling, its name whole (not cut to "srcc/syn...").
     header = page.locator(f"[role=columnheader][col-id='metrics.`{columns[0]}`']").first
     box = header.bounding_box()
     assert box is not None and box["x"] + box["width"] <= 1440, "the first leaderboard column is off screen"
-    assert header.evaluate("e => Array.from(e.querySelectorAll('*')).every("
-                           "c => c.clientWidth === 0 || c.scrollWidth <= c.clientWidth + 1)"), "its name is cut"
+    assert header.evaluate(WHOLE), "its name is cut"
     # The grid renders the columns in view: scroll it sideways to meet the others.
     seen = set(page.evaluate(COLUMN_IDS))
     page.evaluate("() => document.querySelectorAll('.ag-body-horizontal-scroll-viewport, .ag-center-cols-viewport')"

@@ -49,6 +49,8 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the U
 VIEW_KEY = "leaderboard"  # the saved view of the run table: one SRCC column per model and dataset
 HEADLINE = "srcc/"  # the parent's columns: srcc/<dataset>/<model>
 ML_WORKFLOW = "workflowType=machine_learning"  # MLflow 3's "Model training" side of the UI
+RUN_NAME_COLUMN = "attributes.`Run Name`"  # the run table's column id
+RUN_NAME_MAX_PX = 460  # ~57 characters: a longer name is cut in the table (whole on its run page)
 
 
 def tracking_uri() -> str:
@@ -128,19 +130,28 @@ def headline_key(model: str, dataset: str) -> str:
     return f"{HEADLINE}{dataset}/{model}"
 
 
-def save_view(experiment_id: str, columns: Sequence[str], client) -> None:
+def run_name_width(names: Sequence[str]) -> int:
+    """Pixels that show the longest run name whole in the run table (MLflow's default, 190, cuts
+    ``ef312f00+dirty HEAD params``): ~7 per character plus the expander and colour dot, capped so
+    the leaderboard columns stay on screen."""
+    return min(RUN_NAME_MAX_PX, max(190, 60 + 7 * max((len(n) for n in names), default=0)))
+
+
+def save_view(experiment_id: str, columns: Sequence[str], client, run_names: Sequence[str] = ()) -> None:
     """The run table's saved view ``leaderboard``: run name, start, duration, then the given metric columns.
 
     The UI keeps saved views as experiment tags ``mlflow.sharedViewState.<key>`` holding a
     deflated JSON of its view state (format read from what MLflow 3.17's "Save view" writes; widths
-    apply to the columns listed in ``columnOrder``, by the grid's column ids).
+    apply to the columns listed in ``columnOrder``, by the grid's column ids). The run name column
+    is as wide as the longest of ``run_names`` needs (the parents' names are what tells runs apart).
     """
     ids = [f"metrics.`{c}`" for c in columns]
     state = {"searchFilter": "", "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
              "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
              "selectedColumns": ids,
-             "columnOrder": ["0", "attributes.`Run Name`", "runDateAndNestInfo", "duration", *ids],
-             "columnWidths": {i: 32 + 7 * len(c) for i, c in zip(ids, columns)},
+             "columnOrder": ["0", RUN_NAME_COLUMN, "runDateAndNestInfo", "duration", *ids],
+             "columnWidths": {RUN_NAME_COLUMN: run_name_width(run_names),
+                              **{i: 32 + 7 * len(c) for i, c in zip(ids, columns)}},
              "runsHiddenMode": "FIRST_10_RUNS", "viewMaximized": False,
              "runListHidden": False, "isAccordionReordered": False, "useGroupedValuesInCharts": True,
              "hideEmptyCharts": True, "groupBy": None, "groupsExpanded": {},
@@ -200,10 +211,15 @@ class DatasetInput:
                                            targets=targets)
 
 
-def unique_name(name: str, experiment_id: str, client) -> str:
-    """``name``, or ``name #2``, ``#3``... if a top-level run of the experiment already has it."""
-    taken = {run.info.run_name for run in client.search_runs(
-        [experiment_id], filter_string="", max_results=5000) if "mlflow.parentRunId" not in run.data.tags}
+def parent_names(experiment_id: str, client) -> list[str]:
+    """The names of the experiment's top-level runs (the pipeline runs, not the nested ones)."""
+    return [run.info.run_name for run in client.search_runs([experiment_id], filter_string="", max_results=5000)
+            if "mlflow.parentRunId" not in run.data.tags]
+
+
+def unique_name(name: str, experiment_id: str, client, taken: Sequence[str] | None = None) -> str:
+    """``name``, or ``name #2``, ``#3``... if a top-level run of the experiment (``taken``) already has it."""
+    taken = set(parent_names(experiment_id, client) if taken is None else taken)
     if name not in taken:
         return name
     n = 2
@@ -247,7 +263,8 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
         client = mlflow.MlflowClient()
         experiment_id = _experiment(experiment, client)
         mlflow.set_experiment(experiment_id=experiment_id)
-        name = unique_name(run_name, experiment_id, client)
+        taken = parent_names(experiment_id, client)
+        name = unique_name(run_name, experiment_id, client, taken)
         created = client.create_run(experiment_id, start_time=start_time_ms, run_name=name,
                                     tags={**tags, "mlflow.note.content": description})
         inputs = {d.name: d.as_mlflow() for d in datasets}
@@ -274,7 +291,7 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
                             mlflow.log_metrics(_metrics(train_metrics))
                             for ds, dataset in inputs.items():
                                 mlflow.log_input(dataset, context="train" if ds == train else "test")
-            save_view(experiment_id, sorted(k for k in metrics if k.startswith(HEADLINE)), client)
+            save_view(experiment_id, sorted(k for k in metrics if k.startswith(HEADLINE)), client, [*taken, name])
             return LoggedRun(parent.info.run_id, experiment_id, name)
     except Exception as exc:  # noqa: BLE001 - any store failure must not lose the pipeline's outputs
         # MLflow's messages nest the whole urllib3 chain; the first line says what failed.
