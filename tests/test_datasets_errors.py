@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import scipy.io
 from typer.testing import CliRunner
 
@@ -117,3 +118,83 @@ def test_fit_niqe_names_a_broken_kadis_image_without_a_traceback(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "fit_niqe: the pristine photos from kadis700k cannot be used" in proc.stderr and "broken.png" in proc.stderr
     assert not (tmp_path / "data" / "models").exists()
+
+
+def _generic_file(tmp_path, content: bytes, names=("a.png", "b.png"), name="mine", *extra):
+    """add-generic with a score file of exactly these bytes (no header added)."""
+    folder = tmp_path / "imgs"
+    for i, image in enumerate(names):
+        write_image(folder / image, seed=i)
+    csv = tmp_path / "scores.csv"
+    csv.write_bytes(content)
+    registry = tmp_path / "registry.json"
+    result = _invoke(registry, "add-generic", name, "--folder", str(folder), "--csv", str(csv), "--lo", "1",
+                     "--hi", "5", *extra)
+    return result, registry, " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"", "scores.csv is empty; it needs a header line with the columns ['image', 'MOS']"),
+    (b"image;MOS\na.png;3,5\nb.png;2,1\n", "has one column 'image;MOS': its fields are separated by ';'"),
+    (b"image\tMOS\na.png\t3\nb.png\t2\n", "its fields are separated by a tab"),
+    # pandas took a long first row's first field as an index: 'MOS' was 'extra', the image '3'
+    (b"image,MOS\na.png,3,extra\nb.png,2\n", "scores.csv line 2 has more fields than its header"),
+    ("image,MOS\ncaf\xe9.png,3\nb.png,2\n".encode("latin-1"), "scores.csv is not UTF-8 text"),
+    (b"image,MOS\na.png,3\nb.png,2\n./a.png,4\n", "line 4: image '"),
+])
+def test_malformed_score_files_name_the_problem_and_register_nothing(tmp_path, content, says):
+    result, registry, out = _generic_file(tmp_path, content)
+    assert result.exit_code == 1 and not registry.exists() and "Traceback" not in result.output
+    assert says in out, out
+
+
+def test_a_wrong_column_name_points_at_the_options(tmp_path):
+    result, registry, out = _generic_file(tmp_path, b"image,Score\na.png,3\nb.png,2\n")
+    assert result.exit_code == 1 and not registry.exists()
+    assert "lacks column(s) ['MOS']; it has ['image', 'Score']; name its columns with --image-col and --score-col" \
+        in out
+
+
+def test_numeric_image_names_stay_as_written(tmp_path):
+    # A name column of numbers was read as floats: '2' became '2.0' and the image was "missing".
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    for i, name in enumerate(("1.0", "2")):  # files named by a number, as some exports do
+        Image.new("RGB", (8, 6), (i, 2 * i, 3 * i)).save(tmp_path / "imgs" / name, format="PNG")
+    result, registry, out = _generic_file(tmp_path, b"image,MOS\n1.0,3\n2,2\n", names=())
+    assert result.exit_code == 0, out
+    assert json.loads(registry.read_text())["mine"]["images"] == 2
+
+
+def test_byte_order_mark_and_unicode_names_register(tmp_path):
+    content = "\ufeffimage,MOS\nünï cødé.png,3\n\"b, c.png\",2\n".encode("utf-8")
+    result, registry, out = _generic_file(tmp_path, content, names=("ünï cødé.png", "b, c.png"))
+    assert result.exit_code == 0, out
+
+
+@pytest.mark.parametrize("name, says", [
+    ("../evil", "'../evil' cannot name a dataset: use letters, digits, '_' and '-'"),
+    ("a b", "'a b' cannot name a dataset"),
+    ("synthetic-single", "'synthetic-single' is one of iqabench's own datasets"),
+    ("koniq10k-subset", "'koniq10k-subset' is one of iqabench's own datasets"),
+])
+def test_names_that_cannot_be_a_dataset_are_refused(tmp_path, name, says):
+    result, registry, out = _generic_file(tmp_path, b"image,MOS\na.png,3\nb.png,2\n", ("a.png", "b.png"), name)
+    assert result.exit_code == 1 and not registry.exists() and says in out, out
+
+
+@pytest.mark.parametrize("lo, hi", [("1", "inf"), ("-inf", "5"), ("nan", "5")])
+def test_an_infinite_or_nan_scale_is_refused(tmp_path, lo, hi):
+    registry = tmp_path / "registry.json"
+    result = _invoke(registry, "add-generic", "mine", "--folder", str(tmp_path), "--csv", str(tmp_path / "s.csv"),
+                     "--lo", lo, "--hi", hi)
+    assert result.exit_code == 1 and not registry.exists()
+    assert "must be finite numbers" in " ".join(result.output.split())
+
+
+def test_a_folder_given_as_the_score_file_says_so(tmp_path):
+    result, registry, out = _generic_file(tmp_path, b"image,MOS\na.png,3\n", ("a.png",), "mine")
+    result = _invoke(registry, "add-generic", "mine", "--folder", str(tmp_path / "imgs"), "--csv",
+                     str(tmp_path / "imgs"), "--lo", "1", "--hi", "5")
+    assert result.exit_code == 1 and "is a folder; give the CSV file in it with --csv" in result.output

@@ -8,7 +8,9 @@ listed image present and decodable.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,11 +20,13 @@ import pandas as pd
 
 from .. import io, manifest
 from .build import build_from_spec, check_images_exist, list_images, warn_out_of_range
-from .registry import SPECS, get_spec
+from .registry import SHARED_SUBSETS, SPECS, get_spec
 from .scorefiles import DatasetError, name_column, numeric_column, read_csv_columns
 
 DEFAULT_REGISTRY = Path("data/registry.json")
 MAX_LISTED = 10
+# A dataset name becomes a folder (data/prepared/NAME) and a DVC stage key (prepare@NAME): no '/', '..' or dots.
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 # What every registry entry needs, by kind: a hand-edited entry that lacks one fails here, by name,
@@ -102,7 +106,17 @@ def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_c
     """Register any other dataset: images under ``folder``, scores in ``csv`` on [lo, hi]."""
     if name in SPECS:
         raise DatasetError(f"{name!r} is a known dataset; use `iqabench datasets add {name} --from PATH`")
-    if not hi > lo:  # checked before anything is read: the scale maps raw scores to [0, 1]
+    from .embedded import SETS  # torch and scikit-image: imported only here
+    if name in SETS or name in SHARED_SUBSETS:  # prepare would build those and never read this registration
+        raise DatasetError(f"{name!r} is one of iqabench's own datasets; register yours under another name")
+    if not DATASET_NAME.fullmatch(name):
+        raise DatasetError(f"{name!r} cannot name a dataset: use letters, digits, '_' and '-', starting with a "
+                           "letter or digit (it names the folder data/prepared/NAME and the stage prepare@NAME)")
+    # Checked before anything is read: the scale maps raw scores to [0, 1] (an infinite end maps all to one value).
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise DatasetError(f"{name}: --lo ({lo:g}) and --hi ({hi:g}) must be finite numbers; give the lowest and "
+                           "highest score the rating scale allows, e.g. --lo 1 --hi 5")
+    if not hi > lo:
         raise DatasetError(f"{name}: --hi ({hi:g}) must be greater than --lo ({lo:g}); give the lowest and highest "
                            "score the rating scale allows, e.g. --lo 1 --hi 5")
     folder, csv = Path(folder).resolve(), Path(csv).resolve()
@@ -123,13 +137,18 @@ def generic_manifest(name: str, entry: dict) -> pd.DataFrame:
     if not folder.is_dir():
         raise DatasetError(f"{name}: image folder {folder} does not exist")
     if not csv.is_file():
-        raise DatasetError(f"{name}: score file {csv} does not exist")
+        raise DatasetError(f"{name}: score file {csv} " + ("is a folder; give the CSV file in it with --csv"
+                                                          if csv.is_dir() else "does not exist"))
+    columns = [entry["image_col"], entry["score_col"]]
     # Only an empty cell is missing; a literal NaN/NA/null stays text, so the error quotes what is there.
-    table = read_csv_columns(csv, name, [entry["image_col"], entry["score_col"]], keep_default_na=False,
-                             na_values=[""])
+    # Names are read as text (a name column of numbers would become floats: 2 -> "2.0"), and index_col=False
+    # stops pandas from taking a row's extra first field as an index and shifting every column.
+    table = read_csv_columns(csv, name, columns, keep_default_na=False, na_values=[""], index_col=False,
+                             dtype={entry["image_col"]: str}, remedy="name its columns with --image-col and --score-col")
     names = name_column(table, entry["image_col"], csv, name)
     raw = numeric_column(table, entry["score_col"], csv, name)
     images = [str(_inside(folder, n, csv, line, name)) for line, n in enumerate(names, start=2)]
+    _check_distinct(images, csv, name)
     check_images_exist(name, images)
     scale = manifest.scale_label(entry["score_type"], entry["lo"], entry["hi"], entry["higher_is_better"])
     warn_out_of_range(name, np.asarray(raw), entry["lo"], entry["hi"], scale)
@@ -147,6 +166,16 @@ def _inside(folder: Path, relative: str, csv: Path, line: int, name: str) -> Pat
         raise DatasetError(f"{name}: {csv} line {line}: image {relative!r} is outside --folder {folder}; "
                            "image names must be relative paths inside that folder")
     return path
+
+
+def _check_distinct(images: list[str], csv: Path, name: str) -> None:
+    """Two rows naming one file in different spellings (``a.png``, ``./a.png``): the same image rated twice."""
+    first: dict[str, int] = {}
+    for line, path in enumerate(images, start=2):
+        if path in first:
+            raise DatasetError(f"{name}: {csv} line {line}: image {path!r} is the file of line {first[path]} "
+                               "again (spelled differently); remove the duplicate")
+        first[path] = line
 
 
 def how_to_get(name: str) -> str:

@@ -7,6 +7,8 @@ instead of silently producing a shorter or shifted manifest.
 """
 from __future__ import annotations
 
+import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,9 @@ import scipy.io
 
 class DatasetError(ValueError):
     """A dataset on disk that does not match its published layout or format."""
+
+
+PUBLISHED = "use the score file as published by the dataset authors"
 
 
 def locate(root: Path, relative: str, dataset: str, *, required: bool = True) -> Path | None:
@@ -41,19 +46,50 @@ def locate(root: Path, relative: str, dataset: str, *, required: bool = True) ->
 
 
 def read_csv_columns(path: Path, dataset: str, required: list[str], *, optional: list[str] = (),
-                     exact: bool = False, **kwargs) -> pd.DataFrame:
+                     exact: bool = False, remedy: str = PUBLISHED, **kwargs) -> pd.DataFrame:
     """Read a CSV and insist on its published columns.
 
     ``exact`` also refuses extra columns: for files whose column order carries
     meaning (KADID's ``dmos.csv``) an extra column means a different file.
     """
     try:
-        frame = pd.read_csv(path, **kwargs)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{dataset}: cannot parse {path} as CSV: {err}") from err
+        with warnings.catch_warnings():
+            # With index_col=False pandas drops the extra fields of a long row with only a warning.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{dataset}: {path} is empty; it needs a header line with the columns "
+                           f"{required} and one line per image") from None
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{dataset}: {path} is not UTF-8 text ({err}); save it as UTF-8 (e.g. \"CSV UTF-8\" "
+                           "in a spreadsheet) and try again") from None
+    except pd.errors.ParserWarning:
+        frame = None
+    header = list(frame.columns) if frame is not None else _header(path)
+    if len(header) == 1 and any(sep in str(header[0]) for sep in ";\t"):
+        sep = "';'" if ";" in header[0] else "a tab"
+        raise DatasetError(f"{dataset}: {path} has one column {header[0]!r}: its fields are separated by {sep}, and "
+                           "iqabench reads comma-separated files; save it with ',' as the separator (and '.' as "
+                           "the decimal point)")
+    if frame is None:
+        raise DatasetError(f"{dataset}: {path} line {_first_long_line(path)} has more fields than its header; "
+                           "quote names that hold a comma, or remove the extra fields")
     frame.columns = [str(c).strip() for c in frame.columns]
-    check_columns(frame, path, dataset, required, optional=optional, exact=exact)
+    check_columns(frame, path, dataset, required, optional=optional, exact=exact, remedy=remedy)
     return frame
+
+
+def _header(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        return next(csv.reader(fh), [])
+
+
+def _first_long_line(path: Path) -> int:
+    """The 1-based line of the first row with more fields than the header."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        rows = csv.reader(fh)
+        width = len(next(rows, []))
+        return next((rows.line_num for row in rows if len(row) > width), 1)
 
 
 def read_excel_columns(path: Path, dataset: str, required: list[str], *, sheet=0,
@@ -120,11 +156,10 @@ def _require_openpyxl(path: Path, dataset: str) -> None:
 
 
 def check_columns(frame: pd.DataFrame, path: Path, dataset: str, required: list[str], *,
-                  optional: list[str] = (), exact: bool = False) -> None:
+                  optional: list[str] = (), exact: bool = False, remedy: str = PUBLISHED) -> None:
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise DatasetError(f"{dataset}: {path} lacks column(s) {missing}; it has {list(frame.columns)}. "
-                           f"Use the score file as published by the dataset authors")
+        raise DatasetError(f"{dataset}: {path} lacks column(s) {missing}; it has {list(frame.columns)}; {remedy}")
     if exact:
         extra = [c for c in frame.columns if c not in required and c not in optional]
         if extra:
