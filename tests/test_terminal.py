@@ -100,3 +100,48 @@ def test_datasets_table_fits_80_columns_and_show_gives_the_details(tmp_path):
     assert max(len(line) for line in detail.output.splitlines()) <= WIDTH
     unknown = CliRunner().invoke(app, [*opts, "show", "spaqq"], env={"COLUMNS": str(WIDTH)})
     assert unknown.exit_code == 1 and "unknown dataset 'spaqq'" in unknown.output and "koniq10k" in unknown.output
+
+
+def _results_md(tmp_path):
+    """A results.md with the report stage's own tables: the leaderboard, the within table (8 columns) and the
+    paired comparisons, for three rows (one full-reference, whose id has a colon) on two datasets."""
+    import pandas as pd
+
+    from iqabench import reporting
+
+    models, datasets = ["contrique", "arniqa", "fr:deepwsd"], ["synthetic-single", "synthetic-mixed"]
+    within = pd.DataFrame([{"model": m, "dataset": d, "n_images": 580, "srcc": 0.4 + 0.1 * i + 0.01 * j,
+                            "srcc_q25": 0.35, "srcc_q75": 0.65, "plcc": 0.5, "krcc": 0.3, "rmse": 0.2,
+                            "logistic": "5pl", "n_missing": 0}
+                           for i, m in enumerate(models) for j, d in enumerate(datasets)])
+    significance = pd.DataFrame([{"dataset": d, "model_a": a, "model_b": b, "diff": 0.027, "lo": -0.057,
+                                  "hi": 0.111, "p_raw": 0.479, "p_holm": 1.0, "verdict": "inside noise",
+                                  "verdict_wilcoxon": "inside noise"}
+                                 for d in datasets for k, a in enumerate(models) for b in models[k + 1:]])
+    path = tmp_path / "results.md"
+    path.write_text("# iqabench results\n\n## Leaderboard (within-dataset SRCC)\n\n"
+                    + reporting.leaderboard_markdown(within) + "\n## Within-dataset\n\n"
+                    + reporting.within_markdown(within, significance) + "\n![cross-dataset SRCC](cross_srcc.png)\n")
+    return path
+
+
+def test_report_fits_80_columns_without_cutting_a_cell(tmp_path, monkeypatch):
+    """rich's Markdown cut the within table's cells to fit ("synthetic…" for both datasets); the tables are
+    now wrapped at spaces or split, with the row labels repeated in each part."""
+    (tmp_path / "reports").mkdir()
+    path = _results_md(tmp_path / "reports")
+    monkeypatch.chdir(tmp_path)
+    shown = CliRunner().invoke(app, ["report", "--path", "reports/results.md"], env={"COLUMNS": str(WIDTH)})
+    assert shown.exit_code == 0, shown.output
+    assert "…" not in shown.output
+    assert_readable(shown.output, ["synthetic-single", "synthetic-mixed", "fr:deepwsd", "0.600 (0.350-0.650)",
+                                   "[-0.057, +0.111]", "inside noise", "**0.610**",  # piped: bold stays marked
+                                   "Figure: cross-dataset SRCC: reports/cross_srcc.png"])
+    lines = shown.output.splitlines()
+    # The within table (model, dataset and six statistics) is split in two, each part labelled by model and dataset.
+    assert sum(line.split()[:2] == ["model", "dataset"] for line in lines) == 2
+    row = next(line for line in lines if line.split()[:2] == ["fr:deepwsd", "synthetic-mixed"])
+    assert "0.610 (0.350-0.650)" in row
+    # Wide enough, a table is one table again.
+    wide = CliRunner().invoke(app, ["report", "--path", str(path)], env={"COLUMNS": "160"})
+    assert sum(line.split()[:2] == ["model", "dataset"] for line in wide.output.splitlines()) == 1
