@@ -74,6 +74,35 @@ def test_out_of_range_values_name_key_value_and_range(tmp_path, monkeypatch, edi
 def test_yaml_text_that_looks_like_a_number_gets_a_hint(tmp_path, monkeypatch):
     message = _error(tmp_path, monkeypatch, ("pretrain.contrique", "lr", "2e-3"))
     assert "pretrain.contrique.lr = '2e-3'" in message and "write it with a dot, e.g. 2.0e-3" in message
+    # A quoted whole number is text too, but a dot would not help: the quotes must go.
+    message = _error(tmp_path, monkeypatch, ("evaluate", "n_splits", "10"))
+    assert "it is quoted, so YAML reads it as text: write 10 without quotes" in message and "dot" not in message
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (("pretrain.contrique", "arch", "resnet5O"), "pretrain.contrique.arch = 'resnet5O' is not allowed; it must be one "
+                                                 "of the encoder architectures (small_cnn, resnet18"),
+    (("pretrain.arniqa", "objective", "arniq"), "pretrain.arniqa.objective = 'arniq' is not allowed"),
+    (("pretrain.contrique", "optimizer", "adam"), "pretrain.contrique.optimizer = 'adam' is not allowed; it must be "
+                                                  "one of ['adamw', 'sgd']"),
+    (("pretrain.contrique", "colour_spaces", ["rgb", "yuv"]), "pretrain.contrique.colour_spaces = ['rgb', 'yuv']"),
+    (("pretrain.arniqa", "photos", ["moon"]), "pretrain.arniqa.photos = ['moon'] is not allowed"),
+    (("pretrain.contrique", "profile", "profiles/nope.yaml"), "pretrain.contrique.profile = 'profiles/nope.yaml' is "
+                                                              "not allowed; it must be '' or an existing YAML file"),
+])
+def test_pretrain_names_are_checked_before_any_stage_runs(tmp_path, monkeypatch, edit, expected):
+    # These once passed validation: prepare and synthesize ran, then pretrain stopped (an arch typo with a traceback).
+    assert expected in _error(tmp_path, monkeypatch, edit)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("nosuch", "download: 'nosuch' is not a dataset iqabench can download; choose from ['csiq', 'kadid10k'"),
+    ("kadid1ok", "(did you mean 'kadid10k'?)"),
+    ("synthetic-single", "download: 'synthetic-single' is not a dataset iqabench can download"),
+    ("clive", "download: 'clive' has no public URL (request form at"),
+])
+def test_download_entries_must_be_datasets_with_a_url(tmp_path, monkeypatch, name, expected):
+    assert expected in _error(tmp_path, monkeypatch, download=[name])
 
 
 @pytest.mark.parametrize("edit, expected", [

@@ -103,6 +103,7 @@ def validate(params: dict[str, Any], where: str = "params.yaml", stage: str | No
             out[name] = _check_named_section(where, name, params[name])
     if "datasets" in out:
         _check_dataset_names(where, out, ready=stage == "prepare")
+    _check_downloads(where, out.get("download") or [])
     if "models" in out:
         _check_models(where, out["models"])
         _check_encoders(where, out["models"], out.get("pretrain") or {})
@@ -169,8 +170,10 @@ def _check_value(where: str, key: str, value: Any, spec: schema.Key) -> None:
         return
     hint = ""
     if isinstance(value, str) and _looks_numeric(value):
-        # PyYAML reads 3e-5 (no dot) as text; 3.0e-5 is a number.
-        hint = f" (YAML reads {value!r} as text: write it with a dot, e.g. {_as_yaml_float(value)})"
+        # PyYAML reads 3e-5 (no dot) as text; 3.0e-5 is a number. Any other number read as text was quoted.
+        written = _as_yaml_float(value)
+        hint = (f" (YAML reads {value!r} as text: write it with a dot, e.g. {written})" if written != value
+                else f" (it is quoted, so YAML reads it as text: write {value} without quotes)")
     raise ParamsError(f"{where}: {key} = {value!r} is not allowed; it must be {spec.allowed}{hint}")
 
 
@@ -240,6 +243,21 @@ def _check_dataset_names(where: str, params: dict, ready: bool) -> None:
                               f"download {name}` (or add it to download: in params.yaml)")
         raise ParamsError(f"{where}: datasets: {name!r} has no public URL ({spec.access}); get a copy, then "
                           f"`iqabench datasets add {name} --from PATH`")
+
+
+def _check_downloads(where: str, names: list[str]) -> None:
+    """Each entry of ``download:`` is a registry dataset with a public URL (stage download@NAME fetches it)."""
+    from .datasets.registry import SPECS
+
+    for name in names:
+        spec = SPECS.get(name)
+        if spec is None:
+            raise ParamsError(f"{where}: download: {name!r} is not a dataset iqabench can download"
+                              f"{_closest(name, SPECS)}; choose from {sorted(n for n in SPECS if SPECS[n].remotes)}, "
+                              "or remove it (embedded and registered datasets need no download)")
+        if not spec.remotes:
+            raise ParamsError(f"{where}: download: {name!r} has no public URL ({spec.access}); remove it from "
+                              f"download:, get the files there and run `iqabench datasets add {name} --from PATH`")
 
 
 def _check_models(where: str, models: list[str]) -> None:

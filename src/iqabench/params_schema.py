@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 REQUIRED = object()  # a key without a default: the section must give it
@@ -105,6 +106,26 @@ def _mixed_methods():
     return METHODS
 
 
+def _archs():
+    from .models.encoders import ARCHS
+    return ARCHS
+
+
+def _objectives():
+    from .training.pretrain import OBJECTIVES
+    return OBJECTIVES
+
+
+def _colour_spaces():
+    from .training.views import COLOUR_SPACES
+    return COLOUR_SPACES
+
+
+def _profile(value) -> bool:
+    # Read relative to the working directory, as stages/pretrain.py reads it (DVC runs stages at the root).
+    return isinstance(value, str) and (not value or Path(value).is_file())
+
+
 DEVICE = choice("auto", "cpu", "cuda", default="auto")
 STEPS = integer(1)
 POSITIVE = number(0, lo_open=True)
@@ -175,7 +196,9 @@ DATACLASS_SECTIONS = {
 # encoder (stage pretrain@NAME writes data/encoders/NAME.pt), plus the keys stages/pretrain.py reads itself.
 NAMED_SECTIONS = {
     "pretrain": ("iqabench.training.pretrain", "PretrainConfig",
-                 {"profile": text(default=""), "nproc": integer(1, default=1)}),
+                 {"profile": Key(_profile, "'' or an existing YAML file of overrides (e.g. profiles/paper.yaml)",
+                                 default=""),
+                  "nproc": integer(1, default=1)}),
 }
 
 # Ranges of keys the dataclass sections share (where a section has the key at all).
@@ -189,8 +212,17 @@ SHARED_RANGES: dict[str, Key] = {
     "workers": integer(0), "device": DEVICE, "seed": integer(0, none_ok=True),
     "log_every": STEPS, "synthesis": choice("auto", "device", "workers"),
 }
-# ... except where a section gives the key another meaning.
-SECTION_RANGES = {"mixed": {"batch_size": integer(0)}}   # mixed: 0 = full batch
+# ... except where a section gives the key another meaning, or has names only it knows.
+SECTION_RANGES = {
+    "mixed": {"batch_size": integer(0)},   # mixed: 0 = full batch
+    "pretrain": {
+        "arch": one_of_lazy(_archs, "encoder architectures (small_cnn, resnet18, resnet34, resnet50, resnet101, resnet152)"),
+        "objective": one_of_lazy(_objectives, "pretraining objectives (contrique, arniqa)"),
+        "optimizer": choice("adamw", "sgd"),   # as iqabench.training.pretrain._optimizer builds them
+        "colour_spaces": list_of(one_of_lazy(_colour_spaces, "colour spaces (rgb, gray, lab, hsv, mean_subtracted)")),
+        "photos": list_of(one_of_lazy(_photos, "embedded photographs"), nonempty=False),
+    },
+}
 
 
 def dataclass_section(name: str) -> dict[str, Key]:
