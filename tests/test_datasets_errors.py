@@ -198,3 +198,16 @@ def test_a_folder_given_as_the_score_file_says_so(tmp_path):
     result = _invoke(registry, "add-generic", "mine", "--folder", str(tmp_path / "imgs"), "--csv",
                      str(tmp_path / "imgs"), "--lo", "1", "--hi", "5")
     assert result.exit_code == 1 and "is a folder; give the CSV file in it with --csv" in result.output
+
+
+def test_a_patch_size_above_a_photograph_is_refused_before_any_image_is_written(tmp_path):
+    # It once ended in "stack expects a non-empty TensorList" (larger than every photo), or, between the
+    # smallest and the largest photo, silently left a photograph's content out of the set.
+    from iqabench.datasets import DatasetError, embedded
+
+    with pytest.raises(DatasetError, match=r"synthetic-mixed: prepare.patch_size = 400 px is larger than photograph "
+                                           r"chelsea \(300 px on its shorter side\); set prepare.patch_size to at "
+                                           r"most 300"):
+        embedded.build("synthetic-mixed", tmp_path / "out", patch_size=400, max_patches_per_photo=1,
+                       versions_per_patch=1, max_k=2, label_metrics=["psnr"], seed=0)
+    assert not (tmp_path / "out").exists()

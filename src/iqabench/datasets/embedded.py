@@ -38,6 +38,7 @@ from skimage import data as skdata
 from .. import fr_metrics, images, manifest
 from ..distortions import DISTORTION_TYPES, apply_sequence, distort, sample_composition
 from ..models.nss import luma
+from .scorefiles import DatasetError
 
 # An image whose 8-bit luma varies by less than this (standard deviation, grey levels) is flat: no
 # statistic of BRISQUE/NIQE exists on it and no observer could rate its content. The default sets
@@ -167,7 +168,14 @@ def build(name: str, out_dir: str | Path, *, patch_size: int, max_patches_per_ph
     if name not in SETS:
         raise ValueError(f"unknown embedded dataset {name!r}; embedded sets are {sorted(SETS)}")
     spec, out_dir, gen = SETS[name], Path(out_dir), _generator(seed, name)
-    patches = [pc for photo in spec.photos for pc in content_patches(photo, patch_size, max_patches_per_photo)]
+    by_photo = {photo: content_patches(photo, patch_size, max_patches_per_photo) for photo in spec.photos}
+    too_small = [photo for photo, tiles in by_photo.items() if not tiles]
+    if too_small:  # a photo without a patch would silently drop its content from the set
+        sides = {photo: min(PHOTOS[photo]().shape[:2]) for photo in spec.photos}
+        raise DatasetError(f"{name}: prepare.patch_size = {patch_size} px is larger than photograph {too_small[0]} "
+                           f"({sides[too_small[0]]} px on its shorter side); set prepare.patch_size to at most "
+                           f"{min(sides.values())} (the smallest photograph of {name})")
+    patches = [pc for photo in spec.photos for pc in by_photo[photo]]
     content_ids = [cid for cid, _ in patches]
     refs = torch.stack([tile for _, tile in patches])
     def redraw_gen(index: int, attempt: int) -> torch.Generator:
