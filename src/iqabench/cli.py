@@ -162,5 +162,31 @@ def _styled(cell: str, styled: bool) -> Text:
     return text
 
 
+@app.command()
+def score(images: List[Path] = typer.Argument(..., help="image files to rate"),
+          model: str = typer.Option("contrique", help="a no-reference row of the study (params.yaml models:), "
+                                                      "e.g. contrique, arniqa, brisque, niqe, file:PATH"),
+          regressors: Path = typer.Option(Path("data/models/regressors"), help="folder of fitted regressors")) -> None:
+    """Predict the quality of your own images with a row of the study and its fitted regressor."""
+    from .images import ImageError
+    from .scoring import score_images
+
+    try:
+        frame = score_images(images, model, regressors)
+    except (ImageError, FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)  # unwrapped, so the file name stays whole
+        raise typer.Exit(1)
+    if not console.is_terminal:  # piped or redirected: plain CSV that other tools can read
+        typer.echo(frame[["image", "width", "height", "quality"]].to_csv(index=False), nl=False)
+        return
+    table = Table(title=f"predicted quality by {model} ({frame['scale'].iloc[0]})")
+    table.add_column("image", overflow="fold")
+    for col in ("width", "height", "quality"):
+        table.add_column(col, justify="right")
+    for row in frame.itertuples():
+        table.add_row(row.image, str(row.width), str(row.height), f"{row.quality:.1f}")
+    console.print(table)
+
+
 if __name__ == "__main__":
     app()
