@@ -105,3 +105,23 @@ def test_a_row_undefined_on_one_image_names_it_instead_of_printing_nan(tmp_path)
     code, out = _score(tmp_path / "textured.png", tmp_path / "flat.png", "--model", "brisque",
                        "--regressors", tmp_path / "regressors")
     assert code == 1 and "brisque is undefined on 1 image(s)" in out and "flat.png" in out and "nan" not in out.lower().split()
+
+
+def test_a_folder_is_not_called_missing(row, tmp_path):
+    model, regressors = row
+    (tmp_path / "photos").mkdir()
+    code, out = _score(tmp_path / "photos", "--model", model, "--regressors", regressors)
+    assert code == 1 and f"{tmp_path / 'photos'}: is a folder, not an image; pass the image files in it" in out
+
+
+def test_a_prediction_outside_0_100_is_kept_and_said(row, tmp_path):
+    model, regressors = row
+    fitted = regressor.load(regressor.path_for(model, regressors))
+    # The same regressor shifted up by 2 (200 on the 0-100 scale): what a very unusual image gets.
+    regressor.Regressor(fitted.coef, fitted.intercept + 2.0, fitted.mean, fitted.scale, fitted.alpha, "d").save(
+        regressor.path_for(model, regressors))
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(tmp_path / "p.png")
+    with pytest.warns(UserWarning, match=r"1 image\(s\) scored outside 0-100 \(e.g. .*p.png: 2\d\d.*\): the regressor "
+                                         r"was fitted on d's scores and extrapolates"):
+        frame = scoring.score_images([tmp_path / "p.png"], model, regressors)
+    assert frame["quality"].iloc[0] > 100  # reported as predicted, not clipped

@@ -41,7 +41,7 @@ class ImageReport:
     examples: dict[str, str] = field(default_factory=dict)           # mode -> one path
 
     def conversion_note(self) -> str:
-        return "; ".join(f"{n} {mode} image(s) ({CONVERSION.get(mode, 'converted to RGB')}, e.g. "
+        return "; ".join(f"{n} image(s) of mode {mode!r} ({CONVERSION.get(mode, 'converted to RGB')}, e.g. "
                          f"{Path(self.examples[mode]).name})" for mode, n in sorted(self.converted.items()))
 
 
@@ -93,6 +93,8 @@ def _too_large(path, err: Exception) -> str:
 def load(path: str | os.PathLike) -> torch.Tensor:
     """Read an image as RGB float32 3 x H x W in [0, 1], converted as ``load_rgb`` does (with a warning)."""
     path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image; pass the image files in it (e.g. {path}/*.jpg)")
     if not path.is_file():
         raise ImageError(f"{path}: no such image file")
     try:

@@ -1,8 +1,10 @@
 """Quality of a user's own images: any no-reference row of the study, then its fitted regressor."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import features, images, regressor, rows
@@ -58,6 +60,12 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
         raise ValueError(f"{model} is undefined on {int(undefined.sum())} image(s) ({names}): its features do not "
                          "exist there (e.g. BRISQUE on an image without luminance variation); score them with "
                          "another model, or leave them out")
-    return frame.assign(height=[h for h, _ in shapes], width=[w for _, w in shapes],
-                        quality=(fitted.predict(feats) * 100.0).round(2),
+    quality = (fitted.predict(feats) * 100.0).round(2)
+    outside = (quality < 0) | (quality > 100)
+    if outside.any():  # kept as predicted (a clipped 0 or 100 would hide how far off it is), but said
+        first = int(np.flatnonzero(outside)[0])
+        warnings.warn(f"{int(outside.sum())} image(s) scored outside 0-100 (e.g. {frame['image'].iloc[first]}: "
+                      f"{quality[first]:g}): the regressor was fitted on {fitted.dataset}'s scores and extrapolates "
+                      "here, so these images are unlike that set's; read their scores as out of range", stacklevel=2)
+    return frame.assign(height=[h for h, _ in shapes], width=[w for _, w in shapes], quality=quality,
                         scale=f"0-100, as {fitted.dataset} scores (higher is better)", model=model)
