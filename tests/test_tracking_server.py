@@ -171,6 +171,10 @@ def test_local_store_is_portable_and_names_runs_apart(study_inputs, monkeypatch,
     assert (tmp_path / "store" / "mlartifacts" / "iqabench" / first.run_id / "artifacts" / "srcc_table.json").is_file()
     (version,) = client.search_model_versions("name = 'iqabench-contrique-encoder'")  # not registered twice
     assert version.tags["sha256"]
+    # What the registry page shows: what the version maps, from which file, how to load it.
+    assert "encoder.pt" in version.description and "images B x 3 x H x W" in version.description
+    assert "models:/iqabench-contrique-encoder/1" in version.description
+    assert "`contrique`" in client.get_registered_model("iqabench-contrique-encoder").description
     features = mlflow.pytorch.load_model("models:/iqabench-contrique-encoder/1")(torch.rand(2, 3, 40, 56))
     assert tuple(features.shape) == (2, encoders.Encoder(width=4).out_dim)  # any image size: a trace, not export
 

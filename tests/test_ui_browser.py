@@ -50,9 +50,13 @@ def ui(tmp_path_factory):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", uri)
+    from iqabench.models import encoders
+
+    encoders.save(encoders.Encoder(width=4), root / "contrique.pt")  # the registry's page has a model to show
     try:
         # Names as `dvc repro` gives them; the second is longer than MLflow's default name column shows.
         runs = [tracking.log_study(experiment="iqabench", run_name=provenance.run_name(commit, dirty, exp, diff),
+                                   encoders={"contrique": root / "contrique.pt"},
                                    **fakestudy.inputs(root, shift=shift, seed=seed, commit=commit))
                 for shift, seed, commit, dirty, exp, diff in (
                     (0.0, 0, "0123456789abcdef", False, "", {}),
@@ -152,6 +156,27 @@ def test_the_run_page_opens_on_the_leaderboard(ui, page):
     page.goto(tracking.run_url(run.experiment_id, run.run_id, base=base))
     page.get_by_text("Leaderboard").first.wait_for(timeout=PAGE_S * 1000)
     assert run.name in page.inner_text("body")
+
+
+def test_compare_shows_the_runs_artifacts_side_by_side(ui, page):
+    """MLflow's Compare lists the artifacts both runs have; before the stable names it said "No common
+    artifacts to display"."""
+    base, runs, _ = ui
+    ids = ",".join(f'"{run.run_id}"' for run in runs)
+    page.goto(f"{base}/#/compare-runs?runs=[{ids}]&experiments=[\"{runs[0].experiment_id}\"]&{tracking.ML_WORKFLOW}")
+    page.get_by_text("srcc_table.json", exact=True).first.wait_for(timeout=PAGE_S * 1000)
+    assert page.get_by_text("No common artifacts").count() == 0
+    for run in runs:
+        page.get_by_text(run.name, exact=True).first.wait_for(timeout=PAGE_S * 1000)
+
+
+def test_the_registry_shows_the_encoder_and_what_it_maps(ui, page):
+    base, _, _ = ui
+    name = tracking.encoder_model_name("contrique")
+    page.goto(f"{base}/#/models?{tracking.ML_WORKFLOW}")
+    page.get_by_text(name, exact=True).first.wait_for(timeout=PAGE_S * 1000)
+    page.goto(f"{base}/#/models/{name}/versions/1?{tracking.ML_WORKFLOW}")
+    page.get_by_text("TorchScript trace", exact=False).first.wait_for(timeout=PAGE_S * 1000)
 
 
 def _close_assistant(page) -> None:

@@ -350,6 +350,15 @@ def log_encoder(model: str, path: Path, client) -> str | None:
         metadata={"iqabench_row": model, "source_file": str(path), "sha256": digest, **encoder.config()})
     version = info.registered_model_version
     client.set_model_version_tag(name, version, "sha256", digest)
+    # The registry page shows these first; without them a version says nothing of what it maps.
+    config = ", ".join(f"{k} {v}" for k, v in encoder.config().items())
+    client.update_model_version(name, version, description=(
+        f"`{path.name}` (sha256 {digest[:16]}, {config}) as a TorchScript trace: images B x 3 x H x W in [0, 1], "
+        f"any size -> pooled features B x {width}. `mlflow.pytorch.load_model(\"models:/{name}/{version}\")`."))
+    if not client.get_registered_model(name).description:
+        client.update_registered_model(name, description=(
+            f"The pretrained encoder of the iqabench row `{model}`: one version per distinct weights file "
+            "(tag `sha256`); each run that used it is tagged `encoder_model`."))
     uri = f"models:/{name}/{version}"
     mlflow.set_tag("encoder_model", uri)
     return uri
