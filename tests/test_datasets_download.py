@@ -141,3 +141,23 @@ def test_traversal_archive_served_over_http_is_refused(tmp_path):
         with pytest.raises(UnsafeArchiveError):
             download_spec(kadid_spec(server.url("kadid10k.zip")), tmp_path / "raw" / "kadid10k", **FAST)
     assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "raw" / "outside.txt").exists()
+
+
+def test_a_valid_archive_of_something_else_is_not_pinned_and_the_real_one_is(tmp_path, kadid_zip):
+    # A server that zips a login page (or a moved file): the zip extracts cleanly, but holds no dmos.csv.
+    # It was once pinned and marked done, so the real archive was refused afterwards.
+    other = pyio.BytesIO()
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("readme.txt", "please log in")
+    dest, lock = tmp_path / "raw" / "kadid10k", tmp_path / "kadid10k.lock.json"
+    with serve({"kadid10k.zip": other.getvalue()}) as server:
+        with pytest.raises(ChecksumError, match=r"kadid10k: the download holds no score file 'dmos.csv' under .* so it "
+                                                r"is not kadid10k as published and nothing was pinned; .* kept as "
+                                                r".*kadid10k.zip.corrupt"):
+            download_spec(kadid_spec(server.url("kadid10k.zip")), dest, lock_path=lock, **FAST)
+        assert not lock.exists() and not (dest / ".iqabench-download.json").exists()
+        assert (dest / ".archives" / "kadid10k.zip.corrupt").is_file()
+        server.files["kadid10k.zip"] = kadid_zip
+        download_spec(kadid_spec(server.url("kadid10k.zip")), dest, lock_path=lock, **FAST)
+    assert json.loads(lock.read_text())["kadid10k/kadid10k.zip"]["sha256"] == hashlib.sha256(kadid_zip).hexdigest()
+    assert len(build_from_spec(get_spec("kadid10k"), dest)) == 3

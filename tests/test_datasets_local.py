@@ -64,7 +64,7 @@ def test_generic_dataset_registration_and_manifest(tmp_path):
     write_image(tmp_path / "imgs" / "y.png", mode="L")
     (tmp_path / "scores.csv").write_text("file,dmos\nx.png,20\ny.png,80\n")
     registry = tmp_path / "registry.json"
-    with pytest.warns(UserWarning, match=r"1 L image\(s\) \(grayscale replicated"):
+    with pytest.warns(UserWarning, match=r"1 image\(s\) of mode 'L' \(grayscale replicated"):
         register_generic("mine", tmp_path / "imgs", tmp_path / "scores.csv", "file", "dmos", 0, 100, False,
                          score_type="DMOS", registry_path=registry, progress=False)
     frame = registered_manifest("mine", registry)

@@ -25,8 +25,9 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
 
 from .. import io
 from . import archives
+from .build import list_images
 from .registry import DatasetSpec, Remote, get_spec
-from .scorefiles import DatasetError
+from .scorefiles import DatasetError, locate
 
 CHUNK = 1 << 16
 ARCHIVE_DIR = ".archives"
@@ -66,13 +67,16 @@ def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = Non
     lock_path = Path(lock_path) if lock_path else default_lock_path(dest)
     lock = _read_json(lock_path)
     done = _read_json(dest / DONE_MARKER)
+    fetched = []  # (key, remote, stored, digest): pinned together once the whole download holds the dataset
     for remote in spec.remotes:
         key = f"{spec.name}/{remote.filename}"
         expected = remote.sha256 or lock.get(key, {}).get("sha256")
         if expected and done.get(remote.filename) == expected:
             continue
         stored = dest / ARCHIVE_DIR / remote.filename
-        if not (stored.is_file() and expected and io.sha256_file(stored) == expected):
+        # An unpinned archive left by a run that stopped at a later file is reused: extraction and the layout
+        # check below verify it before anything is pinned (a bad one is renamed .corrupt, never reused).
+        if not (stored.is_file() and (not expected or io.sha256_file(stored) == expected)):
             try:
                 fetch(remote.url, stored, size=remote.size, sha256=expected, retries=retries, backoff=backoff,
                       timeout=timeout, progress=progress, label=f"{spec.name}: {remote.filename}")
@@ -95,7 +99,10 @@ def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = Non
                                     "delete it and run the download again") from err
         else:
             io.write_bytes(dest / remote.filename, stored.read_bytes())
-        # Pinned only now: a file that failed to verify or extract must never become the reference.
+        fetched.append((key, remote, stored, digest))
+    _check_layout(spec, dest, [stored for _, _, stored, _ in fetched])
+    # Pinned only now: a file that failed to verify, extract or hold the dataset must never become the reference.
+    for key, remote, stored, digest in fetched:
         if lock.get(key, {}).get("sha256") != digest:
             lock[key] = {"url": remote.url, "size": stored.stat().st_size, "sha256": digest}
             io.write_json(lock_path, dict(sorted(lock.items())))
@@ -107,6 +114,26 @@ def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = Non
     if leftover.is_dir() and not any(leftover.iterdir()):
         leftover.rmdir()
     return dest
+
+
+def _check_layout(spec: DatasetSpec, dest: Path, fetched: list[Path]) -> None:
+    """The downloaded files hold what ``prepare`` reads first: the score file (or, for an unlabelled set, its
+    images). A valid archive of something else (a server's error page zipped, a moved file) is refused here."""
+    if not fetched:
+        return
+    if spec.parser is not None:
+        what, found = f"score file '{spec.score_file}'", locate(dest, spec.score_file, spec.name, required=False)
+    else:
+        try:
+            what, found = f"images ('{spec.images_dir}' folder)", list_images(spec.name, dest)
+        except DatasetError:
+            found = None
+    if not found:
+        kept = ", ".join(str(p.replace(p.with_name(p.name + ".corrupt"))) for p in fetched)
+        raise ChecksumError(f"{spec.name}: the download holds no {what} under {dest} (nor one folder down), so it is "
+                            f"not {spec.name} as published and nothing was pinned; the downloaded file(s) are kept as "
+                            f"{kept} and not used. Check the dataset homepage ({spec.homepage}) for a moved file, "
+                            "then delete them and run the download again")
 
 
 def fetch(url: str, target: Path, *, size: int | None = None, sha256: str | None = None, retries: int = 4,
