@@ -211,3 +211,8 @@ def test_a_patch_size_above_a_photograph_is_refused_before_any_image_is_written(
         embedded.build("synthetic-mixed", tmp_path / "out", patch_size=400, max_patches_per_photo=1,
                        versions_per_patch=1, max_k=2, label_metrics=["psnr"], seed=0)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_misspelt_dataset_name_gets_a_suggestion(tmp_path):
+    result = _invoke(tmp_path / "registry.json", "download", "kadid1Ok")
+    assert result.exit_code == 1 and "unknown dataset 'kadid1Ok' (did you mean 'kadid10k'?)" in result.output

@@ -11,6 +11,7 @@ and ``access`` says how to obtain the files; the user then runs
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -225,5 +226,7 @@ def get_spec(name: str) -> DatasetSpec:
     try:
         return SPECS[name]
     except KeyError:
-        raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(SPECS))} "
-                       f"(for any other, use `iqabench datasets add-generic`)") from None
+        close = difflib.get_close_matches(str(name), list(SPECS), n=1, cutoff=0.6)
+        raise UnknownDatasetError(f"unknown dataset {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                                  f"known datasets: {', '.join(sorted(SPECS))} (for any other, use "
+                                  "`iqabench datasets add-generic`)") from None
