@@ -26,9 +26,10 @@ TEST_WORKERS ?= 2
 test: setup
 	pytest -n $(TEST_WORKERS) --dist loadfile
 
+# One web worker, and no GenAI job runner (MLflow 3 starts one with 7 queue consumers, ~2 GB, idle here).
 ui: setup
 	@echo "Open the link \`dvc repro\` printed, or http://127.0.0.1:5000 -> Model training -> iqabench -> Views -> leaderboard"
-	mlflow ui --backend-store-uri sqlite:///mlflow.db --artifacts-destination ./mlartifacts --host 127.0.0.1 --port 5000 --workers 1
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri sqlite:///mlflow.db --artifacts-destination ./mlartifacts --host 127.0.0.1 --port 5000 --workers 1
 
 clean:
 	rm -rf data/prepared data/corpus data/encoders data/models data/features data/eval data/checkpoints

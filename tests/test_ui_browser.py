@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.slow,
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 UI_START_S = 180   # `mlflow ui` on two busy cores
+UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # as `make ui`: no GenAI job runner
 COLUMN_IDS = "() => Array.from(document.querySelectorAll('[col-id]'), e => e.getAttribute('col-id'))"
 # True when no element under e is cut (an ellipsis leaves scrollWidth above clientWidth); 0-1 px wide ones are
 # hidden (a screen reader's colour name) or empty.
@@ -72,7 +73,7 @@ def ui(tmp_path_factory):
         process = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--artifacts-destination",
              str(root / tracking.ARTIFACTS), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            stdout=sink, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
+            stdout=sink, stderr=subprocess.STDOUT, cwd=root, start_new_session=True, env={**os.environ, **UI_ENV})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + UI_START_S
@@ -88,7 +89,7 @@ def ui(tmp_path_factory):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"mlflow ui did not answer in {UI_START_S} s:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield base, runs, root
+        yield base, runs, root, process.pid  # the pid is the UI's own session: every process it started
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -111,7 +112,7 @@ def page(ui, tmp_path):
 
 
 def test_the_printed_link_lands_on_the_run_table_with_the_leaderboard_columns(ui, page, tmp_path):
-    base, runs, _ = ui
+    base, runs, *_ = ui
     newest = runs[-1]
     page.goto(tracking.view_url(newest.experiment_id, base=base))
     page.get_by_text("Run Name").first.wait_for(timeout=PAGE_S * 1000)
@@ -151,17 +152,30 @@ def test_the_printed_link_lands_on_the_run_table_with_the_leaderboard_columns(ui
 
 
 def test_the_run_page_opens_on_the_leaderboard(ui, page):
-    base, runs, _ = ui
+    base, runs, *_ = ui
     run = runs[-1]
     page.goto(tracking.run_url(run.experiment_id, run.run_id, base=base))
     page.get_by_text("Leaderboard").first.wait_for(timeout=PAGE_S * 1000)
     assert run.name in page.inner_text("body")
 
 
+def test_make_ui_suits_two_cores(ui):
+    """`make ui` serves with one worker and without MLflow 3's job runner, which by default starts 8 more
+    Python processes (~2 GB, polling) for GenAI jobs this project has none of; the UI above ran the same way."""
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    recipe = subprocess.run(["make", "-n", "ui"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    command = next(line for line in recipe.splitlines() if "mlflow ui" in line)
+    assert "--workers 1" in command and all(f"{k}={v}" in command for k, v in UI_ENV.items()), command
+    started = subprocess.run(["ps", "-o", "pid=,args=", "-s", str(ui[-1])], capture_output=True,
+                             text=True).stdout.splitlines()
+    assert len(started) <= 2, "\n".join(started)  # mlflow ui and its one uvicorn worker
+
+
 def test_compare_shows_the_runs_artifacts_side_by_side(ui, page):
     """MLflow's Compare lists the artifacts both runs have; before the stable names it said "No common
     artifacts to display"."""
-    base, runs, _ = ui
+    base, runs, *_ = ui
     ids = ",".join(f'"{run.run_id}"' for run in runs)
     page.goto(f"{base}/#/compare-runs?runs=[{ids}]&experiments=[\"{runs[0].experiment_id}\"]&{tracking.ML_WORKFLOW}")
     page.get_by_text("srcc_table.json", exact=True).first.wait_for(timeout=PAGE_S * 1000)
@@ -171,7 +185,7 @@ def test_compare_shows_the_runs_artifacts_side_by_side(ui, page):
 
 
 def test_the_registry_shows_the_encoder_and_what_it_maps(ui, page):
-    base, _, _ = ui
+    base, *_ = ui
     name = tracking.encoder_model_name("contrique")
     page.goto(f"{base}/#/models?{tracking.ML_WORKFLOW}")
     page.get_by_text(name, exact=True).first.wait_for(timeout=PAGE_S * 1000)
