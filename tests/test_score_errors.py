@@ -125,3 +125,15 @@ def test_a_prediction_outside_0_100_is_kept_and_said(row, tmp_path):
                                          r"was fitted on d's scores and extrapolates"):
         frame = scoring.score_images([tmp_path / "p.png"], model, regressors)
     assert frame["quality"].iloc[0] > 100  # reported as predicted, not clipped
+
+
+def test_the_size_warning_below_the_limit_names_the_file(monkeypatch, tmp_path):
+    # Between half the limit and the limit Pillow only warns, and its warning named no file.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    Image.new("RGB", (40, 40), (10, 20, 30)).save(tmp_path / "big.png")  # 1600 pixels: warned, not refused
+    with pytest.warns(UserWarning, match=r"big.png: Image size \(1600 pixels\) exceeds limit of 1000 pixels.* "
+                                         f"decoded all the same; .*{images.MAX_PIXELS_ENV}=PIXELS"):
+        image = images.load(tmp_path / "big.png")
+    assert image.shape == (3, 40, 40) and image[:, 0, 0].mul(255).round().tolist() == [10, 20, 30]
+    with pytest.warns(UserWarning, match=r"big.png: Image size"):
+        assert not images.check_images([tmp_path / "big.png"], progress=False).unreadable

@@ -7,6 +7,7 @@ be converted, by mode, and ``load`` gives the float tensor the models read.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections import Counter
@@ -62,7 +63,7 @@ def check_images(paths, *, progress: bool = True, label: str = "checking images"
     paths = [str(p) for p in paths]
     for path in track(paths, description=label, disable=not progress, transient=True):
         try:
-            with Image.open(path) as image:
+            with _named_size_warning(path), Image.open(path) as image:
                 if image.format == "JPEG":
                     # Decoding at 1/8 scale still reads every entropy-coded byte.
                     image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
@@ -90,6 +91,20 @@ def _too_large(path, err: Exception) -> str:
             f"environment variable {MAX_PIXELS_ENV}=PIXELS, or downscale the image")
 
 
+@contextlib.contextmanager
+def _named_size_warning(path):
+    """Pillow's decompression-bomb warning (an image above half the refusal limit) names no file: add it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, Image.DecompressionBombWarning):
+            warnings.warn(f"{path}: {w.message} It is decoded all the same; if the file is trusted, raise the limit "
+                          f"with the environment variable {MAX_PIXELS_ENV}=PIXELS", stacklevel=3)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def load(path: str | os.PathLike) -> torch.Tensor:
     """Read an image as RGB float32 3 x H x W in [0, 1], converted as ``load_rgb`` does (with a warning)."""
     path = Path(path)
@@ -98,9 +113,10 @@ def load(path: str | os.PathLike) -> torch.Tensor:
     if not path.is_file():
         raise ImageError(f"{path}: no such image file")
     try:
-        with Image.open(path) as probe:
-            mode = probe.mode
-        arr = np.asarray(load_rgb(path), dtype=np.uint8)
+        with _named_size_warning(path):
+            with Image.open(path) as probe:
+                mode = probe.mode
+            arr = np.asarray(load_rgb(path), dtype=np.uint8)
     except Image.DecompressionBombError as exc:
         raise ImageError(_too_large(path, exc)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
