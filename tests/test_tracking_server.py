@@ -58,7 +58,8 @@ def server(tmp_path_factory):
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
              "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
              "--artifacts-destination", str(root / "artifacts")],
-            stdout=sink, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
+            stdout=sink, stderr=subprocess.STDOUT, cwd=root, start_new_session=True,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})  # as `make ui`: no GenAI job runner
     try:
         wait_for_health(url, process, log, SERVER_START_S)
         yield url
