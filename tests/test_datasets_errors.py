@@ -216,3 +216,15 @@ def test_a_patch_size_above_a_photograph_is_refused_before_any_image_is_written(
 def test_a_misspelt_dataset_name_gets_a_suggestion(tmp_path):
     result = _invoke(tmp_path / "registry.json", "download", "kadid1Ok")
     assert result.exit_code == 1 and "unknown dataset 'kadid1Ok' (did you mean 'kadid10k'?)" in result.output
+
+
+def test_a_registered_folder_that_moved_says_how_to_register_it_again(tmp_path):
+    from iqabench.datasets import DatasetError
+    from iqabench.datasets.local import registered_manifest
+
+    result, registry, out = _generic_file(tmp_path, b"image,MOS\na.png,3\nb.png,2\n")
+    assert result.exit_code == 0, out
+    (tmp_path / "imgs").rename(tmp_path / "elsewhere")
+    with pytest.raises(DatasetError, match=r"mine: image folder .*imgs does not exist; if it moved, register it again "
+                                           r"with `iqabench datasets add-generic mine --folder DIR"):
+        registered_manifest("mine", registry)

@@ -134,11 +134,13 @@ def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_c
 
 def generic_manifest(name: str, entry: dict) -> pd.DataFrame:
     csv, folder = Path(entry["csv"]), Path(entry["path"])
+    # Also read by prepare long after registration: a moved copy says how to register it again.
+    again = f"if it moved, register it again with `iqabench datasets add-generic {name} --folder DIR --csv FILE ...`"
     if not folder.is_dir():
-        raise DatasetError(f"{name}: image folder {folder} does not exist")
+        raise DatasetError(f"{name}: image folder {folder} does not exist; {again}")
     if not csv.is_file():
         raise DatasetError(f"{name}: score file {csv} " + ("is a folder; give the CSV file in it with --csv"
-                                                          if csv.is_dir() else "does not exist"))
+                                                          if csv.is_dir() else f"does not exist; {again}"))
     columns = [entry["image_col"], entry["score_col"]]
     # Only an empty cell is missing; a literal NaN/NA/null stays text, so the error quotes what is there.
     # Names are read as text (a name column of numbers would become floats: 2 -> "2.0"), and index_col=False
