@@ -137,3 +137,14 @@ def test_the_size_warning_below_the_limit_names_the_file(monkeypatch, tmp_path):
     assert image.shape == (3, 40, 40) and image[:, 0, 0].mul(255).round().tolist() == [10, 20, 30]
     with pytest.warns(UserWarning, match=r"big.png: Image size"):
         assert not images.check_images([tmp_path / "big.png"], progress=False).unreadable
+
+
+def test_a_floating_point_image_is_refused_not_turned_black(row, tmp_path):
+    # Pillow's convert("RGB") clips mode 'F' pixels to 0-255, so an image stored in [0, 1] was scored as black.
+    model, regressors = row
+    values = np.random.default_rng(0).random((48, 48)).astype(np.float32)
+    Image.fromarray(values, "F").save(tmp_path / "float.tif")
+    code, out = _score(tmp_path / "float.tif", "--model", model, "--regressors", regressors)
+    assert code == 1 and "float.tif: not a readable image (its pixels are 32-bit floating point (mode 'F')" in out
+    report = images.check_images([tmp_path / "float.tif"], progress=False)
+    assert report.unreadable and "save it as an 8- or 16-bit image" in report.unreadable[0][1]

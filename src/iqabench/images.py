@@ -35,6 +35,11 @@ CONVERSION = {
 }
 
 
+# Modes with no defined 0-255 mapping: Pillow's convert("RGB") clips floats, so [0, 1] data became black.
+UNSUPPORTED = {"F": "its pixels are 32-bit floating point (mode 'F'), whose range iqabench cannot know; save it as an "
+                    "8- or 16-bit image"}
+
+
 @dataclass
 class ImageReport:
     unreadable: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
@@ -50,6 +55,8 @@ def load_rgb(path: str | Path) -> Image.Image:
     """Open any supported image as 8-bit RGB, converting as ``CONVERSION`` describes."""
     with Image.open(path) as image:
         image.load()
+        if image.mode in UNSUPPORTED:
+            raise OSError(UNSUPPORTED[image.mode])  # the family Pillow uses for unreadable files: every caller names it
         if image.mode in SIXTEEN_BIT:
             values = np.asarray(image, dtype=np.float64) / 257.0
             gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
@@ -74,6 +81,9 @@ def check_images(paths, *, progress: bool = True, label: str = "checking images"
             continue
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             report.unreadable.append((path, str(err) or type(err).__name__))
+            continue
+        if mode in UNSUPPORTED:
+            report.unreadable.append((path, UNSUPPORTED[mode]))
             continue
         if mode != "RGB":
             report.converted[mode] += 1
