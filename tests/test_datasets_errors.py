@@ -228,3 +228,12 @@ def test_a_registered_folder_that_moved_says_how_to_register_it_again(tmp_path):
     with pytest.raises(DatasetError, match=r"mine: image folder .*imgs does not exist; if it moved, register it again "
                                            r"with `iqabench datasets add-generic mine --folder DIR"):
         registered_manifest("mine", registry)
+
+
+def test_a_link_to_a_listed_image_is_the_same_image(tmp_path):
+    # It registered, then prepare wrote a manifest with one path twice (paths are stored resolved): extract failed.
+    write_image(tmp_path / "imgs" / "a.png")
+    (tmp_path / "imgs" / "link.png").symlink_to("a.png")
+    result, registry, out = _generic_file(tmp_path, b"image,MOS\na.png,3\nb.png,2\nlink.png,4\n")
+    assert result.exit_code == 1 and not registry.exists()
+    assert "line 4: image '" in out and "link.png' is the file of line 2 again (spelled differently, or a link" in out

@@ -171,13 +171,15 @@ def _inside(folder: Path, relative: str, csv: Path, line: int, name: str) -> Pat
 
 
 def _check_distinct(images: list[str], csv: Path, name: str) -> None:
-    """Two rows naming one file in different spellings (``a.png``, ``./a.png``): the same image rated twice."""
+    """Two rows naming one file (``a.png`` and ``./a.png``, or a link to it): the same image rated twice, and a
+    manifest whose paths (stored resolved) repeat, which no later stage can read."""
     first: dict[str, int] = {}
     for line, path in enumerate(images, start=2):
-        if path in first:
-            raise DatasetError(f"{name}: {csv} line {line}: image {path!r} is the file of line {first[path]} "
-                               "again (spelled differently); remove the duplicate")
-        first[path] = line
+        real = os.path.realpath(path)
+        if real in first:
+            raise DatasetError(f"{name}: {csv} line {line}: image {path!r} is the file of line {first[real]} again "
+                               "(spelled differently, or a link to it); remove the duplicate")
+        first[real] = line
 
 
 def how_to_get(name: str) -> str:
