@@ -145,3 +145,30 @@ def test_report_fits_80_columns_without_cutting_a_cell(tmp_path, monkeypatch):
     # Wide enough, a table is one table again.
     wide = CliRunner().invoke(app, ["report", "--path", str(path)], env={"COLUMNS": "160"})
     assert sum(line.split()[:2] == ["model", "dataset"] for line in wide.output.splitlines()) == 1
+
+
+def test_datasets_with_a_long_registered_name_and_path_stay_whole(tmp_path):
+    """A user's dataset with a long name squeezed every cell ("register…", "pristine-unlabel…"); a long path
+    was folded at 80 columns, so it could not be copied. Now the kind column gives way and a path stays whole."""
+    import json
+
+    folder = tmp_path / "a_rather_long_folder_name" / "with" / "several" / "levels" / "of" / "the" / "koniq10k_release"
+    folder.mkdir(parents=True)
+    gone = tmp_path / "gone" / "folder" / "that" / "no" / "longer" / "exists" / "anywhere" / "on" / "this" / "machine"
+    registry = tmp_path / "reg.json"
+    registry.write_text(json.dumps({
+        "koniq10k": {"kind": "spec", "path": str(folder), "images": 10073},
+        "my-lab-portraits-2024-rated": {"kind": "generic", "path": str(gone), "csv": "scores.csv", "image_col": "img",
+                                        "score_col": "mos", "images": 12, "lo": 1, "hi": 5,
+                                        "higher_is_better": True}}))
+    opts = ["datasets", "--registry", str(registry), "--data-root", str(tmp_path / "raw")]
+    shown = CliRunner().invoke(app, opts, env={"COLUMNS": str(WIDTH)})
+    assert shown.exit_code == 0, shown.output
+    assert "…" not in shown.output
+    assert_readable(shown.output, ["my-lab-portraits-2024-rated", "registered", "not built", "kadis700k"])
+    for name, path in (("koniq10k", folder), ("my-lab-portraits-2024-rated", gone)):
+        detail = CliRunner().invoke(app, [*opts, "show", name], env={"COLUMNS": str(WIDTH)})
+        assert detail.exit_code == 0, detail.output
+        assert any(line.endswith(str(path)) for line in detail.output.splitlines()), detail.output
+        # Everything but the path wraps at spaces within 80 columns, under its label.
+        assert all(len(line) <= WIDTH or str(path) in line for line in detail.output.splitlines())

@@ -1,6 +1,7 @@
 """``iqabench datasets ...``: status, download, add, add-generic (a typer sub-app)."""
 from __future__ import annotations
 
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -46,16 +47,18 @@ def main(ctx: typer.Context,
     except (DatasetError, ManifestError) as err:
         _fail(err)
     # One word per cell, so the table fits 80 columns without folding; the details are one command away.
+    # A long registered name would squeeze every cell to "register…": the kind column gives way first.
+    cells = [(r["name"], r["kind"], "-" if r["images"] is None else str(r["images"]), r["size"], r["state"])
+             for r in rows]
+    heads = ("name", "kind", "images", "size", "status")
+    needed = sum(max(len(c) for c in col) + 3 for col in zip(heads, *cells)) + 1  # padding and the box's rules
+    keep = [i for i in range(5) if i != 1 or needed <= console.width]
     table = Table(title="iqabench datasets", title_justify="left")
-    table.add_column("name", no_wrap=True)
-    table.add_column("kind", no_wrap=True)
-    table.add_column("images", justify="right", no_wrap=True)
-    table.add_column("size", justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    for row in rows:
-        colour = "green" if row["state"] in ("ready", "registered", "partial") else "yellow"
-        images = "-" if row["images"] is None else str(row["images"])
-        table.add_row(row["name"], row["kind"], images, row["size"], f"[{colour}]{row['state']}[/{colour}]")
+    for i in keep:
+        table.add_column(heads[i], justify="right" if heads[i] in ("images", "size") else "left", no_wrap=True)
+    for row in cells:
+        colour = "green" if row[4] in ("ready", "registered", "partial") else "yellow"
+        table.add_row(*(f"[{colour}]{row[i]}[/{colour}]" if i == 4 else escape(row[i]) for i in keep))
     console.print(table)
     console.print("Scale, path and how to get one: [bold]iqabench datasets show NAME[/bold]")
 
@@ -73,7 +76,10 @@ def show_cmd(ctx: typer.Context, name: str):
     for key in ("name", "kind", "images", "score", "size", "state", "path", "action"):
         value = row.get(key)
         if value not in (None, ""):
-            console.print(f"[bold]{key + ':':8}[/bold] {escape(str(value))}", soft_wrap=False)
+            # Wrapped at spaces only: a path longer than the terminal stays whole (and copyable), not folded.
+            lines = textwrap.wrap(str(value), max(20, console.width - 9), break_long_words=False,
+                                  break_on_hyphens=False)
+            console.print(f"[bold]{key + ':':8}[/bold] " + escape("\n         ".join(lines)), soft_wrap=True)
 
 
 @app.command("download")
