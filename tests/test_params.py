@@ -153,6 +153,18 @@ def test_datasets_unknown_not_downloaded_and_without_url(tmp_path, monkeypatch):
     assert _validate(tmp_path, monkeypatch, datasets=["koniq10k"], stage="prepare")
 
 
+@pytest.mark.parametrize("registry, expected", [
+    ("{broken", "data/registry.json is not valid JSON"),
+    ('{"x": {"kind": "generic"}}', "entry 'x' lacks 'path', 'csv'"),
+])
+def test_a_broken_registry_stops_every_stage_with_one_line(tmp_path, monkeypatch, registry, expected):
+    # read_registry's error once escaped params validation as a traceback, in every stage.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "registry.json").write_text(registry)
+    message = _error(tmp_path, monkeypatch)
+    assert message.startswith("params.yaml: datasets: cannot be checked: ") and expected in message
+
+
 def test_regressor_dataset_defaults_to_the_first_dataset_and_must_be_listed(tmp_path, monkeypatch):
     cfg = copy.deepcopy(DEFAULT)
     del cfg["evaluate"]["regressor_dataset"]

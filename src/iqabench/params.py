@@ -218,7 +218,10 @@ def _check_dataset_names(where: str, params: dict, ready: bool) -> None:
     from .datasets.local import read_registry
     from .datasets.registry import SHARED_SUBSETS, SPECS
 
-    registry = read_registry()
+    try:
+        registry = read_registry()
+    except ValueError as err:  # DatasetError: a hand-edited data/registry.json, named with what to do
+        raise ParamsError(f"{where}: datasets: cannot be checked: {err}") from None
     to_download = set(params.get("download") or [])
     for name in params["datasets"]:
         if name in SETS or name in registry:
