@@ -61,6 +61,8 @@ def markdown_renderables(text: str, width: int, styled: bool = True, folder: Pat
             flush_prose()
             table.append(line)
             continue
+        if len(table) == 1:  # a lone "|" line is not a table (no header rule)
+            prose.append(table.pop())
         if table:
             for part in _tables(table, width, styled):
                 out += [Text(), part]  # rich's Markdown ends a paragraph without a blank line
