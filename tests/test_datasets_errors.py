@@ -138,7 +138,10 @@ def _generic_file(tmp_path, content: bytes, names=("a.png", "b.png"), name="mine
     (b"image;MOS\na.png;3,5\nb.png;2,1\n", "has one column 'image;MOS': its fields are separated by ';'"),
     (b"image\tMOS\na.png\t3\nb.png\t2\n", "its fields are separated by a tab"),
     # pandas took a long first row's first field as an index: 'MOS' was 'extra', the image '3'
-    (b"image,MOS\na.png,3,extra\nb.png,2\n", "scores.csv line 2 has more fields than its header"),
+    (b"image,MOS\na.png,3,extra\nb.png,2\n", "scores.csv line 2 has more fields than its header (line 1: "
+                                          "'image,MOS')"),
+    (b"# my scores\nimage,MOS\na.png,3\nb.png,2\n", "line 2 has more fields than its header (line 1: '# my scores')"),
+    (b"image,MOS,MOS\na.png,3,4\nb.png,2,1\n", "scores.csv has the column 'MOS' more than once; keep one"),
     ("image,MOS\ncaf\xe9.png,3\nb.png,2\n".encode("latin-1"), "scores.csv is not UTF-8 text"),
     (b"image,MOS\na.png,3\nb.png,2\n./a.png,4\n", "line 4: image '"),
 ])
@@ -237,3 +240,12 @@ def test_a_link_to_a_listed_image_is_the_same_image(tmp_path):
     result, registry, out = _generic_file(tmp_path, b"image,MOS\na.png,3\nb.png,2\nlink.png,4\n")
     assert result.exit_code == 1 and not registry.exists()
     assert "line 4: image '" in out and "link.png' is the file of line 2 again (spelled differently, or a link" in out
+
+
+@pytest.mark.parametrize("content", [b"image,MOS\r\na.png,3\r\nb.png,2\r\n", b"image,MOS\na.png,3,\nb.png,2,\n",
+                                     b"image,MOS\na.png, 3.5 \n\nb.png,2\n"])
+def test_crlf_trailing_commas_and_spaces_are_read_as_meant(tmp_path, content):
+    result, registry, out = _generic_file(tmp_path, content)
+    assert result.exit_code == 0, out
+    from iqabench.datasets.local import registered_manifest
+    assert registered_manifest("mine", registry)["raw_score"].tolist() in ([3.0, 2.0], [3.5, 2.0])

@@ -72,9 +72,13 @@ def read_csv_columns(path: Path, dataset: str, required: list[str], *, optional:
                            "iqabench reads comma-separated files; save it with ',' as the separator (and '.' as "
                            "the decimal point)")
     if frame is None:
-        raise DatasetError(f"{dataset}: {path} line {_first_long_line(path)} has more fields than its header; "
-                           "quote names that hold a comma, or remove the extra fields")
+        raise DatasetError(f"{dataset}: {path} line {_first_long_line(path)} has more fields than its header (line 1: "
+                           f"{','.join(header)!r}); quote names that hold a comma, or remove the extra fields")
     frame.columns = [str(c).strip() for c in frame.columns]
+    twice = [c for c in required if f"{c}.1" in frame.columns]  # pandas renames a repeated column 'MOS' 'MOS.1'
+    if twice:
+        raise DatasetError(f"{dataset}: {path} has the column {twice[0]!r} more than once; keep one, so that it is "
+                           "clear which holds the values")
     check_columns(frame, path, dataset, required, optional=optional, exact=exact, remedy=remedy)
     return frame
 
