@@ -219,3 +219,13 @@ def test_the_leaderboard_view_shows_every_run_name_whole(study_inputs, monkeypat
     assert state["selectedColumns"] == [f"metrics.`{k}`" for k in sorted(study_inputs["metrics"]) if k.startswith("srcc/")]
     # A name longer than the cap is cut in the table rather than pushing every SRCC column off screen.
     assert tracking.run_name_width(["x" * 300]) == tracking.RUN_NAME_MAX_PX
+    # `make ui` prints the link to this view (MLflow 3.17 opens an experiment on its GenAI overview otherwise),
+    # reading the store without changing it.
+    store = tmp_path / "mlflow.db"
+    before = store.stat().st_mtime_ns
+    assert tracking.ui_link(uri=f"sqlite:///{store}") == \
+        f"Open {tracking.view_url(run.experiment_id, base=tracking.UI_URL)}"
+    assert store.stat().st_mtime_ns == before
+    assert "no experiment 'other'" in tracking.ui_link("other", uri=f"sqlite:///{store}")
+    assert "run `dvc repro`" in tracking.ui_link(uri=f"sqlite:///{tmp_path / 'none.db'}")
+    assert not (tmp_path / "none.db").exists()

@@ -165,6 +165,7 @@ def test_make_ui_suits_two_cores(ui):
     if shutil.which("make") is None:
         pytest.skip("no make")
     recipe = subprocess.run(["make", "-n", "ui"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "ui_link()" in recipe  # it prints the link to the run table before serving
     command = next(line for line in recipe.splitlines() if "mlflow ui" in line)
     assert "--workers 1" in command and all(f"{k}={v}" in command for k, v in UI_ENV.items()), command
     started = subprocess.run(["ps", "-o", "pid=,args=", "-s", str(ui[-1])], capture_output=True,

@@ -173,6 +173,25 @@ def view_url(experiment_id: str, base: str | None = None) -> str:
     return f"{base or ui_base()}/#/experiments/{experiment_id}/runs?{ML_WORKFLOW}&viewStateShareKey={VIEW_KEY}"
 
 
+def ui_link(experiment: str = "iqabench", uri: str = DEFAULT_URI) -> str:
+    """What `make ui` prints: the leaderboard view of ``experiment`` in the local store ``uri``.
+
+    A link straight to the run table: MLflow 3.17's UI opens an experiment on its GenAI overview
+    unless told otherwise. Read with sqlite3, read-only: MLflow's client would create a missing
+    store, and take seconds to import.
+    """
+    import sqlite3
+
+    path = Path(urlparse(uri).path[1:])  # sqlite:///rel.db and sqlite:////abs/path.db
+    if not path.is_file():
+        return f"no store at {path} yet: run `dvc repro`, then open {UI_URL}"
+    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+        found = db.execute("SELECT experiment_id FROM experiments WHERE name = ?", (experiment,)).fetchone()
+    if found is None:
+        return f"no experiment '{experiment}' in {path} yet: run `dvc repro`, then open {UI_URL}"
+    return f"Open {view_url(str(found[0]), base=UI_URL)}"
+
+
 def run_url(experiment_id: str, run_id: str, base: str | None = None) -> str:
     return f"{base or ui_base()}/#/experiments/{experiment_id}/runs/{run_id}?{ML_WORKFLOW}"
 
