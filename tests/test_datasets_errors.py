@@ -249,3 +249,11 @@ def test_crlf_trailing_commas_and_spaces_are_read_as_meant(tmp_path, content):
     assert result.exit_code == 0, out
     from iqabench.datasets.local import registered_manifest
     assert registered_manifest("mine", registry)["raw_score"].tolist() in ([3.0, 2.0], [3.5, 2.0])
+
+
+@pytest.mark.parametrize("content", [b"image,MOS\na.png,3\nb.png,3\n", b"image,MOS\na.png,3\n"])
+def test_scores_that_are_all_equal_are_refused(tmp_path, content):
+    # SRCC is undefined on such a set; it registered, and evaluate found out much later.
+    result, registry, out = _generic_file(tmp_path, content)
+    assert result.exit_code == 1 and not registry.exists()
+    assert "score(s) in" in out and "are 3; a quality dataset needs images with different scores" in out

@@ -55,6 +55,14 @@ def check_images_exist(dataset: str, images: list[str]) -> None:
                            f"in its score file is present")
 
 
+def check_scores_vary(dataset: str, raw: np.ndarray, source) -> None:
+    """A dataset whose scores are all equal ranks nothing: SRCC and PLCC are undefined on it, and a regressor
+    fitted on it predicts one value. Checked for the user's own score files (published ones vary)."""
+    if np.unique(raw).size < 2:
+        raise DatasetError(f"{dataset}: all {raw.size} score(s) in {source} are {raw[0]:g}; a quality dataset needs "
+                           "images with different scores (check the score column)")
+
+
 def warn_out_of_range(dataset: str, raw: np.ndarray, lo: float, hi: float, scale: str) -> None:
     """Scores outside the declared scale leave [0, 1] after normalising; say so, do not clip."""
     outside = (raw < lo) | (raw > hi)

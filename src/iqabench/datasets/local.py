@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io, manifest
-from .build import build_from_spec, check_images_exist, list_images, warn_out_of_range
+from .build import build_from_spec, check_images_exist, check_scores_vary, list_images, warn_out_of_range
 from .registry import SHARED_SUBSETS, SPECS, get_spec
 from .scorefiles import DatasetError, name_column, numeric_column, read_csv_columns
 
@@ -152,6 +152,7 @@ def generic_manifest(name: str, entry: dict) -> pd.DataFrame:
     images = [str(_inside(folder, n, csv, line, name)) for line, n in enumerate(names, start=2)]
     _check_distinct(images, csv, name)
     check_images_exist(name, images)
+    check_scores_vary(name, np.asarray(raw), csv)
     scale = manifest.scale_label(entry["score_type"], entry["lo"], entry["hi"], entry["higher_is_better"])
     warn_out_of_range(name, np.asarray(raw), entry["lo"], entry["hi"], scale)
     frame = manifest.make(name, images, raw, kind=entry["score_type"], lo=entry["lo"], hi=entry["hi"],
