@@ -257,3 +257,19 @@ def test_scores_that_are_all_equal_are_refused(tmp_path, content):
     result, registry, out = _generic_file(tmp_path, content)
     assert result.exit_code == 1 and not registry.exists()
     assert "score(s) in" in out and "are 3; a quality dataset needs images with different scores" in out
+
+
+@pytest.mark.parametrize("entries, says", [
+    ({"foo": {"kind": "spec", "path": "/tmp"}}, "entry 'foo' has kind 'spec', but 'foo' is not a known dataset"),
+    ({"foo": {"kind": "generic", "path": "/x", "csv": "/x.csv", "image_col": "image", "score_col": "MOS",
+              "lo": "1", "hi": 5}}, "entry 'foo' has lo = '1', hi = 5; they must be finite numbers with hi > lo"),
+    ({"foo": {"kind": "weird", "path": "/tmp"}}, "entry 'foo' has kind 'weird'; it must be one of ['generic', 'spec']"),
+    ({"foo": ["x"]}, "entry 'foo' is ['x'], not a mapping of settings"),
+])
+def test_hand_edited_entries_that_cannot_be_read_are_named(tmp_path, entries, says):
+    # An unknown 'spec' name or a text 'lo' ended `iqabench datasets` in a traceback from the status table.
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps(entries))
+    result = _invoke(registry)
+    out = " ".join(result.output.split())
+    assert result.exit_code == 1 and says in out and "iqabench datasets add-generic foo --folder DIR" in out, out

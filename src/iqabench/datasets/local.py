@@ -46,14 +46,33 @@ def read_registry(registry_path: Path = DEFAULT_REGISTRY) -> dict:
         raise DatasetError(f"{path}: expected a JSON object of dataset entries, got {type(registry).__name__}; "
                            "fix it or delete it and register again")
     for name, entry in registry.items():
-        kind = entry.get("kind", "spec") if isinstance(entry, dict) else None
-        missing = [key for key in REQUIRED.get(kind, ("kind",)) if not isinstance(entry, dict) or key not in entry]
-        if missing:
-            again = (f"iqabench datasets add-generic {name} --folder DIR --csv FILE ..." if kind == "generic"
-                     else f"iqabench datasets add {name} --from PATH")
-            raise DatasetError(f"{path}: entry {name!r} lacks {', '.join(map(repr, missing))} (kind {kind!r}); "
-                               f"register it again with `{again}`, or remove the entry")
+        problem = _entry_problem(name, entry)
+        if problem:
+            again = (f"iqabench datasets add {name} --from PATH" if name in SPECS
+                     else f"iqabench datasets add-generic {name} --folder DIR --csv FILE ...")
+            raise DatasetError(f"{path}: entry {name!r} {problem}; register it again with `{again}`, or remove "
+                               "the entry")
     return registry
+
+
+def _entry_problem(name: str, entry) -> str | None:
+    """What is wrong with a (hand-edited) registry entry, in words; None when it can be read."""
+    if not isinstance(entry, dict):
+        return f"is {entry!r}, not a mapping of settings"
+    kind = entry.get("kind", "spec")
+    if kind not in REQUIRED:
+        return f"has kind {kind!r}; it must be one of {sorted(REQUIRED)}"
+    missing = [key for key in REQUIRED[kind] if key not in entry]
+    if missing:
+        return f"lacks {', '.join(map(repr, missing))} (kind {kind!r})"
+    if kind == "spec" and name not in SPECS:
+        return f"has kind 'spec', but {name!r} is not a known dataset (a dataset of your own is kind 'generic')"
+    if kind == "generic":
+        bad = [k for k in ("lo", "hi") if isinstance(entry[k], bool) or not isinstance(entry[k], (int, float))
+               or not math.isfinite(entry[k])]
+        if bad or not entry["hi"] > entry["lo"]:
+            return f"has lo = {entry['lo']!r}, hi = {entry['hi']!r}; they must be finite numbers with hi > lo"
+    return None
 
 
 def _save_entry(name: str, entry: dict, registry_path: Path) -> None:
