@@ -161,3 +161,10 @@ def test_a_valid_archive_of_something_else_is_not_pinned_and_the_real_one_is(tmp
         download_spec(kadid_spec(server.url("kadid10k.zip")), dest, lock_path=lock, **FAST)
     assert json.loads(lock.read_text())["kadid10k/kadid10k.zip"]["sha256"] == hashlib.sha256(kadid_zip).hexdigest()
     assert len(build_from_spec(get_spec("kadid10k"), dest)) == 3
+
+
+def test_a_file_as_the_destination_is_named_before_any_transfer(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(DatasetError, match=r"kadid10k: cannot download into .*afile \(it is a file, not a folder\); "
+                                           r"give a folder you can write to"):
+        download_spec(kadid_spec("http://127.0.0.1:9/never-asked"), tmp_path / "afile", **FAST)

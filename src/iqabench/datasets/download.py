@@ -64,6 +64,13 @@ def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = Non
                            f"then run `iqabench datasets add {spec.name} --from PATH`")
     if any(archives.archive_format(Path(r.filename)) == "rar" for r in spec.remotes if r.extract):
         archives.rar_extractor()  # fail before a long download, not after
+    try:  # a file or an unwritable place as --dest: said now, not as an OSError from deep in a transfer
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / ARCHIVE_DIR).mkdir(exist_ok=True)
+    except OSError as err:
+        why = "it is a file, not a folder" if dest.is_file() else err.strerror
+        raise DatasetError(f"{spec.name}: cannot download into {dest} ({why}); give a folder you can write to") \
+            from None
     lock_path = Path(lock_path) if lock_path else default_lock_path(dest)
     lock = _read_json(lock_path)
     done = _read_json(dest / DONE_MARKER)
