@@ -273,3 +273,9 @@ def test_hand_edited_entries_that_cannot_be_read_are_named(tmp_path, entries, sa
     result = _invoke(registry)
     out = " ".join(result.output.split())
     assert result.exit_code == 1 and says in out and "iqabench datasets add-generic foo --folder DIR" in out, out
+
+
+def test_a_folder_as_the_registry_is_named(tmp_path):
+    (tmp_path / "reg").mkdir()
+    result = _invoke(tmp_path / "reg")
+    assert result.exit_code == 1 and "registry" in result.output and "is a folder; give the JSON file" in result.output

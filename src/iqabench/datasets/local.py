@@ -36,6 +36,8 @@ REQUIRED = {"spec": ("path",), "generic": ("path", "csv", "image_col", "score_co
 
 def read_registry(registry_path: Path = DEFAULT_REGISTRY) -> dict:
     path = Path(registry_path)
+    if path.is_dir():
+        raise DatasetError(f"registry {path} is a folder; give the JSON file (default {DEFAULT_REGISTRY})")
     if not path.is_file():
         return {}
     try:
