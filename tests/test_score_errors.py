@@ -148,3 +148,13 @@ def test_a_floating_point_image_is_refused_not_turned_black(row, tmp_path):
     assert code == 1 and "float.tif: not a readable image (its pixels are 32-bit floating point (mode 'F')" in out
     report = images.check_images([tmp_path / "float.tif"], progress=False)
     assert report.unreadable and "save it as an 8- or 16-bit image" in report.unreadable[0][1]
+
+
+@pytest.mark.parametrize("content", [b"junk\n", b"PK\x03\x04truncated"])
+def test_a_damaged_regressor_file_is_named_without_numpys_pickle_hint(row, tmp_path, content):
+    model, regressors = row
+    regressor.path_for(model, regressors).write_bytes(content)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(tmp_path / "p.png")
+    code, out = _score(tmp_path / "p.png", "--model", model, "--regressors", regressors)
+    assert code == 1 and "npz: not a regressor file iqabench wrote" in out and "dvc repro evaluate" in out
+    assert "pickle" not in out

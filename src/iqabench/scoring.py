@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,12 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
         if not artifact.is_file():
             raise FileNotFoundError(f"{model}: {artifact} does not exist; run `dvc repro {row.stage}` (or "
                                     "`dvc pull` where a remote has it)")
-    fitted = regressor.load(fitted_path)
+    try:
+        fitted = regressor.load(fitted_path)
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as err:  # numpy's message names no file,
+        # and for a text file suggests unpickling it
+        raise ValueError(f"{fitted_path}: not a regressor file iqabench wrote ({type(err).__name__}); delete it and "
+                         "run `dvc repro evaluate` to fit it again") from None
     feature_fn = rows.feature_fn(model)
     frame = pd.DataFrame({"image": [str(p) for p in paths]})
     feats = features.extract(feature_fn, frame, batch_size=1, max_short_side=max_short_side, show_progress=False)
