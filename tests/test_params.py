@@ -134,7 +134,8 @@ def test_models_are_checked_against_the_declared_rows(tmp_path, monkeypatch):
     assert "did you mean 'contrique'" in _error(tmp_path, monkeypatch, models=["contrique", "contriqe"])
     missing = tmp_path / "missing.pt"
     message = _error(tmp_path, monkeypatch, models=["contrique", f"file:{missing}"])
-    assert f"reads {missing}, which does not exist" in message
+    assert f"reads '{missing}', which does not exist" in message
+    assert "reads '.', which is a folder, not a file" in _error(tmp_path, monkeypatch, models=["contrique", "file:"])
     assert "without repeats" in _error(tmp_path, monkeypatch, models=["random", "random"])
     message = _error(tmp_path, monkeypatch, ("mixed", "model", "arniqa"), models=["contrique"])
     assert "mixed.model = 'arniqa' is not in models: ['contrique']" in message

@@ -273,10 +273,11 @@ def _check_models(where: str, models: list[str]) -> None:
         except ValueError as err:
             raise ParamsError(f"{where}: models: {name!r} is not a known row{_closest(name, rows.names())}: "
                               f"{err}") from None
-        missing = [str(p) for p in row.artifacts if row.stage is None and not Path(p).exists()]
-        if missing:
-            raise ParamsError(f"{where}: models: {name!r} reads {missing[0]}, which does not exist; put the file "
-                              "there or remove the row from models:")
+        missing = [str(p) for p in row.artifacts if row.stage is None and not Path(p).is_file()]
+        if missing:  # is_file: `file:` (an empty path) or a folder is no weights file either
+            what = "is a folder, not a file" if Path(missing[0]).is_dir() else "does not exist"
+            raise ParamsError(f"{where}: models: {name!r} reads {missing[0]!r}, which {what}; put the file there or "
+                              "remove the row from models:")
 
 
 def _closest(name: str, known) -> str:
