@@ -279,3 +279,18 @@ def test_a_folder_as_the_registry_is_named(tmp_path):
     (tmp_path / "reg").mkdir()
     result = _invoke(tmp_path / "reg")
     assert result.exit_code == 1 and "registry" in result.output and "is a folder; give the JSON file" in result.output
+
+
+def test_content_column_keeps_versions_of_one_scene_together(tmp_path):
+    # Without it a synthetic set's distorted versions of one reference were separate contents, so splits
+    # put versions of the same scene on both sides.
+    from iqabench.datasets.local import registered_manifest
+
+    content = b"image,MOS,ref\na.png,3,r1\nb.png,2,r1\nc.png,4,r2\n"
+    result, registry, out = _generic_file(tmp_path, content, ("a.png", "b.png", "c.png"), "mine", "--content-col",
+                                          "ref")
+    assert result.exit_code == 0, out
+    assert registered_manifest("mine", registry)["content_id"].tolist() == ["r1", "r1", "r2"]
+    result, registry, out = _generic_file(tmp_path, b"image,MOS,ref\na.png,3,r1\nb.png,2,\n", ("a.png", "b.png"),
+                                          "other", "--content-col", "ref")
+    assert result.exit_code == 1 and "line 3: empty 'ref' (--content-col)" in out

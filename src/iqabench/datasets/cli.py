@@ -124,13 +124,17 @@ def add_generic_cmd(ctx: typer.Context, name: str,
                     lo: float = typer.Option(..., help="lowest possible score"),
                     hi: float = typer.Option(..., help="highest possible score"),
                     higher_is_better: bool = typer.Option(True, "--higher-is-better/--lower-is-better"),
-                    score_type: str = typer.Option("MOS", help="MOS, DMOS, ...")):
+                    score_type: str = typer.Option("MOS", help="MOS, DMOS, ..."),
+                    content_col: str = typer.Option(None, help="column naming the scene or reference image each "
+                                                                "image shows (splits keep a scene on one side); "
+                                                                "default: every image is its own scene")):
     """Register any other dataset from an image folder and a CSV of scores."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             entry = register_generic(name, folder, csv, image_col, score_col, lo, hi, higher_is_better,
-                                     score_type=score_type, registry_path=ctx.obj["registry"])
+                                     score_type=score_type, content_col=content_col,
+                                     registry_path=ctx.obj["registry"])
         _show_warnings(caught)
     except (DatasetError, ManifestError) as err:
         _fail(err)

@@ -122,9 +122,12 @@ def register(name: str, path: Path, *, registry_path: Path = DEFAULT_REGISTRY, a
 
 
 def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_col: str, lo: float, hi: float,
-                     higher_is_better: bool, *, score_type: str = "MOS", registry_path: Path = DEFAULT_REGISTRY,
-                     check_pixels: bool = True, progress: bool = True) -> dict:
-    """Register any other dataset: images under ``folder``, scores in ``csv`` on [lo, hi]."""
+                     higher_is_better: bool, *, score_type: str = "MOS", content_col: str | None = None,
+                     registry_path: Path = DEFAULT_REGISTRY, check_pixels: bool = True, progress: bool = True) -> dict:
+    """Register any other dataset: images under ``folder``, scores in ``csv`` on [lo, hi].
+
+    ``content_col`` names the column that says which images share a scene (e.g. the reference image of a
+    synthetic set), so that splits keep them on one side; without it every image is its own content."""
     if name in SPECS:
         raise DatasetError(f"{name!r} is a known dataset; use `iqabench datasets add {name} --from PATH`")
     from .embedded import SETS  # torch and scikit-image: imported only here
@@ -143,7 +146,7 @@ def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_c
     folder, csv = Path(folder).resolve(), Path(csv).resolve()
     entry = {"path": str(folder), "kind": "generic", "csv": str(csv), "image_col": image_col,
              "score_col": score_col, "lo": float(lo), "hi": float(hi), "higher_is_better": bool(higher_is_better),
-             "score_type": score_type}
+             "score_type": score_type, **({"content_col": content_col} if content_col else {})}
     frame = generic_manifest(name, entry)
     if check_pixels:
         _check_pixels(name, frame["image"], progress)
@@ -162,12 +165,13 @@ def generic_manifest(name: str, entry: dict) -> pd.DataFrame:
     if not csv.is_file():
         raise DatasetError(f"{name}: score file {csv} " + ("is a folder; give the CSV file in it with --csv"
                                                           if csv.is_dir() else f"does not exist; {again}"))
-    columns = [entry["image_col"], entry["score_col"]]
+    columns = [entry["image_col"], entry["score_col"], *([entry["content_col"]] if entry.get("content_col") else [])]
     # Only an empty cell is missing; a literal NaN/NA/null stays text, so the error quotes what is there.
     # Names are read as text (a name column of numbers would become floats: 2 -> "2.0"), and index_col=False
     # stops pandas from taking a row's extra first field as an index and shifting every column.
     table = read_csv_columns(csv, name, columns, keep_default_na=False, na_values=[""], index_col=False,
-                             dtype={entry["image_col"]: str}, remedy="name its columns with --image-col and --score-col")
+                             dtype={c: str for c in columns if c != entry["score_col"]},
+                             remedy="name its columns with --image-col and --score-col (and --content-col)")
     names = name_column(table, entry["image_col"], csv, name)
     raw = numeric_column(table, entry["score_col"], csv, name)
     images = [str(_inside(folder, n, csv, line, name)) for line, n in enumerate(names, start=2)]
@@ -176,8 +180,11 @@ def generic_manifest(name: str, entry: dict) -> pd.DataFrame:
     check_scores_vary(name, np.asarray(raw), csv)
     scale = manifest.scale_label(entry["score_type"], entry["lo"], entry["hi"], entry["higher_is_better"])
     warn_out_of_range(name, np.asarray(raw), entry["lo"], entry["hi"], scale)
+    content = None
+    if entry.get("content_col"):  # blank cells name their line, like blank image names
+        content = [str(c) for c in _content_column(table, entry["content_col"], csv, name)]
     frame = manifest.make(name, images, raw, kind=entry["score_type"], lo=entry["lo"], hi=entry["hi"],
-                          higher_is_better=entry["higher_is_better"],
+                          higher_is_better=entry["higher_is_better"], content_id=content,
                           score_source=f"human {entry['score_type']} (from {csv.name}, registered locally)")
     return manifest.validate(frame, where=f"{name} manifest from {csv}")
 
@@ -190,6 +197,16 @@ def _inside(folder: Path, relative: str, csv: Path, line: int, name: str) -> Pat
         raise DatasetError(f"{name}: {csv} line {line}: image {relative!r} is outside --folder {folder}; "
                            "image names must be relative paths inside that folder")
     return path
+
+
+def _content_column(table: pd.DataFrame, column: str, csv: Path, name: str) -> pd.Series:
+    values = table[column]
+    blank = values.isna() | (values.astype(str).str.strip() == "")
+    if blank.any():
+        line = int(np.flatnonzero(blank.to_numpy())[0]) + 2
+        raise DatasetError(f"{name}: {csv} line {line}: empty '{column}' (--content-col); every image needs the "
+                           "content (scene or reference) it shows")
+    return values.astype(str).str.strip()
 
 
 def _check_distinct(images: list[str], csv: Path, name: str) -> None:
