@@ -253,3 +253,15 @@ def test_the_old_per_encoder_sections_say_where_their_keys_go(tmp_path, monkeypa
     with pytest.raises(params.ParamsError, match="unknown top-level key 'pretrain_arniqa': each encoder's settings "
                                                  "are an entry of pretrain: now; move them under pretrain: as arniqa:"):
         params.validate(cfg)
+
+
+def test_a_section_written_twice_is_refused_not_silently_replaced(tmp_path):
+    # PyYAML kept the last: an `evaluate:` appended at the end dropped every other evaluate setting.
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 0\nevaluate:\n  n_splits: 10\n  test_frac: 0.3\nevaluate:\n  n_splits: 5\n")
+    with pytest.raises(params.ParamsError, match=r"key 'evaluate' appears twice \(lines 2 and 5\); keep one"):
+        params.load(path)
+    path.write_text("seed: 0\nevaluate:\n  n_splits: 10\n  n_splits: 5\n")
+    with pytest.raises(params.ParamsError, match=r"key 'n_splits' appears twice \(lines 3 and 4\)"):
+        params.load(path)
+    assert params.load(REPO / "params.yaml") == DEFAULT

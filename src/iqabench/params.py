@@ -30,11 +30,26 @@ def repo_root(start: str | os.PathLike | None = None) -> Path:
     raise FileNotFoundError(f"no params.yaml in {here} or its parents; run iqabench from the repository")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently: a section appended at the end replaced the first."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}); "
+                    "keep one, with every setting in it", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load(path: str | os.PathLike | None = None) -> dict[str, Any]:
     path = Path(path) if path else repo_root() / "params.yaml"
     with open(path, encoding="utf-8") as fh:
         try:
-            params = yaml.safe_load(fh) or {}
+            params = yaml.load(fh, Loader=_UniqueKeyLoader) or {}
         except yaml.YAMLError as err:
             raise ParamsError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(params, dict):
