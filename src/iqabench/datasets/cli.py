@@ -129,6 +129,11 @@ def add_generic_cmd(ctx: typer.Context, name: str,
                                                                 "image shows (splits keep a scene on one side); "
                                                                 "default: every image is its own scene")):
     """Register any other dataset from an image folder and a CSV of scores."""
+    # Checked here, not in register_generic: the embedded module pulls torch and the distortion engine into
+    # every stage that reads the registry. prepare builds an embedded set and would never read this entry.
+    from .embedded import SETS
+    if name in SETS:
+        _fail(DatasetError(f"{name!r} is one of iqabench's own datasets; register yours under another name"))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -130,8 +130,7 @@ def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_c
     synthetic set), so that splits keep them on one side; without it every image is its own content."""
     if name in SPECS:
         raise DatasetError(f"{name!r} is a known dataset; use `iqabench datasets add {name} --from PATH`")
-    from .embedded import SETS  # torch and scikit-image: imported only here
-    if name in SETS or name in SHARED_SUBSETS:  # prepare would build those and never read this registration
+    if name in SHARED_SUBSETS:  # prepare would read those and never this registration (embedded names: the CLI)
         raise DatasetError(f"{name!r} is one of iqabench's own datasets; register yours under another name")
     if not DATASET_NAME.fullmatch(name):
         raise DatasetError(f"{name!r} cannot name a dataset: use letters, digits, '_' and '-', starting with a "
