@@ -135,6 +135,7 @@ def _generic_file(tmp_path, content: bytes, names=("a.png", "b.png"), name="mine
 
 @pytest.mark.parametrize("content, says", [
     (b"", "scores.csv is empty; it needs a header line with the columns ['image', 'MOS']"),
+    (b"image,MOS\n", "no rows; the dataset produced no rated images"),
     (b"image;MOS\na.png;3,5\nb.png;2,1\n", "has one column 'image;MOS': its fields are separated by ';'"),
     (b"image\tMOS\na.png\t3\nb.png\t2\n", "its fields are separated by a tab"),
     # pandas took a long first row's first field as an index: 'MOS' was 'extra', the image '3'

@@ -58,7 +58,7 @@ def check_images_exist(dataset: str, images: list[str]) -> None:
 def check_scores_vary(dataset: str, raw: np.ndarray, source) -> None:
     """A dataset whose scores are all equal ranks nothing: SRCC and PLCC are undefined on it, and a regressor
     fitted on it predicts one value. Checked for the user's own score files (published ones vary)."""
-    if np.unique(raw).size < 2:
+    if raw.size and np.unique(raw).size < 2:  # no rows at all: manifest.validate says so
         raise DatasetError(f"{dataset}: all {raw.size} score(s) in {source} are {raw[0]:g}; a quality dataset needs "
                            "images with different scores (check the score column)")
 
