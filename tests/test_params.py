@@ -95,6 +95,12 @@ def test_pretrain_names_are_checked_before_any_stage_runs(tmp_path, monkeypatch,
     assert expected in _error(tmp_path, monkeypatch, edit)
 
 
+def test_an_unlabelled_set_cannot_be_a_column_of_the_tables(tmp_path, monkeypatch):
+    # prepare once stopped with "use list_images() to read it", a function name, after earlier stages ran.
+    message = _error(tmp_path, monkeypatch, datasets=["synthetic-single", "kadis700k"])
+    assert "datasets: 'kadis700k' has no quality scores (pristine-unlabelled); remove it from datasets:" in message
+
+
 @pytest.mark.parametrize("name, expected", [
     ("nosuch", "download: 'nosuch' is not a dataset iqabench can download; choose from ['csiq', 'kadid10k'"),
     ("kadid1ok", "(did you mean 'kadid10k'?)"),

@@ -253,6 +253,10 @@ def _check_dataset_names(where: str, params: dict, ready: bool) -> None:
             raise ParamsError(f"{where}: datasets: {name!r} is not registered{_closest(name, known)}; run "
                               f"`iqabench datasets add {name} --from PATH` (or `iqabench datasets add-generic`); "
                               "`iqabench datasets` lists what is available")
+        if spec.parser is None:  # KADIS-700k: pristine photos for pretraining and NIQE, nothing to correlate with
+            raise ParamsError(f"{where}: datasets: {name!r} has no quality scores ({spec.kind}); remove it from "
+                              "datasets: (pretraining reads it with pretrain.NAME.source: kadis700k, and fit_niqe "
+                              "uses it when data/raw/kadis700k exists)")
         if not ready or name in to_download or (Path("data/raw") / name / DONE_MARKER).is_file() \
                 or (Path("data/raw") / name).is_dir():
             continue
