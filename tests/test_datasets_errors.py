@@ -295,3 +295,9 @@ def test_content_column_keeps_versions_of_one_scene_together(tmp_path):
     result, registry, out = _generic_file(tmp_path, b"image,MOS,ref\na.png,3,r1\nb.png,2,\n", ("a.png", "b.png"),
                                           "other", "--content-col", "ref")
     assert result.exit_code == 1 and "line 3: empty 'ref' (--content-col)" in out
+
+
+def test_one_column_for_two_roles_is_refused(tmp_path):
+    result, registry, out = _generic_file(tmp_path, b"image,MOS\na.png,3\nb.png,2\n", ("a.png", "b.png"), "mine",
+                                          "--image-col", "MOS")
+    assert result.exit_code == 1 and "--image-col, --score-col and --content-col must name different columns" in out

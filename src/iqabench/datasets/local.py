@@ -142,6 +142,10 @@ def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_c
     if not hi > lo:
         raise DatasetError(f"{name}: --hi ({hi:g}) must be greater than --lo ({lo:g}); give the lowest and highest "
                            "score the rating scale allows, e.g. --lo 1 --hi 5")
+    named = [c for c in (image_col, score_col, content_col) if c]
+    if len(set(named)) < len(named):
+        raise DatasetError(f"{name}: --image-col, --score-col and --content-col must name different columns, got "
+                           f"{named}")
     folder, csv = Path(folder).resolve(), Path(csv).resolve()
     entry = {"path": str(folder), "kind": "generic", "csv": str(csv), "image_col": image_col,
              "score_col": score_col, "lo": float(lo), "hi": float(hi), "higher_is_better": bool(higher_is_better),
