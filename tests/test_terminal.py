@@ -80,6 +80,27 @@ def test_compare_unknown_names_fail_with_the_known_ones(store, option, value, kn
     assert known in shown.output
 
 
+def test_compare_without_a_store_says_where_it_looked_and_creates_none(tmp_path):
+    missing = tmp_path / "elsewhere" / "mlflow.db"
+    shown = _compare(f"sqlite:///{missing}")
+    assert shown.exit_code == 2
+    assert f"no MLflow store at {missing}" in " ".join(shown.output.split())
+    assert not missing.parent.exists()  # MLflow's client would have created an empty store there
+
+
+def test_compare_with_the_server_down_fails_in_one_line(monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail_fast keeps a setting the user made
+    shown = _compare(f"http://127.0.0.1:{port}")
+    assert shown.exit_code == 2
+    assert f"cannot read the MLflow store http://127.0.0.1:{port}" in " ".join(shown.output.split())
+    assert "Traceback" not in shown.output
+
+
 def test_compare_leaves_out_old_runs_that_do_not_fit(store):
     shown = CliRunner().invoke(app, ["compare", "--tracking-uri", store], env={"COLUMNS": "40"})
     assert shown.exit_code == 0, shown.output

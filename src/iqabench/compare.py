@@ -75,14 +75,25 @@ def _parent_values(run, models: set[str]) -> list[dict]:
 def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name: Optional[str] = None,
          max_runs: int = 4, tracking_uri: Optional[str] = None) -> Comparison:
     """The newest ``max_runs`` parent runs (oldest first) and every value they hold."""
+    uri = tracking_uri or tracking.tracking_uri()
+    database = tracking.sqlite_file(uri)
+    if database is not None and not database.is_file():  # MLflow would create an empty store to read from
+        raise CompareError(f"no MLflow store at {database}: run `dvc repro` here to log one, or pass "
+                           "--tracking-uri (or set MLFLOW_TRACKING_URI) to the store that holds your runs")
+    tracking.fail_fast()
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri or tracking.tracking_uri())
-    experiment_obj = client.get_experiment_by_name(experiment)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    try:
+        experiment_obj = client.get_experiment_by_name(experiment)
+        known = [] if experiment_obj else sorted(e.name for e in client.search_experiments())
+    except MlflowException as exc:  # a server that is down or is not MLflow: one line, not minutes of retries
+        raise CompareError(f"cannot read the MLflow store {uri}: {str(exc).splitlines()[0]}; start the server "
+                           "(`make ui`) or pass --tracking-uri to a store that answers") from None
     if experiment_obj is None:
-        known = sorted(e.name for e in client.search_experiments())
-        raise CompareError(f"no experiment '{experiment}' in {tracking_uri or tracking.tracking_uri()} (it has "
-                           f"{known}); run `dvc repro` to log one, or point MLFLOW_TRACKING_URI at the right store")
+        raise CompareError(f"no experiment '{experiment}' in {uri} (it has {known}); run `dvc repro` to log "
+                           "one, or point MLFLOW_TRACKING_URI at the right store")
     filters = []
     if commit:
         filters.append(f"tags.git_commit LIKE {_quote(commit + '%')}")

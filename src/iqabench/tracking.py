@@ -61,6 +61,22 @@ def _is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
+def fail_fast() -> None:
+    """A dead server must cost seconds, not MLflow's default minutes of retries (5 retries, 120 s timeout);
+    a setting the user exported wins."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a local sqlite store (None for a server, another database or ``:memory:``)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite" and parsed.path not in ("", "/", "/:memory:"):
+        return Path(parsed.path[1:])  # sqlite:///rel.db and sqlite:////abs/path.db
+    return None
+
+
 def metric_name(name: str) -> str:
     """MLflow allows letters, digits, _ - . / : and spaces: 'a->b' becomes 'a_to_b'."""
     return re.sub(r"[^\w\-./ :]", "_", name.replace("->", "_to_"))
@@ -83,10 +99,8 @@ def by_training_set(model_metrics: dict) -> dict[str, dict[str, float]]:
 
 def local_artifact_root(uri: str | None = None) -> Path:
     """``mlartifacts/`` beside the sqlite file of a local store (the cwd for other databases)."""
-    parsed = urlparse(uri or tracking_uri())
-    if parsed.scheme == "sqlite" and parsed.path not in ("", "/", "/:memory:"):
-        return Path(parsed.path[1:]).parent / ARTIFACTS  # sqlite:///rel.db and sqlite:////abs/path.db
-    return Path(ARTIFACTS)
+    database = sqlite_file(uri or tracking_uri())
+    return database.parent / ARTIFACTS if database is not None else Path(ARTIFACTS)
 
 
 def enable_local_artifacts() -> None:
@@ -182,8 +196,8 @@ def ui_link(experiment: str = "iqabench", uri: str = DEFAULT_URI) -> str:
     """
     import sqlite3
 
-    path = Path(urlparse(uri).path[1:])  # sqlite:///rel.db and sqlite:////abs/path.db
-    if not path.is_file():
+    path = sqlite_file(uri)
+    if path is None or not path.is_file():
         return f"no store at {path} yet: run `dvc repro`, then open {UI_URL}"
     with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
         found = db.execute("SELECT experiment_id FROM experiments WHERE name = ?", (experiment,)).fetchone()
@@ -270,10 +284,7 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
     logged as an MLflow model. ``start_time_ms``: when the pipeline run began, so the run's
     duration is the pipeline's, not the report stage's.
     """
-    # A dead server must cost seconds, not MLflow's default minutes of retries (5 retries, 120 s timeout).
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    fail_fast()
     import mlflow
 
     try:
