@@ -24,7 +24,10 @@ def main() -> None:
         if absent:
             raise SystemExit(f"error: data/features/{ds}.npz has no features of {absent}; run `dvc repro extract@{ds}`")
     with timing.timed("evaluate"):
-        result = study.run(features, manifests, cfg)
+        try:
+            result = study.run(features, manifests, cfg)
+        except ValueError as exc:  # data the protocol cannot evaluate (too few images, ...): the message names it
+            raise SystemExit(f"error: evaluate: {exc}") from None
         # The regressors `iqabench score --model M` uses: fitted on every image of one dataset (those with defined
         # features). Full-reference rows have none: a user's photo comes without its pristine reference. Fitted
         # before anything is written, so a failure leaves the last good reports in place.

@@ -137,3 +137,15 @@ def test_predictions_name_images_relative_to_the_repository_not_this_checkout(tm
     frame["image"] = [str(tmp_path / "data" / p) for p in frame["image"]]
     images = study.run({"a": features}, {"a": frame}, {**CFG, "n_splits": 2}).predictions["image"]
     assert images.str.startswith("data/a/").all() and not images.str.startswith("/").any()
+
+
+@pytest.mark.parametrize("n, expected", [(2, "1 distinct content ids cannot give"),
+                                         (5, "keeps 1 train and 4 test images; need at least 2 and 3")])
+def test_a_dataset_too_small_for_the_splits_is_named_with_what_to_do(n, expected):
+    rng = np.random.default_rng(2)
+    manifests, features = {}, {}
+    for name, size in (("a", 120), ("tiny", n)):
+        manifests[name], features[name] = _dataset(name, size, rng)
+    with pytest.raises(ValueError) as error:
+        study.run(features, manifests, CFG)
+    assert str(error.value).startswith("dataset 'tiny', model 'good': ") and expected in str(error.value)

@@ -118,7 +118,8 @@ def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64,
     undefined = undefined_rows(out)
     if undefined.all():
         raise ValueError(f"{description}: the features are undefined (NaN) on every one of the {len(frame)} "
-                         f"images (e.g. {frame['image'].iloc[0]}); this row cannot be evaluated on this dataset")
+                         f"images (e.g. {frame['image'].iloc[0]}): this row has no value on them (e.g. BRISQUE on "
+                         "images without luminance variation); choose another row for them")
     return out
 
 

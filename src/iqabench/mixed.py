@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from . import manifest as manifest_lib
 from .evaluation import compute_metrics
-from .evaluation.protocol import drop_undefined, undefined_rows
+from .evaluation.protocol import check_sizes, drop_undefined, undefined_rows
 from .evaluation.splits import Split, has_official_split, official_split, random_splits
 
 METHODS = ("monotonic", "pooled", "single")
@@ -325,7 +325,8 @@ def drop_missing(features: dict, splits: dict[str, list[Split]], *, model: str) 
             continue
         where = f"mixed: dataset {ds!r} ({len(missing)} images), features of model {model!r}"
         try:
-            kept[ds] = [drop_undefined(split, missing, k, where) for k, split in enumerate(parts)]
+            kept[ds] = [drop_undefined(split, missing) for split in parts]
+            check_sizes(kept[ds], where, n_missing[ds])
         except ValueError as error:
             raise MixedInputError(f"{error}. Drop {ds!r} from mixed.datasets or set mixed.model to a model "
                                   "defined on its images") from error

@@ -47,15 +47,20 @@ def _targets(features, manifest: pd.DataFrame, where: str) -> tuple[np.ndarray, 
     return features, scores
 
 
-def drop_undefined(split: Split, missing: np.ndarray, index: int, where: str) -> Split:
-    """Split ``index`` less the ``missing`` images (same parts otherwise); too few left is an error."""
-    kept = Split(train=split.train[~missing[split.train]], val=split.val[~missing[split.val]],
+def drop_undefined(split: Split, missing: np.ndarray) -> Split:
+    """The split less the ``missing`` images (same parts otherwise)."""
+    return Split(train=split.train[~missing[split.train]], val=split.val[~missing[split.val]],
                  test=split.test[~missing[split.test]], seed=split.seed)
-    if len(kept.test) < MIN_TEST or len(kept.train) < 2:
-        raise ValueError(f"{where}: after dropping the {int(missing.sum())} image(s) with undefined features, "
-                         f"split {index} keeps {len(kept.train)} train and {len(kept.test)} test images; "
-                         f"need at least 2 and {MIN_TEST}")
-    return kept
+
+
+def check_sizes(splits: list[Split], where: str, n_missing: int = 0) -> None:
+    """Every split trains on 2 images or more and tests on ``MIN_TEST`` or more, or a ValueError says which."""
+    for index, split in enumerate(splits):
+        if len(split.test) < MIN_TEST or len(split.train) < 2:
+            dropped = f"after dropping the {n_missing} image(s) with undefined features, " if n_missing else ""
+            raise ValueError(f"{where}: {dropped}split {index} keeps {len(split.train)} train and "
+                             f"{len(split.test)} test images; need at least 2 and {MIN_TEST}: evaluate a dataset "
+                             "with more images (and contents), or raise evaluate.test_frac")
 
 
 @dataclass(frozen=True)
@@ -72,21 +77,25 @@ class SplitRun:
 def run_splits(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_frac: float = 0.2,
                val_frac: float = 0.0, seed: int = 0, alphas=(0.1,), standardize: bool = False,
                alpha_rule: str = "median", splits: list[Split] | None = None,
-               show_progress: bool = False) -> SplitRun:
+               show_progress: bool = False, where: str = "within_dataset") -> SplitRun:
     """Fit and predict every split; ``splits`` overrides the random ones (e.g. an official split).
 
     With one alpha it is used as given (CONTRIQUE: 0.1). With several, val_frac must
     be > 0 and the alpha is chosen on val by SRCC under ``alpha_rule``.
     """
-    features, scores = _targets(features, manifest, "within_dataset")
+    features, scores = _targets(features, manifest, where)
     alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
     if splits is None:
-        splits = random_splits(manifest["content_id"].to_numpy(), n_splits=n_splits, test_frac=test_frac,
-                               val_frac=val_frac, seed=seed)
+        try:
+            splits = random_splits(manifest["content_id"].to_numpy(), n_splits=n_splits, test_frac=test_frac,
+                                   val_frac=val_frac, seed=seed)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
     missing = undefined_rows(features)
     if missing.any():
-        splits = [drop_undefined(split, missing, k, "within_dataset") for k, split in enumerate(splits)]
+        splits = [drop_undefined(split, missing) for split in splits]
         features = np.where(missing[:, None], 0.0, features)  # in no split part now: never read
+    check_sizes(splits, where, int(missing.sum()))
     if alphas.size > 1 and any(len(s.val) == 0 for s in splits):
         raise ValueError(f"{alphas.size} alphas given but the splits have no validation part to choose "
                          "among them; set val_frac > 0 or give a single alpha")
