@@ -193,3 +193,15 @@ def test_datasets_with_a_long_registered_name_and_path_stay_whole(tmp_path):
         assert any(line.endswith(str(path)) for line in detail.output.splitlines()), detail.output
         # Everything but the path wraps at spaces within 80 columns, under its label.
         assert all(len(line) <= WIDTH or str(path) in line for line in detail.output.splitlines())
+
+
+@pytest.mark.parametrize("module", ["iqabench.cli", "iqabench.datasets.cli"])
+def test_the_width_is_read_when_a_command_runs_not_when_the_module_was_imported(module, monkeypatch):
+    """A module-level Console kept the COLUMNS of whichever test imported the CLI first (a 160-column report
+    came out split for 80)."""
+    import importlib
+
+    cli = importlib.import_module(module)
+    for columns in (40, 123):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        assert cli.console().width == columns

@@ -23,18 +23,22 @@ app.add_typer(datasets_app, name="datasets")
 app.command("check", help="CI gate: fail when an SRCC fell below the accepted baseline (reports/baseline.json) "
                           "by more than its tolerance; --accept --reason \"...\" records a new baseline.")(check_command)
 app.command("compare", help="Compare MLflow runs of the study in a table.")(compare_command)
-console = Console()
+def console() -> Console:
+    """A console made now: it reads COLUMNS and whether stdout is a terminal at the call, not at import."""
+    return Console()
+
+
 
 
 @app.command()
 def report(path: Path = typer.Option(Path("reports/results.md"), help="results written by `dvc repro`")) -> None:
     """Print the latest within- and cross-dataset tables."""
     if not path.is_file():
-        console.print(f"[red]{path} does not exist[/red]: run `make repro` (or `dvc repro`) first.")
+        console().print(f"[red]{path} does not exist[/red]: run `make repro` (or `dvc repro`) first.")
         raise typer.Exit(1)
-    for part in markdown_renderables(path.read_text(), console.width, styled=console.is_terminal,
-                                     folder=path.parent):
-        console.print(part)
+    out = console()
+    for part in markdown_renderables(path.read_text(), out.width, styled=out.is_terminal, folder=path.parent):
+        out.print(part)
 
 
 # rich's Markdown squeezes a wide table to the terminal by cutting cells ("synthetic…" for both datasets
@@ -178,7 +182,7 @@ def score(images: List[Path] = typer.Argument(..., help="image files to rate"),
     except (ImageError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)  # unwrapped, so the file name stays whole
         raise typer.Exit(1)
-    if not console.is_terminal:  # piped or redirected: plain CSV that other tools can read
+    if not console().is_terminal:  # piped or redirected: plain CSV that other tools can read
         typer.echo(frame[["image", "width", "height", "quality"]].to_csv(index=False), nl=False)
         return
     table = Table(title=f"predicted quality by {model} ({frame['scale'].iloc[0]})")
@@ -187,7 +191,7 @@ def score(images: List[Path] = typer.Argument(..., help="image files to rate"),
         table.add_column(col, justify="right")
     for row in frame.itertuples():
         table.add_row(row.image, str(row.width), str(row.height), f"{row.quality:.1f}")
-    console.print(table)
+    console().print(table)
 
 
 if __name__ == "__main__":

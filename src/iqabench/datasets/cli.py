@@ -19,7 +19,13 @@ from .status import DEFAULT_DATA_ROOT, status_table
 
 app = typer.Typer(help="Real human-rated IQA datasets: status, download, register local copies.",
                   no_args_is_help=False)
-console = Console()
+
+
+def console() -> Console:
+    """A console made now: it reads COLUMNS and whether stdout is a terminal at the call, not at import."""
+    return Console()
+
+
 err_console = Console(stderr=True)
 
 
@@ -52,15 +58,15 @@ def main(ctx: typer.Context,
              for r in rows]
     heads = ("name", "kind", "images", "size", "status")
     needed = sum(max(len(c) for c in col) + 3 for col in zip(heads, *cells)) + 1  # padding and the box's rules
-    keep = [i for i in range(5) if i != 1 or needed <= console.width]
+    keep = [i for i in range(5) if i != 1 or needed <= console().width]
     table = Table(title="iqabench datasets", title_justify="left")
     for i in keep:
         table.add_column(heads[i], justify="right" if heads[i] in ("images", "size") else "left", no_wrap=True)
     for row in cells:
         colour = "green" if row[4] in ("ready", "registered", "partial") else "yellow"
         table.add_row(*(f"[{colour}]{row[i]}[/{colour}]" if i == 4 else escape(row[i]) for i in keep))
-    console.print(table)
-    console.print("Scale, path and how to get one: [bold]iqabench datasets show NAME[/bold]")
+    console().print(table)
+    console().print("Scale, path and how to get one: [bold]iqabench datasets show NAME[/bold]")
 
 
 @app.command("show")
@@ -77,9 +83,9 @@ def show_cmd(ctx: typer.Context, name: str):
         value = row.get(key)
         if value not in (None, ""):
             # Wrapped at spaces only: a path longer than the terminal stays whole (and copyable), not folded.
-            lines = textwrap.wrap(str(value), max(20, console.width - 9), break_long_words=False,
+            lines = textwrap.wrap(str(value), max(20, console().width - 9), break_long_words=False,
                                   break_on_hyphens=False)
-            console.print(f"[bold]{key + ':':8}[/bold] " + escape("\n         ".join(lines)), soft_wrap=True)
+            console().print(f"[bold]{key + ':':8}[/bold] " + escape("\n         ".join(lines)), soft_wrap=True)
 
 
 @app.command("download")
@@ -95,7 +101,7 @@ def download_cmd(ctx: typer.Context, name: str,
         download(name, target, keep_archives=keep_archives, retries=retries, lock_path=None)
     except (DatasetError, ManifestError) as err:
         _fail(err)
-    console.print(f"[green]{name}[/green] is ready in {target}")
+    console().print(f"[green]{name}[/green] is ready in {target}")
 
 
 @app.command("add")
@@ -112,7 +118,7 @@ def add_cmd(ctx: typer.Context, name: str,
         _show_warnings(caught)
     except (DatasetError, ManifestError) as err:
         _fail(err)
-    console.print(f"[green]{name}[/green] registered: {entry['images']} images at {entry['path']}")
+    console().print(f"[green]{name}[/green] registered: {entry['images']} images at {entry['path']}")
 
 
 @app.command("add-generic")
@@ -143,4 +149,4 @@ def add_generic_cmd(ctx: typer.Context, name: str,
         _show_warnings(caught)
     except (DatasetError, ManifestError) as err:
         _fail(err)
-    console.print(f"[green]{name}[/green] registered: {entry['images']} images at {entry['path']}")
+    console().print(f"[green]{name}[/green] registered: {entry['images']} images at {entry['path']}")
