@@ -92,6 +92,9 @@ def test_tables_exist_and_values_are_in_range(pipeline):
     for png in ("cross_srcc.png", "scatter.png", "pretrain_loss.png", "distortions.png"):
         assert (work / "reports" / png).read_bytes()[:4] == b"\x89PNG"
     assert "pseudo-MOS" in (work / "reports/results.md").read_text()
+    # Wall-clock figures go to the timing JSONs, never into a DVC output (its hash would change on every re-run).
+    assert "seconds" not in pd.read_csv(work / "reports/finetune.csv").columns
+    assert json.loads((work / "reports/timings/finetune.json").read_text())["training_seconds"] > 0
 
 
 def test_pretraining_lowered_its_loss_and_its_encoder_is_not_random(pipeline):
