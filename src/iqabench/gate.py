@@ -212,18 +212,22 @@ def check(current: dict, baseline: dict, tolerances: Optional[dict] = None,
 
 
 def training_noise(seed_std: dict[str, float], baseline: dict) -> dict[str, float]:
-    """The seed std of the baseline's metrics whose row reads a pretrained encoder (``Row.pretrain``).
+    """The seed std of the baseline's metrics whose row reads a pretrained encoder's weights (``Row.pretrain``
+    and ``Row.trained_weights``).
 
     The gate compares two runs at the same seeds: the same split draw, and for a row without training
-    (BRISQUE, NIQE, PSNR, ...) the same features, so its spread over seeds (the split draw's alone) is noise
-    a same-seed re-run does not have, and it keeps the sampling rule. A pretrained row differs between
-    machines by its pretraining, which the measured spread holds (with the split draw's, so it errs towards
-    passing). A row the project does not declare (an outside row, or one since removed) keeps its std.
+    (BRISQUE, NIQE, PSNR, and `random`, which reads only the encoder's architecture) the same features, so
+    its spread over seeds (the split draw's alone) is noise a same-seed re-run does not have, and it keeps
+    the sampling rule. A pretrained row differs between machines by its pretraining, which the measured
+    spread holds (with the split draw's, so it errs towards passing). A row the project does not declare
+    (an outside row, or one since removed) keeps its std.
     """
     from .rows import ROWS  # by name only: a metric name never imports code
 
-    keep = {".".join(key) for key in correlations(baseline, STATISTICS)
-            if key[1] not in ROWS or ROWS[key[1]].pretrain is not None}
+    def trained(name: str) -> bool:
+        return name not in ROWS or (ROWS[name].pretrain is not None and ROWS[name].trained_weights)
+
+    keep = {".".join(key) for key in correlations(baseline, STATISTICS) if trained(key[1])}
     return {metric: std for metric, std in seed_std.items() if metric in keep}
 
 

@@ -59,6 +59,7 @@ class Row:
     artifacts: tuple[Path, ...] = ()           # files the feature function reads
     stage: str | None = None                   # DVC stage that writes them; None: a file the user supplies
     pretrain: str | None = None                # key of params.yaml `pretrain:` whose encoder it reads (if any)
+    trained_weights: bool = True               # False: only the encoder's architecture is read (`random`)
     citation: str = ""
     licence: str = ""
     # The authors' evaluation as `evaluate` settings (docs/reproduce.md); empty: the study's own.
@@ -105,7 +106,7 @@ _declare(Row("arniqa", NR, zoo.encoder_file(ARNIQA_ENCODER),
              pretrain="arniqa", citation=ARNIQA_CITATION, licence="project", protocol=ARNIQA_PROTOCOL))
 _declare(Row("random", NR, zoo.random_weights(CONTRIQUE_ENCODER),
              "contrique's architecture with seeded random weights: what pretraining buys", CONTRIQUE,
-             pretrain="contrique", licence="project"))
+             pretrain="contrique", trained_weights=False, licence="project"))
 _declare(Row("brisque", NR, baselines.brisque, "the 36 BRISQUE features, fitted by the protocol's ridge", LUMA,
              citation="Mittal et al., No-Reference Image Quality Assessment in the Spatial Domain, IEEE TIP 2012",
              licence="project"))
