@@ -208,6 +208,14 @@ def test_run_check_with_a_baseline_file_and_bad_inputs(repo, tmp_path_factory):
     write_text(repo / "reports" / "metrics.json", "{not json")
     code, text = run(repo)
     assert code == 2 and "not valid JSON" in text
+    # A hand-edited baseline must not pass by comparing nothing (a string read as "undefined", a traceback).
+    write_json(repo / "reports" / "metrics.json", BASELINE)
+    write_json(other, {"within": {"contrique": {"synthetic-single": {"srcc": "high"}}}})
+    code, text = run(repo, str(other))
+    assert code == 2 and "the baseline: within.contrique.synthetic-single.srcc is 'high', not a number" in text
+    write_json(other, {"within": {"contrique": 5}})
+    code, text = run(repo, str(other))
+    assert code == 2 and "the baseline: within.contrique holds 5, expected a mapping" in text
 
 
 def test_check_command_exit_code_through_typer(repo, monkeypatch):
@@ -255,6 +263,9 @@ def test_seed_std_from_variance_csv(tmp_path):
     write_csv(tmp_path / "variance.csv", pd.DataFrame({"metric": ["within.a.d.srcc"], "sd": [0.03]}))
     with pytest.raises(gate.GateError, match="'std'"):
         gate.seed_std_from(tmp_path / "variance.csv")
+    (tmp_path / "variance.csv").write_text("metric,std\nwithin.a.d.srcc,0.03\nwithin.b.d.srcc,n/a?\n")
+    with pytest.raises(gate.GateError, match=r"variance.csv line 3: std 'n/a\?' of 'within.b.d.srcc' is not a number"):
+        gate.seed_std_from(tmp_path / "variance.csv")  # (a TypeError traceback before)
 
 
 def variance_frame(std: dict) -> pd.DataFrame:

@@ -46,14 +46,14 @@ import pandas as pd
 import typer
 
 from . import acceptance
-from .gate_inputs import METRICS_FILE, SECTIONS, GateError, load_inputs, n_test_from_reports, seed_std_from
+from .gate_inputs import (METRICS_FILE, SECTIONS, STATISTICS, GateError, correlations, load_inputs,
+                          n_test_from_reports, seed_std_from)
 
 FIELLER_VARIANCE = {"srcc": 1.06, "plcc": 1.0}
 AUTO_FACTOR = 2.33
 SEED_FACTOR = 3.0
 VARIANCE_FILE = "variance.csv"  # next to metrics.json, written by benchmarks/seed_spread.py
 MIN_TOLERANCE = 0.001  # metrics.json rounds to 4 decimals; never gate on rounding
-STATISTICS = ("srcc", "plcc")
 GATED = ("srcc",)
 
 OK, IMPROVED, REGRESSED, MISSING, ADDED = "ok", "improved", "REGRESSED", "MISSING", "added"
@@ -97,18 +97,6 @@ class GateResult:
 
 
 # ----------------------------------------------------------------------------- the pure gate
-
-def correlations(metrics: dict, statistics=STATISTICS) -> dict[tuple[str, str, str, str], float]:
-    """{(section, model, dataset, statistic): value} for the correlations in a nested metrics dict."""
-    found = {}
-    for section in SECTIONS:
-        for model, per_dataset in (metrics.get(section) or {}).items():
-            for dataset, values in (per_dataset or {}).items():
-                for statistic in statistics:
-                    if isinstance(values, dict) and statistic in values:
-                        found[(section, model, dataset, statistic)] = values[statistic]
-    return found
-
 
 def auto_tolerance(rho: float, n_test: int, statistic: str = "srcc", factor: float = AUTO_FACTOR) -> float:
     """``factor`` standard errors of a correlation ``rho`` measured on ``n_test`` items (see module doc)."""
@@ -182,7 +170,8 @@ def check(current: dict, baseline: dict, tolerances: Optional[dict] = None,
     tolerances, n_test, seed_std = dict(tolerances or {}), dict(n_test or {}), dict(seed_std or {})
     if not seed_factor >= 0:
         raise GateError(f"check.seed_factor is {seed_factor}; use a multiple of the seed std >= 0, e.g. 3")
-    old_values, new_values = correlations(baseline, statistics), correlations(current, statistics)
+    old_values = correlations(baseline, statistics, "the baseline")
+    new_values = correlations(current, statistics, "the current metrics")
     if not old_values:
         raise GateError("the baseline holds no SRCC/PLCC under 'within' or 'cross'; is it a reports/metrics.json?")
     rows = []

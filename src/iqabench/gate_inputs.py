@@ -16,10 +16,40 @@ from . import acceptance
 
 METRICS_FILE = "reports/metrics.json"
 SECTIONS = ("within", "cross")
+STATISTICS = ("srcc", "plcc")  # the correlations the gate reads
 
 
 class GateError(ValueError):
     """Input the gate cannot judge: a missing or malformed baseline, metrics file or tolerance."""
+
+
+def correlations(metrics: dict, statistics=STATISTICS,
+                 where: str = "metrics") -> dict[tuple[str, str, str, str], float]:
+    """{(section, model, dataset, statistic): value} for the correlations in a nested metrics dict.
+
+    A value is a number or null/NaN (undefined); anything else, or a level that is not a mapping, is a
+    GateError naming ``where`` and the key: a hand-edited or damaged file must not pass by comparing nothing.
+    """
+    def mapping(value, key: str) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise GateError(f"{where}: {key} holds {value!r}, expected a mapping as in reports/metrics.json "
+                            "(section -> model -> dataset -> statistic -> value)")
+        return value
+
+    found = {}
+    for section in SECTIONS:
+        for model, per_dataset in mapping(metrics.get(section), section).items():
+            for dataset, values in mapping(per_dataset, f"{section}.{model}").items():
+                values = mapping(values, f"{section}.{model}.{dataset}")
+                for statistic in (s for s in statistics if s in values):
+                    value = values[statistic]
+                    if isinstance(value, bool) or not (value is None or isinstance(value, (int, float))):
+                        raise GateError(f"{where}: {section}.{model}.{dataset}.{statistic} is {value!r}, not a "
+                                        "number; regenerate the file (`dvc repro`, or accept a new baseline)")
+                    found[(section, model, dataset, statistic)] = value
+    return found
 
 
 def load_metrics(path: Union[str, Path]) -> dict:
@@ -107,10 +137,19 @@ def seed_std_from(path: Union[str, Path]) -> Optional[dict[str, float]]:
     path = Path(path)
     if not path.is_file():
         return None
-    variance = pd.read_csv(path)
+    try:
+        variance = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise GateError(f"{path} is not a CSV ({err}); rewrite it with benchmarks/seed_spread.py") from None
     if not {"metric", "std"} <= set(variance.columns):
         raise GateError(f"{path} lacks the columns 'metric' and 'std'; rewrite it with benchmarks/seed_spread.py")
-    known = variance.dropna(subset=["std"])  # one seed has no std: that metric keeps its sampling rule
+    std = pd.to_numeric(variance["std"], errors="coerce")
+    bad = variance["std"].notna() & std.isna()
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise GateError(f"{path} line {row + 2}: std {variance['std'].iloc[row]!r} of {variance['metric'].iloc[row]!r} "
+                        "is not a number; rewrite the file with benchmarks/seed_spread.py")
+    known = variance.assign(std=std).dropna(subset=["std"])  # one seed has no std: it keeps its sampling rule
     if (known["std"] < 0).any():
         raise GateError(f"{path} has a negative std; rewrite it with benchmarks/seed_spread.py")
     return dict(zip(known["metric"].astype(str), known["std"].astype(float)))
