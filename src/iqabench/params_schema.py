@@ -22,11 +22,16 @@ REQUIRED = object()  # a key without a default: the section must give it
 
 @dataclass(frozen=True)
 class Key:
-    """One setting: ``check(value)`` says whether it is allowed, ``allowed`` says so in words."""
+    """One setting: ``check(value)`` says whether it is allowed, ``allowed`` says so in words (``words``, or
+    what ``words()`` returns when a message needs them: the names of a registry owned by another module)."""
 
     check: Callable[[Any], bool]
-    allowed: str
+    words: str | Callable[[], str]
     default: Any = REQUIRED
+
+    @property
+    def allowed(self) -> str:
+        return self.words() if callable(self.words) else self.words
 
 
 def _is_number(v) -> bool:
@@ -68,16 +73,17 @@ def choice(*values, default=REQUIRED) -> Key:
 
 
 def one_of_lazy(values: Callable[[], Any], what: str, default=REQUIRED) -> Key:
-    """A name from a registry owned elsewhere, looked up when checked."""
-    return Key(lambda v: isinstance(v, str) and v in values(), f"one of the {what}", default)
+    """A name from a registry owned elsewhere, looked up when checked (and listed from it in a message)."""
+    return Key(lambda v: isinstance(v, str) and v in values(), lambda: f"one of the {what} ({', '.join(values())})",
+               default)
 
 
 def list_of(item: Key, *, nonempty: bool = True, unique: bool = True, default=REQUIRED) -> Key:
     def ok(v) -> bool:
         return (isinstance(v, list) and (bool(v) or not nonempty) and all(item.check(x) for x in v)
                 and (not unique or len(set(map(repr, v))) == len(v)))
-    return Key(ok, f"a {'non-empty ' if nonempty else ''}list{' without repeats' if unique else ''} of "
-                   f"{item.allowed.removeprefix('a ').removeprefix('an ')}", default)
+    return Key(ok, lambda: f"a {'non-empty ' if nonempty else ''}list{' without repeats' if unique else ''} of "
+                           f"{item.allowed.removeprefix('a ').removeprefix('an ')}", default)
 
 
 def anything(default=REQUIRED) -> Key:
@@ -144,13 +150,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "max_patches_per_photo": integer(1),
         "versions_per_patch": integer(1, 125),         # synthetic-single: distinct (type, level) of 25 x 5
         "max_k": integer(2, 5),                        # synthetic-mixed composes 2..max_k of the 5 groups
-        "label_metrics": list_of(one_of_lazy(_label_metrics, "label metrics (psnr, ssim, ms_ssim, vif, gmsd, "
-                                                          "deepwsd)")),
+        "label_metrics": list_of(one_of_lazy(_label_metrics, "label metrics")),
         "deepwsd_weights": text(default=""),
         "shared_root": text(default="../shared/datasets"),
     },
     "synthesize": {
-        "photos": list_of(one_of_lazy(_photos, "embedded photographs (iqabench.datasets.embedded.PHOTOS)")),
+        "photos": list_of(one_of_lazy(_photos, "embedded photographs")),
         "crop": integer(48, 256),                      # the distortion engine needs >= 48 px
         "n_images": integer(1),
         "shard_size": integer(1),
@@ -174,7 +179,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "val_frac": number(0, 1, hi_open=True, default=0.0),
         "alphas": list_of(POSITIVE, unique=False, default=[0.1]),
         "standardize": boolean(default=False),
-        "logistic": one_of_lazy(_logistic_kinds, "PLCC mappings (none, 4pl, 5pl)", default="5pl"),
+        "logistic": one_of_lazy(_logistic_kinds, "PLCC mappings", default="5pl"),
         "official_splits": boolean(default=False),
         "regressor_dataset": text(nonempty=True, default=None),   # None: the first of `datasets:`
     },
@@ -188,7 +193,7 @@ DATACLASS_SECTIONS = {
     "finetune": ("iqabench.training.finetune", "FinetuneConfig", {}),
     "mixed": ("iqabench.mixed", "TrainConfig", {
         "model": text(nonempty=True, default="contrique"),
-        "methods": list_of(one_of_lazy(_mixed_methods, "mixed-training methods (monotonic, pooled, single)"),
+        "methods": list_of(one_of_lazy(_mixed_methods, "mixed-training methods"),
                            default=["monotonic", "pooled", "single"])}),
 }
 
@@ -216,10 +221,10 @@ SHARED_RANGES: dict[str, Key] = {
 SECTION_RANGES = {
     "mixed": {"batch_size": integer(0)},   # mixed: 0 = full batch
     "pretrain": {
-        "arch": one_of_lazy(_archs, "encoder architectures (small_cnn, resnet18, resnet34, resnet50, resnet101, resnet152)"),
-        "objective": one_of_lazy(_objectives, "pretraining objectives (contrique, arniqa)"),
+        "arch": one_of_lazy(_archs, "encoder architectures"),
+        "objective": one_of_lazy(_objectives, "pretraining objectives"),
         "optimizer": choice("adamw", "sgd"),   # as iqabench.training.pretrain._optimizer builds them
-        "colour_spaces": list_of(one_of_lazy(_colour_spaces, "colour spaces (rgb, gray, lab, hsv, mean_subtracted)")),
+        "colour_spaces": list_of(one_of_lazy(_colour_spaces, "colour spaces")),
         "photos": list_of(one_of_lazy(_photos, "embedded photographs"), nonempty=False),
     },
 }
