@@ -250,9 +250,9 @@ def parent_names(experiment_id: str, client) -> list[str]:
             if "mlflow.parentRunId" not in run.data.tags]
 
 
-def unique_name(name: str, experiment_id: str, client, taken: Sequence[str] | None = None) -> str:
+def unique_name(name: str, taken: Sequence[str]) -> str:
     """``name``, or ``name #2``, ``#3``... if a top-level run of the experiment (``taken``) already has it."""
-    taken = set(parent_names(experiment_id, client) if taken is None else taken)
+    taken = set(taken)
     if name not in taken:
         return name
     n = 2
@@ -294,7 +294,7 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
         experiment_id = _experiment(experiment, client)
         mlflow.set_experiment(experiment_id=experiment_id)
         taken = parent_names(experiment_id, client)
-        name = unique_name(run_name, experiment_id, client, taken)
+        name = unique_name(run_name, taken)
         created = client.create_run(experiment_id, start_time=start_time_ms, run_name=name,
                                     tags={**tags, "mlflow.note.content": description})
         inputs = {d.name: d.as_mlflow() for d in datasets}
