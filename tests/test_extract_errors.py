@@ -6,8 +6,13 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
+from PIL import Image
+
+from iqabench import features
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,3 +61,39 @@ def test_an_unreadable_model_file_stops_extract_in_one_line_naming_it(tmp_path, 
     message = _extract(monkeypatch, tmp_path)
     assert message.startswith(f"error: extract@synthetic-single, model file:{weights}:") and "mine.pt" in message
     assert not (tmp_path / "data" / "features").exists()
+
+
+def _images(tmp_path: Path, sizes) -> pd.DataFrame:
+    paths = []
+    for k, (h, w) in enumerate(sizes):
+        path = tmp_path / f"img{k}.png"
+        Image.fromarray(np.random.default_rng(k).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return pd.DataFrame({"image": paths})
+
+
+def _fn(body):
+    def fn(x):
+        return body(x)
+    fn.name = "py:mine:row"
+    return fn
+
+
+@pytest.mark.parametrize("body, says", [
+    (lambda x: x.mean(dim=(1, 2, 3)), "shape (2,) for a batch of 2 images"),       # one number, not N x 1
+    (lambda x: x.mean(dim=(2, 3))[:1], "shape (1, 3) for a batch of 2 images"),    # numpy would broadcast it
+    (lambda x: x.mean(dim=(2, 3)).numpy(), "returned a ndarray"),
+    (lambda x: x.flatten(1)[:, :x.shape[-1]], "32 features per image for one batch and 16 for another"),
+])
+def test_a_feature_function_with_the_wrong_output_is_named_not_stored(tmp_path, body, says):
+    frame = _images(tmp_path, [(16, 16), (16, 16), (32, 32), (32, 32)])
+    with pytest.raises(ValueError, match="row 'py:mine:row' returned") as err:
+        features.extract(_fn(body), frame, batch_size=2, show_progress=False)
+    assert says in str(err.value)
+
+
+def test_a_well_formed_feature_function_passes_the_check(tmp_path):
+    frame = _images(tmp_path, [(16, 16), (32, 32), (16, 16)])
+    out = features.extract(_fn(lambda x: x.mean(dim=(2, 3))), frame, batch_size=2, show_progress=False)
+    assert out.shape == (3, 3) and out.dtype == np.float32
+    assert np.allclose(out[1], np.asarray(Image.open(frame["image"][1])).mean((0, 1)) / 255, atol=1e-3)

@@ -3,6 +3,9 @@
 A feature function sees only the images, except a full-reference one: it has
 the attribute ``needs_reference = True`` and is called as ``fn(images,
 references)``, the references read from the manifest's ``reference`` column.
+It returns a torch.Tensor of N x D features, one row per image, D the same for
+every batch; any other answer (a row of the user's own, say) is a ValueError
+naming the row, never stored.
 
 Contract for images on which a row is undefined (BRISQUE on a constant grey
 image: its statistics do not exist): the function returns NaN in that image's
@@ -82,12 +85,13 @@ def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64,
         inputs = [torch.stack(column).to(device).contiguous(memory_format=torch.channels_last) for column in columns]
         try:
             with autocast:
-                feats = feature_fn(*inputs).float().cpu().numpy()
+                feats = feature_fn(*inputs)
         except ValueError as exc:
             # The function only knows batch positions; name the files that fail on their own.
             failing = [frame["image"].iloc[row] for k, row in enumerate(rows)
                        if not _succeeds(feature_fn, [x[k:k + 1] for x in inputs])]
             raise ValueError(f"{description}: {exc}\nfailing image(s): {failing[:10] or 'none alone'}") from exc
+        feats = _checked(feature_fn, feats, len(rows), None if out is None else out.shape[1])
         if out is None:
             out = np.zeros((len(frame), feats.shape[1]), dtype=np.float32)
         out[list(rows)] = feats
@@ -121,6 +125,26 @@ def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64,
                          f"images (e.g. {frame['image'].iloc[0]}): this row has no value on them (e.g. BRISQUE on "
                          "images without luminance variation); choose another row for them")
     return out
+
+
+def _name(feature_fn) -> str:
+    return f"row {feature_fn.name!r}" if hasattr(feature_fn, "name") else "the feature function"
+
+
+def _checked(feature_fn, feats, n: int, dim: int | None) -> np.ndarray:
+    """The batch's features as float32 numpy, or a ValueError saying what the function returned instead.
+
+    Checked because numpy would broadcast a 1 x D answer over the whole batch, silently."""
+    if not isinstance(feats, torch.Tensor):
+        raise ValueError(f"{_name(feature_fn)} returned a {type(feats).__name__}; a feature function returns "
+                         "a torch.Tensor of N x D features, one row per image")
+    if feats.ndim != 2 or feats.shape[0] != n or feats.shape[1] == 0:
+        raise ValueError(f"{_name(feature_fn)} returned features of shape {tuple(feats.shape)} for a batch of "
+                         f"{n} images; a feature function returns N x D (here {n} x D, D > 0), one row per image")
+    if dim is not None and feats.shape[1] != dim:
+        raise ValueError(f"{_name(feature_fn)} returned {feats.shape[1]} features per image for one batch and "
+                         f"{dim} for another; D must not depend on the image size or the batch")
+    return feats.float().cpu().numpy()
 
 
 def undefined_rows(features: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ modules, such as ARNIQA's ``regressor_*.pth``, ever loaded: the protocol fits it
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,11 @@ def load(path: str | Path) -> Regressor:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path} does not exist; run `dvc repro evaluate` to fit the regressors of the "
                                 "models in params.yaml `models:`")
-    with np.load(path, allow_pickle=False) as blob:
-        return Regressor(blob["coef"], float(blob["intercept"]), blob["mean"], blob["scale"],
-                       float(blob["alpha"]), str(blob["dataset"]))
+    try:
+        with np.load(path, allow_pickle=False) as blob:
+            return Regressor(blob["coef"], float(blob["intercept"]), blob["mean"], blob["scale"],
+                             float(blob["alpha"]), str(blob["dataset"]))
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        # numpy's own message names no file, and for a text file suggests unpickling it
+        raise ValueError(f"{path}: not a regressor file iqabench wrote ({type(err).__name__}); delete it and "
+                         "run `dvc repro evaluate` to fit it again") from None

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +50,7 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
         if not artifact.is_file():
             raise FileNotFoundError(f"{model}: {artifact} does not exist; run `dvc repro {row.stage}` (or "
                                     "`dvc pull` where a remote has it)")
-    try:
-        fitted = regressor.load(fitted_path)
-    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as err:  # numpy's message names no file,
-        # and for a text file suggests unpickling it
-        raise ValueError(f"{fitted_path}: not a regressor file iqabench wrote ({type(err).__name__}); delete it and "
-                         "run `dvc repro evaluate` to fit it again") from None
+    fitted = regressor.load(fitted_path)  # a damaged file is named, with the way to fit it again
     feature_fn = rows.feature_fn(model)
     frame = pd.DataFrame({"image": [str(p) for p in paths]})
     feats = features.extract(feature_fn, frame, batch_size=1, max_short_side=max_short_side, show_progress=False)
