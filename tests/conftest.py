@@ -1,9 +1,15 @@
 """Shared test fixtures: the repository root and the optional ../shared material."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Under `make test`'s workers (one per core) every torch, in the worker and in the stages it starts, gets one
+# thread: two workers x two threads on two cores made OpenMP spin against itself. A value the user set stays.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
