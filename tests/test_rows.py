@@ -154,6 +154,17 @@ def test_py_module_factory_names_the_row_by_its_spec(user_package, tmp_path):
         rows.get("py:mybench_rows")
 
 
+def test_an_entry_point_that_cannot_be_loaded_is_named_with_its_package(user_package):
+    (user_package / "mybench_rows-0.1.dist-info" / "entry_points.txt").write_text(
+        "[iqabench.rows]\ngone = mybench_gone:make_row\nmisspelt = mybench_rows:make_rwo\n")
+    assert {"gone", "misspelt"} <= set(rows.names())  # listed without importing anything
+    with pytest.raises(ValueError, match=r"entry point gone = mybench_gone:make_row \(iqabench.rows, package "
+                                         r"mybench-rows\) cannot be loaded \(ModuleNotFoundError"):
+        rows.get("gone")
+    with pytest.raises(ValueError, match=r"misspelt = mybench_rows:make_rwo .* cannot be loaded \(AttributeError"):
+        rows.get("misspelt")
+
+
 def test_an_entry_point_may_not_shadow_a_built_in_row(user_package):
     (user_package / "mybench_rows-0.1.dist-info" / "entry_points.txt").write_text(
         "[iqabench.rows]\ncontrique = mybench_rows:make_row\n")
@@ -235,3 +246,16 @@ def test_dvc_yaml_makes_every_trained_rows_files_and_extract_depends_on_them():
     for key, history in rows.loss_histories(list(rows.ROWS)).items():
         outs = {o.replace("${key}", key) for o in paths(stages["pretrain"]["do"]["outs"])}
         assert str(history) in outs, f"encoder {key}: {history} is not written by pretrain@{key}"
+
+
+def test_params_say_a_row_that_cannot_be_built_is_not_a_misspelt_name(user_package, tmp_path):
+    from iqabench import params
+
+    (user_package / "mybench_rows-0.1.dist-info" / "entry_points.txt").write_text(
+        "[iqabench.rows]\ngone = mybench_gone:make_row\n")
+    with pytest.raises(params.ParamsError, match=r"models: 'gone' cannot be built: entry point gone"):
+        params._check_models("params.yaml", ["gone"])
+    with pytest.raises(params.ParamsError, match=r"models: 'py:mybench_rows:nothing' cannot be built: .*cannot import"):
+        params._check_models("params.yaml", ["py:mybench_rows:nothing"])
+    with pytest.raises(params.ParamsError, match=r"models: 'contrqiue' is not a known row \(did you mean 'contrique'"):
+        params._check_models("params.yaml", ["contrqiue"])

@@ -160,7 +160,13 @@ del _metric
 
 
 # ---- lookup -------------------------------------------------------------------------------------------
-FAMILIES = ("file:PATH", "fr:deepwsd-vgg16:PATH", "py:MODULE:FACTORY")
+FAMILIES = ("file:PATH", "fr:deepwsd-vgg16:PATH", "py:MODULE:FACTORY")  # _family reads these prefixes
+FAMILY_PREFIXES = ("file:", "fr:deepwsd-vgg16:", "py:")
+
+
+def is_known(name: str) -> bool:
+    """A declared or installed row, or a name of a family: a failure to build it is not a misspelt name."""
+    return name in names() or name.startswith(FAMILY_PREFIXES)
 
 
 def _family(name: str) -> Row | None:
@@ -212,6 +218,10 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
     return found
 
 
+def _package(point: metadata.EntryPoint) -> str:
+    return point.dist.name if point.dist is not None else "unknown"
+
+
 def names() -> list[str]:
     """Every row name: the declared ones, then those of installed packages (families: :data:`FAMILIES`)."""
     return [*ROWS, *_entry_points()]
@@ -226,7 +236,14 @@ def get(name: str) -> Row:
         return row
     points = _entry_points()
     if name in points:
-        return dataclasses.replace(_as_row(points[name].load(), f"entry point {points[name].value}"), name=name)
+        point = points[name]
+        where = f"entry point {name} = {point.value} ({ENTRY_POINT_GROUP}, package {_package(point)})"
+        try:
+            target = point.load()
+        except (ImportError, AttributeError) as exc:  # a broken or half-installed package: name it, not a traceback
+            raise ValueError(f"{where} cannot be loaded ({type(exc).__name__}: {exc}); reinstall that package "
+                             f"or fix its entry point") from exc
+        return dataclasses.replace(_as_row(target, where), name=name)
     if name.startswith("fr:"):
         raise ValueError(f"unknown full-reference row {name!r}; choose from "
                          f"{[n for n in names() if n.startswith('fr:')] + ['fr:deepwsd-vgg16:PATH']}")
