@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.io import decode_jpeg, encode_jpeg
 
 
 def _to_uint8_cpu(x: Tensor) -> Tensor:
@@ -63,6 +62,10 @@ def _from_uint8(decoded: list, like: Tensor, out: Tensor | None = None) -> Tenso
 
 
 def jpeg(x: Tensor, params: list[float], generator: torch.Generator, out: Tensor | None = None) -> Tensor:
+    # Imported here: torchvision's import costs seconds, and every stage that only validates params.yaml
+    # (whose photo names live beside the engine) would pay it.
+    from torchvision.io import decode_jpeg, encode_jpeg
+
     # CHW views of interleaved memory: torchvision's encoder permutes them back to HWC without a copy.
     pixels = [image.permute(2, 0, 1) for image in _to_uint8_hwc_cpu(x)]
     qualities = [int(quality) for quality in params]

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from torchvision.utils import make_grid
 
 from .. import io
 from .engine import check_images, distort
@@ -53,6 +52,8 @@ def save_gallery(image: Tensor, path: str | os.PathLike, seed: int = 0, dpi: int
     levels = torch.arange(columns)
     tiles = [distort(batch.expand(columns, -1, -1, -1).contiguous(), dist, levels, generator).float().cpu()
              for dist in DISTORTION_TYPES]
+    from torchvision.utils import make_grid  # its import costs seconds; only the gallery needs it
+
     montage = make_grid(torch.cat(tiles), nrow=columns, padding=_PADDING, pad_value=1.0)
 
     height, width = image.shape[-2:]

@@ -28,7 +28,6 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import functional as TF
 
 COLOUR_SPACES = ("rgb", "gray", "lab", "hsv", "mean_subtracted")
 
@@ -77,6 +76,8 @@ def recolour(batch: torch.Tensor, spaces: Sequence[str], gen: torch.Generator) -
 
 
 def to_gray(rgb: torch.Tensor) -> torch.Tensor:
+    from torchvision.transforms.v2 import functional as TF  # its import costs seconds; params checks read this module
+
     return TF.rgb_to_grayscale(rgb, num_output_channels=3)
 
 
