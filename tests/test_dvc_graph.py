@@ -63,7 +63,8 @@ def test_stage_commands_run_from_the_venvs_dvc_without_the_venv_on_path(repo):
 
 def test_an_edited_score_file_reruns_prepare_and_nothing_else_does(repo):
     work, outside = repo
-    _run([DVC, "repro", "prepare@mine"], work)
+    if not (work / "data/prepared/mine/manifest.csv").is_file():  # run alone, not after the test above
+        _run([DVC, "repro", "prepare@mine"], work)
     again = _run([DVC, "repro", "prepare@mine"], work)
     assert "Stage 'prepare@mine' didn't change, skipping" in again.stdout
     (outside / "scores.csv").write_text("image,MOS\n0.png,5\n1.png,2\n2.png,3\n3.png,4\n")
