@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import runpy
-import shutil
 import sys
 from pathlib import Path
 
@@ -12,24 +11,26 @@ import pytest
 import yaml
 from PIL import Image
 
-from iqabench import features
+from iqabench import features, manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _workspace(tmp_path: Path, models: list[str]) -> Path:
+    """A workspace with params.yaml and a 3-image synthetic-single manifest made on the spot (no `dvc repro`)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["models"] = models
     params["mixed"]["model"] = models[0]  # validated against models:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     prepared = tmp_path / "data" / "prepared" / "synthetic-single"
-    (prepared / "images").mkdir(parents=True)
-    source = REPO / "data" / "prepared" / "synthetic-single"
-    lines = (source / "manifest.csv").read_text().splitlines()[:4]  # header and 3 images
-    for line in lines[1:]:
-        image = line.split(",")[1]
-        shutil.copy(source / image, prepared / image)
-    (prepared / "manifest.csv").write_text("\n".join(lines) + "\n")
+    paths = []
+    for k in range(3):
+        paths.append(prepared / "images" / f"img{k}.png")
+        paths[-1].parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.random.default_rng(k).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(paths[-1])
+    frame = manifest.make("synthetic-single", paths, [10.0, 50.0, 90.0], kind="MOS", lo=0, hi=100,
+                          higher_is_better=True, score_source="test")
+    manifest.write(frame, prepared / "manifest.csv")
     return prepared
 
 
@@ -41,8 +42,6 @@ def _extract(monkeypatch, workdir: Path) -> str:
     return str(stop.value)
 
 
-@pytest.mark.skipif(not (REPO / "data/prepared/synthetic-single/manifest.csv").is_file(),
-                    reason="needs the embedded set (dvc repro prepare@synthetic-single)")
 def test_a_broken_image_stops_extract_in_one_line_naming_it(tmp_path, monkeypatch):
     prepared = _workspace(tmp_path, ["brisque"])
     broken = sorted((prepared / "images").iterdir())[1]
@@ -52,8 +51,6 @@ def test_a_broken_image_stops_extract_in_one_line_naming_it(tmp_path, monkeypatc
     assert not (tmp_path / "data" / "features").exists()
 
 
-@pytest.mark.skipif(not (REPO / "data/prepared/synthetic-single/manifest.csv").is_file(),
-                    reason="needs the embedded set (dvc repro prepare@synthetic-single)")
 def test_an_unreadable_model_file_stops_extract_in_one_line_naming_it(tmp_path, monkeypatch):
     weights = tmp_path / "mine.pt"
     weights.write_text("not a checkpoint")
