@@ -50,7 +50,7 @@ def frozen_medians(per_split_path: Path, cfg: FinetuneConfig, evaluate_cfg: dict
     return medians.rename(columns={"srcc": "frozen_srcc", "plcc": "frozen_plcc"})
 
 
-def markdown(per_split: pd.DataFrame, frozen: pd.DataFrame, cfg: FinetuneConfig, model: str = "contrique") -> str:
+def markdown(per_split: pd.DataFrame, frozen: pd.DataFrame, cfg: FinetuneConfig, model: str) -> str:
     summary = per_split.groupby("dataset", sort=False).agg(
         n_splits=("split", "size"), n_train=("n_train", "median"), n_test=("n_test", "median"),
         srcc=("srcc", "median"), plcc=("plcc", "median"), krcc=("krcc", "median"), rmse=("rmse", "median"),
@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> None:
         per_split = per_split.drop(columns="seconds")
         frozen = frozen_medians(FROZEN_PER_SPLIT, cfg, evaluate_cfg, model)
         io.write_csv(Path("reports/finetune.csv"), per_split.round(4))
-        io.write_text(Path("reports/finetune.md"), markdown(per_split, frozen, cfg, model))
-    print(markdown(per_split, frozen, cfg, model))
+        text = markdown(per_split, frozen, cfg, model)
+        io.write_text(Path("reports/finetune.md"), text)
+    print(text)
 
 
 if __name__ == "__main__":

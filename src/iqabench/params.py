@@ -289,9 +289,11 @@ def _check_models(where: str, models: list[str]) -> None:
     for name in models:
         try:
             row = rows.get(name)
+        except rows.UnknownRowError as err:
+            raise ParamsError(f"{where}: models: {name!r} is not a known row{_closest(name, rows.names())}: "
+                              f"{err}") from None
         except ValueError as err:
-            what = "cannot be built" if rows.is_known(str(name)) else f"is not a known row{_closest(name, rows.names())}"
-            raise ParamsError(f"{where}: models: {name!r} {what}: {err}") from None
+            raise ParamsError(f"{where}: models: {name!r} cannot be built: {err}") from None
         missing = [str(p) for p in row.artifacts if row.stage is None and not Path(p).is_file()]
         if missing:  # is_file: `file:` (an empty path) or a folder is no weights file either
             what = "is a folder, not a file" if Path(missing[0]).is_dir() else "does not exist"

@@ -160,13 +160,11 @@ del _metric
 
 
 # ---- lookup -------------------------------------------------------------------------------------------
-FAMILIES = ("file:PATH", "fr:deepwsd-vgg16:PATH", "py:MODULE:FACTORY")  # _family reads these prefixes
-FAMILY_PREFIXES = ("file:", "fr:deepwsd-vgg16:", "py:")
+FAMILIES = ("file:PATH", "fr:deepwsd-vgg16:PATH", "py:MODULE:FACTORY")
 
 
-def is_known(name: str) -> bool:
-    """A declared or installed row, or a name of a family: a failure to build it is not a misspelt name."""
-    return name in names() or name.startswith(FAMILY_PREFIXES)
+class UnknownRowError(ValueError):
+    """A name that is no row: not declared, not installed, of no family (a row that fails to build is not one)."""
 
 
 def _family(name: str) -> Row | None:
@@ -228,7 +226,8 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Row:
-    """The row called ``name``, or a ValueError listing the rows there are."""
+    """The row called ``name``; :class:`UnknownRowError` lists the rows there are, a ValueError says why a
+    known one cannot be built (a family member or an entry point that fails to load)."""
     if name in ROWS:
         return ROWS[name]
     row = _family(name)
@@ -245,9 +244,9 @@ def get(name: str) -> Row:
                              f"or fix its entry point") from exc
         return dataclasses.replace(_as_row(target, where), name=name)
     if name.startswith("fr:"):
-        raise ValueError(f"unknown full-reference row {name!r}; choose from "
+        raise UnknownRowError(f"unknown full-reference row {name!r}; choose from "
                          f"{[n for n in names() if n.startswith('fr:')] + ['fr:deepwsd-vgg16:PATH']}")
-    raise ValueError(f"unknown row {name!r}; choose from {names()} or {list(FAMILIES)}")
+    raise UnknownRowError(f"unknown row {name!r}; choose from {names()} or {list(FAMILIES)}")
 
 
 def is_full_reference(name: str) -> bool:
