@@ -26,9 +26,11 @@ def test_koniq_scores_file_uses_mos_zscore_not_the_five_point_mos(tmp_path):
     (tmp_path / "512x384").mkdir()
     write_image(tmp_path / "512x384" / "1.jpg")
     write_image(tmp_path / "512x384" / "2.jpg")
+    # As in koniq10k_scores_and_distributions.zip: every field quoted, c1..c5 are rating counts,
+    # MOS is the 1-5 mean and MOS_zscore the 0-100 score.
     (tmp_path / "koniq10k_scores_and_distributions.csv").write_text(
-        "image_name,c1,c2,c3,c4,c5,c_total,MOS,SD,MOS_zscore\n"
-        "1.jpg,0,0,1,0,0,100,3.0,0.4,55.5\n2.jpg,0,0,0,1,0,100,4.0,0.3,80.25\n")
+        '"image_name","c1","c2","c3","c4","c5","c_total","MOS","SD","MOS_zscore"\n'
+        '"1.jpg",0,0,100,0,0,100,3.0,0.4,55.5\n"2.jpg",0,0,0,100,0,100,4.0,0.3,80.25\n')
     got = rows(build_manifest("koniq10k", tmp_path))
     assert got == {"1.jpg": (55.5, 0.555, "1", "", "", ""), "2.jpg": (80.25, 0.8025, "2", "", "", "")}
 
@@ -39,6 +41,23 @@ def test_koniq_unknown_set_names_line(tmp_path):
         "2.jpg,0,0,1,0,0,1,50,0.1,holdout\n")
     with pytest.raises(DatasetError, match=r"line 3: unknown set 'holdout'"):
         build_manifest("koniq10k", tmp_path)
+
+
+def test_spaq_annotations_xlsx_in_the_authors_layout(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("openpyxl", reason="openpyxl is needed to write/read SPAQ's .xlsx")
+    # h4nwei/SPAQ dirtree.jpg: SPAQ/Annotations/*.xlsx beside 'SPAQ zip'/, where the split archive
+    # SPAQ.zip (.z01..) unpacks TestImage/. Header and rows as in pyiqa meta_info_SPAQDataset.csv.
+    base = tmp_path / "SPAQ"
+    write_image(base / "SPAQ zip" / "TestImage" / "00001.jpg")
+    write_image(base / "SPAQ zip" / "TestImage" / "00002.jpg")
+    (base / "Annotations").mkdir(parents=True)
+    pd.DataFrame({"Image name": ["00001.jpg", "00002.jpg"], "MOS": [48.86, 62.5], "Brightness": [47.43, 55.38],
+                  "Colorfulness": [55.57, 67.13], "Contrast": [55.71, 53.13], "Noisiness": [37.86, 57.5],
+                  "Sharpness": [42.57, 47.5]}).to_excel(base / "Annotations" / "MOS and Image attribute scores.xlsx",
+                                                        index=False)
+    got = rows(build_manifest("spaq", tmp_path))
+    assert got == {"00001.jpg": (48.86, 0.4886, "00001", "", "", ""), "00002.jpg": (62.5, 0.625, "00002", "", "", "")}
 
 
 def test_spaq_csv_errors_name_file_and_line(tmp_path):
@@ -82,7 +101,8 @@ def test_kadid_extra_column_is_refused(tmp_path):
 
 def test_clive_drops_the_seven_practice_images(tmp_path):
     base = tmp_path / "ChallengeDB_release"
-    names = [f"t{i}.bmp" for i in range(1, 8)] + ["10.bmp", "100.bmp"]
+    # 627 of the 1169 names end in .JPG (pyiqa meta_info_LIVEChallengeDataset.csv: 533.JPG ...).
+    names = [f"t{i}.bmp" for i in range(1, 8)] + ["10.bmp", "533.JPG"]
     mos = [50.0] * 7 + [63.9, 25.5]
     for n in names[7:]:
         write_image(base / "Images" / n)
@@ -91,7 +111,7 @@ def test_clive_drops_the_seven_practice_images(tmp_path):
                      {"AllImages_release": np.array([[n] for n in names], dtype=object)})
     scipy.io.savemat(base / "Data" / "AllMOS_release.mat", {"AllMOS_release": np.array([mos])})
     got = rows(build_manifest("clive", tmp_path))
-    assert got == {"10.bmp": (63.9, 0.639, "10", "", "", ""), "100.bmp": (25.5, 0.255, "100", "", "", "")}
+    assert got == {"10.bmp": (63.9, 0.639, "10", "", "", ""), "533.JPG": (25.5, 0.255, "533", "", "", "")}
 
 
 def test_live_drops_reference_copies_and_maps_folders(tmp_path):
@@ -151,8 +171,9 @@ def test_live_realigned_file_beside_the_release_folder(tmp_path):
 
 def test_tid2013_case_quirks_and_reference_from_name(tmp_path):
     base = tmp_path
-    # Lines and case as in the release (pyiqa meta_info_TID2013Dataset.txt): the list says
-    # I01_01_1.bmp and I01_11_1.BMP; files on disk may differ in case.
+    # Case differs between list and disk: pyiqa's scripts/process_tid.py keeps the list's name, or
+    # swaps i -> I when distorted_images/<name> is missing, and its meta_info_TID2013Dataset.csv has
+    # I01_01_1.bmp, i01_01_2.bmp, I01_11_1.BMP and references I01.BMP .. I24.BMP, i25.bmp.
     write_image(base / "distorted_images" / "i01_01_1.bmp")
     write_image(base / "distorted_images" / "I01_11_1.BMP")
     write_image(base / "distorted_images" / "I25_24_5.BMP")
