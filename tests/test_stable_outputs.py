@@ -1,7 +1,6 @@
 """Byte-stable CPU stages: fixed float precision in CSV/JSON, deterministic images, no flat embedded image."""
 from __future__ import annotations
 
-import copy
 import hashlib
 import os
 import subprocess

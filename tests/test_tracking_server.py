@@ -7,12 +7,8 @@ one exercised (a file store would skip it).
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -22,54 +18,21 @@ import torch
 from iqabench import compare, tracking
 
 import fakestudy
+from mlflowproc import free_port, running
 
 SERVER_START_S = 120  # a cold `mlflow server` takes ~30 s on two shared cores
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_health(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"mlflow server at {url} did not answer /health in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow_server")
-    port, log = free_port(), root / "server.log"
-    url = f"http://127.0.0.1:{port}"
-    with open(log, "wb") as sink:
-        # Own session: the server forks a uvicorn worker, and teardown must stop both.
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-             "--artifacts-destination", str(root / "artifacts")],
-            stdout=sink, stderr=subprocess.STDOUT, cwd=root, start_new_session=True,
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})  # as `make ui`: no GenAI job runner
-    try:
-        wait_for_health(url, process, log, SERVER_START_S)
+    port = free_port()
+    argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")]
+    # as `make ui`: no GenAI job runner
+    with running(argv, port=port, cwd=root, log=root / "server.log", timeout=SERVER_START_S,
+                 env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}) as (url, _):
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
 
 
 @pytest.fixture(autouse=True)

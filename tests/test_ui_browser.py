@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 import fakestudy
+from mlflowproc import free_port, running
 from iqabench import provenance, tracking
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,14 +34,6 @@ COLUMN_IDS = "() => Array.from(document.querySelectorAll('[col-id]'), e => e.get
 # hidden (a screen reader's colour name) or empty.
 WHOLE = "e => Array.from(e.querySelectorAll('*')).every(c => c.clientWidth <= 1 || c.scrollWidth <= c.clientWidth + 1)"
 PAGE_S = 300       # the first page load compiles MLflow's JavaScript bundle; two busy cores are slow
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -68,35 +59,11 @@ def ui(tmp_path_factory):
 
         mlflow.set_tracking_uri(None)
     assert all(runs)
-    port, log = _free_port(), root / "ui.log"
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--artifacts-destination",
-             str(root / tracking.ARTIFACTS), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            stdout=sink, stderr=subprocess.STDOUT, cwd=root, start_new_session=True, env={**os.environ, **UI_ENV})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + UI_START_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mlflow ui exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"mlflow ui did not answer in {UI_START_S} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield base, runs, root, process.pid  # the pid is the UI's own session: every process it started
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
+    port = free_port()
+    argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--artifacts-destination",
+            str(root / tracking.ARTIFACTS), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with running(argv, port=port, cwd=root, log=root / "ui.log", timeout=UI_START_S, env=UI_ENV) as (base, pid):
+        yield base, runs, root, pid  # the pid is the UI's own session: every process it started
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
 from .. import io
 from . import archives
 from .build import list_images
-from .registry import DatasetSpec, Remote, get_spec
+from .registry import DatasetSpec, get_spec
 from .scorefiles import DatasetError, locate
 
 CHUNK = 1 << 16
