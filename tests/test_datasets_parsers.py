@@ -165,7 +165,10 @@ def test_live_realigned_file_beside_the_release_folder(tmp_path):
     assert frame["raw_score"].iloc[0] == pytest.approx(dmos[1])
     assert Path(frame["reference"].iloc[0]) == base / "refimgs" / "caps.bmp"
     (tmp_path / "dmos_realigned.mat").unlink()
-    with pytest.raises(DatasetError, match=r"dmos_realigned.mat' not found.*separate download"):
+    # The release's own dmos.mat ('dmos', 'orgs'; pyiqa scripts/process_live.py) is never a stand-in.
+    scipy.io.savemat(base / "dmos.mat", {"dmos": dmos[None, :], "orgs": orgs[None, :]})
+    with pytest.raises(DatasetError, match=r"dmos_realigned.mat' not found.*dmos.mat is the release's original "
+                                           r"DMOS.*separate download \(https://live.ece.utexas.edu/.*/release2/"):
         build_manifest("live", tmp_path)
 
 

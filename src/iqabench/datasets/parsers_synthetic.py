@@ -62,8 +62,13 @@ def parse_live(spec, root: Path) -> pd.DataFrame:
     (DMOS 0) and are dropped, leaving 779 distorted images."""
     dmos_file = locate(root, "dmos_realigned.mat", spec.name, required=False)
     if dmos_file is None:
-        raise DatasetError(f"{spec.name}: 'dmos_realigned.mat' not found under {root} (nor one folder down); it is "
-                           f"a separate download ({LIVE_REALIGNED_URL}), not part of databaserelease2.zip")
+        # databaserelease2.zip holds only the original dmos.mat, whose values differ from the realigned
+        # ones (jp2k/img2.bmp: 28.0 in pyiqa's dmos.mat metadata, 15.5 realigned), so it is no stand-in.
+        original = locate(root, "dmos.mat", spec.name, required=False)
+        seen = f"; {original} is the release's original DMOS, which iqabench does not use" if original else ""
+        raise DatasetError(f"{spec.name}: 'dmos_realigned.mat' not found under {root} (nor one folder down){seen}; "
+                           f"it is a separate download ({LIVE_REALIGNED_URL}), not part of databaserelease2.zip: "
+                           f"save it next to refnames_all.mat (or next to the databaserelease2 folder)")
     # dmos_realigned.mat is downloaded on its own, so it often sits next to the
     # databaserelease2/ folder rather than in it: the images are wherever refnames_all.mat is.
     names_file = (locate(dmos_file.parent, "refnames_all.mat", spec.name, required=False)

@@ -136,7 +136,8 @@ _SPECS = [
         citation="H. R. Sheikh, M. F. Sabir, A. C. Bovik. A statistical evaluation of recent full reference "
                  "image quality assessment algorithms. IEEE TIP 15(11), 2006.",
         licence="research use; copyright notice of the University of Texas at Austin must be kept",
-        remotes=(), access="request form at https://live.ece.utexas.edu/research/quality/subjective.htm",
+        remotes=(), access="request form at https://live.ece.utexas.edu/research/quality/subjective.htm for "
+                           f"databaserelease2.zip, plus {synth.LIVE_REALIGNED_URL}",
         images_dir="", score_file="dmos_realigned.mat", parser=synth.parse_live, score_type="DMOS",
         lo=0, hi=100, higher_is_better=False, n_images=779, content_ids="reference",
         score_source="human DMOS (LIVE IQA, realigned)"),
