@@ -1,6 +1,7 @@
 """Every parser on a tiny copy of its dataset's published layout, against hand-written rows."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -274,14 +275,6 @@ def test_flive_official_split_from_its_label_files(tmp_path):
                    "c.jpg": (40.0, 0.4, "c", "", "", "test")}
 
 
-def test_agiqa3k_uses_quality_not_alignment(tmp_path):
-    write_image(tmp_path / "AGIQA-3K" / "sd1.5_normal_000.jpg")
-    (tmp_path / "data.csv").write_text("name,prompt,adj1,adj2,style,mos_quality,std_quality,mos_align,std_align\n"
-                                       "sd1.5_normal_000.jpg,a cat,,,,2.5,0.5,4.0,0.3\n")
-    got = rows(build_manifest("agiqa3k", tmp_path))
-    assert got == {"sd1.5_normal_000.jpg": (2.5, 0.5, "a cat", "", "", "")}
-
-
 def _csiq_sheet(path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("openpyxl", reason="openpyxl is needed to write/read CSIQ's .xlsx")
@@ -309,6 +302,8 @@ def test_agiqa3k_image_folder_beside_or_around_data_csv(tmp_path, folder):
     frame = build_manifest("agiqa3k", tmp_path)
     assert sorted(Path(p).parent for p in frame["image"]) == [tmp_path / folder] * 2
     assert set(frame["content_id"]) == {"statue of a man"}
+    # mos_quality is the quality MOS; mos_align (text alignment) must not be read.
+    assert rows(frame)["AttnGAN_normal_000.jpg"][:2] == (0.965602553, round(0.965602553 / 5, 6))
     empty = tmp_path / "elsewhere"
     empty.mkdir()
     (empty / "data.csv").write_text((tmp_path / "data.csv").read_text())
@@ -373,14 +368,15 @@ def test_bid_reads_number_and_grade_by_position(tmp_path):
     base = tmp_path / "ImageDatabase"
     write_image(base / "DatabaseImage0001.JPG")
     write_image(base / "DatabaseImage0586.JPG")
-    # Header wording is not relied on; published loaders read columns A and B by position.
-    _bid_sheet(base / "DatabaseGrades.xlsx", [["Image", "MOS"], [1, 4.2], [586, 0.5], [None, None]])
+    # Header as a pandas loader reads it by name; the columns are taken by position as most loaders do.
+    _bid_sheet(base / "DatabaseGrades.xlsx", [["Image Number", "Average Subjective Grade"], [1, 4.2], [586, 0.5],
+                                              [None, None]])
     got = rows(build_manifest("bid", tmp_path))
     assert got == {"DatabaseImage0001.JPG": (4.2, 0.84, "DatabaseImage0001", "", "", ""),
                    "DatabaseImage0586.JPG": (0.5, 0.1, "DatabaseImage0586", "", "", "")}
 
 
-def test_bid_errors_name_the_line(tmp_path):
+def test_bid_errors_name_the_line(tmp_path, monkeypatch):
     xlsx = tmp_path / "DatabaseGrades.xlsx"
     _bid_sheet(xlsx, [[1, 4.2], [2, 3.0]])
     with pytest.raises(DatasetError, match=r"row 1 holds numbers"):
@@ -390,4 +386,9 @@ def test_bid_errors_name_the_line(tmp_path):
         build_manifest("bid", tmp_path)
     _bid_sheet(xlsx, [["n", "grade"], [1, 4.2], [1, 3.0]])
     with pytest.raises(DatasetError, match=r"line 3: image 'DatabaseImage0001.JPG' is listed again"):
+        build_manifest("bid", tmp_path)
+    # The legacy DatabaseGrades.xls (read by a public MATLAB loader) is found too, and needs xlrd.
+    xlsx.rename(tmp_path / "DatabaseGrades.xls")
+    monkeypatch.setitem(sys.modules, "xlrd", None)
+    with pytest.raises(DatasetError, match=r"DatabaseGrades.xls needs the 'xlrd' package.*save it as DatabaseGrades"):
         build_manifest("bid", tmp_path)

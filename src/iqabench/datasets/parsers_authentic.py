@@ -150,14 +150,20 @@ def parse_agiqa3k(spec, root: Path) -> pd.DataFrame:
 
 
 def parse_bid(spec, root: Path) -> pd.DataFrame:
-    """BID: ``DatabaseGrades.xlsx``, first sheet: row 1 is a header, then one row per
-    image with the image number in column A and its mean grade (0-5) in column B;
-    images are ``DatabaseImage%04d.JPG``.
+    """BID: ``DatabaseGrades.xlsx`` (or ``.xls``), first sheet: row 1 is a header ("Image
+    Number", "Average Subjective Grade"), then one row per image with the image number in
+    column A and its mean grade (0-5) in column B; images are ``DatabaseImage%04d.JPG``.
 
-    Published loaders (HyperIQA-style ``BIDFolder``) read the cells by position, not
+    Most published loaders (HyperIQA-style ``BIDFolder``) read the cells by position, not
     by header text, so the columns are taken by position here too.
     """
-    xlsx = locate(root, spec.score_file, spec.name)
+    # Copies of the grades circulate as DatabaseGrades.xlsx (the Python loaders) and as the legacy
+    # DatabaseGrades.xls (a public MATLAB loader: name, MOS, then per-subject grades from column 4).
+    xlsx = (locate(root, spec.score_file, spec.name, required=False)
+            or locate(root, str(Path(spec.score_file).with_suffix(".xls")), spec.name, required=False))
+    if xlsx is None:
+        raise DatasetError(f"{spec.name}: neither {spec.score_file} nor DatabaseGrades.xls under {root} (nor one "
+                           "folder down); point at the folder that holds BID's grades file and images")
     table = read_excel_positional(xlsx, spec.name, columns=2)
     table = table[table.iloc[:, 0].notna() | table.iloc[:, 1].notna()].reset_index(drop=True)
     table.columns = ["image number (column A)", "grade (column B)"]

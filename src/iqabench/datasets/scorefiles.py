@@ -152,11 +152,16 @@ def read_excel_positional(path: Path, dataset: str, *, columns: int, sheet=0) ->
 
 
 def _require_openpyxl(path: Path, dataset: str) -> None:
+    """The reader pandas needs for this workbook: openpyxl for .xlsx, xlrd for legacy .xls
+    (BID's grades circulate as both); said before any reading, with the one-line fix."""
+    legacy = Path(path).suffix.lower() == ".xls"
+    package = "xlrd" if legacy else "openpyxl"
     try:
-        import openpyxl  # noqa: F401  (pandas needs it for .xlsx)
+        __import__(package)
     except ImportError as err:
-        raise DatasetError(f"{dataset}: reading {path.name} needs the 'openpyxl' package; "
-                           f"install it with `pip install openpyxl`") from err
+        also = f", or save it as {Path(path).stem}.xlsx" if legacy else ""
+        raise DatasetError(f"{dataset}: reading {path.name} needs the '{package}' package; "
+                           f"install it with `pip install {package}`{also}") from err
 
 
 def check_columns(frame: pd.DataFrame, path: Path, dataset: str, required: list[str], *,
