@@ -27,8 +27,8 @@ def test_koniq_scores_file_uses_mos_zscore_not_the_five_point_mos(tmp_path):
     (tmp_path / "512x384").mkdir()
     write_image(tmp_path / "512x384" / "1.jpg")
     write_image(tmp_path / "512x384" / "2.jpg")
-    # As in koniq10k_scores_and_distributions.zip: every field quoted, c1..c5 are rating counts,
-    # MOS is the 1-5 mean and MOS_zscore the 0-100 score.
+    # c1..c5 are rating counts, MOS the 1-5 mean, MOS_zscore the 0-100 score; fields may be quoted
+    # (as in the lab's KonIQ++ metadata), which must not change what is read.
     (tmp_path / "koniq10k_scores_and_distributions.csv").write_text(
         '"image_name","c1","c2","c3","c4","c5","c_total","MOS","SD","MOS_zscore"\n'
         '"1.jpg",0,0,100,0,0,100,3.0,0.4,55.5\n"2.jpg",0,0,0,100,0,100,4.0,0.3,80.25\n')
