@@ -210,7 +210,7 @@ def test_pipal_elo_labels_and_reference(tmp_path, dist_dirs, ref_dir, label_dir)
     (tmp_path / label_dir).mkdir()
     # Values from pyiqa's meta_info_PIPALDataset.csv (generated from Train_Label/*.txt).
     (tmp_path / label_dir / "A0001.txt").write_text("A0001_00_00.bmp,1520.0648\n")
-    (tmp_path / label_dir / "A0002.txt").write_text("A0002_06_26.bmp,1313.9093\n")
+    (tmp_path / label_dir / "A0002.txt").write_text("\ufeffA0002_06_26.bmp,1313.9093\n", "utf-8")  # re-saved: BOM
     frame = build_manifest("pipal", tmp_path)
     assert rows(frame) == {
         "A0001_00_00.bmp": (1520.0648, round((1520.0648 - 800) / 1100, 6), "A0001", "", "", ""),

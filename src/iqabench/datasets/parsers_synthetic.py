@@ -221,7 +221,9 @@ def parse_pipal(spec, root: Path) -> pd.DataFrame:
     names, raw, refs = [], [], []
     seen: dict[str, str] = {}
     for file in files:
-        for number, line in enumerate(file.read_text().splitlines(), start=1):
+        # ASCII as published; utf-8-sig so that a copy re-saved with a BOM still matches its first name,
+        # and the locale's encoding never decides how a label file is read.
+        for number, line in enumerate(file.read_text(encoding="utf-8-sig").splitlines(), start=1):
             if not line.strip():
                 continue
             parts = [p.strip() for p in line.split(",")]
