@@ -24,9 +24,8 @@ def test_unknown_name_lists_known_ones():
 
 
 def test_koniq_scores_file_uses_mos_zscore_not_the_five_point_mos(tmp_path):
-    (tmp_path / "512x384").mkdir()
-    write_image(tmp_path / "512x384" / "1.jpg")
-    write_image(tmp_path / "512x384" / "2.jpg")
+    for name in ("1.jpg", "2.jpg"):
+        write_image(tmp_path / "512x384" / name)
     # c1..c5 are rating counts, MOS the 1-5 mean, MOS_zscore the 0-100 score; fields may be quoted
     # (as in the lab's KonIQ++ metadata), which must not change what is read.
     (tmp_path / "koniq10k_scores_and_distributions.csv").write_text(
@@ -264,15 +263,22 @@ def test_scid_line_whose_reference_disagrees_with_the_image_is_refused(tmp_path)
 
 
 def test_flive_official_split_from_its_label_files(tmp_path):
-    db = tmp_path / "database"
-    for name in ("voc/a.jpg", "ava/b.jpg", "ava/c.jpg"):
+    # Names and MOS from labels_image.csv / labels640.csv of baidut/PaQ-2-PiQ database/ (labels640 keeps
+    # its patch columns before mos_image,name_image); labels=640_padded.csv (over 4 MiB) is read by column.
+    db, a, b, c = (tmp_path / "database", "blur_dataset/motion0044.jpg", "EE371R/rq59.jpg",
+                   "voc_emotic_ava/EMOTIC__cwpvmtkuw83q2or3za.jpg")
+    for name in (a, b, c):
         write_image(db / name)
-    (db / "labels_image.csv").write_text("name,mos\nvoc/a.jpg,70.5\nava/b.jpg,60\nava/c.jpg,40\n")
-    (db / "labels640.csv").write_text("name_image,mos_image\nava/c.jpg,40\n")
-    (db / "labels=640_padded.csv").write_text("name_image,mos_image,is_valid\nvoc/a.jpg,70.5,False\nava/b.jpg,60,True\n")
+    (db / "labels_image.csv").write_text(f"name,mos\n{a},75.44372347614072\n{b},65.92692771874236\n"
+                                         f"{c},59.648718683045665\n")
+    (db / "labels640.csv").write_text(f"mos_patch_1,name_patch,mos_image,name_image,width_image\n"
+                                      f"79.47,patches/{c.split('/')[1]},59.64871868,{c},1200\n")
+    (db / "labels=640_padded.csv").write_text(f"name_image,mos_image,is_valid\n{a},75.44,False\n{b},65.93,True\n")
     got = rows(build_manifest("flive", tmp_path))
-    assert got == {"a.jpg": (70.5, 0.705, "a", "", "", "train"), "b.jpg": (60.0, 0.6, "b", "", "", "val"),
-                   "c.jpg": (40.0, 0.4, "c", "", "", "test")}
+    assert got == {"motion0044.jpg": (75.44372347614072, 0.754437, "motion0044", "", "", "train"),
+                   "rq59.jpg": (65.92692771874236, 0.659269, "rq59", "", "", "val"),
+                   "EMOTIC__cwpvmtkuw83q2or3za.jpg": (59.648718683045665, 0.596487, "EMOTIC__cwpvmtkuw83q2or3za",
+                                                      "", "", "test")}
 
 
 def _csiq_sheet(path):
@@ -340,8 +346,8 @@ def test_csiq_archives_unpacked_without_their_folders(tmp_path, awgn, jp2k, refs
 
 
 def test_unlabelled_kadis_lists_images_and_refuses_a_manifest(tmp_path):
-    write_image(tmp_path / "kadis700k" / "ref_imgs" / "a.png")
-    write_image(tmp_path / "kadis700k" / "ref_imgs" / "b.png")
+    for name in ("a.png", "b.png"):  # kadis700k.zip unpacks kadis700k/ref_imgs/ (ARNIQA README)
+        write_image(tmp_path / "kadis700k" / "ref_imgs" / name)
     assert [p.name for p in list_images("kadis700k", tmp_path)] == ["a.png", "b.png"]
     with pytest.raises(DatasetError, match="no quality scores"):
         build_manifest("kadis700k", tmp_path)
