@@ -301,3 +301,11 @@ def test_one_column_for_two_roles_is_refused(tmp_path):
     result, registry, out = _generic_file(tmp_path, b"image,MOS\na.png,3\nb.png,2\n", ("a.png", "b.png"), "mine",
                                           "--image-col", "MOS")
     assert result.exit_code == 1 and "--image-col, --score-col and --content-col must name different columns" in out
+
+
+def test_scores_outside_the_declared_scale_warn_with_count_and_range():
+    from iqabench.datasets.build import warn_out_of_range
+
+    with pytest.warns(UserWarning, match=r"mine: 2 raw score\(s\) fall outside the declared scale 0-100 "
+                                         r"\(min -1, max 101\)"):
+        warn_out_of_range("mine", np.array([-1.0, 50.0, 101.0]), 0, 100, "0-100")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +138,7 @@ def test_live_drops_reference_copies_and_maps_folders(tmp_path):
     assert "jp2k/img2.bmp" not in by_path and "jpeg/img233.bmp" not in by_path
     first_wn = by_path["wn/img1.bmp"]
     assert first_wn.raw_score == pytest.approx(dmos[460])
-    assert first_wn.score == pytest.approx(1 - dmos[460] / 100)
+    assert first_wn.score == pytest.approx((112 - dmos[460]) / 115)  # DMOS flipped on the declared [-3, 112]
     assert first_wn.distortion == "wn" and first_wn.content_id == "parrots"
     assert Path(first_wn.reference) == base / "refimgs" / "parrots.bmp"
 
@@ -158,9 +159,11 @@ def test_live_realigned_file_beside_the_release_folder(tmp_path):
         (base / folder).mkdir()
         for i in range(1, count + 1):
             (base / folder / f"img{i}.bmp").write_bytes(b"BM")
-    with pytest.warns(UserWarning, match="outside the declared scale"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the realigned span is the declared scale: no out-of-range warning
         frame = build_manifest("live", tmp_path)
     assert len(frame) == total - 1
+    assert frame["score"].between(0, 1).all()
     assert Path(frame["image"].iloc[0]) == base / "jp2k" / "img2.bmp"
     assert frame["raw_score"].iloc[0] == pytest.approx(dmos[1])
     assert Path(frame["reference"].iloc[0]) == base / "refimgs" / "caps.bmp"

@@ -138,8 +138,10 @@ _SPECS = [
         licence="research use; copyright notice of the University of Texas at Austin must be kept",
         remotes=(), access="request form at https://live.ece.utexas.edu/research/quality/subjective.htm for "
                            f"databaserelease2.zip, plus {synth.LIVE_REALIGNED_URL}",
+        # The realigned DMOS of the 779 distorted images spans -2.64..111.77 (not 0..100): the declared scale
+        # covers it, so a real copy builds without an out-of-range warning and scores stay in [0, 1].
         images_dir="", score_file="dmos_realigned.mat", parser=synth.parse_live, score_type="DMOS",
-        lo=0, hi=100, higher_is_better=False, n_images=779, content_ids="reference",
+        lo=-3, hi=112, higher_is_better=False, n_images=779, content_ids="reference",
         score_source="human DMOS (LIVE IQA, realigned)"),
     DatasetSpec(
         name="csiq", title="CSIQ", kind="synthetic", homepage="https://s2.smu.edu/~eclarson/csiq.html",
