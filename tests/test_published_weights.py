@@ -45,6 +45,11 @@ def test_contrique_checkpoint_layout_loads_and_gives_the_source_features(tmp_pat
 
     encoder = encoders.load(path)
     assert encoder.arch == "resnet50"
+    # The release was saved by torch 1.7.1 (the repository's requirements.txt), whose default is the zip
+    # format; a copy in the pre-1.6 format reads to the same weights.
+    torch.save(source.state_dict(), tmp_path / "legacy.tar", _use_new_zipfile_serialization=False)
+    for key, value in encoders.load(tmp_path / "legacy.tar").state_dict().items():
+        assert torch.equal(value, encoder.state_dict()[key]), key
     # Odd sides: demo_feat.py:21 resizes to (w // 2, h // 2), which a scale factor of 0.5 does not reproduce.
     image = torch.rand(2, 3, 67, 93)
     half = TF.resize(image, [33, 46], interpolation=InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
@@ -123,12 +128,16 @@ class ReiqaLayout(nn.Module):
 
 
 def _reiqa_checkpoint(source: nn.Module, path, ema: nn.Module) -> None:
-    """What Re-IQA's ContrastTrainer.save writes (learning/contrast_trainer.py:113-120), keys with the DDP
-    ``module.`` prefix its demos load through DataParallel; ``model_ema`` (MoCo's key encoder) is not read."""
+    """What Re-IQA's ContrastTrainer.save writes (learning/contrast_trainer.py:113-120): ``model`` is the
+    DDP-wrapped query network (``module.`` prefix, which its demos load through DataParallel), ``model_ema``
+    the momentum copy, never wrapped (wrap_up, :40-67), so unprefixed and not read; ``contrast`` the MoCo queue
+    (RGBMoCo's one buffer ``memory``, memory/mem_moco.py:57); ``optimizer`` LARS's state (moco/optimizer.py)."""
     torch.save({"model": {f"module.{k}": v for k, v in source.state_dict().items()},
-                "contrast": {"memory": torch.zeros(4, 128)},
-                "optimizer": {"state": {}, "param_groups": [{"lr": 0.3, "params": [0, 1]}]}, "epoch": 25,
-                "model_ema": {f"module.{k}": v for k, v in ema.state_dict().items()}}, path)
+                "contrast": {"memory": torch.randn(16, 128)},
+                "optimizer": {"state": {0: {"mu": torch.zeros(64, 3, 7, 7)}},
+                              "param_groups": [{"lr": 12.0, "weight_decay": 1e-6, "momentum": 0.9,
+                                                "trust_coefficient": 0.001, "params": [0, 1]}]},
+                "epoch": 25, "model_ema": ema.state_dict()}, path)
 
 
 def test_arniqa_pth_layout_gives_arniqa_features_with_its_preprocessing(tmp_path, monkeypatch):
@@ -182,6 +191,30 @@ def test_reiqa_checkpoints_give_the_concatenated_quality_and_content_features(tm
     # Unnormalised features: float noise of channels_last convolutions scales with their size.
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
     assert not torch.allclose(got[:, 4096:], torch.cat([content(image), content(half)], dim=1), rtol=1e-2)
+
+
+@pytest.mark.parametrize("query_prefix,key_prefix,extra", [
+    ("encoder_q.", "encoder_k.", {"queue": torch.randn(128, 32), "queue_ptr": torch.zeros(1, dtype=torch.long)}),
+    ("base_encoder.", "momentum_encoder.", {"predictor.0.weight": torch.randn(64, 128)}),  # moco-v3
+])
+def test_a_facebookresearch_moco_checkpoint_gives_its_query_encoder(tmp_path, query_prefix, key_prefix, extra):
+    """main_moco.py's save_checkpoint: {'epoch', 'arch', 'state_dict', 'optimizer'}, the state dict of the
+    DDP-wrapped MoCo module: encoder_q (its fc the MLP head of MoCo v2), encoder_k, queue, queue_ptr."""
+    torch.manual_seed(9)
+    query, key = tvm.resnet18(weights=None).eval(), tvm.resnet18(weights=None).eval()
+    _randomise_bn_statistics(query, 10)
+    for encoder in (query, key):
+        encoder.fc = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 128))
+    state = {f"module.{query_prefix}{k}": v for k, v in query.state_dict().items()}
+    state |= {f"module.{key_prefix}{k}": v for k, v in key.state_dict().items()}
+    state |= {f"module.{k}": v for k, v in extra.items()}
+    torch.save({"epoch": 200, "arch": "resnet18", "state_dict": state, "optimizer": {"state": {},
+                "param_groups": [{"lr": 0.03, "params": [0]}]}}, tmp_path / "moco_v2.pth.tar")
+    encoder = encoders.load(tmp_path / "moco_v2.pth.tar")
+    query.fc = nn.Identity()
+    image = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(image), query(image), rtol=1e-4, atol=1e-5)
 
 
 def test_a_full_pickle_is_refused_naming_the_safe_alternative(tmp_path):

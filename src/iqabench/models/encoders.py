@@ -280,6 +280,7 @@ def load(path, map_location="cpu") -> Encoder:
 # ``module.encoder.*`` is a torchvision-named ResNet without fc (networks/build_backbone.py:16).
 CHILD_INDEX = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+MOCO_QUERY_PREFIXES = ("encoder_q.", "base_encoder.")  # facebookresearch/moco (v1, v2) and moco-v3
 # Blocks per stage (and bottleneck or not) identify torchvision's ResNets.
 RESNET_DEPTHS = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34",
                  ((3, 4, 6, 3), True): "resnet50", ((3, 4, 23, 3), True): "resnet101",
@@ -313,14 +314,21 @@ def resnet_trunk_state(blob, where: str = "checkpoint") -> tuple[str, dict[str, 
     ``module.`` (DDP / DataParallel), ``_orig_mod.`` (torch.compile) and
     ``model.`` prefixes. Layouts: torchvision's (``conv1.weight``, ...);
     CONTRIQUE's ``encoder.<i>.*`` and ARNIQA.pth's ``model.<i>.*`` (position in
-    ``resnet.children()``); Re-IQA's MoCo checkpoints, ``{'model':
-    {'module.encoder.conv1.weight', ...}}``. Heads are dropped: ``fc.*``,
-    CONTRIQUE's and ARNIQA's ``projector.*``, Re-IQA's ``head.*``.
+    ``resnet.children()``); Re-IQA's PyContrast MoCo checkpoints, ``{'model':
+    {'module.encoder.conv1.weight', ...}}``; facebookresearch/moco's, ``{'state_dict':
+    {'module.encoder_q.conv1.weight', ..., 'module.encoder_k...', 'module.queue'}}``
+    (MoCo v3: ``base_encoder.`` / ``momentum_encoder.``), whose query encoder is read
+    (the other is its moving average). Heads are dropped: ``fc.*``, CONTRIQUE's and
+    ARNIQA's ``projector.*``, Re-IQA's ``head.*``.
     """
     blob = unwrap_state_dict(blob, where, "not an iqabench encoder file nor a state dict of tensors "
                              "(expected keys 'config' + 'state_dict', or 'conv1.weight', 'layer1.0...' "
                              "as torchvision's ResNet, or CONTRIQUE's 'encoder.0.weight', ARNIQA's 'model.0.weight', "
                              "Re-IQA's {'model': {'module.encoder.conv1.weight', ...}})")
+    for query in MOCO_QUERY_PREFIXES:  # the key/momentum encoder, queue and predictor are not read
+        if any(key.startswith(query) for key in blob):
+            blob = {key[len(query):]: value for key, value in blob.items() if key.startswith(query)}
+            break
     state = {}
     for key, value in blob.items():
         if key.startswith(("fc.", "projector.", "head.")):
