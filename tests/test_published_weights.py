@@ -117,6 +117,26 @@ class ArniqaLayout(nn.Module):
         return F.normalize(self.model(x).flatten(1), dim=1)
 
 
+def test_checkpoints_of_arniqas_own_training_load(tmp_path):
+    """ARNIQA's train.py saves SimCLR's state dict (``encoder`` = models/resnet.py's ResNet) as best_*.pth; its
+    last_*.pth also holds ``config``, a DotMap of the run's arguments (train.py:174-186): a pickled object, refused."""
+    import argparse
+
+    torch.manual_seed(11)
+    source = ArniqaLayout(tvm.resnet50(weights=None)).eval()
+    _randomise_bn_statistics(source, 12)
+    simclr = {f"encoder.{k}": v for k, v in source.state_dict().items()}
+    torch.save(simclr, tmp_path / "best_epoch_9.pth")
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(encoders.load(tmp_path / "best_epoch_9.pth")(image), source.model(image).flatten(1),
+                                   rtol=1e-4, atol=1e-5)
+    torch.save({"model_state_dict": simclr, "epoch": 9, "config": argparse.Namespace(lr=1e-3)},
+               tmp_path / "last_epoch_9.pth")
+    with pytest.raises(ValueError, match=r"last_epoch_9\.pth.*save its state dict alone"):
+        encoders.load(tmp_path / "last_epoch_9.pth")
+
+
 class ReiqaLayout(nn.Module):
     """Re-IQA's RGBSingleHead: ``encoder`` = a ResNet with torchvision's names and no fc, ``head`` = the MLP."""
 

@@ -314,7 +314,8 @@ def resnet_trunk_state(blob, where: str = "checkpoint") -> tuple[str, dict[str, 
     ``module.`` (DDP / DataParallel), ``_orig_mod.`` (torch.compile) and
     ``model.`` prefixes. Layouts: torchvision's (``conv1.weight``, ...);
     CONTRIQUE's ``encoder.<i>.*`` and ARNIQA.pth's ``model.<i>.*`` (position in
-    ``resnet.children()``); Re-IQA's PyContrast MoCo checkpoints, ``{'model':
+    ``resnet.children()``; ARNIQA's own training, ``encoder.model.<i>.*``); Re-IQA's
+    PyContrast MoCo checkpoints, ``{'model':
     {'module.encoder.conv1.weight', ...}}``; facebookresearch/moco's, ``{'state_dict':
     {'module.encoder_q.conv1.weight', ..., 'module.encoder_k...', 'module.queue'}}``
     (MoCo v3: ``base_encoder.`` / ``momentum_encoder.``), whose query encoder is read
@@ -331,10 +332,14 @@ def resnet_trunk_state(blob, where: str = "checkpoint") -> tuple[str, dict[str, 
             break
     state = {}
     for key, value in blob.items():
+        if key.startswith("encoder."):
+            # CONTRIQUE (then an index), Re-IQA (then torchvision's names) or ARNIQA's SimCLR (then ResNet's
+            # `model.` and an index, or `projector.`), as train.py saves it (models/simclr.py)
+            key = key[len("encoder."):]
+            while key.startswith(WRAPPER_PREFIXES):
+                key = key.split(".", 1)[1]
         if key.startswith(("fc.", "projector.", "head.")):
             continue
-        if key.startswith("encoder."):
-            key = key[len("encoder."):]  # CONTRIQUE (then an index) or Re-IQA (then torchvision's names)
         index, _, rest = key.partition(".")
         if index.isdigit():
             if index not in CHILD_INDEX:
