@@ -106,7 +106,8 @@ def main() -> None:
     manifests = {ds: Path("data/prepared") / ds / "manifest.csv" for ds in cfg["datasets"]}
     digests = {ds: provenance.file_hash(path) for ds, path in manifests.items()}
     diff, exp = provenance.params_diff(params.load()), provenance.experiment_name()
-    leaderboard = reporting.leaderboard_markdown(within)
+    leaderboard = reporting.leaderboard_markdown(within, full_reference={m for m in cfg["models"]
+                                                                        if rows.is_full_reference(m)})
     origin = (f"Commit `{commit}`, dvc.lock `{lock}` (the locked outputs of the stages upstream of `report`: "
               f"`iqabench.provenance.lock_digest`), manifests "
               + ", ".join(f"{ds} `{h}`" for ds, h in digests.items())

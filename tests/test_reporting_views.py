@@ -13,11 +13,13 @@ WITHIN = pd.DataFrame({"model": ["contrique", "contrique", "fr:gmsd", "brisque",
 def test_leaderboard_marks_the_best_of_each_column_and_leaves_missing_cells_visible():
     table = reporting.leaderboard(WITHIN)
     assert list(table.index) == ["contrique", "fr:gmsd", "brisque"] and list(table.columns) == ["single", "mixed"]
-    lines = reporting.leaderboard_markdown(WITHIN).splitlines()
-    assert lines[0] == "| model | single | mixed |"
-    assert lines[2] == "| contrique | 0.440 | 0.530 |"
-    assert lines[3] == "| fr:gmsd | **0.810** | — |"      # no reference on "mixed": a dash, not a zero
-    assert lines[4] == "| brisque | 0.620 | **0.580** |"
+    lines = reporting.leaderboard_markdown(WITHIN, full_reference={"fr:gmsd"}).splitlines()
+    # The winners come first (MLflow folds a long note); a full-reference winner also names the best NR row.
+    assert lines[0] == "Best: single **fr:gmsd** 0.810 (no-reference: brisque 0.620); mixed **brisque** 0.580."
+    assert lines[2] == "| model | single | mixed |"
+    assert lines[4] == "| contrique | 0.440 | 0.530 |"
+    assert lines[5] == "| fr:gmsd | **0.810** | — |"      # no reference on "mixed": a dash, not a zero
+    assert lines[6] == "| brisque | 0.620 | **0.580** |"
 
 
 def test_cross_wide_puts_every_pair_of_a_model_on_one_row():

@@ -125,11 +125,29 @@ def leaderboard(within: pd.DataFrame, metric: str = "srcc") -> pd.DataFrame:
     return table
 
 
-def leaderboard_markdown(within: pd.DataFrame, metric: str = "srcc") -> str:
-    """The leaderboard as markdown: the best value of each column in bold, "—" where a row has no cell."""
+def best_line(table: pd.DataFrame, full_reference=frozenset()) -> str:
+    """Who wins each column, and the best no-reference row where a full-reference one wins (it sees the
+    pristine image, so it answers another question). First, so a folded view (MLflow's note) still shows it."""
+    parts = []
+    for dataset, column in table.items():
+        column = column.dropna()
+        if column.empty:
+            continue
+        part = f"{dataset} **{column.idxmax()}** {column.max():.3f}"
+        nr = column.drop([m for m in column.index if m in full_reference])
+        if column.idxmax() in full_reference and not nr.empty:
+            part += f" (no-reference: {nr.idxmax()} {nr.max():.3f})"
+        parts.append(part)
+    return "Best: " + "; ".join(parts) + "." if parts else ""
+
+
+def leaderboard_markdown(within: pd.DataFrame, metric: str = "srcc", full_reference=frozenset()) -> str:
+    """The leaderboard as markdown: who wins each column first (``best_line``), then the table with the best value
+    of each column in bold and "—" where a row has no cell."""
     table = leaderboard(within, metric)
     best = table.max(axis=0)
-    lines = ["| model | " + " | ".join(table.columns) + " |", "|---|" + "---:|" * len(table.columns)]
+    lines = [best_line(table, full_reference), "",
+             "| model | " + " | ".join(table.columns) + " |", "|---|" + "---:|" * len(table.columns)]
     for model, row in table.iterrows():
         cells = ["—" if pd.isna(v) else f"**{v:.3f}**" if v == best[ds] else f"{v:.3f}" for ds, v in row.items()]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
