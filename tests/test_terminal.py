@@ -1,6 +1,8 @@
 """`iqabench compare` and `iqabench datasets` in an 80-column terminal: readable tables, no cell folded mid-word."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -48,9 +50,13 @@ def test_compare_pivots_models_by_runs_at_80_columns(store):
     shown = _compare(store)
     assert shown.exit_code == 0, shown.output
     assert_readable(shown.output, [
-        "#1  01234567 seed=0", "#2  fedcba98 seed=1", "params that differ: seed: 0 | 1",
+        "01234567 seed=0", "fedcba98 seed=1", "params that differ: seed: 0 | 1",
         "synthetic-single  (SRCC)", "synthetic-mixed  (SRCC)", "Δ #2-#1",
         *fakestudy.MODELS, "0.6100", "0.6300", "+0.0200", "0.8300", "0.8500"])
+    # The legend: label, start and run id at fixed width, then the name (a long one wraps on its own).
+    legend = [line for line in shown.output.splitlines() if line.startswith("#")]
+    assert [re.fullmatch(r"#(\d)  \d{4}-\d\d-\d\d \d\d:\d\d UTC  run [0-9a-f]{8}  (.*)", line).groups()
+            for line in legend] == [("1", "01234567 seed=0"), ("2", "fedcba98 seed=1")]
     # Models are rows: each model's line holds both runs' values and the change.
     line = next(line for line in shown.output.splitlines() if "fr:gmsd" in line)
     assert "0.8300" in line and "0.8500" in line and "+0.0200" in line

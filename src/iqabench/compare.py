@@ -170,7 +170,8 @@ def render(comparison: Comparison, chosen: pd.DataFrame, width: int) -> list:
     out = []
     for rid, row in runs.set_index("run_id").iterrows():
         stamp = row["start_time"].strftime("%Y-%m-%d %H:%M")
-        out.append(Text(f"{labels[rid]}  {row['run_name']}  ({stamp} UTC, run {rid[:8]})"))
+        # Fixed-width fields first: a long run name then wraps on its own, not mid-way through the run id.
+        out.append(Text(f"{labels[rid]}  {stamp} UTC  run {rid[:8]}  {row['run_name']}"))
     diff = params_diff(runs)
     if len(runs) > 1:
         out.append(Text("params that differ: " + ("; ".join(f"{k}: {' | '.join(v)}" for k, v in diff.items())
