@@ -99,6 +99,11 @@ def test_params_diff_dirty_flag_and_run_name(tmp_path, monkeypatch):
     name = provenance.run_name(sha, True, provenance.experiment_name(), diff)
     assert name == f"{sha[:8]}+dirty waxy-vats evaluate.n_splits=5"
     assert provenance.run_name(sha, False, "", {}) == f"{sha[:8]} HEAD params"
+    # A list shows what it gained or lost, not its whole new value (README's switch to real datasets).
+    lists = {"datasets": (["synthetic-single", "synthetic-mixed"], ["synthetic-single", "koniq10k-subset"]),
+             "models": (["a", "b"], ["b", "a"]), "pretrain.contrique.steps": (600, None)}
+    assert provenance.format_diff(lists) == ("datasets+=koniq10k-subset datasets-=synthetic-mixed "
+                                             'models=["b", "a"] pretrain.contrique.steps=(removed)')
 
 
 def _report_stage():

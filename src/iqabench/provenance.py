@@ -123,10 +123,26 @@ def params_diff(current: dict, ref: str = "HEAD", path: str = "params.yaml",
             if base.get(key, missing) != now.get(key, missing)}
 
 
+def _shown(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _change(key: str, old, new) -> str:
+    """``key=value``; a list that gained or lost items shows only those (``datasets+=koniq10k,spaq``), so a run
+    name stays short enough for MLflow's name column; a removed key shows as ``key=(removed)``."""
+    if new is None:
+        return f"{key}=(removed)"
+    if isinstance(old, list) and isinstance(new, list):
+        added, removed = [x for x in new if x not in old], [x for x in old if x not in new]
+        if added or removed:
+            return " ".join(f"{key}{sign}={','.join(map(_shown, items))}"
+                            for sign, items in (("+", added), ("-", removed)) if items)
+    return f"{key}={_shown(new)}"
+
+
 def format_diff(diff: dict[str, tuple], limit: int = 200) -> str:
-    """``evaluate.n_splits=5 seed=1``; a removed key shows as ``key=(removed)``; cut at ``limit`` characters."""
-    text = " ".join(f"{k}={'(removed)' if new is None else json.dumps(new) if not isinstance(new, str) else new}"
-                    for k, (_, new) in diff.items())
+    """``evaluate.n_splits=5 seed=1 datasets+=koniq10k``; cut at ``limit`` characters."""
+    text = " ".join(_change(k, old, new) for k, (old, new) in diff.items())
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
