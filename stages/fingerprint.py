@@ -5,7 +5,8 @@
 DATASET.json for every dataset in `datasets:` (prepare@DATASET depends on it), niqe.json for
 fit_niqe's pristine photos (KADIS-700k when data/raw/kadis700k exists), pretrain-NAME.json for
 the image folders of each encoder NAME in `pretrain:` (pretrain@NAME depends on it; its
-`profile` applied). The stage is always run (it lists files, it reads no pixels); see
+`profile` applied), models.json for what the rows in `models:` read that no stage writes (extract
+depends on it). The stage is always run (it lists files, it reads no pixels); see
 iqabench.datasets.fingerprint for what a fingerprint holds.
 """
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from iqabench import io, params
+from iqabench import io, params, rows
+from iqabench.models import published_classic
 from iqabench.datasets import fingerprint
 
 OUT = Path("data/fingerprints")
@@ -28,6 +30,27 @@ def pretrain_settings(section: dict) -> dict:
     if profile and Path(profile).is_file():  # a missing profile is pretrain's error to report
         overrides = yaml.safe_load(Path(profile).read_text(encoding="utf-8")) or {}
     return {**section, **(overrides if isinstance(overrides, dict) else {})}
+
+
+def row_inputs(models: list[str]) -> dict:
+    """Per row, by sha256, what it reads that DVC cannot see: files the user supplies (weights/, `file:PATH`),
+    data an installed package ships (a package upgrade can change them) and, for a row declared outside
+    iqabench (entry point, `py:`), the module that builds it. Replacing any of them re-runs extract."""
+    out = {}
+    for name in models:
+        row = rows.get(name)
+        files = {str(p): p for p in row.artifacts if row.stage is None}
+        module = sys.modules.get(getattr(row.build, "__module__", "") or "")
+        if module is not None and not module.__name__.startswith("iqabench") and getattr(module, "__file__", None):
+            files[f"code:{module.__name__}"] = Path(module.__file__)
+        for distribution, relative in row.package_files:
+            try:
+                files[f"{distribution}:{relative}"] = published_classic.package_file(distribution, relative)
+            except FileNotFoundError:  # extract names what to install; here the entry only has to say "missing"
+                files[f"{distribution}:{relative}"] = None
+        out[name] = {key: fingerprint.file_sha256(path) if path is not None and path.is_file() else "missing"
+                     for key, path in files.items()}
+    return {name: found for name, found in out.items() if found}
 
 
 def main() -> int:
@@ -43,6 +66,7 @@ def main() -> int:
         cfg = pretrain_settings(section or {})
         prints[f"pretrain-{name}"] = fingerprint.pristine(f"pretrain.{name}", str(cfg.get("source", "corpus")),
                                                           str(cfg.get("source_dir", "")), str(cfg.get("authentic", "")))
+    prints["models"] = row_inputs(list(config.get("models") or []))
     for key, content in prints.items():
         io.write_json(OUT / f"{key}.json", content)
     print(f"fingerprints of {len(prints)} input(s) -> {OUT}/")

