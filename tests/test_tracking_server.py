@@ -143,6 +143,32 @@ def test_local_store_is_portable_and_names_runs_apart(study_inputs, monkeypatch,
     assert tuple(features.shape) == (2, encoders.Encoder(width=4).out_dim)  # any image size: a trace, not export
 
 
+def test_a_large_file_identical_to_an_earlier_runs_is_referenced_not_copied(study_inputs, monkeypatch, tmp_path):
+    """The distortion gallery (~1.7 MB) changes only with `synthesize`: logged once, later runs name that run."""
+    import mlflow
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///store/mlflow.db")
+    (tmp_path / "store").mkdir()
+    gallery = tmp_path / "distortions.png"
+    noise = np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8)  # incompressible: > 1 MB
+    Image.fromarray(noise).save(gallery)
+    assert gallery.stat().st_size >= tracking.SHARED_BYTES
+    study_inputs["artifacts"] = {"figures": [*study_inputs["artifacts"]["figures"], gallery]}
+    first, second = (tracking.log_study(experiment="iqabench", run_name="r", **study_inputs) for _ in range(2))
+    client = mlflow.MlflowClient()
+    stored = {run.run_id: {f.path for f in client.list_artifacts(run.run_id, "figures")} for run in (first, second)}
+    assert stored[first.run_id] == {"figures/scatter.png", "figures/distortions.png"}
+    assert stored[second.run_id] == {"figures/scatter.png"}  # small files are always logged (Compare needs them)
+    assert client.get_run(second.run_id).data.tags["artifact_in.figures/distortions.png"].startswith(
+        f"run {first.run_id} ")
+    Image.fromarray(noise[::-1]).save(gallery)  # a new gallery is logged again
+    third = tracking.log_study(experiment="iqabench", run_name="r", **study_inputs)
+    assert "figures/distortions.png" in {f.path for f in client.list_artifacts(third.run_id, "figures")}
+
+
 def test_log_study_without_a_server_warns_and_returns_none_quickly(study_inputs, monkeypatch, capsys):
     port = free_port()  # bound then released: nothing listens there
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")

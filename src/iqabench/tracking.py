@@ -46,6 +46,7 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 ARTIFACTS = "mlartifacts"
 UI_URL = "http://127.0.0.1:5000"  # what `make ui` serves
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on the run table
+SHARED_BYTES = 512 * 1024  # a logged file this large, identical to an earlier run's, is referenced, not copied
 VIEW_KEY = "leaderboard"  # the saved view of the run table: one SRCC column per model and dataset
 HEADLINE = "srcc/"  # the parent's columns: srcc/<dataset>/<model>
 ML_WORKFLOW = "workflowType=machine_learning"  # MLflow 3's "Model training" side of the UI
@@ -308,7 +309,7 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
             for folder, files in artifacts.items():
                 for path in files:
                     if Path(path).is_file():
-                        mlflow.log_artifact(str(path), artifact_path=folder or None)
+                        _log_file(Path(path), folder, experiment_id, client)
             for model, model_metrics in per_model.items():
                 with mlflow.start_run(run_name=model, nested=True, tags={**tags, "model": model}):
                     mlflow.log_metrics(_metrics(model_metrics))
@@ -330,6 +331,24 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
               "The DVC outputs in reports/ are complete; start the tracking server or fix MLFLOW_TRACKING_URI, "
               "then rerun `dvc repro -s -f report` (the report stage alone) to log again.", file=sys.stderr)
         return None
+
+
+def _log_file(path: Path, folder: str, experiment_id: str, client) -> None:
+    """Log ``path``; a file of ``SHARED_BYTES`` or more that an earlier run of the experiment holds byte for byte
+    (the distortion gallery changes only with `synthesize`) is named by a tag ``artifact_in.<path>`` instead."""
+    import mlflow
+
+    from . import io
+
+    key = f"{folder}/{path.name}" if folder else path.name
+    if path.stat().st_size >= SHARED_BYTES:
+        digest = io.sha256_file(path)
+        earlier = client.search_runs([experiment_id], f"tags.`artifact_sha256.{key}` = '{digest}'", max_results=1)
+        if earlier:
+            mlflow.set_tag(f"artifact_in.{key}", f"run {earlier[0].info.run_id} (same sha256 {digest[:16]})")
+            return
+        mlflow.set_tag(f"artifact_sha256.{key}", digest)
+    mlflow.log_artifact(str(path), artifact_path=folder or None)
 
 
 def encoder_model_name(model: str) -> str:
