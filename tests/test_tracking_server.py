@@ -206,6 +206,11 @@ def test_the_leaderboard_view_shows_every_run_name_whole(study_inputs, monkeypat
     assert width == tracking.run_name_width([long_name]) and width >= 60 + 7 * len(long_name)
     assert state["columnOrder"][:4] == ["0", tracking.RUN_NAME_COLUMN, "runDateAndNestInfo", "duration"]
     assert state["selectedColumns"] == [f"metrics.`{k}`" for k in sorted(study_inputs["metrics"]) if k.startswith("srcc/")]
+    # The view lists parents only (the UI pages 100 runs; each parent has a nested run per model and training set).
+    client = mlflow.MlflowClient()
+    listed = client.search_runs([run.experiment_id], state["searchFilter"])
+    assert sorted(r.info.run_name for r in listed) == sorted([long_name, "01234567 HEAD params"])
+    assert len(client.search_runs([run.experiment_id])) > len(listed)
     # A name longer than the cap is cut in the table rather than pushing every SRCC column off screen.
     assert tracking.run_name_width(["x" * 300]) == tracking.RUN_NAME_MAX_PX
     # `make ui` prints the link to this view (MLflow 3.17 opens an experiment on its GenAI overview otherwise),

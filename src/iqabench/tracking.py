@@ -47,6 +47,7 @@ ARTIFACTS = "mlartifacts"
 UI_URL = "http://127.0.0.1:5000"  # what `make ui` serves
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on the run table
 SHARED_BYTES = 512 * 1024  # a logged file this large, identical to an earlier run's, is referenced, not copied
+PARENTS_ONLY = "tags.mlflow.parentRunId IS NULL"  # the leaderboard view's filter: one row per `dvc repro`
 VIEW_KEY = "leaderboard"  # the saved view of the run table: one SRCC column per model and dataset
 HEADLINE = "srcc/"  # the parent's columns: srcc/<dataset>/<model>
 ML_WORKFLOW = "workflowType=machine_learning"  # MLflow 3's "Model training" side of the UI
@@ -161,7 +162,8 @@ def save_view(experiment_id: str, columns: Sequence[str], client, run_names: Seq
     is as wide as the longest of ``run_names`` needs (the parents' names are what tells runs apart).
     """
     ids = [f"metrics.`{c}`" for c in columns]
-    state = {"searchFilter": "", "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
+    # Parents only: the UI pages 100 runs, and each parent's ~24 nested runs would leave 4 parents on a page.
+    state = {"searchFilter": PARENTS_ONLY, "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
              "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
              "selectedColumns": ids,
              "columnOrder": ["0", RUN_NAME_COLUMN, "runDateAndNestInfo", "duration", *ids],
