@@ -176,7 +176,7 @@ def compare(root: str | Path, image, batch: int, reference_images: int, rounds: 
     ratios = [row["ratio"] for row in rows]
     return {"image_size": list(image.shape[-2:]), "level": level, "engine_batch": batch,
             "reference_images_per_round": reference_images, "seconds_per_side": seconds_per_side,
-            "rounds": rounds, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "rounds": rounds, "torch_threads": torch.get_num_threads(),
             "reference": "miccunifi/ARNIQA f60c0f2, utils/distortions.py (per image)",
             "comparable_types": len(rows), "median_ratio": _median(ratios) if ratios else None,
             "min_ratio": min(ratios) if ratios else None,
@@ -187,12 +187,15 @@ def compare(root: str | Path, image, batch: int, reference_images: int, rounds: 
 
 
 def to_markdown(report: dict) -> str:
+    """The report; ``report["provenance"]`` is an ``iqabench.provenance.stamp()`` taken before the run."""
+    from iqabench.provenance import stamp_line
+
     rows = sorted(report["results"], key=lambda r: r["ratio"])
     h, w = report["image_size"]
     lines = [
-        "# The engine against ARNIQA's per-image distortions", "",
-        f"**How it was measured.** One process, {report['torch_threads']} torch thread(s), torch "
-        f"{report['torch']}; 3 x {h} x {w} float32 images at level {report['level']}. The engine distorts a "
+        "# The engine against ARNIQA's per-image distortions", "", stamp_line(report["provenance"]), "",
+        f"**How it was measured.** One process, {report['torch_threads']} torch thread(s); "
+        f"3 x {h} x {w} float32 images at level {report['level']}. The engine distorts a "
         f"batch of {report['engine_batch']} in one call (a new output batch each call); the reference "
         f"({report['reference']}) is called once per image on up to {report['reference_images_per_round']} "
         f"images per round (fewer for slow types, about {report['seconds_per_side']} s per side; column "

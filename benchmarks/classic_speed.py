@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from scipy import ndimage, special
 from skimage import data, util
 
 from iqabench import io, rows
+from iqabench.provenance import stamp, stamp_line
 from iqabench.models import nss
 from iqabench.models.brisque import brisque_features
 from iqabench.models.niqe import patch_features
@@ -158,6 +158,7 @@ def main() -> None:
     parser.add_argument("--reference-images", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks"))
     args = parser.parse_args()
+    prov = stamp()
 
     batch16 = test_images(16)
     reference_batch = batch16[: args.reference_images]
@@ -171,9 +172,9 @@ def main() -> None:
 
     default_threads = torch.get_num_threads()
     thread_counts = sorted({1, default_threads})
-    results = {"device": "cpu", "torch_threads": thread_counts, "cpu_count": os.cpu_count(),
+    results = {"provenance": prov, "device": "cpu", "torch_threads": thread_counts,
                "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-               "platform": platform.platform(), "image_size": [HEIGHT, WIDTH], "niqe_patch": PATCH, "rows": []}
+               "image_size": [HEIGHT, WIDTH], "niqe_patch": PATCH, "rows": []}
     extractors = (("BRISQUE features", brisque_features, np_brisque),
                   ("`brisque` row (per image on CPU)", rows.feature_fn("brisque"), np_brisque),
                   ("NIQE patch features", lambda b: patch_features(b, PATCH), np_niqe_patches))
@@ -193,8 +194,8 @@ def main() -> None:
                 print(results["rows"][-1])
         torch.set_num_threads(default_threads)
 
-    lines = ["# Classic NR-IQA feature extraction speed", "",
-             f"CPU ({os.cpu_count()} cores, load average {results['load_average_at_start'][0]} at start), "
+    lines = ["# Classic NR-IQA feature extraction speed", "", stamp_line(prov), "",
+             f"CPU (load average {results['load_average_at_start'][0]} at start), "
              f"{HEIGHT}x{WIDTH} images, float64 statistics. "
              "Reference: per-image NumPy/SciPy implementation of the same features, single-threaded "
              "(agreement asserted before timing). Batch 1 is the best of --repeats runs, batch 16 a single run; "

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from skimage import data
 
 from iqabench import io
 from iqabench.distortions import DISTORTION_TYPES, RANDOM_TYPES, distort
+from iqabench.provenance import stamp, stamp_line
 
 HEIGHT, WIDTH = 384, 512
 TARGET_IMAGES_PER_S = 100.0
@@ -167,8 +167,6 @@ def run(device: str, reps: int, types: list[str], baseline=None) -> dict:
         "image_size": [HEIGHT, WIDTH],
         "device": device if not device.startswith("cuda") else torch.cuda.get_device_name(),
         "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
         "repetitions_batch32": reps,
         "median_images_per_s_batch32": median32,
         "target_images_per_s_batch32": TARGET_IMAGES_PER_S,
@@ -186,8 +184,10 @@ def to_markdown(report: dict) -> str:
     lines = [
         "# Distortion engine throughput",
         "",
+        stamp_line(report["provenance"]),
+        "",
         f"{report['image_size'][1]} x {report['image_size'][0]} images on **{report['device']}** "
-        f"(torch threads: {report['cpu_threads']}, torch {report['torch']}); level 3; "
+        f"(torch threads: {report['cpu_threads']}); level 3; "
         f"{report['repetitions_batch32']} repetition(s) at batch 32.",
         "",
         f"Median over types at batch 32: **{report['median_images_per_s_batch32']:.1f} images/s** "
@@ -270,9 +270,10 @@ def main() -> None:
         if args.threads < 1:
             parser.error(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    prov = stamp()  # before the run: the tree may move on while it measures
     with tempfile.TemporaryDirectory() as directory:
         baseline = load_baseline(args.baseline, Path(directory)) if args.baseline else None
-        report = run(args.device, args.reps, args.types, baseline)
+        report = {"provenance": prov, **run(args.device, args.reps, args.types, baseline)}
     if args.baseline:
         report["baseline_revision"] = args.baseline
     io.write_json(args.out_dir / f"{args.name}.json", report)
@@ -286,12 +287,14 @@ def compare_with_reference(args) -> None:
     if args.device != "cpu" or args.baseline:
         raise SystemExit("--reference compares on the CPU, one thread; drop --device/--baseline")
     torch.set_num_threads(1)  # the comparison is defined on one thread: per-image code gains nothing from more
+    prov = stamp()
     image = _batch(1, "cpu")[0]
     rounds = 7 if args.reps is None else args.reps
     if rounds < 1:
         raise SystemExit(f"--reps must be at least 1, got {rounds}")
-    report = arniqa_reference.compare(args.reference, image, batch=32, reference_images=args.reference_images,
-                                      rounds=rounds, types=args.types)
+    report = {"provenance": prov,
+              **arniqa_reference.compare(args.reference, image, batch=32, reference_images=args.reference_images,
+                                         rounds=rounds, types=args.types)}
     report["load_average_1_5_15_min"] = [round(value, 2) for value in os.getloadavg()]
     name = args.name or "distortions_vs_reference"
     io.write_json(args.out_dir / f"{name}.json", report)

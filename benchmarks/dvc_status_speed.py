@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 from rich.progress import Progress
 
 from iqabench import io
+from iqabench.provenance import stamp, stamp_line
 
 DVC = Path(sys.executable).parent / "dvc"
 FILE_BYTES = 200
@@ -124,8 +124,8 @@ def fmt(seconds: float | None) -> str:
 
 
 def render(result: dict) -> str:
-    lines = ["# `dvc status` speed by output layout", "",
-             f"{result['machine']}; DVC {result['dvc_version']}; {result['file_bytes']}-byte files, flat folder, "
+    lines = ["# `dvc status` speed by output layout", "", stamp_line(result["provenance"]), "",
+             f"DVC {result['dvc_version']}; {result['file_bytes']}-byte files, flat folder, "
              f"cache.type=hardlink. Times in seconds, wall clock, each one run of the `dvc` command (start-up "
              f"included: an empty repository's `dvc status` takes {result['baseline_s']:.1f} s). The machine is "
              f"shared, so expect +-20 % noise.", "",
@@ -180,6 +180,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks"))
     parser.add_argument("--workdir", type=Path, default=None, help="parent of the temporary repositories")
     args = parser.parse_args(argv)
+    prov = stamp(None if argv is None else [__file__, *argv])
 
     version = subprocess.run([str(DVC), "--version"], capture_output=True, text=True, check=True).stdout.strip()
     rows = []
@@ -195,9 +196,7 @@ def main(argv=None) -> int:
                   flush=True)
             rows.append(row)
             shutil.rmtree(root / f"{layout}-{n_files}", ignore_errors=True)
-    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s), "
-                         f"Python {platform.python_version()}",
-              "dvc_version": version, "file_bytes": FILE_BYTES, "baseline_s": base, "rows": rows,
+    result = {"provenance": prov, "dvc_version": version, "file_bytes": FILE_BYTES, "baseline_s": base, "rows": rows,
               "timeout_s": args.timeout, "total_s": time.perf_counter() - started}
     result["recommendation"] = recommend(rows)
     io.write_json(args.out / "dvc_status.json", result)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import shutil
 import statistics
@@ -38,6 +37,7 @@ import torch
 import yaml
 
 from iqabench import io
+from iqabench.provenance import stamp, stamp_line
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_MEASURED = "not measured: no GPU was available"
@@ -165,17 +165,18 @@ def main(argv: list[str] | None = None) -> int:
                         "when it runs short)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "reports" / "benchmarks")
     args = parser.parse_args(argv)
+    prov = stamp(None if argv is None else [__file__, *argv])
     gpus = torch.cuda.device_count()
     if args.device.startswith("cuda") and gpus == 0:
-        report = {"gpu": None, "note": NOT_MEASURED, "parts": {p: NOT_MEASURED for p in PARTS}}
+        report = {"provenance": prov, "gpu": None, "note": NOT_MEASURED, "parts": {p: NOT_MEASURED for p in PARTS}}
         write(report, args.out_dir)
         print(f"{NOT_MEASURED}: wrote {args.out_dir / 'gpu_check.md'} saying so")
         return 0
     if args.device == "cpu" and not args.tiny:
         parser.error("--device cpu only makes sense with --tiny (the full check is for a GPU)")
     deadline = time.monotonic() + args.budget
-    report = {"gpu": torch.cuda.get_device_name(0) if gpus else None, "gpus": gpus, "device": args.device,
-              "tiny": args.tiny, "torch": torch.__version__, "platform": platform.platform(), "parts": {}}
+    report = {"provenance": prov, "gpu": torch.cuda.get_device_name(0) if gpus else None, "gpus": gpus,
+              "device": args.device, "tiny": args.tiny, "parts": {}}
     parts = report["parts"]
 
     def left(limit: int) -> int | None:
@@ -225,13 +226,15 @@ def write(report: dict, out_dir: Path) -> None:
 def to_markdown(report: dict) -> str:
     lines = ["# GPU check (`benchmarks/gpu_check.sh`)", ""]
     if report.get("gpu") is None and report.get("note") == NOT_MEASURED:
-        lines += [f"**{NOT_MEASURED}.** This file was written on a machine without one; every row below is "
+        lines += [stamp_line(report["provenance"]).replace("Measured", "Written", 1), "",
+                  f"**{NOT_MEASURED}.** This file was written on a machine without one; every row below is "
                   "empty until `benchmarks/gpu_check.sh` runs on a GPU machine (under 8 minutes, no network) "
                   "and this report is committed from there.", "",
                   "| part | result |", "|---|---|"]
         lines += [f"| {name} | {NOT_MEASURED} |" for name in PARTS]
         return "\n".join(lines) + "\n"
-    lines += [f"Device: **{report['gpu'] or report['device']}** ({report['gpus']} GPU(s)), torch {report['torch']}"
+    lines += [stamp_line(report["provenance"]), "",
+              f"Device: **{report['gpu'] or report['device']}** ({report['gpus']} GPU(s))"
               + (" - a **tiny** CPU smoke run, not a measurement" if report["tiny"] else "") + ".", ""]
     for name, part in report["parts"].items():
         if not isinstance(part, dict):

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 from iqabench import io  # noqa: E402
+from iqabench.provenance import stamp, stamp_line  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -50,6 +50,7 @@ def repro(work: Path, env: dict) -> tuple[float, list[str]]:
 
 
 def main() -> None:
+    prov = stamp()  # what is copied and measured; the tree may move on during the ten minutes
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "repo"
         copy_repo(work)
@@ -62,8 +63,7 @@ def main() -> None:
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         changed, changed_stages = repro(work, env)
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}",
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
+        "provenance": prov,
         "cold_repro_s": round(cold, 1), "cold_stages": cold_stages, "cold_budget_s": 600,
         "noop_repro_s": round(noop, 1), "noop_stages": noop_stages, "noop_budget_s": 10,
         "evaluate_change_s": round(changed, 1), "evaluate_change_stages": changed_stages,
@@ -71,7 +71,7 @@ def main() -> None:
     ok = (cold <= 600, noop <= 10 and not noop_stages, set(changed_stages) == {"evaluate", "mixed", "finetune", "report"})
     md = "\n".join([
         "# Pipeline budgets (default params, empty cache, temporary copy)", "",
-        f"Machine: {result['machine']}; commit `{result['commit'][:10]}`. Command: `python benchmarks/pipeline_budget.py`.", "",
+        stamp_line(prov), "",
         "| run | seconds | budget | stages run | within budget |", "|---|---:|---:|---|---|",
         f"| `dvc repro`, empty cache | {cold:.1f} | 600 | {len(cold_stages)} | {'yes' if ok[0] else 'NO'} |",
         f"| `dvc repro`, nothing changed | {noop:.1f} | 10 | {', '.join(noop_stages) or 'none'} | {'yes' if ok[1] else 'NO'} |",

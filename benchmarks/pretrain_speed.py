@@ -39,7 +39,6 @@ import importlib.util
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import tempfile
@@ -53,6 +52,7 @@ from PIL import Image
 
 from iqabench import io
 from iqabench.datasets.embedded import PHOTOS
+from iqabench.provenance import stamp, stamp_line
 from iqabench.training import sources
 from iqabench.training.contrastive import multi_positive_nt_xent
 from iqabench.training.pretrain import ContrastiveModel, PretrainConfig
@@ -182,7 +182,8 @@ def gpu_synthesis_rate(path: Path) -> float | None:
     """Synthesis images/s on a GPU from gpu_check.json's measured engine rates (uniform type mix), if any."""
     if not path.is_file():
         return None
-    rates = [row["images_per_s"] for row in json.loads(path.read_text()).get("engine", {}).get("results", [])
+    engine = json.loads(path.read_text()).get("parts", {}).get("engine")  # a string when it was not measured
+    rates = [row["images_per_s"] for row in (engine.get("results", []) if isinstance(engine, dict) else [])
              if row.get("images_per_s")]
     return 1 / statistics.mean(1 / r for r in rates) if rates else None  # time per image averaged over types
 
@@ -208,9 +209,8 @@ def run(args) -> dict:
     synthetic = TARGET_IMAGES_PER_S * SYNTHETIC_SHARE
     gpu_rate = synth_rate if device.type == "cuda" else gpu_synthesis_rate(args.gpu_check)
     return {
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                    "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()]},
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()],
         "images": {"count": args.images, "size": "512 x 384 JPEG, quality 90", "region": REGION},
         "decode_crop_per_worker": decode_rate,
         "old_per_image_per_worker": old_rate, "old_revision": args.old_rev,
@@ -230,14 +230,14 @@ def run(args) -> dict:
 
 
 def to_markdown(r: dict) -> str:
-    m, syn, st = r["machine"], r["synthesis"], r["training_step"]
+    syn, st = r["synthesis"], r["training_step"]
     gpu = ("not measured: no GPU was available (run `benchmarks/gpu_check.sh` on one; this report then reads "
            "its engine rates)") if r["device_share_synthesis_gpu"] is None else \
         f"**{100 * r['device_share_synthesis_gpu']:.1f} %** ({r['gpu_synthesis_images_per_s']:.0f} images/s)"
     return "\n".join([
-        "# Pretraining data path", "",
-        f"{m['cpu_count']} CPUs ({m['device']}), torch {m['torch']}, load average "
-        f"{' / '.join(str(v) for v in m['load_average_1_5_15_min'])} at the end: the machine is shared, so rates "
+        "# Pretraining data path", "", stamp_line(r["provenance"]), "",
+        f"Device: {r['device']}; load average "
+        f"{' / '.join(str(v) for v in r['load_average_1_5_15_min'])} at the end: the machine is shared, so rates "
         "are lower bounds; the ratios were measured in the same run.",
         f"Images: {r['images']['count']} KADIS-like {r['images']['size']} made from the embedded photos; "
         f"{r['images']['region']} px windows.", "",
@@ -278,7 +278,7 @@ def main() -> None:
     for name in ("images", "synth_batch", "step_batch", "steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    report = run(args)
+    report = {"provenance": stamp(), **run(args)}
     io.write_json(args.out_dir / "pretrain_speed.json", report)
     io.write_text(args.out_dir / "pretrain_speed.md", to_markdown(report))
     print(to_markdown(report))

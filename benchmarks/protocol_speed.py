@@ -17,8 +17,6 @@ Writes reports/benchmarks/protocol_speed.json and .md (``--out`` to change).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -32,6 +30,7 @@ import torch
 
 from iqabench.evaluation.ridge import alpha_grid, resolve_device
 from iqabench.evaluation.splits import random_splits
+from iqabench.provenance import stamp, stamp_line
 
 TARGET_SECONDS = 30.0
 
@@ -125,8 +124,6 @@ def run(n_datasets: int, n_images: int, dim: int, n_alphas: int, sklearn_fits: i
         "sklearn": sklearn, "speedup": sklearn["seconds_total"] / ours if sklearn else None, "eigh_floor": floor,
         "median_within_srcc": float(result.within["srcc"].median()),
         "median_cross_srcc": float(result.cross.loc[~result.cross["within"], "srcc"].median()),
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                    "platform": platform.platform()},
     }
 
 
@@ -134,6 +131,7 @@ def markdown(r: dict) -> str:
     s, floor = r["sklearn"], r["eigh_floor"]
     return "\n".join([
         "# The whole protocol at scale: iqabench.study.run vs. a per-fit sklearn loop", "",
+        stamp_line(r["provenance"]), "",
         f"{r['n_datasets']} datasets x {r['n_images']} images x {r['n_features']} features; {r['n_splits']} splits "
         f"({r['split']}), alpha chosen on validation from {r['n_alphas']} values, {r['logistic']} PLCC, "
         f"{r['cross_pairs']} cross-dataset pairs.", "",
@@ -154,8 +152,6 @@ def markdown(r: dict) -> str:
            f" The {r['target_seconds']:.0f} s target is below that floor on this CPU by a factor of "
            f"{floor['seconds_total'] / r['target_seconds']:.0f}: reaching it needs a GPU (batched eigh), fewer "
            "feature dimensions, or an approximate path over alphas."), "",
-        f"Machine: {r['machine']['cpu_count']} CPUs, Python {r['machine']['python']}, {r['machine']['platform']}.",
-        "",
     ])
 
 
@@ -169,7 +165,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks/protocol_speed"))
     args = parser.parse_args()
-    result = run(args.datasets, args.images, args.dim, args.alphas, args.sklearn_fits, args.seed)
+    result = {"provenance": stamp(), **run(args.datasets, args.images, args.dim, args.alphas, args.sklearn_fits,
+                                           args.seed)}
     io.write_json(args.out.with_suffix(".json"), result)
     io.write_text(args.out.with_suffix(".md"), markdown(result))
     print(markdown(result))

@@ -4,7 +4,7 @@
     # scipy.misc.imresize (shimmed below with PIL, as SciPy 1.2 implemented it)
     python3.11 -m venv /tmp/calib
     /tmp/calib/bin/pip install numpy==1.23.5 scipy==1.10.1 'pillow<11' scikit-image==0.21.0 \
-        opencv-python-headless==4.8.1.78 libsvm-official==3.35.0 scikit-video==1.1.11
+        opencv-python-headless==4.8.1.78 libsvm-official==3.35.0 scikit-video==1.1.11 pyyaml
     /tmp/calib/bin/pip install --no-deps brisque==0.2.0
     /tmp/calib/bin/python benchmarks/published_classic_reference.py ../shared/datasets/koniq10k-subset
 
@@ -21,13 +21,13 @@ NIQE runs on current NumPy/SciPy, so --niqe-only needs no separate environment:
 
 (with that scikit-video importable, e.g. PYTHONPATH=<its source tree>) writes
 reports/benchmarks/published_niqe_reference_skvideo-<version>.json, NIQE only,
-with the sha256 of the model file it used.
+with the sha256 of the model file it used. Both carry iqabench.provenance.stamp()
+(imported from src/, which is why the separate environment needs pyyaml) as "provenance".
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -36,8 +36,12 @@ import numpy as np
 import scipy
 from PIL import Image
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))  # the separate environment has no iqabench installed
+from iqabench.provenance import stamp  # noqa: E402
+
 N_IMAGES = 12
-OUT = Path(__file__).resolve().parents[1] / "reports" / "benchmarks" / "published_classic_reference.json"
+OUT = REPO / "reports" / "benchmarks" / "published_classic_reference.json"
 
 
 def _imresize(arr, size, interp="bilinear", mode=None):
@@ -56,6 +60,7 @@ def matlab_rgb2gray(rgb: np.ndarray) -> np.ndarray:
 def main() -> None:
     niqe_only = "--niqe-only" in sys.argv[1:]
     root = Path([arg for arg in sys.argv[1:] if arg != "--niqe-only"][0])
+    prov = stamp()
     import skvideo
     if tuple(int(part) for part in skvideo.__version__.split(".")[:2]) < (1, 2):
         import scipy.misc as misc  # deprecated module; 1.2.0 replaced the call with its own PIL resize
@@ -84,7 +89,7 @@ def main() -> None:
             "versions": {"scikit-video": skvideo.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
                          "pillow": metadata.version("pillow")},
             "niqe_model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
-            "python": platform.python_version(), "scores": scores}, indent=1) + "\n")
+            "provenance": prov, "scores": scores}, indent=1) + "\n")
         print(f"-> {out}")
         return
     OUT.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +97,7 @@ def main() -> None:
         "what": "scores from the packages' own code on koniq10k-subset/512x384 (first images by name)",
         "versions": {d: metadata.version(d) for d in ("scikit-video", "brisque", "numpy", "scipy", "pillow",
                                                      "scikit-image", "opencv-python-headless", "libsvm-official")},
-        "python": platform.python_version(), "scores": scores}, indent=1) + "\n")
+        "provenance": prov, "scores": scores}, indent=1) + "\n")
     print(f"-> {OUT}")
 
 

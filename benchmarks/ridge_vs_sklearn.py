@@ -12,8 +12,6 @@ total is then extrapolated from the mean time per fit, and the report says so.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from sklearn.linear_model import Ridge
 from iqabench import io
 from iqabench.evaluation.ridge import alpha_grid, fit_predict
 from iqabench.evaluation.splits import random_splits
+from iqabench.provenance import stamp, stamp_line
 
 
 def make_features(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +69,6 @@ def run(n: int, d: int, n_splits: int, n_alphas: int, sklearn_fits: int, seed: i
         "speedup": sklearn_total_s / ours_s,
         "max_abs_prediction_diff": max_abs_diff,
         "agree_1e-6": max_abs_diff < 1e-6,
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
     }
 
 
@@ -79,6 +77,8 @@ def markdown(result: dict) -> str:
                     "total extrapolated)" if result["sklearn_extrapolated"] else "")
     return "\n".join([
         "# Ridge: one eigendecomposition per split vs. sklearn Ridge per (split, alpha)",
+        "",
+        stamp_line(result["provenance"]),
         "",
         f"{result['n_images']} images x {result['n_features']} features, {result['n_splits']} splits "
         f"(80/20), {result['n_alphas']} alphas from {result['alphas'][0]:g} to {result['alphas'][-1]:g}.",
@@ -90,9 +90,6 @@ def markdown(result: dict) -> str:
         "",
         f"Speed-up: **{result['speedup']:.1f}x**. Largest absolute difference in test predictions: "
         f"{result['max_abs_prediction_diff']:.2e} (agree to 1e-6: {result['agree_1e-6']}).",
-        "",
-        f"Machine: {result['machine']['cpu_count']} CPUs, Python {result['machine']['python']}, "
-        f"{result['machine']['platform']}.",
         "",
     ])
 
@@ -107,7 +104,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks/ridge"))
     args = parser.parse_args()
-    result = run(args.n, args.d, args.splits, args.alphas, args.sklearn_fits, args.seed)
+    result = {"provenance": stamp(), **run(args.n, args.d, args.splits, args.alphas, args.sklearn_fits, args.seed)}
     io.write_json(args.out.with_suffix(".json"), result)
     io.write_text(args.out.with_suffix(".md"), markdown(result))
     print(markdown(result))

@@ -39,7 +39,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -55,6 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 from iqabench import io  # noqa: E402
 from iqabench.gate import training_noise  # noqa: E402
+from iqabench.provenance import stamp, stamp_line  # noqa: E402
 
 BIN = Path(sys.executable).parent
 # Split i is drawn from evaluate.seed + i, so the split seed needs a stride above n_splits or neighbouring seeds
@@ -151,7 +151,7 @@ def markdown(frame: pd.DataFrame, prov: dict, seed_factor: float | None = None,
     srcc = frame[frame["metric"].str.endswith(".srcc")].sort_values("std", ascending=False)
     seeds = ", ".join(str(s) for s in prov["seeds"])
     lines = [
-        "# Seed spread of the pipeline", "",
+        "# Seed spread of the pipeline", "", stamp_line(prov), "",
         f"{len(prov['seeds'])} seeds ({seeds}) of pretraining (`pretrain.NAME.seed` = s for every encoder) and "
         f"splits (`evaluate.seed` = 1000 s, so no two seeds share a split); the datasets and the distortion corpus are built once at the top-level seed "
         f"{prov['top_level_seed']} and are the same for every seed. std = sample standard deviation over seeds "
@@ -175,31 +175,15 @@ def markdown(frame: pd.DataFrame, prov: dict, seed_factor: float | None = None,
         lines.append(f"| {r['metric']} | {r['mean']:.4f} | {r['std']:.4f} | {r['min']:.4f} | {r['max']:.4f} | "
                      f"{r['n_seeds']} |")
     lines += ["", "## Provenance", "",
-              f"- command: `{prov['command']}`",
-              f"- commit: `{prov['commit']}`",
+              f"- commit: `{prov['commit']}`{' (+dirty)' if prov['dirty'] else ''}",
               f"- params.yaml sha256: `{prov['params_sha256']}`; overrides: "
               f"{json.dumps(prov['overrides']) if prov['overrides'] else 'none'}",
-              f"- machine: {prov['machine']}",
               f"- wall time: {prov['seconds_total']:.0f} s (" +
               ", ".join(f"seed {s}: {t:.0f} s" for s, t in prov["seconds_per_seed"].items()) + ")", ""]
     return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- running the pipeline
-
-def git_commit(repo: Path = REPO) -> str:
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports",
-                            ":(exclude)dvc.lock"], cwd=repo, capture_output=True, text=True).stdout.strip()
-    return (sha or "unknown") + ("-dirty" if dirty else "")
-
-
-def machine() -> str:
-    import torch
-
-    return (f"{platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} cores, "
-            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, python {platform.python_version()}")
-
 
 def copy_repo(dest: Path) -> None:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
@@ -259,7 +243,8 @@ def main(argv: list[str] | None = None) -> None:
         with_seed(base, seed, overrides)
     tic = time.perf_counter()
     # What ran, taken before it runs: the repository may move on during a half-hour measurement.
-    commit, params_sha = git_commit(), hashlib.sha256((REPO / "params.yaml").read_bytes()).hexdigest()[:16]
+    prov = stamp(None if argv is None else [__file__, *argv])
+    params_sha = hashlib.sha256((REPO / "params.yaml").read_bytes()).hexdigest()[:16]
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp) / "repo"
         if not (work / "params.yaml").is_file():
@@ -268,10 +253,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"reusing the copy in {work} (its code may be older than the repository's)", flush=True)
         per_seed, seconds = run_seeds(work, base, args.seeds, overrides)
     frame = aggregate(per_seed)
-    prov = {"command": " ".join(["python benchmarks/seed_spread.py", *(argv if argv is not None else sys.argv[1:])]),
-            "commit": commit, "params_sha256": params_sha,
-            "overrides": overrides, "seeds": args.seeds, "top_level_seed": base.get("seed"), "machine": machine(),
-            "seconds_total": time.perf_counter() - tic, "seconds_per_seed": seconds}
+    prov |= {"params_sha256": params_sha, "overrides": overrides, "seeds": args.seeds,
+             "top_level_seed": base.get("seed"), "seconds_total": time.perf_counter() - tic,
+             "seconds_per_seed": seconds}
     io.write_csv(args.out / "variance.csv", frame.round(6))
     gated_std = training_noise(dict(zip(frame["metric"], frame["std"])), next(iter(per_seed.values())))
     io.write_text(args.out / "variance.md", markdown(frame, prov, (base.get("check") or {}).get("seed_factor"),

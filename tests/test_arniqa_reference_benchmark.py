@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from iqabench.provenance import stamp
+
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference" / "arniqa"
 
@@ -35,7 +37,9 @@ def test_ratios_per_type_with_their_rounds_and_the_types_that_cannot_be_compared
     assert "no counterpart" in report["not_comparable"]["denoise"]
     assert report["not_comparable"]["brighten"].startswith("reference raises")
     assert report["rounds"] == 3 and report["comparable_types"] == 2
-    text = arniqa_reference.to_markdown(report)
+    text = arniqa_reference.to_markdown({"provenance": stamp([str(REPO / "benchmarks" / "distortions_speed.py")]),
+                                         **report})
+    assert text.splitlines()[2].startswith("Measured at commit ")
     assert "3 rounds per type" in text and "| jpeg | `jpeg` | 2 |" in text and "**brighten**" in text
 
 

@@ -27,7 +27,10 @@ def test_without_a_gpu_every_row_says_not_measured(gpu_check, tmp_path):
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert set(report["parts"]) == set(gpu_check.PARTS)
     assert all(value == gpu_check.NOT_MEASURED for value in report["parts"].values())
-    assert "not measured: no GPU was available" in (tmp_path / "gpu_check.md").read_text()
+    text = (tmp_path / "gpu_check.md").read_text()
+    assert "not measured: no GPU was available" in text
+    assert report["provenance"]["command"] == f"python benchmarks/gpu_check.py --out-dir {tmp_path}"
+    assert text.splitlines()[2].startswith(f"Written at commit `{report['provenance']['commit'][:10]}`")
 
 
 def test_tiny_cpu_run_exercises_engine_stage_and_protocol(gpu_check, tmp_path):
@@ -39,7 +42,8 @@ def test_tiny_cpu_run_exercises_engine_stage_and_protocol(gpu_check, tmp_path):
     stage = parts["paper_compile_off"]
     assert stage["status"] == "ok" and stage["encoder_written"] and stage["images_per_s"] > 0
     assert parts["protocol"]["status"] == "ok" and parts["protocol"]["ridge_device"] == "cpu (numpy)"
-    assert "tiny" in (tmp_path / "gpu_check.md").read_text()
+    text = (tmp_path / "gpu_check.md").read_text()
+    assert "tiny" in text and text.splitlines()[2].startswith("Measured at commit ")
 
 
 def test_cpu_without_tiny_is_refused(gpu_check, tmp_path):

@@ -158,3 +158,57 @@ def run_name(sha: str, dirty: bool, exp: str, diff: dict[str, tuple]) -> str:
         parts.append(exp)
     parts.append(format_diff(diff, limit=120) if diff else "HEAD params")
     return " ".join(parts)
+
+
+def machine() -> str:
+    """``x86_64, AMD EPYC 7B13, 2 cores``: the CPU model only where /proc/cpuinfo names one (Linux x86)."""
+    import platform
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    return ", ".join(part for part in (platform.machine() or "unknown arch", model, f"{os.cpu_count()} cores") if part)
+
+
+def stamp(argv: list[str] | None = None) -> dict:
+    """Where a published number comes from: commit and dirty flag of the script's repository, machine, python,
+    torch and its thread count now, and the command (``argv``, default ``sys.argv``; script first).
+
+    Take it before the measurement (the tree may move on while it runs) and after setting torch's threads.
+    """
+    import platform
+    import shlex
+    import sys
+
+    argv = list(sys.argv if argv is None else argv)
+    script = Path(argv[0]) if argv and argv[0] else None
+    where = script.resolve().parent if script is not None and script.is_file() else Path.cwd()
+    # git_state reads `git status -- .`: from the repository's top, or it would see only the script's folder.
+    top = (_git("rev-parse", "--show-toplevel", cwd=where) or "").strip()
+    sha, dirty = git_state(top) if top else ("unknown", False)
+    shown = argv[:1]
+    if script is not None and script.is_file():
+        try:  # as it is typed from here: benchmarks/x.py, not the absolute path __file__ gives
+            shown = [str(script.resolve().relative_to(Path.cwd()))]
+        except ValueError:
+            pass
+    try:
+        import torch
+        torch_version, threads = torch.__version__, torch.get_num_threads()
+    except ImportError:  # a reference run in a separate environment without torch
+        torch_version, threads = None, None
+    return {"commit": sha, "dirty": dirty, "machine": machine(), "python": platform.python_version(),
+            "torch": torch_version, "torch_threads": threads,
+            "command": shlex.join(["python", *shown, *argv[1:]])}
+
+
+def stamp_line(prov: dict) -> str:
+    """The markdown line under a benchmark report's title that says where its numbers come from."""
+    torch = f", torch {prov['torch']} (threads: {prov['torch_threads']})" if prov.get("torch") else ""
+    return (f"Measured at commit `{prov['commit'][:10]}`{' (+dirty)' if prov['dirty'] else ''} on {prov['machine']}, "
+            f"Python {prov['python']}{torch}, command `{prov['command']}`.")
