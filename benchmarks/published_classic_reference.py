@@ -4,7 +4,7 @@
     # scipy.misc.imresize (shimmed below with PIL, as SciPy 1.2 implemented it)
     python3.11 -m venv /tmp/calib
     /tmp/calib/bin/pip install numpy==1.23.5 scipy==1.10.1 'pillow<11' scikit-image==0.21.0 \
-        opencv-python-headless==4.8.1.78 libsvm-official==3.35.0 scikit-video==1.1.11 pyyaml
+        opencv-python-headless==4.8.1.78 libsvm-official==3.35.0 scikit-video==1.1.11 pyyaml requests
     /tmp/calib/bin/pip install --no-deps brisque==0.2.0
     /tmp/calib/bin/python benchmarks/published_classic_reference.py ../shared/datasets/koniq10k-subset
 
@@ -22,7 +22,8 @@ NIQE runs on current NumPy/SciPy, so --niqe-only needs no separate environment:
 (with that scikit-video importable, e.g. PYTHONPATH=<its source tree>) writes
 reports/benchmarks/published_niqe_reference_skvideo-<version>.json, NIQE only,
 with the sha256 of the model file it used. Both carry iqabench.provenance.stamp()
-(imported from src/, which is why the separate environment needs pyyaml) as "provenance".
+(imported from src/, which is why the separate environment needs pyyaml) as "provenance";
+brisque imports requests at the top even with url=False.
 """
 from __future__ import annotations
 
