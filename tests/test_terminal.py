@@ -107,6 +107,30 @@ def test_compare_with_the_server_down_fails_in_one_line(monkeypatch):
     assert "Traceback" not in shown.output
 
 
+@pytest.mark.parametrize("kind", ["scheme", "garbage-db"])
+def test_compare_on_a_store_mlflow_cannot_read_fails_in_one_line_naming_it(tmp_path, kind):
+    """An unknown scheme raised UnsupportedModelRegistryStoreURIException from the client's constructor, a
+    file that is not a database sqlalchemy's DatabaseError: both as tracebacks."""
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(bytes(range(256)) * 16)
+    uri = "foo://bar" if kind == "scheme" else f"sqlite:///{garbage}"
+    shown = _compare(uri)
+    text = " ".join(shown.output.split())
+    assert shown.exit_code == 2 and "Traceback" not in shown.output, shown.output
+    assert text.startswith(f"error: cannot read the MLflow store {uri} (")
+    assert ("unsupported URI 'foo://bar'" if kind == "scheme" else "file is not a database") in text
+    assert "--tracking-uri" in text
+    assert garbage.read_bytes() == bytes(range(256)) * 16 and sorted(tmp_path.iterdir()) == [garbage]
+
+
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_compare_refuses_a_limit_below_one(store, limit):
+    shown = _compare(store, "-n", limit)
+    assert shown.exit_code == 2 and "Traceback" not in shown.output
+    text = " ".join(shown.output.replace("│", " ").split())
+    assert "Invalid value for '--limit' / '-n': Input should be greater than or equal to 1" in text, text
+
+
 def test_compare_leaves_out_old_runs_that_do_not_fit(store):
     shown = CliRunner().invoke(app, ["compare", "--tracking-uri", store], env={"COLUMNS": "40"})
     assert shown.exit_code == 0, shown.output

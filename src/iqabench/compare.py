@@ -75,6 +75,8 @@ def _parent_values(run, models: set[str]) -> list[dict]:
 def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name: Optional[str] = None,
          max_runs: int = 4, tracking_uri: Optional[str] = None) -> Comparison:
     """The newest ``max_runs`` parent runs (oldest first) and every value they hold."""
+    if max_runs < 1:
+        raise CompareError(f"the number of runs to show must be at least 1, got {max_runs}")
     uri = tracking_uri or tracking.tracking_uri()
     database = tracking.sqlite_file(uri)
     if database is not None and not database.is_file():  # MLflow would create an empty store to read from
@@ -83,29 +85,44 @@ def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name
     tracking.fail_fast()
     import mlflow
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
 
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    try:
+    try:  # the client too: an unknown scheme fails when it is made, a file that is not a database when read
+        client = mlflow.MlflowClient(tracking_uri=uri)
         experiment_obj = client.get_experiment_by_name(experiment)
         known = [] if experiment_obj else sorted(e.name for e in client.search_experiments())
-    except MlflowException as exc:  # a server that is down or is not MLflow: one line, not minutes of retries
-        raise CompareError(f"cannot read the MLflow store {uri}: {str(exc).splitlines()[0]}; start the server "
-                           "(`make ui`) or pass --tracking-uri to a store that answers") from None
-    if experiment_obj is None:
-        raise CompareError(f"no experiment '{experiment}' in {uri} (it has {known}); run `dvc repro` to log "
-                           "one, or point MLFLOW_TRACKING_URI at the right store")
+        if experiment_obj is None:
+            raise CompareError(f"no experiment '{experiment}' in {uri} (it has {known}); run `dvc repro` to log "
+                               "one, or point MLFLOW_TRACKING_URI at the right store")
+        runs, values = _read(client, experiment_obj.experiment_id, commit, run_name, max_runs)
+    except (MlflowException, SQLAlchemyError) as exc:  # one line, not a traceback or minutes of retries
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        if tracking._is_server(uri):
+            todo = "start the server (`make ui`) or pass --tracking-uri to a store that answers"
+        elif database is not None:
+            todo = (f"{database} is not a readable MLflow store; pass --tracking-uri (or set MLFLOW_TRACKING_URI) "
+                    "to the store that holds your runs, e.g. sqlite:///mlflow.db")
+        else:
+            todo = ("pass --tracking-uri (or set MLFLOW_TRACKING_URI) to an MLflow store: http://HOST:PORT for a "
+                    "server, sqlite:///PATH.db for a local store")
+        raise CompareError(f"cannot read the MLflow store {uri} ({type(exc).__name__}: {reason}); {todo}") from None
+    return Comparison(pd.DataFrame(runs, columns=["run_id", "run_name", "start_time", "commit", "params"]),
+                      pd.DataFrame(values, columns=VALUE_COLUMNS))
+
+
+def _read(client, eid: str, commit: Optional[str], run_name: Optional[str], max_runs: int) -> tuple[list, list]:
+    """The parent runs (oldest first) and their values as rows for :class:`Comparison`."""
     filters = []
     if commit:
         filters.append(f"tags.git_commit LIKE {_quote(commit + '%')}")
     if run_name:
         filters.append(f"attributes.run_name = {_quote(run_name)}")
-    eid = experiment_obj.experiment_id
     # Nested runs (one per model and per model x training set) share the filter: ask for enough rows that
     # max_runs parents survive dropping them.
     candidates = client.search_runs([eid], filter_string=" and ".join(filters),
-                                    max_results=min(50_000, max(1, max_runs) * 500),
+                                    max_results=min(50_000, max_runs * 500),
                                     order_by=["attributes.start_time DESC"])
-    parents = [r for r in candidates if "mlflow.parentRunId" not in r.data.tags][:max(1, max_runs)][::-1]
+    parents = [r for r in candidates if "mlflow.parentRunId" not in r.data.tags][:max_runs][::-1]
     runs, values = [], []
     for parent in parents:
         runs.append({"run_id": parent.info.run_id, "run_name": parent.info.run_name,
@@ -117,8 +134,7 @@ def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name
         if not found:
             found = _parent_values(parent, {c.data.tags["model"] for c in children if "model" in c.data.tags})
         values += [{"run_id": parent.info.run_id, **v} for v in found]
-    return Comparison(pd.DataFrame(runs, columns=["run_id", "run_name", "start_time", "commit", "params"]),
-                      pd.DataFrame(values, columns=VALUE_COLUMNS))
+    return runs, values
 
 
 def select(values: pd.DataFrame, *, models: Sequence[str] = (), datasets: Sequence[str] = (),
@@ -214,7 +230,7 @@ def compare_command(
     dataset: List[str] = typer.Option([], "--dataset", "-d", help="dataset(s) to show; repeat; default all"),
     metric: List[str] = typer.Option(["srcc"], "--metric", help="statistic(s): srcc, plcc, krcc, rmse"),
     cross: bool = typer.Option(False, "--cross/--within", help="cross-dataset instead of within-dataset metrics"),
-    limit: int = typer.Option(4, "--limit", "-n", help="newest runs to show (as many as fit the terminal)"),
+    limit: int = typer.Option(4, "--limit", "-n", min=1, help="newest runs to show (as many as fit the terminal)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri",
                                                help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"),
 ) -> None:
