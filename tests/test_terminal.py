@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 import fakestudy
+from test_score_errors import row  # noqa: F401 - a fixture: a tiny encoder row with its fitted regressor
 from iqabench import tracking
 from iqabench.cli import app
 
@@ -235,3 +237,38 @@ def test_the_width_is_read_when_a_command_runs_not_when_the_module_was_imported(
     for columns in (40, 123):
         monkeypatch.setenv("COLUMNS", str(columns))
         assert cli.console().width == columns
+
+
+@pytest.mark.parametrize("name, problem", [("results", "is a folder; give the results file"),
+                                           ("bin.md", "is not a UTF-8 markdown file (byte 0"),
+                                           ("empty.md", "is empty: rerun `dvc repro -s -f report`"),
+                                           ("blank.md", "is empty"),
+                                           ("gone.md", "does not exist: run `make repro`")])
+def test_report_on_a_file_it_cannot_show_says_what_it_is_in_one_line(tmp_path, name, problem):
+    """Random bytes gave a UnicodeDecodeError traceback, a folder "does not exist", an empty file nothing at all
+    (exit 0)."""
+    (tmp_path / "results").mkdir()
+    (tmp_path / "bin.md").write_bytes(b"\x82\xff\x00PNG" + bytes(range(256)))
+    (tmp_path / "empty.md").write_bytes(b"")
+    (tmp_path / "blank.md").write_text(" \n\n")
+    before = sorted(tmp_path.rglob("*"))
+    shown = CliRunner().invoke(app, ["report", "--path", str(tmp_path / name)], env={"COLUMNS": str(WIDTH)})
+    assert shown.exit_code == 1 and "Traceback" not in shown.output
+    assert shown.output == f"error: {tmp_path / name} {problem}" + shown.output.split(problem, 1)[1]
+    assert len(shown.output.splitlines()) == 1
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_cli_warnings_are_one_plain_line_each_and_said_once(row, tmp_path):
+    """`iqabench score` on a 16-bit grey PNG printed Python's `features.py:108: UserWarning: ...` and the source
+    line, twice (the image is read for its size and again for its features)."""
+    from PIL import Image
+
+    deep = tmp_path / "g16.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 65535, (48, 48), dtype=np.uint16)).save(deep)
+    model, regressors = row
+    shown = CliRunner().invoke(app, ["score", str(deep), "--model", model, "--regressors", str(regressors)])
+    assert shown.exit_code == 0, shown.output
+    said = [line for line in shown.output.splitlines() if str(deep) in line and "16-bit" in line]
+    assert len(said) == 1 and said[0].startswith(f"warning: {deep}: "), shown.output
+    assert "UserWarning" not in shown.output and ".py:" not in shown.output

@@ -1,6 +1,8 @@
 """The `iqabench` command: the user's door to the same functions the pipeline runs."""
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 from typing import List
 
@@ -21,6 +23,22 @@ app.command("check", help="CI gate: fail when an SRCC fell below the accepted ba
 app.command("compare", help="Compare MLflow runs of the study in a table.")(compare_command)
 
 
+@app.callback()
+def plain_warnings() -> None:
+    """Warnings as one plain line each, ``warning: MESSAGE``, each message once: Python's default format adds
+    the file, line and source line of the code that warned (noise to a user), and prints a message again for
+    each place that warns of it (an image is read twice by `score`)."""
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message)
+        if text not in shown:
+            shown.add(text)
+            print(f"warning: {text}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
 def console() -> Console:
     """A console made now: it reads COLUMNS and whether stdout is a terminal at the call, not at import."""
     return Console()
@@ -29,11 +47,27 @@ def console() -> Console:
 @app.command()
 def report(path: Path = typer.Option(Path("reports/results.md"), help="results written by `dvc repro`")) -> None:
     """Print the latest within- and cross-dataset tables."""
-    if not path.is_file():
-        console().print(f"[red]{path} does not exist[/red]: run `make repro` (or `dvc repro`) first.")
+    problem = None
+    if path.is_dir():
+        problem = f"{path} is a folder; give the results file, e.g. --path {path / 'results.md'}"
+    elif not path.is_file():
+        problem = f"{path} does not exist: run `make repro` (or `dvc repro`) first"
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            problem = (f"{path} is not a UTF-8 markdown file (byte {exc.start}: {exc.reason}); give the results.md "
+                       "that `dvc repro` writes")
+        except OSError as exc:
+            problem = f"{path} cannot be read ({exc.strerror})"
+        else:
+            if not text.strip():
+                problem = f"{path} is empty: rerun `dvc repro -s -f report` (the report stage alone) to write it"
+    if problem:
+        typer.echo(f"error: {problem}", err=True)  # unwrapped, so the path stays whole
         raise typer.Exit(1)
     out = console()
-    for part in markdown_renderables(path.read_text(), out.width, styled=out.is_terminal, folder=path.parent):
+    for part in markdown_renderables(text, out.width, styled=out.is_terminal, folder=path.parent):
         out.print(part)
 
 
