@@ -7,22 +7,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from iqabench import io, manifest, params, regressor, rows, study, timing
+from iqabench import features as features_file
+from iqabench import io, manifest, params, regressor, rows, stage_errors, study, timing
 from iqabench.evaluation.protocol import undefined_rows
 
 
 def main() -> None:
     cfg = params.section("evaluate")
     manifests, features = {}, {}
-    for ds in cfg["datasets"]:
-        manifests[ds] = manifest.read(Path("data/prepared") / ds / "manifest.csv")
-        with np.load(Path("data/features") / f"{ds}.npz") as blob:
-            features[ds] = {m: blob[m] for m in cfg["models"] if m in blob.files}  # FR rows: sets with references
-        absent = [m for m in cfg["models"] if m not in features[ds] and not rows.is_full_reference(m)]
-        if absent:
-            raise SystemExit(f"error: data/features/{ds}.npz has no features of {absent}; run `dvc repro extract@{ds}`")
+    with stage_errors.one_line("evaluate"):  # a bad manifest cell or a damaged features file: one line
+        for ds in cfg["datasets"]:
+            manifests[ds] = manifest.read(Path("data/prepared") / ds / "manifest.csv")
+            path = Path("data/features") / f"{ds}.npz"
+            stored = features_file.load_file(path)
+            features[ds] = {m: stored[m] for m in cfg["models"] if m in stored}  # FR rows: sets with references
+            absent = [m for m in cfg["models"] if m not in features[ds] and not rows.is_full_reference(m)]
+            if absent:
+                raise features_file.FeaturesFileError(f"{path} has no features of {absent}; "
+                                                      f"run `dvc repro extract@{ds}`")
     with timing.timed("evaluate"):
         try:
             result = study.run(features, manifests, cfg)

@@ -7,15 +7,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from iqabench import features, io, manifest, params, rows, runtime, timing
+from iqabench import features, manifest, params, rows, runtime, stage_errors, timing
 
 
 def main() -> None:
     name = sys.argv[1]
     cfg = params.section("extract")
-    frame = manifest.read(Path("data/prepared") / name / "manifest.csv")
+    with stage_errors.one_line(f"extract@{name}"):  # a bad manifest cell: one line
+        frame = manifest.read(Path("data/prepared") / name / "manifest.csv")
     device = runtime.setup(cfg["device"]).device
     with timing.timed(f"extract-{name}"):
         arrays = {}
@@ -37,9 +36,7 @@ def main() -> None:
                 listed = frame["image"][undefined].map(lambda p: Path(p).name).tolist()
                 print(f"{name}: {model} is undefined on {len(listed)} image(s), kept as NaN and counted as missing "
                       f"by evaluate: {', '.join(listed[:10])}{' ...' if len(listed) > 10 else ''}")
-        with io.atomic_path(Path("data/features") / f"{name}.npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, images=frame["image"].map(lambda p: Path(p).name).to_numpy(), **arrays)
+        features.save_file(Path("data/features") / f"{name}.npz", frame["image"].map(lambda p: Path(p).name), arrays)
     print(f"{name}: features {', '.join(f'{m} {a.shape}' for m, a in arrays.items())}")
 
 

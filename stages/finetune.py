@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqabench import io, manifest, params, rows, timing
+from iqabench import io, manifest, params, rows, stage_errors, timing
 from iqabench.training.finetune import FinetuneConfig, finetune_dataset
 
 CHECKPOINTS = Path("data/checkpoints/finetune")
@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
         results = []
         for ds in section["datasets"]:
             manifest_path = Path("data/prepared") / ds / "manifest.csv"
-            frame = manifest.read(manifest_path)
+            with stage_errors.one_line("finetune"):  # a bad manifest cell: one line
+                frame = manifest.read(manifest_path)
             results.append(finetune_dataset(cfg, frame, encoder, CHECKPOINTS, dataset=ds,
                                             manifest_path=manifest_path))
         per_split = pd.concat(results, ignore_index=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqabench import io, mixed, mixed_report, params, timing
+from iqabench import io, mixed, mixed_report, params, stage_errors, timing
 
 
 def main(params_path: str | None = None) -> None:
@@ -22,23 +22,25 @@ def main(params_path: str | None = None) -> None:
     protocol = params.section("evaluate", params_path)
     model = cfg.get("model", "contrique")
     train_cfg = mixed.TrainConfig.from_params(cfg)
-    features, manifests = mixed.load_features("data/features", "data/prepared", cfg["datasets"], model)
-    with timing.timed("mixed"):
-        per_split = mixed.run(features, manifests, train_cfg, n_splits=protocol["n_splits"],
-                              test_frac=protocol["test_frac"], val_frac=protocol.get("val_frac", 0.0),
-                              seed=protocol["seed"], logistic=protocol["logistic"],
-                              official=protocol.get("official_splits", False),
-                              methods=cfg.get("methods", mixed.METHODS), model=model, show_progress=True)
-        summary = mixed_report.summarise(per_split)
-        within = Path("reports/within.csv")
-        if within.is_file():
-            summary = pd.concat([summary, mixed_report.ridge_rows(pd.read_csv(within), model)], ignore_index=True)
-        # Ridge rows have no n_train/n_test (and n_missing only from a within.csv that has it): no float counts.
-        summary = summary.astype({"n_train": "Int64", "n_test": "Int64", "n_missing": "Int64"})
-        paired = mixed_report.paired_srcc(per_split)
-        io.write_csv("reports/mixed.csv", summary.assign(model=model).round(4))
-        io.write_text("reports/mixed.md", mixed_report.markdown(summary, paired, model=model,
-                                                              logistic=protocol["logistic"]))
+    # Bad input (a manifest cell, a damaged features file, too few images left to split): one line, nothing written.
+    with stage_errors.one_line("mixed", mixed.MixedInputError):
+        features, manifests = mixed.load_features("data/features", "data/prepared", cfg["datasets"], model)
+        with timing.timed("mixed"):
+            per_split = mixed.run(features, manifests, train_cfg, n_splits=protocol["n_splits"],
+                                  test_frac=protocol["test_frac"], val_frac=protocol.get("val_frac", 0.0),
+                                  seed=protocol["seed"], logistic=protocol["logistic"],
+                                  official=protocol.get("official_splits", False),
+                                  methods=cfg.get("methods", mixed.METHODS), model=model, show_progress=True)
+            summary = mixed_report.summarise(per_split)
+            within = Path("reports/within.csv")
+            if within.is_file():
+                summary = pd.concat([summary, mixed_report.ridge_rows(pd.read_csv(within), model)], ignore_index=True)
+            # Ridge rows have no n_train/n_test (and n_missing only from a within.csv that has it): no float counts.
+            summary = summary.astype({"n_train": "Int64", "n_test": "Int64", "n_missing": "Int64"})
+            paired = mixed_report.paired_srcc(per_split)
+            io.write_csv("reports/mixed.csv", summary.assign(model=model).round(4))
+            io.write_text("reports/mixed.md", mixed_report.markdown(summary, paired, model=model,
+                                                                  logistic=protocol["logistic"]))
     print(summary[["dataset", "method", "srcc", "plcc"]].round(3).to_string(index=False))
 
 

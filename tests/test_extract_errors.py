@@ -94,3 +94,19 @@ def test_a_well_formed_feature_function_passes_the_check(tmp_path):
     out = features.extract(_fn(lambda x: x.mean(dim=(2, 3))), frame, batch_size=2, show_progress=False)
     assert out.shape == (3, 3) and out.dtype == np.float32
     assert np.allclose(out[1], np.asarray(Image.open(frame["image"][1])).mean((0, 1)) / 255, atol=1e-3)
+
+
+def test_the_features_file_reads_back_without_unpickling(tmp_path, monkeypatch):
+    """The image names were a pickled object array: the file could not be read with allow_pickle=False."""
+    _workspace(tmp_path, ["brisque"])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["extract.py", "synthetic-single"])
+    runpy.run_path(str(REPO / "stages" / "extract.py"), run_name="__main__")
+    path = tmp_path / "data" / "features" / "synthetic-single.npz"
+    with np.load(path, allow_pickle=False) as blob:
+        assert blob["images"].dtype.kind == "U" and blob["images"].tolist() == ["img0.png", "img1.png", "img2.png"]
+        brisque = blob["brisque"]
+    stored = features.load_file(path)
+    assert sorted(stored) == ["brisque", "images"] and brisque.shape[0] == 3
+    assert np.array_equal(stored["brisque"], brisque, equal_nan=True)
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left beside it

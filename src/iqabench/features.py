@@ -19,19 +19,60 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Callable
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from rich.progress import Progress
 
-from . import images
+from . import images, io
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]  # N x 3 x H x W in [0, 1] -> N x D
 # Distorted versions of one reference are usually listed together; a few dozen
 # decoded references avoid re-reading each one per image.
 REFERENCE_CACHE = 32
+
+
+class FeaturesFileError(ValueError):
+    """A features file (``data/features/DATASET.npz``) that is missing or cannot be read; says how to get it back."""
+
+
+def save_file(path: str | Path, image_names: Sequence[str], arrays: Mapping[str, np.ndarray]) -> None:
+    """Write a dataset's features: ``images`` (the file names, in manifest order) and one N x D array per model.
+
+    The names are a fixed-width unicode array, not numpy's default object array, which is pickled and
+    so could only be read back with ``allow_pickle=True`` (pickles can run code). Atomic: a reader never
+    sees half a file.
+    """
+    with io.atomic_path(Path(path)) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, images=np.asarray(image_names, dtype=str), **arrays)
+
+
+def load_file(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of the features file at ``path`` (see :func:`save_file`), read without unpickling anything.
+
+    Raises :class:`FeaturesFileError` naming the file and the commands that restore it when it is missing,
+    truncated, not a zip of arrays, or holds a pickled array.
+    """
+    path = Path(path)
+    dataset = path.stem
+    if not path.is_file():
+        raise FeaturesFileError(f"{path} does not exist: no features for dataset {dataset!r}; "
+                                f"run `dvc repro extract@{dataset}`")
+    try:
+        if not zipfile.is_zipfile(path):  # numpy would read it as a pickle, and suggest allow_pickle=True
+            raise zipfile.BadZipFile("not a zip archive of arrays")
+        with np.load(path, allow_pickle=False) as blob:
+            return {name: blob[name] for name in blob.files}
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, KeyError, EOFError) as exc:
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise FeaturesFileError(f"{path} is unreadable ({type(exc).__name__}: {reason}): `dvc checkout {path}` "
+                                f"or `dvc repro -f extract@{dataset}`") from None
 
 
 class MissingReferenceError(ValueError):

@@ -33,6 +33,7 @@ from rich.progress import Progress
 from torch import nn
 from torch.nn import functional as F
 
+from . import features as features_lib
 from . import manifest as manifest_lib
 from .evaluation import compute_metrics
 from .evaluation.protocol import check_sizes, drop_undefined, undefined_rows
@@ -277,16 +278,16 @@ def load_features(features_dir, prepared_dir, datasets, model: str) -> tuple[dic
     for ds in datasets:
         manifests[ds] = manifest_lib.read(Path(prepared_dir) / ds / "manifest.csv")
         path = Path(features_dir) / f"{ds}.npz"
-        if not path.is_file():
-            raise MixedInputError(f"{path} does not exist: no features for dataset {ds!r}; "
-                                  f"run `dvc repro extract@{ds}`")
-        with np.load(path, allow_pickle=False) as blob:
-            if model not in blob.files:
-                available = [k for k in blob.files if k != "images"]
-                raise MixedInputError(f"{path} has no features for model {model!r} (it has {available}); "
-                                      f"add {model!r} to `models:` in params.yaml and run `dvc repro extract@{ds}`, "
-                                      "or set mixed.model to one of those")
-            array = np.asarray(blob[model], dtype=np.float64)
+        try:
+            arrays = features_lib.load_file(path)
+        except features_lib.FeaturesFileError as err:  # missing or damaged: one error type for this module
+            raise MixedInputError(str(err)) from None
+        if model not in arrays:
+            available = [k for k in arrays if k != "images"]
+            raise MixedInputError(f"{path} has no features for model {model!r} (it has {available}); "
+                                  f"add {model!r} to `models:` in params.yaml and run `dvc repro extract@{ds}`, "
+                                  "or set mixed.model to one of those")
+        array = np.asarray(arrays[model], dtype=np.float64)
         if array.ndim != 2 or len(array) != len(manifests[ds]):
             raise MixedInputError(f"{path}: '{model}' has shape {array.shape} but the manifest has "
                                   f"{len(manifests[ds])} rows; re-run `dvc repro extract@{ds}`")

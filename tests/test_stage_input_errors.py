@@ -1,0 +1,77 @@
+"""Stages that read manifests and features files stop in one line on a bad cell or a damaged file, and write
+nothing: a manifest `score` of `abc` and a truncated `data/features/DS.npz` ended in tracebacks."""
+from __future__ import annotations
+
+import csv
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iqabench import features
+from test_extract_errors import REPO, _workspace
+
+FEATURES = Path("data/features/synthetic-single.npz")
+
+
+def _run(monkeypatch, workdir: Path, stage: str, *args: str) -> str:
+    monkeypatch.chdir(workdir)
+    monkeypatch.setattr(sys, "argv", [f"{stage}.py", *args])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(REPO / "stages" / f"{stage}.py"), run_name="__main__")
+    return str(stop.value.code)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("stage, args", [("extract", ["synthetic-single"]), ("evaluate", []), ("mixed", []),
+                                         ("finetune", [])])
+def test_a_manifest_cell_that_is_not_a_number_stops_the_stage_in_one_line(tmp_path, monkeypatch, stage, args):
+    manifest_csv = _workspace(tmp_path, ["brisque"]) / "manifest.csv"
+    with open(manifest_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    rows[1]["score"] = "abc"
+    with open(manifest_csv, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    before = _files(tmp_path)
+    message = _run(monkeypatch, tmp_path, stage, *args)
+    name = "extract@synthetic-single" if stage == "extract" else stage
+    assert message.startswith(f"error: {name}: data/prepared/synthetic-single/manifest.csv: 'score' is not a "
+                              "finite number in row 3") and "'abc'" in message and "\n" not in message
+    assert _files(tmp_path) == before
+
+
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _pickled(path: Path) -> None:  # what extract wrote before: the image names as a pickled object array
+    np.savez(path, images=np.array(["img0.png", "img1.png", "img2.png"], dtype=object), brisque=np.zeros((3, 4)))
+
+
+@pytest.mark.parametrize("damage, reason", [(_truncated, "BadZipFile: not a zip archive of arrays"),
+                                            (lambda p: p.write_text("not an npz"), "BadZipFile: not a zip"),
+                                            (_pickled, "ValueError: Object arrays cannot be loaded")])
+@pytest.mark.parametrize("stage", ["evaluate", "mixed"])
+def test_a_damaged_features_file_stops_the_stage_in_one_line_naming_it(tmp_path, monkeypatch, stage, damage, reason):
+    _workspace(tmp_path, ["brisque"])
+    path = tmp_path / FEATURES
+    features.save_file(path, ["img0.png", "img1.png", "img2.png"], {"brisque": np.ones((3, 4), np.float32)})
+    damage(path)
+    before = _files(tmp_path)
+    message = _run(monkeypatch, tmp_path, stage)
+    assert message.startswith(f"error: {stage}: {FEATURES} is unreadable ({reason}") and "\n" not in message
+    assert message.endswith(f": `dvc checkout {FEATURES}` or `dvc repro -f extract@synthetic-single`")
+    assert _files(tmp_path) == before
+
+
+def test_a_missing_features_file_says_which_stage_makes_it(tmp_path):
+    with pytest.raises(features.FeaturesFileError, match=r"gone\.npz does not exist: no features for dataset "
+                                                         r"'gone'; run `dvc repro extract@gone`"):
+        features.load_file(tmp_path / "gone.npz")
