@@ -111,7 +111,8 @@ def serve(files: dict[str, bytes] | None = None):
 
 # ---- fake dataset layouts -------------------------------------------------------------------
 
-def write_image(path: Path, seed: int = 0, mode: str = "RGB", size: tuple[int, int] = (8, 6)) -> Path:
+# The default is at least images.MIN_SIDE a side: registration refuses smaller images.
+def write_image(path: Path, seed: int = 0, mode: str = "RGB", size: tuple[int, int] = (40, 32)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     image = Image.fromarray(pixels, "RGB")

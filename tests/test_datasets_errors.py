@@ -165,7 +165,7 @@ def test_numeric_image_names_stay_as_written(tmp_path):
 
     (tmp_path / "imgs").mkdir()
     for i, name in enumerate(("1.0", "2")):  # files named by a number, as some exports do
-        Image.new("RGB", (8, 6), (i, 2 * i, 3 * i)).save(tmp_path / "imgs" / name, format="PNG")
+        Image.new("RGB", (40, 32), (i, 2 * i, 3 * i)).save(tmp_path / "imgs" / name, format="PNG")
     result, registry, out = _generic_file(tmp_path, b"image,MOS\n1.0,3\n2,2\n", names=())
     assert result.exit_code == 0, out
     assert json.loads(registry.read_text())["mine"]["images"] == 2

@@ -5,6 +5,7 @@ import os
 import struct
 import subprocess
 import sys
+import warnings
 import zlib
 
 import numpy as np
@@ -50,7 +51,7 @@ def test_one_pixel_image_states_the_minimum_size(row, tmp_path):
     model, regressors = row
     Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
     code, out = _score(tmp_path / "dot.png", "--model", model, "--regressors", regressors)
-    assert code == 1 and f"dot.png: 1 x 1 px is too small to score; images need at least {scoring.MIN_SIDE}" in out
+    assert code == 1 and f"dot.png: 1 x 1 px is too small to score; images need at least {images.MIN_SIDE}" in out
 
 
 def test_decompression_bomb_names_the_file_the_limit_and_how_to_raise_it(row, tmp_path):
@@ -158,3 +159,56 @@ def test_a_damaged_regressor_file_is_named_without_numpys_pickle_hint(row, tmp_p
     code, out = _score(tmp_path / "p.png", "--model", model, "--regressors", regressors)
     assert code == 1 and "npz: not a regressor file iqabench wrote" in out and "dvc repro evaluate" in out
     assert "pickle" not in out
+
+
+def _animated_gif(path, frames=3):
+    colours = [Image.new("RGB", (40, 40), (60 * k, 0, 0)) for k in range(frames)]
+    colours[0].save(path, save_all=True, append_images=colours[1:], duration=100, loop=0)
+    return path
+
+
+def test_an_animated_gif_says_which_frame_is_read(tmp_path):
+    # It was scored on its first frame without a word.
+    with pytest.warns(UserWarning, match=r"anim.gif: animated: frame 1 of 3 used"):
+        image = images.load(_animated_gif(tmp_path / "anim.gif"))
+    assert image[0].max() == 0  # the first frame (black), not a later red one
+
+
+def test_score_says_it_once_per_file(row, tmp_path):
+    model, regressors = row
+    gif = _animated_gif(tmp_path / "anim.gif")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every warning counted, not only the first one from each line
+        scoring.score_images([gif], model, regressors)
+    assert [str(w.message) for w in caught].count(f"{gif}: animated: frame 1 of 3 used") == 1
+
+
+def _sideways_jpeg(path):
+    """A 64 x 40 px JPEG stored sideways with EXIF orientation 6 (a phone's portrait shot): 40 x 64 as displayed."""
+    pixels = np.random.default_rng(0).integers(0, 255, (40, 64, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(path, exif=exif.tobytes(), quality=95)
+    return path
+
+
+def test_a_datasets_image_is_read_as_stored_and_a_users_photo_as_displayed(tmp_path):
+    jpeg = _sideways_jpeg(tmp_path / "phone.jpg")
+    stored = images.load(jpeg)  # the pipeline's reading: as pyiqa and the authors' loaders read datasets
+    with Image.open(jpeg) as raw:
+        assert torch.equal(stored, images.from_uint8(np.asarray(raw.convert("RGB"))))
+    displayed = images.load(jpeg, exif_transpose=True)
+    assert tuple(stored.shape[1:]) == (40, 64) and tuple(displayed.shape[1:]) == (64, 40)
+    assert torch.equal(displayed, stored.transpose(1, 2).flip(2))  # orientation 6: turned 90 degrees clockwise
+
+
+def test_score_reads_a_phone_photo_upright_and_reports_its_displayed_size(row, tmp_path):
+    model, regressors = row
+    jpeg = _sideways_jpeg(tmp_path / "phone.jpg")
+    with Image.open(jpeg) as raw:  # the same pixels, upright, in a file without EXIF
+        Image.fromarray(np.asarray(raw.convert("RGB")).transpose(1, 0, 2)[:, ::-1]).save(tmp_path / "upright.png")
+    code, out = _score(jpeg, tmp_path / "upright.png", "--model", model, "--regressors", regressors)
+    assert code == 0, out
+    lines = dict(line.split(",", 1) for line in out.split()[1:])
+    (_, jpeg_row), (_, png_row) = sorted(lines.items())
+    assert jpeg_row.startswith("40,64,") and jpeg_row == png_row  # width, height as displayed; the same score

@@ -100,7 +100,7 @@ def check_references(feature_fn, frame: pd.DataFrame) -> None:
 @torch.no_grad()
 def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64, device: str | torch.device = "cpu",
             bf16: bool = False, max_short_side: int | None = None, description: str = "extracting",
-            show_progress: bool = True) -> np.ndarray:
+            show_progress: bool = True, load: Callable[[str], torch.Tensor] = images.load) -> np.ndarray:
     """``feature_fn`` (e.g. an encoder's CONTRIQUE readout) for each manifest row, float32 N x D.
 
     Images are batched with others of the same size, so datasets of mixed sizes
@@ -110,6 +110,7 @@ def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64,
     ``bf16`` turns on bfloat16 autocast, about 3x faster at inference on CPUs
     with bfloat16 support.
     A ``needs_reference`` function also gets each image's reference (same size).
+    ``load`` reads an image (``iqabench score`` passes one that applies the EXIF orientation).
     """
     device = torch.device(device)
     with_reference = needs_reference(feature_fn)
@@ -146,7 +147,7 @@ def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64,
     with Progress(disable=not show_progress) as progress:
         task = progress.add_task(description, total=len(frame))
         for i, path in enumerate(frame["image"]):
-            img = fit(images.load(path))
+            img = fit(load(path))
             item = (i, img)
             if with_reference:
                 ref_path = frame["reference"].iloc[i]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from rich.progress import track
 
 from . import io
@@ -35,6 +35,11 @@ CONVERSION = {
 }
 
 
+# The encoders also read a half-size copy and reduce it 8x or more; below 32 px a side (16 at half size)
+# the features hold no texture to speak of, and a 1 px image cannot be halved at all. Checked when a dataset is
+# registered and before `iqabench score` runs a model.
+MIN_SIDE = 32
+
 # Modes with no defined 0-255 mapping: Pillow's convert("RGB") clips floats, so [0, 1] data became black.
 UNSUPPORTED = {"F": "its pixels are 32-bit floating point (mode 'F'), whose range iqabench cannot know; save it as an "
                     "8- or 16-bit image"}
@@ -43,6 +48,7 @@ UNSUPPORTED = {"F": "its pixels are 32-bit floating point (mode 'F'), whose rang
 @dataclass
 class ImageReport:
     unreadable: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
+    too_small: list[tuple[str, int, int]] = field(default_factory=list)  # (path, width, height) below MIN_SIDE
     converted: Counter = field(default_factory=Counter)              # mode -> count
     examples: dict[str, str] = field(default_factory=dict)           # mode -> one path
 
@@ -51,10 +57,15 @@ class ImageReport:
                          f"{Path(self.examples[mode]).name})" for mode, n in sorted(self.converted.items()))
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open any supported image as 8-bit RGB, converting as ``CONVERSION`` describes."""
+def load_rgb(path: str | Path, *, exif_transpose: bool = False) -> Image.Image:
+    """Open any supported image as 8-bit RGB, converting as ``CONVERSION`` describes.
+
+    ``exif_transpose`` turns the pixels as the EXIF orientation tag says (a phone photo as it is displayed).
+    Off by default: published datasets are read without it by the field's tools (pyiqa, the authors' loaders)."""
     with Image.open(path) as image:
         image.load()
+        if exif_transpose:
+            image = ImageOps.exif_transpose(image)
         if image.mode in UNSUPPORTED:
             raise OSError(UNSUPPORTED[image.mode])  # the family Pillow uses for unreadable files: every caller names it
         if image.mode in SIXTEEN_BIT:
@@ -64,13 +75,16 @@ def load_rgb(path: str | Path) -> Image.Image:
         return image.convert("RGB") if image.mode != "RGB" else image.copy()
 
 
-def check_images(paths, *, progress: bool = True, label: str = "checking images") -> ImageReport:
-    """Decode every image fully (truncated files fail only then) and tally non-RGB modes."""
+def check_images(paths, *, progress: bool = True, label: str = "checking images",
+                 min_side: int = MIN_SIDE) -> ImageReport:
+    """Decode every image fully (truncated files fail only then), tally non-RGB modes and list the images
+    with a side under ``min_side`` px (the models cannot read them)."""
     report = ImageReport()
     paths = [str(p) for p in paths]
     for path in track(paths, description=label, disable=not progress, transient=True):
         try:
             with _named_size_warning(path), Image.open(path) as image:
+                width, height = image.size  # before draft(), which shrinks it
                 if image.format == "JPEG":
                     # Decoding at 1/8 scale still reads every entropy-coded byte.
                     image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
@@ -85,6 +99,8 @@ def check_images(paths, *, progress: bool = True, label: str = "checking images"
         if mode in UNSUPPORTED:
             report.unreadable.append((path, UNSUPPORTED[mode]))
             continue
+        if min(width, height) < min_side:
+            report.too_small.append((path, width, height))
         if mode != "RGB":
             report.converted[mode] += 1
             report.examples.setdefault(mode, path)
@@ -115,8 +131,10 @@ def _named_size_warning(path):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
-def load(path: str | os.PathLike) -> torch.Tensor:
-    """Read an image as RGB float32 3 x H x W in [0, 1], converted as ``load_rgb`` does (with a warning)."""
+def load(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.Tensor:
+    """Read an image as RGB float32 3 x H x W in [0, 1], converted as ``load_rgb`` does (with a warning).
+
+    ``exif_transpose``: turned as its EXIF orientation says, for a user's own photos (``iqabench score``)."""
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image; pass the image files in it (e.g. {path}/*.jpg)")
@@ -125,14 +143,16 @@ def load(path: str | os.PathLike) -> torch.Tensor:
     try:
         with _named_size_warning(path):
             with Image.open(path) as probe:
-                mode = probe.mode
-            arr = np.asarray(load_rgb(path), dtype=np.uint8)
+                mode, frames = probe.mode, getattr(probe, "n_frames", 1)
+            arr = np.asarray(load_rgb(path, exif_transpose=exif_transpose), dtype=np.uint8)
     except Image.DecompressionBombError as exc:
         raise ImageError(_too_large(path, exc)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{path}: not a readable image ({exc}); check the file or remove it") from exc
     if mode != "RGB":
         warnings.warn(f"{path}: {CONVERSION.get(mode, 'converted to RGB')}", stacklevel=2)
+    if frames > 1:  # an animated GIF/PNG/WebP (or a multi-page TIFF): only its first frame is read
+        warnings.warn(f"{path}: animated: frame 1 of {frames} used", stacklevel=2)
     return from_uint8(arr)
 
 

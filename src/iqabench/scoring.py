@@ -1,6 +1,7 @@
 """Quality of a user's own images: any no-reference row of the study, then its fitted regressor."""
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -10,26 +11,34 @@ import pandas as pd
 from . import features, images, regressor, rows
 
 MAX_SHORT_SIDE = 512  # as params.yaml extract.max_short_side, so a photo is seen as the study saw its images
-# The encoders also read a half-size copy and reduce it 8x or more; below 32 px a side (16 at half size)
-# the features hold no texture to speak of, and a 1 px image cannot be halved at all.
-MIN_SIDE = 32
+# A user's photo is scored as it is displayed: a phone's portrait shot is stored sideways with an EXIF
+# orientation tag. (Dataset images are read as stored, as the field's tools read them.)
+load_displayed = functools.partial(images.load, exif_transpose=True)
+
+
+def _read_again(path: str | Path):
+    """The model's reading of a file that ``_checked_shape`` read first: its notes (converted, animated) were
+    said then, once per file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return load_displayed(path)
 
 
 def _checked_shape(path: str | Path) -> tuple[int, int]:
-    height, width = images.load(path).shape[1:]
-    if min(height, width) < MIN_SIDE:
+    height, width = load_displayed(path).shape[1:]
+    if min(height, width) < images.MIN_SIDE:
         raise images.ImageError(f"{path}: {width} x {height} px is too small to score; images need at least "
-                                f"{MIN_SIDE} x {MIN_SIDE} px")
+                                f"{images.MIN_SIDE} x {images.MIN_SIDE} px")
     return height, width
 
 
 def score_images(paths: list[str | Path], model: str = "contrique", regressors: str | Path = regressor.REGRESSORS,
                  max_short_side: int | None = MAX_SHORT_SIDE) -> pd.DataFrame:
-    """One row per image: path, width, height, predicted quality (0-100, higher is better).
+    """One row per image: path, width, height (as displayed), predicted quality (0-100, higher is better).
 
     ``model`` is any no-reference row (:mod:`iqabench.rows`) in the study; its regressor was fitted by
     the `evaluate` stage. Raises :class:`iqabench.images.ImageError` naming the
-    first file that is not an image (or is smaller than ``MIN_SIDE``), and
+    first file that is not an image (or is smaller than ``images.MIN_SIDE``), and
     FileNotFoundError for a missing model file or regressor, before any model
     runs, so a typo in a long list costs nothing.
     """
@@ -53,7 +62,8 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
     fitted = regressor.load(fitted_path)  # a damaged file is named, with the way to fit it again
     feature_fn = rows.feature_fn(model)
     frame = pd.DataFrame({"image": [str(p) for p in paths]})
-    feats = features.extract(feature_fn, frame, batch_size=1, max_short_side=max_short_side, show_progress=False)
+    feats = features.extract(feature_fn, frame, batch_size=1, max_short_side=max_short_side, show_progress=False,
+                             load=_read_again)
     undefined = features.undefined_rows(feats)
     if undefined.any():  # e.g. BRISQUE on a flat image: no score exists, and a made-up one would mislead
         names = ", ".join(str(p) for p in frame["image"][undefined][:5])

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io, manifest
-from .build import build_from_spec, check_images_exist, check_scores_vary, list_images, warn_out_of_range
+from .build import build_from_spec, check_images_exist, check_scores_vary, list_images
 from .registry import SHARED_SUBSETS, SPECS, get_spec
 from .scorefiles import DatasetError, name_column, numeric_column, read_csv_columns
 
@@ -30,8 +30,10 @@ DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 # What every registry entry needs, by kind: a hand-edited entry that lacks one fails here, by name,
-# instead of as a KeyError wherever it is first read.
-REQUIRED = {"spec": ("path",), "generic": ("path", "csv", "image_col", "score_col", "lo", "hi")}
+# instead of as a KeyError wherever it is first read. A known dataset's image count is what `datasets add`
+# counted (and, below the published count, had the user accept with --partial): a hand-written path alone
+# skipped those checks.
+REQUIRED = {"spec": ("path", "images"), "generic": ("path", "csv", "image_col", "score_col", "lo", "hi")}
 
 
 def read_registry(registry_path: Path = DEFAULT_REGISTRY) -> dict:
@@ -64,11 +66,14 @@ def _entry_problem(name: str, entry) -> str | None:
     kind = entry.get("kind", "spec")
     if kind not in REQUIRED:
         return f"has kind {kind!r}; it must be one of {sorted(REQUIRED)}"
+    if kind == "spec" and name not in SPECS:
+        return f"has kind 'spec', but {name!r} is not a known dataset (a dataset of your own is kind 'generic')"
     missing = [key for key in REQUIRED[kind] if key not in entry]
     if missing:
         return f"lacks {', '.join(map(repr, missing))} (kind {kind!r})"
-    if kind == "spec" and name not in SPECS:
-        return f"has kind 'spec', but {name!r} is not a known dataset (a dataset of your own is kind 'generic')"
+    if "images" in entry and (isinstance(entry["images"], bool) or not isinstance(entry["images"], int)
+                              or entry["images"] < 0):
+        return f"has images = {entry['images']!r}; it must be the number of images registered"
     if kind == "generic":
         bad = [k for k in ("lo", "hi") if isinstance(entry[k], bool) or not isinstance(entry[k], (int, float))
                or not math.isfinite(entry[k])]
@@ -79,8 +84,19 @@ def _entry_problem(name: str, entry) -> str | None:
 
 def _save_entry(name: str, entry: dict, registry_path: Path) -> None:
     registry = read_registry(registry_path)
+    earlier = registry.get(name)
     registry[name] = entry
-    io.write_json(registry_path, dict(sorted(registry.items())))
+    try:
+        io.write_json(registry_path, dict(sorted(registry.items())))  # atomic: a failed write leaves the old file
+    except OSError as err:
+        path = Path(registry_path)
+        raise DatasetError(f"cannot write the registry {path} ({err.strerror or err}); nothing was registered. "
+                           f"Make {path.parent} a folder you can write to (and {path.name} in it writable), then "
+                           "register again") from None
+    if earlier is not None:  # the way to fix a registration is to register again: said, not silent
+        where = ", ".join(f"{label} {earlier[key]}" for key, label in (("csv", "csv"), ("path", "folder"))
+                          if key in earlier)
+        warnings.warn(f"{name}: replaces the earlier registration of {name} ({where})", stacklevel=3)
 
 
 def _check_pixels(name: str, images, progress: bool) -> None:
@@ -91,6 +107,13 @@ def _check_pixels(name: str, images, progress: bool) -> None:
         more = f"\n  ... and {len(report.unreadable) - MAX_LISTED} more" if len(report.unreadable) > MAX_LISTED else ""
         raise DatasetError(f"{name}: {len(report.unreadable)} image(s) cannot be decoded (unreadable or "
                            f"truncated):\n  {listed}{more}\nReplace them from the original archive and register again")
+    if report.too_small:  # extract would fail on them later, naming no file
+        from ..images import MIN_SIDE
+        listed = "\n  ".join(f"{p}: {w} x {h} px" for p, w, h in report.too_small[:MAX_LISTED])
+        more = f"\n  ... and {len(report.too_small) - MAX_LISTED} more" if len(report.too_small) > MAX_LISTED else ""
+        raise DatasetError(f"{name}: {len(report.too_small)} image(s) are smaller than {MIN_SIDE} px on a side, "
+                           f"which the models need:\n  {listed}{more}\nRemove them from the score file (or "
+                           "replace them) and register again")
     if report.converted:
         warnings.warn(f"{name}: non-RGB images will be converted when loaded: {report.conversion_note()}",
                       stacklevel=3)
@@ -100,6 +123,7 @@ def register(name: str, path: Path, *, registry_path: Path = DEFAULT_REGISTRY, a
              check_pixels: bool = True, progress: bool = True) -> dict:
     """Validate the local copy of a known dataset at ``path`` and record it in the registry."""
     spec = get_spec(name)
+    read_registry(registry_path)  # a broken registry is said before the copy is checked
     path = Path(path).resolve()
     if spec.parser is None:
         images = [str(p) for p in list_images(name, path)]
@@ -146,11 +170,12 @@ def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_c
     if len(set(named)) < len(named):
         raise DatasetError(f"{name}: --image-col, --score-col and --content-col must name different columns, got "
                            f"{named}")
+    registered = name in read_registry(registry_path)  # also: a broken registry is said before any work
     folder, csv = Path(folder).resolve(), Path(csv).resolve()
     entry = {"path": str(folder), "kind": "generic", "csv": str(csv), "image_col": image_col,
              "score_col": score_col, "lo": float(lo), "hi": float(hi), "higher_is_better": bool(higher_is_better),
              "score_type": score_type, **({"content_col": content_col} if content_col else {})}
-    frame = generic_manifest(name, entry)
+    frame = generic_manifest(name, entry, registered=registered)
     if check_pixels:
         _check_pixels(name, frame["image"], progress)
     entry.update(images=len(frame), partial=False,
@@ -159,15 +184,20 @@ def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_c
     return entry
 
 
-def generic_manifest(name: str, entry: dict) -> pd.DataFrame:
+def generic_manifest(name: str, entry: dict, *, registered: bool = True) -> pd.DataFrame:
+    """The manifest of a generic entry; ``registered``: ``name`` is in the registry already (prepare reads it
+    long after registration, and a moved copy says how to register it again)."""
     csv, folder = Path(entry["csv"]), Path(entry["path"])
-    # Also read by prepare long after registration: a moved copy says how to register it again.
-    again = f"if it moved, register it again with `iqabench datasets add-generic {name} --folder DIR --csv FILE ...`"
+    again = (f"; if it moved, register it again with `iqabench datasets add-generic {name} --folder DIR --csv "
+             "FILE ...`" if registered else "")
+    if folder.is_file():
+        raise DatasetError(f"{name}: image folder {folder} is a file, not a folder; give the folder that holds the "
+                           "images with --folder")
     if not folder.is_dir():
-        raise DatasetError(f"{name}: image folder {folder} does not exist; {again}")
+        raise DatasetError(f"{name}: image folder {folder} does not exist{again}")
     if not csv.is_file():
         raise DatasetError(f"{name}: score file {csv} " + ("is a folder; give the CSV file in it with --csv"
-                                                          if csv.is_dir() else f"does not exist; {again}"))
+                                                          if csv.is_dir() else f"does not exist{again}"))
     columns = [entry["image_col"], entry["score_col"], *([entry["content_col"]] if entry.get("content_col") else [])]
     # Only an empty cell is missing; a literal NaN/NA/null stays text, so the error quotes what is there.
     # Names are read as text (a name column of numbers would become floats: 2 -> "2.0"), and index_col=False
@@ -181,8 +211,7 @@ def generic_manifest(name: str, entry: dict) -> pd.DataFrame:
     _check_distinct(images, csv, name)
     check_images_exist(name, images)
     check_scores_vary(name, np.asarray(raw), csv)
-    scale = manifest.scale_label(entry["score_type"], entry["lo"], entry["hi"], entry["higher_is_better"])
-    warn_out_of_range(name, np.asarray(raw), entry["lo"], entry["hi"], scale)
+    _check_in_scale(name, np.asarray(raw), entry["lo"], entry["hi"], csv, entry["score_col"])
     content = None
     if entry.get("content_col"):  # blank cells name their line, like blank image names
         content = [str(c) for c in _content_column(table, entry["content_col"], csv, name)]
@@ -200,6 +229,18 @@ def _inside(folder: Path, relative: str, csv: Path, line: int, name: str) -> Pat
         raise DatasetError(f"{name}: {csv} line {line}: image {relative!r} is outside --folder {folder}; "
                            "image names must be relative paths inside that folder")
     return path
+
+
+def _check_in_scale(name: str, raw: np.ndarray, lo: float, hi: float, csv: Path, column: str) -> None:
+    """The user declared this scale (a published set's is ours, and only warns: build.warn_out_of_range): a
+    score outside it is a wrong --lo/--hi or a wrong row, and its normalised score would leave [0, 1]."""
+    outside = np.flatnonzero((raw < lo) | (raw > hi))
+    if outside.size:
+        rows = ", ".join(f"line {i + 2}: {raw[i]:g}" for i in outside[:MAX_LISTED])
+        more = f", ... and {outside.size - MAX_LISTED} more" if outside.size > MAX_LISTED else ""
+        raise DatasetError(f"{name}: {csv}: {outside.size} '{column}' score(s) outside the declared range "
+                           f"[{lo:g}, {hi:g}] ({rows}{more}); set --lo and --hi to the lowest and highest score "
+                           "your rating scale allows, or fix those rows")
 
 
 def _content_column(table: pd.DataFrame, column: str, csv: Path, name: str) -> pd.Series:

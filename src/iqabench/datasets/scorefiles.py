@@ -8,7 +8,9 @@ instead of silently producing a shorter or shifted manifest.
 from __future__ import annotations
 
 import csv
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -208,11 +210,22 @@ def name_column(frame: pd.DataFrame, column: str, path: Path, dataset: str,
     return names.tolist()
 
 
+# What scipy's MATLAB reader raises on a damaged file: its own MatReadError for a short or zeroed header, and
+# whatever its byte-level parsing hits further in (seen on every truncation of a small file: OSError "could not
+# read bytes", IndexError, TypeError, ValueError); struct, EOF and zlib errors come from the layers below it.
+MAT_ERRORS = (scipy.io.matlab.MatReadError, ValueError, OSError, IndexError, TypeError, EOFError, struct.error,
+              zlib.error)
+
+
 def load_mat(path: Path, dataset: str, variables: list[str]) -> dict:
     try:
         content = scipy.io.loadmat(path)
-    except (ValueError, OSError, NotImplementedError) as err:
+    except NotImplementedError as err:  # a MATLAB v7.3 (HDF5) file, which the datasets do not publish
         raise DatasetError(f"{dataset}: cannot read MATLAB file {path}: {err}") from err
+    except MAT_ERRORS as err:
+        raise DatasetError(f"{dataset}: cannot read MATLAB file {path} ({err or type(err).__name__}): it is "
+                           "damaged or truncated; replace it with the file as published (download or extract the "
+                           "dataset again)") from None
     missing = [v for v in variables if v not in content]
     if missing:
         present = [k for k in content if not k.startswith("__")]
