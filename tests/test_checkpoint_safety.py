@@ -112,3 +112,27 @@ def test_every_torch_load_in_the_project_is_weights_only(repo_root):
                     if not safe:
                         offenders.append(f"{path.relative_to(repo_root)}:{node.lineno}")
     assert not offenders, "torch.load without weights_only=True: " + ", ".join(offenders)
+
+
+@pytest.mark.parametrize("damage", ["half", "head", "empty", "text"])
+def test_a_corrupt_encoder_file_is_called_corrupt_not_an_unsafe_pickle(tmp_path, monkeypatch, damage):
+    """A truncated data/encoders/contrique.pt (and a text file given as file:x.pt) got the unsafe-pickle advice
+    ("Full pickles are not loaded ... save its state dict alone"): wrong for a damaged file."""
+    from iqabench.models import encoders
+
+    monkeypatch.chdir(tmp_path)
+    path = encoders.trained_path("contrique")
+    encoders.save(encoders.Encoder(arch="small_cnn", width=4), path)
+    whole = path.read_bytes()
+    path.write_bytes({"half": whole[:len(whole) // 2], "head": whole[:200], "empty": b"",
+                      "text": b"not a checkpoint\n"}[damage])
+    with pytest.raises(ValueError) as err:
+        encoders.load(path)
+    message = str(err.value)
+    assert message.startswith(f"{path} is corrupt or not a torch checkpoint (")
+    assert f"`dvc checkout {path}` (or `dvc repro -f pretrain@contrique`)" in message
+    assert "pickle" not in message.lower() and "state dict alone" not in message
+    elsewhere = tmp_path / "x.pt"
+    elsewhere.write_bytes(path.read_bytes())
+    with pytest.raises(ValueError, match=r"x\.pt is corrupt or not a torch checkpoint .*download or copy it again"):
+        encoders.load(elsewhere)

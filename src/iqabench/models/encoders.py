@@ -243,6 +243,21 @@ def save(encoder: Encoder, path, **extra) -> None:
     io.write_torch(path, {"config": encoder.config(), "state_dict": encoder.state_dict(), **extra})
 
 
+def _is_torch_file(path) -> bool:
+    """Whether ``path`` is laid out as torch.save writes: a whole zip archive (torch >= 1.6) or a pickle
+    (protocol 2+ starts with 0x80: the legacy format). Only such a file can be an unsafe pickle."""
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return archive.testzip() is None
+        with open(path, "rb") as fh:
+            return fh.read(1) == b"\x80"
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def load(path, map_location="cpu") -> Encoder:
     """An encoder from an iqabench encoder file, a torchvision ResNet state dict or a CONTRIQUE checkpoint."""
     try:
@@ -251,13 +266,25 @@ def load(path, map_location="cpu") -> Encoder:
         raise FileNotFoundError(f"{path}: no such encoder file; check the path after 'file:', or put the "
                                 "authors' file there for a *-published row (docs/reproduce.md)") from None
     except Exception as exc:  # torch raises several types for non-checkpoint or pickled-object files
+        def reason(err: BaseException) -> str:
+            return f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err).strip() else 'no data'}"
+
+        expected = ("Expected: an iqabench encoder file, a torchvision ResNet state dict, CONTRIQUE_checkpoint25.tar, "
+                    "ARNIQA.pth or Re-IQA's quality_aware_r50.pth / content_aware_r50.pth")
+        if not (isinstance(exc, io.UnsafePickleError) and _is_torch_file(path)):
+            # Truncated, emptied, a text file: advice about pickles would send the user the wrong way.
+            if Path(path).resolve().parent == TRAINED.resolve():  # a pretrain@NAME output: DVC has it
+                restore = f"restore it with `dvc checkout {path}` (or `dvc repro -f pretrain@{Path(path).stem}`)"
+            else:
+                restore = "download or copy it again (a file `dvc repro` made: `dvc checkout PATH`)"
+            # io.read_torch calls any unpickling failure unsafe; torch's own error says what the bytes were.
+            cause = exc.__context__ if isinstance(exc, io.UnsafePickleError) and exc.__context__ else exc
+            raise ValueError(f"{path} is corrupt or not a torch checkpoint ({reason(cause)}): {restore}. "
+                             f"{expected}") from exc
         # A full pickle can run code when loaded, so it is refused; its tensors can be saved on their own.
-        raise ValueError(f"{path}: cannot be read as a weights-only torch checkpoint ({exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}). Full pickles are not loaded (they can run "
-                         "code); save its state dict alone (torch.save(model.state_dict(), 'weights.pth') in the code "
-                         "that made it) and give that. Expected: an "
-                         "iqabench encoder file, a torchvision ResNet state dict, CONTRIQUE_checkpoint25.tar, "
-                         "ARNIQA.pth or Re-IQA's quality_aware_r50.pth / content_aware_r50.pth") from exc
+        raise ValueError(f"{path}: cannot be read as a weights-only torch checkpoint ({reason(exc)}). Full pickles are "
+                         "not loaded (they can run code); save its state dict alone (torch.save(model.state_dict(), "
+                         f"'weights.pth') in the code that made it) and give that. {expected}") from exc
     if isinstance(blob, dict) and "config" in blob and "state_dict" in blob:
         encoder = Encoder(**blob["config"])
         encoder.load_state_dict(blob["state_dict"])
