@@ -90,10 +90,10 @@ def test_plcc_regression_is_reported_but_only_srcc_gates_by_default():
     assert gate.check(current, BASELINE, TOLERANCES, gated=("srcc", "plcc")).failed
 
 
-def test_srcc_that_became_undefined_is_a_regression():
-    result = gate.check(changed(**{"within/contrique/synthetic-single/srcc": float("nan")}), BASELINE, TOLERANCES)
-    assert status_of(result, "within.contrique.synthetic-single.srcc") == gate.REGRESSED
-    assert result.failed
+def test_srcc_that_became_undefined_is_refused_with_its_key():
+    # Constant predictions make a correlation undefined: it fails the gate, and --accept must not take it.
+    with pytest.raises(gate.GateError, match=r"the current metrics: within.contrique.synthetic-single.srcc is NaN"):
+        gate.check(changed(**{"within/contrique/synthetic-single/srcc": float("nan")}), BASELINE, TOLERANCES)
 
 
 def test_new_metrics_are_listed_as_added_and_do_not_fail():
@@ -212,10 +212,10 @@ def test_run_check_with_a_baseline_file_and_bad_inputs(repo, tmp_path_factory):
     write_json(repo / "reports" / "metrics.json", BASELINE)
     write_json(other, {"within": {"contrique": {"synthetic-single": {"srcc": "high"}}}})
     code, text = run(repo, str(other))
-    assert code == 2 and "the baseline: within.contrique.synthetic-single.srcc is 'high', not a number" in text
+    assert code == 2 and f"{other}: within.contrique.synthetic-single.srcc is 'high', not a number" in text
     write_json(other, {"within": {"contrique": 5}})
     code, text = run(repo, str(other))
-    assert code == 2 and "the baseline: within.contrique holds 5, expected a mapping" in text
+    assert code == 2 and f"{other}: within.contrique holds 5, expected a mapping" in text
 
 
 def test_check_command_exit_code_through_typer(repo, monkeypatch):

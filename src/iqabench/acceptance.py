@@ -44,11 +44,17 @@ def read(path: Union[str, Path]) -> dict:
                               f"with `iqabench check --accept --reason \"initial baseline\"` and commit it")
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AcceptanceError(f"cannot read {path} ({getattr(exc, 'strerror', None) or exc})") from None
     except json.JSONDecodeError as exc:
         raise AcceptanceError(f"{path} is not valid JSON ({exc}); restore it from git") from None
     if not is_baseline_file(payload) or not isinstance(payload["accepted"], list):
         raise AcceptanceError(f"{path} lacks 'metrics' (a mapping) and 'accepted' (a list of records); it is not "
                               f"a baseline written by `iqabench check --accept`")
+    for number, entry in enumerate(payload["accepted"], 1):
+        if not (isinstance(entry, dict) and all(isinstance(entry.get(key), str) for key in ("reason", "date"))):
+            raise AcceptanceError(f"{path}: accepted record {number} is {entry!r}, not a record with a 'reason' "
+                                  "and a 'date' as `iqabench check --accept` writes")
     return payload
 
 
@@ -80,10 +86,15 @@ def accept(path: Union[str, Path], metrics: dict, reason: str, commit: str, move
     """Make ``metrics`` the baseline at ``path``, appending one record; returns the new file's content.
 
     The reason is checked before anything is written; an existing file must be readable
-    (its history is kept, never silently dropped).
+    (its history is kept, never silently dropped). The write is atomic: a file that cannot be
+    written (a read-only reports/, a full disk) is left as it was.
     """
     entry = record(reason, commit, moved, date)
     history = read(path)["accepted"] if Path(path).exists() else []
     payload = {"metrics": metrics, "accepted": [*history, entry]}
-    io.write_json(path, payload)
+    try:
+        io.write_json(path, payload)
+    except OSError as exc:
+        raise AcceptanceError(f"cannot write {path} ({exc.strerror or exc}): make {Path(path).parent}/ writable "
+                              "and accept again") from None
     return payload

@@ -3,8 +3,10 @@
 The baseline is the accepted one, reports/baseline.json (:mod:`iqabench.acceptance`),
 changed only by ``iqabench check --accept --reason "..."``, which records why. For
 ad-hoc use ``--baseline`` also takes a git revision (the metrics file committed
-there), a metrics JSON or the output of ``dvc metrics diff --json``. Every SRCC and
-PLCC in the baseline is listed with its old and new value and the drop it may take;
+there; ``REV:reports/baseline.json`` for the accepted baseline as of REV), a metrics
+JSON or the output of ``dvc metrics diff --json``. A baseline that cannot gate (a value
+that is not a correlation, a section emptied by hand) is refused, not passed. Every
+SRCC and PLCC in the baseline is listed with its old and new value and the drop it may take;
 the gate fails when a gated statistic (SRCC by default) falls by more than its
 tolerance, or when a baseline metric is gone.
 
@@ -46,8 +48,9 @@ import pandas as pd
 import typer
 
 from . import acceptance
-from .gate_inputs import (METRICS_FILE, SECTIONS, STATISTICS, GateError, correlations, load_inputs,
-                          n_test_from_reports, seed_std_from)
+from .gate_inputs import (METRICS_FILE, SECTIONS, STATISTICS, BaselineError, GateError, check_coverage,
+                          check_settings, correlations, leaves, load_inputs, n_test_from_reports,
+                          read_settings, seed_std_from)
 
 FIELLER_VARIANCE = {"srcc": 1.06, "plcc": 1.0}
 AUTO_FACTOR = 2.33
@@ -139,14 +142,6 @@ def _allowed_drop(rule, *, dataset: str, statistic: str, old: float, n_test: dic
     return value
 
 
-def _number(value) -> Optional[float]:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _display_order(key: tuple[str, str, str, str]):
     section, model, dataset, statistic = key
     return (SECTIONS.index(section), model, dataset,
@@ -157,7 +152,8 @@ def check(current: dict, baseline: dict, tolerances: Optional[dict] = None,
           default_tolerance_rule: Union[Tolerance, Callable[[str, str, float], float]] = "auto", *,
           n_test: Optional[dict] = None, statistics=STATISTICS, gated=GATED,
           auto_factor: float = AUTO_FACTOR, seed_std: Optional[dict] = None,
-          seed_factor: float = SEED_FACTOR) -> GateResult:
+          seed_factor: float = SEED_FACTOR, sources=("the current metrics", "the baseline"),
+          partial: bool = False) -> GateResult:
     """Judge ``current`` against ``baseline`` (both nested like reports/metrics.json).
 
     ``tolerances`` maps a dataset (or "A->B", or "default") to a number or "auto";
@@ -166,25 +162,25 @@ def check(current: dict, baseline: dict, tolerances: Optional[dict] = None,
     "A->B") to the test-set size that "auto" needs. ``seed_std`` maps a metric name
     (``within.contrique.synthetic-single.srcc``) to its std over seeds; a metric in it
     may drop by ``seed_factor`` times that std when that is more than its sampling rule.
+
+    Every correlation must be a finite number in [-1, 1] (a GateError names ``sources``, the current
+    metrics' and the baseline's, and the key), and the baseline must gate what the current metrics hold
+    (:func:`iqabench.gate_inputs.check_coverage`; a BaselineError). ``partial``: the inputs list only what
+    changed (`dvc metrics diff` without --all), so an absent section is not an empty baseline.
     """
     tolerances, n_test, seed_std = dict(tolerances or {}), dict(n_test or {}), dict(seed_std or {})
     if not seed_factor >= 0:
         raise GateError(f"check.seed_factor is {seed_factor}; use a multiple of the seed std >= 0, e.g. 3")
-    old_values = correlations(baseline, statistics, "the baseline")
-    new_values = correlations(current, statistics, "the current metrics")
-    if not old_values:
-        raise GateError("the baseline holds no SRCC/PLCC under 'within' or 'cross'; is it a reports/metrics.json?")
+    new_values = correlations(current, statistics, sources[0])  # first: --accept stops at a bad current only
+    old_values = correlations(baseline, statistics, sources[1], error=BaselineError)
+    check_coverage(baseline, old_values, {} if partial else new_values, gated, sources[1], sources[0])
     rows = []
     for key in sorted(old_values, key=_display_order):
         section, model, dataset, statistic = key
-        old, new = _number(old_values[key]), _number(new_values.get(key))
+        old, new = old_values[key], new_values.get(key)
         allowed, basis = None, ""
-        if key not in new_values:
+        if new is None:
             status = MISSING
-        elif old is None:  # an undefined baseline (NaN): nothing to regress from
-            status = OK if new is None else IMPROVED
-        elif new is None:  # a correlation that became undefined, e.g. constant predictions
-            status = REGRESSED
         else:
             allowed, basis = _allowed_drop(_rule_for(dataset, tolerances, default_tolerance_rule), dataset=dataset,
                                            statistic=statistic, old=old, n_test=n_test, factor=auto_factor), "sampling"
@@ -196,11 +192,11 @@ def check(current: dict, baseline: dict, tolerances: Optional[dict] = None,
         rows.append(GateRow(".".join(key), section, model, dataset, statistic, old, new, allowed, status,
                             statistic in gated, basis))
     for key in sorted(set(new_values) - set(old_values), key=_display_order):
-        rows.append(GateRow(".".join(key), *key, None, _number(new_values[key]), None, ADDED, key[3] in gated))
+        rows.append(GateRow(".".join(key), *key, None, new_values[key], None, ADDED, key[3] in gated))
     return GateResult(rows)
 
 
-def training_noise(seed_std: dict[str, float], baseline: dict) -> dict[str, float]:
+def training_noise(seed_std: dict[str, float], baseline: dict, where: str = "the baseline") -> dict[str, float]:
     """The seed std of the baseline's metrics whose row reads a pretrained encoder's weights (``Row.pretrain``
     and ``Row.trained_weights``).
 
@@ -216,7 +212,8 @@ def training_noise(seed_std: dict[str, float], baseline: dict) -> dict[str, floa
     def trained(name: str) -> bool:
         return name not in ROWS or (ROWS[name].pretrain is not None and ROWS[name].trained_weights)
 
-    keep = {".".join(key) for key in correlations(baseline, STATISTICS) if trained(key[1])}
+    # Names only: benchmarks/seed_spread.py passes one seed's metrics, where an undefined (NaN) value is expected.
+    keep = {".".join(key) for key, _ in leaves(baseline, STATISTICS, where, error=BaselineError) if trained(key[1])}
     return {metric: std for metric, std in seed_std.items() if metric in keep}
 
 
@@ -260,49 +257,6 @@ def result_gated(result: GateResult) -> list[str]:
     return sorted({row.statistic.upper() for row in result.rows if row.gated}) or ["none"]
 
 
-CHECK_KEYS = ("baseline", "tolerance", "auto_factor", "gate", "seed_factor")
-
-
-def _check_settings(cfg) -> dict:
-    """params.yaml's ``check`` section, refused with the known keys when a key or value is wrong."""
-    import difflib
-
-    if cfg is None:
-        return {}
-    if not isinstance(cfg, dict):
-        raise GateError(f"params.yaml check is {cfg!r}; expected a mapping with keys {', '.join(CHECK_KEYS)}")
-    for key in cfg:
-        if key not in CHECK_KEYS:
-            close = difflib.get_close_matches(str(key), CHECK_KEYS, n=1)
-            raise GateError(f"params.yaml check.{key} is not a setting" + (f" (did you mean {close[0]}?)" if close
-                            else "") + f"; known: {', '.join(CHECK_KEYS)}")
-    for key in ("auto_factor", "seed_factor"):
-        if key in cfg and not (isinstance(cfg[key], (int, float)) and not isinstance(cfg[key], bool)
-                               and cfg[key] >= 0):
-            raise GateError(f"params.yaml check.{key} is {cfg[key]!r}; use a number >= 0")
-    if "gate" in cfg and not (isinstance(cfg["gate"], list) and set(cfg["gate"]) <= set(STATISTICS)):
-        raise GateError(f"params.yaml check.gate is {cfg['gate']!r}; use a list from {list(STATISTICS)}")
-    return cfg
-
-
-def _settings(params_path) -> tuple[dict, Path]:
-    """params.yaml and the repository root that relative baseline paths are read from."""
-    from . import params as params_module
-
-    try:
-        if params_path:
-            if not Path(params_path).is_file():
-                raise GateError(f"{params_path} does not exist")
-            return params_module.load(params_path), Path(params_path).resolve().parent
-        try:
-            root = params_module.repo_root()
-        except FileNotFoundError:
-            return {}, Path.cwd()  # outside a checkout: built-in defaults
-        return params_module.load(root / "params.yaml"), root
-    except ValueError as exc:  # unreadable YAML: the loader's message names the file
-        raise GateError(str(exc)) from None
-
-
 def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] = METRICS_FILE,
               reports: Union[str, Path, None] = None, params_path: Union[str, Path, None] = None,
               accept_reason: Optional[str] = None, console=None) -> int:
@@ -321,9 +275,10 @@ def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] 
         if accept_reason is not None and not accept_reason.strip():
             raise GateError("--accept needs a non-empty --reason \"...\": it is what a reviewer reads in the "
                             "diff of the baseline file")
-        settings, root = _settings(params_path)
-        check_cfg = _check_settings(settings.get("check"))
-        current, old, described, file = load_inputs(baseline, metrics_path, check_cfg, root)
+        settings, root = read_settings(params_path)
+        check_cfg = check_settings(settings.get("check"))
+        inputs = load_inputs(baseline, metrics_path, check_cfg, root)
+        current, old, described, file = inputs.current, inputs.baseline, inputs.described, inputs.file
         if accept_reason is not None and file is None:
             raise GateError(f"--accept writes an accepted-baseline file, but the baseline is {described}; "
                             f"drop --baseline (default {acceptance.BASELINE_FILE}) or name a .json file")
@@ -335,13 +290,21 @@ def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] 
         if seed_std is None:
             console.print(f"[yellow]warning:[/yellow] {reports / VARIANCE_FILE} not found: tolerances are "
                           "sampling error only. Measure the seed spread with `python benchmarks/seed_spread.py`.")
-        if seed_std and old is not None:
-            seed_std = training_noise(seed_std, old)
         test_frac = float((settings.get("evaluate") or {}).get("test_frac", 0.2))
-        result = None if old is None else check(
-            current, old, _tolerance_settings(check_cfg), "auto", n_test=n_test_from_reports(reports, test_frac),
-            gated=tuple(check_cfg.get("gate", GATED)), auto_factor=float(check_cfg.get("auto_factor", AUTO_FACTOR)),
-            seed_std=seed_std, seed_factor=float(check_cfg.get("seed_factor", SEED_FACTOR)))
+        result = None
+        try:
+            if old is not None:
+                result = check(current, old, _tolerance_settings(check_cfg), "auto",
+                               n_test=n_test_from_reports(reports, test_frac),
+                               gated=tuple(check_cfg.get("gate", GATED)),
+                               auto_factor=float(check_cfg.get("auto_factor", AUTO_FACTOR)),
+                               seed_std=seed_std and training_noise(seed_std, old, inputs.source),
+                               seed_factor=float(check_cfg.get("seed_factor", SEED_FACTOR)),
+                               sources=(str(metrics_path), inputs.source), partial=inputs.partial)
+        except BaselineError as exc:
+            if accept_reason is None:  # a baseline that cannot gate must not pass: say how to get a good one
+                raise GateError(f"{exc}. To fix: {inputs.fix}") from None
+            console.print(f"[yellow]note:[/yellow] the baseline being replaced could not gate ({exc})")
         if result is not None:
             console.print(render(result, f"{metrics_path} against {described}"))
         if accept_reason is not None:
@@ -357,20 +320,26 @@ def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] 
         return 2
     if result.failed:
         names = ", ".join(f"{row.metric} ({row.status})" for row in result.failures)
-        console.print(f"[bold red]FAILED[/bold red]: {names}. If the change is intended, accept it with "
-                      "`iqabench check --accept --reason \"...\"` and commit the baseline file; the record "
-                      "shows the drop and your reason in review.")
+        missing = any(row.status == MISSING for row in result.failures)
+        console.print(f"[bold red]FAILED[/bold red]: {names}. " + (
+            f"A MISSING metric is in the baseline but not in {metrics_path}: rerun `dvc repro` if it should be "
+            "there. " if missing else "") + "If the change is intended, accept it with `iqabench check --accept "
+            "--reason \"...\"` and commit the baseline file; the record shows the change and your reason in review.")
         return 1
     warned = sum(row.status == REGRESSED for row in result.rows)
+    added = sum(row.status == ADDED for row in result.rows)
     console.print(f"[bold green]passed[/bold green]: no gated metric ({', '.join(result_gated(result))}) fell "
-                  f"beyond its tolerance of {described}" + (f"; {warned} ungated drop(s) flagged (warn)." if warned else "."))
+                  f"beyond its tolerance of {described}" + (f"; {warned} ungated drop(s) flagged (warn)"
+                                                             if warned else "")
+                  + (f"; {added} new metric(s) not in the baseline (`--accept` to gate them)" if added else "") + ".")
     return 0
 
 
 def check_command(
     baseline: Optional[str] = typer.Option(
         None, "--baseline", "-b", help="the accepted baseline file (default: params.yaml check.baseline, "
-                                       f"{acceptance.BASELINE_FILE}), or for ad-hoc use a git revision, "
+                                       f"{acceptance.BASELINE_FILE}), or for ad-hoc use a git revision "
+                                       "(REV, or REV:reports/baseline.json), "
                                        "a metrics JSON or a `dvc metrics diff --json` file"),
     metrics: Path = typer.Option(Path(METRICS_FILE), "--metrics", help="current metrics written by `dvc repro`"),
     accept: bool = typer.Option(False, "--accept", help="make the current metrics the accepted baseline "

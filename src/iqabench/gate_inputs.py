@@ -6,9 +6,10 @@ when an input is missing or malformed.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 import pandas as pd
 
@@ -23,40 +24,104 @@ class GateError(ValueError):
     """Input the gate cannot judge: a missing or malformed baseline, metrics file or tolerance."""
 
 
-def correlations(metrics: dict, statistics=STATISTICS,
-                 where: str = "metrics") -> dict[tuple[str, str, str, str], float]:
+class BaselineError(GateError):
+    """A baseline that cannot gate: a value that is not a correlation, or nothing to compare where the current
+    metrics have gated results. ``--accept`` replaces such a baseline; a plain check refuses it."""
+
+
+def _not_a_correlation(value) -> Optional[str]:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"is {'null' if value is None else repr(value)}, not a number"
+    if math.isnan(value):
+        return "is NaN: the correlation is undefined (e.g. constant predictions)"
+    if not -1.0 <= value <= 1.0:
+        return f"is {value}, outside [-1, 1], so it is not a correlation"
+    return None
+
+
+def correlations(metrics: dict, statistics=STATISTICS, where: str = "metrics", *, error=GateError,
+                 fix: str = "") -> dict[tuple[str, str, str, str], float]:
     """{(section, model, dataset, statistic): value} for the correlations in a nested metrics dict.
 
-    A value is a number or null/NaN (undefined); anything else, or a level that is not a mapping, is a
-    GateError naming ``where`` and the key: a hand-edited or damaged file must not pass by comparing nothing.
+    A value must be a finite number in [-1, 1]; anything else (null, NaN, a string, 7.0), or a level that is
+    not a mapping, is an ``error`` naming ``where``, the key and ``fix``: a hand-edited or damaged file must not
+    pass by comparing nothing (a NaN baseline has nothing to regress from, so it would show as improved).
     """
+    found = {}
+    for key, value in leaves(metrics, statistics, where, error=error, fix=fix):
+        problem = _not_a_correlation(value)
+        if problem:
+            raise error(f"{where}: {'.'.join(key)} {problem}" + (f"; {fix}" if fix else ""))
+        found[key] = float(value)
+    return found
+
+
+def leaves(metrics: dict, statistics=STATISTICS, where: str = "metrics", *, error=GateError, fix: str = ""):
+    """(section, model, dataset, statistic), value for each statistic in a nested metrics dict, values unchecked;
+    a level that is not a mapping is an ``error``."""
     def mapping(value, key: str) -> dict:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise GateError(f"{where}: {key} holds {value!r}, expected a mapping as in reports/metrics.json "
-                            "(section -> model -> dataset -> statistic -> value)")
+            raise error(f"{where}: {key} holds {value!r}, expected a mapping as in reports/metrics.json "
+                        "(section -> model -> dataset -> statistic -> value)" + (f"; {fix}" if fix else ""))
         return value
 
-    found = {}
     for section in SECTIONS:
         for model, per_dataset in mapping(metrics.get(section), section).items():
             for dataset, values in mapping(per_dataset, f"{section}.{model}").items():
                 values = mapping(values, f"{section}.{model}.{dataset}")
                 for statistic in (s for s in statistics if s in values):
-                    value = values[statistic]
-                    if isinstance(value, bool) or not (value is None or isinstance(value, (int, float))):
-                        raise GateError(f"{where}: {section}.{model}.{dataset}.{statistic} is {value!r}, not a "
-                                        "number; regenerate the file (`dvc repro`, or accept a new baseline)")
-                    found[(section, model, dataset, statistic)] = value
-    return found
+                    yield (section, model, dataset, statistic), values[statistic]
+
+
+def check_coverage(baseline: dict, old: dict, new: dict, gated, where: str, current_where: str) -> None:
+    """Refuse (BaselineError) a baseline that gates nothing where the current metrics have gated results.
+
+    ``old`` and ``new`` are :func:`correlations` of the baseline and the current metrics. A row (model) or
+    dataset the baseline lacks is new and fine: it is listed as added. But a section, row or dataset that the
+    baseline has and leaves without a gated statistic compares nothing, so a hand-emptied ``"within": {}``
+    would switch the gate off while every result showed as added.
+    """
+    if not old:
+        raise BaselineError(f"{where} holds no SRCC/PLCC under 'within' or 'cross', so it gates nothing")
+    within_datasets = {key[2] for key in old if key[0] == "within"}
+    for section, model, dataset, statistic in sorted(set(new) - set(old)):
+        rows = baseline.get(section) or {}
+        if statistic not in gated or rows and model not in rows:
+            continue  # ungated, or a new row
+        if not rows:
+            if section == "cross" and len(within_datasets) < 2:
+                continue  # one dataset has no cross pair: a second dataset's pairs are new results
+            problem = f"'{section}' is empty"
+        elif not rows[model]:
+            problem = f"{section}.{model} is empty"
+        elif dataset not in rows[model]:
+            continue  # a new dataset
+        else:
+            problem = f"{section}.{model}.{dataset} has no {statistic}"
+        raise BaselineError(f"{where}: {problem}, but {current_where} has {section}.{model}.{dataset}.{statistic}, "
+                            "so the gate would compare nothing there")
+
+
+def require_sections(metrics: dict, where: str) -> None:
+    """The current metrics must be the pipeline's: stages/evaluate.py always writes 'within' and 'cross'."""
+    for section in SECTIONS:
+        if section not in metrics:
+            raise GateError(f"{where} has no '{section}' section (it has {sorted(metrics)}); it is not the "
+                            "reports/metrics.json that `dvc repro` writes: regenerate it with `dvc repro`")
 
 
 def load_metrics(path: Union[str, Path]) -> dict:
     path = Path(path)
     if not path.is_file():
         raise GateError(f"{path} does not exist; run `dvc repro` (or `make repro`) to produce it")
-    return parse_metrics(path.read_text(encoding="utf-8"), where=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GateError(f"cannot read {path} ({getattr(exc, 'strerror', None) or exc}); expected a JSON file "
+                        "such as reports/metrics.json") from None
+    return parse_metrics(text, where=str(path))
 
 
 def parse_metrics(text: str, where: str) -> dict:
@@ -77,8 +142,9 @@ def baseline_from_git(rev: str, path: str = METRICS_FILE, repo: Union[str, Path,
     except OSError as exc:
         raise GateError(f"cannot run git to read the baseline {rev}:{path} ({exc}); pass --baseline FILE") from None
     if shown.returncode != 0:
-        raise GateError(f"`git show {rev}:{path}` failed: {shown.stderr.strip() or 'no output'}. Commit a "
-                        f"baseline {path} (after `dvc repro`), or pass --baseline with another revision or a file")
+        why = (shown.stderr.strip().splitlines() or ["no output"])[0].removeprefix("fatal: ").rstrip(".")
+        raise GateError(f"cannot read the baseline {rev}:{path} from git ({why}); pass --baseline with a "
+                        f"revision where {path} is committed, or a file")
     return parse_metrics(shown.stdout, where=f"{rev}:{path}")
 
 
@@ -172,34 +238,70 @@ def _git_root(start: Path) -> Path:
 
 
 def _baseline_file(spec: str, root: Path) -> Optional[Path]:
-    """The file ``spec`` names (relative to the repository root), or None when it is a git revision."""
+    """The file ``spec`` names (relative to the repository root), or None when it is a git revision
+    (``REV``, or ``REV:PATH`` for a file as committed there)."""
     path = Path(spec) if Path(spec).is_absolute() else root / spec
-    return path if path.is_file() or spec.endswith(".json") else None
+    if path.is_file():
+        return path
+    return path if spec.endswith(".json") and ":" not in spec else None
+
+
+class Inputs(NamedTuple):
+    current: dict              # the metrics to judge
+    baseline: Optional[dict]   # None for an accepted-baseline file not yet written
+    described: str             # the baseline for the table's title
+    file: Optional[Path]       # the accepted-baseline file (what --accept writes), else None
+    source: str                # the baseline's file or git object, for error messages
+    fix: str                   # what to do when the baseline cannot gate
+    partial: bool = False      # a `dvc metrics diff` without --all lists only what changed
 
 
 def load_inputs(baseline: Optional[str], metrics_path: Union[str, Path], settings: dict,
-                root: Union[str, Path, None] = None) -> tuple[dict, Optional[dict], str, Optional[Path]]:
-    """(current, baseline metrics, description, baseline file) for the accepted baseline file, a plain
-    metrics JSON, a dvc diff file or a git revision. The metrics are None for a baseline file not yet written.
+                root: Union[str, Path, None] = None) -> Inputs:
+    """The current metrics and the baseline from the accepted baseline file, a plain metrics JSON, a dvc diff
+    file or a git revision. The current metrics are checked here (they are what --accept would write); the
+    baseline by :func:`iqabench.gate.check`, since --accept replaces a baseline that cannot gate.
     """
     metrics_path = Path(metrics_path)
     spec = baseline or str(settings.get("baseline", acceptance.BASELINE_FILE))
     current = load_metrics(metrics_path)
+    fix = "regenerate it with `dvc repro` (one that stays so is a bug in that row: fix it, do not accept it)"
+    other = "pass --baseline with another revision or file"
     file = _baseline_file(spec, Path(root) if root else Path.cwd())
     if file is not None:
+        restore = f"restore it with `git checkout {spec}`" if baseline is None else other
         if not file.is_file():
-            return current, None, spec, file
-        payload = load_metrics(file)
+            return Inputs(_checked(current, str(metrics_path), fix), None, spec, file, spec, restore)
+        try:
+            payload = load_metrics(file)
+            if acceptance.is_baseline_file(payload):
+                accepted = acceptance.read(file)["accepted"]
+        except (GateError, acceptance.AcceptanceError) as exc:
+            raise GateError(f"{exc}; {restore}") from None
         if acceptance.is_baseline_file(payload):
-            accepted = acceptance.read(file)["accepted"]
             last = f", last accepted {accepted[-1]['date']}: {accepted[-1]['reason']!r}" if accepted else ""
-            return current, payload["metrics"], f"{spec}{last}", file
+            return Inputs(_checked(current, str(metrics_path), fix), payload["metrics"], f"{spec}{last}", file, spec,
+                          f"{restore}, or re-baseline from {metrics_path} if it is right: "
+                          "`iqabench check --accept --reason \"...\"`")
         if is_dvc_diff(payload):
             old, new = split_dvc_diff(payload, _dvc_key(payload, metrics_path))
-            return new, old, f"dvc metrics diff {spec}", None
-        return current, payload, spec, None
+            correlations(new, where=f"the new side of {spec}")
+            return Inputs(new, old, f"dvc metrics diff {spec}", None, f"the old side of {spec}", other, partial=True)
+        return Inputs(_checked(current, str(metrics_path), fix), payload, spec, None, spec, restore)
+    _checked(current, str(metrics_path), fix)
     repo = _git_root(metrics_path.resolve().parent)
-    return current, baseline_from_git(spec, _repo_relative(metrics_path, repo), repo), f"git {spec}", None
+    rev, _, path = spec.partition(":")
+    path = path or _repo_relative(metrics_path, repo)
+    payload = baseline_from_git(rev, path, repo)
+    if acceptance.is_baseline_file(payload):  # REV:reports/baseline.json, the accepted baseline as of REV
+        payload = payload["metrics"]
+    return Inputs(current, payload, f"git {spec}", None, f"{rev}:{path}", other)
+
+
+def _checked(metrics: dict, where: str, fix: str) -> dict:
+    require_sections(metrics, where)
+    correlations(metrics, where=where, fix=fix)
+    return metrics
 
 
 def _dvc_key(payload: dict, metrics_path: Path) -> str:
@@ -208,3 +310,46 @@ def _dvc_key(payload: dict, metrics_path: Path) -> str:
         return metrics_path.as_posix()
     same_name = [key for key in payload if Path(key).name == metrics_path.name]
     return same_name[0] if len(same_name) == 1 else metrics_path.as_posix()
+
+
+CHECK_KEYS = ("baseline", "tolerance", "auto_factor", "gate", "seed_factor")
+
+
+def check_settings(cfg) -> dict:
+    """params.yaml's ``check`` section, refused with the known keys when a key or value is wrong."""
+    import difflib
+
+    if cfg is None:
+        return {}
+    if not isinstance(cfg, dict):
+        raise GateError(f"params.yaml check is {cfg!r}; expected a mapping with keys {', '.join(CHECK_KEYS)}")
+    for key in cfg:
+        if key not in CHECK_KEYS:
+            close = difflib.get_close_matches(str(key), CHECK_KEYS, n=1)
+            raise GateError(f"params.yaml check.{key} is not a setting" + (f" (did you mean {close[0]}?)" if close
+                            else "") + f"; known: {', '.join(CHECK_KEYS)}")
+    for key in ("auto_factor", "seed_factor"):
+        if key in cfg and not (isinstance(cfg[key], (int, float)) and not isinstance(cfg[key], bool)
+                               and cfg[key] >= 0):
+            raise GateError(f"params.yaml check.{key} is {cfg[key]!r}; use a number >= 0")
+    if "gate" in cfg and not (isinstance(cfg["gate"], list) and set(cfg["gate"]) <= set(STATISTICS)):
+        raise GateError(f"params.yaml check.gate is {cfg['gate']!r}; use a list from {list(STATISTICS)}")
+    return cfg
+
+
+def read_settings(params_path) -> tuple[dict, Path]:
+    """params.yaml and the repository root that relative baseline paths are read from."""
+    from . import params as params_module
+
+    try:
+        if params_path:
+            if not Path(params_path).is_file():
+                raise GateError(f"{params_path} does not exist")
+            return params_module.load(params_path), Path(params_path).resolve().parent
+        try:
+            root = params_module.repo_root()
+        except FileNotFoundError:
+            return {}, Path.cwd()  # outside a checkout: built-in defaults
+        return params_module.load(root / "params.yaml"), root
+    except ValueError as exc:  # unreadable YAML: the loader's message names the file
+        raise GateError(str(exc)) from None
