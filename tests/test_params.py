@@ -49,7 +49,7 @@ def test_the_repository_params_are_valid_for_every_stage(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("edit, expected", [
-    (("evaluate", "n_splits", 0), "evaluate.n_splits = 0 is not allowed; it must be an integer >= 1"),
+    (("evaluate", "n_splits", 0), "evaluate.n_splits = 0 is not allowed; it must be an integer in [1, 1000]"),
     (("evaluate", "test_frac", 1.5), "evaluate.test_frac = 1.5 is not allowed; it must be a number in (0, 1)"),
     (("evaluate", "val_frac", -0.1), "evaluate.val_frac = -0.1 is not allowed; it must be a number in [0, 1)"),
     (("evaluate", "logistic", "6pl"), "evaluate.logistic = '6pl' is not allowed; it must be one of the PLCC"),
@@ -60,7 +60,8 @@ def test_the_repository_params_are_valid_for_every_stage(tmp_path, monkeypatch):
     (("synthesize", "photos", ["astronaut", "moon"]), "synthesize.photos = ['astronaut', 'moon'] is not allowed"),
     (("extract", "device", "gpu"), "extract.device = 'gpu' is not allowed; it must be one of ['auto', 'cpu', "
                                    "'cuda']"),
-    (("pretrain.contrique", "steps", 0), "pretrain.contrique.steps = 0 is not allowed; it must be an integer >= 1"),
+    (("pretrain.contrique", "steps", 0), "pretrain.contrique.steps = 0 is not allowed; it must be an integer in "
+                                         "[1, 1000000]"),
     (("pretrain.arniqa", "nproc", 0), "pretrain.arniqa.nproc = 0 is not allowed; it must be an integer >= 1"),
     (("finetune", "lr_encoder", -1.0), "finetune.lr_encoder = -1.0 is not allowed; it must be a number >= 0"),
     (("mixed", "batch_size", -2), "mixed.batch_size = -2 is not allowed; it must be an integer >= 0"),
@@ -191,7 +192,8 @@ def test_a_stage_stops_with_one_line_before_writing_anything(tmp_path, monkeypat
     monkeypatch.setattr(sys, "argv", ["evaluate.py"])
     with pytest.raises(SystemExit) as stop:  # Python prints its message to stderr and exits with status 1
         runpy.run_path(str(REPO / "stages/evaluate.py"), run_name="__main__")
-    assert str(stop.value.code) == "error: params.yaml: evaluate.n_splits = 0 is not allowed; it must be an integer >= 1"
+    assert str(stop.value.code) == ("error: params.yaml: evaluate.n_splits = 0 is not allowed; it must be an integer "
+                                    "in [1, 1000]")
     assert not (tmp_path / "reports").exists() and not (tmp_path / "data").exists()
 
 

@@ -125,20 +125,29 @@ def _rule_for(dataset: str, tolerances: dict, default_rule) -> Tolerance:
 def _allowed_drop(rule, *, dataset: str, statistic: str, old: float, n_test: dict, factor: float) -> float:
     if callable(rule):
         return float(rule(dataset, statistic, old))
-    if isinstance(rule, str) and rule.strip().lower() == "auto":
+    if _is_auto(rule):
         n = n_test.get(dataset, n_test.get(_test_dataset(dataset)))
         if n is None:
             raise GateError(f"tolerance 'auto' for '{dataset}' needs its test-set size; it is not in "
                             f"reports/within.csv or reports/cross.csv (known: {sorted(n_test)}); pass n_test "
                             "or set a numeric tolerance for it in params.yaml check.tolerance")
         return auto_tolerance(old, int(n), statistic, factor)
+    return _drop(rule, f"tolerance for '{dataset}'")
+
+
+def _is_auto(rule) -> bool:
+    return isinstance(rule, str) and rule.strip().lower() == "auto"
+
+
+def _drop(rule, what: str) -> float:
+    """A numeric tolerance rule as an allowed drop; ``what`` names it in the error."""
     try:
         value = float(rule)
     except (TypeError, ValueError):
-        raise GateError(f"tolerance for '{dataset}' is {rule!r}; use a number (an allowed drop in "
-                        "correlation, e.g. 0.02) or 'auto'") from None
+        raise GateError(f"{what} is {rule!r}; use a number (an allowed drop in correlation, e.g. 0.02) "
+                        "or 'auto'") from None
     if not value >= 0:
-        raise GateError(f"tolerance for '{dataset}' is {value}; an allowed drop must be >= 0")
+        raise GateError(f"{what} is {value}; an allowed drop must be >= 0")
     return value
 
 
@@ -222,10 +231,15 @@ def training_noise(seed_std: dict[str, float], baseline: dict, where: str = "the
 def _tolerance_settings(cfg: dict) -> dict:
     tolerance = cfg.get("tolerance", {})
     if isinstance(tolerance, (int, float, str)):
+        if not _is_auto(tolerance):
+            _drop(tolerance, "params.yaml check.tolerance")
         return {"default": tolerance}
     if not isinstance(tolerance, dict):
         raise GateError(f"params.yaml check.tolerance is {tolerance!r}; use a number, 'auto', or a mapping "
                         "{default: auto, <dataset>: 0.02}")
+    for key, rule in tolerance.items():  # checked before any metric, so the message names the key in params.yaml
+        if not _is_auto(rule):
+            _drop(rule, f"params.yaml check.tolerance.{key}")
     return tolerance
 
 

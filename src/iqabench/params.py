@@ -8,6 +8,7 @@ key, the value and what is allowed, before any stage has done any work.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -118,11 +119,18 @@ def validate(params: dict[str, Any], where: str = "params.yaml", stage: str | No
             out[name] = _check_named_section(where, name, params[name])
     if "datasets" in out:
         _check_dataset_names(where, out, ready=stage == "prepare")
+    if "check" in params:
+        _check_gate_section(where, out)
     _check_downloads(where, out.get("download") or [])
     if "models" in out:
         _check_models(where, out["models"])
         _check_encoders(where, out["models"], out.get("pretrain") or {})
     _check_relations(where, out)
+    _check_devices(where, out)
+    if stage is None and out.get("prepare") and out.get("datasets"):
+        # Only in the fingerprint stage (stage None), which runs before DVC deletes prepare@NAME's outputs: it
+        # decodes the photographs (0.15-0.3 s), which the stages after it need not repeat.
+        _check_patch_fits(where, out["prepare"]["patch_size"], out["datasets"])
     return out
 
 
@@ -215,6 +223,16 @@ def _check_relations(where: str, params: dict) -> None:
     if mixed and "model" in mixed and params.get("models") and mixed["model"] not in params["models"]:
         raise ParamsError(f"{where}: mixed.model = {mixed['model']!r} is not in models: {params['models']}; "
                           "the mixed stage reads that row's extracted features")
+    finetune = params.get("finetune")
+    if evaluate and finetune is not None:
+        from .training.finetune import FinetuneConfig
+
+        n_finetune = finetune.get("n_splits", FinetuneConfig.n_splits)
+        if n_finetune > evaluate["n_splits"]:
+            raise ParamsError(f"{where}: finetune.n_splits = {n_finetune} is above evaluate.n_splits = "
+                              f"{evaluate['n_splits']}: reports/finetune.md compares the fine-tuned median with "
+                              f"evaluate's frozen ridge over the same splits, and evaluate draws only splits "
+                              f"0..{evaluate['n_splits'] - 1}; lower finetune.n_splits or raise evaluate.n_splits")
     prepare = params.get("prepare")
     niqe_side = (params.get("niqe") or {}).get("patch_size", 96)
     if prepare and "niqe" in (params.get("models") or []) and prepare["patch_size"] < niqe_side:
@@ -223,6 +241,74 @@ def _check_relations(where: str, params: dict) -> None:
     if prepare and "deepwsd" in prepare.get("label_metrics", []) and not prepare.get("deepwsd_weights"):
         raise ParamsError(f"{where}: prepare.label_metrics names deepwsd but prepare.deepwsd_weights is empty; "
                           "give a local torchvision vgg16 state dict, or drop deepwsd from label_metrics")
+
+
+def _check_gate_section(where: str, params: dict) -> None:
+    """``check:`` (read by `iqabench check`): each key in range, and each key of ``check.tolerance`` is
+    ``default``, a dataset or an ``A->B`` pair, so a misspelt dataset does not silently leave it on the default."""
+    body = _check_section(where, "check", params["check"] or {}, schema.CHECK, fill=False)
+    tolerance = body.get("tolerance")
+    if not isinstance(tolerance, dict):
+        return
+    # Any dataset iqabench knows, listed or not: `dvc exp run -S datasets=[...]` must not need a check: edit.
+    known = {*(params.get("datasets") or []), *_dataset_names()}
+    for key, rule in tolerance.items():
+        parts = str(key).split("->")
+        if key != "default" and not (len(parts) <= 2 and set(parts) <= known):
+            fixed = "->".join((difflib.get_close_matches(part, sorted(known), n=1) or [part])[0] for part in parts)
+            hint = f" (did you mean {fixed!r}?)" if fixed != key and set(fixed.split("->")) <= known else ""
+            raise ParamsError(f"{where}: check.tolerance.{key} names no dataset{hint}; a key is default, a dataset "
+                              f"(datasets: {params.get('datasets')}) or 'A->B', a train->test pair of them (a "
+                              "misspelt key would leave its dataset on the default tolerance)")
+        _check_value(where, f"check.tolerance.{key}", rule, schema.TOLERANCE)
+
+
+def _check_devices(where: str, params: dict) -> None:
+    """``device: cuda`` without a GPU fails in runtime.setup, after DVC deleted the stage's outputs: refuse it
+    here. torch is asked only when a section asks for cuda (it is imported by then: encoders, FR metrics)."""
+    asked = [f"{name}.device" for name, body in params.items()
+             if isinstance(body, dict) and body.get("device") == "cuda"]
+    for name in schema.NAMED_SECTIONS:
+        asked += [f"{name}.{entry}.device" for entry, body in (params.get(name) or {}).items()
+                  if isinstance(body, dict) and body.get("device") == "cuda"]
+    if asked:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ParamsError(f"{where}: {asked[0]} = 'cuda' but torch sees no GPU on this machine "
+                              "(torch.cuda.is_available() is False); use auto (the GPU when there is one) or cpu")
+
+
+def _check_patch_fits(where: str, size: int, datasets: list[str]) -> None:
+    """The embedded sets tile their photographs in prepare.patch_size px patches: each photograph needs one."""
+    from .datasets.embedded import SETS
+
+    for name in datasets:
+        if name not in SETS:
+            continue
+        side, photo = min((_shorter_side(photo), photo) for photo in SETS[name].photos)
+        if size > side:
+            raise ParamsError(f"{where}: prepare.patch_size = {size} is larger than photograph {photo} of {name} "
+                              f"({side} px on its shorter side); set prepare.patch_size to at most {side}")
+
+
+@functools.cache  # decoded once per process (the tests validate many times)
+def _shorter_side(photo: str) -> int:
+    from .datasets.embedded import PHOTOS
+    return min(PHOTOS[photo]().shape[:2])
+
+
+def _dataset_names() -> set[str]:
+    """Every dataset name iqabench knows: embedded, shared subsets, the registry's and the registered ones."""
+    from .datasets.embedded import SETS
+    from .datasets.local import read_registry
+    from .datasets.registry import SHARED_SUBSETS, SPECS
+
+    try:
+        registry = read_registry()
+    except ValueError:  # a broken data/registry.json is named by the datasets: check; here it adds no names
+        registry = {}
+    return {*SETS, *SHARED_SUBSETS, *SPECS, *registry}
 
 
 def _check_dataset_names(where: str, params: dict, ready: bool) -> None:

@@ -132,13 +132,26 @@ def _profile(value) -> bool:
     return isinstance(value, str) and (not value or Path(value).is_file())
 
 
+# Upper bounds: far beyond any real study, low enough that a slipped digit stops here, in one line, instead of
+# hanging a stage or allocating gigabytes after DVC has deleted its outputs.
+# Seeds: runtime.seed_everything hands the seed to numpy's np.random.seed (below 2**32) and the stages derive
+# torch.Generator seeds (int64) from it, e.g. seed * 1_000_003 + crc32 in datasets.embedded and seed + split
+# index in the protocol; 2**31 - 1 keeps every derived seed inside both (a seed of 1e20 crashed prepare with
+# "Overflow when unpacking long long").
+MAX_SEED = 2**31 - 1
+MAX_SPLITS = 1000        # CONTRIQUE and ARNIQA report 10, BRISQUE 1000 train-test draws; each is a full fit
+MAX_STEPS = 1_000_000    # the papers' pretraining recipes run tens of thousands of steps; mixed, finetune hundreds
+MAX_EPOCHS = 10_000      # pretrain.*.epochs (CONTRIQUE: 25)
+MAX_SIDE = 4096          # crop and patch sides, px: one 3 x 100000^2 float crop is 120 GB
 DEVICE = choice("auto", "cpu", "cuda", default="auto")
-STEPS = integer(1)
+STEPS = integer(1, MAX_STEPS)
+SPLITS = integer(1, MAX_SPLITS)
+EVERY = integer(1)       # checkpoint_every, log_every: a period, harmless when above the step count
 POSITIVE = number(0, lo_open=True)
 NON_NEGATIVE = number(0)
 
 TOP_LEVEL = {
-    "seed": integer(0, default=0),
+    "seed": integer(0, MAX_SEED, default=0),
     "datasets": list_of(text(nonempty=True)),
     "models": list_of(text(nonempty=True)),
     "download": list_of(text(nonempty=True), nonempty=False, default=[]),
@@ -146,7 +159,7 @@ TOP_LEVEL = {
 
 SECTIONS: dict[str, dict[str, Key]] = {
     "prepare": {
-        "patch_size": integer(48),                     # the distortion engine needs >= 48 px (non-eccentricity)
+        "patch_size": integer(48, MAX_SIDE),           # the distortion engine needs >= 48 px (non-eccentricity)
         "max_patches_per_photo": integer(1),
         "versions_per_patch": integer(1, 125),         # synthetic-single: distinct (type, level) of 25 x 5
         "max_k": integer(2, 5),                        # synthetic-mixed composes 2..max_k of the 5 groups
@@ -162,7 +175,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "gallery_photo": one_of_lazy(_photos, "embedded photographs", default="astronaut"),
     },
     "niqe": {
-        "patch_size": integer(8, default=96),
+        "patch_size": integer(8, MAX_SIDE, default=96),
         "sharpness_threshold": number(0, 1, default=0.75),
         "kadis_sample": integer(1, default=125),
     },
@@ -173,8 +186,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "device": DEVICE,
     },
     "evaluate": {
-        "seed": integer(0, default=None, none_ok=True),         # split seed; null: the top-level seed
-        "n_splits": integer(1, default=10),
+        "seed": integer(0, MAX_SEED, default=None, none_ok=True),   # split seed; null: the top-level seed
+        "n_splits": integer(1, MAX_SPLITS, default=10),
         "test_frac": number(0, 1, lo_open=True, hi_open=True, default=0.2),
         "val_frac": number(0, 1, hi_open=True, default=0.0),
         "alphas": list_of(POSITIVE, unique=False, default=[0.1]),
@@ -184,8 +197,33 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "regressor_dataset": text(nonempty=True, default=None),   # None: the first of `datasets:`
     },
     "report": {"experiment": text(nonempty=True, default="iqabench")},
-    # `iqabench check` reads this section itself (iqabench.gate), which checks its values.
+    # `iqabench check` reads this section and fills its own defaults (iqabench.gate): CHECK below says what
+    # its keys may hold, and validation fills nothing in.
     "check": None,
+}
+
+
+def _statistics():
+    from .gate_inputs import STATISTICS
+    return STATISTICS
+
+
+def _tolerance(value) -> bool:
+    # As iqabench.gate reads a rule: 'auto' in any case, or an allowed drop >= 0.
+    return (isinstance(value, str) and value.strip().lower() == "auto") or (_is_number(value) and value >= 0)
+
+
+TOLERANCE = Key(_tolerance, "a number >= 0 (the allowed drop in correlation, e.g. 0.02) or auto "
+                            "(auto_factor standard errors of rho at the test-set size)")
+# The `check:` section; check.tolerance is one rule for every dataset, or a mapping whose keys are `default`, a
+# dataset or an "A->B" cross-dataset pair (params._check_gate_section checks the keys).
+CHECK = {
+    "baseline": text(nonempty=True),
+    "tolerance": Key(lambda v: isinstance(v, dict) or _tolerance(v),
+                     f"{TOLERANCE.allowed}, or a mapping {{default: auto, DATASET: 0.02, 'A->B': 0.05}}"),
+    "auto_factor": NON_NEGATIVE,
+    "gate": list_of(one_of_lazy(_statistics, "correlations the gate reads"), nonempty=False, unique=False),
+    "seed_factor": NON_NEGATIVE,
 }
 
 # Sections whose known keys are a config dataclass's fields, plus the keys their stage reads itself.
@@ -208,14 +246,15 @@ NAMED_SECTIONS = {
 
 # Ranges of keys the dataclass sections share (where a section has the key at all).
 SHARED_RANGES: dict[str, Key] = {
-    "steps": STEPS, "n_splits": STEPS, "checkpoint_every": STEPS, "crop": integer(16), "width": integer(1),
+    "steps": STEPS, "epochs": integer(0, MAX_EPOCHS), "n_splits": SPLITS, "checkpoint_every": EVERY,
+    "crop": integer(16, MAX_SIDE), "region": integer(16, MAX_SIDE), "width": integer(1),
     "batch_size": integer(1), "lr": POSITIVE, "lr_head": NON_NEGATIVE, "lr_encoder": NON_NEGATIVE,
     "weight_decay": NON_NEGATIVE, "temperature": POSITIVE, "warmup_frac": number(0, 1, hi_open=True),
     "proj_hidden": integer(1), "proj_dim": integer(1), "grid": integer(1), "hidden": integer(1),
     "dropout": number(0, 1, hi_open=True), "test_frac": number(0, 1, lo_open=True, hi_open=True),
     "pristine_prob": number(0, 1), "level_std": POSITIVE, "max_distortions": integer(1, 5),
-    "workers": integer(0), "device": DEVICE, "seed": integer(0, none_ok=True),
-    "log_every": STEPS, "synthesis": choice("auto", "device", "workers"),
+    "workers": integer(0), "device": DEVICE, "seed": integer(0, MAX_SEED, none_ok=True),
+    "log_every": EVERY, "synthesis": choice("auto", "device", "workers"),
 }
 # ... except where a section gives the key another meaning, or has names only it knows.
 SECTION_RANGES = {
