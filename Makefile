@@ -28,7 +28,7 @@ test: setup
 
 # One web worker, and no GenAI job runner (MLflow 3 starts one with 7 queue consumers, ~2 GB, idle here).
 ui: setup
-	@$(PY) -c 'from iqabench.tracking import ui_link; print(ui_link())'
+	@$(PY) -c 'from iqabench.mlflow_ui import ui_link; print(ui_link())'
 	@echo "(or http://127.0.0.1:5000 -> Model training -> iqabench -> Views -> leaderboard)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri sqlite:///mlflow.db --artifacts-destination ./mlartifacts --host 127.0.0.1 --port 5000 --workers 1
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from iqabench import compare, tracking
+from iqabench import compare, mlflow_ui, tracking
 
 import fakestudy
 from mlflowproc import free_port, running
@@ -65,7 +65,7 @@ def test_log_study_round_trip_through_a_real_server(server, study_inputs, monkey
     experiment = client.get_experiment(run.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert experiment.artifact_location.startswith("mlflow-artifacts:/")  # the server's, not a local path
-    assert f"mlflow.sharedViewState.{tracking.VIEW_KEY}" in experiment.tags
+    assert f"mlflow.sharedViewState.{mlflow_ui.VIEW_KEY}" in experiment.tags
     parent = client.get_run(run.run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics == pytest.approx(study_inputs["metrics"])
@@ -188,12 +188,46 @@ def test_log_study_without_a_server_warns_and_returns_none_quickly(study_inputs,
     assert "dvc repro -s -f report" in warning
 
 
+def _read_only(path: Path, request) -> None:
+    """chmod for a user; root writes through the mode bits, so it also gets the immutable flag, where it may."""
+    import shutil
+    import subprocess
+
+    path.chmod(0o555 if path.is_dir() else 0o444)
+    request.addfinalizer(lambda: path.chmod(0o755 if path.is_dir() else 0o644))
+    if os.access(path, os.W_OK):
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+            pytest.skip("this user writes through read-only modes and cannot set the immutable flag")
+        request.addfinalizer(lambda: subprocess.run(["chattr", "-i", str(path)], check=True))
+
+
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_a_read_only_local_store_is_one_line_and_left_as_it_was(study_inputs, monkeypatch, tmp_path, capfd, request,
+                                                               what):
+    """`dvc repro -s -f report` with a read-only mlflow.db printed ~90 lines of SQLAlchemy traceback, then a
+    warning quoting "(raised as a result of Query-invoked autoflush ..." and advising to start the server."""
+    store = tmp_path / "store" / "mlflow.db"
+    store.parent.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    assert tracking.log_study(experiment="iqabench", run_name="first", **study_inputs)
+    before = {p: p.read_bytes() for p in sorted(store.parent.rglob("*")) if p.is_file()}
+    capfd.readouterr()
+    _read_only(store if what == "file" else store.parent, request)
+    assert tracking.log_study(experiment="iqabench", run_name="second", **study_inputs) is None
+    err = capfd.readouterr().err
+    assert err.startswith("WARNING: mlflow.db is read-only: ") and len(err.strip().splitlines()) == 1, err
+    assert (f"{store} cannot be written" if what == "file" else f"its folder {store.parent} cannot be written") in err
+    assert "The DVC outputs in reports/ are complete" in err and "dvc repro -s -f report" in err
+    assert "Traceback" not in err and "autoflush" not in err and "server" not in err
+    assert {p: p.read_bytes() for p in sorted(store.parent.rglob("*")) if p.is_file()} == before
+
+
 def _view_state(experiment) -> dict:
     import base64
     import json
     import zlib
 
-    packed = json.loads(experiment.tags[f"mlflow.sharedViewState.{tracking.VIEW_KEY}"])["state"]
+    packed = json.loads(experiment.tags[f"mlflow.sharedViewState.{mlflow_ui.VIEW_KEY}"])["state"]
     assert packed.startswith("deflate;")
     return json.loads(zlib.decompress(base64.b64decode(packed.split(";", 1)[1])))
 
@@ -208,9 +242,9 @@ def test_the_leaderboard_view_shows_every_run_name_whole(study_inputs, monkeypat
     assert tracking.log_study(experiment="iqabench", run_name=long_name, **study_inputs)
     run = tracking.log_study(experiment="iqabench", run_name="01234567 HEAD params", **study_inputs)
     state = _view_state(mlflow.MlflowClient().get_experiment(run.experiment_id))
-    width = state["columnWidths"][tracking.RUN_NAME_COLUMN]
-    assert width == tracking.run_name_width([long_name]) and width >= 60 + 7 * len(long_name)
-    assert state["columnOrder"][:4] == ["0", tracking.RUN_NAME_COLUMN, "runDateAndNestInfo", "duration"]
+    width = state["columnWidths"][mlflow_ui.RUN_NAME_COLUMN]
+    assert width == mlflow_ui.run_name_width([long_name]) and width >= 60 + 7 * len(long_name)
+    assert state["columnOrder"][:4] == ["0", mlflow_ui.RUN_NAME_COLUMN, "runDateAndNestInfo", "duration"]
     assert state["selectedColumns"] == [f"metrics.`{k}`" for k in sorted(study_inputs["metrics"]) if k.startswith("srcc/")]
     # The view lists parents only (the UI pages 100 runs; each parent has a nested run per model and training set).
     client = mlflow.MlflowClient()
@@ -218,14 +252,14 @@ def test_the_leaderboard_view_shows_every_run_name_whole(study_inputs, monkeypat
     assert sorted(r.info.run_name for r in listed) == sorted([long_name, "01234567 HEAD params"])
     assert len(client.search_runs([run.experiment_id])) > len(listed)
     # A name longer than the cap is cut in the table rather than pushing every SRCC column off screen.
-    assert tracking.run_name_width(["x" * 300]) == tracking.RUN_NAME_MAX_PX
+    assert mlflow_ui.run_name_width(["x" * 300]) == mlflow_ui.RUN_NAME_MAX_PX
     # `make ui` prints the link to this view (MLflow 3.17 opens an experiment on its GenAI overview otherwise),
     # reading the store without changing it.
     store = tmp_path / "mlflow.db"
     before = store.stat().st_mtime_ns
-    assert tracking.ui_link(uri=f"sqlite:///{store}") == \
-        f"Open {tracking.view_url(run.experiment_id, base=tracking.UI_URL)}"
+    assert mlflow_ui.ui_link(uri=f"sqlite:///{store}") == \
+        f"Open {mlflow_ui.view_url(run.experiment_id, base=mlflow_ui.UI_URL)}"
     assert store.stat().st_mtime_ns == before
-    assert "no experiment 'other'" in tracking.ui_link("other", uri=f"sqlite:///{store}")
-    assert "run `dvc repro`" in tracking.ui_link(uri=f"sqlite:///{tmp_path / 'none.db'}")
+    assert "no experiment 'other'" in mlflow_ui.ui_link("other", uri=f"sqlite:///{store}")
+    assert "run `dvc repro`" in mlflow_ui.ui_link(uri=f"sqlite:///{tmp_path / 'none.db'}")
     assert not (tmp_path / "none.db").exists()

@@ -18,7 +18,7 @@ import pytest
 
 import fakestudy
 from mlflowproc import free_port, running
-from iqabench import provenance, tracking
+from iqabench import mlflow_ui, provenance, tracking
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("IQABENCH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -81,7 +81,7 @@ def page(ui, tmp_path):
 def test_the_printed_link_lands_on_the_run_table_with_the_leaderboard_columns(ui, page, tmp_path):
     base, runs, *_ = ui
     newest = runs[-1]
-    page.goto(tracking.view_url(newest.experiment_id, base=base))
+    page.goto(mlflow_ui.view_url(newest.experiment_id, base=base))
     page.get_by_text("Run Name").first.wait_for(timeout=PAGE_S * 1000)
     assert f"/experiments/{newest.experiment_id}/runs" in page.url  # not the GenAI overview
     # Both runs are rows, under the names that tell them apart.
@@ -91,7 +91,7 @@ def test_the_printed_link_lands_on_the_run_table_with_the_leaderboard_columns(ui
     _close_assistant(page)
     page.locator(f"[col-id='metrics.`{columns[0]}`']").first.wait_for(timeout=PAGE_S * 1000)
     # Each run's name is whole in its cell (MLflow's default width cut "fedcba98+dirty waxy-vats seed=1").
-    names = page.locator(f"[role=gridcell][col-id='{tracking.RUN_NAME_COLUMN}']")
+    names = page.locator(f"[role=gridcell][col-id='{mlflow_ui.RUN_NAME_COLUMN}']")
     assert names.count() >= len(runs)
     for i in range(names.count()):
         assert names.nth(i).evaluate(WHOLE), f"run name cut: {names.nth(i).inner_text()!r}"
@@ -121,7 +121,7 @@ def test_the_printed_link_lands_on_the_run_table_with_the_leaderboard_columns(ui
 def test_the_run_page_opens_on_the_leaderboard(ui, page):
     base, runs, *_ = ui
     run = runs[-1]
-    page.goto(tracking.run_url(run.experiment_id, run.run_id, base=base))
+    page.goto(mlflow_ui.run_url(run.experiment_id, run.run_id, base=base))
     page.get_by_text("Leaderboard").first.wait_for(timeout=PAGE_S * 1000)
     assert run.name in page.inner_text("body")
 
@@ -145,7 +145,7 @@ def test_compare_shows_the_runs_artifacts_side_by_side(ui, page):
     artifacts to display"."""
     base, runs, *_ = ui
     ids = ",".join(f'"{run.run_id}"' for run in runs)
-    page.goto(f"{base}/#/compare-runs?runs=[{ids}]&experiments=[\"{runs[0].experiment_id}\"]&{tracking.ML_WORKFLOW}")
+    page.goto(f"{base}/#/compare-runs?runs=[{ids}]&experiments=[\"{runs[0].experiment_id}\"]&{mlflow_ui.ML_WORKFLOW}")
     page.get_by_text("srcc_table.json", exact=True).first.wait_for(timeout=PAGE_S * 1000)
     assert page.get_by_text("No common artifacts").count() == 0
     for run in runs:
@@ -155,9 +155,9 @@ def test_compare_shows_the_runs_artifacts_side_by_side(ui, page):
 def test_the_registry_shows_the_encoder_and_what_it_maps(ui, page):
     base, *_ = ui
     name = tracking.encoder_model_name("contrique")
-    page.goto(f"{base}/#/models?{tracking.ML_WORKFLOW}")
+    page.goto(f"{base}/#/models?{mlflow_ui.ML_WORKFLOW}")
     page.get_by_text(name, exact=True).first.wait_for(timeout=PAGE_S * 1000)
-    page.goto(f"{base}/#/models/{name}/versions/1?{tracking.ML_WORKFLOW}")
+    page.goto(f"{base}/#/models/{name}/versions/1?{mlflow_ui.ML_WORKFLOW}")
     page.get_by_text("TorchScript trace", exact=False).first.wait_for(timeout=PAGE_S * 1000)
 
 

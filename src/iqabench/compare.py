@@ -97,7 +97,7 @@ def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name
         runs, values = _read(client, experiment_obj.experiment_id, commit, run_name, max_runs)
     except (MlflowException, SQLAlchemyError) as exc:  # one line, not a traceback or minutes of retries
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        if tracking._is_server(uri):
+        if tracking.is_server(uri):
             todo = "start the server (`make ui`) or pass --tracking-uri to a store that answers"
         elif database is not None:
             todo = (f"{database} is not a readable MLflow store; pass --tracking-uri (or set MLFLOW_TRACKING_URI) "

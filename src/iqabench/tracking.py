@@ -3,8 +3,9 @@
 Run tree: the parent (named by provenance.run_name: commit, dirty flag, DVC
 experiment, changed params) holds the leaderboard as its description, one SRCC
 per model and dataset (``srcc/<dataset>/<model>``: the run table's columns, in
-a saved view ``leaderboard`` that the printed link opens), ``time.<stage>`` for the stages that ran, the datasets as MLflow
-inputs and the tables and figures > one run per model (every statistic,
+a saved view ``leaderboard`` that the printed link opens: mlflow_ui.py),
+``time.<stage>`` for the stages that ran, the datasets as MLflow inputs and the
+tables and figures > one run per model (every statistic,
 within and cross, and the pretrained encoder as an MLflow model registered as
 ``iqabench-<model>-encoder``) > one run per training set of that model, tagged
 ``model`` and ``train_dataset``.
@@ -20,19 +21,15 @@ server, this process maps that scheme to the folder beside the sqlite file.
 ``IQABENCH_ARTIFACT_URI`` (e.g. ``s3://bucket/iqabench``) overrides it.
 ``MLFLOW_TRACKING_URI`` points the same code at a server. Logging never costs a
 result: if the store fails, the DVC outputs are already written and a warning
-says what failed.
+says what failed; a read-only local store is found before any of the run is written.
 """
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
 import re
 import sys
-import time
 import warnings
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -44,22 +41,16 @@ from .provenance import flatten
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 ARTIFACTS = "mlartifacts"
-UI_URL = "http://127.0.0.1:5000"  # what `make ui` serves
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on the run table
 SHARED_BYTES = 512 * 1024  # a logged file this large, identical to an earlier run's, is referenced, not copied
-PARENTS_ONLY = "tags.mlflow.parentRunId IS NULL"  # the leaderboard view's filter: one row per `dvc repro`
-VIEW_KEY = "leaderboard"  # the saved view of the run table: one SRCC column per model and dataset
 HEADLINE = "srcc/"  # the parent's columns: srcc/<dataset>/<model>
-ML_WORKFLOW = "workflowType=machine_learning"  # MLflow 3's "Model training" side of the UI
-RUN_NAME_COLUMN = "attributes.`Run Name`"  # the run table's column id
-RUN_NAME_MAX_PX = 460  # ~57 characters: a longer name is cut in the table (whole on its run page)
 
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
 
 
-def _is_server(uri: str) -> bool:
+def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
@@ -120,7 +111,7 @@ def enable_local_artifacts() -> None:
 
         current = tracking_uri or mlflow.get_tracking_uri()
         parsed = urlparse(artifact_uri)
-        if _is_server(current) or parsed.netloc:
+        if is_server(current) or parsed.netloc:
             return MlflowArtifactsRepository(artifact_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
         local = (local_artifact_root(current) / parsed.path.lstrip("/")).resolve()
         return LocalArtifactRepository(local.as_uri(), tracking_uri=tracking_uri, registry_uri=registry_uri)
@@ -135,7 +126,7 @@ def _experiment(name: str, client) -> str:
     location = os.environ.get("IQABENCH_ARTIFACT_URI")
     if location:
         location = f"{location.rstrip('/')}/{name}"
-    elif not _is_server(tracking_uri()):
+    elif not is_server(tracking_uri()):
         location = "mlflow-artifacts:/" + re.sub(r"[^\w.-]", "_", name)
     # else: the server chooses (mlflow-artifacts:/<id> when it proxies artifacts).
     return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
@@ -146,73 +137,6 @@ def headline_key(model: str, dataset: str) -> str:
     return f"{HEADLINE}{dataset}/{model}"
 
 
-def run_name_width(names: Sequence[str]) -> int:
-    """Pixels that show the longest run name whole in the run table (MLflow's default, 190, cuts
-    ``ef312f00+dirty HEAD params``): ~7 per character plus the expander and colour dot, capped so
-    the leaderboard columns stay on screen."""
-    return min(RUN_NAME_MAX_PX, max(190, 60 + 7 * max((len(n) for n in names), default=0)))
-
-
-def save_view(experiment_id: str, columns: Sequence[str], client, run_names: Sequence[str] = ()) -> None:
-    """The run table's saved view ``leaderboard``: run name, start, duration, then the given metric columns.
-
-    The UI keeps saved views as experiment tags ``mlflow.sharedViewState.<key>`` holding a
-    deflated JSON of its view state (format read from what MLflow 3.17's "Save view" writes; widths
-    apply to the columns listed in ``columnOrder``, by the grid's column ids). The run name column
-    is as wide as the longest of ``run_names`` needs (the parents' names are what tells runs apart).
-    """
-    ids = [f"metrics.`{c}`" for c in columns]
-    # Parents only: the UI pages 100 runs, and each parent's ~24 nested runs would leave 4 parents on a page.
-    state = {"searchFilter": PARENTS_ONLY, "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
-             "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
-             "selectedColumns": ids,
-             "columnOrder": ["0", RUN_NAME_COLUMN, "runDateAndNestInfo", "duration", *ids],
-             "columnWidths": {RUN_NAME_COLUMN: run_name_width(run_names),
-                              **{i: 32 + 7 * len(c) for i, c in zip(ids, columns)}},
-             "runsHiddenMode": "FIRST_10_RUNS", "viewMaximized": False,
-             "runListHidden": False, "isAccordionReordered": False, "useGroupedValuesInCharts": True,
-             "hideEmptyCharts": True, "groupBy": None, "groupsExpanded": {},
-             "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""}}
-    packed = base64.b64encode(zlib.compress(json.dumps(state, separators=(",", ":")).encode())).decode()
-    now = int(time.time() * 1000)
-    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", json.dumps(
-        {"name": "leaderboard (SRCC per model and dataset)", "createdAt": now, "updatedAt": now,
-         "state": f"deflate;{packed}"}))
-
-
-def ui_base() -> str:
-    uri = tracking_uri()
-    return uri.rstrip("/") if _is_server(uri) else UI_URL
-
-
-def view_url(experiment_id: str, base: str | None = None) -> str:
-    """The run table with the leaderboard columns, on MLflow 3's "Model training" side."""
-    return f"{base or ui_base()}/#/experiments/{experiment_id}/runs?{ML_WORKFLOW}&viewStateShareKey={VIEW_KEY}"
-
-
-def ui_link(experiment: str = "iqabench", uri: str = DEFAULT_URI) -> str:
-    """What `make ui` prints: the leaderboard view of ``experiment`` in the local store ``uri``.
-
-    A link straight to the run table: MLflow 3.17's UI opens an experiment on its GenAI overview
-    unless told otherwise. Read with sqlite3, read-only: MLflow's client would create a missing
-    store, and take seconds to import.
-    """
-    import sqlite3
-
-    path = sqlite_file(uri)
-    if path is None or not path.is_file():
-        return f"no store at {path} yet: run `dvc repro`, then open {UI_URL}"
-    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
-        found = db.execute("SELECT experiment_id FROM experiments WHERE name = ?", (experiment,)).fetchone()
-    if found is None:
-        return f"no experiment '{experiment}' in {path} yet: run `dvc repro`, then open {UI_URL}"
-    return f"Open {view_url(str(found[0]), base=UI_URL)}"
-
-
-def run_url(experiment_id: str, run_id: str, base: str | None = None) -> str:
-    return f"{base or ui_base()}/#/experiments/{experiment_id}/runs/{run_id}?{ML_WORKFLOW}"
-
-
 @dataclass(frozen=True)
 class LoggedRun:
     run_id: str
@@ -221,10 +145,14 @@ class LoggedRun:
 
     @property
     def url(self) -> str:
+        from .mlflow_ui import run_url
+
         return run_url(self.experiment_id, self.run_id)
 
     @property
     def table_url(self) -> str:
+        from .mlflow_ui import view_url
+
         return view_url(self.experiment_id)
 
 
@@ -288,10 +216,22 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
     duration is the pipeline's, not the report stage's.
     """
     fail_fast()
+    uri = tracking_uri()
+    blocked = read_only_store(uri)
+    if blocked:  # MLflow would fail after creating half a run, with ~90 lines of SQLAlchemy traceback
+        _not_logged(f"{sqlite_file(uri).name} is read-only: {blocked}, so this run is not logged",
+                    "make it writable (or set MLFLOW_TRACKING_URI to a writable store)")
+        return None
     import mlflow
 
+    from .mlflow_ui import save_view
+
+    # This logger prints each database error's traceback, then MLflow raises it: the warning below says it in a line.
+    store_log = logging.getLogger("mlflow.store.db.utils")
+    level = store_log.level
+    store_log.setLevel(logging.CRITICAL)
     try:
-        mlflow.set_tracking_uri(tracking_uri())
+        mlflow.set_tracking_uri(uri)
         enable_local_artifacts()
         client = mlflow.MlflowClient()
         experiment_id = _experiment(experiment, client)
@@ -327,12 +267,37 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
             save_view(experiment_id, sorted(k for k in metrics if k.startswith(HEADLINE)), client, [*taken, name])
             return LoggedRun(parent.info.run_id, experiment_id, name)
     except Exception as exc:  # noqa: BLE001 - any store failure must not lose the pipeline's outputs
-        # MLflow's messages nest the whole urllib3 chain; the first line says what failed.
-        reason = (str(exc).strip().splitlines() or [""])[0][:600]
-        print(f"WARNING: MLflow logging to {tracking_uri()} failed ({type(exc).__name__}: {reason}). "
-              "The DVC outputs in reports/ are complete; start the tracking server or fix MLFLOW_TRACKING_URI, "
-              "then rerun `dvc repro -s -f report` (the report stage alone) to log again.", file=sys.stderr)
+        # MLflow's messages nest the whole urllib3 chain, SQLAlchemy's open with a note on autoflush: the first
+        # line of substance says what failed.
+        lines = [line for line in str(exc).strip().splitlines()
+                 if line.strip() and not line.startswith("(raised as a result of")]
+        _not_logged(f"MLflow logging to {uri} failed ({type(exc).__name__}: {(lines or [''])[0][:600]})",
+                    "start the tracking server or fix MLFLOW_TRACKING_URI" if is_server(uri)
+                    else f"check the store {uri} (or set MLFLOW_TRACKING_URI to a working one)")
         return None
+    finally:
+        store_log.setLevel(level)
+
+
+def read_only_store(uri: str) -> str | None:
+    """What cannot be written in the local sqlite store ``uri`` (the file, its folder, where SQLite keeps its
+    journal, or the artifact folder beside it), or None when it can take a run (or is not a local file)."""
+    database = sqlite_file(uri)
+    if database is None or not database.parent.is_dir():
+        return None  # a server, or a folder MLflow will report missing
+    artifacts = local_artifact_root(uri)
+    if database.exists() and not os.access(database, os.W_OK):
+        return f"{database} cannot be written"
+    if not os.access(database.parent, os.W_OK):
+        return f"its folder {database.parent.resolve()} cannot be written (SQLite keeps its journal there)"
+    if "IQABENCH_ARTIFACT_URI" not in os.environ and artifacts.is_dir() and not os.access(artifacts, os.W_OK):
+        return f"its artifact folder {artifacts} cannot be written"
+    return None
+
+
+def _not_logged(what: str, fix: str) -> None:
+    print(f"WARNING: {what}. The DVC outputs in reports/ are complete; {fix}, then rerun `dvc repro -s -f report` "
+          "(the report stage alone) to log again.", file=sys.stderr)
 
 
 def _log_file(path: Path, folder: str, experiment_id: str, client) -> None:

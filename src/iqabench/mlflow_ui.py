@@ -1,0 +1,90 @@
+"""The MLflow UI side of the study: the run table's saved view ``leaderboard`` and the links that open it.
+
+MLflow 3.17's UI opens an experiment on its GenAI overview; the links here go straight to the run table
+("Model training" side) in the saved view, whose columns are the parent runs' ``srcc/<dataset>/<model>``
+metrics (:func:`iqabench.tracking.headline_key`). :func:`iqabench.tracking.log_study` saves the view after
+each run; `make ui` prints :func:`ui_link`.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+import zlib
+from typing import Sequence
+
+from .tracking import DEFAULT_URI, is_server, sqlite_file, tracking_uri
+
+UI_URL = "http://127.0.0.1:5000"  # what `make ui` serves
+PARENTS_ONLY = "tags.mlflow.parentRunId IS NULL"  # the leaderboard view's filter: one row per `dvc repro`
+VIEW_KEY = "leaderboard"  # the saved view of the run table: one SRCC column per model and dataset
+ML_WORKFLOW = "workflowType=machine_learning"  # MLflow 3's "Model training" side of the UI
+RUN_NAME_COLUMN = "attributes.`Run Name`"  # the run table's column id
+RUN_NAME_MAX_PX = 460  # ~57 characters: a longer name is cut in the table (whole on its run page)
+
+
+def run_name_width(names: Sequence[str]) -> int:
+    """Pixels that show the longest run name whole in the run table (MLflow's default, 190, cuts
+    ``ef312f00+dirty HEAD params``): ~7 per character plus the expander and colour dot, capped so
+    the leaderboard columns stay on screen."""
+    return min(RUN_NAME_MAX_PX, max(190, 60 + 7 * max((len(n) for n in names), default=0)))
+
+
+def save_view(experiment_id: str, columns: Sequence[str], client, run_names: Sequence[str] = ()) -> None:
+    """The run table's saved view ``leaderboard``: run name, start, duration, then the given metric columns.
+
+    The UI keeps saved views as experiment tags ``mlflow.sharedViewState.<key>`` holding a
+    deflated JSON of its view state (format read from what MLflow 3.17's "Save view" writes; widths
+    apply to the columns listed in ``columnOrder``, by the grid's column ids). The run name column
+    is as wide as the longest of ``run_names`` needs (the parents' names are what tells runs apart).
+    """
+    ids = [f"metrics.`{c}`" for c in columns]
+    # Parents only: the UI pages 100 runs, and each parent's ~24 nested runs would leave 4 parents on a page.
+    state = {"searchFilter": PARENTS_ONLY, "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
+             "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+             "selectedColumns": ids,
+             "columnOrder": ["0", RUN_NAME_COLUMN, "runDateAndNestInfo", "duration", *ids],
+             "columnWidths": {RUN_NAME_COLUMN: run_name_width(run_names),
+                              **{i: 32 + 7 * len(c) for i, c in zip(ids, columns)}},
+             "runsHiddenMode": "FIRST_10_RUNS", "viewMaximized": False,
+             "runListHidden": False, "isAccordionReordered": False, "useGroupedValuesInCharts": True,
+             "hideEmptyCharts": True, "groupBy": None, "groupsExpanded": {},
+             "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""}}
+    packed = base64.b64encode(zlib.compress(json.dumps(state, separators=(",", ":")).encode())).decode()
+    now = int(time.time() * 1000)
+    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", json.dumps(
+        {"name": "leaderboard (SRCC per model and dataset)", "createdAt": now, "updatedAt": now,
+         "state": f"deflate;{packed}"}))
+
+
+def ui_base() -> str:
+    uri = tracking_uri()
+    return uri.rstrip("/") if is_server(uri) else UI_URL
+
+
+def view_url(experiment_id: str, base: str | None = None) -> str:
+    """The run table with the leaderboard columns, on MLflow 3's "Model training" side."""
+    return f"{base or ui_base()}/#/experiments/{experiment_id}/runs?{ML_WORKFLOW}&viewStateShareKey={VIEW_KEY}"
+
+
+def ui_link(experiment: str = "iqabench", uri: str = DEFAULT_URI) -> str:
+    """What `make ui` prints: the leaderboard view of ``experiment`` in the local store ``uri``.
+
+    A link straight to the run table: MLflow 3.17's UI opens an experiment on its GenAI overview
+    unless told otherwise. Read with sqlite3, read-only: MLflow's client would create a missing
+    store, and take seconds to import.
+    """
+    import sqlite3
+
+    path = sqlite_file(uri)
+    if path is None or not path.is_file():
+        return f"no store at {path} yet: run `dvc repro`, then open {UI_URL}"
+    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+        found = db.execute("SELECT experiment_id FROM experiments WHERE name = ?", (experiment,)).fetchone()
+    if found is None:
+        return f"no experiment '{experiment}' in {path} yet: run `dvc repro`, then open {UI_URL}"
+    return f"Open {view_url(str(found[0]), base=UI_URL)}"
+
+
+def run_url(experiment_id: str, run_id: str, base: str | None = None) -> str:
+    return f"{base or ui_base()}/#/experiments/{experiment_id}/runs/{run_id}?{ML_WORKFLOW}"
