@@ -40,9 +40,11 @@ def row_inputs(models: list[str]) -> dict:
     for name in models:
         row = rows.get(name)
         files = {str(p): p for p in row.artifacts if row.stage is None}
-        module = sys.modules.get(getattr(row.build, "__module__", "") or "")
-        if module is not None and not module.__name__.startswith("iqabench") and getattr(module, "__file__", None):
-            files[f"code:{module.__name__}"] = Path(module.__file__)
+        module = getattr(row.build, "__module__", "") or ""
+        code = getattr(getattr(row.build, "__code__", None), "co_filename", None)  # where the builder is defined
+        code = code or getattr(sys.modules.get(module), "__file__", None)          # a callable object: its module
+        if code and not module.startswith("iqabench"):
+            files[f"code:{module}"] = Path(code)
         for distribution, relative in row.package_files:
             try:
                 files[f"{distribution}:{relative}"] = published_classic.package_file(distribution, relative)

@@ -104,6 +104,7 @@ def user_package(tmp_path, monkeypatch):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mybench-rows\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[iqabench.rows]\ncolour-stats = mybench_rows:make_row\n")
     monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "mybench_rows", raising=False)  # an earlier test's copy, in its own tmp_path
     return site
 
 
@@ -123,7 +124,7 @@ def test_a_row_from_an_installed_package_reaches_extract_the_tables_and_score(us
     result = CliRunner().invoke(cli.app, ["score", "--model", "colour-stats", "--regressors", str(regressors),
                                           *map(str, photos)])
     assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
+    lines = result.stdout.strip().splitlines()  # warnings (e.g. a score outside 0-100) go to stderr
     assert lines[0] == "image,width,height,quality" and len(lines) == len(photos) + 1
     assert lines[1].startswith(f"{photos[0]},48,40,")
 
