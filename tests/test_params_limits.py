@@ -205,3 +205,20 @@ def test_iqabench_check_names_the_bad_tolerance_key(tmp_path, tolerance, expecte
                           params_path=tmp_path / "params.yaml", console=console)
     text = console.export_text()
     assert code == 2 and expected in text, text
+
+
+# --- pretrain profiles --------------------------------------------------------------------------------------
+def test_a_profiles_keys_and_ranges_are_checked_before_any_stage_runs(tmp_path, monkeypatch):
+    """A profile's values replace the section's inside pretrain@NAME, after DVC deleted its outputs: the same
+    schema checks them first, naming the profile file."""
+    paper = REPO / "profiles" / "paper.yaml"
+    assert _validate(tmp_path, monkeypatch, {"pretrain.contrique.profile": str(paper)})  # the shipped one passes
+    bad = tmp_path / "mine.yaml"
+    for text, expected in (("lrr: 0.1\n", "pretrain.contrique.lrr is not a known key (did you mean 'lr'?)"),
+                           ("crop: 100000\n", "pretrain.contrique.crop = 100000 is not allowed"),
+                           ("crop: [\n", "cannot be read as YAML"),
+                           ("- crop\n", "a profile is a mapping of pretrain keys, got list")):
+        bad.write_text(text)
+        with pytest.raises(params.ParamsError) as info:
+            _validate(tmp_path, monkeypatch, {"pretrain.contrique.profile": str(bad)})
+        assert str(bad) in str(info.value) and expected in str(info.value), str(info.value)

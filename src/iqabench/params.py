@@ -156,7 +156,19 @@ def _check_named_section(where: str, name: str, body: Any) -> dict:
         if not isinstance(settings, dict):
             raise ParamsError(f"{where}: {name}.{entry} must be a mapping of settings, got {settings!r}")
         out[entry] = _check_section(where, f"{name}.{entry}", settings, keys, fill=False)
+        if out[entry].get("profile"):  # its overrides replace these settings in the stage: same keys, same ranges
+            _check_section(out[entry]["profile"], f"{name}.{entry}", _profile(out[entry]["profile"]), keys, False)
     return out
+
+
+def _profile(path: str) -> dict:
+    try:
+        overrides = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ParamsError(f"profile {path} cannot be read as YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(overrides, dict):
+        raise ParamsError(f"profile {path}: a profile is a mapping of pretrain keys, got {type(overrides).__name__}")
+    return overrides
 
 
 def _check_encoders(where: str, models: list[str], trained: dict) -> None:
