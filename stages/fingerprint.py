@@ -50,7 +50,7 @@ def row_inputs(models: list[str]) -> dict:
                 files[f"{distribution}:{relative}"] = published_classic.package_file(distribution, relative)
             except FileNotFoundError:  # extract names what to install; here the entry only has to say "missing"
                 files[f"{distribution}:{relative}"] = None
-        out[name] = {key: fingerprint.file_sha256(path) if path is not None and path.is_file() else "missing"
+        out[name] = {key: io.sha256_file(path) if path is not None and path.is_file() else "missing"
                      for key, path in files.items()}
     return {name: found for name, found in out.items() if found}
 

@@ -19,6 +19,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from ..io import sha256_file
 from .download import ARCHIVE_DIR
 from .local import DEFAULT_REGISTRY, read_registry
 from .registry import SHARED_SUBSETS
@@ -48,14 +49,6 @@ def locate(name: str, shared_root: str | Path, data_root: str | Path = DATA_ROOT
     return "missing", None, None
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def folder(root: str | Path) -> dict:
     """Counts and digests of a folder's content (see the module docstring); ``{"missing": path}`` if absent."""
     root = Path(root)
@@ -78,7 +71,7 @@ def folder(root: str | Path) -> dict:
                 images.update(f"{rel}\t{size}\n".encode())
             else:
                 n_others += 1
-                content = file_sha256(path) if size <= MAX_HASHED else f"size {size}"
+                content = sha256_file(path) if size <= MAX_HASHED else f"size {size}"
                 others.update(f"{rel}\t{content}\n".encode())
     return {"path": str(root), "images": n_images, "other_files": n_others, "bytes": total,
             "images_sha256": images.hexdigest(), "other_files_sha256": others.hexdigest()}
@@ -97,7 +90,7 @@ def dataset(name: str, shared_root: str | Path, data_root: str | Path = DATA_ROO
         out["entry"] = {k: v for k, v in sorted(entry.items()) if k != "registered"}
         csv = Path(entry.get("csv", ""))
         if entry.get("kind") == "generic" and csv.is_file():  # the score file may live outside the folder
-            out["csv_sha256"] = file_sha256(csv)
+            out["csv_sha256"] = sha256_file(csv)
     return out
 
 
@@ -110,6 +103,6 @@ def pristine(name: str, source: str, source_dir: str = "", authentic: str = "") 
         out["folder"] = folder(source_dir)
     if authentic:
         path = Path(authentic)
-        out["authentic"] = ({"path": str(path), "sha256": file_sha256(path)} if path.is_file() else folder(path))
+        out["authentic"] = ({"path": str(path), "sha256": sha256_file(path)} if path.is_file() else folder(path))
     return out
 
