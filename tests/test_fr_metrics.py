@@ -59,3 +59,37 @@ def test_deepwsd_labels_on_vgg16_weights_are_minus_the_distance(tmp_path):
     values = fr_metrics.compute(noisy, ref, ["deepwsd"], batch_size=2, deepwsd_weights=weights)["deepwsd"]
     np.testing.assert_allclose(values, -deepwsd.from_vgg16(weights)(noisy, ref).numpy(), rtol=1e-5)
     assert (np.diff(values) < 0).all(), values
+
+
+
+def test_compute_rounded_gives_float64_values_rounded():
+    image = astronaut(64)
+    pattern = torch.randn((24, *image.shape[1:]), generator=torch.Generator().manual_seed(1))
+    noisy = (image + torch.linspace(0.005, 0.2, 24).view(-1, 1, 1, 1) * pattern).clamp(0, 1)
+    ref = image.expand_as(noisy)
+    metrics = ["psnr", "ssim", "ms_ssim", "vif", "gmsd"]
+    exact = fr_metrics.compute(noisy, ref, metrics, dtype=torch.float64)
+    rounded = fr_metrics.compute_rounded(noisy, ref, metrics, 4)
+    for metric in metrics:
+        np.testing.assert_array_equal(rounded[metric], np.round(exact[metric], 4), err_msg=metric)
+
+
+def test_compute_rounded_recomputes_in_float64_only_what_float32_could_round_the_other_way(monkeypatch):
+    # float64 values just above a 4-decimal boundary, whose float32 values (another CPU's, say) fall
+    # just below it, among values far from any boundary.
+    near = np.array([0.12345 + 3e-8, 0.67895 + 5e-8, 0.99995 + 2e-8])
+    far = np.array([0.1234, 0.5, 0.91112])
+    exact = np.concatenate([near, far])
+    float32 = np.concatenate([near - 8e-8, far + 1e-7])
+    calls = []
+
+    def fake(dist, ref, metrics, batch_size=64, deepwsd_weights=None, dtype=torch.float32):
+        calls.append((dtype, dist[:, 0, 0, 0].long().tolist()))
+        values = exact if dtype == torch.float64 else float32
+        return {m: values[dist[:, 0, 0, 0].long().numpy()] for m in metrics}
+
+    monkeypatch.setattr(fr_metrics, "compute", fake)
+    index = torch.arange(6, dtype=torch.float64).view(-1, 1, 1, 1).expand(6, 3, 4, 4)
+    rounded = fr_metrics.compute_rounded(index, index, ["ssim"], 4)["ssim"]
+    np.testing.assert_array_equal(rounded, np.round(exact, 4))
+    assert calls == [(torch.float32, [0, 1, 2, 3, 4, 5]), (torch.float64, [0, 1, 2])]

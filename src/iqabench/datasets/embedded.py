@@ -45,7 +45,7 @@ from .scorefiles import DatasetError
 # (seed 0) hold none; their flattest image (colour diffusion 5 on coffee) has 0.18 and 10 grey levels.
 FLAT_STD = 0.125
 MAX_REDRAWS = 100
-FR_DECIMALS = 6  # metric values as stored in the manifest's fr_* columns; the pseudo-MOS is built from these
+FR_DECIMALS = 4  # metric values as stored in the manifest's fr_* columns; the pseudo-MOS is built from these
 
 PHOTOS = {
     "astronaut": skdata.astronaut,
@@ -86,7 +86,7 @@ def content_patches(photo: str, size: int, max_patches: int) -> list[tuple[str, 
     for top in range(0, h - size + 1, size):
         for left in range(0, w - size + 1, size):
             tile = rgb[:, top:top + size, left:left + size]
-            tiles.append((f"{photo}-r{top}c{left}", tile, float(tile.mean(0).std())))
+            tiles.append((f"{photo}-r{top}c{left}", tile, float(tile.double().mean(0).std())))
     keep = sorted(sorted(tiles, key=lambda t: -t[2])[:max_patches], key=lambda t: t[0])
     return [(cid, tile) for cid, tile, _ in keep]
 
@@ -115,7 +115,7 @@ def distort_single(refs: torch.Tensor, versions: int, gen: torch.Generator, redr
     """``redraw_gen(image_index, attempt)``: the generator that re-draws a flat image (default: seed 0)."""
     redraw_gen = redraw_gen or (lambda i, attempt: _generator(0, f"redraw/{i}/{attempt}"))
     plan, spares = _single_plan(len(refs), versions, gen)
-    out = torch.empty((len(plan), *refs.shape[1:]))
+    out = torch.empty((len(plan), *refs.shape[1:]), dtype=refs.dtype)
     for dist in track(DISTORTION_TYPES, description="distorting (single)"):
         rows = [i for i, (_, d, _) in enumerate(plan) if d == dist]
         if rows:
@@ -177,7 +177,8 @@ def build(name: str, out_dir: str | Path, *, patch_size: int, max_patches_per_ph
                            f"{min(sides.values())} (the smallest photograph of {name})")
     patches = [pc for photo in spec.photos for pc in by_photo[photo]]
     content_ids = [cid for cid, _ in patches]
-    refs = torch.stack([tile for _, tile in patches])
+    # float64: another CPU's float32 kernels round some 8-bit pixels the other way (docs/reproducibility.md).
+    refs = torch.stack([tile for _, tile in patches]).double()
     def redraw_gen(index: int, attempt: int) -> torch.Generator:
         return _generator(seed, f"{name}/redraw/{index}/{attempt}")
 
@@ -195,10 +196,9 @@ def build(name: str, out_dir: str | Path, *, patch_size: int, max_patches_per_ph
         images.save_png(image, img_paths[-1])
     # Labels are computed on the 8-bit images as written, which is what every model will read.
     stored = torch.stack([images.from_uint8(images.to_uint8(d)) for d in dist])
-    metric_values = fr_metrics.compute(stored, refs[owners], label_metrics,
-                                       deepwsd_weights=deepwsd_weights or None)
-    # Rounded as stored, before the consensus: float32 last-bit noise of another CPU stays out of the labels.
-    metric_values = {m: np.round(np.asarray(v, dtype=np.float64), FR_DECIMALS) for m, v in metric_values.items()}
+    # Rounded as stored, before the consensus, the same on every CPU: the labels can be recomputed from them.
+    metric_values = fr_metrics.compute_rounded(stored, refs[owners], label_metrics, FR_DECIMALS,
+                                               deepwsd_weights=deepwsd_weights or None)
     raw = fr_metrics.pseudo_mos(metric_values)
     frame = manifest.make(
         name, img_paths, raw, kind="pseudo-MOS", lo=0.0, hi=100.0, higher_is_better=True,

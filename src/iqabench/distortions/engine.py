@@ -1,7 +1,9 @@
 """Input checks, the type registry and :func:`distort` / :func:`apply_sequence`.
 
 Every distortion function takes a float32 chunk of the images whose level is
-above 0, the per-image parameter values from ``LEVEL_PARAMETERS`` and the
+above 0 (float64 when the caller's images are float64: the byte-stable CPU
+stages distort in float64, whose last-bit differences between CPU models stay
+~1e-13 of an 8-bit grey level, where float32's flip stored pixels), the per-image parameter values from ``LEVEL_PARAMETERS`` and the
 generator, and returns the distorted chunk; :func:`distort` assembles the
 chunks, clamps to [0, 1] and restores the caller's dtype, so level 0 is the
 identity bit for bit.
@@ -71,7 +73,7 @@ def check_images(images: Tensor, values: bool = True) -> None:
     if images.shape[0] == 0 or images.shape[2] == 0 or images.shape[3] == 0:
         raise ValueError(f"images is empty (shape {tuple(images.shape)}); pass at least one image")
     if images.dtype not in _FLOAT_DTYPES:
-        raise ValueError(f"images must be float32/float16/bfloat16 in [0, 1], got dtype {images.dtype}; "
+        raise ValueError(f"images must be float32/float64/float16/bfloat16 in [0, 1], got dtype {images.dtype}; "
                          "convert 8-bit images with images.float() / 255")
     if values:
         check_range(images)
@@ -201,6 +203,10 @@ WRITES_INTO_TYPES: frozenset[str] = frozenset({"pixelate", "quantization", "jpeg
                                                 "white_noise_ycbcr"})
 
 
+def _working_dtype(images: Tensor) -> torch.dtype:
+    return torch.float64 if images.dtype == torch.float64 else torch.float32
+
+
 def _chunked(images: Tensor) -> bool:
     return images.shape[0] > chunk_size(images.shape[-2], images.shape[-1], images.device)
 
@@ -216,7 +222,8 @@ def _checked_copy(images: Tensor) -> Tensor:
 
 def _in_chunks(dist: str, images: Tensor, params: list, generator: torch.Generator,
                check: bool = False) -> Tensor:
-    """The distorted batch in the caller's dtype, clamped to [0, 1]; functions see float32.
+    """The distorted batch in the caller's dtype, clamped to [0, 1]; functions see float32
+    (float64 when the caller's images are float64).
 
     ``check``: verify each chunk's range just before distorting it. A bad chunk
     restores the generator to its state at the call and raises, so the caller
@@ -227,7 +234,7 @@ def _in_chunks(dist: str, images: Tensor, params: list, generator: torch.Generat
 
     def run(chunk: Tensor, chunk_params: list, dest: Tensor | None = None) -> Tensor:
         into = dest is not None and dest.dtype == torch.float32 and dist in WRITES_INTO_TYPES
-        result = function(chunk.to(torch.float32), chunk_params, generator, **({"out": dest} if into else {}))
+        result = function(chunk.to(_working_dtype(chunk)), chunk_params, generator, **({"out": dest} if into else {}))
         result = result if dist in IN_RANGE_TYPES else result.clamp_(0, 1)
         return result if dest is None or result is dest else dest.copy_(result)
 

@@ -34,10 +34,15 @@ def rand(generator: torch.Generator, shape, device) -> Tensor:
     return torch.mul(low_bits, 2.0 ** -24).view(shape).to(device)
 
 
-def randn(generator: torch.Generator, shape, device, out: Tensor | None = None) -> Tensor:
-    """Standard normal draws on ``device``; into ``out`` when given (the same numbers either way)."""
+def randn(generator: torch.Generator, shape, device, out: Tensor | None = None,
+          dtype: torch.dtype = torch.float32) -> Tensor:
+    """Standard normal draws on ``device``; into ``out`` when given (the same numbers either way).
+
+    ``dtype=torch.float64`` draws in float64: torch's float32 CPU draws take a vectorised
+    Box-Muller path whose last bits depend on the CPU's vector kernels, float64's do not.
+    """
     if out is None:
-        return torch.randn(shape, generator=generator, device=generator.device).to(device)
+        return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
     if out.device == generator.device:
         return torch.randn(shape, generator=generator, out=out)
     return out.copy_(torch.randn(shape, generator=generator, device=generator.device))

@@ -39,6 +39,8 @@ def save_gallery(image: Tensor, path: str | os.PathLike, seed: int = 0, dpi: int
     if not isinstance(image, Tensor) or image.ndim != 3:
         shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
         raise ValueError(f"save_gallery takes one image of shape 3 x H x W, got {shape}")
+    if image.device.type == "cpu":  # float64: the same PNG bytes on CPUs with other vector kernels
+        image = image.double()
     side = min(image.shape[-2:])
     if side > tile:
         top, left = (image.shape[-2] - side) // 2, (image.shape[-1] - side) // 2

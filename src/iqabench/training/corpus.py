@@ -53,7 +53,8 @@ def build(out_dir: str | Path, *, photos: list[str], crop: int, n_images: int, s
     config = {"photos": photos, "crop": crop, "n_images": n_images, "shard_size": shard_size, "seed": seed,
               "types": list(DISTORTION_TYPES), "code": code_fingerprint()}
     digest, out_dir = config_hash(config), Path(out_dir)
-    loaded = {p: images.from_uint8(PHOTOS[p]()) for p in photos}
+    # float64: distorted on another CPU, float32 would round some 8-bit pixels the other way.
+    loaded = {p: images.from_uint8(PHOTOS[p]()).double() for p in photos}
     rows = []
     n_shards = -(-n_images // shard_size)
     for s in track(range(n_shards), description="synthesizing corpus"):
