@@ -1,12 +1,12 @@
 """Input checks, the type registry and :func:`distort` / :func:`apply_sequence`.
 
 Every distortion function takes a float32 chunk of the images whose level is
-above 0 (float64 when the caller's images are float64: the byte-stable CPU
-stages distort in float64, whose last-bit differences between CPU models stay
-~1e-13 of an 8-bit grey level, where float32's flip stored pixels), the per-image parameter values from ``LEVEL_PARAMETERS`` and the
+above 0, the per-image parameter values from ``LEVEL_PARAMETERS`` and the
 generator, and returns the distorted chunk; :func:`distort` assembles the
 chunks, clamps to [0, 1] and restores the caller's dtype, so level 0 is the
-identity bit for bit.
+identity bit for bit. Float64 images are distorted in float64: the byte-stable
+CPU stages use it, since its last-bit differences between CPU models stay
+~1e-13 of an 8-bit grey level, where float32's flip stored pixels.
 """
 from __future__ import annotations
 
