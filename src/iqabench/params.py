@@ -16,10 +16,7 @@ from typing import Any
 import yaml
 
 from . import params_schema as schema
-
-
-class ParamsError(ValueError):
-    """A params.yaml that breaks the schema; the message names key, value and what is allowed."""
+from .params_schema import ParamsError  # defined beside the checks of one key or section; importable from here
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path:
@@ -67,7 +64,7 @@ def section(name: str, path: str | os.PathLike | None = None, optional: bool = F
     try:
         params = validate(load(path), where=str(path or "params.yaml"), stage=name)
         if optional and name not in params and name in schema.SECTIONS:
-            params[name] = _check_section(str(path or "params.yaml"), name, {}, schema.SECTIONS[name], fill=True)
+            params[name] = schema.check_section(str(path or "params.yaml"), name, {}, schema.SECTIONS[name], fill=True)
     except ParamsError as err:
         raise SystemExit(f"error: {err}") from None
     if name not in params:
@@ -97,11 +94,11 @@ def validate(params: dict[str, Any], where: str = "params.yaml", stage: str | No
             raise ParamsError(f"{where}: unknown top-level key {key!r}: each encoder's settings are an entry of "
                               f"pretrain: now; move them under pretrain: as {str(key)[len('pretrain_'):]}:")
         if key not in schema.KNOWN_SECTIONS:
-            raise ParamsError(f"{where}: unknown top-level key {key!r}{_closest(key, schema.KNOWN_SECTIONS)}; "
+            raise ParamsError(f"{where}: unknown top-level key {key!r}{schema.closest(key, schema.KNOWN_SECTIONS)}; "
                               f"known: {', '.join(schema.KNOWN_SECTIONS)}")
     for key, spec in schema.TOP_LEVEL.items():
         if key in params:
-            _check_value(where, key, params[key], spec)
+            schema.check_value(where, key, params[key], spec)
         elif spec.default is not schema.REQUIRED:
             out[key] = spec.default
     for name in (*schema.SECTIONS, *schema.DATACLASS_SECTIONS):
@@ -111,9 +108,9 @@ def validate(params: dict[str, Any], where: str = "params.yaml", stage: str | No
         if not isinstance(body, dict):
             raise ParamsError(f"{where}: section {name!r} must be a mapping of keys, got {body!r}")
         if name in schema.DATACLASS_SECTIONS:
-            out[name] = _check_section(where, name, body, schema.dataclass_section(name), fill=False)
+            out[name] = schema.check_section(where, name, body, schema.dataclass_section(name), fill=False)
         elif schema.SECTIONS[name] is not None:
-            out[name] = _check_section(where, name, body, schema.SECTIONS[name], fill=True)
+            out[name] = schema.check_section(where, name, body, schema.SECTIONS[name], fill=True)
     for name in schema.NAMED_SECTIONS:
         if name in params:
             out[name] = _check_named_section(where, name, params[name])
@@ -155,9 +152,9 @@ def _check_named_section(where: str, name: str, body: Any) -> dict:
         settings = {} if settings is None else settings
         if not isinstance(settings, dict):
             raise ParamsError(f"{where}: {name}.{entry} must be a mapping of settings, got {settings!r}")
-        out[entry] = _check_section(where, f"{name}.{entry}", settings, keys, fill=False)
+        out[entry] = schema.check_section(where, f"{name}.{entry}", settings, keys, fill=False)
         if out[entry].get("profile"):  # its overrides replace these settings in the stage: same keys, same ranges
-            _check_section(out[entry]["profile"], f"{name}.{entry}", _profile(out[entry]["profile"]), keys, False)
+            schema.check_section(out[entry]["profile"], f"{name}.{entry}", _profile(out[entry]["profile"]), keys, False)
     return out
 
 
@@ -182,34 +179,6 @@ def _check_encoders(where: str, models: list[str], trained: dict) -> None:
                               f"pretrain: has no {key!r} entry (it has {sorted(trained)}); add `{key}:` with its "
                               f"settings under pretrain: (docs/contrique.md, docs/arniqa.md) or remove {name!r} "
                               "from models:")
-
-
-def _check_section(where: str, name: str, body: dict, keys: dict[str, schema.Key], fill: bool) -> dict:
-    for key in body:
-        if key not in keys:
-            raise ParamsError(f"{where}: {name}.{key} is not a known key{_closest(key, keys)}; "
-                              f"known keys of {name}: {', '.join(sorted(keys))}")
-    out = dict(body)
-    for key, spec in keys.items():
-        if key in body:
-            _check_value(where, f"{name}.{key}", body[key], spec)
-        elif fill and spec.default is schema.REQUIRED:
-            raise ParamsError(f"{where}: {name}.{key} is missing; it must be {spec.allowed}")
-        elif fill:
-            out[key] = spec.default
-    return out
-
-
-def _check_value(where: str, key: str, value: Any, spec: schema.Key) -> None:
-    if spec.check(value):
-        return
-    hint = ""
-    if isinstance(value, str) and _looks_numeric(value):
-        # PyYAML reads 3e-5 (no dot) as text; 3.0e-5 is a number. Any other number read as text was quoted.
-        written = _as_yaml_float(value)
-        hint = (f" (YAML reads {value!r} as text: write it with a dot, e.g. {written})" if written != value
-                else f" (it is quoted, so YAML reads it as text: write {value} without quotes)")
-    raise ParamsError(f"{where}: {key} = {value!r} is not allowed; it must be {spec.allowed}{hint}")
 
 
 def _check_relations(where: str, params: dict) -> None:
@@ -258,7 +227,7 @@ def _check_relations(where: str, params: dict) -> None:
 def _check_gate_section(where: str, params: dict) -> None:
     """``check:`` (read by `iqabench check`): each key in range, and each key of ``check.tolerance`` is
     ``default``, a dataset or an ``A->B`` pair, so a misspelt dataset does not silently leave it on the default."""
-    body = _check_section(where, "check", params["check"] or {}, schema.CHECK, fill=False)
+    body = schema.check_section(where, "check", params["check"] or {}, schema.CHECK, fill=False)
     tolerance = body.get("tolerance")
     if not isinstance(tolerance, dict):
         return
@@ -272,7 +241,7 @@ def _check_gate_section(where: str, params: dict) -> None:
             raise ParamsError(f"{where}: check.tolerance.{key} names no dataset{hint}; a key is default, a dataset "
                               f"(datasets: {params.get('datasets')}) or 'A->B', a train->test pair of them (a "
                               "misspelt key would leave its dataset on the default tolerance)")
-        _check_value(where, f"check.tolerance.{key}", rule, schema.TOLERANCE)
+        schema.check_value(where, f"check.tolerance.{key}", rule, schema.TOLERANCE)
 
 
 def _check_devices(where: str, params: dict) -> None:
@@ -348,7 +317,7 @@ def _check_dataset_names(where: str, params: dict, ready: bool) -> None:
         spec = SPECS.get(name)
         if spec is None:
             known = [*SETS, *SHARED_SUBSETS, *SPECS, *registry]
-            raise ParamsError(f"{where}: datasets: {name!r} is not registered{_closest(name, known)}; run "
+            raise ParamsError(f"{where}: datasets: {name!r} is not registered{schema.closest(name, known)}; run "
                               f"`iqabench datasets add {name} --from PATH` (or `iqabench datasets add-generic`); "
                               "`iqabench datasets` lists what is available")
         if spec.parser is None:  # KADIS-700k: pristine photos for pretraining and NIQE, nothing to correlate with
@@ -373,7 +342,7 @@ def _check_downloads(where: str, names: list[str]) -> None:
         spec = SPECS.get(name)
         if spec is None:
             raise ParamsError(f"{where}: download: {name!r} is not a dataset iqabench can download"
-                              f"{_closest(name, SPECS)}; choose from {sorted(n for n in SPECS if SPECS[n].remotes)}, "
+                              f"{schema.closest(name, SPECS)}; choose from {sorted(n for n in SPECS if SPECS[n].remotes)}, "
                               "or remove it (embedded and registered datasets need no download)")
         if not spec.remotes:
             raise ParamsError(f"{where}: download: {name!r} has no public URL ({spec.access}); remove it from "
@@ -388,7 +357,7 @@ def _check_models(where: str, models: list[str]) -> None:
         try:
             row = rows.get(name)
         except rows.UnknownRowError as err:
-            raise ParamsError(f"{where}: models: {name!r} is not a known row{_closest(name, rows.names())}: "
+            raise ParamsError(f"{where}: models: {name!r} is not a known row{schema.closest(name, rows.names())}: "
                               f"{err}") from None
         except ValueError as err:
             raise ParamsError(f"{where}: models: {name!r} cannot be built: {err}") from None
@@ -397,21 +366,3 @@ def _check_models(where: str, models: list[str]) -> None:
             what = "is a folder, not a file" if Path(missing[0]).is_dir() else "does not exist"
             raise ParamsError(f"{where}: models: {name!r} reads {missing[0]!r}, which {what}; put the file there or "
                               "remove the row from models:")
-
-
-def _closest(name: str, known) -> str:
-    match = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-def _looks_numeric(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _as_yaml_float(value: str) -> str:
-    mantissa, _, exponent = value.lower().partition("e")
-    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}" if exponent else value

@@ -8,16 +8,23 @@ sections share. ``pretrain:`` maps each encoder the pipeline trains (stage
 ``pretrain@NAME``) to its own PretrainConfig section.
 Names that refer to other registries (datasets, model rows, photographs, label
 metrics) are looked up in the module that owns them, never copied.
+:func:`check_section` and :func:`check_value` check a section or one value against
+this table and raise :class:`ParamsError` naming the key, the value and what is allowed.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 REQUIRED = object()  # a key without a default: the section must give it
+
+
+class ParamsError(ValueError):
+    """A params.yaml that breaks the schema; the message names key, value and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -282,3 +289,52 @@ def dataclass_section(name: str) -> dict[str, Key]:
 
 
 KNOWN_SECTIONS = (*TOP_LEVEL, *SECTIONS, *DATACLASS_SECTIONS, *NAMED_SECTIONS)
+
+
+# --- checking one section or value against the table (params.validate and `iqabench check` call these) ---------
+
+def check_section(where: str, name: str, body: dict, keys: dict[str, Key], fill: bool) -> dict:
+    """``body`` with every key known and in range; with ``fill``, a copy with the missing defaults filled."""
+    for key in body:
+        if key not in keys:
+            raise ParamsError(f"{where}: {name}.{key} is not a known key{closest(key, keys)}; "
+                              f"known keys of {name}: {', '.join(sorted(keys))}")
+    out = dict(body)
+    for key, spec in keys.items():
+        if key in body:
+            check_value(where, f"{name}.{key}", body[key], spec)
+        elif fill and spec.default is REQUIRED:
+            raise ParamsError(f"{where}: {name}.{key} is missing; it must be {spec.allowed}")
+        elif fill:
+            out[key] = spec.default
+    return out
+
+
+def check_value(where: str, key: str, value: Any, spec: Key) -> None:
+    if spec.check(value):
+        return
+    hint = ""
+    if isinstance(value, str) and _looks_numeric(value):
+        # PyYAML reads 3e-5 (no dot) as text; 3.0e-5 is a number. Any other number read as text was quoted.
+        written = _as_yaml_float(value)
+        hint = (f" (YAML reads {value!r} as text: write it with a dot, e.g. {written})" if written != value
+                else f" (it is quoted, so YAML reads it as text: write {value} without quotes)")
+    raise ParamsError(f"{where}: {key} = {value!r} is not allowed; it must be {spec.allowed}{hint}")
+
+
+def closest(name: str, known) -> str:
+    match = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _looks_numeric(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _as_yaml_float(value: str) -> str:
+    mantissa, _, exponent = value.lower().partition("e")
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}" if exponent else value
