@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from skimage import data
 
-from iqabench import features, images, regressor, scoring
+from iqabench import features, images, regressor, rows, scoring
 from iqabench.models import encoders
 
 
@@ -50,6 +51,25 @@ def test_full_reference_rows_and_missing_regressors_are_refused_clearly(study_ou
         scoring.score_images([photo], "arniqa", regressors)
 
 
+def test_each_photo_is_decoded_once_and_scored_as_extract_would(study_outputs, tmp_path, monkeypatch):
+    # The size check read every photo and extraction read it again: twice the decoding for nothing.
+    model, regressors = study_outputs
+    big, small = tmp_path / "big.png", tmp_path / "small.png"
+    images.save_png(images.from_uint8(data.astronaut()), big)  # 512 x 512: downscaled to 256
+    images.save_png(images.from_uint8(data.coffee()[:100, :120]), small)  # below the limit: as read
+    decodes = []
+    real = images.load_rgb
+    monkeypatch.setattr(images, "load_rgb", lambda path, **kw: decodes.append(str(path)) or real(path, **kw))
+    scored = scoring.score_images([big, small, big], model, regressors, max_short_side=256)
+    assert sorted(decodes) == sorted([str(big), str(small)])  # a file listed twice is read once too
+    assert list(scored["width"]) == [512, 120, 512] and list(scored["height"]) == [512, 100, 512]
+    # What extract makes of the files itself (its own downscaling): the same scores.
+    frame = pd.DataFrame({"image": [str(big), str(small)]})
+    feats = features.extract(rows.feature_fn(model), frame, batch_size=1, max_short_side=256, show_progress=False,
+                             load=scoring.load_displayed)
+    expected = (regressor.load(regressor.path_for(model, regressors)).predict(feats) * 100.0).round(2)
+    assert list(scored["quality"]) == [expected[0], expected[1], expected[0]]
+
 def test_extract_downscales_only_images_above_the_limit(tmp_path):
     paths = []
     for name, size in (("a", (300, 200)), ("b", (90, 120))):
@@ -61,7 +81,6 @@ def test_extract_downscales_only_images_above_the_limit(tmp_path):
         seen.append(tuple(batch.shape[2:]))
         return batch.mean(dim=(2, 3))
 
-    import pandas as pd
     features.extract(record, pd.DataFrame({"image": [str(p) for p in paths]}), max_short_side=100,
                      show_progress=False)
     assert sorted(seen) == [(90, 120), (150, 100)]
