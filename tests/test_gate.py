@@ -396,10 +396,12 @@ def test_accept_through_the_command_line(accepted_repo, monkeypatch):
     assert runner.invoke(app, []).exit_code == 0
 
 
-def test_a_bad_check_section_is_refused_with_the_known_keys(repo):
-    for body, message in (("seed_factr: 3", "check.seed_factr is not a setting (did you mean seed_factor?)"),
-                          ("seed_factor: -1", "check.seed_factor is -1"),
-                          ("gate: [srcc, krcc]", "check.gate is ['srcc', 'krcc']")):
-        write_text(repo / "params.yaml", f"check:\n  tolerance: {{default: 0.02}}\n  {body}\n")
+def test_a_bad_check_section_is_refused_naming_the_file_key_and_value(repo):
+    # The wording is params validation's (params.check_gate_section): one schema for the check: section.
+    where = repo / "params.yaml"
+    for body, message in (("seed_factr: 3", "check.seed_factr is not a known key (did you mean 'seed_factor'?)"),
+                          ("seed_factor: -1", "check.seed_factor = -1 is not allowed; it must be a number >= 0"),
+                          ("gate: [srcc, krcc]", "check.gate = ['srcc', 'krcc'] is not allowed")):
+        write_text(where, f"check:\n  tolerance: {{default: 0.02}}\n  {body}\n")
         code, text = run(repo, "HEAD")
-        assert code == 2 and message in text, text
+        assert code == 2 and f"error: {where}: {message}" in " ".join(text.split()), text

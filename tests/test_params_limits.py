@@ -185,26 +185,47 @@ def test_other_check_keys_are_validated(tmp_path, monkeypatch, key, value, expec
     assert expected in _error(tmp_path, monkeypatch, {f"check.{key}": value})
 
 
-def test_the_schema_knows_the_keys_the_gate_reads():
-    assert set(params_schema.CHECK) == set(gate_inputs.CHECK_KEYS)
-
-
-@pytest.mark.parametrize("tolerance, expected", [
-    ({"default": "abc", "synthetic-single": 0.05}, "params.yaml check.tolerance.default is 'abc'"),
-    ({"default": "auto", "synthetic-mixed": -1}, "params.yaml check.tolerance.synthetic-mixed is -1.0"),
-    ("abc", "params.yaml check.tolerance is 'abc'"),
+@pytest.mark.parametrize("check, expected", [
+    ({"tolerance": {"default": "abc", "synthetic-single": 0.05}},
+     "check.tolerance.default = 'abc' is not allowed; it must be a number >= 0"),
+    ({"tolerance": {"default": "auto", "synthetic-mixed": -1}}, "check.tolerance.synthetic-mixed = -1 is not allowed"),
+    ({"tolerance": "abc"}, "check.tolerance = 'abc' is not allowed"),
+    ({"tolerance": {"synthetic-singel": 0.05}}, "check.tolerance.synthetic-singel names no dataset (did you mean "
+                                                "'synthetic-single'?)"),
+    ({"seed_factr": 3}, "check.seed_factr is not a known key (did you mean 'seed_factor'?)"),
+    ({"gate": ["srcc", "krcc"]}, "check.gate = ['srcc', 'krcc'] is not allowed"),
+    ("lots", "section 'check' must be a mapping of keys, got 'lots'"),
 ])
-def test_iqabench_check_names_the_bad_tolerance_key(tmp_path, tolerance, expected):
+def test_iqabench_check_refuses_a_bad_check_section_in_the_words_of_params_validation(tmp_path, monkeypatch, check,
+                                                                                       expected):
+    """One schema for check:, whether params validation or `iqabench check --params FILE` reads it: the same
+    line, naming the file, the key and the value."""
+    monkeypatch.chdir(tmp_path)
+    params_file = tmp_path / "mine.yaml"
+    params_file.write_text(yaml.safe_dump({"check": check}))
+    with pytest.raises(params.ParamsError) as validated:
+        params.validate({"check": check}, where=str(params_file))
+    with pytest.raises(gate_inputs.GateError) as checked:
+        gate_inputs.check_settings(check, str(params_file))
+    assert str(checked.value) == str(validated.value)
+    assert str(validated.value).startswith(f"{params_file}: {expected}"), str(validated.value)
     metrics = {"within": {"contrique": {"synthetic-single": {"srcc": 0.9, "plcc": 0.9}}},
                "cross": {"contrique": {"synthetic-single->synthetic-mixed": {"srcc": 0.7, "plcc": 0.7}}}}
     write_json(tmp_path / "reports" / "metrics.json", metrics)
     write_json(tmp_path / "old.json", metrics)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"check": {"tolerance": tolerance}}))
     console = Console(record=True, width=300)
     code = gate.run_check(str(tmp_path / "old.json"), metrics_path=tmp_path / "reports" / "metrics.json",
-                          params_path=tmp_path / "params.yaml", console=console)
-    text = console.export_text()
-    assert code == 2 and expected in text, text
+                          params_path=params_file, console=console)
+    text = " ".join(console.export_text().split())  # rich wraps long lines
+    assert code == 2 and f"error: {validated.value}" in text, text
+
+
+def test_iqabench_check_accepts_what_validation_accepts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    good = {"baseline": "reports/baseline.json", "gate": ["srcc"], "auto_factor": 2, "seed_factor": 4.24,
+            "tolerance": {"default": "auto", "koniq10k": 0.1, "synthetic-single->synthetic-mixed": 0.05}}
+    assert gate_inputs.check_settings(good) == good
+    assert gate_inputs.check_settings(None) == {}
 
 
 # --- pretrain profiles --------------------------------------------------------------------------------------

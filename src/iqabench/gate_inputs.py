@@ -312,29 +312,16 @@ def _dvc_key(payload: dict, metrics_path: Path) -> str:
     return same_name[0] if len(same_name) == 1 else metrics_path.as_posix()
 
 
-CHECK_KEYS = ("baseline", "tolerance", "auto_factor", "gate", "seed_factor")
+def check_settings(cfg, where: str = "params.yaml", datasets=None) -> dict:
+    """params.yaml's ``check`` section, checked as params validation checks it (one schema,
+    :func:`iqabench.params.check_gate_section`): a wrong key or value is a GateError naming ``where``, the key,
+    the value and what is allowed. ``datasets``: the file's ``datasets:`` list."""
+    from . import params as params_module
 
-
-def check_settings(cfg) -> dict:
-    """params.yaml's ``check`` section, refused with the known keys when a key or value is wrong."""
-    import difflib
-
-    if cfg is None:
-        return {}
-    if not isinstance(cfg, dict):
-        raise GateError(f"params.yaml check is {cfg!r}; expected a mapping with keys {', '.join(CHECK_KEYS)}")
-    for key in cfg:
-        if key not in CHECK_KEYS:
-            close = difflib.get_close_matches(str(key), CHECK_KEYS, n=1)
-            raise GateError(f"params.yaml check.{key} is not a setting" + (f" (did you mean {close[0]}?)" if close
-                            else "") + f"; known: {', '.join(CHECK_KEYS)}")
-    for key in ("auto_factor", "seed_factor"):
-        if key in cfg and not (isinstance(cfg[key], (int, float)) and not isinstance(cfg[key], bool)
-                               and cfg[key] >= 0):
-            raise GateError(f"params.yaml check.{key} is {cfg[key]!r}; use a number >= 0")
-    if "gate" in cfg and not (isinstance(cfg["gate"], list) and set(cfg["gate"]) <= set(STATISTICS)):
-        raise GateError(f"params.yaml check.gate is {cfg['gate']!r}; use a list from {list(STATISTICS)}")
-    return cfg
+    try:
+        return params_module.check_gate_section(where, cfg, datasets)
+    except params_module.ParamsError as exc:
+        raise GateError(str(exc)) from None
 
 
 def read_settings(params_path) -> tuple[dict, Path]:

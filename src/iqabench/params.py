@@ -104,9 +104,7 @@ def validate(params: dict[str, Any], where: str = "params.yaml", stage: str | No
     for name in (*schema.SECTIONS, *schema.DATACLASS_SECTIONS):
         if name not in params:
             continue
-        body = params[name] if params[name] is not None else {}
-        if not isinstance(body, dict):
-            raise ParamsError(f"{where}: section {name!r} must be a mapping of keys, got {body!r}")
+        body = _mapping(where, name, params[name])
         if name in schema.DATACLASS_SECTIONS:
             out[name] = schema.check_section(where, name, body, schema.dataclass_section(name), fill=False)
         elif schema.SECTIONS[name] is not None:
@@ -117,7 +115,7 @@ def validate(params: dict[str, Any], where: str = "params.yaml", stage: str | No
     if "datasets" in out:
         _check_dataset_names(where, out, ready=stage == "prepare")
     if "check" in params:
-        _check_gate_section(where, out)
+        check_gate_section(where, params["check"], out.get("datasets"))
     _check_downloads(where, out.get("download") or [])
     if "models" in out:
         _check_models(where, out["models"])
@@ -224,24 +222,34 @@ def _check_relations(where: str, params: dict) -> None:
                           "give a local torchvision vgg16 state dict, or drop deepwsd from label_metrics")
 
 
-def _check_gate_section(where: str, params: dict) -> None:
-    """``check:`` (read by `iqabench check`): each key in range, and each key of ``check.tolerance`` is
-    ``default``, a dataset or an ``A->B`` pair, so a misspelt dataset does not silently leave it on the default."""
-    body = schema.check_section(where, "check", params["check"] or {}, schema.CHECK, fill=False)
+def _mapping(where: str, name: str, body: Any) -> dict:
+    """A section's body: a mapping of keys (an empty section, null in YAML, is an empty one)."""
+    body = {} if body is None else body
+    if not isinstance(body, dict):
+        raise ParamsError(f"{where}: section {name!r} must be a mapping of keys, got {body!r}")
+    return body
+
+
+def check_gate_section(where: str, body: Any, datasets: list[str] | None = None) -> dict:
+    """``check:``, read by `iqabench check`, which checks it here too (gate_inputs.check_settings): each key in
+    range, and each key of ``check.tolerance`` is ``default``, a dataset or an ``A->B`` pair, so a misspelt
+    dataset does not silently leave it on the default. ``datasets``: the file's ``datasets:`` list."""
+    body = schema.check_section(where, "check", _mapping(where, "check", body), schema.CHECK, fill=False)
     tolerance = body.get("tolerance")
     if not isinstance(tolerance, dict):
-        return
+        return body
     # Any dataset iqabench knows, listed or not: `dvc exp run -S datasets=[...]` must not need a check: edit.
-    known = {*(params.get("datasets") or []), *_dataset_names()}
+    known = {*(datasets or []), *_dataset_names()}
     for key, rule in tolerance.items():
         parts = str(key).split("->")
         if key != "default" and not (len(parts) <= 2 and set(parts) <= known):
             fixed = "->".join((difflib.get_close_matches(part, sorted(known), n=1) or [part])[0] for part in parts)
             hint = f" (did you mean {fixed!r}?)" if fixed != key and set(fixed.split("->")) <= known else ""
             raise ParamsError(f"{where}: check.tolerance.{key} names no dataset{hint}; a key is default, a dataset "
-                              f"(datasets: {params.get('datasets')}) or 'A->B', a train->test pair of them (a "
+                              f"(datasets: {datasets or []}) or 'A->B', a train->test pair of them (a "
                               "misspelt key would leave its dataset on the default tolerance)")
         schema.check_value(where, f"check.tolerance.{key}", rule, schema.TOLERANCE)
+    return body
 
 
 def _check_devices(where: str, params: dict) -> None:

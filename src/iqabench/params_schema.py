@@ -223,7 +223,8 @@ def _tolerance(value) -> bool:
 TOLERANCE = Key(_tolerance, "a number >= 0 (the allowed drop in correlation, e.g. 0.02) or auto "
                             "(auto_factor standard errors of rho at the test-set size)")
 # The `check:` section; check.tolerance is one rule for every dataset, or a mapping whose keys are `default`, a
-# dataset or an "A->B" cross-dataset pair (params._check_gate_section checks the keys).
+# dataset or an "A->B" cross-dataset pair (params.check_gate_section checks the keys: for params validation and
+# for `iqabench check`, through gate_inputs.check_settings).
 CHECK = {
     "baseline": text(nonempty=True),
     "tolerance": Key(lambda v: isinstance(v, dict) or _tolerance(v),
