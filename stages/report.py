@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqabench import io, manifest, params, provenance, reporting, rows, tracking
+from iqabench import io, manifest, params, provenance, reporting, rows, stage_errors, tracking
 
 R = Path("reports")
 # Outside DVC, a timing file counts as "ran in this run" when it is newer than the previous report by more
@@ -88,8 +88,25 @@ def encoder_files(models: list[str]) -> dict[str, Path]:
     return out
 
 
+def read_manifests(manifests: dict[str, Path]) -> dict[str, pd.DataFrame]:
+    """Each dataset's manifest table (MLflow's dataset inputs); a dataset not prepared is left out (its hash in
+    the report says `missing`). A damaged one is named with the way to get it back."""
+    out = {}
+    for ds, path in manifests.items():
+        if path.is_file():
+            try:
+                out[ds] = manifest.read(path)
+            except manifest.ManifestError as exc:
+                raise manifest.ManifestError(f"{exc}: `dvc checkout data/prepared/{ds}` or "
+                                             f"`dvc repro -f prepare@{ds}`") from None
+    return out
+
+
 def main() -> None:
     cfg = params.section("report")
+    manifests = {ds: Path("data/prepared") / ds / "manifest.csv" for ds in cfg["datasets"]}
+    with stage_errors.one_line("report"):  # a damaged manifest: one line, before any figure or table is written
+        tables = read_manifests(manifests)
     within, cross = pd.read_csv(R / "within.csv"), pd.read_csv(R / "cross.csv")
     significance = pd.read_csv(R / "significance.csv")
     # Measured by benchmarks/seed_spread.py, outside the pipeline; without it the report says spread is unknown.
@@ -103,7 +120,6 @@ def main() -> None:
     sha, dirty = provenance.git_state()
     commit = sha + ("-dirty" if dirty else "")
     lock = provenance.lock_digest("report")
-    manifests = {ds: Path("data/prepared") / ds / "manifest.csv" for ds in cfg["datasets"]}
     digests = {ds: provenance.file_hash(path) for ds, path in manifests.items()}
     diff, exp = provenance.params_diff(params.load()), provenance.experiment_name()
     leaderboard = reporting.leaderboard_markdown(within, full_reference={m for m in cfg["models"]
@@ -138,8 +154,7 @@ def main() -> None:
     tags = {"git_commit": commit, "git_dirty": str(dirty).lower(), "mlflow.source.git.commit": sha,
             "dvc_lock": lock, "dvc_exp": exp, "params_diff": provenance.format_diff(diff, limit=4000) or "(none)",
             **{f"manifest.{ds}": h for ds, h in digests.items()}}
-    datasets = [tracking.DatasetInput(ds, manifest.read(path), digests[ds], str(path))
-                for ds, path in manifests.items() if path.is_file()]
+    datasets = [tracking.DatasetInput(ds, frame, digests[ds], str(manifests[ds])) for ds, frame in tables.items()]
     srcc_table = reporting.leaderboard(within).reset_index()
     description = "\n".join([
         f"**Leaderboard** (within-dataset SRCC, {len(cfg['datasets'])} datasets)", "", leaderboard,

@@ -1,5 +1,5 @@
 """Stages that read manifests and features files stop in one line on a bad cell or a damaged file, and write
-nothing: a manifest `score` of `abc` and a truncated `data/features/DS.npz` ended in tracebacks."""
+nothing: a manifest `score` of `abc`, an empty manifest and a truncated `data/features/DS.npz` ended in tracebacks."""
 from __future__ import annotations
 
 import csv
@@ -28,10 +28,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("stage, args", [("extract", ["synthetic-single"]), ("evaluate", []), ("mixed", []),
-                                         ("finetune", [])])
-def test_a_manifest_cell_that_is_not_a_number_stops_the_stage_in_one_line(tmp_path, monkeypatch, stage, args):
-    manifest_csv = _workspace(tmp_path, ["brisque"]) / "manifest.csv"
+def _score_not_a_number(manifest_csv: Path) -> None:  # row 3 of the file (the second image): 'abc'
     with open(manifest_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
     rows[1]["score"] = "abc"
@@ -39,11 +36,32 @@ def test_a_manifest_cell_that_is_not_a_number_stops_the_stage_in_one_line(tmp_pa
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+@pytest.mark.parametrize("stage, args", [("extract", ["synthetic-single"]), ("evaluate", []), ("mixed", []),
+                                         ("finetune", [])])
+def test_a_manifest_cell_that_is_not_a_number_stops_the_stage_in_one_line(tmp_path, monkeypatch, stage, args):
+    _score_not_a_number(_workspace(tmp_path, ["brisque"]) / "manifest.csv")
     before = _files(tmp_path)
     message = _run(monkeypatch, tmp_path, stage, *args)
     name = "extract@synthetic-single" if stage == "extract" else stage
     assert message.startswith(f"error: {name}: data/prepared/synthetic-single/manifest.csv: 'score' is not a "
                               "finite number in row 3") and "'abc'" in message and "\n" not in message
+    assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize("damage, says", [
+    (_score_not_a_number, "'score' is not a finite number in row 3"),
+    (lambda p: p.write_bytes(b""), "not a readable CSV file (EmptyDataError: No columns to parse from file)")])
+def test_a_damaged_manifest_stops_report_in_one_line_before_it_writes(tmp_path, monkeypatch, damage, says):
+    # report read the manifests for MLflow after writing results.md and the figures, and a bad one was a traceback.
+    manifest_csv = _workspace(tmp_path, ["brisque"]) / "manifest.csv"
+    damage(manifest_csv)
+    before = _files(tmp_path)
+    message = _run(monkeypatch, tmp_path, "report")
+    assert message.startswith(f"error: report: data/prepared/synthetic-single/manifest.csv: {says}")
+    assert message.endswith(": `dvc checkout data/prepared/synthetic-single` or "
+                            "`dvc repro -f prepare@synthetic-single`") and "\n" not in message
     assert _files(tmp_path) == before
 
 

@@ -120,7 +120,11 @@ def read(path: str | os.PathLike, resolve: bool = True) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest {path} does not exist; run `dvc repro prepare` to build it")
-    frame = pd.read_csv(path, dtype={"content_id": str, "level": str, "split": str}, keep_default_na=False)
+    try:
+        frame = pd.read_csv(path, dtype={"content_id": str, "level": str, "split": str}, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:  # e.g. an empty file
+        reason = " ".join(str(exc).split())  # one line
+        raise ManifestError(f"{path}: not a readable CSV file ({type(exc).__name__}: {reason})") from None
     frame = validate(frame, where=str(path))
     if resolve:
         base = path.parent.resolve()
