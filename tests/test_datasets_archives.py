@@ -22,7 +22,7 @@ needs_libarchive = pytest.mark.skipif(load_libarchive()[0] is None,
 
 def tid2013_folder(root: Path) -> Path:
     """TID2013 as tid2013.rar unpacks: mos_with_names.txt next to distorted_images/ and
-    reference_images/, names in the release's mixed case (see test_datasets_parsers)."""
+    reference_images/, names in the release's mixed case (see test_datasets_parsers_synthetic)."""
     write_image(root / "distorted_images" / "i01_01_1.bmp", seed=1)
     write_image(root / "distorted_images" / "I01_11_1.BMP", seed=2)
     write_image(root / "reference_images" / "I01.BMP", seed=3)

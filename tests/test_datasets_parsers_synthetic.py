@@ -1,0 +1,242 @@
+"""Every parser of a synthetic-distortion set (distorted copies of pristine references: KADID, LIVE, TID2013,
+PIPAL, SIQAD, SCID, CSIQ, KADIS) on a tiny copy of its dataset's published layout, against hand-written rows."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+from fakeserver import kadid_layout, write_image
+from iqabench.datasets import DatasetError, build_manifest, list_images
+from test_datasets_parsers import rows
+
+
+def test_kadid_dmos_column_is_a_mos_on_one_to_five(tmp_path):
+    kadid_layout(tmp_path)
+    got = rows(build_manifest("kadid10k", tmp_path))
+    assert got == {
+        "I01_01_01.png": (4.57, 0.8925, "I01", "gaussian blur", "1", ""),
+        "I01_02_05.png": (1.23, 0.0575, "I01", "lens blur", "5", ""),
+        "I02_25_03.png": (3.1, 0.525, "I02", "contrast change", "3", ""),
+    }
+    frame = build_manifest("kadid10k", tmp_path)
+    assert Path(frame["reference"].iloc[0]).name == "I01.png"
+
+
+def test_kadid_extra_column_is_refused(tmp_path):
+    kadid_layout(tmp_path)
+    csv = tmp_path / "kadid10k" / "dmos.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0] + ",extra"] + [line + ",0" for line in lines[1:]]) + "\n")
+    with pytest.raises(DatasetError, match=r"unexpected column\(s\) \['extra'\]"):
+        build_manifest("kadid10k", tmp_path)
+
+
+def test_live_drops_reference_copies_and_maps_folders(tmp_path):
+    base = tmp_path / "databaserelease2"
+    counts = [227, 233, 174, 174, 174]
+    total = sum(counts)
+    dmos = np.linspace(10, 90, total)
+    orgs = np.zeros(total, dtype=int)
+    orgs[1] = 1                      # jp2k/img2.bmp is a reference copy
+    orgs[227 + 232] = 1              # jpeg/img233.bmp too
+    refnames = np.array([["bikes.bmp" if i % 2 else "parrots.bmp"] for i in range(total)], dtype=object).T
+    base.mkdir(parents=True)
+    scipy.io.savemat(base / "dmos_realigned.mat", {"dmos_new": dmos[None, :], "orgs": orgs[None, :],
+                                                   "dmos_std": np.ones((1, total))})
+    scipy.io.savemat(base / "refnames_all.mat", {"refnames_all": refnames})
+    for folder, count in zip(["jp2k", "jpeg", "wn", "gblur", "fastfading"], counts):
+        for i in range(1, count + 1):
+            (base / folder).mkdir(exist_ok=True)
+            (base / folder / f"img{i}.bmp").write_bytes(b"BM")  # existence is what the parser checks
+    frame = build_manifest("live", tmp_path)
+    assert len(frame) == total - 2
+    by_path = {str(Path(p).relative_to(base)): r for p, r in zip(frame["image"], frame.itertuples())}
+    assert "jp2k/img2.bmp" not in by_path and "jpeg/img233.bmp" not in by_path
+    first_wn = by_path["wn/img1.bmp"]
+    assert first_wn.raw_score == pytest.approx(dmos[460])
+    assert first_wn.score == pytest.approx((112 - dmos[460]) / 115)  # DMOS flipped on the declared [-3, 112]
+    assert first_wn.distortion == "wn" and first_wn.content_id == "parrots"
+    assert Path(first_wn.reference) == base / "refimgs" / "parrots.bmp"
+
+
+def test_live_realigned_file_beside_the_release_folder(tmp_path):
+    # dmos_realigned.mat is its own download (release2/dmos_realigned.mat on the LIVE site); the
+    # databaserelease2.zip readme lists only dmos.mat, so it usually sits next to the folder.
+    base = tmp_path / "databaserelease2"
+    total = 982
+    dmos = np.linspace(-2.6, 111.7, total)  # realigned values leave [0, 100] a little
+    orgs = np.zeros(total, dtype=int)
+    orgs[0] = 1
+    refnames = np.array([["caps.bmp"] for _ in range(total)], dtype=object).T
+    base.mkdir()
+    scipy.io.savemat(tmp_path / "dmos_realigned.mat", {"dmos_new": dmos[None, :], "orgs": orgs[None, :]})
+    scipy.io.savemat(base / "refnames_all.mat", {"refnames_all": refnames})
+    for folder, count in zip(["jp2k", "jpeg", "wn", "gblur", "fastfading"], [227, 233, 174, 174, 174]):
+        (base / folder).mkdir()
+        for i in range(1, count + 1):
+            (base / folder / f"img{i}.bmp").write_bytes(b"BM")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the realigned span is the declared scale: no out-of-range warning
+        frame = build_manifest("live", tmp_path)
+    assert len(frame) == total - 1
+    assert frame["score"].between(0, 1).all()
+    assert Path(frame["image"].iloc[0]) == base / "jp2k" / "img2.bmp"
+    assert frame["raw_score"].iloc[0] == pytest.approx(dmos[1])
+    assert Path(frame["reference"].iloc[0]) == base / "refimgs" / "caps.bmp"
+    (tmp_path / "dmos_realigned.mat").unlink()
+    # The release's own dmos.mat ('dmos', 'orgs'; pyiqa scripts/process_live.py) is never a stand-in.
+    scipy.io.savemat(base / "dmos.mat", {"dmos": dmos[None, :], "orgs": orgs[None, :]})
+    with pytest.raises(DatasetError, match=r"dmos_realigned.mat' not found.*dmos.mat is the release's original "
+                                           r"DMOS.*separate download \(https://live.ece.utexas.edu/.*/release2/"):
+        build_manifest("live", tmp_path)
+
+
+def test_tid2013_case_quirks_and_reference_from_name(tmp_path):
+    base = tmp_path
+    # Case differs between list and disk: pyiqa's scripts/process_tid.py keeps the list's name, or
+    # swaps i -> I when distorted_images/<name> is missing, and its meta_info_TID2013Dataset.csv has
+    # I01_01_1.bmp, i01_01_2.bmp, I01_11_1.BMP and references I01.BMP .. I24.BMP, i25.bmp.
+    write_image(base / "distorted_images" / "i01_01_1.bmp")
+    write_image(base / "distorted_images" / "I01_11_1.BMP")
+    write_image(base / "distorted_images" / "I25_24_5.BMP")
+    write_image(base / "reference_images" / "I01.BMP")
+    write_image(base / "reference_images" / "i25.bmp")
+    (base / "mos_with_names.txt").write_text("5.51429 I01_01_1.bmp\n5.91429 I01_11_1.BMP\n2.25 i25_24_5.bmp\n")
+    frame = build_manifest("tid2013", base)
+    got = rows(frame)
+    assert got == {"i01_01_1.bmp": (5.51429, round(5.51429 / 9, 6), "i01", "additive gaussian noise", "1", ""),
+                   "I01_11_1.BMP": (5.91429, round(5.91429 / 9, 6), "i01", "jpeg2000", "1", ""),
+                   "I25_24_5.BMP": (2.25, 0.25, "i25", "sparse sampling and reconstruction", "5", "")}
+    assert sorted(Path(r).name for r in frame["reference"]) == ["I01.BMP", "I01.BMP", "i25.bmp"]
+
+
+def test_tid2013_malformed_line_is_named(tmp_path):
+    (tmp_path / "mos_with_names.txt").write_text("5.1 i01_01_1.bmp\nfive i01_01_2.bmp\n")
+    with pytest.raises(DatasetError, match=r"mos_with_names.txt line 2: MOS 'five'"):
+        build_manifest("tid2013", tmp_path)
+
+
+# NTIRE release (pyiqa scripts/process_pipal.py) and the authors' README (PIPAL-dataset codes/data).
+
+
+@pytest.mark.parametrize("dist_dirs, ref_dir, label_dir", [
+    (("Train_Dis", "Train_Dis"), "Train_Ref", "Train_Label"),
+    (("Distortion/Distortion_1", "Distortion/Distortion_2"), "Reference_train", "MOS_Scores_train")])
+def test_pipal_elo_labels_and_reference(tmp_path, dist_dirs, ref_dir, label_dir):
+    write_image(tmp_path / dist_dirs[0] / "A0001_00_00.bmp")
+    write_image(tmp_path / dist_dirs[1] / "A0002_06_26.bmp")
+    write_image(tmp_path / ref_dir / "A0001.bmp")
+    write_image(tmp_path / ref_dir / "A0002.bmp")
+    (tmp_path / label_dir).mkdir()
+    # Values from pyiqa's meta_info_PIPALDataset.csv (generated from Train_Label/*.txt).
+    (tmp_path / label_dir / "A0001.txt").write_text("A0001_00_00.bmp,1520.0648\n")
+    (tmp_path / label_dir / "A0002.txt").write_text("\ufeffA0002_06_26.bmp,1313.9093\n", "utf-8")  # re-saved: BOM
+    frame = build_manifest("pipal", tmp_path)
+    assert rows(frame) == {
+        "A0001_00_00.bmp": (1520.0648, round((1520.0648 - 800) / 1100, 6), "A0001", "", "", ""),
+        "A0002_06_26.bmp": (1313.9093, round((1313.9093 - 800) / 1100, 6), "A0002", "", "", "")}
+    assert sorted(Path(r).relative_to(tmp_path).as_posix() for r in frame["reference"]) == [
+        f"{ref_dir}/A0001.bmp", f"{ref_dir}/A0002.bmp"]
+
+
+# The 49 x 20 matrix the MATLAB evaluation scripts read, and the 980 x 1 vector DMOS(:) that a public
+# Python loader indexes as ref*49 + type*7 + level: both must give the same rows.
+
+
+@pytest.mark.parametrize("stored", ["matrix", "vector"])
+def test_siqad_matrix_is_type_level_by_reference(tmp_path, stored):
+    dmos = np.arange(49 * 20, dtype=float).reshape(49, 20) / 10
+    on_disk = dmos if stored == "matrix" else dmos.ravel(order="F")[:, None]
+    scipy.io.savemat(tmp_path / "DMOS_SIQAD.mat", {"DMOS": on_disk})
+    (tmp_path / "DistortedImages").mkdir()
+    (tmp_path / "references").mkdir()
+    # Public evaluation scripts pair MATLAB's DMOS(:) (column-major) with these loops.
+    in_script_order = []
+    for ref in range(1, 21):
+        (tmp_path / "references" / f"cim{ref}.bmp").write_bytes(b"BM")
+        for kind in range(1, 8):
+            for level in range(1, 8):
+                (tmp_path / "DistortedImages" / f"cim{ref}_{kind}_{level}.bmp").write_bytes(b"BM")
+                in_script_order.append(f"cim{ref}_{kind}_{level}.bmp")
+    frame = build_manifest("siqad", tmp_path)
+    got = rows(frame)
+    assert {name: got[name][0] for name in in_script_order} == dict(zip(in_script_order, dmos.ravel(order="F")))
+    # cim3, type 2 (gaussian blur), level 4 -> row (2-1)*7 + 3 = 10, column 2
+    assert got["cim3_2_4.bmp"] == (dmos[10, 2], round(1 - dmos[10, 2] / 100, 6), "cim3", "gaussian blur", "4", "")
+    assert all(Path(r).is_file() for r in frame["reference"])
+
+
+def test_scid_text_file(tmp_path):
+    write_image(tmp_path / "DistortedSCIs" / "SCI01_1_1.bmp")
+    write_image(tmp_path / "DistortedSCIs" / "SCI40_9_5.bmp")
+    write_image(tmp_path / "ReferenceSCIs" / "SCI01.bmp")
+    write_image(tmp_path / "ReferenceSCIs" / "SCI40.bmp")
+    # No header; whitespace-separated reference, image name without extension, MOS.
+    (tmp_path / "MOS_SCID.txt").write_text("SCI01 SCI01_1_1 78.5\r\nSCI40\tSCI40_9_5\t20.25\r\n")
+    frame = build_manifest("scid", tmp_path)
+    assert rows(frame) == {"SCI01_1_1.bmp": (78.5, 0.785, "SCI01", "gaussian noise", "1", ""),
+                           "SCI40_9_5.bmp": (20.25, 0.2025, "SCI40", "color quantization with dithering", "5", "")}
+    assert all(Path(r).is_file() for r in frame["reference"])
+
+
+def test_scid_line_whose_reference_disagrees_with_the_image_is_refused(tmp_path):
+    (tmp_path / "MOS_SCID.txt").write_text("SCI01 SCI01_1_1 78.5\nSCI02 SCI03_1_1 50\n")
+    with pytest.raises(DatasetError, match=r"MOS_SCID.txt line 2: reference 'SCI02' does not match"):
+        build_manifest("scid", tmp_path)
+
+
+def _csiq_sheet(path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("openpyxl", reason="openpyxl is needed to write/read CSIQ's .xlsx")
+    # Sheet all_by_image: header on row 4, columns D..I (image, dst_idx, dst_type, dst_lev,
+    # dmos_std, dmos); 1600 is stored as a number. Values from pyiqa meta_info_CSIQDataset.csv.
+    pad = [None] * 3
+    table = pd.DataFrame([pad + [None] * 6, pad + [None] * 6, pad + [None] * 6,
+                          pad + ["image", "dst_idx", "dst_type", "dst_lev", "dmos_std", "dmos"],
+                          pad + [1600, 1, "noise", 1, 0.02, 0.061989],
+                          pad + ["aerial_city", 3, "jpeg 2000", 5, 0.1, 0.955908],
+                          pad + [None] * 6])
+    with pd.ExcelWriter(path) as writer:
+        table.to_excel(writer, sheet_name="all_by_image", header=False, index=False)
+
+
+def test_csiq_spreadsheet_layout(tmp_path):
+    _csiq_sheet(tmp_path / "csiq.DMOS.xlsx")
+    write_image(tmp_path / "dst_imgs" / "awgn" / "1600.AWGN.1.png")
+    write_image(tmp_path / "dst_imgs" / "jpeg2000" / "aerial_city.jpeg2000.5.png")
+    got = rows(build_manifest("csiq", tmp_path))
+    assert got == {"1600.AWGN.1.png": (0.061989, 0.938011, "1600", "awgn", "1", ""),
+                   "aerial_city.jpeg2000.5.png": (0.955908, 0.044092, "aerial_city", "jpeg2000", "5", "")}
+
+
+# dst_imgs.zip and src_imgs.zip have no top folder (public scripts unzip them into dst_imgs/ and
+# src_imgs/ themselves), so `datasets download` leaves awgn/... and 1600.png beside the sheet;
+# the icbcbicc/IQA-Dataset repack spells the folders AWGN/, JPEG/, and some copies are lower-cased.
+
+
+@pytest.mark.parametrize("awgn, jp2k, refs", [
+    ("awgn/1600.AWGN.1.png", "jpeg2000/aerial_city.jpeg2000.5.png", ""),
+    ("dst_imgs/AWGN/1600.awgn.1.png", "dst_imgs/jpeg2000/aerial_city.jpeg2000.5.png", "src_imgs/")])
+def test_csiq_archives_unpacked_without_their_folders(tmp_path, awgn, jp2k, refs):
+    _csiq_sheet(tmp_path / "csiq.DMOS.xlsx")
+    write_image(tmp_path / awgn)
+    write_image(tmp_path / jp2k)
+    write_image(tmp_path / f"{refs}1600.png")
+    write_image(tmp_path / f"{refs}aerial_city.png")
+    frame = build_manifest("csiq", tmp_path)
+    assert sorted(Path(p).relative_to(tmp_path).as_posix() for p in frame["image"]) == sorted([awgn, jp2k])
+    assert dict(zip(frame["content_id"], frame["raw_score"])) == {"1600": 0.061989, "aerial_city": 0.955908}
+    assert sorted(Path(r).relative_to(tmp_path).as_posix() for r in frame["reference"]) == [
+        f"{refs}1600.png", f"{refs}aerial_city.png"]
+
+
+def test_unlabelled_kadis_lists_images_and_refuses_a_manifest(tmp_path):
+    for name in ("a.png", "b.png"):  # kadis700k.zip unpacks kadis700k/ref_imgs/ (ARNIQA README)
+        write_image(tmp_path / "kadis700k" / "ref_imgs" / name)
+    assert [p.name for p in list_images("kadis700k", tmp_path)] == ["a.png", "b.png"]
+    with pytest.raises(DatasetError, match="no quality scores"):
+        build_manifest("kadis700k", tmp_path)
