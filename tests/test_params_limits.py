@@ -108,6 +108,30 @@ def test_finetune_cannot_run_more_splits_than_evaluate_compares_with(tmp_path, m
         params.validate(cfg)
 
 
+# --- batch sizes, widths, workers ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("extract.batch_size", 10**12, "[1, 65536]"),
+    ("finetune.batch_size", 65537, "[1, 65536]"),
+    ("mixed.batch_size", 10**12, "[0, 65536]"),
+    ("pretrain.contrique.batch_size", 10**12, "[1, 65536]"),
+    ("pretrain.contrique.authentic_batch_size", 10**12, "[0, 65536]"),
+    ("pretrain.contrique.lr_base_batch", 10**12, "[0, 65536]"),
+    ("pretrain.arniqa.width", 160000, "[1, 1024]"),
+    ("pretrain.contrique.proj_hidden", 10**9, "[1, 16384]"),
+    ("pretrain.arniqa.proj_dim", 10**9, "[1, 16384]"),
+    ("mixed.hidden", 10**9, "[1, 16384]"),
+    ("pretrain.arniqa.workers", 10**12, "[0, 256]"),
+    ("pretrain.contrique.nproc", 1000, "[1, 256]"),
+])
+def test_batch_sizes_widths_and_workers_have_an_upper_bound(tmp_path, monkeypatch, key, value, allowed):
+    """A slipped digit (1e12 for 128) stops validation instead of an allocation or a fork storm inside the stage."""
+    assert f"{key} = {value} is not allowed; it must be an integer in {allowed}" in _error(
+        tmp_path, monkeypatch, {key: value})
+    top = int(allowed.strip("[]").split(", ")[1])
+    assert _validate(tmp_path, monkeypatch, {key: top})  # the bound itself is allowed
+
+
 # --- devices ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("key", ["extract.device", "finetune.device", "pretrain.arniqa.device"])

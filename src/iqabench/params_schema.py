@@ -150,6 +150,11 @@ MAX_SPLITS = 1000        # CONTRIQUE and ARNIQA report 10, BRISQUE 1000 train-te
 MAX_STEPS = 1_000_000    # the papers' pretraining recipes run tens of thousands of steps; mixed, finetune hundreds
 MAX_EPOCHS = 10_000      # pretrain.*.epochs (CONTRIQUE: 25)
 MAX_SIDE = 4096          # crop and patch sides, px: one 3 x 100000^2 float crop is 120 GB
+MAX_BATCH = 65536        # images (or feature rows) per step: CONTRIQUE's paper batch is 1024 over 8 GPUs
+MAX_WIDTH = 1024         # small_cnn's last stage has 8 x width channels: 8192 at 1024 (ResNet-50: 2048), 2.4 GB
+                         # of weights in its last conv alone; 10x that is 240 GB
+MAX_UNITS = 16384        # hidden and output units of a projector or regressor head (the papers': 2048, 128)
+MAX_PROCESSES = 256      # DataLoader workers per process, and processes per machine (nproc): each is a process
 DEVICE = choice("auto", "cpu", "cuda", default="auto")
 STEPS = integer(1, MAX_STEPS)
 SPLITS = integer(1, MAX_SPLITS)
@@ -187,7 +192,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "kadis_sample": integer(1, default=125),
     },
     "extract": {
-        "batch_size": integer(1),
+        "batch_size": integer(1, MAX_BATCH),
         "max_short_side": integer(0, default=None, none_ok=True),   # 0 or null: no downscaling
         "bf16": boolean(default=False),
         "device": DEVICE,
@@ -249,24 +254,27 @@ NAMED_SECTIONS = {
     "pretrain": ("iqabench.training.pretrain", "PretrainConfig",
                  {"profile": Key(_profile, "'' or an existing YAML file of overrides (e.g. profiles/paper.yaml)",
                                  default=""),
-                  "nproc": integer(1, default=1)}),
+                  "nproc": integer(1, MAX_PROCESSES, default=1)}),
 }
 
 # Ranges of keys the dataclass sections share (where a section has the key at all).
 SHARED_RANGES: dict[str, Key] = {
     "steps": STEPS, "epochs": integer(0, MAX_EPOCHS), "n_splits": SPLITS, "checkpoint_every": EVERY,
-    "crop": integer(16, MAX_SIDE), "region": integer(16, MAX_SIDE), "width": integer(1),
-    "batch_size": integer(1), "lr": POSITIVE, "lr_head": NON_NEGATIVE, "lr_encoder": NON_NEGATIVE,
+    "crop": integer(16, MAX_SIDE), "region": integer(16, MAX_SIDE), "width": integer(1, MAX_WIDTH),
+    "batch_size": integer(1, MAX_BATCH), "authentic_batch_size": integer(0, MAX_BATCH),   # 0: batch_size
+    "lr_base_batch": integer(0, MAX_BATCH),   # 0: lr as given, not scaled by the batch
+    "lr": POSITIVE, "lr_head": NON_NEGATIVE, "lr_encoder": NON_NEGATIVE,
     "weight_decay": NON_NEGATIVE, "temperature": POSITIVE, "warmup_frac": number(0, 1, hi_open=True),
-    "proj_hidden": integer(1), "proj_dim": integer(1), "grid": integer(1), "hidden": integer(1),
+    "proj_hidden": integer(1, MAX_UNITS), "proj_dim": integer(1, MAX_UNITS), "grid": integer(1),
+    "hidden": integer(1, MAX_UNITS),
     "dropout": number(0, 1, hi_open=True), "test_frac": number(0, 1, lo_open=True, hi_open=True),
     "pristine_prob": number(0, 1), "level_std": POSITIVE, "max_distortions": integer(1, 5),
-    "workers": integer(0), "device": DEVICE, "seed": integer(0, MAX_SEED, none_ok=True),
+    "workers": integer(0, MAX_PROCESSES), "device": DEVICE, "seed": integer(0, MAX_SEED, none_ok=True),
     "log_every": EVERY, "synthesis": choice("auto", "device", "workers"),
 }
 # ... except where a section gives the key another meaning, or has names only it knows.
 SECTION_RANGES = {
-    "mixed": {"batch_size": integer(0)},   # mixed: 0 = full batch
+    "mixed": {"batch_size": integer(0, MAX_BATCH)},   # mixed: 0 = full batch
     "pretrain": {
         "arch": one_of_lazy(_archs, "encoder architectures"),
         "objective": one_of_lazy(_objectives, "pretraining objectives"),
