@@ -11,7 +11,8 @@ import json
 import tempfile
 
 import pytest
-from test_gate import BASELINE, SEED_STD, TOLERANCES, accepted, changed, git, run
+from test_gate import BASELINE, SEED_STD, TOLERANCES, changed
+from test_gate_cli import accepted, git, run
 
 from iqabench import acceptance, gate
 from iqabench.io import write_json, write_text
