@@ -77,8 +77,10 @@ def compute(dist: torch.Tensor, ref: torch.Tensor, metrics: list[str], batch_siz
             deepwsd_weights: str | Path | None = None, dtype: torch.dtype = torch.float32) -> dict[str, np.ndarray]:
     """Each named metric for every (distorted, reference) pair, in batches; arrays, higher is better.
 
-    Computed in float32 by default: torch's float64 convolutions on the CPU are ~20x slower
-    (see :func:`compute_rounded` for values that must not depend on the CPU).
+    Computed in float32 by default: torch's float64 convolutions on the CPU are 10-20x slower. float32 is
+    not float64 rounded (SSIM's variances as E[x^2] - E[x]^2, VIF on near-flat patches: up to 1e-4 and 6e-4
+    absolute on 128 px patches), and its last bits depend on the CPU's code paths (MKL's AVX-512 vs AVX2: up
+    to 4.5e-5). Labels are computed in float64 (``dtype``), whose paths differ by ~1e-16.
 
     ``deepwsd`` is minus DeepWSD on torchvision VGG16 ``features`` read from
     ``deepwsd_weights`` (a local state dict). The project's own encoder is not
@@ -101,35 +103,6 @@ def compute(dist: torch.Tensor, ref: torch.Tensor, metrics: list[str], batch_siz
             for m in metrics:
                 out[m].append(functions[m](d, r).reshape(-1).cpu())
     return {m: torch.cat(v).numpy() for m, v in out.items()}
-
-
-# compute_rounded's margin: well above float32's error on these metrics (at most 7 float32 epsilons,
-# 4e-7 relative, measured for SSIM, MS-SSIM and VIF on 128 px patches against float64).
-FLOAT32_RTOL = 2e-6
-
-
-def compute_rounded(dist: torch.Tensor, ref: torch.Tensor, metrics: list[str], decimals: int, batch_size: int = 64,
-                    deepwsd_weights: str | Path | None = None) -> dict[str, np.ndarray]:
-    """:func:`compute` rounded to ``decimals``, the same on every CPU, at close to float32's cost.
-
-    float32's last bits depend on the CPU's vector kernels (summation order), so a value near a
-    rounding boundary could round either way on another machine. Values within ``FLOAT32_RTOL``
-    (relative) of a boundary are recomputed in float64, whose noise is ~1e-9 of the step; every
-    other float32 value rounds as its float64 value would. Each result is float64's, rounded.
-    """
-    fast = compute(dist, ref, metrics, batch_size, deepwsd_weights)
-    out = {}
-    for metric, values in fast.items():
-        values = values.astype(np.float64)
-        scaled = values * 10.0 ** decimals
-        near = np.abs(scaled - np.floor(scaled) - 0.5) <= FLOAT32_RTOL * np.abs(scaled) + 1e-9
-        redo = np.flatnonzero(near)
-        if redo.size:
-            index = torch.from_numpy(redo)
-            values[redo] = compute(dist[index], ref[index], [metric], batch_size, deepwsd_weights,
-                                   dtype=torch.float64)[metric]
-        out[metric] = np.round(values, decimals)
-    return out
 
 
 def _deepwsd_label_metric(weights: str | Path | None,

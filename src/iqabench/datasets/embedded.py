@@ -46,6 +46,9 @@ from .scorefiles import DatasetError
 FLAT_STD = 0.125
 MAX_REDRAWS = 100
 FR_DECIMALS = 4  # metric values as stored in the manifest's fr_* columns; the pseudo-MOS is built from these
+# Labels in float64: float32 SSIM/MS-SSIM/VIF differ between CPUs (MKL's AVX-512 and AVX2 paths) by up to 4.5e-5,
+# enough to round 2 of the 1,740 labels the other way; float64's paths differ by ~1e-16 (fr_metrics.compute).
+LABEL_DTYPE = torch.float64
 
 PHOTOS = {
     "astronaut": skdata.astronaut,
@@ -196,9 +199,9 @@ def build(name: str, out_dir: str | Path, *, patch_size: int, max_patches_per_ph
         images.save_png(image, img_paths[-1])
     # Labels are computed on the 8-bit images as written, which is what every model will read.
     stored = torch.stack([images.from_uint8(images.to_uint8(d)) for d in dist])
-    # Rounded as stored, before the consensus, the same on every CPU: the labels can be recomputed from them.
-    metric_values = fr_metrics.compute_rounded(stored, refs[owners], label_metrics, FR_DECIMALS,
-                                               deepwsd_weights=deepwsd_weights or None)
+    # Rounded as stored, before the consensus: the labels can be recomputed from the manifest's own columns.
+    metric_values = {m: np.round(v, FR_DECIMALS) for m, v in fr_metrics.compute(
+        stored, refs[owners], label_metrics, deepwsd_weights=deepwsd_weights or None, dtype=LABEL_DTYPE).items()}
     raw = fr_metrics.pseudo_mos(metric_values)
     frame = manifest.make(
         name, img_paths, raw, kind="pseudo-MOS", lo=0.0, hi=100.0, higher_is_better=True,

@@ -45,7 +45,7 @@ def randn(generator: torch.Generator, shape, device, out: Tensor | None = None,
         return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
     if out.device == generator.device:
         return torch.randn(shape, generator=generator, out=out)
-    return out.copy_(torch.randn(shape, generator=generator, device=generator.device))
+    return out.copy_(torch.randn(shape, generator=generator, device=generator.device, dtype=out.dtype))
 
 
 def gaussian_1d(sigma: float) -> np.ndarray:

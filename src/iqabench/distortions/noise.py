@@ -43,13 +43,13 @@ def _scale_and_add(noise: Tensor, variances: list[float], x: Tensor) -> Tensor:
 
 
 def white_noise(x: Tensor, params: list[float], generator: torch.Generator, out: Tensor | None = None) -> Tensor:
-    noise = randn(generator, x.shape, x.device, out=out, dtype=x.dtype).to(x.dtype)
+    noise = randn(generator, x.shape, x.device, out=out, dtype=x.dtype)
     return _scale_and_add(noise, params, x).clamp_(0, 1)
 
 
 def white_noise_ycbcr(x: Tensor, params: list[float], generator: torch.Generator,
                       out: Tensor | None = None) -> Tensor:
-    noise = randn(generator, x.shape, x.device, dtype=x.dtype).to(x.dtype)
+    noise = randn(generator, x.shape, x.device, dtype=x.dtype)
     noisy = _scale_and_add(noise, params, rgb_to_ycbcr(x)).clamp_(0, 1)
     return ycbcr_to_rgb_(noisy, out).clamp_(0, 1)
 

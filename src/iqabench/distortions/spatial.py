@@ -56,7 +56,7 @@ def jitter(x: Tensor, params: list[float], generator: torch.Generator) -> Tensor
     identity = torch.stack(torch.meshgrid(cols.to(x), rows.to(x), indexing="xy"), -1).unsqueeze(0)
     out = x
     for _ in range(_JITTER_ITERATIONS):
-        grid = randn(generator, (n, h, w, 2), x.device, dtype=x.dtype).to(x.dtype).mul_(step).add_(identity)
+        grid = randn(generator, (n, h, w, 2), x.device, dtype=x.dtype).mul_(step).add_(identity)
         out = F.grid_sample(out, grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out
 
