@@ -132,6 +132,26 @@ def test_batch_sizes_widths_and_workers_have_an_upper_bound(tmp_path, monkeypatc
     assert _validate(tmp_path, monkeypatch, {key: top})  # the bound itself is allowed
 
 
+@pytest.mark.parametrize("key, value, allowed", [
+    ("synthesize.n_images", 10**12, "[1, 1000000]"),
+    ("synthesize.shard_size", 10**12, "[1, 1000000]"),
+    ("niqe.kadis_sample", 10**9, "[1, 1000000]"),
+    ("prepare.max_patches_per_photo", 10**9, "[1, 10000]"),
+    ("extract.max_short_side", 10**6, "[0, 4096]"),
+    ("pretrain.contrique.grid", 10**5, "[1, 64]"),
+])
+def test_image_patch_and_grid_counts_have_an_upper_bound(tmp_path, monkeypatch, key, value, allowed):
+    message = _error(tmp_path, monkeypatch, {key: value})
+    assert f"{key} = {value} is not allowed; it must be an integer in {allowed}" in message
+    assert _validate(tmp_path, monkeypatch, {key: int(allowed.strip("[]").split(", ")[1])})
+
+
+def test_every_monotone_transformer_width_has_an_upper_bound(tmp_path, monkeypatch):
+    message = _error(tmp_path, monkeypatch, {"mixed.transformer_hidden": [16, 10**9]})
+    assert "mixed.transformer_hidden = [16, 1000000000] is not allowed" in message and "[1, 16384]" in message
+    assert _validate(tmp_path, monkeypatch, {"mixed.transformer_hidden": [16, 16]})
+
+
 # --- devices ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("key", ["extract.device", "finetune.device", "pretrain.arniqa.device"])

@@ -155,6 +155,9 @@ MAX_WIDTH = 1024         # small_cnn's last stage has 8 x width channels: 8192 a
                          # of weights in its last conv alone; 10x that is 240 GB
 MAX_UNITS = 16384        # hidden and output units of a projector or regressor head (the papers': 2048, 128)
 MAX_PROCESSES = 256      # DataLoader workers per process, and processes per machine (nproc): each is a process
+MAX_IMAGES = 1_000_000   # images drawn into the corpus or a shard, photos sampled (KADIS-700k: 140,000 pristine)
+MAX_PATCHES = 10_000     # patches cut from one photo (a 4096 px photo holds ~7,000 of 48 px)
+MAX_GRID = 64            # patch grid per side of an encoder's feature map (a ResNet-50 at 256 px has 8 x 8)
 DEVICE = choice("auto", "cpu", "cuda", default="auto")
 STEPS = integer(1, MAX_STEPS)
 SPLITS = integer(1, MAX_SPLITS)
@@ -172,7 +175,7 @@ TOP_LEVEL = {
 SECTIONS: dict[str, dict[str, Key]] = {
     "prepare": {
         "patch_size": integer(48, MAX_SIDE),           # the distortion engine needs >= 48 px (non-eccentricity)
-        "max_patches_per_photo": integer(1),
+        "max_patches_per_photo": integer(1, MAX_PATCHES),
         "versions_per_patch": integer(1, 125),         # synthetic-single: distinct (type, level) of 25 x 5
         "max_k": integer(2, 5),                        # synthetic-mixed composes 2..max_k of the 5 groups
         "label_metrics": list_of(one_of_lazy(_label_metrics, "label metrics")),
@@ -182,18 +185,18 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "synthesize": {
         "photos": list_of(one_of_lazy(_photos, "embedded photographs")),
         "crop": integer(48, 256),                      # the distortion engine needs >= 48 px
-        "n_images": integer(1),
-        "shard_size": integer(1),
+        "n_images": integer(1, MAX_IMAGES),
+        "shard_size": integer(1, MAX_IMAGES),
         "gallery_photo": one_of_lazy(_photos, "embedded photographs", default="astronaut"),
     },
     "niqe": {
         "patch_size": integer(8, MAX_SIDE, default=96),
         "sharpness_threshold": number(0, 1, default=0.75),
-        "kadis_sample": integer(1, default=125),
+        "kadis_sample": integer(1, MAX_IMAGES, default=125),
     },
     "extract": {
         "batch_size": integer(1, MAX_BATCH),
-        "max_short_side": integer(0, default=None, none_ok=True),   # 0 or null: no downscaling
+        "max_short_side": integer(0, MAX_SIDE, default=None, none_ok=True),   # 0 or null: no downscaling
         "bf16": boolean(default=False),
         "device": DEVICE,
     },
@@ -265,8 +268,8 @@ SHARED_RANGES: dict[str, Key] = {
     "lr_base_batch": integer(0, MAX_BATCH),   # 0: lr as given, not scaled by the batch
     "lr": POSITIVE, "lr_head": NON_NEGATIVE, "lr_encoder": NON_NEGATIVE,
     "weight_decay": NON_NEGATIVE, "temperature": POSITIVE, "warmup_frac": number(0, 1, hi_open=True),
-    "proj_hidden": integer(1, MAX_UNITS), "proj_dim": integer(1, MAX_UNITS), "grid": integer(1),
-    "hidden": integer(1, MAX_UNITS),
+    "proj_hidden": integer(1, MAX_UNITS), "proj_dim": integer(1, MAX_UNITS), "grid": integer(1, MAX_GRID),
+    "hidden": integer(1, MAX_UNITS), "transformer_hidden": list_of(integer(1, MAX_UNITS), unique=False),
     "dropout": number(0, 1, hi_open=True), "test_frac": number(0, 1, lo_open=True, hi_open=True),
     "pristine_prob": number(0, 1), "level_std": POSITIVE, "max_distortions": integer(1, 5),
     "workers": integer(0, MAX_PROCESSES), "device": DEVICE, "seed": integer(0, MAX_SEED, none_ok=True),
