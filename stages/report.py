@@ -71,9 +71,9 @@ def timings_markdown(every: list[dict], ran: list[dict]) -> str:
         f"Machine: {machine}."]) + "\n"
 
 
-def section(path: Path) -> str:
+def section(text: str) -> str:
     """A stage's markdown without its own top-level title (results.md gives each a heading)."""
-    lines = path.read_text().splitlines()
+    lines = text.splitlines()
     return "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines).strip() + "\n"
 
 
@@ -102,17 +102,46 @@ def read_manifests(manifests: dict[str, Path]) -> dict[str, pd.DataFrame]:
     return out
 
 
+# What each stage's output must hold for the report, and how to get it back when it does not.
+EVALUATE = "`dvc checkout evaluate` or `dvc repro -f evaluate`"
+INPUTS = {  # name: (path, columns, fix)
+    "within": (R / "within.csv", ["model", "dataset", "n_images", "srcc", "srcc_q25", "srcc_q75", "plcc", "krcc",
+                                  "rmse"], EVALUATE),
+    "cross": (R / "cross.csv", ["model", "train", "test", "srcc"], EVALUATE),
+    "significance": (R / "significance.csv", ["dataset", "model_a", "model_b", "diff", "lo", "hi", "p_raw", "p_holm",
+                                              "verdict", "verdict_wilcoxon"], EVALUATE),
+    "predictions": (Path("data/eval/predictions.csv"), ["dataset", "model", "split", "image", "score", "prediction"],
+                    EVALUATE),
+    "finetune": (R / "finetune.csv", [], "`dvc checkout finetune` or `dvc repro -f finetune`"),
+    "mixed": (R / "mixed.csv", [], "`dvc checkout mixed` or `dvc repro -f mixed`"),
+}
+
+
+def read_inputs(models: list[str]) -> dict:
+    """Every table the report reads, checked before any figure or table is written."""
+    out = {name: io.read_table(path, columns, fix=fix) for name, (path, columns, fix) in INPUTS.items()}
+    # Measured by benchmarks/seed_spread.py, outside the pipeline; without it the report says spread is unknown.
+    variance = R / "variance.csv"
+    out["variance"] = io.read_table(variance, ["metric", "std"], fix="`git checkout reports/variance.csv` or "
+                                    "`python benchmarks/seed_spread.py`") if variance.is_file() else None
+    out["histories"] = {key: io.read_table(path, ["step", "loss"], fix=f"`dvc repro -f pretrain@{key}`")
+                        for key, path in rows.loss_histories(models).items()}
+    out["metrics"] = metrics = io.read_json(R / "metrics.json", fix=EVALUATE)
+    if not (isinstance(metrics, dict) and all(isinstance(metrics.get(k), dict) for k in ("within", "cross"))):
+        raise io.TableError(f"{R / 'metrics.json'} lacks its 'within' and 'cross' sections; {EVALUATE}")
+    out["sections"] = {name: section(io.read_text(R / f"{name}.md", fix=f"`dvc repro -f {name}`"))
+                       for name in ("finetune", "mixed")}
+    return out
+
+
 def main() -> None:
     cfg = params.section("report")
     manifests = {ds: Path("data/prepared") / ds / "manifest.csv" for ds in cfg["datasets"]}
-    with stage_errors.one_line("report"):  # a damaged manifest: one line, before any figure or table is written
+    with stage_errors.one_line("report"):  # a damaged input: one line, before any figure or table is written
         tables = read_manifests(manifests)
-    within, cross = pd.read_csv(R / "within.csv"), pd.read_csv(R / "cross.csv")
-    significance = pd.read_csv(R / "significance.csv")
-    # Measured by benchmarks/seed_spread.py, outside the pipeline; without it the report says spread is unknown.
-    variance = pd.read_csv(R / "variance.csv") if (R / "variance.csv").is_file() else None
-    predictions = pd.read_csv("data/eval/predictions.csv")
-    histories = {key: pd.read_csv(path) for key, path in rows.loss_histories(cfg["models"]).items()}
+        inputs = read_inputs(cfg["models"])
+    within, cross, significance = inputs["within"], inputs["cross"], inputs["significance"]
+    variance, predictions, histories = inputs["variance"], inputs["predictions"], inputs["histories"]
     figures = [reporting.heatmap(cross, R / "cross_srcc.png"), reporting.scatter(predictions, R / "scatter.png"),
                reporting.loss_curve(histories, R / "pretrain_loss.png")]
     reporting.plot_data(within, predictions, R / "plots")
@@ -138,11 +167,11 @@ def main() -> None:
         reporting.within_markdown(within, significance, variance),
         "## Cross-dataset (train on all of A, test on all of B)", "", reporting.cross_markdown(cross),
         "![cross-dataset SRCC](cross_srcc.png)", "",
-        "## End-to-end fine-tuning vs the frozen readout", "", section(R / "finetune.md"), "",
-        "## Mixed-dataset training (MonotonicIQA vs pooled)", "", section(R / "mixed.md"), "",
+        "## End-to-end fine-tuning vs the frozen readout", "", inputs["sections"]["finetune"], "",
+        "## Mixed-dataset training (MonotonicIQA vs pooled)", "", inputs["sections"]["mixed"], "",
         "## Pipeline wall time", "", timings_markdown(every, ran)]))
 
-    metrics = json.loads((R / "metrics.json").read_text())
+    metrics = inputs["metrics"]
     per_model = {m: {"within": metrics["within"].get(m, {}), "cross": metrics["cross"].get(m, {})}
                  for m in cfg["models"]}
     # The parent's columns: one SRCC per model and dataset, and the time of what ran; the rest is on the model runs.
@@ -164,8 +193,8 @@ def main() -> None:
         experiment=cfg["experiment"], run_name=provenance.run_name(sha, dirty, exp, diff), params=params.load(),
         metrics=headline, per_model=per_model, description=description, start_time_ms=start_ms,
         tables={"srcc_table.json": srcc_table, "tables/within.json": within, "tables/cross.json": cross,
-                "tables/significance.json": significance, "tables/mixed.json": pd.read_csv(R / "mixed.csv"),
-                "tables/finetune.json": pd.read_csv(R / "finetune.csv")},
+                "tables/significance.json": significance, "tables/mixed.json": inputs["mixed"],
+                "tables/finetune.json": inputs["finetune"]},
         artifacts={"": [R / "results.md", R / "cross_srcc.png", Path("dvc.lock"), Path("params.yaml")],
                    "figures": [*figures[1:], R / "distortions.png"]},
         tags=tags, eval_params=params.section("evaluate"), datasets=datasets,

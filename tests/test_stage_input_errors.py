@@ -93,3 +93,42 @@ def test_a_missing_features_file_says_which_stage_makes_it(tmp_path):
     with pytest.raises(features.FeaturesFileError, match=r"gone\.npz does not exist: no features for dataset "
                                                          r"'gone'; run `dvc repro extract@gone`"):
         features.load_file(tmp_path / "gone.npz")
+
+
+def _report_inputs(tmp_path: Path) -> None:
+    """Every table report reads, with the columns it needs and no rows (enough to get past reading)."""
+    sys.path.insert(0, str(REPO / "stages"))
+    try:
+        import report
+    finally:
+        sys.path.remove(str(REPO / "stages"))
+    for path, columns, _ in report.INPUTS.values():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(",".join(columns or ["x"]) + "\n")
+    (tmp_path / "reports/metrics.json").write_text('{"within": {}, "cross": {}}')
+    for name in ("finetune", "mixed"):
+        (tmp_path / f"reports/{name}.md").write_text(f"# {name}\n")
+
+
+@pytest.mark.parametrize("path, damage, says", [
+    ("reports/within.csv", lambda p: p.unlink(), "reports/within.csv is missing"),
+    ("reports/within.csv", lambda p: p.write_bytes(b"\xff\xfe\x00garbage\n\x00\x01"), "reports/within.csv is not a "
+                                                                                       "readable CSV table"),
+    ("reports/within.csv", lambda p: p.write_text("model,dataset\nbrisque,x\n"), "reports/within.csv lacks the "
+                                                                                   "column(s) n_images, srcc"),
+    ("data/eval/predictions.csv", lambda p: p.write_text(""), "data/eval/predictions.csv is not a readable CSV"),
+    ("reports/metrics.json", lambda p: p.write_text("{"), "reports/metrics.json is not valid JSON"),
+    ("reports/metrics.json", lambda p: p.write_text("[]"), "reports/metrics.json lacks its 'within' and 'cross'"),
+    ("reports/mixed.md", lambda p: p.unlink(), "reports/mixed.md is missing; `dvc repro -f mixed`"),
+])
+def test_a_damaged_input_of_report_stops_it_in_one_line_naming_the_file_and_the_fix(tmp_path, monkeypatch, path,
+                                                                                      damage, says):
+    # Each was a pandas or json traceback, some after results.md and the figures were written.
+    _workspace(tmp_path, ["brisque"])
+    _report_inputs(tmp_path)
+    damage(tmp_path / path)
+    before = _files(tmp_path)
+    message = _run(monkeypatch, tmp_path, "report")
+    assert message.startswith(f"error: report: {says}") and "\n" not in message, message
+    assert "`dvc" in message
+    assert _files(tmp_path) == before

@@ -133,6 +133,47 @@ def read_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
             "dict) and use that copy") from None
 
 
+class TableError(ValueError):
+    """A file an earlier stage wrote (CSV, JSON, markdown) that is missing, unreadable or lacks a column;
+    the message names it and how to get it back."""
+
+
+def read_table(path: str | os.PathLike, columns=(), *, fix: str):
+    """``path`` as a pandas DataFrame holding ``columns``, else :class:`TableError` naming the file, what is wrong
+    and ``fix`` (e.g. "`dvc repro -f evaluate`")."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise TableError(f"{path} is missing; {fix}") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TableError(f"{path} is not a readable CSV table ({reason}); {fix}") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise TableError(f"{path} lacks the column(s) {', '.join(missing)}; {fix}")
+    return frame
+
+
+def read_text(path: str | os.PathLike, *, fix: str) -> str:
+    """A UTF-8 text file an earlier stage wrote (markdown, JSON), else :class:`TableError` with ``fix``."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TableError(f"{path} is missing; {fix}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TableError(f"{path} cannot be read ({type(exc).__name__}); {fix}") from None
+
+
+def read_json(path: str | os.PathLike, *, fix: str) -> Any:
+    try:
+        return json.loads(read_text(path, fix=fix))
+    except json.JSONDecodeError as exc:
+        raise TableError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}); {fix}") from None
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -10,9 +10,10 @@ import contextlib
 from typing import Iterator
 
 from .features import FeaturesFileError
+from .io import TableError
 from .manifest import ManifestError
 
-INPUT_ERRORS = (ManifestError, FeaturesFileError)
+INPUT_ERRORS = (ManifestError, FeaturesFileError, TableError)
 
 
 @contextlib.contextmanager
