@@ -46,6 +46,13 @@ def _error(tmp_path, monkeypatch, edits: dict, stage=None) -> str:
     return message
 
 
+def _refused_above_and_allowed_at_the_bound(tmp_path, monkeypatch, key: str, value, allowed: str) -> None:
+    """``key = value`` stops validation naming the integer range ``allowed`` ("[lo, hi]"); hi itself passes."""
+    assert f"{key} = {value} is not allowed; it must be an integer in {allowed}" in _error(
+        tmp_path, monkeypatch, {key: value})
+    assert _validate(tmp_path, monkeypatch, {key: int(allowed.strip("[]").split(", ")[1])})
+
+
 # --- seeds ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("key, null_ok", [("seed", False), ("evaluate.seed", True), ("pretrain.contrique.seed", True),
@@ -126,10 +133,7 @@ def test_finetune_cannot_run_more_splits_than_evaluate_compares_with(tmp_path, m
 ])
 def test_batch_sizes_widths_and_workers_have_an_upper_bound(tmp_path, monkeypatch, key, value, allowed):
     """A slipped digit (1e12 for 128) stops validation instead of an allocation or a fork storm inside the stage."""
-    assert f"{key} = {value} is not allowed; it must be an integer in {allowed}" in _error(
-        tmp_path, monkeypatch, {key: value})
-    top = int(allowed.strip("[]").split(", ")[1])
-    assert _validate(tmp_path, monkeypatch, {key: top})  # the bound itself is allowed
+    _refused_above_and_allowed_at_the_bound(tmp_path, monkeypatch, key, value, allowed)
 
 
 @pytest.mark.parametrize("key, value, allowed", [
@@ -141,9 +145,7 @@ def test_batch_sizes_widths_and_workers_have_an_upper_bound(tmp_path, monkeypatc
     ("pretrain.contrique.grid", 10**5, "[1, 64]"),
 ])
 def test_image_patch_and_grid_counts_have_an_upper_bound(tmp_path, monkeypatch, key, value, allowed):
-    message = _error(tmp_path, monkeypatch, {key: value})
-    assert f"{key} = {value} is not allowed; it must be an integer in {allowed}" in message
-    assert _validate(tmp_path, monkeypatch, {key: int(allowed.strip("[]").split(", ")[1])})
+    _refused_above_and_allowed_at_the_bound(tmp_path, monkeypatch, key, value, allowed)
 
 
 def test_every_monotone_transformer_width_has_an_upper_bound(tmp_path, monkeypatch):
