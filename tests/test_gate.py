@@ -146,6 +146,12 @@ def test_n_test_from_reports(tmp_path):
     write_csv(tmp_path / "cross.csv", pd.DataFrame(
         {"model": ["contrique", "contrique"], "train": ["a", "a"], "test": ["b", "a"], "n_test": [900, None]}))
     assert gate_inputs.n_test_from_reports(tmp_path, test_frac=0.2) == {"synthetic-single": 800, "a->b": 900}
+    (tmp_path / "within.csv").write_text('model,dataset,n_images\n"contrique,synthetic-single,4000\n')
+    with pytest.raises(gate.GateError, match=r"within.csv is not a readable CSV table .*rerun `dvc repro evaluate`"):
+        gate_inputs.n_test_from_reports(tmp_path)  # (pandas' ParserError traceback before)
+    write_csv(tmp_path / "within.csv", pd.DataFrame({"model": ["random"], "n_images": [10]}))
+    with pytest.raises(gate.GateError, match=r"within.csv lacks the column\(s\) dataset"):
+        gate_inputs.n_test_from_reports(tmp_path)
 
 
 def test_dvc_metrics_diff_output_splits_into_baseline_and_current():
@@ -191,7 +197,10 @@ def test_seed_std_from_variance_csv(tmp_path):
          "n_seeds": [5, 1]}))
     assert gate.seed_std_from(tmp_path / "variance.csv") == {"within.a.d.srcc": 0.03}
     write_csv(tmp_path / "variance.csv", pd.DataFrame({"metric": ["within.a.d.srcc"], "sd": [0.03]}))
-    with pytest.raises(gate.GateError, match="'std'"):
+    with pytest.raises(gate.GateError, match=r"variance.csv lacks the column\(s\) std; rewrite it with benchmarks/seed"):
+        gate.seed_std_from(tmp_path / "variance.csv")
+    (tmp_path / "variance.csv").write_bytes(b"\xff\xfe\x00metric")
+    with pytest.raises(gate.GateError, match=r"variance.csv is not a readable CSV table"):
         gate.seed_std_from(tmp_path / "variance.csv")
     (tmp_path / "variance.csv").write_text("metric,std\nwithin.a.d.srcc,0.03\nwithin.b.d.srcc,n/a?\n")
     with pytest.raises(gate.GateError, match=r"variance.csv line 3: std 'n/a\?' of 'within.b.d.srcc' is not a number"):

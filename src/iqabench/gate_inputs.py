@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional, Union
 
 import pandas as pd
 
-from . import acceptance
+from . import acceptance, io
 
 METRICS_FILE = "reports/metrics.json"
 SECTIONS = ("within", "cross")
@@ -178,19 +178,25 @@ def split_dvc_diff(payload: dict, path: str = METRICS_FILE) -> tuple[dict, dict]
     return baseline, current
 
 
+def _table(path: Path, columns=(), *, fix: str) -> pd.DataFrame:
+    """io.read_table's checks (missing, unreadable, lacking a column), raised as the gate's own error."""
+    try:
+        return io.read_table(path, columns, fix=fix)
+    except io.TableError as err:
+        raise GateError(str(err)) from None
+
+
 def n_test_from_reports(reports: Union[str, Path] = "reports", test_frac: float = 0.2) -> dict[str, int]:
     """Test-set sizes: n_images * test_frac within each dataset, and B's n_test for each "A->B"."""
     reports = Path(reports)
     sizes: dict[str, int] = {}
     within_csv, cross_csv = reports / "within.csv", reports / "cross.csv"
     if within_csv.is_file():
-        within = pd.read_csv(within_csv)
-        if not {"dataset", "n_images"} <= set(within.columns):
-            raise GateError(f"{within_csv} lacks the columns 'dataset' and 'n_images'; rerun `dvc repro evaluate`")
+        within = _table(within_csv, ("dataset", "n_images"), fix="rerun `dvc repro evaluate`")
         for dataset, n_images in within.groupby("dataset")["n_images"].max().items():
             sizes[str(dataset)] = int(round(float(n_images) * test_frac))
     if cross_csv.is_file():
-        cross = pd.read_csv(cross_csv)
+        cross = _table(cross_csv, fix="rerun `dvc repro evaluate`")
         if {"train", "test", "n_test"} <= set(cross.columns):
             for row in cross.dropna(subset=["n_test"]).itertuples():
                 if row.train != row.test:
@@ -203,12 +209,7 @@ def seed_std_from(path: Union[str, Path]) -> Optional[dict[str, float]]:
     path = Path(path)
     if not path.is_file():
         return None
-    try:
-        variance = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise GateError(f"{path} is not a CSV ({err}); rewrite it with benchmarks/seed_spread.py") from None
-    if not {"metric", "std"} <= set(variance.columns):
-        raise GateError(f"{path} lacks the columns 'metric' and 'std'; rewrite it with benchmarks/seed_spread.py")
+    variance = _table(path, ("metric", "std"), fix="rewrite it with benchmarks/seed_spread.py")
     std = pd.to_numeric(variance["std"], errors="coerce")
     bad = variance["std"].notna() & std.isna()
     if bad.any():
