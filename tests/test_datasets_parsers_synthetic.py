@@ -114,6 +114,30 @@ def test_tid2013_case_quirks_and_reference_from_name(tmp_path):
     assert sorted(Path(r).name for r in frame["reference"]) == ["I01.BMP", "I01.BMP", "i25.bmp"]
 
 
+# The lists are ASCII as published (ARNIQA reads mos_with_names.txt with sep=" ", no header); a copy
+# re-saved on Windows gains CRLF and a UTF-8 byte order mark, which once glued itself to the first MOS.
+
+
+@pytest.mark.parametrize("encode", [
+    lambda text: text.encode("ascii"),
+    lambda text: b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("ascii")])
+def test_tid2013_and_scid_lists_with_a_byte_order_mark_or_crlf(tmp_path, encode):
+    write_image(tmp_path / "tid" / "distorted_images" / "I01_01_1.bmp")
+    write_image(tmp_path / "tid" / "reference_images" / "I01.BMP")
+    (tmp_path / "tid" / "mos_with_names.txt").write_bytes(encode("5.51429 I01_01_1.bmp\n"))
+    assert rows(build_manifest("tid2013", tmp_path / "tid"))["I01_01_1.bmp"][:3] == (5.51429, 0.612699, "i01")
+    write_image(tmp_path / "scid" / "DistortedSCIs" / "SCI01_1_1.bmp")
+    write_image(tmp_path / "scid" / "ReferenceSCIs" / "SCI01.bmp")
+    (tmp_path / "scid" / "MOS_SCID.txt").write_bytes(encode("SCI01 SCI01_1_1 54.72015352\n"))
+    assert rows(build_manifest("scid", tmp_path / "scid"))["SCI01_1_1.bmp"][:3] == (54.72015352, 0.547202, "SCI01")
+
+
+def test_a_utf16_list_is_named_not_misread(tmp_path):
+    (tmp_path / "mos_with_names.txt").write_text("5.51429 I01_01_1.bmp\n", encoding="utf-16")
+    with pytest.raises(DatasetError, match=r"mos_with_names.txt is UTF-16 text; save it as ASCII or UTF-8"):
+        build_manifest("tid2013", tmp_path)
+
+
 def test_tid2013_malformed_line_is_named(tmp_path):
     (tmp_path / "mos_with_names.txt").write_text("5.1 i01_01_1.bmp\nfive i01_01_2.bmp\n")
     with pytest.raises(DatasetError, match=r"mos_with_names.txt line 2: MOS 'five'"):

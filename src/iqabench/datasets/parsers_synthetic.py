@@ -13,7 +13,7 @@ import pandas as pd
 
 from .parsers_authentic import frame
 from .scorefiles import (DatasetError, case_insensitive_index, load_mat, locate, mat_strings, name_column,
-                         numeric_column, read_csv_columns, read_excel_columns)
+                         numeric_column, read_csv_columns, read_excel_columns, read_text_lines)
 
 # LIVE release 2: dmos_realigned.mat is ordered by these folders, each img1..imgN.
 LIVE_FOLDERS = (("jp2k", 227), ("jpeg", 233), ("wn", 174), ("gblur", 174), ("fastfading", 174))
@@ -151,8 +151,7 @@ def parse_tid2013(spec, root: Path) -> pd.DataFrame:
     names, raw, refs, types, levels = [], [], [], [], []
     pattern = re.compile(r"^i(\d{2})_(\d{2})_(\d)\.bmp$", re.IGNORECASE)
     seen: dict[str, int] = {}
-    lines = mos_file.read_text(encoding="latin-1").splitlines()
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(read_text_lines(mos_file, spec.name), start=1):
         if not line.strip():
             continue
         parts = line.split()
@@ -221,9 +220,8 @@ def parse_pipal(spec, root: Path) -> pd.DataFrame:
     names, raw, refs = [], [], []
     seen: dict[str, str] = {}
     for file in files:
-        # ASCII as published; utf-8-sig so that a copy re-saved with a BOM still matches its first name,
-        # and the locale's encoding never decides how a label file is read.
-        for number, line in enumerate(file.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        # ASCII as published; a copy re-saved with a BOM still matches its first name (read_text_lines).
+        for number, line in enumerate(read_text_lines(file, spec.name), start=1):
             if not line.strip():
                 continue
             parts = [p.strip() for p in line.split(",")]
@@ -287,7 +285,7 @@ def parse_scid(spec, root: Path) -> pd.DataFrame:
     pattern = re.compile(r"^(SCI\d{2})_(\d)_(\d)$", re.IGNORECASE)
     images, raw, refs, types, levels = [], [], [], [], []
     seen: dict[str, int] = {}
-    for number, line in enumerate(txt.read_text(encoding="latin-1").splitlines(), start=1):
+    for number, line in enumerate(read_text_lines(txt, spec.name), start=1):
         if not line.strip():
             continue
         parts = line.split()

@@ -85,6 +85,26 @@ def read_csv_columns(path: Path, dataset: str, required: list[str], *, optional:
     return frame
 
 
+def read_text_lines(path: Path, dataset: str) -> list[str]:
+    """The lines of a plain-text score list (TID2013, SCID, PIPAL), whatever the line endings.
+
+    The published lists are ASCII; copies re-saved on Windows gain a UTF-8 byte order mark,
+    which would otherwise glue itself to the first MOS or name (``'\\ufeff5.51429'`` is not a
+    number) and fail line 1. UTF-8 is tried first, then Latin-1 (every byte decodes), so the
+    locale never decides how a file is read; UTF-16 ("Unicode" in Notepad) is named, not misread.
+    """
+    data = Path(path).read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DatasetError(f"{dataset}: {path} is UTF-16 text; save it as ASCII or UTF-8 (as the dataset "
+                           "publishes it) and try again")
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    return text.splitlines()
+
+
 def _header(path: Path) -> list[str]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         return next(csv.reader(fh), [])
