@@ -152,10 +152,12 @@ def _bid_sheet(path, rows_):
     pd.DataFrame(rows_).to_excel(path, header=False, index=False)
 
 
-def test_bid_reads_number_and_grade_by_position(tmp_path):
-    base = tmp_path / "ImageDatabase"
-    write_image(base / "DatabaseImage0001.JPG")
-    write_image(base / "DatabaseImage0586.JPG")
+# HyperIQA-style loaders read the images beside DatabaseGrades.xlsx; another reads them from Image/.
+@pytest.mark.parametrize("folder", ["ImageDatabase", "", "Image"])
+def test_bid_reads_number_and_grade_by_position(tmp_path, folder):
+    base = tmp_path / "BID"
+    write_image(base / folder / "DatabaseImage0001.JPG")
+    write_image(base / folder / "DatabaseImage0586.JPG")
     # Header as a pandas loader reads it by name; the columns are taken by position as most loaders do.
     _bid_sheet(base / "DatabaseGrades.xlsx", [["Image Number", "Average Subjective Grade"], [1, 4.2], [586, 0.5],
                                               [None, None]])

@@ -29,6 +29,18 @@ def frame(images, raw, *, content_id=None, reference="", distortion="", level=""
     })
 
 
+def image_folder(base: Path, spec, first: str) -> Path:
+    """Where a set's images are when public copies put them in differently named folders:
+    ``spec.images_dir`` under ``base`` (or one folder down), else ``base`` itself or a folder
+    beside the score file that holds the first listed image; else the published folder, so
+    that the missing-images error names the path the dataset documents."""
+    found = locate(base, spec.images_dir, spec.name, required=False)
+    if found is not None:
+        return found
+    beside = [base] + sorted(p for p in base.iterdir() if p.is_dir())
+    return next((d for d in beside if (d / first).is_file()), base / spec.images_dir)
+
+
 def parse_koniq(spec, root: Path) -> pd.DataFrame:
     """KonIQ-10k: ``koniq10k_distributions_sets.csv`` (MOS on 0-100, official split).
 
@@ -137,13 +149,9 @@ def parse_agiqa3k(spec, root: Path) -> pd.DataFrame:
     table = read_csv_columns(table_file, spec.name, ["name", "mos_quality"])
     names = name_column(table, "name", table_file, spec.name)
     raw = numeric_column(table, "mos_quality", table_file, spec.name)
-    images_dir = locate(table_file.parent, spec.images_dir, spec.name, required=False)
-    if images_dir is None:
-        # The image zip and data.csv are separate downloads, and public copies differ
-        # (AGIQA-3K/, AGIQA-3k/Images/, images/, data.csv inside the image folder): take
-        # the folder holding data.csv, or one beside it, that holds the first listed image.
-        beside = [table_file.parent] + sorted(p for p in table_file.parent.iterdir() if p.is_dir())
-        images_dir = next((d for d in beside if (d / names[0]).is_file()), table_file.parent / spec.images_dir)
+    # The image zip and data.csv are separate downloads, and public copies differ
+    # (AGIQA-3K/, AGIQA-3k/Images/, images/, data.csv inside the image folder).
+    images_dir = image_folder(table_file.parent, spec, names[0])
     # Images of one prompt share content; the prompt is the natural content id.
     content = table["prompt"].astype(str).tolist() if "prompt" in table.columns else None
     return frame([images_dir / n for n in names], raw, content_id=content)
@@ -174,5 +182,6 @@ def parse_bid(spec, root: Path) -> pd.DataFrame:
         raise DatasetError(f"{spec.name}: {xlsx} line {row + 2}: image number {numbers[row]:g} is not an integer")
     names = pd.DataFrame({"n": [f"DatabaseImage{int(n):04d}.JPG" for n in numbers]})
     name_column(names, "n", xlsx, spec.name)
-    images_dir = locate(xlsx.parent, spec.images_dir, spec.name, required=False) or xlsx.parent
+    # HyperIQA-style loaders read the images beside DatabaseGrades.xlsx, another loader from Image/.
+    images_dir = image_folder(xlsx.parent, spec, names["n"].iloc[0])
     return frame([images_dir / n for n in names["n"]], raw)
