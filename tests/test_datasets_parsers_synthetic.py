@@ -95,6 +95,17 @@ def test_live_realigned_file_beside_the_release_folder(tmp_path):
         build_manifest("live", tmp_path)
 
 
+def test_a_mat_file_re_saved_as_matlab_v73_is_named(tmp_path):
+    # The releases publish MATLAB v5 files, which scipy.io.loadmat reads; a copy re-saved as v7.3 (HDF5) is
+    # refused with what to do. Header as MATLAB writes it: 116 bytes text, 8 subsystem bytes, version 0x0200.
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116) + bytes(8) + b"\x00\x02IM"
+    (tmp_path / "dmos_realigned.mat").write_bytes(header + bytes(512))
+    scipy.io.savemat(tmp_path / "refnames_all.mat", {"refnames_all": np.array([["caps.bmp"]], dtype=object)})
+    with pytest.raises(DatasetError, match=r"live: cannot read MATLAB file .*dmos_realigned.mat: it is a v7.3 "
+                                           r"\(HDF5\) file .*use the release's own file"):
+        build_manifest("live", tmp_path)
+
+
 def test_tid2013_case_quirks_and_reference_from_name(tmp_path):
     base = tmp_path
     # Case differs between list and disk: pyiqa's scripts/process_tid.py keeps the list's name, or

@@ -241,7 +241,9 @@ def load_mat(path: Path, dataset: str, variables: list[str]) -> dict:
     try:
         content = scipy.io.loadmat(path)
     except NotImplementedError as err:  # a MATLAB v7.3 (HDF5) file, which the datasets do not publish
-        raise DatasetError(f"{dataset}: cannot read MATLAB file {path}: {err}") from err
+        raise DatasetError(f"{dataset}: cannot read MATLAB file {path}: it is a v7.3 (HDF5) file ({err}), not the "
+                           "format the dataset publishes; use the release's own file (extract it again), or "
+                           "re-save it in MATLAB with save(..., '-v7')") from err
     except MAT_ERRORS as err:
         raise DatasetError(f"{dataset}: cannot read MATLAB file {path} ({err or type(err).__name__}): it is "
                            "damaged or truncated; replace it with the file as published (download or extract the "
