@@ -102,10 +102,11 @@ def test_flive_official_split_from_its_label_files(tmp_path):
                    "voc_emotic_ava/EMOTIC__cwpvmtkuw83q2or3za.jpg")
     for name in (a, b, c):
         write_image(db / name)
-    (db / "labels_image.csv").write_text(f"name,mos\n{a},75.44372347614072\n{b},65.92692771874236\n"
-                                         f"{c},59.648718683045665\n")
-    (db / "labels640.csv").write_text(f"mos_patch_1,name_patch,mos_image,name_image,width_image\n"
-                                      f"79.47,patches/{c.split('/')[1]},59.64871868,{c},1200\n")
+    # Both files are published with CRLF line endings (written here as they are).
+    (db / "labels_image.csv").write_bytes(f"name,mos\r\n{a},75.44372347614072\r\n{b},65.92692771874236\r\n"
+                                          f"{c},59.648718683045665\r\n".encode())
+    (db / "labels640.csv").write_bytes(f"mos_patch_1,name_patch,mos_image,name_image,width_image\r\n"
+                                       f"79.47,patches/{c.split('/')[1]},59.64871868,{c},1200\r\n".encode())
     (db / "labels=640_padded.csv").write_text(f"name_image,mos_image,is_valid\n{a},75.44,False\n{b},65.93,True\n")
     got = rows(build_manifest("flive", tmp_path))
     assert got == {"motion0044.jpg": (75.44372347614072, 0.754437, "motion0044", "", "", "train"),
@@ -120,9 +121,11 @@ def test_flive_official_split_from_its_label_files(tmp_path):
 def test_agiqa3k_image_folder_beside_or_around_data_csv(tmp_path, folder):
     write_image(tmp_path / folder / "sd1.5_normal_000.jpg")
     write_image(tmp_path / folder / "AttnGAN_normal_000.jpg")
-    (tmp_path / "data.csv").write_text("name,prompt,adj1,adj2,style,mos_quality,std_quality,mos_align,std_align\n"
-                                       "AttnGAN_normal_000.jpg,statue of a man,,,,0.965602553,0.22,0.41,0.62\n"
-                                       "sd1.5_normal_000.jpg,statue of a man,,,,2.5,0.5,4.0,0.3\n")
+    # Header and first row as in lcysyzxdxc/AGIQA-3k-Database data.csv, which has CRLF line endings.
+    (tmp_path / "data.csv").write_bytes(b"name,prompt,adj1,adj2,style,mos_quality,std_quality,mos_align,std_align\r\n"
+                                        b"AttnGAN_normal_000.jpg,statue of a man,,,,0.965602553,0.223270101,"
+                                        b"0.40889324,0.615607722\r\n"
+                                        b"sd1.5_normal_000.jpg,statue of a man,,,,2.5,0.5,4.0,0.3\r\n")
     frame = build_manifest("agiqa3k", tmp_path)
     assert sorted(Path(p).parent for p in frame["image"]) == [tmp_path / folder] * 2
     assert set(frame["content_id"]) == {"statue of a man"}
@@ -130,7 +133,7 @@ def test_agiqa3k_image_folder_beside_or_around_data_csv(tmp_path, folder):
     assert rows(frame)["AttnGAN_normal_000.jpg"][:2] == (0.965602553, round(0.965602553 / 5, 6))
     empty = tmp_path / "elsewhere"
     empty.mkdir()
-    (empty / "data.csv").write_text((tmp_path / "data.csv").read_text())
+    (empty / "data.csv").write_bytes((tmp_path / "data.csv").read_bytes())
     with pytest.raises(DatasetError, match=r"2 of 2 listed image\(s\) are missing"):
         build_manifest("agiqa3k", empty)
 
