@@ -64,7 +64,7 @@ def test_the_repository_params_are_valid_for_every_stage(tmp_path, monkeypatch):
                                          "[1, 1000000]"),
     (("pretrain.arniqa", "nproc", 0), "pretrain.arniqa.nproc = 0 is not allowed; it must be an integer in [1, 256]"),
     (("finetune", "lr_encoder", -1.0), "finetune.lr_encoder = -1.0 is not allowed; it must be a number >= 0"),
-    (("mixed", "batch_size", -2), "mixed.batch_size = -2 is not allowed; it must be an integer in [0, 65536]"),
+    (("mixed", "batch_size", -2), "mixed.batch_size = -2 is not allowed; it must be 0 (full batch) or an integer in [2, 65536]"),
     (("extract", "bf16", "yes"), "extract.bf16 = 'yes' is not allowed; it must be true or false"),
     (("prepare", "patch_size", 64), "prepare.patch_size = 64 is below niqe.patch_size = 96"),
 ])

@@ -120,7 +120,6 @@ def test_finetune_cannot_run_more_splits_than_evaluate_compares_with(tmp_path, m
 @pytest.mark.parametrize("key, value, allowed", [
     ("extract.batch_size", 10**12, "[1, 65536]"),
     ("finetune.batch_size", 65537, "[1, 65536]"),
-    ("mixed.batch_size", 10**12, "[0, 65536]"),
     ("pretrain.contrique.batch_size", 10**12, "[1, 65536]"),
     ("pretrain.contrique.authentic_batch_size", 10**12, "[0, 65536]"),
     ("pretrain.contrique.lr_base_batch", 10**12, "[0, 65536]"),
@@ -141,7 +140,6 @@ def test_batch_sizes_widths_and_workers_have_an_upper_bound(tmp_path, monkeypatc
     ("synthesize.shard_size", 10**12, "[1, 1000000]"),
     ("niqe.kadis_sample", 10**9, "[1, 1000000]"),
     ("prepare.max_patches_per_photo", 10**9, "[1, 10000]"),
-    ("extract.max_short_side", 10**6, "[0, 4096]"),
     ("pretrain.contrique.grid", 10**5, "[1, 64]"),
 ])
 def test_image_patch_and_grid_counts_have_an_upper_bound(tmp_path, monkeypatch, key, value, allowed):

@@ -151,9 +151,31 @@ def _check_named_section(where: str, name: str, body: Any) -> dict:
         if not isinstance(settings, dict):
             raise ParamsError(f"{where}: {name}.{entry} must be a mapping of settings, got {settings!r}")
         out[entry] = schema.check_section(where, f"{name}.{entry}", settings, keys, fill=False)
+        merged, source_from = out[entry], where
         if out[entry].get("profile"):  # its overrides replace these settings in the stage: same keys, same ranges
-            schema.check_section(out[entry]["profile"], f"{name}.{entry}", _profile(out[entry]["profile"]), keys, False)
+            profile = _profile(out[entry]["profile"])
+            schema.check_section(out[entry]["profile"], f"{name}.{entry}", profile, keys, False)
+            merged = {**merged, **profile}
+            source_from = out[entry]["profile"] if {"source", "objective", "source_dir"} & set(profile) else where
+        _check_pretrain_source(source_from, f"{name}.{entry}", merged)
     return out
+
+
+def _check_pretrain_source(where: str, key: str, settings: dict) -> None:
+    """The sources each objective reads (training.sources, training.arniqa), as the stage would find them."""
+    from .training.arniqa import SOURCES
+    from .training.pretrain import PretrainConfig
+
+    objective = settings.get("objective", PretrainConfig.objective)
+    source = settings.get("source", PretrainConfig.source)
+    allowed = SOURCES if objective == "arniqa" else ("corpus", "kadis700k", "folder")
+    if source not in allowed:
+        said = f"{source!r}" if "source" in settings else f"{source!r} (the default)"
+        raise ParamsError(f"{where}: {key}.source is {said}, which objective {objective!r} cannot read; set "
+                          f"{key}.source to one of {list(allowed)}")
+    if source == "folder" and not settings.get("source_dir"):
+        raise ParamsError(f"{where}: {key}.source is 'folder' but {key}.source_dir is empty; set source_dir to "
+                          "the folder of pristine images")
 
 
 def _profile(path: str) -> dict:
@@ -217,6 +239,10 @@ def _check_relations(where: str, params: dict) -> None:
     if prepare and "niqe" in (params.get("models") or []) and prepare["patch_size"] < niqe_side:
         raise ParamsError(f"{where}: prepare.patch_size = {prepare['patch_size']} is below niqe.patch_size = "
                           f"{niqe_side}, the smallest image the niqe row can score; raise it or drop niqe from models:")
+    cap = (params.get("extract") or {}).get("max_short_side")
+    if cap and "niqe" in (params.get("models") or []) and cap < niqe_side:
+        raise ParamsError(f"{where}: extract.max_short_side = {cap} is below niqe.patch_size = {niqe_side}, the "
+                          "smallest image the niqe row can score; raise it (0: no downscaling) or drop niqe from models:")
     if prepare and "deepwsd" in prepare.get("label_metrics", []) and not prepare.get("deepwsd_weights"):
         raise ParamsError(f"{where}: prepare.label_metrics names deepwsd but prepare.deepwsd_weights is empty; "
                           "give a local torchvision vgg16 state dict, or drop deepwsd from label_metrics")

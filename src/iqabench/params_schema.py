@@ -134,6 +134,21 @@ def _colour_spaces():
     return COLOUR_SPACES
 
 
+def _finetune_losses():
+    from .training.finetune import LOSSES
+    return list(LOSSES)
+
+
+def _finetune_heads():
+    from .training.finetune import HEADS
+    return HEADS
+
+
+def _mixed_loss_terms():
+    from .mixed import LOSS_TERMS
+    return LOSS_TERMS
+
+
 def _profile(value) -> bool:
     # Read relative to the working directory, as stages/pretrain.py reads it (DVC runs stages at the root).
     return isinstance(value, str) and (not value or Path(value).is_file())
@@ -158,12 +173,23 @@ MAX_PROCESSES = 256      # DataLoader workers per process, and processes per mac
 MAX_IMAGES = 1_000_000   # images drawn into the corpus or a shard, photos sampled (KADIS-700k: 140,000 pristine)
 MAX_PATCHES = 10_000     # patches cut from one photo (a 4096 px photo holds ~7,000 of 48 px)
 MAX_GRID = 64            # patch grid per side of an encoder's feature map (a ResNet-50 at 256 px has 8 x 8)
+MIN_IMAGE_SIDE = 32      # images.MIN_SIDE (not imported: it pulls in torch): the smallest side the models read
 DEVICE = choice("auto", "cpu", "cuda", default="auto")
 STEPS = integer(1, MAX_STEPS)
 SPLITS = integer(1, MAX_SPLITS)
 EVERY = integer(1)       # checkpoint_every, log_every: a period, harmless when above the step count
 POSITIVE = number(0, lo_open=True)
 NON_NEGATIVE = number(0)
+
+
+def short_side(default=REQUIRED) -> Key:
+    """A downscaling cap: 0 or null (none), else at least MIN_IMAGE_SIDE (10 shrank every image below what the
+    rows read, and extract failed after DVC had deleted its outputs)."""
+    return Key(lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and
+                                       (v == 0 or MIN_IMAGE_SIDE <= v <= MAX_SIDE)),
+               f"0 or null (no downscaling), or an integer in [{MIN_IMAGE_SIDE}, {MAX_SIDE}] (the models need at "
+               f"least {MIN_IMAGE_SIDE} px a side)", default)
+
 
 TOP_LEVEL = {
     "seed": integer(0, MAX_SEED, default=0),
@@ -196,7 +222,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
     },
     "extract": {
         "batch_size": integer(1, MAX_BATCH),
-        "max_short_side": integer(0, MAX_SIDE, default=None, none_ok=True),   # 0 or null: no downscaling
+        "max_short_side": short_side(default=None),   # 0 or null: no downscaling
         "bf16": boolean(default=False),
         "device": DEVICE,
     },
@@ -277,13 +303,27 @@ SHARED_RANGES: dict[str, Key] = {
 }
 # ... except where a section gives the key another meaning, or has names only it knows.
 SECTION_RANGES = {
-    "mixed": {"batch_size": integer(0, MAX_BATCH)},   # mixed: 0 = full batch
+    "mixed": {"batch_size": Key(lambda v: isinstance(v, int) and not isinstance(v, bool) and (v == 0 or 2 <= v <= MAX_BATCH),
+                                f"0 (full batch) or an integer in [2, {MAX_BATCH}]"),   # 1 row has no rank or norm
+              "loss": list_of(one_of_lazy(_mixed_loss_terms, "loss terms"), unique=False)},
+    # Keys the stage's dataclass checks only when it runs, after DVC has deleted its outputs: checked here first.
+    "finetune": {"loss": one_of_lazy(_finetune_losses, "fine-tuning losses"),
+                 "head": one_of_lazy(_finetune_heads, "fine-tuning heads"),
+                 "bn_stats": choice("frozen", "train"),
+                 "probe_alpha": number(),   # <= 0: the head starts at zero
+                 "max_short_side": short_side(),
+                 "logistic": one_of_lazy(_logistic_kinds, "PLCC mappings")},
     "pretrain": {
         "arch": one_of_lazy(_archs, "encoder architectures"),
         "objective": one_of_lazy(_objectives, "pretraining objectives"),
         "optimizer": choice("adamw", "sgd"),   # as iqabench.training.pretrain._optimizer builds them
         "colour_spaces": list_of(one_of_lazy(_colour_spaces, "colour spaces")),
         "photos": list_of(one_of_lazy(_photos, "embedded photographs"), nonempty=False),
+        # which sources an objective reads: params._check_pretrain_sources
+        "source": choice("corpus", "kadis700k", "folder", "embedded"),
+        "source_dir": text(), "authentic": text(),
+        "momentum": number(0, 1, hi_open=True),   # SGD's; 1 or more diverges, torch refuses < 0
+        "all_gather": boolean(), "compile": boolean(),   # a quoted "false" is true to Python
     },
 }
 

@@ -1,0 +1,108 @@
+"""Keys of params.yaml that the stages checked only when they ran (after DVC had deleted their outputs), or not
+at all: each is refused by validation, in one line naming key, value and what is allowed (docs/failures.md)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iqabench import images, params, params_schema
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def _validate(tmp_path, monkeypatch, edits: dict, drop: tuple = ()) -> dict:
+    monkeypatch.chdir(tmp_path)  # data/raw and data/registry.json are read relative to the repository
+    cfg = copy.deepcopy(DEFAULT)
+    for dotted, value in edits.items():
+        *parents, key = dotted.split(".")
+        body = cfg
+        for part in parents:
+            body = body[part]
+        body[key] = value
+    for dotted in drop:
+        *parents, key = dotted.split(".")
+        body = cfg
+        for part in parents:
+            body = body[part]
+        del body[key]
+    return params.validate(cfg)
+
+
+def _error(tmp_path, monkeypatch, edits: dict, drop: tuple = ()) -> str:
+    with pytest.raises(params.ParamsError) as info:
+        _validate(tmp_path, monkeypatch, edits, drop)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("params.yaml: ")
+    return message
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("finetune.loss", "l3", "one of the fine-tuning losses (l1, mse)"),
+    ("finetune.head", "two-scale", "one of the fine-tuning heads (two_scale, pooled)"),
+    ("finetune.bn_stats", "freeze", "one of ['frozen', 'train']"),
+    ("finetune.probe_alpha", float("nan"), "a number"),
+    ("finetune.logistic", "5PL", "one of the PLCC mappings (none, 4pl, 5pl)"),
+    ("finetune.max_short_side", -1, "0 or null (no downscaling), or an integer in [32, 4096]"),
+    ("mixed.loss", ["smooth_l1", "l2"], "a non-empty list of one of the loss terms"),
+    ("mixed.loss", [], "a non-empty list of one of the loss terms"),
+    ("mixed.batch_size", 1, "0 (full batch) or an integer in [2, 65536]"),
+    ("mixed.batch_size", 10**12, "0 (full batch) or an integer in [2, 65536]"),
+    ("pretrain.contrique.compile", "false", "true or false"),   # a quoted "false" was true: torch.compile ran
+    ("pretrain.contrique.all_gather", "no", "true or false"),
+    ("pretrain.contrique.momentum", float("nan"), "a number in [0, 1)"),
+    ("pretrain.contrique.source", "kadis", "one of ['corpus', 'kadis700k', 'folder', 'embedded']"),
+    ("pretrain.contrique.source_dir", 5, "a string"),
+    ("extract.max_short_side", 10, "0 or null (no downscaling), or an integer in [32, 4096]"),
+    ("extract.max_short_side", 10**6, "0 or null (no downscaling), or an integer in [32, 4096]"),
+])
+def test_keys_the_stages_checked_late_are_refused_by_validation(tmp_path, monkeypatch, key, value, allowed):
+    assert f"{key} = {value!r} is not allowed; it must be {allowed}" in _error(tmp_path, monkeypatch, {key: value})
+
+
+@pytest.mark.parametrize("key, value", [
+    ("finetune.loss", "mse"), ("finetune.head", "pooled"), ("finetune.bn_stats", "train"),
+    ("finetune.probe_alpha", 0), ("finetune.probe_alpha", -1.0), ("finetune.max_short_side", None),
+    ("finetune.max_short_side", 0), ("finetune.logistic", "none"), ("mixed.loss", ["rank", "mse"]),
+    ("mixed.batch_size", 0), ("mixed.batch_size", 2), ("pretrain.contrique.compile", True),
+    ("pretrain.contrique.momentum", 0.0), ("extract.max_short_side", 0), ("extract.max_short_side", None),
+    ("extract.max_short_side", 4096), ("pretrain.contrique.source", "kadis700k"),
+])
+def test_what_the_stages_read_still_passes(tmp_path, monkeypatch, key, value):
+    assert _validate(tmp_path, monkeypatch, {key: value})
+
+
+def test_the_smallest_cap_is_the_smallest_image_the_models_read():
+    assert params_schema.MIN_IMAGE_SIDE == images.MIN_SIDE
+
+
+def test_a_cap_below_niqe_patch_size_is_refused_when_niqe_is_a_row(tmp_path, monkeypatch):
+    message = _error(tmp_path, monkeypatch, {"extract.max_short_side": 64})
+    assert "extract.max_short_side = 64 is below niqe.patch_size = 96" in message and "drop niqe" in message
+    assert _validate(tmp_path, monkeypatch, {"extract.max_short_side": 64, "models": ["brisque"],
+                                             "mixed.model": "brisque"})
+
+
+def test_a_source_the_objective_cannot_read_is_refused(tmp_path, monkeypatch):
+    # ARNIQA distorts pristine photos on the fly: without `source`, the default corpus failed in pretrain@arniqa.
+    message = _error(tmp_path, monkeypatch, {}, drop=("pretrain.arniqa.source",))
+    assert ("pretrain.arniqa.source is 'corpus' (the default), which objective 'arniqa' cannot read; set "
+            "pretrain.arniqa.source to one of ['embedded', 'folder', 'kadis700k']") in message
+    assert "objective 'contrique' cannot read" in _error(tmp_path, monkeypatch,
+                                                         {"pretrain.contrique.source": "embedded"})
+    message = _error(tmp_path, monkeypatch, {"pretrain.contrique.source": "folder"})
+    assert "pretrain.contrique.source is 'folder' but pretrain.contrique.source_dir is empty" in message
+    assert _validate(tmp_path, monkeypatch, {"pretrain.contrique.source": "folder",
+                                             "pretrain.contrique.source_dir": "photos"})
+
+
+def test_a_profile_counts_in_the_source_check(tmp_path, monkeypatch):
+    (tmp_path / "p.yaml").write_text("objective: arniqa\nsource: corpus\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(params.ParamsError) as info:
+        _validate(tmp_path, monkeypatch, {"pretrain.contrique.profile": "p.yaml"})
+    assert str(info.value).startswith("p.yaml: pretrain.contrique.source is 'corpus', which objective 'arniqa' "
+                                      "cannot read")
