@@ -8,6 +8,7 @@ be converted, by mode, and ``load`` gives the float tensor the models read.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import warnings
 from collections import Counter
@@ -23,8 +24,34 @@ from . import io
 
 # Pillow refuses images above 2 x MAX_IMAGE_PIXELS (decompression-bomb guard); this variable moves the limit.
 MAX_PIXELS_ENV = "IQABENCH_MAX_IMAGE_PIXELS"
+
+
+def _pixel_limit(raw: str) -> tuple[int | None, str | None]:
+    """(Pillow's MAX_IMAGE_PIXELS for the variable's value, or why the value is none): a typo ended every command
+    that imports this module in a ValueError traceback, and 0 or -5 refused every image as "too large"."""
+    try:
+        pixels = float(raw.strip().replace(",", "").replace("_", ""))   # 4e8 and 400,000,000 too
+    except ValueError:
+        pixels = float("nan")
+    if not (pixels >= 2 and pixels < float("inf")):
+        return None, (f"the environment variable {MAX_PIXELS_ENV}={raw!r} is not a pixel count, so Pillow's own "
+                      f"limit applies: set it to the largest image to decode, in pixels (e.g. {MAX_PIXELS_ENV}="
+                      "400000000 for 20000 x 20000), or unset it")
+    return int(pixels) // 2, None
+
+
+# A bad value is said (once) by the functions that decode, never at import: it ended every command in a traceback.
+PIXEL_LIMIT_PROBLEM = None
 if os.environ.get(MAX_PIXELS_ENV, "").strip():
-    Image.MAX_IMAGE_PIXELS = int(os.environ[MAX_PIXELS_ENV]) // 2
+    _limit, PIXEL_LIMIT_PROBLEM = _pixel_limit(os.environ[MAX_PIXELS_ENV])
+    if _limit is not None:
+        Image.MAX_IMAGE_PIXELS = _limit
+
+
+@functools.cache
+def _warn_pixel_limit_problem() -> None:
+    if PIXEL_LIMIT_PROBLEM:
+        warnings.warn(PIXEL_LIMIT_PROBLEM, stacklevel=3)
 
 SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 CONVERSION = {
@@ -79,6 +106,7 @@ def check_images(paths, *, progress: bool = True, label: str = "checking images"
                  min_side: int = MIN_SIDE) -> ImageReport:
     """Decode every image fully (truncated files fail only then), tally non-RGB modes and list the images
     with a side under ``min_side`` px (the models cannot read them)."""
+    _warn_pixel_limit_problem()
     report = ImageReport()
     paths = [str(p) for p in paths]
     for path in track(paths, description=label, disable=not progress, transient=True):
@@ -113,8 +141,9 @@ class ImageError(ValueError):
 
 def _too_large(path, err: Exception) -> str:
     # Pillow's message has both numbers: "Image size (N pixels) exceeds limit of M pixels, ...".
+    fix = f" ({PIXEL_LIMIT_PROBLEM})" if PIXEL_LIMIT_PROBLEM else ""
     return (f"{path}: too large to decode safely: {err} If the file is trusted, raise the limit with the "
-            f"environment variable {MAX_PIXELS_ENV}=PIXELS, or downscale the image")
+            f"environment variable {MAX_PIXELS_ENV}=PIXELS{fix}, or downscale the image")
 
 
 @contextlib.contextmanager
@@ -135,6 +164,7 @@ def load(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.Tens
     """Read an image as RGB float32 3 x H x W in [0, 1], converted as ``load_rgb`` does (with a warning).
 
     ``exif_transpose``: turned as its EXIF orientation says, for a user's own photos (``iqabench score``)."""
+    _warn_pixel_limit_problem()
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image; pass the image files in it (e.g. {path}/*.jpg)")

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -199,11 +200,24 @@ def _from_factory(name: str) -> Row:
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"{name!r}: cannot import {factory_name} from {module_name} ({exc}); is the module on "
                          "the Python path (installed, or in the folder you run from)?") from exc
-    return dataclasses.replace(_as_row(factory(), name), name=name)
+    made = _called(factory, name) if callable(factory) else factory   # a Row itself, as an entry point may be
+    return dataclasses.replace(_as_row(made, name), name=name)
+
+
+def _called(fn, where: str):
+    """``fn()``; a factory that needs arguments is named (it was a TypeError traceback), not called."""
+    try:
+        inspect.signature(fn).bind()
+    except TypeError as exc:
+        raise ValueError(f"{where}: {getattr(fn, '__qualname__', fn)} cannot be called without arguments ({exc}); a "
+                         "row factory takes none and returns an iqabench.rows.Row") from None
+    except ValueError:  # no signature to read (some built-ins): calling it tells
+        pass
+    return fn()
 
 
 def _as_row(obj, where: str) -> Row:
-    row = obj() if callable(obj) and not isinstance(obj, Row) else obj
+    row = _called(obj, where) if callable(obj) and not isinstance(obj, Row) else obj
     if not isinstance(row, Row):
         raise ValueError(f"{where}: expected an iqabench.rows.Row, got {type(row).__name__}")
     return row

@@ -48,6 +48,9 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
         raise ValueError(f"{model} is a full-reference metric: it needs each image's pristine reference, "
                          "so it cannot score a photo on its own; choose a no-reference model")
     for artifact in row.artifacts:
+        if row.stage is None and artifact.is_dir():  # `file:` (an empty path is '.') or `file:DIR`
+            raise FileNotFoundError(f"{model}: {artifact} is a folder, not a weights file; give the file's path, "
+                                    "e.g. file:data/encoders/contrique.pt")
         if row.stage is None and not artifact.is_file():  # a file the user named (file:PATH)
             raise FileNotFoundError(f"{model}: no such file {artifact}; check the path")
     # Every file is read (and a bad one named) before any model runs, so a typo in a long list costs nothing.
