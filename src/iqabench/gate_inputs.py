@@ -114,6 +114,8 @@ def require_sections(metrics: dict, where: str) -> None:
 
 def load_metrics(path: Union[str, Path]) -> dict:
     path = Path(path)
+    if path.is_dir():  # it said "does not exist"
+        raise GateError(f"{path} is a folder; give the metrics file in it, e.g. {path / Path(METRICS_FILE).name}")
     if not path.is_file():
         raise GateError(f"{path} does not exist; run `dvc repro` (or `make repro`) to produce it")
     try:
@@ -293,7 +295,14 @@ def load_inputs(baseline: Optional[str], metrics_path: Union[str, Path], setting
     repo = _git_root(metrics_path.resolve().parent)
     rev, _, path = spec.partition(":")
     path = path or _repo_relative(metrics_path, repo)
-    payload = baseline_from_git(rev, path, repo)
+    try:
+        payload = baseline_from_git(rev, path, repo)
+    except GateError:
+        folder = Path(spec) if Path(spec).is_absolute() else Path(root or Path.cwd()) / spec
+        if folder.is_dir():  # git said "invalid object name"
+            raise GateError(f"--baseline {spec} is a folder, not a file or a git revision; give the baseline file "
+                            f"in it, e.g. --baseline {Path(spec) / Path(acceptance.BASELINE_FILE).name}") from None
+        raise
     if acceptance.is_baseline_file(payload):  # REV:reports/baseline.json, the accepted baseline as of REV
         payload = payload["metrics"]
     return Inputs(current, payload, f"git {spec}", None, f"{rev}:{path}", other)
