@@ -106,3 +106,35 @@ def test_a_profile_counts_in_the_source_check(tmp_path, monkeypatch):
         _validate(tmp_path, monkeypatch, {"pretrain.contrique.profile": "p.yaml"})
     assert str(info.value).startswith("p.yaml: pretrain.contrique.source is 'corpus', which objective 'arniqa' "
                                       "cannot read")
+
+
+# --- the file itself ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda d: d / "missing.yaml", "missing.yaml does not exist; give an existing params file"),
+    (lambda d: d, "is a folder; give the params file, e.g. "),
+    (lambda d: _write(d / "p.yaml", b"\xff\xfeseed: 0"), "p.yaml is not UTF-8 text (byte 0: invalid start byte)"),
+    (lambda d: _write(d / "p.yaml", b"seed: 0\n\tdatasets: x\n"), "p.yaml is not valid YAML: while scanning for the "
+                                                                  "next token found character '\\t'"),
+    (lambda d: _write(d / "p.yaml", b"seed: !!python/object/apply:os.system [echo hi]\n"),
+     "could not determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'"),
+])
+def test_a_params_file_that_cannot_be_read_is_one_line_naming_it(tmp_path, make, expected):
+    """They were tracebacks (FileNotFoundError, IsADirectoryError, UnicodeDecodeError) or messages over 3 lines."""
+    path = make(tmp_path)
+    with pytest.raises(params.ParamsError) as info:
+        params.load(path)
+    assert expected in str(info.value) and "\n" not in str(info.value) and str(path) in str(info.value)
+    with pytest.raises(SystemExit, match=r"^error: "):   # as a stage reads it
+        params.section("evaluate", path)
+
+
+def test_a_stage_outside_the_repository_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"^error: no params.yaml in .* or its parents; run iqabench from the "):
+        params.section("evaluate")
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

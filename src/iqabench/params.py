@@ -44,12 +44,25 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def load(path: str | os.PathLike | None = None) -> dict[str, Any]:
-    path = Path(path) if path else repo_root() / "params.yaml"
-    with open(path, encoding="utf-8") as fh:
-        try:
+    """The file as a mapping; a missing, unreadable or non-YAML file is a one-line ParamsError (they were
+    tracebacks: FileNotFoundError outside the repository, IsADirectoryError, UnicodeDecodeError)."""
+    try:
+        path = Path(path) if path else repo_root() / "params.yaml"
+        with open(path, encoding="utf-8") as fh:
             params = yaml.load(fh, Loader=_UniqueKeyLoader) or {}
-        except yaml.YAMLError as err:
-            raise ParamsError(f"{path} is not valid YAML: {err}") from None
+    except yaml.YAMLError as err:  # PyYAML's message spans lines (problem, context, the line's marks): one line
+        raise ParamsError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
+    except UnicodeDecodeError as err:
+        raise ParamsError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8 YAML") from None
+    except IsADirectoryError:
+        raise ParamsError(f"{path} is a folder; give the params file, e.g. {Path(path) / 'params.yaml'}") from None
+    except FileNotFoundError as err:
+        if not err.filename:  # repo_root's: names the folder searched and what to do
+            raise ParamsError(str(err)) from None
+        raise ParamsError(f"{err.filename} does not exist; give an existing params file (the repository's is "
+                          "params.yaml at its root)") from None
+    except OSError as err:
+        raise ParamsError(f"{path} cannot be read ({err.strerror or err})") from None
     if not isinstance(params, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
     return params
