@@ -11,6 +11,8 @@ from iqabench import features, manifest, params, rows, runtime, stage_errors, ti
 
 
 def main() -> None:
+    if len(sys.argv) != 2:  # it was an IndexError traceback
+        raise SystemExit(f"usage: python stages/extract.py DATASET (extract@DATASET extracts features of one name of params.yaml datasets:; `dvc repro extract` runs it for each); got {sys.argv[1:]}")
     name = sys.argv[1]
     cfg = params.section("extract")
     with stage_errors.one_line(f"extract@{name}"):  # a bad manifest cell: one line

@@ -41,6 +41,8 @@ def prepare(name: str, out_dir: Path, cfg: dict):
 
 
 def main() -> int:
+    if len(sys.argv) != 2:  # it was an IndexError traceback
+        raise SystemExit(f"usage: python stages/prepare.py DATASET (prepare@DATASET builds one name of params.yaml datasets:; `dvc repro prepare` runs it for each); got {sys.argv[1:]}")
     name = sys.argv[1]
     cfg = params.section("prepare")
     out_dir = Path("data/prepared") / name
