@@ -6,6 +6,7 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -71,3 +72,25 @@ def test_a_factory_that_needs_arguments_is_named_not_called():
         rows.get("py:os:system")
     with pytest.raises(ValueError, match="expected an iqabench.rows.Row, got float"):
         rows.get("py:math:pi")
+
+
+def _int32_tif(path, high):
+    values = np.linspace(0, high, 48 * 48).reshape(48, 48).astype(np.int32)
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode == "I"
+    return path
+
+
+def test_32_bit_integer_pixels_beyond_16_bits_are_refused_not_clipped_white(tmp_path):
+    """They were read as 16-bit (value / 257) and clipped: 0..1,000,000 became a white image, "16-bit scaled"."""
+    path = _int32_tif(tmp_path / "i32.tif", 1_000_000)
+    with pytest.raises(images.ImageError, match=r"i32.tif: not a readable image \(its pixels are 32-bit integers "
+                                                r"from 0 to 1000000, beyond 16 bits \(0-65535\)"):
+        images.load(path)
+    report = images.check_images([path], progress=False)   # registration lists it with the same reason
+    assert report.unreadable == [(str(path), images._beyond_16_bit(Image.open(path)))] and not report.converted
+
+
+def test_16_bit_values_in_a_32_bit_image_are_still_read():
+    image = Image.fromarray(np.array([[0, 257], [65535, 514]], dtype=np.int32))
+    assert image.mode == "I" and images._beyond_16_bit(image) is None

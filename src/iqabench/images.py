@@ -72,6 +72,19 @@ UNSUPPORTED = {"F": "its pixels are 32-bit floating point (mode 'F'), whose rang
                     "8- or 16-bit image"}
 
 
+def _beyond_16_bit(image: Image.Image) -> str | None:
+    """Why a 32-bit integer image (mode 'I', which also holds 16-bit data) cannot be read as 16-bit: values
+    outside 0-65535 were clipped to white or black under "16-bit scaled to 8-bit"."""
+    if image.mode != "I":
+        return None
+    values = np.asarray(image)
+    low, high = int(values.min()), int(values.max())
+    if low >= 0 and high <= 65535:
+        return None
+    return (f"its pixels are 32-bit integers from {low} to {high}, beyond 16 bits (0-65535), so iqabench cannot "
+            "know their range; save it as an 8- or 16-bit image")
+
+
 @dataclass
 class ImageReport:
     unreadable: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
@@ -96,6 +109,9 @@ def load_rgb(path: str | Path, *, exif_transpose: bool = False) -> Image.Image:
         if image.mode in UNSUPPORTED:
             raise OSError(UNSUPPORTED[image.mode])  # the family Pillow uses for unreadable files: every caller names it
         if image.mode in SIXTEEN_BIT:
+            wide = _beyond_16_bit(image)
+            if wide:
+                raise OSError(wide)
             values = np.asarray(image, dtype=np.float64) / 257.0
             gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
             return Image.fromarray(gray, "L").convert("RGB")
@@ -118,14 +134,15 @@ def check_images(paths, *, progress: bool = True, label: str = "checking images"
                     image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
                 image.load()
                 mode = image.mode
+                wide = _beyond_16_bit(image) if mode in SIXTEEN_BIT else None
         except Image.DecompressionBombError as err:
             report.unreadable.append((path, _too_large(path, err)))
             continue
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             report.unreadable.append((path, str(err) or type(err).__name__))
             continue
-        if mode in UNSUPPORTED:
-            report.unreadable.append((path, UNSUPPORTED[mode]))
+        if mode in UNSUPPORTED or wide:
+            report.unreadable.append((path, wide or UNSUPPORTED[mode]))
             continue
         if min(width, height) < min_side:
             report.too_small.append((path, width, height))
