@@ -137,3 +137,12 @@ def test_scores_outside_the_users_own_scale_are_refused_with_their_lines(tmp_pat
     assert result.exit_code == 1 and not registry.exists()
     assert f"mine: {tmp_path / 'scores.csv'}: 2 'MOS' score(s) outside the declared range [0, 100] (line 2: -5, " \
            "line 4: 500); set --lo and --hi to the lowest and highest score your rating scale allows" in out, out
+
+
+def test_a_binary_registry_file_is_named_not_a_traceback(tmp_path):
+    # `iqabench datasets --registry <binary file>` ended in a UnicodeDecodeError traceback.
+    registry = tmp_path / "registry.json"
+    registry.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    result, out = _invoke(registry)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{registry} is not UTF-8 text (a binary file?); restore it or delete it and register again" in out

@@ -164,11 +164,13 @@ def test_datasets_unknown_not_downloaded_and_without_url(tmp_path, monkeypatch):
 @pytest.mark.parametrize("registry, expected", [
     ("{broken", "data/registry.json is not valid JSON"),
     ('{"x": {"kind": "generic"}}', "entry 'x' lacks 'path', 'csv'"),
+    (b"\x89PNG\r\n\x1a\n\xff\xfe", "data/registry.json is not UTF-8 text (a binary file?)"),  # (a traceback before)
 ])
 def test_a_broken_registry_stops_every_stage_with_one_line(tmp_path, monkeypatch, registry, expected):
     # read_registry's error once escaped params validation as a traceback, in every stage.
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "registry.json").write_text(registry)
+    path = tmp_path / "data" / "registry.json"
+    path.write_bytes(registry) if isinstance(registry, bytes) else path.write_text(registry)
     message = _error(tmp_path, monkeypatch)
     assert message.startswith("params.yaml: datasets: cannot be checked: ") and expected in message
 

@@ -43,9 +43,14 @@ def read_registry(registry_path: Path = DEFAULT_REGISTRY) -> dict:
     if not path.is_file():
         return {}
     try:
-        registry = json.loads(path.read_text())
+        registry = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path} is not valid JSON ({err}); fix it or delete it and register again") from err
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path} is not UTF-8 text (a binary file?); restore it or delete it and register "
+                           "again") from None
+    except OSError as err:
+        raise DatasetError(f"{path} cannot be read ({err.strerror or err}); check its permissions") from err
     if not isinstance(registry, dict):
         raise DatasetError(f"{path}: expected a JSON object of dataset entries, got {type(registry).__name__}; "
                            "fix it or delete it and register again")
