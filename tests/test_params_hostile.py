@@ -138,3 +138,14 @@ def test_a_stage_outside_the_repository_says_where_it_looked(tmp_path, monkeypat
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_a_contrique_batch_larger_than_the_corpus_is_refused_before_any_stage(tmp_path, monkeypatch):
+    # It failed only in pretrain@contrique ("a pretraining source is smaller than one global batch"), after
+    # prepare and synthesize had run.
+    message = _error(tmp_path, monkeypatch, {"synthesize.n_images": 100})
+    assert "pretrain.contrique.batch_size = 128 is more than the corpus it reads (synthesize.n_images = 100)" in message
+    message = _error(tmp_path, monkeypatch, {"pretrain.contrique.nproc": 2, "synthesize.n_images": 200})
+    assert "batch_size = 128 x nproc 2 is more than the corpus" in message
+    # At the bound it runs; ARNIQA's entry reads the photographs, not the corpus.
+    assert _validate(tmp_path, monkeypatch, {"synthesize.n_images": 128, "synthesize.shard_size": 128})

@@ -50,7 +50,9 @@ def _refused_above_and_allowed_at_the_bound(tmp_path, monkeypatch, key: str, val
     """``key = value`` stops validation naming the integer range ``allowed`` ("[lo, hi]"); hi itself passes."""
     assert f"{key} = {value} is not allowed; it must be an integer in {allowed}" in _error(
         tmp_path, monkeypatch, {key: value})
-    assert _validate(tmp_path, monkeypatch, {key: int(allowed.strip("[]").split(", ")[1])})
+    # A corpus that holds the largest batch (the relation between the two is checked on its own).
+    assert _validate(tmp_path, monkeypatch, {key: int(allowed.strip("[]").split(", ")[1]),
+                                             "synthesize.n_images": 10**6, "synthesize.shard_size": 10**6})
 
 
 # --- seeds ------------------------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 # params.py checks names against registries (rows, datasets, photos, config dataclasses) and stops the stage
 # when one is wrong: what those lookups import (inside its functions) cannot change what a stage writes, so
-# the walk does not follow them. params.py and params_schema.py themselves are deps: their defaults are settings.
-VALIDATION_ONLY = {"iqabench.params", "iqabench.params_schema"}
+# the walk does not follow them. params.py, params_schema.py and params_datasets.py themselves are deps: their
+# defaults are settings.
+VALIDATION_ONLY = {"iqabench.params", "iqabench.params_schema", "iqabench.params_datasets"}
 
 
 def _module_file(module: str) -> Path | None:

@@ -8,14 +8,13 @@ key, the value and what is allowed, before any stage has done any work.
 from __future__ import annotations
 
 import difflib
-import functools
 import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import params_schema as schema
+from . import params_datasets, params_schema as schema
 from .params_schema import ParamsError  # defined beside the checks of one key or section; importable from here
 
 
@@ -126,10 +125,10 @@ def validate(params: dict[str, Any], where: str = "params.yaml", stage: str | No
         if name in params:
             out[name] = _check_named_section(where, name, params[name])
     if "datasets" in out:
-        _check_dataset_names(where, out, ready=stage == "prepare")
+        params_datasets.check_names(where, out, ready=stage == "prepare")
     if "check" in params:
         check_gate_section(where, params["check"], out.get("datasets"))
-    _check_downloads(where, out.get("download") or [])
+    params_datasets.check_downloads(where, out.get("download") or [])
     if "models" in out:
         _check_models(where, out["models"])
         _check_encoders(where, out["models"], out.get("pretrain") or {})
@@ -138,7 +137,7 @@ def validate(params: dict[str, Any], where: str = "params.yaml", stage: str | No
     if stage is None and out.get("prepare") and out.get("datasets"):
         # Only in the fingerprint stage (stage None), which runs before DVC deletes prepare@NAME's outputs: it
         # decodes the photographs (0.15-0.3 s), which the stages after it need not repeat.
-        _check_patch_fits(where, out["prepare"]["patch_size"], out["datasets"])
+        params_datasets.check_patch_fits(where, out["prepare"]["patch_size"], out["datasets"])
     return out
 
 
@@ -247,6 +246,19 @@ def _check_relations(where: str, params: dict) -> None:
                               f"{evaluate['n_splits']}: reports/finetune.md compares the fine-tuned median with "
                               f"evaluate's frozen ridge over the same splits, and evaluate draws only splits "
                               f"0..{evaluate['n_splits'] - 1}; lower finetune.n_splits or raise evaluate.n_splits")
+    n_corpus = (params.get("synthesize") or {}).get("n_images")
+    for entry, settings in (params.get("pretrain") or {}).items():
+        # The corpus is synthesize.n_images crops; one smaller than a global batch failed only in pretrain@NAME,
+        # after prepare and synthesize ran. (A profile may change the source: its run checks its pool itself.)
+        from .training.pretrain import PretrainConfig
+
+        cfg = PretrainConfig(**{k: v for k, v in settings.items() if k in PretrainConfig.__dataclass_fields__})
+        nproc = settings.get("nproc", 1)
+        if n_corpus and not settings.get("profile") and cfg.source == "corpus" and cfg.objective == "contrique" \
+                and cfg.batch_size * nproc > n_corpus:
+            raise ParamsError(f"{where}: pretrain.{entry}.batch_size = {cfg.batch_size}"
+                              f"{f' x nproc {nproc}' if nproc > 1 else ''} is more than the corpus it reads "
+                              f"(synthesize.n_images = {n_corpus}); lower the batch or raise synthesize.n_images")
     prepare = params.get("prepare")
     niqe_side = (params.get("niqe") or {}).get("patch_size", 96)
     if prepare and "niqe" in (params.get("models") or []) and prepare["patch_size"] < niqe_side:
@@ -278,7 +290,7 @@ def check_gate_section(where: str, body: Any, datasets: list[str] | None = None)
     if not isinstance(tolerance, dict):
         return body
     # Any dataset iqabench knows, listed or not: `dvc exp run -S datasets=[...]` must not need a check: edit.
-    known = {*(datasets or []), *_dataset_names()}
+    known = {*(datasets or []), *params_datasets.known_names()}
     for key, rule in tolerance.items():
         parts = str(key).split("->")
         if key != "default" and not (len(parts) <= 2 and set(parts) <= known):
@@ -305,95 +317,6 @@ def _check_devices(where: str, params: dict) -> None:
         if not torch.cuda.is_available():
             raise ParamsError(f"{where}: {asked[0]} = 'cuda' but torch sees no GPU on this machine "
                               "(torch.cuda.is_available() is False); use auto (the GPU when there is one) or cpu")
-
-
-def _check_patch_fits(where: str, size: int, datasets: list[str]) -> None:
-    """The embedded sets tile their photographs in prepare.patch_size px patches: each photograph needs one."""
-    from .datasets.embedded import SETS
-
-    for name in datasets:
-        if name not in SETS:
-            continue
-        side, photo = min((_shorter_side(photo), photo) for photo in SETS[name].photos)
-        if size > side:
-            raise ParamsError(f"{where}: prepare.patch_size = {size} is larger than photograph {photo} of {name} "
-                              f"({side} px on its shorter side); set prepare.patch_size to at most {side}")
-
-
-@functools.cache  # decoded once per process (the tests validate many times)
-def _shorter_side(photo: str) -> int:
-    from .datasets.embedded import PHOTOS
-    return min(PHOTOS[photo]().shape[:2])
-
-
-def _dataset_names() -> set[str]:
-    """Every dataset name iqabench knows: embedded, shared subsets, the registry's and the registered ones."""
-    from .datasets.embedded import SETS
-    from .datasets.local import read_registry
-    from .datasets.registry import SHARED_SUBSETS, SPECS
-
-    try:
-        registry = read_registry()
-    except ValueError:  # a broken data/registry.json is named by the datasets: check; here it adds no names
-        registry = {}
-    return {*SETS, *SHARED_SUBSETS, *SPECS, *registry}
-
-
-def _check_dataset_names(where: str, params: dict, ready: bool) -> None:
-    """Each dataset is embedded, a shared subset, registered, or a registry dataset; with ``ready``, also
-    present (downloaded, registered, or listed in ``download:`` so the download stage fetches it first)."""
-    from .datasets.download import DONE_MARKER
-    from .datasets.embedded import SETS
-    from .datasets.local import read_registry
-    from .datasets.registry import SHARED_SUBSETS, SPECS
-
-    try:
-        registry = read_registry()
-    except ValueError as err:  # DatasetError: a hand-edited data/registry.json, named with what to do
-        raise ParamsError(f"{where}: datasets: cannot be checked: {err}") from None
-    to_download = set(params.get("download") or [])
-    for name in params["datasets"]:
-        if name in SETS or name in registry:
-            continue
-        if name in SHARED_SUBSETS:
-            root = Path((params.get("prepare") or {}).get("shared_root", "../shared/datasets")) / name
-            if ready and not root.is_dir():
-                raise ParamsError(f"{where}: datasets: {name!r} needs {root} (the shared subsets), which does not "
-                                  "exist here; remove it from datasets: or set prepare.shared_root")
-            continue
-        spec = SPECS.get(name)
-        if spec is None:
-            known = [*SETS, *SHARED_SUBSETS, *SPECS, *registry]
-            raise ParamsError(f"{where}: datasets: {name!r} is not registered{schema.closest(name, known)}; run "
-                              f"`iqabench datasets add {name} --from PATH` (or `iqabench datasets add-generic`); "
-                              "`iqabench datasets` lists what is available")
-        if spec.parser is None:  # KADIS-700k: pristine photos for pretraining and NIQE, nothing to correlate with
-            raise ParamsError(f"{where}: datasets: {name!r} has no quality scores ({spec.kind}); remove it from "
-                              "datasets: (pretraining reads it with pretrain.NAME.source: kadis700k, and fit_niqe "
-                              "uses it when data/raw/kadis700k exists)")
-        if not ready or name in to_download or (Path("data/raw") / name / DONE_MARKER).is_file() \
-                or (Path("data/raw") / name).is_dir():
-            continue
-        if spec.remotes:
-            raise ParamsError(f"{where}: datasets: {name!r} is not downloaded yet; run `iqabench datasets "
-                              f"download {name}` (or add it to download: in params.yaml)")
-        raise ParamsError(f"{where}: datasets: {name!r} has no public URL ({spec.access}); get a copy, then "
-                          f"`iqabench datasets add {name} --from PATH`")
-
-
-def _check_downloads(where: str, names: list[str]) -> None:
-    """Each entry of ``download:`` is a registry dataset with a public URL (stage download@NAME fetches it)."""
-    from .datasets.registry import SPECS
-
-    for name in names:
-        spec = SPECS.get(name)
-        if spec is None:
-            raise ParamsError(f"{where}: download: {name!r} is not a dataset iqabench can download"
-                              f"{schema.closest(name, SPECS)}; choose from {sorted(n for n in SPECS if SPECS[n].remotes)}, "
-                              "or remove it (embedded and registered datasets need no download)")
-        if not spec.remotes:
-            raise ParamsError(f"{where}: download: {name!r} has no public URL ({spec.access}); remove it from "
-                              f"download:, get the files there and run `iqabench datasets add {name} --from PATH`")
 
 
 def _check_models(where: str, models: list[str]) -> None:
