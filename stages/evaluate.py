@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from iqabench import features as features_file
@@ -56,4 +57,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # No arguments (it reads params.yaml): --help shows the docstring, a stray one is refused, not ignored.
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

@@ -4,16 +4,17 @@
 """
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from iqabench import features, manifest, params, rows, runtime, stage_errors, timing
 
 
 def main() -> None:
-    if len(sys.argv) != 2:  # it was an IndexError traceback
-        raise SystemExit(f"usage: python stages/extract.py DATASET (extract@DATASET extracts features of one name of params.yaml datasets:; `dvc repro extract` runs it for each); got {sys.argv[1:]}")
-    name = sys.argv[1]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", help="extract@DATASET extracts features of one name of params.yaml datasets:; "
+                        "`dvc repro extract` runs it for each")
+    name = parser.parse_args().dataset
     cfg = params.section("extract")
     with stage_errors.one_line(f"extract@{name}"):  # a bad manifest cell: one line
         frame = manifest.read(Path("data/prepared") / name / "manifest.csv")

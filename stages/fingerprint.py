@@ -11,6 +11,7 @@ iqabench.datasets.fingerprint for what a fingerprint holds.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -76,4 +77,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # No arguments (it reads params.yaml): --help shows the docstring, a stray one is refused, not ignored.
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     sys.exit(main())

@@ -10,6 +10,7 @@ values.
 """
 from __future__ import annotations
 
+import argparse
 from iqabench import baselines, params, timing
 from iqabench.datasets import DatasetError
 from iqabench.images import ImageError
@@ -31,4 +32,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # No arguments (it reads params.yaml): --help shows the docstring, a stray one is refused, not ignored.
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

@@ -9,6 +9,7 @@ registry dataset, downloaded (`data/raw/NAME`) or registered with
 """
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -41,9 +42,10 @@ def prepare(name: str, out_dir: Path, cfg: dict):
 
 
 def main() -> int:
-    if len(sys.argv) != 2:  # it was an IndexError traceback
-        raise SystemExit(f"usage: python stages/prepare.py DATASET (prepare@DATASET builds one name of params.yaml datasets:; `dvc repro prepare` runs it for each); got {sys.argv[1:]}")
-    name = sys.argv[1]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", help="prepare@DATASET builds one name of params.yaml datasets:; "
+                        "`dvc repro prepare` runs it for each")
+    name = parser.parse_args().dataset
     cfg = params.section("prepare")
     out_dir = Path("data/prepared") / name
     try:

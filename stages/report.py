@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -206,4 +207,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # No arguments (it reads params.yaml): --help shows the docstring, a stray one is refused, not ignored.
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

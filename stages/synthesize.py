@@ -7,6 +7,7 @@ finished shards whose config matches and generates only the rest.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from iqabench import images, io, params, timing
@@ -30,4 +31,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # No arguments (it reads params.yaml): --help shows the docstring, a stray one is refused, not ignored.
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()
