@@ -9,7 +9,7 @@ Images on which `mixed.model` is undefined (NaN features) are dropped from those
 """
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import pandas as pd
@@ -45,4 +45,6 @@ def main(params_path: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else None)  # an alternative params file, e.g. for a dry run
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("params", nargs="?", help="an alternative params file, e.g. for a dry run (default params.yaml)")
+    main(parser.parse_args().params)

@@ -36,3 +36,10 @@ def test_a_stage_without_arguments_refuses_one_and_helps(monkeypatch, tmp_path, 
     assert code == 2 and f"usage: {stage}.py [-h]" in err and "unrecognized arguments: --params other.yaml" in err
     code, out, _ = _run(monkeypatch, tmp_path, capsys, stage, ["--help"])  # it ran the whole stage before
     assert code == 0 and f"Stage `{stage}`" in out
+
+
+def test_the_mixed_stage_takes_at_most_a_params_file(monkeypatch, tmp_path, capsys):
+    code, out, _ = _run(monkeypatch, tmp_path, capsys, "mixed", ["--help"])  # "--help" was read as a params file
+    assert code == 0 and "usage: mixed.py [-h] [params]" in out
+    code, _, err = _run(monkeypatch, tmp_path, capsys, "mixed", ["a.yaml", "b.yaml"])
+    assert code == 2 and "unrecognized arguments: b.yaml" in err
