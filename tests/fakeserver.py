@@ -26,6 +26,10 @@ class Behaviour:
     fail_status: int | None = None  # answer with this status ...
     fails_left: int = 0             # ... on this many requests
     honour_range: bool = True
+    redirect_to: str | None = None  # answer 302 with this Location (a name on this server, or a full URL)
+    content_type: str | None = None  # a Content-Type header to send (none by default)
+    length_delta: int = 0           # added to the true Content-Length: a server that lies about the size
+    refuse_range: bool = False      # answer any Range request with a bare 416 (no Content-Range)
 
 
 @dataclass
@@ -54,6 +58,16 @@ def _handler(server_state: FakeServer):
                 rule.fails_left -= 1
                 self._status_only(rule.fail_status)
                 return
+            if rule.redirect_to is not None:
+                self.send_response(302)
+                self.send_header("Location", rule.redirect_to if "://" in rule.redirect_to
+                                 else server_state.url(rule.redirect_to))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if rule.refuse_range and self.headers.get("Range"):
+                self._status_only(416)
+                return
             if name not in server_state.files:
                 self._status_only(404)
                 return
@@ -71,8 +85,10 @@ def _handler(server_state: FakeServer):
                 status = 206
             chunk = body[start:]
             self.send_response(status)
-            self.send_header("Content-Length", str(len(chunk)))
+            self.send_header("Content-Length", str(len(chunk) + rule.length_delta))
             self.send_header("Accept-Ranges", "bytes")
+            if rule.content_type:
+                self.send_header("Content-Type", rule.content_type)
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
             self.end_headers()
@@ -85,6 +101,8 @@ def _handler(server_state: FakeServer):
                     self.connection.shutdown(2)
                 return
             self.wfile.write(chunk)
+            if rule.length_delta > 0:  # promised more than it sent: the client sees the connection close early
+                self.close_connection = True
 
         def _status_only(self, status: int):
             self.send_response(status)

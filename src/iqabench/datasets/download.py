@@ -14,11 +14,13 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import shutil
 import socket
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
@@ -98,10 +100,10 @@ def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = Non
         if remote.extract and archives.archive_format(stored):
             try:
                 archives.extract(stored, dest)
+            except (archives.UnsafeArchiveError, archives.KeptArchiveError):
+                raise  # refused as unsafe, encrypted, or the disk is full: kept as it is, for a look or a rerun
             except DatasetError as err:
                 corrupt = stored.replace(stored.with_name(stored.name + ".corrupt"))
-                if isinstance(err, archives.UnsafeArchiveError):
-                    raise
                 raise ChecksumError(f"{err}. Nothing was pinned; the file is kept as {corrupt} and not used: "
                                     "delete it and run the download again") from err
         else:
@@ -150,18 +152,38 @@ def fetch(url: str, target: Path, *, size: int | None = None, sha256: str | None
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     label = label or target.name
-    failures = 0
+    if size is not None and part.is_file() and part.stat().st_size > size:
+        part.unlink()  # longer than the published file, so not a prefix of it: resuming could never finish
+    failures, restarted = 0, False
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   TimeRemainingColumn(), disable=not progress, transient=True) as bar:
         task = bar.add_task(label, total=size)
         while True:
             try:
-                total = _transfer(url, part, timeout, bar, task)
+                total = _transfer(url, part, timeout, bar, task, size)
                 break
+            except _Stale as err:
+                # The server will not send the rest of this part (416): start over once, without Range.
+                part.unlink(missing_ok=True)
+                reason = str(err)
+                if not restarted:
+                    restarted = True
+                    continue
+            except _Fatal as err:  # retrying cannot help: say why now, the partial file untouched
+                raise DownloadError(f"{label}: {err}") from None
+            except _WriteError as err:
+                have = part.stat().st_size if part.exists() else 0
+                raise DownloadError(f"{label}: cannot write {part} ({err}); free space on that disk (or make the "
+                                    f"folder writable), then run the download again: the partial file ({have} "
+                                    "bytes) is kept and the next run resumes it") from None
             except urllib.error.HTTPError as err:
                 if err.code in NO_RETRY:
                     raise DownloadError(f"{label}: HTTP {err.code} for {url}; the file is not there (moved or "
                                         f"needs registration). Check the dataset homepage") from err
+                if 300 <= err.code < 400:  # urllib gave up on a redirect: a loop, or to a scheme it refuses
+                    why = " ".join(str(err.reason).split())
+                    raise DownloadError(f"{label}: {url} redirects, and it was not followed: {why} The file has "
+                                        "moved or the link is broken; check the dataset homepage") from None
                 reason = f"HTTP {err.code}"
             except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout,
                     TimeoutError, _Incomplete) as err:
@@ -173,6 +195,11 @@ def fetch(url: str, target: Path, *, size: int | None = None, sha256: str | None
                                     f"the partial file {part} ({have} bytes) is kept and the next run resumes it")
             time.sleep(backoff * 2 ** (failures - 1))
     got = part.stat().st_size
+    if got == 0:  # an empty answer with status 200 is never a dataset file: a server error, not a download
+        part.unlink()
+        raise DownloadError(f"{label}: {url} answered with an empty file (0 bytes); the file is not there (moved, "
+                            "or the server is failing). Nothing was kept; check the dataset homepage, then run the "
+                            "download again")
     expected_size = size if size is not None else total
     if expected_size is not None and got != expected_size:
         raise _quarantine(part, f"{label}: {part.name} has {got} bytes, expected {expected_size}")
@@ -188,22 +215,59 @@ class _Incomplete(Exception):
     pass
 
 
-def _transfer(url: str, part: Path, timeout: float, bar: Progress, task) -> int | None:
+class _Stale(Exception):
+    """The server refuses to resume the partial file (416): it is not a prefix of the file it serves."""
+
+
+class _Fatal(Exception):
+    """An answer that retrying cannot change (a web page instead of the file, a redirect off http)."""
+
+
+class _WriteError(Exception):
+    """The partial file cannot be written (disk full, read-only): this machine's problem, not the server's."""
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows a redirect to ftp:// (an unencrypted, unresumable download from wherever a server says);
+    a dataset file is fetched over http(s) only."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urlparse(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise urllib.error.HTTPError(req.full_url, code, f"it redirects to {newurl}, which is not http(s)",
+                                         headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
+WEB_PAGE = ("text/html", "application/xhtml+xml")
+
+
+def _transfer(url: str, part: Path, timeout: float, bar: Progress, task, size: int | None = None) -> int | None:
     """One request: append to ``part`` from where it ends; return the full size if known."""
     have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": "iqabench-datasets/1"}
     if have:
         headers["Range"] = f"bytes={have}-"
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        response = _OPENER.open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as err:
         if err.code == 416 and have:
-            # Nothing left to send: the part is complete if the server's size agrees.
+            # Nothing left to send: the part is complete if the server's size (or the published one) agrees.
             match = re.search(r"/(\d+)$", err.headers.get("Content-Range", ""))
-            if match and int(match.group(1)) == have:
+            server_size = int(match.group(1)) if match else size
+            if server_size == have:
                 return have
+            raise _Stale(f"HTTP 416: the server will not resume the partial file ({have} bytes"
+                         + (f"; its file has {server_size})" if server_size is not None else ")")) from None
         raise
     with response:
+        kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if kind in WEB_PAGE and not part.name.lower().endswith((".html.part", ".htm.part")):
+            # A login or error page sent with status 200: refused before it replaces a good partial file.
+            raise _Fatal(f"{url} answered with a web page (Content-Type {kind}), not the file: it may need a login "
+                         "or have moved. Nothing was written" + (f"; the partial file {part} is kept" if have else "")
+                         + ". Check the dataset homepage")
         total = None
         if response.status == 206:
             match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
@@ -216,17 +280,51 @@ def _transfer(url: str, part: Path, timeout: float, bar: Progress, task) -> int 
             length = response.headers.get("Content-Length")
             total = int(length) if length else None
         bar.update(task, total=total, completed=have)
-        with open(part, mode) as fh:
-            try:
-                while block := response.read(CHUNK):
-                    fh.write(block)
-                    bar.advance(task, len(block))
-            except http.client.IncompleteRead as err:
-                fh.write(err.partial)
-                raise _Incomplete(f"connection closed early ({part.stat().st_size} bytes so far)") from err
+        _check_space(part, (total - have) if total is not None else None)
+        _append(part, mode, response, bar, task)
     if total is not None and part.stat().st_size < total:
         raise _Incomplete(f"connection closed after {part.stat().st_size} of {total} bytes")
     return total
+
+
+def _append(part: Path, mode: str, response, bar: Progress, task) -> None:
+    """Write the body to ``part``; only this file's own errors (disk full) become :class:`_WriteError`, so a
+    network error (also an OSError) is still retried."""
+    try:
+        fh = open(part, mode)
+    except OSError as err:
+        raise _WriteError(err.strerror or str(err)) from err
+    closed_early = None
+    try:
+        while True:
+            try:
+                block = response.read(CHUNK)
+            except http.client.IncompleteRead as err:
+                block, closed_early = err.partial, err
+            if block:
+                try:
+                    fh.write(block)
+                except OSError as err:
+                    raise _WriteError(err.strerror or str(err)) from err
+                bar.advance(task, len(block))
+            if not block or closed_early:
+                break
+    finally:
+        try:
+            fh.close()  # flushes the buffer: where a full disk often shows first
+        except OSError as err:
+            raise _WriteError(err.strerror or str(err)) from err
+    if closed_early:
+        raise _Incomplete(f"connection closed early ({part.stat().st_size} bytes so far)") from closed_early
+
+
+def _check_space(part: Path, needed: int | None) -> None:
+    """Refuse a transfer the disk cannot hold before writing any of it (the partial file stays resumable)."""
+    if not needed:
+        return
+    free = shutil.disk_usage(part.parent).free
+    if free < needed:
+        raise _WriteError(f"the rest of the file needs {needed} bytes and only {free} are free on that disk")
 
 
 def _quarantine(part: Path, message: str) -> ChecksumError:
