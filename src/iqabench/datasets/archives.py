@@ -5,7 +5,10 @@ components, drive letters, symbolic and hard links and device files are
 refused, so an archive cannot write outside the target folder (zip-slip).
 Members are unpacked into a staging folder inside the target and moved into
 place only once the whole archive has been read, so a refused, corrupt or
-interrupted archive leaves the target as it was.
+interrupted archive leaves the target as it was. A member named twice, a name
+that is both a file and a folder, and an archive that declares far more bytes
+than it holds (a zip bomb) or than the disk has free are refused before any
+byte is written.
 
 RAR is read through libarchive (the ``libarchive-c`` binding over the system
 library) when it loads, else through an external tool (unrar, 7z, bsdtar);
@@ -31,7 +34,22 @@ STAGING_SUFFIX = ".extracting"
 
 
 class UnsafeArchiveError(DatasetError):
-    """An archive member that would land outside the target folder."""
+    """An archive member that would land outside the target folder, or an archive built to harm (a bomb)."""
+
+
+class KeptArchiveError(DatasetError):
+    """An archive that is not corrupt but cannot be extracted here (encrypted, disk full): keep it, don't
+    download it again."""
+
+
+class ExtractWriteError(KeptArchiveError):
+    """The target cannot take the extracted files (disk full, not writable)."""
+
+
+# A zip bomb declares far more than it holds; image datasets barely compress (JPEG, PNG: ~1x; BMP: ~3x).
+MAX_RATIO = 100
+RATIO_FROM_BYTES = 1 << 30  # below a GiB unpacked the ratio is not checked: a CSV of zeros is no bomb
+ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
 
 def archive_format(path: Path) -> str | None:
@@ -84,6 +102,38 @@ def check_member(name: str, archive: Path) -> PurePosixPath:
     return path
 
 
+def check_listing(archive: Path, entries: list[tuple[str, bool, int]], target: Path) -> None:
+    """Refuse, before anything is written, ``(name, is_folder, size)`` entries that name a file twice (which copy
+    lands is the extractor's whim), name a file and a folder alike (extraction dies halfway), or unpack to more
+    than the disk has free or far more than the archive holds."""
+    files, folders, total = set(), set(), 0
+    for name, is_dir, size in entries:
+        key = check_member(name, archive).as_posix()  # 'a/./b' and 'a//b' are 'a/b'
+        if is_dir:
+            folders.add(key)
+            continue
+        if key in files:
+            raise UnsafeArchiveError(f"{archive.name}: member {name!r} appears twice, so which copy is meant is "
+                                     "unknown; refusing to extract this archive (it may be malicious or corrupt)")
+        files.add(key)
+        total += max(size, 0)
+    clash = sorted(files & (folders | {p.as_posix() for f in files for p in PurePosixPath(f).parents}))
+    if clash:
+        raise DatasetError(f"{archive.name}: member {clash[0]!r} is both a file and a folder; the archive is "
+                           "corrupt, delete it and download again")
+    packed = archive.stat().st_size
+    if total > RATIO_FROM_BYTES and total > MAX_RATIO * packed:
+        raise UnsafeArchiveError(f"{archive.name}: declares {total} bytes unpacked from {packed} ({total // packed}x "
+                                 f"its size, over {MAX_RATIO}x); refused as a likely zip bomb. If you trust the file, "
+                                 "extract it yourself and register the folder with `iqabench datasets add NAME "
+                                 "--from PATH`")
+    free = shutil.disk_usage(target).free
+    if total > free:
+        raise ExtractWriteError(f"{archive} unpacks to {total} bytes and only {free} are free under {target}; free "
+                                "space there (or download to another --dest), then run again: the archive is kept "
+                                "and not downloaded again")
+
+
 def _link_error(archive: Path, name: str, symbolic: bool) -> UnsafeArchiveError:
     return UnsafeArchiveError(f"{archive.name}: member {name!r} is a {'symbolic' if symbolic else 'hard'} "
                               f"link; links are refused because they can point outside the target")
@@ -95,6 +145,14 @@ def _extract_zip(archive: Path, staging: Path) -> None:
             check_member(info.filename, archive)
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise _link_error(archive, info.filename, symbolic=True)
+            if info.flag_bits & 0x1 or info.compress_type not in ZIP_METHODS:
+                # zipfile stops with a RuntimeError or NotImplementedError, after earlier members were written.
+                why = ("is encrypted (password-protected)" if info.flag_bits & 0x1 else
+                       f"uses compression method {info.compress_type}, which Python's zipfile cannot read")
+                raise KeptArchiveError(f"{archive}: member {info.filename!r} {why}. Extract the archive yourself "
+                                       "(7z or unzip, with its password if it has one), then register the folder with "
+                                       "`iqabench datasets add NAME --from PATH`")
+        check_listing(archive, [(i.filename, i.is_dir(), i.file_size) for i in zf.infolist()], staging.parent)
         bad = zf.testzip()
         if bad is not None:
             raise DatasetError(f"{archive.name}: member {bad!r} fails its CRC check; the archive is corrupt, "
@@ -110,11 +168,20 @@ def _extract_tar(archive: Path, staging: Path) -> None:
                 raise _link_error(archive, member.name, symbolic=member.issym())
             if not (member.isfile() or member.isdir()):
                 raise UnsafeArchiveError(f"{archive.name}: member {member.name!r} is a device or special file")
+        if archive.name.lower().endswith(".tar"):
+            # A plain tar cut at a member boundary reads as a shorter archive; it lacks the end-of-archive
+            # blocks. (A compressed one fails in the decompressor instead.)
+            tf.fileobj.seek(tf.offset)
+            if tf.fileobj.read(tarfile.BLOCKSIZE) != bytes(tarfile.BLOCKSIZE):
+                raise DatasetError(f"{archive.name}: ends without tar's end-of-archive marker, after "
+                                   f"{len(tf.getmembers())} member(s); it is truncated, delete it and download again")
+        check_listing(archive, [(m.name, m.isdir(), m.size) for m in tf.getmembers()], staging.parent)
         tf.extractall(staging, filter="data")
 
 
 def _extract_rar_libarchive(archive: Path, staging: Path, libarchive: ModuleType) -> None:
     # First pass: headers only, so a bad member stops the archive before any byte is written.
+    listing = []
     with libarchive.file_reader(str(archive)) as entries:
         for entry in entries:
             name = entry.pathname or ""
@@ -123,6 +190,8 @@ def _extract_rar_libarchive(archive: Path, staging: Path, libarchive: ModuleType
                 raise _link_error(archive, name, symbolic=entry.issym)
             if not (entry.isfile or entry.isdir):
                 raise UnsafeArchiveError(f"{archive.name}: member {name!r} is a device or special file")
+            listing.append((name, entry.isdir, entry.size or 0))
+    check_listing(archive, listing, staging.parent)
     # Second pass: the data, written only to the checked relative paths (never by libarchive itself).
     with libarchive.file_reader(str(archive)) as entries:
         for entry in entries:
@@ -209,17 +278,21 @@ def extract(archive: Path, target: Path) -> None:
         raise DatasetError(f"{archive.name}: not a zip, tar or rar archive")
     if kind == "rar":
         rar_extractor()  # says what to install before anything is created
-    target.mkdir(parents=True, exist_ok=True)
     # Inside the target, so the final moves are renames on one file system.
     staging = target / f".{archive.name}{STAGING_SUFFIX}"
-    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted run
-    staging.mkdir()
     try:
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted run
+        staging.mkdir()
         try:
             {"zip": _extract_zip, "tar": _extract_tar, "rar": _extract_rar}[kind](archive, staging)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
             raise DatasetError(f"{archive.name}: cannot read the archive ({err}); it is corrupt or truncated, "
                                f"delete it and download again") from err
         _move_into(staging, target)
+    except OSError as err:  # a full disk, a read-only target: this machine, not the archive
+        raise ExtractWriteError(f"{archive}: extracting into {target} failed ({err.strerror or err}); free space "
+                                "there (or make it writable), then run again: the archive is kept and not "
+                                "downloaded again") from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
