@@ -57,6 +57,22 @@ def save_view(experiment_id: str, columns: Sequence[str], client, run_names: Seq
          "state": f"deflate;{packed}"}))
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def not_sqlite(uri: str) -> str | None:
+    """Why the local store file of ``uri`` is no SQLite database (a text file, a download's error page), or None
+    (an empty file is one SQLite fills). MLflow's answer was "file is not a database" and "check the store"."""
+    database = sqlite_file(uri)
+    if database is None or not database.is_file():
+        return None
+    with open(database, "rb") as fh:
+        head = fh.read(len(SQLITE_MAGIC))
+    if not head or head == SQLITE_MAGIC:
+        return None
+    return f"{database} is not an SQLite database (it starts {head[:12]!r}), not an MLflow store"
+
+
 def ui_base() -> str:
     uri = tracking_uri()
     return uri.rstrip("/") if is_server(uri) else UI_URL
@@ -79,10 +95,21 @@ def ui_link(experiment: str = "iqabench", uri: str = DEFAULT_URI) -> str:
     path = sqlite_file(uri)
     if path is None or not path.is_file():
         return f"no store at {path} yet: run `dvc repro`, then open {UI_URL}"
-    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
-        found = db.execute("SELECT experiment_id FROM experiments WHERE name = ?", (experiment,)).fetchone()
+    foreign = not_sqlite(uri)
+    if foreign:  # sqlite3's DatabaseError was a traceback in `make ui`
+        return f"{foreign}: move it aside (`mv {path} {path}.bak`), then run `dvc repro -s -f report` to log again"
+    try:
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+            found = db.execute("SELECT experiment_id, lifecycle_stage FROM experiments WHERE name = ?",
+                               (experiment,)).fetchone()
+    except sqlite3.DatabaseError as err:  # an empty file, another program's database
+        return f"{path} is not an MLflow store yet ({err}): run `dvc repro -s -f report` to log a run, then " \
+               f"open {UI_URL}"
     if found is None:
         return f"no experiment '{experiment}' in {path} yet: run `dvc repro`, then open {UI_URL}"
+    if found[1] == "deleted":  # the UI lists no deleted experiment: the link would open an empty page
+        return (f"the experiment '{experiment}' (id {found[0]}) in {path} is deleted: restore it with "
+                f"`MLFLOW_TRACKING_URI={uri} mlflow experiments restore -x {found[0]}`")
     return f"Open {view_url(str(found[0]), base=UI_URL)}"
 
 

@@ -119,8 +119,22 @@ def enable_local_artifacts() -> None:
     _artifact_repository_registry.register("mlflow-artifacts", repository)
 
 
+class _StoreProblem(Exception):
+    """A store that cannot take the run until the user acts; args: what went wrong, and the fix."""
+
+
 def _experiment(name: str, client) -> str:
     experiment = client.get_experiment_by_name(name)
+    if experiment is not None and experiment.lifecycle_stage == "deleted":
+        # MLflow keeps a deleted experiment's name (it is in the trash) and refuses both to use it and to make a
+        # new one of that name; its own message names no command.
+        uri, found = tracking_uri(), experiment.experiment_id
+        forever = "" if is_server(uri) else f", delete it for good with `mlflow gc --backend-store-uri {uri} " \
+                                            f"--experiment-ids {found}`"
+        raise _StoreProblem(f"the experiment '{name}' (id {found}) in {uri} is deleted, and MLflow will not reuse "
+                            "its name, so this run is not logged",
+                            f"restore it with `MLFLOW_TRACKING_URI={uri} mlflow experiments restore -x {found}`"
+                            f"{forever}, or set report.experiment in params.yaml to another name")
     if experiment is not None:
         return experiment.experiment_id
     location = os.environ.get("IQABENCH_ARTIFACT_URI")
@@ -222,6 +236,14 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
         _not_logged(f"{sqlite_file(uri).name} is read-only: {blocked}, so this run is not logged",
                     "make it writable (or set MLFLOW_TRACKING_URI to a writable store)")
         return None
+    from .mlflow_ui import not_sqlite
+
+    foreign = not_sqlite(uri)
+    if foreign:
+        _not_logged(f"{foreign}, so this run is not logged", "move it aside (`mv "
+                    f"{sqlite_file(uri)} {sqlite_file(uri)}.bak`) to start a new store there, or set "
+                    "MLFLOW_TRACKING_URI to your store")
+        return None
     import mlflow
 
     from .mlflow_ui import save_view
@@ -266,6 +288,9 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
                                 mlflow.log_input(dataset, context="train" if ds == train else "test")
             save_view(experiment_id, sorted(k for k in metrics if k.startswith(HEADLINE)), client, [*taken, name])
             return LoggedRun(parent.info.run_id, experiment_id, name)
+    except _StoreProblem as problem:
+        _not_logged(*problem.args)
+        return None
     except Exception as exc:  # noqa: BLE001 - any store failure must not lose the pipeline's outputs
         # MLflow's messages nest the whole urllib3 chain, SQLAlchemy's open with a note on autoflush: the first
         # line of substance says what failed.
