@@ -114,7 +114,9 @@ def check_listing(archive: Path, entries: list[tuple[str, bool, int]], target: P
             continue
         if key in files:
             raise UnsafeArchiveError(f"{archive.name}: member {name!r} appears twice, so which copy is meant is "
-                                     "unknown; refusing to extract this archive (it may be malicious or corrupt)")
+                                     "unknown; refusing to extract this archive (it may be malicious or corrupt). If you trust "
+                                     "the file, extract it yourself and register the folder with `iqabench datasets add "
+                                     "NAME --from PATH`")
         files.add(key)
         total += max(size, 0)
     clash = sorted(files & (folders | {p.as_posix() for f in files for p in PurePosixPath(f).parents}))
