@@ -117,15 +117,21 @@ def logistic_fit(pred, mos, params: int = 5, maxfev: int = 2000) -> np.ndarray:
     with np.errstate(over="ignore"):  # exp overflow on wild trial steps saturates the sigmoid, harmlessly
         sse_start = float(np.sum((func(z, *start) - mos) ** 2))
         try:
-            # ftol 1e-6: later steps only sharpen the curve along the valley (fitted values
-            # move < 1e-6 relative in SSE) and cost ~5x the evaluations.
+            # ftol 1e-6: on near-linear data later steps mostly sharpen the curve along the valley
+            # (fitted values move < 1e-6 relative in SSE) at ~5x the evaluations. Not always: from
+            # a flat stretch near the start the fit can stop where scipy's default ftol (1e-8) goes
+            # on to a sharper, step-like minimum a few % lower in SSE. The 5PL's SSE has several
+            # local minima there anyway, and the reference fits (DBCNN, pyiqa: one curve_fit from a
+            # fixed start) land in one of them too; see docs/protocol.md.
             result = optimize.least_squares(lambda beta: func(z, *beta) - mos, start, method="lm",
                                             max_nfev=maxfev, ftol=1e-6)
             fitted = func(z, *result.x)
             reason = "non-finite fitted values" if not np.all(np.isfinite(fitted)) else (
                 "no improvement on the initial curve" if np.sum((fitted - mos) ** 2) > sse_start else "")
         except (ValueError, np.linalg.LinAlgError) as err:
-            reason = str(err)
+            # An exception may carry no message (a bare LinAlgError); the reason must never be ""
+            # here, or the fit would count as a success with no fitted values.
+            reason = str(err) or type(err).__name__
     if reason:
         warnings.warn(f"{params}-parameter logistic fit failed ({reason}); "
                       "PLCC and RMSE use the raw predictions instead", RuntimeWarning, stacklevel=2)
