@@ -97,3 +97,73 @@ def test_feature_and_manifest_mismatch_is_named():
         within_dataset(features[:100], frame, n_splits=2)
     with pytest.raises(ValueError, match="no 'content_id' column"):
         within_dataset(features, frame.drop(columns="content_id"), n_splits=2)
+
+
+def test_the_headline_is_each_metrics_own_median_not_the_median_splits_metrics():
+    # SRCC's median split (index 2) is not PLCC's (index 0): each metric takes its own median (ARNIQA's
+    # test.py: np.median of the SROCC list and of the PLCC list separately).
+    per_split = pd.DataFrame({"srcc": [0.1, 0.2, 0.3, 0.4, 0.5], "plcc": [0.5, 0.1, 0.2, 0.9, 0.8],
+                              "krcc": [0.3, 0.3, 0.3, 0.3, 0.3], "plcc_raw": [0.0, 1.0, 0.2, 0.4, 0.6],
+                              "rmse": [0.9, 0.1, 0.5, 0.2, 0.3]})
+    summary = summarise(per_split)
+    assert summary["srcc"]["median"] == 0.3 and summary["plcc"]["median"] == 0.5
+    assert summary["plcc_raw"]["median"] == 0.4 and summary["rmse"]["median"] == 0.3
+    ten = pd.concat([per_split, per_split.iloc[::-1] + 0.01], ignore_index=True)
+    assert summarise(ten)["srcc"]["median"] == pytest.approx(np.median(ten["srcc"]))  # even count: mean of the middle two
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_test_labels_and_other_test_rows_never_reach_a_splits_fit_or_alpha(standardize):
+    # Per split, the ridge (and the scaler with standardize) is fitted on train only and alpha is
+    # chosen on val only: rewriting the test images' scores, or the features of other test images,
+    # changes neither the chosen alpha nor any prediction of that split.
+    features, frame = synthetic_set(n_refs=30, d=40, noise=0.5)
+    grid = np.geomspace(1e-3, 1e3, 9)
+    kw = dict(n_splits=3, val_frac=0.2, alphas=grid, standardize=standardize, alpha_rule="per_split")
+    run = run_splits(features, frame, **kw)
+    split = run.splits[0]
+    assert not set(split.train) & set(split.test) and not set(split.val) & set(split.test)
+    changed = frame.copy()
+    changed.loc[split.test, "score"] = np.random.default_rng(1).uniform(0, 1, len(split.test))
+    other = features.copy()
+    other[split.test[1:]] = np.random.default_rng(2).normal(0, 100, (len(split.test) - 1, features.shape[1]))
+    for feats, manifest_ in ((features, changed), (other, frame)):
+        again = run_splits(feats, manifest_, splits=[split], **kw)
+        assert again.alphas[0] == run.alphas[0]
+        if feats is features:
+            np.testing.assert_allclose(again.test_pred[0], run.test_pred[0], rtol=1e-9, atol=1e-12)
+        else:  # only the first test image kept its features
+            assert again.test_pred[0][0] == pytest.approx(run.test_pred[0][0], rel=1e-9, abs=1e-12)
+
+
+def test_dmos_is_flipped_so_a_dmos_set_scores_like_its_mos_twin():
+    # The manifest maps DMOS to higher-is-better, so SRCC stays positive and a DMOS set
+    # gives the same numbers as the same ratings stored as MOS (RMSE on the unit scale).
+    features, frame = synthetic_set()
+    quality = frame["score"].to_numpy()
+    dmos = manifest.make("toy-dmos", frame["image"], 100 * (1 - quality), kind="DMOS", lo=0, hi=100,
+                         higher_is_better=False, score_source="test", content_id=frame["content_id"].tolist())
+    as_mos = within_dataset(features, frame, n_splits=3, alphas=[0.1])
+    as_dmos = within_dataset(features, dmos, n_splits=3, alphas=[0.1])
+    assert (as_dmos["srcc"] > 0.8).all()
+    for metric in ("srcc", "krcc", "plcc_raw"):
+        np.testing.assert_allclose(as_dmos[metric], as_mos[metric], atol=1e-9)
+    # The two score columns differ by rounding (1e-16), yet the 5PL can move by ~1e-4: on 24 test
+    # images its best fit is a steep step whose slope and place the data barely pin down.
+    for metric in ("plcc", "rmse"):
+        np.testing.assert_allclose(as_dmos[metric], as_mos[metric], atol=1e-3)
+    # Across sets, a MOS-trained regressor ranks a DMOS set the right way round.
+    assert cross_dataset(features, frame, features, dmos, alpha=0.1)["srcc"] > 0.8
+
+
+def test_cross_dataset_predictions_of_b_depend_on_a_only():
+    # Scaler and ridge are fitted on A; B's rows are only predicted, each on its own.
+    features_a, frame_a = synthetic_set(seed=0, name="a")
+    features_b, frame_b = synthetic_set(seed=1, name="b")
+    from iqabench.evaluation.ridge import ridge_path
+    (full,) = ridge_path(features_a, frame_a["score"], [features_b], [0.1], standardize=True)
+    (part,) = ridge_path(features_a, frame_a["score"], [features_b[:7] * 1.0], [0.1], standardize=True)
+    np.testing.assert_allclose(part[0], full[0][:7], rtol=1e-9)
+    result = cross_dataset(features_a, frame_a, features_b, frame_b, alpha=0.1, standardize=True, logistic="none")
+    assert result["srcc"] == pytest.approx(stats.spearmanr(full[0], frame_b["score"]).statistic, abs=1e-9)
+    assert result["n_train"] == len(frame_a) and result["n_test"] == len(frame_b)
