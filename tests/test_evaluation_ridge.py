@@ -104,3 +104,18 @@ def test_bad_input_is_named():
     X[5, 1] = np.inf
     with pytest.raises(ValueError, match="row 5"):
         ridge_path(X, y, [X], [1.0])
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_the_saved_regressor_predicts_what_the_protocol_fitted(standardize, tmp_path):
+    # iqabench.regressor (behind `iqabench score`) and ridge_path are one model: unpenalised
+    # intercept, penalty alpha * ||w||^2, scaler (if any) from the training rows only.
+    from iqabench import regressor
+
+    X, y = make_data(50, 8)
+    X = X * np.geomspace(0.01, 100, 8)  # features on very different scales
+    (expected,) = ridge_path(X[:40], y[:40], [X[40:]], [0.3], standardize=standardize)
+    fitted = regressor.fit(X[:40], y[:40], alpha=0.3, standardize=standardize, dataset="toy")
+    np.testing.assert_allclose(fitted.predict(X[40:]), expected[0], rtol=1e-7, atol=1e-9)
+    loaded = regressor.load(fitted.save(tmp_path / "toy.npz"))
+    np.testing.assert_allclose(loaded.predict(X[40:]), expected[0], rtol=1e-7, atol=1e-9)
