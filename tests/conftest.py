@@ -29,6 +29,19 @@ def shared_datasets() -> Path:
 
 
 @pytest.fixture
+def restore_tracking_uri():
+    """mlflow.set_tracking_uri (called by tracking.log_study) sets a process global and MLFLOW_TRACKING_URI;
+    later tests must not inherit this test's store (or a server that is gone)."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    mlflow.set_tracking_uri(None)
+    if before is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+@pytest.fixture
 def crash_after_first_checkpoint(monkeypatch):
     """A context in which training dies (KeyboardInterrupt) right after writing its first checkpoint.
 

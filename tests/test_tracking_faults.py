@@ -6,7 +6,6 @@ with "check the store"; a text file as mlflow.db gave "file is not a database" w
 """
 from __future__ import annotations
 
-import os
 import sqlite3
 
 import pytest
@@ -15,16 +14,7 @@ import fakestudy
 from iqabench import mlflow_ui, tracking
 
 
-@pytest.fixture(autouse=True)
-def restore_tracking_uri():
-    # log_study sets MLflow's process-wide tracking URI: later tests must not inherit this test's store.
-    import mlflow
-
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    yield
-    mlflow.set_tracking_uri(None)
-    if before is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = before
+pytestmark = pytest.mark.usefixtures("restore_tracking_uri")  # conftest.py
 
 
 def test_a_deleted_experiment_says_how_to_restore_it_and_the_restored_one_logs(tmp_path, monkeypatch, capfd):

@@ -35,17 +35,7 @@ def server(tmp_path_factory):
         yield url
 
 
-@pytest.fixture(autouse=True)
-def restore_tracking_uri():
-    # mlflow.set_tracking_uri (called by log_study) sets a process global and MLFLOW_TRACKING_URI;
-    # later tests must not inherit a server that is gone.
-    import mlflow
-
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    yield
-    mlflow.set_tracking_uri(None)
-    if before is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = before
+pytestmark = pytest.mark.usefixtures("restore_tracking_uri")  # conftest.py
 
 
 @pytest.fixture
