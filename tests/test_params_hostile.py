@@ -2,34 +2,15 @@
 at all: each is refused by validation, in one line naming key, value and what is allowed (docs/failures.md)."""
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-
 import pytest
-import yaml
 
 from iqabench import images, params, params_schema
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT = yaml.safe_load((REPO / "params.yaml").read_text())
+from params_variant import variant
 
 
 def _validate(tmp_path, monkeypatch, edits: dict, drop: tuple = ()) -> dict:
     monkeypatch.chdir(tmp_path)  # data/raw and data/registry.json are read relative to the repository
-    cfg = copy.deepcopy(DEFAULT)
-    for dotted, value in edits.items():
-        *parents, key = dotted.split(".")
-        body = cfg
-        for part in parents:
-            body = body[part]
-        body[key] = value
-    for dotted in drop:
-        *parents, key = dotted.split(".")
-        body = cfg
-        for part in parents:
-            body = body[part]
-        del body[key]
-    return params.validate(cfg)
+    return params.validate(variant(edits, drop))
 
 
 def _error(tmp_path, monkeypatch, edits: dict, drop: tuple = ()) -> str:

@@ -2,7 +2,6 @@
 after DVC had deleted its outputs: each now stops params validation with one line naming key, value and range."""
 from __future__ import annotations
 
-import copy
 import runpy
 import sys
 from pathlib import Path
@@ -16,26 +15,15 @@ from rich.console import Console
 from iqabench import gate, gate_inputs, params, params_schema
 from iqabench.datasets import embedded
 from iqabench.io import write_json
+from params_variant import variant
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT = yaml.safe_load((REPO / "params.yaml").read_text())
 HUGE_SEED = 99999999999999999999
-
-
-def _config(edits: dict) -> dict:
-    cfg = copy.deepcopy(DEFAULT)
-    for dotted, value in edits.items():
-        *parents, key = dotted.split(".")
-        body = cfg
-        for part in parents:
-            body = body[part]
-        body[key] = value
-    return cfg
 
 
 def _validate(tmp_path, monkeypatch, edits: dict, stage=None) -> dict:
     monkeypatch.chdir(tmp_path)  # data/raw and data/registry.json are read relative to the repository
-    return params.validate(_config(edits), stage=stage)
+    return params.validate(variant(edits), stage=stage)
 
 
 def _error(tmp_path, monkeypatch, edits: dict, stage=None) -> str:
@@ -77,7 +65,7 @@ def test_the_largest_seed_fits_every_generator_it_feeds():
 
 
 def test_the_fingerprint_stage_stops_on_a_huge_seed_before_writing(tmp_path, monkeypatch):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(_config({"seed": HUGE_SEED})))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(variant({"seed": HUGE_SEED})))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["fingerprint.py"])
     with pytest.raises(SystemExit) as stop:
@@ -110,7 +98,7 @@ def test_finetune_cannot_run_more_splits_than_evaluate_compares_with(tmp_path, m
     assert "lower finetune.n_splits or raise evaluate.n_splits" in message
     assert _validate(tmp_path, monkeypatch, {"evaluate.n_splits": 10, "finetune.n_splits": 10})
     # Without the key finetune runs FinetuneConfig's 3 splits, which evaluate must draw too.
-    cfg = _config({"evaluate.n_splits": 2})
+    cfg = variant({"evaluate.n_splits": 2})
     del cfg["finetune"]["n_splits"]
     monkeypatch.chdir(tmp_path)
     with pytest.raises(params.ParamsError, match=r"finetune.n_splits = 3 is above evaluate.n_splits = 2"):
