@@ -98,3 +98,37 @@ def test_labels_move_far_less_than_their_rounding_step_on_another_cpus_code_path
     for metric, values in native.items():
         assert values.shape == (12,) and np.isfinite(values).all()
         np.testing.assert_allclose(other[metric], values, rtol=0, atol=1e-12, err_msg=metric)
+
+
+def test_float64_windows_agree_with_torchs_own_convolution_far_below_the_label_rounding():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 40, 36, generator=gen, dtype=torch.float64)
+    depthwise = torch.rand(3, 1, 11, 7, generator=gen, dtype=torch.float64)  # asymmetric: a missing flip shows
+    single = torch.rand(1, 1, 5, 5, generator=gen, dtype=torch.float64)
+    with fr_metrics.Float64Windows():
+        fast = torch.nn.functional.conv2d(x, depthwise, groups=3)
+        fast_single = torch.conv2d(x[:, :1], single)
+    torch.testing.assert_close(fast, torch.nn.functional.conv2d(x, depthwise, groups=3), rtol=0, atol=1e-13)
+    torch.testing.assert_close(fast_single, torch.conv2d(x[:, :1], single), rtol=0, atol=1e-13)
+
+
+def test_float64_windows_leave_every_other_convolution_to_torch(monkeypatch):
+    # A padded, strided, biased, full or float32 convolution is not a window filter: torch computes it.
+    monkeypatch.setattr(fr_metrics.signal, "fftconvolve", lambda *a, **k: pytest.fail("FFT path taken"))
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    w = torch.rand(3, 1, 3, 3, dtype=torch.float64)
+    with fr_metrics.Float64Windows():
+        torch.nn.functional.conv2d(x, w, groups=3, padding=1)
+        torch.nn.functional.conv2d(x, w, groups=3, stride=2)
+        torch.nn.functional.conv2d(x, w, torch.zeros(3, dtype=torch.float64), groups=3)
+        torch.nn.functional.conv2d(x, torch.rand(4, 3, 3, 3, dtype=torch.float64))
+        torch.nn.functional.conv2d(x.float(), w.float(), groups=3)
+
+
+def test_float64_labels_through_the_fft_windows_match_torchmetrics_direct_ones():
+    image = astronaut(96).double()
+    dist, ref = noise_series(image), image.expand(len(SIGMAS), -1, -1, -1)
+    fast = fr_metrics.compute(dist, ref, ["ssim", "ms_ssim", "vif"], dtype=torch.float64)
+    for metric, values in fast.items():
+        direct = fr_metrics.FR_METRICS[metric](dist, ref).numpy()  # outside the mode: torch's own conv2d
+        np.testing.assert_allclose(values, direct, rtol=0, atol=1e-12, err_msg=metric)
