@@ -26,3 +26,12 @@ def test_baseline_given_as_a_folder_is_called_a_folder(tmp_path):
     assert (f"--baseline {repo / 'reports'} is a folder, not a file or a git revision; give the baseline file in it, "
             f"e.g. --baseline {repo / 'reports' / 'baseline.json'}") in text and "invalid object name" not in text
     assert "invalid object name 'nosuchrev'" in refused(repo, "nosuchrev")   # a revision that is no folder: git's word
+
+
+def test_baseline_with_a_path_but_no_revision_names_the_form_to_use(tmp_path):
+    # git reads ":/x" as a commit-message search, which printed a commit and then "is not valid JSON".
+    repo = accepted(tmp_path, BASELINE, SEED_STD)
+    for spec in (":/", ":reports/metrics.json"):
+        text = refused(repo, spec)
+        assert f"--baseline {spec} names no revision; give REV:PATH (e.g. HEAD~1:reports/baseline.json)" in text
+        assert "not valid JSON" not in text

@@ -294,6 +294,9 @@ def load_inputs(baseline: Optional[str], metrics_path: Union[str, Path], setting
     _checked(current, str(metrics_path), fix)
     repo = _git_root(metrics_path.resolve().parent)
     rev, _, path = spec.partition(":")
+    if not rev:  # git would read ":/x" as "the newest commit whose message mentions x"
+        raise GateError(f"--baseline {spec} names no revision; give REV:PATH (e.g. HEAD~1:{acceptance.BASELINE_FILE}), "
+                        "a revision or a file")
     path = path or _repo_relative(metrics_path, repo)
     try:
         payload = baseline_from_git(rev, path, repo)
