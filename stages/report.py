@@ -1,6 +1,6 @@
 """Stage `report`: tables and figures in reports/, and one MLflow run with everything.
 
-    python stages/report.py  ->  reports/results.md, reports/cross_srcc.png, reports/scatter.png,
+    python stages/report.py  ->  reports/results.md, reports/srcc.png, reports/cross_srcc.png, reports/scatter.png,
                                  reports/pretrain_loss.png, reports/plots/ (for `dvc plots`) (+ an MLflow run)
 """
 from __future__ import annotations
@@ -143,8 +143,10 @@ def main() -> None:
         inputs = read_inputs(cfg["models"])
     within, cross, significance = inputs["within"], inputs["cross"], inputs["significance"]
     variance, predictions, histories = inputs["variance"], inputs["predictions"], inputs["histories"]
-    figures = [reporting.heatmap(cross, R / "cross_srcc.png"), reporting.scatter(predictions, R / "scatter.png"),
-               reporting.loss_curve(histories, R / "pretrain_loss.png")]
+    full_reference = {m for m in cfg["models"] if rows.is_full_reference(m)}
+    figures = [reporting.heatmap(cross, R / "cross_srcc.png"),
+               reporting.srcc_figure(within, R / "srcc.png", variance, full_reference),
+               reporting.scatter(predictions, R / "scatter.png"), reporting.loss_curve(histories, R / "pretrain_loss.png")]
     reporting.plot_data(within, predictions, R / "plots")
     every, ran = stage_timings(started=repro_started())
     sha, dirty = provenance.git_state()
@@ -152,8 +154,7 @@ def main() -> None:
     lock = provenance.lock_digest("report")
     digests = {ds: provenance.file_hash(path) for ds, path in manifests.items()}
     diff, exp = provenance.params_diff(params.load()), provenance.experiment_name()
-    leaderboard = reporting.leaderboard_markdown(within, full_reference={m for m in cfg["models"]
-                                                                        if rows.is_full_reference(m)})
+    leaderboard = reporting.leaderboard_markdown(within, full_reference=full_reference)
     origin = (f"Commit `{commit}`, dvc.lock `{lock}` (the locked outputs of the stages upstream of `report`: "
               f"`iqabench.provenance.lock_digest`), manifests "
               + ", ".join(f"{ds} `{h}`" for ds, h in digests.items())
@@ -164,6 +165,7 @@ def main() -> None:
     io.write_text(R / "results.md", "\n".join([
         "# iqabench results", "", origin, "",
         "## Leaderboard (within-dataset SRCC)", "", leaderboard,
+        "![within-dataset SRCC, its spread over splits and seeds](srcc.png)", "",
         "## Within-dataset (median over content-disjoint random splits)", "",
         reporting.within_markdown(within, significance, variance),
         "## Cross-dataset (train on all of A, test on all of B)", "", reporting.cross_markdown(cross),
@@ -188,7 +190,8 @@ def main() -> None:
     srcc_table = reporting.leaderboard(within).reset_index()
     description = "\n".join([
         f"**Leaderboard** (within-dataset SRCC, {len(cfg['datasets'])} datasets)", "", leaderboard,
-        "Cross-dataset SRCC: `cross_srcc.png`; every table: `results.md`; per-model statistics: the nested runs.",
+        "Within-dataset SRCC with its spread over splits and seeds: `srcc.png`; cross-dataset SRCC: "
+        "`cross_srcc.png`; every table: `results.md`; per-model statistics: the nested runs.",
         "", origin])
     run = tracking.log_study(
         experiment=cfg["experiment"], run_name=provenance.run_name(sha, dirty, exp, diff), params=params.load(),
@@ -196,8 +199,8 @@ def main() -> None:
         tables={"srcc_table.json": srcc_table, "tables/within.json": within, "tables/cross.json": cross,
                 "tables/significance.json": significance, "tables/mixed.json": inputs["mixed"],
                 "tables/finetune.json": inputs["finetune"]},
-        artifacts={"": [R / "results.md", R / "cross_srcc.png", Path("dvc.lock"), Path("params.yaml")],
-                   "figures": [*figures[1:], R / "distortions.png"]},
+        artifacts={"": [R / "results.md", *figures[:2], Path("dvc.lock"), Path("params.yaml")],
+                   "figures": [*figures[2:], R / "distortions.png"]},
         tags=tags, eval_params=params.section("evaluate"), datasets=datasets,
         encoders=encoder_files(cfg["models"]))
     print((R / "results.md").read_text())

@@ -89,7 +89,7 @@ def test_tables_exist_and_values_are_in_range(pipeline):
     metrics = json.loads((work / "reports/metrics.json").read_text())
     assert metrics["within"]["contrique"]["synthetic-single"]["srcc"] == pytest.approx(
         within.set_index(["model", "dataset"]).loc[("contrique", "synthetic-single"), "srcc"], abs=1e-3)
-    for png in ("cross_srcc.png", "scatter.png", "pretrain_loss.png", "distortions.png"):
+    for png in ("srcc.png", "cross_srcc.png", "scatter.png", "pretrain_loss.png", "distortions.png"):
         assert (work / "reports" / png).read_bytes()[:4] == b"\x89PNG"
     assert "pseudo-MOS" in (work / "reports/results.md").read_text()
     # Wall-clock figures go to the timing JSONs, never into a DVC output (its hash would change on every re-run).

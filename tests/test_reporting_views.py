@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from matplotlib.collections import PathCollection
 
 from iqabench import reporting
 
@@ -53,3 +54,24 @@ def test_plot_data_holds_no_absolute_paths(tmp_path, monkeypatch):
     reporting.plot_data(WITHIN, predictions, tmp_path / "plots")
     scatter = pd.read_csv(tmp_path / "plots" / "scatter" / "single--contrique.csv")
     assert scatter["image"].tolist() == ["data/prepared/single/images/a.png", "b.png"]
+
+
+def test_srcc_figure_ranks_each_dataset_and_draws_the_seed_whisker_only_where_measured(tmp_path, monkeypatch):
+    shown = {}
+    real_save = reporting._save
+    monkeypatch.setattr(reporting, "_save", lambda fig, path: shown.setdefault("fig", fig) and real_save(fig, path))
+    within = WITHIN.assign(srcc_q25=WITHIN["srcc"] - 0.05, srcc_q75=WITHIN["srcc"] + 0.03)
+    variance = pd.DataFrame({"metric": ["within.brisque.single.srcc", "within.contrique.single.srcc"],
+                             "std": [0.08, 0.04]})
+    path = reporting.srcc_figure(within, tmp_path / "srcc.png", variance, full_reference={"fr:gmsd"})
+    assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size < 200_000
+    single, mixed = shown["fig"].axes
+    assert [t.get_text() for t in single.get_yticklabels()] == ["contrique", "brisque", "fr:gmsd"]  # best on top
+    assert [t.get_text() for t in mixed.get_yticklabels()] == ["contrique", "brisque"]
+    whiskers = single.containers[0].lines[2][0].get_segments()  # the errorbar's horizontal segments, in row order
+    assert [round(float(seg[1][0] - seg[0][0]) / 2, 3) for seg in whiskers] == [0.04, 0.08, 0.0]  # fr:gmsd: none
+    assert "seed std" in shown["fig"]._suptitle.get_text()
+    # Full-reference rows are hollow: white face.
+    dots = [c for c in single.collections if isinstance(c, PathCollection) and len(c.get_offsets())]
+    hollow = [c for c in dots if tuple(c.get_facecolor()[0][:3]) == (1.0, 1.0, 1.0)]
+    assert [tuple(c.get_offsets()[0]) for c in hollow] == [(0.81, 2.0)]

@@ -181,6 +181,36 @@ def heatmap(cross: pd.DataFrame, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def srcc_figure(within: pd.DataFrame, path: str | Path, variance: pd.DataFrame | None = None,
+                full_reference=frozenset()) -> Path:
+    """Who wins where, and by more than the noise? One panel per dataset, models sorted by median SRCC: the
+    dot is the median over splits, the bar the splits' IQR, the whisker +- the seed std (reports/variance.csv)
+    where it was measured. Full-reference rows are hollow: they read the reference image, the others do not."""
+    seed_std = _seed_std(variance) or {}
+    datasets = list(dict.fromkeys(within["dataset"]))
+    n_models = within["model"].nunique()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets), 0.9 + 0.32 * n_models), squeeze=False)
+    lo = min(0.0, float(within["srcc_q25"].min()) - 0.05)
+    for ax, ds in zip(axes[0], datasets):
+        part = within[within["dataset"] == ds].sort_values("srcc")
+        y = np.arange(len(part))
+        ax.hlines(y, part["srcc_q25"], part["srcc_q75"], color="tab:blue", alpha=0.35, linewidth=6)
+        std = np.array([seed_std.get(f"within.{m}.{ds}.srcc", np.nan) for m in part["model"]])
+        ax.errorbar(part["srcc"], y, xerr=np.nan_to_num(std), fmt="none", ecolor="black", elinewidth=1, capsize=3)
+        hollow = part["model"].isin(full_reference).to_numpy()
+        ax.scatter(part["srcc"][~hollow], y[~hollow], color="tab:blue", zorder=3, s=22)
+        ax.scatter(part["srcc"][hollow], y[hollow], facecolors="white", edgecolors="tab:blue", zorder=3, s=22)
+        ax.set_yticks(y, part["model"], fontsize=8)
+        ax.set_xlim(lo, 1.0)
+        ax.set_title(ds, fontsize=9)
+        ax.set_xlabel("SRCC", fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    whisker = "whisker +- seed std" if seed_std else "seed std not measured"
+    fig.suptitle(f"within-dataset SRCC: median over splits (dot), IQR over splits (bar), {whisker}; "
+                 "hollow = full-reference", fontsize=8)
+    return _save(fig, path)
+
+
 def plot_data(within: pd.DataFrame, predictions: pd.DataFrame, root: str | Path, split: int = 0) -> list[Path]:
     """Small CSVs for `dvc plots` (declared in dvc.yaml): ``srcc/<dataset>.csv`` (model, srcc) and
     ``scatter/<dataset>--<model>.csv`` (score, prediction on test split ``split``).
