@@ -184,7 +184,7 @@ def heatmap(cross: pd.DataFrame, path: str | Path) -> Path:
 def srcc_figure(within: pd.DataFrame, path: str | Path, variance: pd.DataFrame | None = None,
                 full_reference=frozenset()) -> Path:
     """Who wins where, and by more than the noise? One panel per dataset, models sorted by median SRCC: the
-    dot is the median over splits, the bar the splits' IQR, the whisker +- the seed std (reports/variance.csv)
+    dot is the median over splits, the bar the splits' IQR, the whisker ± the seed std (reports/variance.csv)
     where it was measured. Full-reference rows are hollow: they read the reference image, the others do not."""
     seed_std = _seed_std(variance) or {}
     datasets = list(dict.fromkeys(within["dataset"]))
@@ -205,7 +205,7 @@ def srcc_figure(within: pd.DataFrame, path: str | Path, variance: pd.DataFrame |
         ax.set_title(ds, fontsize=9)
         ax.set_xlabel("SRCC", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
-    whisker = "whisker +- seed std" if seed_std else "seed std not measured"
+    whisker = "whisker ± seed std" if seed_std else "seed std not measured"
     fig.suptitle(f"within-dataset SRCC: median over splits (dot), IQR over splits (bar), {whisker}; "
                  "hollow = full-reference", fontsize=8)
     return _save(fig, path)
