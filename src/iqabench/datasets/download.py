@@ -11,6 +11,7 @@ A corrupt file is kept as ``<name>.corrupt``, never used and never deleted.
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
@@ -287,13 +288,20 @@ def _transfer(url: str, part: Path, timeout: float, bar: Progress, task, size: i
     return total
 
 
-def _append(part: Path, mode: str, response, bar: Progress, task) -> None:
-    """Write the body to ``part``; only this file's own errors (disk full) become :class:`_WriteError`, so a
-    network error (also an OSError) is still retried."""
+@contextlib.contextmanager
+def _writing():
+    """The partial file's own OSErrors (disk full) become :class:`_WriteError`, so that a network error (also
+    an OSError) is still retried."""
     try:
-        fh = open(part, mode)
+        yield
     except OSError as err:
         raise _WriteError(err.strerror or str(err)) from err
+
+
+def _append(part: Path, mode: str, response, bar: Progress, task) -> None:
+    """Write the body to ``part``."""
+    with _writing():
+        fh = open(part, mode)
     closed_early = None
     try:
         while True:
@@ -302,18 +310,14 @@ def _append(part: Path, mode: str, response, bar: Progress, task) -> None:
             except http.client.IncompleteRead as err:
                 block, closed_early = err.partial, err
             if block:
-                try:
+                with _writing():
                     fh.write(block)
-                except OSError as err:
-                    raise _WriteError(err.strerror or str(err)) from err
                 bar.advance(task, len(block))
             if not block or closed_early:
                 break
     finally:
-        try:
+        with _writing():
             fh.close()  # flushes the buffer: where a full disk often shows first
-        except OSError as err:
-            raise _WriteError(err.strerror or str(err)) from err
     if closed_early:
         raise _Incomplete(f"connection closed early ({part.stat().st_size} bytes so far)") from closed_early
 
