@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -106,7 +107,10 @@ def write_markdown(result: dict) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--render"]:  # the .md again from the measured .json (after a change to its wording)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--render", action="store_true",
+                        help="write the .md again from the measured .json (after a change to its wording)")
+    if parser.parse_args().render:
         write_markdown(json.loads(OUT.with_suffix(".json").read_text()))
     else:
         main()

@@ -27,6 +27,7 @@ brisque imports requests at the top even with url=False.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import sys
@@ -59,8 +60,11 @@ def matlab_rgb2gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    niqe_only = "--niqe-only" in sys.argv[1:]
-    root = Path([arg for arg in sys.argv[1:] if arg != "--niqe-only"][0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", type=Path, help="the koniq10k-subset folder (its 512x384/*.jpg are scored)")
+    parser.add_argument("--niqe-only", action="store_true", help="skip BRISQUE (no brisque wheel installed)")
+    args = parser.parse_args()
+    niqe_only, root = args.niqe_only, args.root
     prov = stamp()
     import skvideo
     if tuple(int(part) for part in skvideo.__version__.split(".")[:2]) < (1, 2):

@@ -54,6 +54,8 @@ def test_the_repository_params_are_valid_for_every_stage(tmp_path, monkeypatch):
     (("evaluate", "val_frac", -0.1), "evaluate.val_frac = -0.1 is not allowed; it must be a number in [0, 1)"),
     (("evaluate", "logistic", "6pl"), "evaluate.logistic = '6pl' is not allowed; it must be one of the PLCC"),
     (("evaluate", "alphas", []), "evaluate.alphas = [] is not allowed; it must be a non-empty list"),
+    (("evaluate", "alpha_rule", "mean"), "evaluate.alpha_rule = 'mean' is not allowed; it must be one of the rules "
+                                         "for choosing alpha (median, per_split)"),
     (("prepare", "versions_per_patch", 200), "prepare.versions_per_patch = 200 is not allowed; it must be an "
                                              "integer in [1, 125]"),
     (("prepare", "label_metrics", ["ssim", "lpips"]), "prepare.label_metrics = ['ssim', 'lpips'] is not allowed"),
@@ -114,7 +116,7 @@ def test_download_entries_must_be_datasets_with_a_url(tmp_path, monkeypatch, nam
 
 @pytest.mark.parametrize("edit, expected", [
     (("evaluate", "n_split", 5), "evaluate.n_split is not a known key (did you mean 'n_splits'?); known keys of "
-                                 "evaluate: alphas, logistic, n_splits"),
+                                 "evaluate: alpha_rule, alphas, logistic, n_splits"),
     (("pretrain.arniqa", "learning_rate", 0.1), "pretrain.arniqa.learning_rate is not a known key"),
     (("pretrain.contrique", "step", 3), "pretrain.contrique.step is not a known key (did you mean 'steps'?); "
                                         "known keys of pretrain.contrique: "),

@@ -149,3 +149,17 @@ def test_a_dataset_too_small_for_the_splits_is_named_with_what_to_do(n, expected
     with pytest.raises(ValueError) as error:
         study.run(features, manifests, CFG)
     assert str(error.value).startswith("dataset 'tiny', model 'good': ") and expected in str(error.value)
+
+
+@pytest.mark.parametrize("rule", ["median", "per_split"])
+def test_the_alpha_rule_of_params_reaches_the_choice_of_alpha(rule, monkeypatch):
+    from iqabench.evaluation import protocol
+    seen, choose = [], protocol.select_alpha
+    monkeypatch.setattr(protocol, "select_alpha", lambda *a, rule: seen.append(rule) or choose(*a, rule=rule))
+    rng = np.random.default_rng(1)
+    frame, features = _dataset("a", 120, rng)
+    cfg = {**CFG, "val_frac": 0.2, "alphas": [0.01, 1.0, 100.0], "alpha_rule": rule}
+    out = study.run({"a": features}, {"a": frame}, cfg)
+    assert seen == [rule, rule]  # one choice per model
+    alphas = out.per_split.groupby("model")["alpha"].nunique()
+    assert rule == "per_split" or (alphas == 1).all()  # ARNIQA's rule: one alpha for the whole dataset

@@ -109,6 +109,11 @@ def _label_metrics():
     return LABEL_METRICS
 
 
+def _alpha_rules():
+    from .evaluation.ridge import ALPHA_RULES
+    return ALPHA_RULES
+
+
 def _logistic_kinds():
     from .evaluation.metrics import LOGISTIC_KINDS
     return LOGISTIC_KINDS
@@ -232,6 +237,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "test_frac": number(0, 1, lo_open=True, hi_open=True, default=0.2),
         "val_frac": number(0, 1, hi_open=True, default=0.0),
         "alphas": list_of(POSITIVE, unique=False, default=[0.1]),
+        "alpha_rule": one_of_lazy(_alpha_rules, "rules for choosing alpha", default="median"),
         "standardize": boolean(default=False),
         "logistic": one_of_lazy(_logistic_kinds, "PLCC mappings", default="5pl"),
         "official_splits": boolean(default=False),

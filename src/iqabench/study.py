@@ -54,7 +54,8 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
             run = run_splits(
                 features[ds][model], frame, n_splits=cfg["n_splits"], test_frac=cfg["test_frac"],
                 val_frac=cfg["val_frac"], seed=cfg["seed"], alphas=cfg["alphas"],
-                standardize=cfg["standardize"], splits=splits, where=f"dataset {ds!r}, model {model!r}")
+                standardize=cfg["standardize"], alpha_rule=cfg.get("alpha_rule", "median"), splits=splits,
+                where=f"dataset {ds!r}, model {model!r}")
             scored = score_run(run, logistic=cfg["logistic"]).assign(model=model, dataset=ds)
             per_split.append(scored)
             split_srcc[model] = scored["srcc"].to_numpy()
