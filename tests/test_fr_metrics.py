@@ -123,6 +123,8 @@ def test_float64_windows_leave_every_other_convolution_to_torch(monkeypatch):
         torch.nn.functional.conv2d(x, w, torch.zeros(3, dtype=torch.float64), groups=3)
         torch.nn.functional.conv2d(x, torch.rand(4, 3, 3, 3, dtype=torch.float64))
         torch.nn.functional.conv2d(x.float(), w.float(), groups=3)
+        with pytest.raises(RuntimeError, match="Kernel size can't be greater than actual input size"):
+            torch.nn.functional.conv2d(x[..., :2, :], w, groups=3)  # scipy would swap the two and answer
 
 
 def test_float64_labels_through_the_fft_windows_match_torchmetrics_direct_ones():

@@ -136,6 +136,7 @@ def _float64_depthwise(x: torch.Tensor, weight: torch.Tensor, options: dict) -> 
         for key, default in (("stride", 1), ("padding", 0), ("dilation", 1)))
     return (plain and x.dtype == weight.dtype == torch.float64 and x.device.type == weight.device.type == "cpu"
             and x.dim() == 4 and weight.shape[1] == 1 and options.get("groups", 1) == x.shape[1] == weight.shape[0]
+            and x.shape[-2] >= weight.shape[-2] and x.shape[-1] >= weight.shape[-1]  # else torch's own error
             and not (x.requires_grad or weight.requires_grad))
 
 
