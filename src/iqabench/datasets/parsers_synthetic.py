@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .parsers_authentic import frame
-from .scorefiles import (DatasetError, case_insensitive_index, load_mat, locate, mat_strings, name_column,
+from .scorefiles import (DatasetError, case_insensitive_index, load_mat, locate, mat_strings, name_column, parse_score,
                          numeric_column, read_csv_columns, read_excel_columns, read_text_lines)
 
 # LIVE release 2: dmos_realigned.mat is ordered by these folders, each img1..imgN.
@@ -158,12 +158,7 @@ def parse_tid2013(spec, root: Path) -> pd.DataFrame:
         match = pattern.match(parts[1]) if len(parts) == 2 else None
         if match is None:
             raise DatasetError(f"{spec.name}: {mos_file} line {number}: expected '<mos> iRR_TT_L.bmp', got {line!r}")
-        try:
-            value = float(parts[0])
-        except ValueError:
-            value = float("nan")
-        if not np.isfinite(value):
-            raise DatasetError(f"{spec.name}: {mos_file} line {number}: MOS {parts[0]!r} is not a number")
+        value = parse_score(parts[0], f"{spec.name}: {mos_file} line {number}", "MOS")
         key = parts[1].lower()
         if key in seen:
             raise DatasetError(f"{spec.name}: {mos_file} line {number}: {parts[1]} is listed again "
@@ -228,12 +223,7 @@ def parse_pipal(spec, root: Path) -> pd.DataFrame:
             where = f"{spec.name}: {file} line {number}"
             if len(parts) != 2:
                 raise DatasetError(f"{where}: expected '<image>,<elo>', got {line!r}")
-            try:
-                value = float(parts[1])
-            except ValueError:
-                raise DatasetError(f"{where}: Elo score {parts[1]!r} is not a number") from None
-            if not np.isfinite(value):
-                raise DatasetError(f"{where}: Elo score {parts[1]!r} is not finite")
+            value = parse_score(parts[1], where, "Elo score")
             if parts[0] in seen:
                 raise DatasetError(f"{where}: {parts[0]} is listed again (first in {seen[parts[0]]})")
             seen[parts[0]] = f"{file.name} line {number}"
@@ -296,12 +286,7 @@ def parse_scid(spec, root: Path) -> pd.DataFrame:
         if parts[0].upper() != match.group(1).upper():
             raise DatasetError(f"{where}: reference {parts[0]!r} does not match image {parts[1]!r}; the columns "
                                f"are reference, image, MOS")
-        try:
-            value = float(parts[2])
-        except ValueError:
-            value = float("nan")
-        if not np.isfinite(value):
-            raise DatasetError(f"{where}: MOS {parts[2]!r} is not a number")
+        value = parse_score(parts[2], where, "MOS")
         if parts[1] in seen:
             raise DatasetError(f"{where}: {parts[1]} is listed again (first on line {seen[parts[1]]})")
         seen[parts[1]] = number

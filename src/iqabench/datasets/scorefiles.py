@@ -212,6 +212,17 @@ def numeric_column(frame: pd.DataFrame, column: str, path: Path, dataset: str,
     return values
 
 
+def parse_score(text: str, where: str, what: str) -> float:
+    """One score read from a text file; NaN, inf or anything else is refused, naming ``where`` (file and line)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value):
+        raise DatasetError(f"{where}: {what} {text!r} is not a number")
+    return value
+
+
 def name_column(frame: pd.DataFrame, column: str, path: Path, dataset: str,
                 first_line: int = 2) -> list[str]:
     """Image names, stripped; blank or duplicated names are errors with their line."""
