@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.progress import track
 from scipy import signal
 from scipy.stats import norm
 from torch.overrides import TorchFunctionMode
@@ -77,8 +78,10 @@ LABEL_METRICS = (*FR_METRICS, DEEPWSD)
 
 
 def compute(dist: torch.Tensor, ref: torch.Tensor, metrics: list[str], batch_size: int = 64,
-            deepwsd_weights: str | Path | None = None, dtype: torch.dtype = torch.float32) -> dict[str, np.ndarray]:
+            deepwsd_weights: str | Path | None = None, dtype: torch.dtype = torch.float32,
+            description: str | None = None) -> dict[str, np.ndarray]:
     """Each named metric for every (distorted, reference) pair, in batches; arrays, higher is better.
+    ``description``: show a progress bar over the batches under that name.
 
     Computed in float32 by default: torch's float64 convolutions on the CPU are 10-20x slower (here they
     go through :class:`Float64Windows`, which closes most of that gap). float32 is
@@ -101,7 +104,8 @@ def compute(dist: torch.Tensor, ref: torch.Tensor, metrics: list[str], batch_siz
         functions[DEEPWSD] = _deepwsd_label_metric(deepwsd_weights, dtype)
     out = {m: [] for m in metrics}
     with torch.no_grad(), Float64Windows():
-        for start in range(0, len(dist), batch_size):
+        starts = range(0, len(dist), batch_size)
+        for start in track(starts, description=description or "", disable=description is None):
             d = dist[start:start + batch_size].to(dtype)
             r = ref[start:start + batch_size].to(dtype)
             for m in metrics:

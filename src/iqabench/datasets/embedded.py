@@ -201,7 +201,8 @@ def build(name: str, out_dir: str | Path, *, patch_size: int, max_patches_per_ph
     stored = torch.stack([images.from_uint8(images.to_uint8(d)) for d in dist])
     # Rounded as stored, before the consensus: the labels can be recomputed from the manifest's own columns.
     metric_values = {m: np.round(v, FR_DECIMALS) for m, v in fr_metrics.compute(
-        stored, refs[owners], label_metrics, deepwsd_weights=deepwsd_weights or None, dtype=LABEL_DTYPE).items()}
+        stored, refs[owners], label_metrics, deepwsd_weights=deepwsd_weights or None, dtype=LABEL_DTYPE,
+        description=f"labelling ({'+'.join(label_metrics)})").items()}
     raw = fr_metrics.pseudo_mos(metric_values)
     frame = manifest.make(
         name, img_paths, raw, kind="pseudo-MOS", lo=0.0, hi=100.0, higher_is_better=True,
