@@ -1,5 +1,5 @@
-"""README maps the house: every library module and package, stage script, DVC stage and benchmark is named there,
-so a newcomer finds each file from one page (a new file without a line in README fails here)."""
+"""README maps the house: every library module and package, stage script, DVC stage, benchmark and docs page is
+named there, so a newcomer finds each file from one page (a new file without a line in README fails here)."""
 from __future__ import annotations
 
 import re
@@ -24,6 +24,11 @@ def test_every_module_package_stage_script_and_benchmark_is_named_in_readme():
     assert files and packages and scripts
     assert _unnamed(files + scripts) == []
     assert [p.name for p in packages if f"`{p.name}/`" not in README] == []
+
+
+def test_every_page_in_docs_is_linked_from_readme():
+    pages = sorted((ROOT / "docs").iterdir())
+    assert pages and [p.name for p in pages if f"docs/{p.name}" not in README] == []
 
 
 def test_every_dvc_stage_has_a_row_in_the_stage_table():
