@@ -168,7 +168,7 @@ def main() -> None:
         "![within-dataset SRCC, its spread over splits and seeds](srcc.png)", "",
         "## Within-dataset (median over content-disjoint random splits)", "",
         reporting.within_markdown(within, significance, variance),
-        "## Cross-dataset (train on all of A, test on all of B)", "", reporting.cross_markdown(cross),
+        "## Cross-dataset (train on all of A, test on all of B)", "", reporting.cross_markdown(cross, variance),
         "![cross-dataset SRCC](cross_srcc.png)", "",
         "## End-to-end fine-tuning vs the frozen readout", "", inputs["sections"]["finetune"], "",
         "## Mixed-dataset training (MonotonicIQA vs pooled)", "", inputs["sections"]["mixed"], "",

@@ -75,3 +75,15 @@ def test_srcc_figure_ranks_each_dataset_and_draws_the_seed_whisker_only_where_me
     dots = [c for c in single.collections if isinstance(c, PathCollection) and len(c.get_offsets())]
     hollow = [c for c in dots if tuple(c.get_facecolor()[0][:3]) == (1.0, 1.0, 1.0)]
     assert [tuple(c.get_offsets()[0]) for c in hollow] == [(0.81, 2.0)]
+
+
+def test_cross_tables_show_each_cells_seed_std_where_it_was_measured():
+    cross = pd.DataFrame({"model": ["a"] * 4, "train": ["x", "x", "y", "y"], "test": ["x", "y", "x", "y"],
+                          "srcc": [0.9, 0.3, 0.2, 0.8]})
+    variance = pd.DataFrame({"metric": ["within.a.x.srcc", "cross.a.x->y.srcc", "cross.a.y->x.srcc"],
+                             "std": [0.01, 0.07, 0.0]})
+    lines = reporting.cross_markdown(cross, variance).splitlines()
+    assert "± = std over the seeds of reports/variance.csv" in lines[0]
+    assert lines[4] == "| x | 0.900 ± 0.010 | 0.300 ± 0.070 |"
+    assert lines[5] == "| y | 0.200 ± 0.000 | 0.800 |"  # y's within std was not measured: no ±
+    assert "±" not in reporting.cross_markdown(cross)

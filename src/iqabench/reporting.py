@@ -104,15 +104,25 @@ def cross_matrix(cross: pd.DataFrame, model: str, metric: str = "srcc") -> pd.Da
     return sub.pivot(index="train", columns="test", values=metric).reindex(index=order, columns=order)
 
 
-def cross_markdown(cross: pd.DataFrame) -> str:
+def cross_markdown(cross: pd.DataFrame, variance: pd.DataFrame | None = None) -> str:
+    """One SRCC matrix per model; with ``variance`` (reports/variance.csv) each cell gains its seed std (± s)."""
+    seed_std = _seed_std(variance) or {}
+
+    def cell(model: str, train: str, test: str, value: float) -> str:
+        key = f"within.{model}.{train}.srcc" if train == test else f"cross.{model}.{train}->{test}.srcc"
+        std = seed_std.get(key)
+        return f"{value:.3f}" + (f" ± {std:.3f}" if std is not None and np.isfinite(value) else "")
+
+    spread = "; ± = std over the seeds of reports/variance.csv" if seed_std else ""
     parts = []
     for model in dict.fromkeys(cross["model"]):
         matrix = cross_matrix(cross, model)
-        parts.append(f"**{model}** (SRCC; rows = trained on, columns = tested on; diagonal = within-dataset median)\n")
+        parts.append(f"**{model}** (SRCC; rows = trained on, columns = tested on; diagonal = within-dataset median"
+                     f"{spread})\n")
         parts.append("| train \\ test | " + " | ".join(matrix.columns) + " |")
         parts.append("|---|" + "---:|" * len(matrix.columns))
         for name, row in matrix.iterrows():
-            parts.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+            parts.append(f"| {name} | " + " | ".join(cell(model, name, test, v) for test, v in row.items()) + " |")
         parts.append("")
     return "\n".join(parts)
 
