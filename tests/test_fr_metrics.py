@@ -108,7 +108,9 @@ def test_float64_windows_agree_with_torchs_own_convolution_far_below_the_label_r
     with fr_metrics.Float64Windows():
         fast = torch.nn.functional.conv2d(x, depthwise, groups=3)
         fast_single = torch.conv2d(x[:, :1], single)
+        by_name = torch.nn.functional.conv2d(input=x, weight=depthwise, groups=3)  # keywords, as torch allows
     torch.testing.assert_close(fast, torch.nn.functional.conv2d(x, depthwise, groups=3), rtol=0, atol=1e-13)
+    torch.testing.assert_close(by_name, fast, rtol=0, atol=0)
     torch.testing.assert_close(fast_single, torch.conv2d(x[:, :1], single), rtol=0, atol=1e-13)
 
 

@@ -126,8 +126,9 @@ class Float64Windows(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.conv2d or func is torch.conv2d:
-            x, weight, *rest = args
-            options = dict(zip(("bias", "stride", "padding", "dilation", "groups"), rest), **kwargs)
+            options = {**dict(zip(("input", "weight", "bias", "stride", "padding", "dilation", "groups"), args)),
+                       **kwargs}
+            x, weight = options["input"], options["weight"]
             if _float64_depthwise(x, weight, options):
                 windows = weight.detach().numpy()[None, :, 0, ::-1, ::-1]  # conv2d correlates: flip the windows
                 return torch.from_numpy(signal.fftconvolve(x.detach().numpy(), windows, mode="valid", axes=(2, 3)))
