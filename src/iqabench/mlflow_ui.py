@@ -73,6 +73,11 @@ def not_sqlite(uri: str) -> str | None:
     return f"{database} is not an SQLite database (it starts {head[:12]!r}), not an MLflow store"
 
 
+def restore_command(uri: str, experiment_id: str) -> str:
+    """The command that brings a deleted experiment back from MLflow's trash."""
+    return f"`MLFLOW_TRACKING_URI={uri} mlflow experiments restore -x {experiment_id}`"
+
+
 def ui_base() -> str:
     uri = tracking_uri()
     return uri.rstrip("/") if is_server(uri) else UI_URL
@@ -109,7 +114,7 @@ def ui_link(experiment: str = "iqabench", uri: str = DEFAULT_URI) -> str:
         return f"no experiment '{experiment}' in {path} yet: run `dvc repro`, then open {UI_URL}"
     if found[1] == "deleted":  # the UI lists no deleted experiment: the link would open an empty page
         return (f"the experiment '{experiment}' (id {found[0]}) in {path} is deleted: restore it with "
-                f"`MLFLOW_TRACKING_URI={uri} mlflow experiments restore -x {found[0]}`")
+                f"{restore_command(uri, found[0])}")
     return f"Open {view_url(str(found[0]), base=UI_URL)}"
 
 

@@ -128,13 +128,15 @@ def _experiment(name: str, client) -> str:
     if experiment is not None and experiment.lifecycle_stage == "deleted":
         # MLflow keeps a deleted experiment's name (it is in the trash) and refuses both to use it and to make a
         # new one of that name; its own message names no command.
+        from .mlflow_ui import restore_command
+
         uri, found = tracking_uri(), experiment.experiment_id
         forever = "" if is_server(uri) else f", delete it for good with `mlflow gc --backend-store-uri {uri} " \
                                             f"--experiment-ids {found}`"
         raise _StoreProblem(f"the experiment '{name}' (id {found}) in {uri} is deleted, and MLflow will not reuse "
                             "its name, so this run is not logged",
-                            f"restore it with `MLFLOW_TRACKING_URI={uri} mlflow experiments restore -x {found}`"
-                            f"{forever}, or set report.experiment in params.yaml to another name")
+                            f"restore it with {restore_command(uri, found)}{forever}, or set report.experiment in "
+                            "params.yaml to another name")
     if experiment is not None:
         return experiment.experiment_id
     location = os.environ.get("IQABENCH_ARTIFACT_URI")
