@@ -144,9 +144,10 @@ def main() -> None:
     within, cross, significance = inputs["within"], inputs["cross"], inputs["significance"]
     variance, predictions, histories = inputs["variance"], inputs["predictions"], inputs["histories"]
     full_reference = {m for m in cfg["models"] if rows.is_full_reference(m)}
-    figures = [reporting.heatmap(cross, R / "cross_srcc.png"),
-               reporting.srcc_figure(within, R / "srcc.png", variance, full_reference),
-               reporting.scatter(predictions, R / "scatter.png"), reporting.loss_curve(histories, R / "pretrain_loss.png")]
+    # The two answers sit at the MLflow run's artifact root (Compare shows them side by side), the rest in figures/.
+    answers = [reporting.srcc_figure(within, R / "srcc.png", variance, full_reference),
+               reporting.heatmap(cross, R / "cross_srcc.png")]
+    figures = [reporting.scatter(predictions, R / "scatter.png"), reporting.loss_curve(histories, R / "pretrain_loss.png")]
     reporting.plot_data(within, predictions, R / "plots")
     every, ran = stage_timings(started=repro_started())
     sha, dirty = provenance.git_state()
@@ -199,8 +200,8 @@ def main() -> None:
         tables={"srcc_table.json": srcc_table, "tables/within.json": within, "tables/cross.json": cross,
                 "tables/significance.json": significance, "tables/mixed.json": inputs["mixed"],
                 "tables/finetune.json": inputs["finetune"]},
-        artifacts={"": [R / "results.md", *figures[:2], Path("dvc.lock"), Path("params.yaml")],
-                   "figures": [*figures[2:], R / "distortions.png"]},
+        artifacts={"": [R / "results.md", *answers, Path("dvc.lock"), Path("params.yaml")],
+                   "figures": [*figures, R / "distortions.png"]},
         tags=tags, eval_params=params.section("evaluate"), datasets=datasets,
         encoders=encoder_files(cfg["models"]))
     print((R / "results.md").read_text())
