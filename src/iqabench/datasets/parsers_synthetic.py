@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from .parsers_authentic import frame
-from .scorefiles import (DatasetError, case_insensitive_index, load_mat, locate, mat_strings, name_column, parse_score,
-                         numeric_column, read_csv_columns, read_excel_columns, read_text_lines)
+from .scorefiles import (DatasetError, case_insensitive_index, load_mat, locate, mat_strings, name_column,
+                         numeric_column, parse_score, read_csv_columns, read_excel_columns, read_text_lines)
 
 # LIVE release 2: dmos_realigned.mat is ordered by these folders, each img1..imgN.
 LIVE_FOLDERS = (("jp2k", 227), ("jpeg", 233), ("wn", 174), ("gblur", 174), ("fastfading", 174))
