@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from iqabench import io, manifest, params, rows, stage_errors, timing
+from iqabench.models import encoders
 from iqabench.training.finetune import FinetuneConfig, finetune_dataset
 
 CHECKPOINTS = Path("data/checkpoints/finetune")
@@ -82,7 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     # The protocol's splits: evaluate's seed (evaluate.seed, or the top-level one when that is null) and test_frac.
     cfg = config_from({**section, "seed": evaluate_cfg["seed"]}, float(evaluate_cfg.get("test_frac", 0.2)))
     model = section.get("model", "contrique")
-    encoder = rows.encoder_path(model)
+    with stage_errors.one_line("finetune", ValueError):  # before any split: a file it cannot read as CONTRIQUE does
+        encoder = rows.encoder_path(model)
+        encoders.load(encoder, read_as=encoders.CONTRIQUE)
     with timing.timed("finetune") as timed:
         results = []
         for ds in section["datasets"]:

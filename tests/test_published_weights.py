@@ -186,6 +186,12 @@ def test_arniqa_pth_layout_gives_arniqa_features_with_its_preprocessing(tmp_path
         got = rows.feature_fn("arniqa-published")(image)
     assert got.shape == (1, 4096)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    # The same file as `file:` (read as CONTRIQUE: no mean/std, no crops) or fine-tuned would give features unlike
+    # the authors' without a word: refused, naming the row that reads it right.
+    with pytest.raises(ValueError, match=r"ARNIQA\.pth is ARNIQA's published checkpoint.*row arniqa-published"):
+        rows.feature_fn("file:weights/ARNIQA.pth")
+    with pytest.raises(ValueError, match="row arniqa-published"):
+        encoders.load("weights/ARNIQA.pth", read_as=encoders.CONTRIQUE)
 
 
 def test_reiqa_checkpoints_give_the_concatenated_quality_and_content_features(tmp_path, monkeypatch):
@@ -211,6 +217,8 @@ def test_reiqa_checkpoints_give_the_concatenated_quality_and_content_features(tm
     # Unnormalised features: float noise of channels_last convolutions scales with their size.
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
     assert not torch.allclose(got[:, 4096:], torch.cat([content(image), content(half)], dim=1), rtol=1e-2)
+    with pytest.raises(ValueError, match=r"content_aware_r50\.pth is Re-IQA's published checkpoint.*reiqa-published"):
+        rows.feature_fn("file:weights/content_aware_r50.pth")
 
 
 @pytest.mark.parametrize("query_prefix,key_prefix,extra", [

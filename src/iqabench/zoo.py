@@ -25,7 +25,8 @@ def _on(encoder: encoders.Encoder, device) -> encoders.Encoder:
 def encoder_file(path: str | Path, preprocessing: Preprocessing = encoders.CONTRIQUE) -> Builder:
     """Pooled features of the encoder in ``path`` (any layout :func:`encoders.load` reads)."""
     def build(seed: int = 0, device="cpu"):
-        return partial(encoders.pooled_features, _on(encoders.load(path), device), preprocessing=preprocessing)
+        encoder = encoders.load(path, read_as=preprocessing)
+        return partial(encoders.pooled_features, _on(encoder, device), preprocessing=preprocessing)
     # What fine-tuning needs to know: one encoder file, read with this preprocessing.
     build.encoder_path, build.preprocessing = Path(path), preprocessing
     return build

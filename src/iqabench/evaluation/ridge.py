@@ -21,8 +21,8 @@ runs unchanged (both call LAPACK there; a side-by-side on the shared 2-core
 machine showed no consistent winner). ``device="cpu"`` forces the torch path
 on the CPU, which is how the tests cover it without a GPU.
 
-CONTRIQUE's released regressor is ``Ridge(alpha=0.1)`` on raw features
-(train_regressor.py, ``--alpha`` default 0.1); ARNIQA searches
+CONTRIQUE fits ``Ridge(alpha=0.1)`` on raw features (train_regressor.py,
+``--alpha`` default 0.1; its released CLIVE.save has 0.25); ARNIQA searches
 ``np.geomspace(1e-3, 1e3, 100)`` on validation splits.
 """
 from __future__ import annotations

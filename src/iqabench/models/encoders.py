@@ -258,8 +258,31 @@ def _is_torch_file(path) -> bool:
         return False
 
 
-def load(path, map_location="cpu") -> Encoder:
-    """An encoder from an iqabench encoder file, a torchvision ResNet state dict or a CONTRIQUE checkpoint."""
+def published_origin(blob) -> str | None:
+    """Whose released file ``blob`` is, where its authors read images otherwise than CONTRIQUE does:
+    ARNIQA.pth (``model.<i>.*`` + ``projector.*``, ImageNet-normalised 5 crops) or a Re-IQA encoder (PyContrast's
+    ``{'model': ..., 'contrast': ...}``, no L2, the content encoder ImageNet-normalised); None otherwise."""
+    if not isinstance(blob, dict):
+        return None
+    keys = [key for key in blob if isinstance(key, str)]
+    if any(k.startswith("model.") for k in keys) and any(k.startswith("projector.") for k in keys):
+        return "ARNIQA"
+    if isinstance(blob.get("model"), dict) and "contrast" in blob:
+        return "Re-IQA"
+    return None
+
+
+# The row that reads each such file as its authors do (rows.py); a `file:` row would read it as CONTRIQUE does.
+PUBLISHED_ROW = {"ARNIQA": "arniqa-published (weights/ARNIQA.pth)",
+                 "Re-IQA": "reiqa-published (weights/quality_aware_r50.pth + content_aware_r50.pth)"}
+
+
+def load(path, map_location="cpu", read_as: Preprocessing | None = None) -> Encoder:
+    """An encoder from an iqabench encoder file, a torchvision ResNet state dict or a published checkpoint.
+
+    ``read_as``: the preprocessing its images will get. CONTRIQUE's on an ARNIQA or Re-IQA file (a ``file:``
+    row, fine-tuning) is refused: the features would be silently unlike the authors'.
+    """
     try:
         blob = io.read_torch(path, map_location=map_location)
     except FileNotFoundError:
@@ -285,6 +308,12 @@ def load(path, map_location="cpu") -> Encoder:
         raise ValueError(f"{path}: cannot be read as a weights-only torch checkpoint ({reason(exc)}). Full pickles are "
                          "not loaded (they can run code); save its state dict alone (torch.save(model.state_dict(), "
                          f"'weights.pth') in the code that made it) and give that. {expected}") from exc
+    origin = published_origin(blob)
+    if origin and read_as == CONTRIQUE:
+        raise ValueError(f"{path} is {origin}'s published checkpoint, whose authors read images otherwise than "
+                         f"CONTRIQUE's preprocessing ({CONTRIQUE.describe()}), which a file: row and fine-tuning "
+                         f"use. Use the row {PUBLISHED_ROW[origin]}, which reads it as its authors do, or declare "
+                         "your own row with its preprocessing (README, 'Add your own model').")
     if isinstance(blob, dict) and "config" in blob and "state_dict" in blob:
         encoder = Encoder(**blob["config"])
         encoder.load_state_dict(blob["state_dict"])

@@ -54,7 +54,7 @@ from torch import nn
 
 from .. import images, io, runtime
 from ..evaluation import compute_metrics, random_splits
-from ..models.encoders import Encoder, half_size, load as load_encoder
+from ..models.encoders import CONTRIQUE, Encoder, half_size, load as load_encoder
 from . import checkpoint
 from .corpus import config_hash
 
@@ -218,7 +218,7 @@ def finetune_split(cfg: FinetuneConfig, store: ImageStore, scores: np.ndarray, t
     state = checkpoint.latest(ckpt_dir, digest)
     if state is not None and "result" in state:
         return state["result"]
-    model = QualityRegressor(load_encoder(encoder_path), cfg.head).to(rt.device)
+    model = QualityRegressor(load_encoder(encoder_path, read_as=CONTRIQUE), cfg.head).to(rt.device)
     if state is None:
         init_head(model, store, train_rows, scores, cfg, rt)
     opt = _optimizer(model, cfg)
