@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from iqabench import features, io, rows
+from iqabench import features, images, io, rows
 from iqabench.datasets import embedded
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,9 +33,10 @@ def test_floats_are_written_at_fixed_significant_digits(tmp_path):
     assert yaml.safe_load((tmp_path / "a.json").read_text()) == {"v": [0.3, 0.6666666667], "k": 4, "b": True}
 
 
-def _run_stages(work: Path, threads: int, **env: str) -> dict[str, str]:
+def _run_stages(work: Path, threads: int, prefix: tuple[str, ...] = (), **env: str) -> dict[str, str]:
     """prepare (both embedded sets) and synthesize in one fresh interpreter with torch at ``threads``
-    (``env``: e.g. ATEN_CPU_CAPABILITY, torch's vector kernel set, "default" for the scalar ones)."""
+    (``env``: e.g. ATEN_CPU_CAPABILITY, torch's vector kernel set, "default" for the scalar ones; ``prefix``:
+    a command the interpreter runs under, e.g. an emulator)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in TINY.items():
         params[section].update(values)
@@ -50,7 +53,7 @@ def _run_stages(work: Path, threads: int, **env: str) -> dict[str, str]:
               "        if done.code:\n"
               "            raise\n")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), **env}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=work, env=env, capture_output=True, text=True,
+    proc = subprocess.run([*prefix, sys.executable, "-c", script], cwd=work, env=env, capture_output=True, text=True,
                           timeout=3600)  # generous: against a hang only, never tripped by a slow machine
     assert proc.returncode == 0, proc.stderr[-3000:]
     outputs = [*sorted((work / "data").rglob("*")), work / "reports/distortions.png"]
@@ -75,6 +78,33 @@ def test_prepare_and_synthesize_give_identical_bytes_with_another_cpus_vector_ke
                          MKL_ENABLE_INSTRUCTIONS="AVX2")
     assert any(name.endswith("manifest.csv") for name in native)
     assert native == scalar
+
+
+QEMU = shutil.which("qemu-x86_64")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(QEMU is None or platform.machine() != "x86_64", reason="no qemu-x86_64 (apt-get install qemu-user)")
+def test_prepare_and_synthesize_give_identical_bytes_on_an_emulated_intel_avx2_cpu(tmp_path):
+    """Another CPU for real: qemu's Haswell (GenuineIntel, AVX2, no AVX-512) sends every library's own dispatch
+    (torch, MKL, oneDNN, OpenBLAS, numpy, libjpeg-turbo, zlib-ng) down other paths than an AVX-512 or AMD host."""
+    native = _run_stages(tmp_path / "native", 2)
+    emulated = _run_stages(tmp_path / "haswell", 2, prefix=(QEMU, "-cpu", "Haswell"))
+    assert any(name.endswith("manifest.csv") for name in native)
+    assert native == emulated
+
+
+def test_float64_pixels_at_a_half_level_are_stored_alike_whatever_their_last_bits():
+    # The one pixel an AMD EPYC (AVX-512) machine stored one level off the AVX2 machine's lock, in synthetic-mixed
+    # (quantization then motion_blur): a tie in exact arithmetic that each CPU's kernels miss by a few ulps.
+    ties = torch.tensor([100.5, 101.5, 0.5, 254.5], dtype=torch.float64) / 255
+    for noise in (-3e-15, 0.0, 3e-15):  # ~1e-12 of a grey level
+        assert images.quantize(ties + noise).tolist() == [100, 102, 0, 254]  # half to even, as torch.round
+    near = torch.tensor([100.5 - 1e-6, 100.5 + 1e-6], dtype=torch.float64) / 255  # not a tie: rounded as it is
+    assert images.quantize(near).tolist() == [100, 101]
+    x = torch.rand(3, 8, 8)
+    assert torch.equal(images.quantize(x), x.mul(255).round().to(torch.uint8))  # float32: as before
+    assert (images.to_uint8(ties.view(1, 2, 2).expand(3, 2, 2)) == np.array([[100, 102], [0, 254]])[..., None]).all()
 
 
 def test_the_issue_image_is_flat_and_redraws_keep_versions_distinct(monkeypatch):

@@ -42,7 +42,7 @@ def _shard(photos: dict[str, torch.Tensor], n: int, crop: int, gen: torch.Genera
         if rows.any():
             levels = (labels[rows] - 1) % 5 + 1
             batch[rows] = distort(batch[rows], dist, levels, generator=gen)
-    return batch.mul(255).round().to(torch.uint8), labels, [names[i] for i in src]
+    return images.quantize(batch), labels, [names[i] for i in src]
 
 
 def build(out_dir: str | Path, *, photos: list[str], crop: int, n_images: int, shard_size: int, seed: int) -> pd.DataFrame:
