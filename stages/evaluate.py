@@ -35,6 +35,7 @@ def main() -> None:
         # features). Full-reference rows have none: a user's photo comes without its pristine reference. Fitted
         # before anything is written, so a failure leaves the last good reports in place.
         ds = cfg["regressor_dataset"]
+        max_short_side = params.section("extract")["max_short_side"]  # how the features were read; score reads so
         runs = result.per_split[result.per_split["dataset"] == ds]
         fitted = {}
         for model in cfg["models"]:
@@ -42,7 +43,8 @@ def main() -> None:
                 alpha = float(runs.loc[runs["model"] == model, "alpha"].median())  # what the protocol chose
                 keep = ~undefined_rows(features[ds][model])
                 fitted[model] = regressor.fit(features[ds][model][keep], manifests[ds]["score"].to_numpy()[keep],
-                                              alpha=alpha, standardize=cfg["standardize"], dataset=ds)
+                                              alpha=alpha, standardize=cfg["standardize"], dataset=ds,
+                                              max_short_side=max_short_side)
         reports, data = Path("reports"), Path("data/eval")
         io.write_csv(reports / "within.csv", result.within.round(4))
         io.write_csv(reports / "cross.csv", result.cross.round(4))

@@ -83,17 +83,19 @@ def main(argv: list[str] | None = None) -> None:
     # The protocol's splits: evaluate's seed (evaluate.seed, or the top-level one when that is null) and test_frac.
     cfg = config_from({**section, "seed": evaluate_cfg["seed"]}, float(evaluate_cfg.get("test_frac", 0.2)))
     model = section.get("model", "contrique")
-    with stage_errors.one_line("finetune", ValueError):  # before any split: a file it cannot read as CONTRIQUE does
+    manifests = {ds: Path("data/prepared") / ds / "manifest.csv" for ds in section["datasets"]}
+    # Inputs checked before any split trains: every manifest (a bad cell), then the encoder, which must be read
+    # as CONTRIQUE's preprocessing reads it (a published ARNIQA or Re-IQA file is refused).
+    with stage_errors.one_line("finetune"):
+        frames = {ds: manifest.read(path) for ds, path in manifests.items()}
+    with stage_errors.one_line("finetune", ValueError, FileNotFoundError):
         encoder = rows.encoder_path(model)
         encoders.load(encoder, read_as=encoders.CONTRIQUE)
     with timing.timed("finetune") as timed:
         results = []
-        for ds in section["datasets"]:
-            manifest_path = Path("data/prepared") / ds / "manifest.csv"
-            with stage_errors.one_line("finetune"):  # a bad manifest cell: one line
-                frame = manifest.read(manifest_path)
+        for ds, frame in frames.items():
             results.append(finetune_dataset(cfg, frame, encoder, CHECKPOINTS, dataset=ds,
-                                            manifest_path=manifest_path))
+                                            manifest_path=manifests[ds]))
         per_split = pd.concat(results, ignore_index=True)
         # Each split's training seconds (kept through a resume) are wall-clock figures: they go to the timing
         # JSON, not reports/finetune.csv (a DVC output), whose bytes then change only with the results.

@@ -36,9 +36,27 @@ def test_a_photo_is_scored_at_the_studys_resolution(study_outputs, tmp_path):
     assert list(scored["width"]) == [512, 256] and list(scored["height"]) == [512, 256]
     # Downscaled to the same short side first, the two files are the same picture to the model.
     assert scored["quality"].iloc[0] == pytest.approx(scored["quality"].iloc[1], abs=0.5)
-    full = scoring.score_images([big], model, regressors, max_short_side=None)
+    full = scoring.score_images([big], model, regressors, max_short_side=0)  # whole
     assert full["quality"].iloc[0] != pytest.approx(scored["quality"].iloc[0], abs=1e-3)
     assert scored["scale"].iloc[0] == "0-100, as synthetic-single scores (higher is better)"
+
+
+def test_a_photo_is_read_at_the_resolution_the_regressor_was_fitted_at(study_outputs, tmp_path):
+    # A study at the papers' whole images (extract.max_short_side: 0) once had its photos scored at 512 px.
+    model, regressors = study_outputs
+    path = regressor.path_for(model, regressors)
+    assert regressor.load(path).max_short_side is None  # a file that does not record it: the default, 512
+    photo = tmp_path / "photo.png"
+    images.save_png(images.from_uint8(data.astronaut()), photo)  # 512 x 512
+    at = {side: scoring.score_images([photo], model, regressors, max_short_side=side)["quality"].iloc[0]
+          for side in (0, 256)}
+    assert scoring.score_images([photo], model, regressors)["quality"].iloc[0] == at[0]  # 512 px: whole
+    for recorded in (256, 0):
+        fitted = regressor.load(path)
+        regressor.Regressor(fitted.coef, fitted.intercept, fitted.mean, fitted.scale, fitted.alpha, fitted.dataset,
+                            max_short_side=recorded).save(path)
+        assert regressor.load(path).max_short_side == recorded
+        assert scoring.score_images([photo], model, regressors)["quality"].iloc[0] == at[recorded]
 
 
 def test_full_reference_rows_and_missing_regressors_are_refused_clearly(study_outputs, tmp_path):

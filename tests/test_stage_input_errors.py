@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from iqabench import features
 from test_extract_errors import REPO, _workspace
@@ -131,4 +132,26 @@ def test_a_damaged_input_of_report_stops_it_in_one_line_naming_the_file_and_the_
     message = _run(monkeypatch, tmp_path, "report")
     assert message.startswith(f"error: report: {says}") and "\n" not in message, message
     assert "`dvc" in message
+    assert _files(tmp_path) == before
+
+
+def test_finetune_refuses_a_published_arniqa_file_before_any_split(tmp_path, monkeypatch):
+    # Fine-tuning reads images as CONTRIQUE does; ARNIQA's own file would train on inputs unlike its authors'.
+    import torch
+    from torch import nn
+    from torchvision import models as tvm
+
+    _workspace(tmp_path, ["brisque"])
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["finetune"]["model"] = "file:weights/ARNIQA.pth"
+    params["datasets"] = ["synthetic-single"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    trunk = nn.Sequential(*list(tvm.resnet18(weights=None).children())[:-1])  # models/resnet.py's `model`
+    state = {f"model.{k}": v for k, v in trunk.state_dict().items()} | {"projector.0.weight": torch.zeros(8, 512)}
+    (tmp_path / "weights").mkdir()
+    torch.save(state, tmp_path / "weights" / "ARNIQA.pth")
+    before = _files(tmp_path)
+    message = _run(monkeypatch, tmp_path, "finetune")
+    assert message.startswith("error: finetune: weights/ARNIQA.pth is ARNIQA's published checkpoint")
+    assert "arniqa-published" in message and "\n" not in message
     assert _files(tmp_path) == before

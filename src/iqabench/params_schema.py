@@ -276,7 +276,8 @@ CHECK = {
 
 # Sections whose known keys are a config dataclass's fields, plus the keys their stage reads itself.
 DATACLASS_SECTIONS = {
-    "finetune": ("iqabench.training.finetune", "FinetuneConfig", {}),
+    "finetune": ("iqabench.training.finetune", "FinetuneConfig", {
+        "model": text(nonempty=True, default="contrique")}),
     "mixed": ("iqabench.mixed", "TrainConfig", {
         "model": text(nonempty=True, default="contrique"),
         "methods": list_of(one_of_lazy(_mixed_methods, "mixed-training methods"),

@@ -32,6 +32,9 @@ class Regressor:
     scale: np.ndarray
     alpha: float
     dataset: str
+    # extract.max_short_side of the features it was fitted on (0: whole images), so that `iqabench score` reads
+    # a photo as the study read its images; None in a file written before it was recorded.
+    max_short_side: int | None = None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Predicted score on the training dataset's normalised scale (higher is better)."""
@@ -44,18 +47,20 @@ class Regressor:
     def save(self, path: str | Path) -> Path:
         with io.atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
+                recorded = {} if self.max_short_side is None else {"max_short_side": self.max_short_side}
                 np.savez(fh, coef=self.coef, intercept=self.intercept, mean=self.mean, scale=self.scale,
-                         alpha=self.alpha, dataset=self.dataset)
+                         alpha=self.alpha, dataset=self.dataset, **recorded)
         return Path(path)
 
 
-def fit(features: np.ndarray, scores: np.ndarray, *, alpha: float, standardize: bool, dataset: str) -> Regressor:
+def fit(features: np.ndarray, scores: np.ndarray, *, alpha: float, standardize: bool, dataset: str,
+        max_short_side: int | None = None) -> Regressor:
     features = np.asarray(features, dtype=np.float64)
     mean = features.mean(0) if standardize else np.zeros(features.shape[1])
     scale = features.std(0) if standardize else np.ones(features.shape[1])
     scale = np.where(scale > 0, scale, 1.0)
     model = Ridge(alpha=alpha).fit((features - mean) / scale, scores)
-    return Regressor(model.coef_, float(model.intercept_), mean, scale, float(alpha), dataset)
+    return Regressor(model.coef_, float(model.intercept_), mean, scale, float(alpha), dataset, max_short_side)
 
 
 def load(path: str | Path) -> Regressor:
@@ -64,8 +69,9 @@ def load(path: str | Path) -> Regressor:
                                 "models in params.yaml `models:`")
     try:
         with np.load(path, allow_pickle=False) as blob:
+            side = int(blob["max_short_side"]) if "max_short_side" in blob.files else None
             return Regressor(blob["coef"], float(blob["intercept"]), blob["mean"], blob["scale"],
-                             float(blob["alpha"]), str(blob["dataset"]))
+                             float(blob["alpha"]), str(blob["dataset"]), side)
     except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as err:
         # numpy's own message names no file, and for a text file suggests unpickling it
         raise ValueError(f"{path}: not a regressor file iqabench wrote ({type(err).__name__}); delete it and "

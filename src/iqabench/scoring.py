@@ -11,7 +11,8 @@ import torch
 
 from . import features, images, regressor, rows
 
-MAX_SHORT_SIDE = 512  # as params.yaml extract.max_short_side, so a photo is seen as the study saw its images
+# A regressor file from before `evaluate` recorded extract.max_short_side: the default of params.yaml.
+MAX_SHORT_SIDE = 512
 # A user's photo is scored as it is displayed: a phone's portrait shot is stored sideways with an EXIF
 # orientation tag. (Dataset images are read as stored, as the field's tools read them.)
 load_displayed = functools.partial(images.load, exif_transpose=True)
@@ -34,8 +35,11 @@ def _decoded(path: str | Path, max_short_side: int | None) -> tuple[tuple[int, i
 
 
 def score_images(paths: list[str | Path], model: str = "contrique", regressors: str | Path = regressor.REGRESSORS,
-                 max_short_side: int | None = MAX_SHORT_SIDE) -> pd.DataFrame:
+                 max_short_side: int | None = None) -> pd.DataFrame:
     """One row per image: path, width, height (as displayed), predicted quality (0-100, higher is better).
+
+    Each photo is downscaled to ``max_short_side`` (0: read whole); None: as the study read the images the
+    regressor was fitted on (``extract.max_short_side``, recorded in it).
 
     ``model`` is any no-reference row (:mod:`iqabench.rows`) in the study; its regressor was fitted by
     the `evaluate` stage. Raises :class:`iqabench.images.ImageError` naming the
@@ -53,22 +57,24 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
                                     "e.g. file:data/encoders/contrique.pt")
         if row.stage is None and not artifact.is_file():  # a file the user named (file:PATH)
             raise FileNotFoundError(f"{model}: no such file {artifact}; check the path")
+    fitted_path = regressor.path_for(model, regressors)
+    if not fitted_path.is_file():
+        raise FileNotFoundError(f"{fitted_path} does not exist; run `dvc repro evaluate` with {model!r} in "
+                                "params.yaml `models:` (add it there first if it is not listed): that stage fits "
+                                "the regressor that turns its features into a score")
+    fitted = regressor.load(fitted_path)  # a damaged file is named, with the way to fit it again
+    if max_short_side is None:
+        max_short_side = MAX_SHORT_SIDE if fitted.max_short_side is None else fitted.max_short_side
     # Every file is read (and a bad one named) before any model runs, so a typo in a long list costs nothing.
     decoded = {}
     for p in paths:
         if str(p) not in decoded:  # a file listed twice is read once
             decoded[str(p)] = _decoded(p, max_short_side)
     shapes = [decoded[str(p)][0] for p in paths]
-    fitted_path = regressor.path_for(model, regressors)
-    if not fitted_path.is_file():
-        raise FileNotFoundError(f"{fitted_path} does not exist; run `dvc repro evaluate` with {model!r} in "
-                                "params.yaml `models:` (add it there first if it is not listed): that stage fits "
-                                "the regressor that turns its features into a score")
     for artifact in row.artifacts:
         if not artifact.is_file():
             raise FileNotFoundError(f"{model}: {artifact} does not exist; run `dvc repro {row.stage}` (or "
                                     "`dvc pull` where a remote has it)")
-    fitted = regressor.load(fitted_path)  # a damaged file is named, with the way to fit it again
     feature_fn = rows.feature_fn(model)
     frame = pd.DataFrame({"image": [str(p) for p in paths]})
     # The images are already read and downscaled: extract takes them as they are.
