@@ -204,9 +204,10 @@ def load(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.Tens
 
 
 # A float64 pixel this close to a half grey level is taken as the half. A tie in exact arithmetic (a blur over
-# quantised levels, say) lands ~1e-13 to one side of it or the other depending on the CPU's kernels: an AVX-512
-# machine and an AVX2 one stored one pixel of the embedded sets one level apart. Values this close to a half by
-# chance are rarer than that noise is likely to move one across (docs/reproducibility.md).
+# quantised levels, say) lands ~1e-13 to one side of it or the other depending on the CPU's kernels: an AMD
+# AVX-512 machine and an (emulated) Intel AVX2 one stored one pixel of the embedded sets one level apart. Left to
+# chance is a value within that noise of the band's edges, as rare as a non-tie near the plain rounding boundary
+# (docs/reproducibility.md).
 TIE_TOLERANCE = 1e-9
 
 
