@@ -263,7 +263,11 @@ def test_scores_that_are_all_equal_are_refused(tmp_path, content):
 @pytest.mark.parametrize("entries, says", [
     ({"foo": {"kind": "spec", "path": "/tmp"}}, "entry 'foo' has kind 'spec', but 'foo' is not a known dataset"),
     ({"foo": {"kind": "generic", "path": "/x", "csv": "/x.csv", "image_col": "image", "score_col": "MOS",
-              "lo": "1", "hi": 5}}, "entry 'foo' has lo = '1', hi = 5; they must be finite numbers with hi > lo"),
+              "lo": "1", "hi": 5, "higher_is_better": True}},
+     "entry 'foo' has lo = '1', hi = 5; they must be finite numbers with hi > lo"),
+    # Without the key, the manifest stopped in a KeyError (and the status table called it lower-is-better).
+    ({"foo": {"kind": "generic", "path": "/x", "csv": "/x.csv", "image_col": "image", "score_col": "MOS",
+              "lo": 1, "hi": 5}}, "entry 'foo' lacks 'higher_is_better' (kind 'generic')"),
     ({"foo": {"kind": "weird", "path": "/tmp"}}, "entry 'foo' has kind 'weird'; it must be one of ['generic', 'spec']"),
     ({"foo": ["x"]}, "entry 'foo' is ['x'], not a mapping of settings"),
 ])

@@ -203,7 +203,8 @@ def test_seed_std_from_variance_csv(tmp_path):
     with pytest.raises(gate.GateError, match=r"variance.csv is not a readable CSV table"):
         gate.seed_std_from(tmp_path / "variance.csv")
     (tmp_path / "variance.csv").write_text("metric,std\nwithin.a.d.srcc,0.03\nwithin.b.d.srcc,n/a?\n")
-    with pytest.raises(gate.GateError, match=r"variance.csv line 3: std 'n/a\?' of 'within.b.d.srcc' is not a number"):
+    with pytest.raises(gate.GateError, match=r"variance.csv line 3: the metric 'within.b.d.srcc' has std 'n/a\?', not "
+                                             r"a number; re-measure it with `python benchmarks/seed_spread.py`"):
         gate.seed_std_from(tmp_path / "variance.csv")  # (a TypeError traceback before)
 
 

@@ -145,6 +145,8 @@ def test_models_are_checked_against_the_declared_rows(tmp_path, monkeypatch):
     message = _error(tmp_path, monkeypatch, models=["contrique", f"file:{missing}"])
     assert f"reads '{missing}', which does not exist" in message
     assert "reads '.', which is a folder, not a file" in _error(tmp_path, monkeypatch, models=["contrique", "file:"])
+    assert "reads '/dev/null', which is not a regular file" in _error(tmp_path, monkeypatch,
+                                                                        models=["contrique", "file:/dev/null"])
     assert "without repeats" in _error(tmp_path, monkeypatch, models=["random", "random"])
     message = _error(tmp_path, monkeypatch, ("mixed", "model", "arniqa"), models=["contrique"])
     assert "mixed.model = 'arniqa' is not in models: ['contrique']" in message

@@ -130,3 +130,50 @@ def test_a_contrique_batch_larger_than_the_corpus_is_refused_before_any_stage(tm
     assert "batch_size = 128 x nproc 2 is more than the corpus" in message
     # At the bound it runs; ARNIQA's entry reads the photographs, not the corpus.
     assert _validate(tmp_path, monkeypatch, {"synthesize.n_images": 128, "synthesize.shard_size": 128})
+
+
+# --- what PyYAML reads otherwise than DVC, or not at all ----------------------------------------------------------
+
+def test_a_complex_key_is_one_line_naming_its_line(tmp_path):
+    # `? [a, b]` was TypeError: unhashable type: 'list' from the repeated-key check.
+    for text, kind in (("seed: 0\n? [a, b]\n: 3\n", "list"), ("seed: 0\n? {a: 1}\n: 3\n", "mapping")):
+        path = _write(tmp_path / "p.yaml", text.encode())
+        with pytest.raises(params.ParamsError) as info:
+            params.load(path)
+        assert f"{path} is not valid YAML: the key at line 2 is a {kind} (a '? ' complex key); a key is a name" \
+            in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("written, read, meant", [("010", "8", "10"), ("09", "'09'", "9"), ("-010", "-8", "-10")])
+def test_an_integer_with_a_leading_zero_is_refused(tmp_path, written, read, meant):
+    # PyYAML (YAML 1.1) read n_splits: 010 as octal 8 while DVC (YAML 1.2) showed 10.
+    path = _write(tmp_path / "p.yaml", f"evaluate:\n  n_splits: {written}\n  alphas: [0.1]\n".encode())
+    with pytest.raises(params.ParamsError) as info:
+        params.load(path)
+    assert (f"n_splits = {written} (line 2) is an integer written with a leading zero, which PyYAML reads as {read} "
+            f"and DVC as {meant}; write {meant}") in str(info.value)
+    path.write_text(f"evaluate:\n  alphas: [0.1, {written}]\n")
+    with pytest.raises(params.ParamsError, match=rf"alphas\[1\] = {written} \(line 2\) is an integer written with"):
+        params.load(path)
+    path.write_text("evaluate:\n  n_splits: 007\n  seed: 0\n  name: '010'\n")   # 7 to both; a quoted one is text
+    assert params.load(path) == {"evaluate": {"n_splits": 7, "seed": 0, "name": "010"}}
+
+
+def test_an_integer_in_exponent_notation_is_told_to_be_written_as_an_integer(tmp_path, monkeypatch):
+    # "write it with a dot, e.g. 1.0e1" led straight to "must be an integer".
+    message = _error(tmp_path, monkeypatch, {"evaluate.n_splits": "1e1"})
+    assert message.endswith("evaluate.n_splits = '1e1' is not allowed; it must be an integer in [1, 1000] (YAML reads "
+                            "'1e1' as text: write the integer 10)") and "dot" not in message
+    assert "write it with a dot, e.g. 2.0e-3" in _error(tmp_path, monkeypatch, {"pretrain.contrique.lr": "2e-3"})
+
+
+def test_a_key_repeated_in_a_profile_is_refused(tmp_path, monkeypatch):
+    # yaml.safe_load kept the last lr silently; a profile is read as params.yaml is.
+    profile = _write(tmp_path / "mine.yaml", b"lr: 0.1\nsteps: 10\nlr: 0.5\n")
+    with pytest.raises(params.ParamsError) as info:
+        _validate(tmp_path, monkeypatch, {"pretrain.contrique.profile": str(profile)})
+    assert str(info.value).startswith(f"profile {profile} cannot be read as YAML: key 'lr' appears twice (lines 1 "
+                                      "and 3); keep one")
+    profile.write_text("steps: 010\n")
+    with pytest.raises(params.ParamsError, match="steps = 010 .* which PyYAML reads as 8 and DVC as 10; write 10"):
+        _validate(tmp_path, monkeypatch, {"pretrain.contrique.profile": str(profile)})

@@ -213,6 +213,7 @@ def test_check_tolerance_accepts_what_the_gate_reads(tmp_path, monkeypatch):
 @pytest.mark.parametrize("key, value, expected", [
     ("auto_factor", "x", "check.auto_factor = 'x' is not allowed; it must be a number >= 0"),
     ("gate", ["srcc", "krcc"], "check.gate = ['srcc', 'krcc'] is not allowed"),
+    ("gate", [], "check.gate = [] is not allowed; it must be a non-empty list"),   # it gated nothing, and passed
     ("seed_factr", 3, "check.seed_factr is not a known key (did you mean 'seed_factor'?)"),
 ])
 def test_other_check_keys_are_validated(tmp_path, monkeypatch, key, value, expected):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -39,15 +39,28 @@ def plain_warnings() -> None:
     warnings.showwarning = show
 
 
+RESULTS = Path("reports/results.md")  # written by the `report` stage; relative to the repository
+
+
 def console() -> Console:
     """A console made now: it reads COLUMNS and whether stdout is a terminal at the call, not at import."""
     return Console()
 
 
 @app.command()
-def report(path: Path = typer.Option(Path("reports/results.md"), help="results written by `dvc repro`")) -> None:
+def report(path: Optional[Path] = typer.Option(None, help="results written by `dvc repro` (default: the "
+                                                          "repository's reports/results.md)")) -> None:
     """Print the latest within- and cross-dataset tables."""
+    from .params import repo_root
+
     problem = None
+    if path is None:  # the repository's, from any folder in it (it was looked up from the cwd)
+        try:
+            path = repo_root() / RESULTS
+        except FileNotFoundError:
+            typer.echo(f"error: no params.yaml in {Path.cwd()} or its parents, so there is no {RESULTS} to show: "
+                       "run `iqabench report` from the repository (any folder in it), or pass --path FILE", err=True)
+            raise typer.Exit(1)
     if path.is_dir():
         problem = f"{path} is a folder; give the results file, e.g. --path {path / 'results.md'}"
     elif not path.is_file():
@@ -75,7 +88,8 @@ def report(path: Path = typer.Option(Path("reports/results.md"), help="results w
 def score(images: List[Path] = typer.Argument(..., help="image files to rate"),
           model: str = typer.Option("contrique", help="a no-reference row of the study (params.yaml models:), "
                                                       "e.g. contrique, arniqa, brisque, niqe, file:PATH"),
-          regressors: Path = typer.Option(Path("data/models/regressors"), help="folder of fitted regressors")) -> None:
+          regressors: Optional[Path] = typer.Option(None, help="folder of fitted regressors (default: the "
+                                                               "repository's data/models/regressors)")) -> None:
     """Predict the quality of your own images with a row of the study and its fitted regressor."""
     from .images import ImageError
     from .scoring import score_images

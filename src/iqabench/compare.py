@@ -11,6 +11,7 @@ the runs; it is sized to the terminal (80 columns included).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -41,6 +42,21 @@ def _quote(value: str) -> str:
     if "'" in value:
         raise CompareError(f"a filter value may not contain a single quote: {value!r}")
     return f"'{value}'"
+
+
+# What `--commit` may be: hex digits of a commit (SHA-1 or SHA-256), as provenance.git_commit tags runs, which
+# may end in "-dirty". Nothing else: the value becomes an MLflow LIKE pattern, which has no escape for its
+# wildcards, so `-c %` or `-c _` matched every run.
+COMMIT_PREFIX = re.compile(r"[0-9a-f]{1,64}(-dirty)?")
+
+
+def commit_prefix(commit: str) -> str:
+    """``commit`` as a prefix to match the runs' ``git_commit`` tags (lower case), else a CompareError."""
+    prefix = commit.strip().lower()
+    if not COMMIT_PREFIX.fullmatch(prefix):
+        raise CompareError(f"--commit {commit!r} is not a git commit: give its hash or the first characters of it "
+                           "(hex digits, e.g. 3f2a9c1; `git log --oneline` lists them)")
+    return prefix
 
 
 def _child_values(run) -> list[dict]:
@@ -77,6 +93,8 @@ def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name
     """The newest ``max_runs`` parent runs (oldest first) and every value they hold."""
     if max_runs < 1:
         raise CompareError(f"the number of runs to show must be at least 1, got {max_runs}")
+    if commit:
+        commit_prefix(commit)  # before the store is opened
     uri = tracking_uri or tracking.tracking_uri()
     database = tracking.sqlite_file(uri)
     if database is not None and not database.is_file():  # MLflow would create an empty store to read from
@@ -114,7 +132,7 @@ def _read(client, eid: str, commit: Optional[str], run_name: Optional[str], max_
     """The parent runs (oldest first) and their values as rows for :class:`Comparison`."""
     filters = []
     if commit:
-        filters.append(f"tags.git_commit LIKE {_quote(commit + '%')}")
+        filters.append(f"tags.git_commit LIKE {_quote(commit_prefix(commit) + '%')}")  # hex: no wildcard in it
     if run_name:
         filters.append(f"attributes.run_name = {_quote(run_name)}")
     # Nested runs (one per model and per model x training set) share the filter: ask for enough rows that

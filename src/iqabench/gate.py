@@ -284,13 +284,15 @@ def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] 
             raise GateError("--accept needs a non-empty --reason \"...\": it is what a reviewer reads in the "
                             "diff of the baseline file")
         settings, root = read_settings(params_path)
-        check_cfg = check_settings(settings.get("check"), str(params_path or "params.yaml"),
-                                   settings.get("datasets"))
-        inputs = load_inputs(baseline, metrics_path, check_cfg, root)
+        where = str(params_path or "params.yaml")
+        check_cfg = check_settings(settings.get("check"), where, settings.get("datasets"))
+        inputs = load_inputs(baseline, metrics_path, check_cfg, root, where)
         current, old, described, file = inputs.current, inputs.baseline, inputs.described, inputs.file
-        if accept_reason is not None and file is None:
-            raise GateError(f"--accept writes an accepted-baseline file, but the baseline is {described}; "
-                            f"drop --baseline (default {acceptance.BASELINE_FILE}) or name a .json file")
+        if accept_reason is not None and file is None:  # say where the baseline was set: the flag or params.yaml
+            raise GateError(f"--accept writes an accepted-baseline file, but the baseline is {described}; " + (
+                f"drop --baseline (default {acceptance.BASELINE_FILE}) or name a .json file" if baseline else
+                f"it comes from check.baseline in {where}: set that to a .json file (e.g. {acceptance.BASELINE_FILE}) "
+                "or pass --baseline FILE.json"))
         if old is None and accept_reason is None:
             raise GateError(f"{file} does not exist; accept the current {metrics_path} as the baseline with "
                             "`iqabench check --accept --reason \"initial baseline\"` and commit it")

@@ -126,11 +126,25 @@ def load_metrics(path: Union[str, Path]) -> dict:
     return parse_metrics(text, where=str(path))
 
 
+class UnreadableJSON(GateError):
+    """A file that does not parse as JSON (``reason`` says why): in the baseline's place, no baseline file."""
+
+    def __init__(self, message: str, reason: str, deep: bool = False):
+        super().__init__(message)
+        self.reason, self.deep = reason, deep
+
+
 def parse_metrics(text: str, where: str) -> dict:
     try:
-        payload = json.loads(text)
+        payload = acceptance.loads(text)  # a repeated key is refused, not resolved to the last one
     except json.JSONDecodeError as exc:
-        raise GateError(f"{where} is not valid JSON ({exc}); expected reports/metrics.json's layout") from None
+        raise UnreadableJSON(f"{where} is not valid JSON ({exc}); expected reports/metrics.json's layout",
+                             f"not JSON: {exc}") from None
+    except acceptance.JSONShapeError as exc:
+        if exc.deep:
+            raise UnreadableJSON(f"{where} is not a metrics file: {exc}; expected reports/metrics.json's layout",
+                                 str(exc), deep=True) from None
+        raise GateError(f"{where}: {exc}") from None
     if not isinstance(payload, dict):
         raise GateError(f"{where} holds a {type(payload).__name__}, expected a JSON object")
     return payload
@@ -195,32 +209,61 @@ def n_test_from_reports(reports: Union[str, Path] = "reports", test_frac: float 
     within_csv, cross_csv = reports / "within.csv", reports / "cross.csv"
     if within_csv.is_file():
         within = _table(within_csv, ("dataset", "n_images"), fix="rerun `dvc repro evaluate`")
+        within = within.assign(n_images=_counts(within, "n_images", within_csv))
         for dataset, n_images in within.groupby("dataset")["n_images"].max().items():
             sizes[str(dataset)] = int(round(float(n_images) * test_frac))
     if cross_csv.is_file():
         cross = _table(cross_csv, fix="rerun `dvc repro evaluate`")
         if {"train", "test", "n_test"} <= set(cross.columns):
-            for row in cross.dropna(subset=["n_test"]).itertuples():
+            cross = cross.dropna(subset=["n_test"])  # blank on a train == test row: that pair is within's
+            for row in cross.assign(n_test=_counts(cross, "n_test", cross_csv)).itertuples():
                 if row.train != row.test:
                     sizes[f"{row.train}->{row.test}"] = int(row.n_test)
     return sizes
 
 
+def _counts(frame: pd.DataFrame, column: str, path: Path) -> pd.Series:
+    """``column`` as image counts; 'abc', inf, -5 or a blank was a ValueError or OverflowError traceback in int()."""
+    values = pd.to_numeric(frame[column], errors="coerce")
+    for index, raw, value in zip(frame.index, frame[column], values):
+        if not (math.isfinite(value) and value >= 0 and float(value).is_integer()):  # NaN is not finite
+            raise GateError(f"{path} line {index + 2}: {column} is {_cell(raw)}, not a count of images; regenerate "
+                            "it with `dvc repro evaluate`")
+    return values.astype(int)
+
+
+def _cell(raw) -> str:
+    # A CSV cell as written: text quoted, a number plain (numpy 2's repr would say np.float64(inf)).
+    return repr(raw) if isinstance(raw, str) else "blank" if pd.isna(raw) else f"{float(raw):g}"
+
+
 def seed_std_from(path: Union[str, Path]) -> Optional[dict[str, float]]:
-    """{metric: std over seeds} from reports/variance.csv; None when the file does not exist."""
+    """{metric: std over seeds} from reports/variance.csv; None when the file does not exist.
+
+    The gate allows a drop of seed_factor x std, so a std of inf, or above 1 (correlations lie in [-1, 1]: only seeds
+    at opposite ends spread so far), passes any drop, and of a metric listed twice the last row won silently: each
+    is a GateError naming the line. A blank std is one seed's (the sampling rule applies) unless n_seeds is 2 or more.
+    """
     path = Path(path)
     if not path.is_file():
         return None
     variance = _table(path, ("metric", "std"), fix="rewrite it with benchmarks/seed_spread.py")
     std = pd.to_numeric(variance["std"], errors="coerce")
-    bad = variance["std"].notna() & std.isna()
-    if bad.any():
-        row = int(bad.to_numpy().nonzero()[0][0])
-        raise GateError(f"{path} line {row + 2}: std {variance['std'].iloc[row]!r} of {variance['metric'].iloc[row]!r} "
-                        "is not a number; rewrite the file with benchmarks/seed_spread.py")
+    seeds = pd.to_numeric(variance["n_seeds"], errors="coerce") if "n_seeds" in variance else [math.nan] * len(std)
+    seen: dict[str, int] = {}
+    for line, metric, raw, value, n in zip(range(2, len(std) + 2), variance["metric"].astype(str), variance["std"],
+                                           std, seeds):
+        problem = (f"is listed twice (line {seen[metric]}, std {_cell(std.iloc[seen[metric] - 2])}, and line {line}, "
+                   f"std {_cell(value)}), and one row would be dropped silently" if metric in seen
+                   else f"has std {raw!r}, not a number" if math.isnan(value) and not pd.isna(raw)
+                   else f"has a blank std over {n:g} seeds" if math.isnan(value) and n >= 2
+                   else f"has std {value:g}, below 0" if value < 0
+                   else f"has std {value:g}, above 1, which lets any drop pass" if value > 1 else None)
+        if problem:
+            raise GateError(f"{path} line {line}: the metric {metric!r} {problem}; re-measure it with "
+                            "`python benchmarks/seed_spread.py`")
+        seen[metric] = line
     known = variance.assign(std=std).dropna(subset=["std"])  # one seed has no std: it keeps its sampling rule
-    if (known["std"] < 0).any():
-        raise GateError(f"{path} has a negative std; rewrite it with benchmarks/seed_spread.py")
     return dict(zip(known["metric"].astype(str), known["std"].astype(float)))
 
 
@@ -260,10 +303,11 @@ class Inputs(NamedTuple):
 
 
 def load_inputs(baseline: Optional[str], metrics_path: Union[str, Path], settings: dict,
-                root: Union[str, Path, None] = None) -> Inputs:
+                root: Union[str, Path, None] = None, params_where: str = "params.yaml") -> Inputs:
     """The current metrics and the baseline from the accepted baseline file, a plain metrics JSON, a dvc diff
     file or a git revision. The current metrics are checked here (they are what --accept would write); the
     baseline by :func:`iqabench.gate.check`, since --accept replaces a baseline that cannot gate.
+    ``params_where`` names the params file whose check.baseline is used without ``baseline`` (--baseline).
     """
     metrics_path = Path(metrics_path)
     spec = baseline or str(settings.get("baseline", acceptance.BASELINE_FILE))
@@ -272,6 +316,14 @@ def load_inputs(baseline: Optional[str], metrics_path: Union[str, Path], setting
     other = "pass --baseline with another revision or file"
     file = _baseline_file(spec, Path(root) if root else Path.cwd())
     if file is not None:
+        # Errors name where the baseline was set, and what it should name: the flag or params.yaml's key.
+        origin, point = ((f"--baseline {spec}", f"{other}, e.g. --baseline {acceptance.BASELINE_FILE}") if baseline
+                         else (f"check.baseline: {spec} in {params_where}" if "baseline" in settings else
+                               f"the default baseline {spec}", f"set check.baseline in {params_where} to the "
+                               f"accepted baseline, {acceptance.BASELINE_FILE}, or a git revision"))
+        if file.resolve() == metrics_path.resolve():  # a file compared with itself passes whatever it holds
+            raise GateError(f"{origin} names the metrics under check ({metrics_path}), so the gate would compare "
+                            f"them with themselves and always pass; {point}")
         restore = f"restore it with `git checkout {spec}`" if baseline is None else other
         if not file.is_file():
             return Inputs(_checked(current, str(metrics_path), fix), None, spec, file, spec, restore)
@@ -280,6 +332,10 @@ def load_inputs(baseline: Optional[str], metrics_path: Union[str, Path], setting
             if acceptance.is_baseline_file(payload):
                 accepted = acceptance.read(file)["accepted"]
         except (GateError, acceptance.AcceptanceError) as exc:
+            json_file = file.suffix.lower() == ".json"  # a damaged one is restored; params.yaml never was a baseline
+            if isinstance(exc, UnreadableJSON) and (exc.deep or not json_file):
+                raise GateError(f"{origin} is not a baseline file ({exc.reason}); {restore if json_file else point}") \
+                    from None
             raise GateError(f"{exc}; {restore}") from None
         if acceptance.is_baseline_file(payload):
             last = f", last accepted {accepted[-1]['date']}: {accepted[-1]['reason']!r}" if accepted else ""

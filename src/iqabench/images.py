@@ -54,11 +54,29 @@ def _warn_pixel_limit_problem() -> None:
         warnings.warn(PIXEL_LIMIT_PROBLEM, stacklevel=3)
 
 SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+WIDE_RGB, WIDE_RGBA = "RGB;16", "RGBA;16"  # not Pillow modes: how a 16-bit colour file is tallied and named
+
+
+def _mode(image: Image.Image) -> str:
+    """The image's mode, or WIDE_RGB / WIDE_RGBA for 16 bits per colour channel, which Pillow reduces to 8 while
+    it decodes and opens as plain "RGB" / "RGBA" (16-bit grey got its note; 16-bit colour was reduced silently).
+    Read from the raw mode of the file's tiles, before decoding (no pixel is changed here)."""
+    for tile in image.tile:
+        args = tile[3] if len(tile) > 3 else None
+        raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
+        if image.mode in ("RGB", "RGBA") and isinstance(raw, str) and ";16" in raw:
+            return WIDE_RGB if image.mode == "RGB" else WIDE_RGBA
+    return image.mode
+
+
 CONVERSION = {
     "L": "grayscale replicated to 3 channels", "LA": "grayscale replicated, alpha dropped",
     "RGBA": "alpha dropped", "P": "palette expanded (alpha dropped)", "PA": "palette expanded, alpha dropped",
     "CMYK": "CMYK converted to RGB by Pillow", "YCbCr": "YCbCr converted to RGB",
     "1": "bilevel expanded to RGB", **{m: "16-bit scaled to 8-bit (value / 257)" for m in SIXTEEN_BIT},
+    # Colour with 16 bits per channel: Pillow opens it as 8-bit RGB(A), keeping each value's high byte.
+    WIDE_RGB: "16-bit RGB reduced to 8-bit by Pillow (value / 256, rounded down)",
+    WIDE_RGBA: "16-bit RGBA reduced to 8-bit by Pillow (value / 256, rounded down), alpha dropped",
 }
 
 
@@ -129,6 +147,7 @@ def check_images(paths, *, progress: bool = True, label: str = "checking images"
         try:
             with _named_size_warning(path), Image.open(path) as image:
                 width, height = image.size  # before draft(), which shrinks it
+                tallied = _mode(image)  # before load(), which empties the tiles
                 if image.format == "JPEG":
                     # Decoding at 1/8 scale still reads every entropy-coded byte.
                     image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
@@ -146,9 +165,9 @@ def check_images(paths, *, progress: bool = True, label: str = "checking images"
             continue
         if min(width, height) < min_side:
             report.too_small.append((path, width, height))
-        if mode != "RGB":
-            report.converted[mode] += 1
-            report.examples.setdefault(mode, path)
+        if tallied != "RGB":
+            report.converted[tallied] += 1
+            report.examples.setdefault(tallied, path)
     return report
 
 
@@ -165,7 +184,9 @@ def _too_large(path, err: Exception) -> str:
 
 @contextlib.contextmanager
 def _named_size_warning(path):
-    """Pillow's decompression-bomb warning (an image above half the refusal limit) names no file: add it."""
+    """Pillow's warnings while it opens and decodes a file name no file: add it. The decompression-bomb warning
+    (an image above half the refusal limit) says how to raise the limit; the others ("Corrupt EXIF data",
+    "Tag data larger than file", ...) are said as Pillow words them, after the file's name."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", Image.DecompressionBombWarning)
         yield
@@ -173,8 +194,10 @@ def _named_size_warning(path):
         if issubclass(w.category, Image.DecompressionBombWarning):
             warnings.warn(f"{path}: {w.message} It is decoded all the same; if the file is trusted, raise the limit "
                           f"with the environment variable {MAX_PIXELS_ENV}=PIXELS", stacklevel=3)
-        else:
+        elif str(w.message).startswith(f"{path}: "):  # already named
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        else:
+            warnings.warn(f"{path}: {' '.join(str(w.message).split())}", w.category, stacklevel=3)
 
 
 def load(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.Tensor:
@@ -190,7 +213,7 @@ def load(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.Tens
     try:
         with _named_size_warning(path):
             with Image.open(path) as probe:
-                mode, frames = probe.mode, getattr(probe, "n_frames", 1)
+                mode, frames = _mode(probe), getattr(probe, "n_frames", 1)
             arr = np.asarray(load_rgb(path, exif_transpose=exif_transpose), dtype=np.uint8)
     except Image.DecompressionBombError as exc:
         raise ImageError(_too_large(path, exc)) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +29,38 @@ def repo_root(start: str | os.PathLike | None = None) -> Path:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys silently: a section appended at the end replaced the first."""
+    """PyYAML keeps the last of two equal keys silently: a section appended at the end replaced the first. A key
+    must be a name (``? [a, b]`` was a TypeError traceback), and an integer has no leading zero (see below)."""
 
     def construct_mapping(self, node, deep=False):
         seen = {}
-        for key_node, _ in node.value:
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key at line {key_node.start_mark.line + 1} is a {kind} (a '? ' complex key); "
+                    "a key is a name: write `name: value`", key_node.start_mark)
             key = self.construct_object(key_node, deep=deep)
+            items = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for index, item in enumerate(items):
+                if isinstance(item, yaml.ScalarNode):
+                    self._refuse_leading_zero(item, key if item is value_node else f"{key}[{index}]")
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}); "
                     "keep one, with every setting in it", key_node.start_mark)
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+    def _refuse_leading_zero(self, node, key) -> None:
+        # PyYAML (YAML 1.1) reads a plain 010 as octal 8 and 09 as text; DVC (ruamel, YAML 1.2) reads 10 and 9, so
+        # the stage and `dvc exp show` would disagree on the value (007 is 7 to both: harmless).
+        if node.style is None and re.fullmatch(r"[-+]?0[0-9_]+", node.value):
+            read, meant = self.construct_object(node), int(node.value.replace("_", ""), 10)
+            if read != meant:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key} = {node.value} (line {node.start_mark.line + 1}) is an integer written with a "
+                    f"leading zero, which PyYAML reads as {read!r} and DVC as {meant}; write {meant}", node.start_mark)
 
 
 def load(path: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -192,7 +213,8 @@ def _check_pretrain_source(where: str, key: str, settings: dict) -> None:
 
 def _profile(path: str) -> dict:
     try:
-        overrides = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        # The params loader: a repeated key (PyYAML keeps the last silently), a complex key, a leading zero.
+        overrides = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ParamsError(f"profile {path} cannot be read as YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(overrides, dict):
@@ -333,6 +355,8 @@ def _check_models(where: str, models: list[str]) -> None:
             raise ParamsError(f"{where}: models: {name!r} cannot be built: {err}") from None
         missing = [str(p) for p in row.artifacts if row.stage is None and not Path(p).is_file()]
         if missing:  # is_file: `file:` (an empty path) or a folder is no weights file either
-            what = "is a folder, not a file" if Path(missing[0]).is_dir() else "does not exist"
+            first = Path(missing[0])
+            what = ("is a folder, not a file" if first.is_dir() else
+                    "is not a regular file (a device, pipe or socket)" if first.exists() else "does not exist")
             raise ParamsError(f"{where}: models: {name!r} reads {missing[0]!r}, which {what}; put the file there or "
                               "remove the row from models:")

@@ -270,7 +270,7 @@ CHECK = {
     "tolerance": Key(lambda v: isinstance(v, dict) or _tolerance(v),
                      f"{TOLERANCE.allowed}, or a mapping {{default: auto, DATASET: 0.02, 'A->B': 0.05}}"),
     "auto_factor": NON_NEGATIVE,
-    "gate": list_of(one_of_lazy(_statistics, "correlations the gate reads"), nonempty=False, unique=False),
+    "gate": list_of(one_of_lazy(_statistics, "correlations the gate reads"), unique=False),  # []: gates nothing
     "seed_factor": NON_NEGATIVE,
 }
 
@@ -374,9 +374,10 @@ def check_value(where: str, key: str, value: Any, spec: Key) -> None:
         return
     hint = ""
     if isinstance(value, str) and _looks_numeric(value):
-        # PyYAML reads 3e-5 (no dot) as text; 3.0e-5 is a number. Any other number read as text was quoted.
-        written = _as_yaml_float(value)
-        hint = (f" (YAML reads {value!r} as text: write it with a dot, e.g. {written})" if written != value
+        # PyYAML reads 3e-5 (no dot) as text: 3.0e-5 is a number, and 10 the integer that 1e1 means; else it is quoted.
+        written, whole = _as_yaml_float(value), float(value).is_integer() and spec.check(int(float(value)))
+        hint = (f" (YAML reads {value!r} as text: write the integer {int(float(value))})" if written != value and whole
+                else f" (YAML reads {value!r} as text: write it with a dot, e.g. {written})" if written != value
                 else f" (it is quoted, so YAML reads it as text: write {value} without quotes)")
     raise ParamsError(f"{where}: {key} = {value!r} is not allowed; it must be {spec.allowed}{hint}")
 

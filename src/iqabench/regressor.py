@@ -69,10 +69,53 @@ def load(path: str | Path) -> Regressor:
                                 "models in params.yaml `models:`")
     try:
         with np.load(path, allow_pickle=False) as blob:
-            side = int(blob["max_short_side"]) if "max_short_side" in blob.files else None
-            return Regressor(blob["coef"], float(blob["intercept"]), blob["mean"], blob["scale"],
-                             float(blob["alpha"]), str(blob["dataset"]), side)
+            arrays = {key: blob[key] for key in ("coef", "intercept", "mean", "scale", "alpha", "dataset")}
+            if "max_short_side" in blob.files:
+                arrays["max_short_side"] = blob["max_short_side"]
     except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as err:
         # numpy's own message names no file, and for a text file suggests unpickling it
         raise ValueError(f"{path}: not a regressor file iqabench wrote ({type(err).__name__}); delete it and "
                          "run `dvc repro evaluate` to fit it again") from None
+    problem = _invalid(arrays)
+    if problem:
+        # Checked here, not met in predict: a NaN coefficient scored every photo NaN, a zero scale inf, an array
+        # intercept was a TypeError traceback, and max_short_side 2.7 was read as 2 px.
+        raise ValueError(f"{path}: {problem}; the file is damaged or was not written by iqabench: re-fit it with "
+                         "`dvc repro evaluate`")
+    side = arrays.get("max_short_side")
+    return Regressor(arrays["coef"], float(arrays["intercept"]), arrays["mean"], arrays["scale"],
+                     float(arrays["alpha"]), str(arrays["dataset"]), None if side is None else int(side))
+
+
+def _invalid(arrays: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with the arrays of a regressor file (as :meth:`Regressor.save` writes them), or None."""
+    from .images import MIN_SIDE  # the smallest image `iqabench score` reads
+
+    for key, value in arrays.items():
+        if key != "dataset" and value.dtype.kind not in "iuf":
+            return f"'{key}' is not a number (dtype {value.dtype})"
+    coef = arrays["coef"]
+    if coef.ndim != 1 or coef.size == 0:
+        return f"'coef' has shape {coef.shape}; it must be one coefficient per feature"
+    for key in ("mean", "scale"):
+        if arrays[key].shape != coef.shape:
+            return f"'{key}' has shape {arrays[key].shape}, 'coef' {coef.shape}; they must match"
+    for key in ("intercept", "alpha", "dataset") + (("max_short_side",) if "max_short_side" in arrays else ()):
+        if arrays[key].ndim != 0:
+            return f"'{key}' is an array of shape {arrays[key].shape}, not one value"
+    for key in ("coef", "mean", "scale", "intercept", "alpha"):
+        if not np.isfinite(arrays[key]).all():
+            return f"'{key}' holds NaN or infinite values"
+    if not (arrays["scale"] > 0).all():
+        return f"'scale' holds {np.sort(arrays['scale'])[0]:g}; every feature is divided by it, so it must be above 0"
+    if arrays["alpha"] < 0:
+        return f"'alpha' is {float(arrays['alpha']):g}; a ridge penalty is 0 or more"
+    if arrays["dataset"].dtype.kind != "U":
+        return f"'dataset' is not a name (dtype {arrays['dataset'].dtype})"
+    if "max_short_side" in arrays:
+        side = arrays["max_short_side"]
+        # 0: whole images (extract.max_short_side's meaning); else a short side `score` can downscale to.
+        if not np.isfinite(side) or side != np.floor(side) or (side != 0 and side < MIN_SIDE):
+            return (f"'max_short_side' is {side.item()!r}; it must be 0 (whole images) or a whole number of pixels, "
+                    f"at least {MIN_SIDE}")
+    return None

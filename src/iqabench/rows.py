@@ -195,6 +195,11 @@ def _from_factory(name: str) -> Row:
     module_name, _, factory_name = name[len("py:"):].partition(":")
     if not module_name or not factory_name:
         raise ValueError(f"{name!r}: write py:MODULE:FACTORY, e.g. py:mypkg.rows:my_row")
+    if not all(part.isidentifier() for part in module_name.split(".")):
+        # A relative name ('..evil') has no package to be relative to (importlib's TypeError traceback); a path
+        # ('a/b') is no module name either.
+        raise ValueError(f"{name!r}: {module_name!r} is not an absolute, dotted module name; write the module's "
+                         "full dotted name as `import` takes it, e.g. py:mypkg.rows:my_row")
     try:
         factory = getattr(importlib.import_module(module_name), factory_name)
     except (ImportError, AttributeError) as exc:
@@ -213,7 +218,18 @@ def _called(fn, where: str):
                          "row factory takes none and returns an iqabench.rows.Row") from None
     except ValueError:  # no signature to read (some built-ins): calling it tells
         pass
-    return fn()
+    return _building(fn, where)
+
+
+def _building(fn, where: str, *args, part: str = "factory"):
+    """``fn(*args)``, a row's factory or builder; one that exits (``py:sys:exit``) is named: `iqabench score`
+    ended with status 0 and no output. Its other errors keep their traceback (a bug in the user's code)."""
+    try:
+        return fn(*args)
+    except SystemExit as exc:
+        code = "" if exc.code is None else repr(exc.code)
+        raise ValueError(f"row {where} failed to build: its {part} called exit({code}); a row factory returns an "
+                         "iqabench.rows.Row, its build (seed, device) a feature function") from None
 
 
 def _as_row(obj, where: str) -> Row:
@@ -278,7 +294,7 @@ def feature_fn(name: str, seed: int = 0, device: str | torch.device = "cpu"):
     :func:`iqabench.features.extract` reads.
     """
     row = get(name)
-    fn = row.build(seed, device)
+    fn = _building(row.build, name, seed, device, part="build function")
 
     def features(*tensors: torch.Tensor) -> torch.Tensor:
         return fn(*tensors)

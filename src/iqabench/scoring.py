@@ -1,7 +1,9 @@
 """Quality of a user's own images: any no-reference row of the study, then its fitted regressor."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import warnings
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import features, images, regressor, rows
+from . import features, images, params, regressor, rows
 
 # A regressor file from before `evaluate` recorded extract.max_short_side: the default of params.yaml.
 MAX_SHORT_SIDE = 512
@@ -34,7 +36,52 @@ def _decoded(path: str | Path, max_short_side: int | None) -> tuple[tuple[int, i
     return (height, width), image
 
 
-def score_images(paths: list[str | Path], model: str = "contrique", regressors: str | Path = regressor.REGRESSORS,
+def _repo_root() -> Path | None:
+    """The repository (the folder with params.yaml, searched upwards from the cwd), or None outside one."""
+    try:
+        return params.repo_root()
+    except FileNotFoundError:
+        return None
+
+
+@contextlib.contextmanager
+def _inside(folder: Path | None):
+    """Work in ``folder`` (None: stay) and come back (contextlib.chdir is Python 3.11+; iqabench supports 3.10)."""
+    here = os.getcwd()
+    if folder is not None:
+        os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+
+
+def _outside_repo(what: str) -> str:
+    return (f"no params.yaml in {Path.cwd()} or its parents, so {what} cannot be found: run `iqabench score` from the "
+            "repository (any folder in it)")
+
+
+def regressor_folder(regressors: str | Path | None) -> Path:
+    """The folder of fitted regressors: ``regressors`` as given (a folder), or the repository's
+    ``data/models/regressors`` wherever in the repository score runs (it was looked up from the cwd)."""
+    if regressors is None:
+        root = _repo_root()
+        if root is None:
+            raise FileNotFoundError(_outside_repo(f"the fitted regressors ({regressor.REGRESSORS})")
+                                    + ", or pass --regressors FOLDER")
+        return root / regressor.REGRESSORS
+    regressors = Path(regressors)
+    if regressors.exists() and not regressors.is_dir():  # it said "contrique.npz/contrique.npz does not exist"
+        raise FileNotFoundError(f"--regressors {regressors} is a file; give the folder that holds the fitted "
+                                f"regressors (one .npz per model, e.g. {regressor.REGRESSORS}), not one of them")
+    if not regressors.exists():
+        raise FileNotFoundError(f"--regressors {regressors}: no such folder; give the folder of fitted regressors "
+                                f"(by default the repository's {regressor.REGRESSORS}, which `dvc repro evaluate` "
+                                "writes)")
+    return regressors
+
+
+def score_images(paths: list[str | Path], model: str = "contrique", regressors: str | Path | None = None,
                  max_short_side: int | None = None) -> pd.DataFrame:
     """One row per image: path, width, height (as displayed), predicted quality (0-100, higher is better).
 
@@ -42,7 +89,8 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
     regressor was fitted on (``extract.max_short_side``, recorded in it).
 
     ``model`` is any no-reference row (:mod:`iqabench.rows`) in the study; its regressor was fitted by
-    the `evaluate` stage. Raises :class:`iqabench.images.ImageError` naming the
+    the `evaluate` stage, read from ``regressors`` (None: the repository's ``data/models/regressors``, found
+    from any folder in it). Raises :class:`iqabench.images.ImageError` naming the
     first file that is not an image (or is smaller than ``images.MIN_SIDE``), and
     FileNotFoundError for a missing model file or regressor, before any model
     runs, so a typo in a long list costs nothing.
@@ -51,13 +99,20 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
     if row.kind == rows.FR:
         raise ValueError(f"{model} is a full-reference metric: it needs each image's pristine reference, "
                          "so it cannot score a photo on its own; choose a no-reference model")
-    for artifact in row.artifacts:
+    # A row of the project (and any row whose files a pipeline stage makes) reads them relative to the repository,
+    # as the stages do; a path the user typed (file:PATH, a py: row's) is relative to where they are.
+    root = _repo_root() if row.stage is not None or model in rows.ROWS else None
+    located = [root / a if root is not None and not a.is_absolute() else a for a in row.artifacts]
+    for artifact in located:
         if row.stage is None and artifact.is_dir():  # `file:` (an empty path is '.') or `file:DIR`
             raise FileNotFoundError(f"{model}: {artifact} is a folder, not a weights file; give the file's path, "
                                     "e.g. file:data/encoders/contrique.pt")
+        if row.stage is None and artifact.exists() and not artifact.is_file():  # file:/dev/null, a pipe
+            raise FileNotFoundError(f"{model}: {artifact} is not a regular file (a device, pipe or socket); give the "
+                                    "path of the weights file")
         if row.stage is None and not artifact.is_file():  # a file the user named (file:PATH)
             raise FileNotFoundError(f"{model}: no such file {artifact}; check the path")
-    fitted_path = regressor.path_for(model, regressors)
+    fitted_path = regressor.path_for(model, regressor_folder(regressors))
     if not fitted_path.is_file():
         raise FileNotFoundError(f"{fitted_path} does not exist; run `dvc repro evaluate` with {model!r} in "
                                 "params.yaml `models:` (add it there first if it is not listed): that stage fits "
@@ -71,11 +126,14 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
         if str(p) not in decoded:  # a file listed twice is read once
             decoded[str(p)] = _decoded(p, max_short_side)
     shapes = [decoded[str(p)][0] for p in paths]
-    for artifact in row.artifacts:
+    for artifact in located:
+        if not artifact.is_file() and row.stage is not None and root is None and not artifact.is_absolute():
+            raise FileNotFoundError(f"{model}: " + _outside_repo(f"its file {artifact}"))
         if not artifact.is_file():
             raise FileNotFoundError(f"{model}: {artifact} does not exist; run `dvc repro {row.stage}` (or "
                                     "`dvc pull` where a remote has it)")
-    feature_fn = rows.feature_fn(model)
+    with _inside(root):  # the row opens its files relative to the repository
+        feature_fn = rows.feature_fn(model)
     frame = pd.DataFrame({"image": [str(p) for p in paths]})
     # The images are already read and downscaled: extract takes them as they are.
     feats = features.extract(feature_fn, frame, batch_size=1, max_short_side=None, show_progress=False,
@@ -86,6 +144,12 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
         raise ValueError(f"{model} is undefined on {int(undefined.sum())} image(s) ({names}): its features do not "
                          "exist there (e.g. BRISQUE on an image without luminance variation); score them with "
                          "another model, or leave them out")
+    if feats.ndim != 2 or feats.shape[1] != fitted.coef.size:  # predict's message named neither file nor fix
+        got = feats.shape[1] if feats.ndim == 2 else f"shape {feats.shape}"
+        raise ValueError(f"{fitted_path} expects {fitted.coef.size} features per image, but {model} gives "
+                         f"{got}: it was fitted on the features of another encoder (another width or "
+                         f"architecture, or the weights file changed since); re-fit it with `dvc repro evaluate` "
+                         f"({model!r} in params.yaml `models:`)")
     quality = (fitted.predict(feats) * 100.0).round(2)
     outside = (quality < 0) | (quality > 100)
     if outside.any():  # kept as predicted (a clipped 0 or 100 would hide how far off it is), but said

@@ -1,6 +1,8 @@
 """From a dataset folder on disk to one validated manifest frame."""
 from __future__ import annotations
 
+import os
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -34,6 +36,7 @@ def build_from_spec(spec: DatasetSpec, root: Path) -> pd.DataFrame:
                            f"`iqabench datasets download {spec.name}` or register a copy with "
                            f"`iqabench datasets add {spec.name} --from PATH`")
     parsed = spec.parser(spec, root)
+    check_inside(spec.name, parsed, root)
     check_images_exist(spec.name, parsed["image"].tolist())
     warn_out_of_range(spec.name, parsed["raw_score"].to_numpy(), spec.lo, spec.hi, spec.scale)
     frame = manifest.make(
@@ -45,14 +48,59 @@ def build_from_spec(spec: DatasetSpec, root: Path) -> pd.DataFrame:
     return manifest.validate(frame, where=f"{spec.name} manifest from {root}")
 
 
+def check_inside(dataset: str, parsed: pd.DataFrame, root: Path) -> None:
+    """Every image and reference a parser built as ``folder / name`` from a score file stays inside ``root``.
+
+    A name that is absolute or climbs out with '..' would register files nobody chose to include (as
+    add-generic's ``--folder`` check refuses). Checked on the spelled path, not through links: a dataset
+    folder may link to where its images are stored. A NUL byte is refused here too: the OS calls that
+    follow would raise on it (names read from .mat or text files never passed ``name_column``)."""
+    base = Path(os.path.normpath(root))
+    source = parsed.attrs.get("source", f"the score file under {root}")
+    for column, what in (("image", "image"), ("reference", "reference image")):
+        for listed in parsed[column]:
+            if not listed:  # sets without references
+                continue
+            if "\0" in listed:
+                raise DatasetError(f"{dataset}: {source} lists {what} {listed!r}, which holds a NUL byte (\\x00) "
+                                   "that no file name can; use the score file as published")
+            path = Path(listed)
+            if not Path(os.path.normpath(path)).is_relative_to(base):
+                shown = path.relative_to(root) if path.is_relative_to(root) else path  # the name as listed
+                raise DatasetError(f"{dataset}: {source} lists {what} '{shown}', which is outside the dataset "
+                                   f"folder {root}; names in a score file must be relative paths inside it "
+                                   "(use the score file as published)")
+
+
 def check_images_exist(dataset: str, images: list[str]) -> None:
     missing = [p for p in images if not Path(p).is_file()]
     if missing:
-        shown = "\n  ".join(missing[:MAX_LISTED])
+        listings: dict[Path, dict[str, str]] = {}
+        shown = "\n  ".join(_why_missing(p, listings) for p in missing[:MAX_LISTED])
         more = f"\n  ... and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
-        raise DatasetError(f"{dataset}: {len(missing)} of {len(images)} listed image(s) are missing:\n  "
+        folders = " or are folders" if any(Path(p).is_dir() for p in missing) else ""
+        raise DatasetError(f"{dataset}: {len(missing)} of {len(images)} listed image(s) are missing{folders}:\n  "
                            f"{shown}{more}\nRe-download or re-extract the dataset so that every image "
                            f"in its score file is present")
+
+
+def _why_missing(image: str, listings: dict) -> str:
+    """A missing image, with what is there instead when that explains it: a folder of that name, or a file
+    whose name differs only in Unicode normalisation ('é' as one code point or as 'e' and an accent, as
+    macOS and archive tools may store it), which looks the same in every listing but does not match."""
+    path = Path(image)
+    if path.is_dir():
+        return f"{image} (a folder, not an image file; list the image files in it instead)"
+    if path.parent not in listings:  # one listing per folder: only the shown images are explained
+        listings[path.parent] = ({unicodedata.normalize("NFC", p.name): p.name for p in path.parent.iterdir()}
+                                 if path.parent.is_dir() else {})
+    found = listings[path.parent].get(unicodedata.normalize("NFC", path.name))
+    if found is not None and found != path.name:
+        form = next((f for f in ("NFC", "NFD") if unicodedata.is_normalized(f, found)), "a mixed form")
+        return (f"{image} (the folder holds the same name in another Unicode normalisation, {form}: {ascii(found)}, "
+                f"where the score file has {ascii(path.name)}; rename the file or the entry so both are spelled "
+                "alike)")
+    return image
 
 
 def check_scores_vary(dataset: str, raw: np.ndarray, source) -> None:

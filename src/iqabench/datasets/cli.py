@@ -11,11 +11,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..manifest import ManifestError
+from ..params import repo_root
 from .download import download
 from .local import DEFAULT_REGISTRY, register, register_generic
-from .registry import get_spec
+from .registry import SHARED_SUBSETS, SPECS, closest, get_spec
 from .scorefiles import DatasetError
-from .status import DEFAULT_DATA_ROOT, status_table
+from .status import DEFAULT_DATA_ROOT, PREPARED, status_table
 
 app = typer.Typer(help="Real human-rated IQA datasets: status, download, register local copies.",
                   no_args_is_help=False)
@@ -40,16 +41,44 @@ def _show_warnings(caught) -> None:
         err_console.print(f"[yellow]warning:[/yellow] {escape(str(w.message))}", soft_wrap=True)
 
 
+# The defaults are the repository's data/ files, found from params.yaml upwards: relative to the working
+# folder, a command run in a subfolder wrote a registry there that the pipeline never reads.
+DEFAULTS = {"registry": (DEFAULT_REGISTRY, "--registry FILE"), "data_root": (DEFAULT_DATA_ROOT, "--data-root DIR")}
+
+
+def _where(ctx: typer.Context, key: str) -> Path:
+    """The path an option names: as given, else its default under the repository root."""
+    if ctx.obj[key] is not None:
+        return Path(ctx.obj[key])
+    default, option = DEFAULTS[key]
+    try:
+        return repo_root() / default
+    except FileNotFoundError:
+        _fail(DatasetError(f"no params.yaml in {Path.cwd()} or its parents, so there is no repository {default} "
+                           f"here: run it from the iqabench repository (or a folder in it), or pass {option}"))
+
+
+def _prepared() -> Path:
+    """Where `prepare` writes manifests; outside a repository there are none (every built set shows 'not built')."""
+    try:
+        return repo_root() / PREPARED
+    except FileNotFoundError:
+        return PREPARED
+
+
 @app.callback(invoke_without_command=True)
 def main(ctx: typer.Context,
-         data_root: Path = typer.Option(DEFAULT_DATA_ROOT, help="where downloads are extracted"),
-         registry: Path = typer.Option(DEFAULT_REGISTRY, help="registry of local copies")):
+         data_root: Path = typer.Option(None, help=f"where downloads are extracted (default: {DEFAULT_DATA_ROOT} in "
+                                                   "the repository)"),
+         registry: Path = typer.Option(None, help=f"registry of local copies (default: {DEFAULT_REGISTRY} in the "
+                                                  "repository)")):
     """Without a subcommand: the status table of every dataset."""
     ctx.obj = {"data_root": data_root, "registry": registry}
     if ctx.invoked_subcommand is not None:
         return
     try:
-        rows = status_table(data_root, registry)
+        registry = _where(ctx, "registry")  # first: the file a user most often means to be the repository's
+        rows = status_table(_where(ctx, "data_root"), registry, _prepared())
     except (DatasetError, ManifestError) as err:
         _fail(err)
     # One word per cell, so the table fits 80 columns without folding; the details are one command away.
@@ -73,11 +102,14 @@ def main(ctx: typer.Context,
 def show_cmd(ctx: typer.Context, name: str):
     """Everything about one dataset: kind, size, score scale, where it is, how to get it."""
     try:
-        rows = {row["name"]: row for row in status_table(ctx.obj["data_root"], ctx.obj["registry"])}
+        registry = _where(ctx, "registry")
+        rows = {row["name"]: row for row in status_table(_where(ctx, "data_root"), registry, _prepared())}
     except (DatasetError, ManifestError) as err:
         _fail(err)
     if name not in rows:
-        _fail(DatasetError(f"unknown dataset {name!r}; known: {', '.join(rows)}"))
+        close = closest(name, rows)
+        _fail(DatasetError(f"unknown dataset {name!r}{f' (did you mean {close!r}?)' if close else ''}; known: "
+                           f"{', '.join(rows)}"))
     row = rows[name]
     for key in ("name", "kind", "images", "score", "size", "state", "path", "action"):
         value = row.get(key)
@@ -88,6 +120,21 @@ def show_cmd(ctx: typer.Context, name: str):
             console().print(f"[bold]{key + ':':8}[/bold] " + escape("\n         ".join(lines)), soft_wrap=True)
 
 
+def _published(name: str, nothing: str) -> None:
+    """``name`` is a published dataset (else get_spec's did-you-mean); one `dvc repro` makes itself is said so."""
+    if name in SPECS:
+        return
+    from .embedded import SETS  # torch and the distortion engine: imported only for a name that is not published
+    if name in SETS:
+        raise DatasetError(f"{name!r} is one of iqabench's embedded datasets: the prepare stage of `dvc repro` builds "
+                           f"it from scikit-image's photographs, so {nothing}; list it under `datasets:` in "
+                           "params.yaml to use it")
+    if name in SHARED_SUBSETS:
+        raise DatasetError(f"{name!r} is the real subset in ../shared/datasets/{name}, which `dvc repro` reads where "
+                           f"it is, so {nothing}; list it under `datasets:` in params.yaml to use it")
+    get_spec(name)
+
+
 @app.command("download")
 def download_cmd(ctx: typer.Context, name: str,
                  dest: Path = typer.Option(None, help="target folder (default: DATA_ROOT/NAME)"),
@@ -95,8 +142,8 @@ def download_cmd(ctx: typer.Context, name: str,
                  retries: int = typer.Option(4, help="retries per file on transient errors")):
     """Download, verify and extract NAME (resumes an interrupted download)."""
     try:
-        get_spec(name)
-        target = dest or Path(ctx.obj["data_root"]) / name
+        _published(name, "there is nothing to download")
+        target = dest or _where(ctx, "data_root") / name
         # lock_path=None: the same per-dataset lock file the `download` stage keeps.
         download(name, target, keep_archives=keep_archives, retries=retries, lock_path=None)
     except (DatasetError, ManifestError) as err:
@@ -111,9 +158,11 @@ def add_cmd(ctx: typer.Context, name: str,
             skip_pixels: bool = typer.Option(False, help="do not decode every image")):
     """Validate a local copy of NAME and register it without copying."""
     try:
+        _published(name, "there is nothing to register")
+        registry = _where(ctx, "registry")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            entry = register(name, source, registry_path=ctx.obj["registry"], allow_partial=partial,
+            entry = register(name, source, registry_path=registry, allow_partial=partial,
                              check_pixels=not skip_pixels)
         _show_warnings(caught)
     except (DatasetError, ManifestError) as err:
@@ -140,12 +189,12 @@ def add_generic_cmd(ctx: typer.Context, name: str,
     from .embedded import SETS
     if name in SETS:
         _fail(DatasetError(f"{name!r} is one of iqabench's own datasets; register yours under another name"))
+    registry = _where(ctx, "registry")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             entry = register_generic(name, folder, csv, image_col, score_col, lo, hi, higher_is_better,
-                                     score_type=score_type, content_col=content_col,
-                                     registry_path=ctx.obj["registry"])
+                                     score_type=score_type, content_col=content_col, registry_path=registry)
         _show_warnings(caught)
     except (DatasetError, ManifestError) as err:
         _fail(err)

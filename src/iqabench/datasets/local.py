@@ -21,7 +21,7 @@ import pandas as pd
 from .. import io, manifest
 from .build import build_from_spec, check_images_exist, check_scores_vary, list_images
 from .registry import SHARED_SUBSETS, SPECS, get_spec
-from .scorefiles import DatasetError, name_column, numeric_column, read_csv_columns
+from .scorefiles import DatasetError, line_of, name_column, numeric_column, read_csv_columns
 
 DEFAULT_REGISTRY = Path("data/registry.json")
 MAX_LISTED = 10
@@ -33,7 +33,7 @@ DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # instead of as a KeyError wherever it is first read. A known dataset's image count is what `datasets add`
 # counted (and, below the published count, had the user accept with --partial): a hand-written path alone
 # skipped those checks.
-REQUIRED = {"spec": ("path", "images"), "generic": ("path", "csv", "image_col", "score_col", "lo", "hi")}
+REQUIRED = {"spec": ("path", "images"), "generic": ("path", "csv", "image_col", "score_col", "lo", "hi", "higher_is_better")}
 
 
 def read_registry(registry_path: Path = DEFAULT_REGISTRY) -> dict:
@@ -84,6 +84,10 @@ def _entry_problem(name: str, entry) -> str | None:
                or not math.isfinite(entry[k])]
         if bad or not entry["hi"] > entry["lo"]:
             return f"has lo = {entry['lo']!r}, hi = {entry['hi']!r}; they must be finite numbers with hi > lo"
+        # Read as a truth value, the string "no" (or "false") would be true and flip every score.
+        if not isinstance(entry["higher_is_better"], bool):
+            return (f"has higher_is_better = {entry['higher_is_better']!r}; it must be the JSON boolean true or "
+                    "false (unquoted)")
     return None
 
 
@@ -129,7 +133,7 @@ def register(name: str, path: Path, *, registry_path: Path = DEFAULT_REGISTRY, a
     """Validate the local copy of a known dataset at ``path`` and record it in the registry."""
     spec = get_spec(name)
     read_registry(registry_path)  # a broken registry is said before the copy is checked
-    path = Path(path).resolve()
+    path = _resolve(path, name, "--from")
     if spec.parser is None:
         images = [str(p) for p in list_images(name, path)]
     else:
@@ -164,6 +168,8 @@ def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_c
     if not DATASET_NAME.fullmatch(name):
         raise DatasetError(f"{name!r} cannot name a dataset: use letters, digits, '_' and '-', starting with a "
                            "letter or digit (it names the folder data/prepared/NAME and the stage prepare@NAME)")
+    if not score_type.strip():  # it labels the scale in every table and manifest ("DMOS [0, 100]")
+        raise DatasetError(f"{name}: --score-type is empty; give the kind of score, e.g. --score-type MOS or DMOS")
     # Checked before anything is read: the scale maps raw scores to [0, 1] (an infinite end maps all to one value).
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise DatasetError(f"{name}: --lo ({lo:g}) and --hi ({hi:g}) must be finite numbers; give the lowest and "
@@ -176,7 +182,7 @@ def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_c
         raise DatasetError(f"{name}: --image-col, --score-col and --content-col must name different columns, got "
                            f"{named}")
     registered = name in read_registry(registry_path)  # also: a broken registry is said before any work
-    folder, csv = Path(folder).resolve(), Path(csv).resolve()
+    folder, csv = _resolve(folder, name, "--folder"), _resolve(csv, name, "--csv")
     entry = {"path": str(folder), "kind": "generic", "csv": str(csv), "image_col": image_col,
              "score_col": score_col, "lo": float(lo), "hi": float(hi), "higher_is_better": bool(higher_is_better),
              "score_type": score_type, **({"content_col": content_col} if content_col else {})}
@@ -205,18 +211,18 @@ def generic_manifest(name: str, entry: dict, *, registered: bool = True) -> pd.D
                                                           if csv.is_dir() else f"does not exist{again}"))
     columns = [entry["image_col"], entry["score_col"], *([entry["content_col"]] if entry.get("content_col") else [])]
     # Only an empty cell is missing; a literal NaN/NA/null stays text, so the error quotes what is there.
-    # Names are read as text (a name column of numbers would become floats: 2 -> "2.0"), and index_col=False
-    # stops pandas from taking a row's extra first field as an index and shifting every column.
+    # read_csv_columns reads every column as text (a name column of numbers would become floats: 2 -> "2.0"),
+    # and index_col=False stops pandas from taking a row's extra first field as an index and shifting every column.
     table = read_csv_columns(csv, name, columns, keep_default_na=False, na_values=[""], index_col=False,
-                             dtype={c: str for c in columns if c != entry["score_col"]},
                              remedy="name its columns with --image-col and --score-col (and --content-col)")
     names = name_column(table, entry["image_col"], csv, name)
     raw = numeric_column(table, entry["score_col"], csv, name)
-    images = [str(_inside(folder, n, csv, line, name)) for line, n in enumerate(names, start=2)]
-    _check_distinct(images, csv, name)
+    lines = [line_of(table, row) for row in range(len(table))]
+    images = [str(_inside(folder, n, csv, line, name)) for line, n in zip(lines, names)]
+    _check_distinct(images, lines, csv, name)
     check_images_exist(name, images)
     check_scores_vary(name, np.asarray(raw), csv)
-    _check_in_scale(name, np.asarray(raw), entry["lo"], entry["hi"], csv, entry["score_col"])
+    _check_in_scale(name, np.asarray(raw), entry["lo"], entry["hi"], csv, entry["score_col"], lines)
     content = None
     if entry.get("content_col"):  # blank cells name their line, like blank image names
         content = [str(c) for c in _content_column(table, entry["content_col"], csv, name)]
@@ -224,6 +230,15 @@ def generic_manifest(name: str, entry: dict, *, registered: bool = True) -> pd.D
                           higher_is_better=entry["higher_is_better"], content_id=content,
                           score_source=f"human {entry['score_type']} (from {csv.name}, registered locally)")
     return manifest.validate(frame, where=f"{name} manifest from {csv}")
+
+
+def _resolve(path: Path, name: str, option: str) -> Path:
+    """``path`` made absolute through its links; a link that leads back to itself is said, with the option."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):  # Python < 3.13: RuntimeError("Symlink loop"); later versions: OSError ELOOP
+        raise DatasetError(f"{name}: {option} {path} is a symbolic link that leads back to itself (a link loop); "
+                           f"give the real {'file' if option == '--csv' else 'folder'}") from None
 
 
 def _inside(folder: Path, relative: str, csv: Path, line: int, name: str) -> Path:
@@ -236,12 +251,13 @@ def _inside(folder: Path, relative: str, csv: Path, line: int, name: str) -> Pat
     return path
 
 
-def _check_in_scale(name: str, raw: np.ndarray, lo: float, hi: float, csv: Path, column: str) -> None:
+def _check_in_scale(name: str, raw: np.ndarray, lo: float, hi: float, csv: Path, column: str,
+                    lines: list[int]) -> None:
     """The user declared this scale (a published set's is ours, and only warns: build.warn_out_of_range): a
     score outside it is a wrong --lo/--hi or a wrong row, and its normalised score would leave [0, 1]."""
     outside = np.flatnonzero((raw < lo) | (raw > hi))
     if outside.size:
-        rows = ", ".join(f"line {i + 2}: {raw[i]:g}" for i in outside[:MAX_LISTED])
+        rows = ", ".join(f"line {lines[i]}: {raw[i]:g}" for i in outside[:MAX_LISTED])
         more = f", ... and {outside.size - MAX_LISTED} more" if outside.size > MAX_LISTED else ""
         raise DatasetError(f"{name}: {csv}: {outside.size} '{column}' score(s) outside the declared range "
                            f"[{lo:g}, {hi:g}] ({rows}{more}); set --lo and --hi to the lowest and highest score "
@@ -252,18 +268,18 @@ def _content_column(table: pd.DataFrame, column: str, csv: Path, name: str) -> p
     values = table[column]
     blank = values.isna() | (values.astype(str).str.strip() == "")
     if blank.any():
-        line = int(np.flatnonzero(blank.to_numpy())[0]) + 2
+        line = line_of(table, int(np.flatnonzero(blank.to_numpy())[0]))
         raise DatasetError(f"{name}: {csv} line {line}: empty '{column}' (--content-col); every image needs the "
                            "content (scene or reference) it shows")
     return values.astype(str).str.strip()
 
 
-def _check_distinct(images: list[str], csv: Path, name: str) -> None:
+def _check_distinct(images: list[str], lines: list[int], csv: Path, name: str) -> None:
     """Two rows naming one file (``a.png`` and ``./a.png``, or a link to it): the same image rated twice, and a
     manifest whose paths (stored resolved) repeat, which no later stage can read."""
     first: dict[str, int] = {}
-    for line, path in enumerate(images, start=2):
-        real = os.path.realpath(path)
+    for line, path in zip(lines, images):
+        real = os.path.realpath(path)  # a NUL byte, on which it would raise, is refused by name_column
         if real in first:
             raise DatasetError(f"{name}: {csv} line {line}: image {path!r} is the file of line {first[real]} again "
                                "(spelled differently, or a link to it); remove the duplicate")

@@ -12,21 +12,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .scorefiles import (DatasetError, load_mat, locate, mat_strings, name_column, numeric_column,
+from .scorefiles import (DatasetError, line_of, load_mat, locate, mat_strings, name_column, numeric_column,
                          read_csv_columns, read_excel_columns, read_excel_positional)
 
 # KonIQ's metadata spells the splits out; the manifest uses the short names.
 KONIQ_SPLITS = {"training": "train", "validation": "val", "test": "test"}
 
 
-def frame(images, raw, *, content_id=None, reference="", distortion="", level="", split="") -> pd.DataFrame:
+def frame(images, raw, *, source: Path, content_id=None, reference="", distortion="", level="",
+          split="") -> pd.DataFrame:
+    """The parser's rows; ``source`` (the score file, or folder of them, the names came from) is kept in
+    ``attrs`` so that ``build_from_spec`` can name it when a listed path leaves the dataset folder."""
     images = [str(p) for p in images]
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "image": images,
         "raw_score": np.asarray(raw, dtype=np.float64),
         "content_id": [Path(p).stem for p in images] if content_id is None else content_id,
         "reference": reference, "distortion": distortion, "level": level, "split": split,
     })
+    table.attrs["source"] = str(source)
+    return table
 
 
 def image_folder(base: Path, spec, first: str) -> Path:
@@ -58,10 +63,10 @@ def parse_koniq(spec, root: Path) -> pd.DataFrame:
         unknown = ~sets.isin(list(KONIQ_SPLITS))
         if unknown.any():
             row = int(np.flatnonzero(unknown.to_numpy())[0])
-            raise DatasetError(f"{spec.name}: {sets_file} line {row + 2}: unknown set {sets.iloc[row]!r}; "
+            raise DatasetError(f"{spec.name}: {sets_file} line {line_of(table, row)}: unknown set {sets.iloc[row]!r}; "
                                f"expected one of {sorted(KONIQ_SPLITS)}")
         split = sets.map(KONIQ_SPLITS).tolist()
-        score_dir = sets_file.parent
+        score_dir, source = sets_file.parent, sets_file
     else:
         scores_file = locate(root, "koniq10k_scores_and_distributions.csv", spec.name, required=False)
         if scores_file is None:
@@ -72,9 +77,9 @@ def parse_koniq(spec, root: Path) -> pd.DataFrame:
         names = name_column(table, "image_name", scores_file, spec.name)
         raw = numeric_column(table, "MOS_zscore", scores_file, spec.name)
         split = ""
-        score_dir = scores_file.parent
+        score_dir, source = scores_file.parent, scores_file
     images_dir = locate(score_dir, spec.images_dir, spec.name, required=False) or locate(root, spec.images_dir, spec.name)
-    return frame([images_dir / n for n in names], raw, split=split)
+    return frame([images_dir / n for n in names], raw, source=source, split=split)
 
 
 def parse_spaq(spec, root: Path) -> pd.DataFrame:
@@ -93,7 +98,7 @@ def parse_spaq(spec, root: Path) -> pd.DataFrame:
     names = name_column(table, "Image name", source, spec.name)
     raw = numeric_column(table, "MOS", source, spec.name)
     images_dir = locate(base, spec.images_dir, spec.name)
-    return frame([images_dir / n for n in names], raw)
+    return frame([images_dir / n for n in names], raw, source=source)
 
 
 def parse_clive(spec, root: Path) -> pd.DataFrame:
@@ -119,7 +124,7 @@ def parse_clive(spec, root: Path) -> pd.DataFrame:
         row = int(np.flatnonzero(~np.isfinite(mos))[0])
         raise DatasetError(f"{spec.name}: {mos_file} entry {row + 8} is not a finite MOS")
     images_dir = locate(names_file.parent.parent, spec.images_dir, spec.name)
-    return frame([images_dir / n for n in names], mos)
+    return frame([images_dir / n for n in names], mos, source=names_file)
 
 
 def parse_flive(spec, root: Path) -> pd.DataFrame:
@@ -139,7 +144,7 @@ def parse_flive(spec, root: Path) -> pd.DataFrame:
         split = ["test" if n in test else "val" if n in val else "train" for n in names]
     else:
         split = ""
-    return frame([labels.parent / n for n in names], raw, split=split)
+    return frame([labels.parent / n for n in names], raw, source=labels, split=split)
 
 
 def parse_agiqa3k(spec, root: Path) -> pd.DataFrame:
@@ -154,7 +159,7 @@ def parse_agiqa3k(spec, root: Path) -> pd.DataFrame:
     images_dir = image_folder(table_file.parent, spec, names[0])
     # Images of one prompt share content; the prompt is the natural content id.
     content = table["prompt"].astype(str).tolist() if "prompt" in table.columns else None
-    return frame([images_dir / n for n in names], raw, content_id=content)
+    return frame([images_dir / n for n in names], raw, source=table_file, content_id=content)
 
 
 def parse_bid(spec, root: Path) -> pd.DataFrame:
@@ -184,4 +189,4 @@ def parse_bid(spec, root: Path) -> pd.DataFrame:
     name_column(names, "n", xlsx, spec.name)
     # HyperIQA-style loaders read the images beside DatabaseGrades.xlsx, another loader from Image/.
     images_dir = image_folder(xlsx.parent, spec, names["n"].iloc[0])
-    return frame([images_dir / n for n in names["n"]], raw)
+    return frame([images_dir / n for n in names["n"]], raw, source=xlsx)

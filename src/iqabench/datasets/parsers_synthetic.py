@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .parsers_authentic import frame
-from .scorefiles import (DatasetError, case_insensitive_index, load_mat, locate, mat_strings, name_column,
+from .scorefiles import (DatasetError, case_insensitive_index, line_of, load_mat, locate, mat_strings, name_column,
                          numeric_column, parse_score, read_csv_columns, read_excel_columns, read_text_lines)
 
 # LIVE release 2: dmos_realigned.mat is ordered by these folders, each img1..imgN.
@@ -90,7 +90,7 @@ def parse_live(spec, root: Path) -> pd.DataFrame:
     keep = orgs != 1
     refs = [str(base / "refimgs" / r) for r in refnames]
     pick = lambda values: [v for v, k in zip(values, keep) if k]  # noqa: E731
-    return frame(pick(images), dmos[keep], content_id=[Path(r).stem for r in pick(refs)],
+    return frame(pick(images), dmos[keep], source=names_file, content_id=[Path(r).stem for r in pick(refs)],
                  reference=pick(refs), distortion=pick(distortion))
 
 
@@ -134,7 +134,7 @@ def parse_csiq(spec, root: Path) -> pd.DataFrame:
         kinds.append(folder)
     check = pd.DataFrame({"n": [str(p) for p in images]})
     name_column(check, "n", xlsx, spec.name, first)
-    return frame(images, raw, content_id=contents, reference=refs,
+    return frame(images, raw, source=xlsx, content_id=contents, reference=refs,
                  distortion=kinds, level=[str(v) for v in levels])
 
 
@@ -170,8 +170,8 @@ def parse_tid2013(spec, root: Path) -> pd.DataFrame:
         raw.append(value)
         types.append(_typed(TID2013_TYPES, int(match.group(2)), f"{spec.name}: {mos_file} line {number}"))
         levels.append(match.group(3))
-    return frame(names, raw, content_id=[f"i{Path(r).stem[1:]}".lower() for r in refs], reference=refs,
-                 distortion=types, level=levels)
+    return frame(names, raw, source=mos_file, content_id=[f"i{Path(r).stem[1:]}".lower() for r in refs],
+                 reference=refs, distortion=types, level=levels)
 
 
 def parse_kadid(spec, root: Path) -> pd.DataFrame:
@@ -187,11 +187,12 @@ def parse_kadid(spec, root: Path) -> pd.DataFrame:
     for row, name in enumerate(names):
         match = pattern.match(name)
         if match is None:
-            raise DatasetError(f"{spec.name}: {csv} line {row + 2}: dist_img {name!r} is not 'Ixx_tt_ll.png'")
-        types.append(_typed(KADID_TYPES, int(match.group(2)), f"{spec.name}: {csv} line {row + 2}"))
+            raise DatasetError(f"{spec.name}: {csv} line {line_of(table, row)}: dist_img {name!r} is not "
+                               "'Ixx_tt_ll.png'")
+        types.append(_typed(KADID_TYPES, int(match.group(2)), f"{spec.name}: {csv} line {line_of(table, row)}"))
         levels.append(str(int(match.group(3))))
     refs = [str(images_dir / r) for r in table["ref_img"].astype(str).str.strip()]
-    return frame([images_dir / n for n in names], raw, content_id=[Path(r).stem for r in refs],
+    return frame([images_dir / n for n in names], raw, source=csv, content_id=[Path(r).stem for r in refs],
                  reference=refs, distortion=types, level=levels)
 
 
@@ -231,7 +232,7 @@ def parse_pipal(spec, root: Path) -> pd.DataFrame:
             raw.append(value)
             ref_name = f"{parts[0].split('_')[0]}.bmp"
             refs.append(str(by_name.get(ref_name, base / "Train_Ref" / ref_name)))
-    return frame(names, raw, content_id=[Path(r).stem for r in refs], reference=refs)
+    return frame(names, raw, source=label_dir, content_id=[Path(r).stem for r in refs], reference=refs)
 
 
 def parse_siqad(spec, root: Path) -> pd.DataFrame:
@@ -262,7 +263,7 @@ def parse_siqad(spec, root: Path) -> pd.DataFrame:
                 refs.append(str(base / "references" / f"cim{ref}.bmp"))
                 types.append(SIQAD_TYPES[kind - 1])
                 levels.append(str(level))
-    return frame(images, raw, content_id=[Path(r).stem for r in refs], reference=refs,
+    return frame(images, raw, source=mat, content_id=[Path(r).stem for r in refs], reference=refs,
                  distortion=types, level=levels)
 
 
@@ -295,5 +296,5 @@ def parse_scid(spec, root: Path) -> pd.DataFrame:
         refs.append(str(base / "ReferenceSCIs" / f"{parts[0]}.bmp"))
         types.append(_typed(SCID_TYPES, int(match.group(2)), where))
         levels.append(match.group(3))
-    return frame(images, raw, content_id=[Path(r).stem for r in refs], reference=refs,
+    return frame(images, raw, source=txt, content_id=[Path(r).stem for r in refs], reference=refs,
                  distortion=types, level=levels)

@@ -225,11 +225,18 @@ class UnknownDatasetError(DatasetError, KeyError):
         return str(self.args[0])
 
 
+def closest(name: str, names) -> str | None:
+    """The known name ``name`` most likely means, case ignored (``KADID10K`` is ``kadid10k``); None if none is close."""
+    by_lower = {str(n).lower(): n for n in names}
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None
+
+
 def get_spec(name: str) -> DatasetSpec:
     try:
         return SPECS[name]
     except KeyError:
-        close = difflib.get_close_matches(str(name), list(SPECS), n=1, cutoff=0.6)
-        raise UnknownDatasetError(f"unknown dataset {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+        close = closest(name, SPECS)
+        raise UnknownDatasetError(f"unknown dataset {name!r}{f' (did you mean {close!r}?)' if close else ''}; "
                                   f"known datasets: {', '.join(sorted(SPECS))} (for any other, use "
                                   "`iqabench datasets add-generic`)") from None

@@ -53,12 +53,15 @@ def read_csv_columns(path: Path, dataset: str, required: list[str], *, optional:
 
     ``exact`` also refuses extra columns: for files whose column order carries
     meaning (KADID's ``dmos.csv``) an extra column means a different file.
+    Every column is read as text: pandas would read a score column of ``true``/``false`` as booleans,
+    which ``numeric_column`` would then take for the scores 1 and 0. The physical line of each row
+    is kept in ``frame.attrs["lines"]`` (see ``line_of``).
     """
     try:
         with warnings.catch_warnings():
             # With index_col=False pandas drops the extra fields of a long row with only a warning.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(path, **kwargs)
+            frame = pd.read_csv(path, **{**kwargs, "dtype": str})
     except pd.errors.EmptyDataError:
         raise DatasetError(f"{dataset}: {path} is empty; it needs a header line with the columns "
                            f"{required} and one line per image") from None
@@ -67,6 +70,10 @@ def read_csv_columns(path: Path, dataset: str, required: list[str], *, optional:
                            "in a spreadsheet) and try again") from None
     except pd.errors.ParserWarning:
         frame = None
+    except pd.errors.ParserError as err:  # a long row (without index_col=False), or a quote that never closes
+        if not _first_long_line(path):
+            _unreadable(path, dataset, err)
+        frame = None
     header = list(frame.columns) if frame is not None else _header(path)
     if len(header) == 1 and any(sep in str(header[0]) for sep in ";\t"):
         sep = "';'" if ";" in header[0] else "a tab"
@@ -74,15 +81,58 @@ def read_csv_columns(path: Path, dataset: str, required: list[str], *, optional:
                            "iqabench reads comma-separated files; save it with ',' as the separator (and '.' as "
                            "the decimal point)")
     if frame is None:
-        raise DatasetError(f"{dataset}: {path} line {_first_long_line(path)} has more fields than its header (line 1: "
-                           f"{','.join(header)!r}); quote names that hold a comma, or remove the extra fields")
+        raise DatasetError(f"{dataset}: {path} line {_first_long_line(path) or 1} has more fields than its header "
+                           f"(line 1: {','.join(header)!r}); quote names that hold a comma, or remove the extra fields")
     frame.columns = [str(c).strip() for c in frame.columns]
     twice = [c for c in required if f"{c}.1" in frame.columns]  # pandas renames a repeated column 'MOS' 'MOS.1'
     if twice:
         raise DatasetError(f"{dataset}: {path} has the column {twice[0]!r} more than once; keep one, so that it is "
                            "clear which holds the values")
     check_columns(frame, path, dataset, required, optional=optional, exact=exact, remedy=remedy)
+    lines = _record_lines(path)
+    if len(lines) == len(frame):  # else a layout this mapping does not follow: line_of falls back to row + 2
+        frame.attrs["lines"] = lines
     return frame
+
+
+def _unreadable(path: Path, dataset: str, err: pd.errors.ParserError) -> None:
+    """A CSV pandas cannot tokenise: its words, and for a quote that never closes, the line it opens on."""
+    said = " ".join(str(err).split())
+    if "EOF inside string" in said:
+        records = _record_lines(path, keep_blank=True)  # the csv module reads an open quote to the end of the file
+        line = int(records[-1]) if len(records) else 1
+        raise DatasetError(f"{dataset}: {path} line {line}: a quote (\") opens a field that never closes (pandas: "
+                           f"{said}); close the quote, or remove it") from None
+    raise DatasetError(f"{dataset}: {path} cannot be read as CSV (pandas: {said}); save it as a comma-separated "
+                       "file with one header line and one line per image") from None
+
+
+def _record_lines(path: Path, keep_blank: bool = False) -> np.ndarray:
+    """The physical (1-based) line on which each data row of a CSV starts, as pandas counts rows.
+
+    A row's index + 2 is its line only without blank lines (pandas skips them, as it does lines of
+    spaces or tabs) or names holding a quoted line break. An empty field alone (``""``) is a row."""
+    starts, line = [], 0
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+        rows = csv.reader(fh)
+        try:
+            for row in rows:
+                blank = not row or (len(row) == 1 and row[0] != "" and not row[0].strip(" \t"))
+                if keep_blank or not blank:
+                    starts.append(line + 1)
+                line = rows.line_num
+        except csv.Error:  # a field past the csv module's size limit (an open quote swallowing the file)
+            starts.append(line + 1)  # the row it started on; for a successful read, a count that cannot match
+    return np.asarray(starts[1:] if not keep_blank else starts, dtype=np.int64)  # [1:]: the header
+
+
+def line_of(frame: pd.DataFrame, row: int, first_line: int = 2) -> int:
+    """The line of the file that holds ``frame``'s row ``row`` (0-based): the physical line that
+    ``read_csv_columns`` recorded, else (a spreadsheet, a built frame) ``row + first_line``."""
+    lines = frame.attrs.get("lines")
+    if lines is not None and len(lines) == len(frame):
+        return int(lines[row])
+    return row + first_line
 
 
 def read_text_lines(path: Path, dataset: str) -> list[str]:
@@ -110,12 +160,12 @@ def _header(path: Path) -> list[str]:
         return next(csv.reader(fh), [])
 
 
-def _first_long_line(path: Path) -> int:
-    """The 1-based line of the first row with more fields than the header."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+def _first_long_line(path: Path) -> int | None:
+    """The 1-based line of the first row with more fields than the header; None when there is none."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
         rows = csv.reader(fh)
         width = len(next(rows, []))
-        return next((rows.line_num for row in rows if len(row) > width), 1)
+        return next((rows.line_num for row in rows if len(row) > width), None)
 
 
 def read_excel_columns(path: Path, dataset: str, required: list[str], *, sheet=0,
@@ -200,14 +250,18 @@ def check_columns(frame: pd.DataFrame, path: Path, dataset: str, required: list[
 
 def numeric_column(frame: pd.DataFrame, column: str, path: Path, dataset: str,
                    first_line: int = 2) -> np.ndarray:
-    """The column as float64; a blank or non-numeric cell names its line."""
-    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    """The column as float64; a blank or non-numeric cell names its line.
+
+    A boolean (a spreadsheet's TRUE) is not a number here, though pandas would make it 1 or 0."""
+    cells = frame[column].astype(object)
+    boolean = cells.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
+    values = pd.to_numeric(cells.mask(boolean, None), errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        cell = frame[column].iloc[row]
-        shown = "blank" if pd.isna(cell) else repr(str(cell))
-        raise DatasetError(f"{dataset}: {path} line {row + first_line}: '{column}' is "
+        cell = cells.iloc[row]
+        shown = "blank" if not isinstance(cell, (bool, np.bool_)) and pd.isna(cell) else repr(str(cell))
+        raise DatasetError(f"{dataset}: {path} line {line_of(frame, row, first_line)}: '{column}' is "
                            f"{shown}, not a number ({int(bad.sum())} such row(s))")
     return values
 
@@ -225,19 +279,27 @@ def parse_score(text: str, where: str, what: str) -> float:
 
 def name_column(frame: pd.DataFrame, column: str, path: Path, dataset: str,
                 first_line: int = 2) -> list[str]:
-    """Image names, stripped; blank or duplicated names are errors with their line."""
+    """Image names, stripped; blank or duplicated names, or a NUL byte (no file name can hold one, and
+    the OS calls would raise on it), are errors with their line."""
     names = frame[column]
     blank = names.isna() | (names.astype(str).str.strip() == "")
     if blank.any():
         row = int(np.flatnonzero(blank.to_numpy())[0])
-        raise DatasetError(f"{dataset}: {path} line {row + first_line}: empty '{column}'")
+        raise DatasetError(f"{dataset}: {path} line {line_of(frame, row, first_line)}: empty '{column}'")
     names = names.astype(str).str.strip()
+    nul = names.str.contains("\0", regex=False)
+    if nul.any():
+        row = int(np.flatnonzero(nul.to_numpy())[0])
+        raise DatasetError(f"{dataset}: {path} line {line_of(frame, row, first_line)}: '{column}' "
+                           f"{names.iloc[row]!r} holds a NUL byte (\\x00), which no file name can; write the "
+                           "file's name there")
     dup = names.duplicated(keep="first")
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
         first = int(np.flatnonzero((names == names.iloc[row]).to_numpy())[0])
-        raise DatasetError(f"{dataset}: {path} line {row + first_line}: image {names.iloc[row]!r} is "
-                           f"listed again (first on line {first + first_line}); remove the duplicate")
+        raise DatasetError(f"{dataset}: {path} line {line_of(frame, row, first_line)}: image {names.iloc[row]!r} "
+                           f"is listed again (first on line {line_of(frame, first, first_line)}); remove the "
+                           "duplicate")
     return names.tolist()
 
 

@@ -29,9 +29,9 @@ def human_size(n: int | None) -> str:
     return f"{n:.1f} GB"
 
 
-def _built_row(name: str, kind: str, scale: str, how: str) -> dict:
-    """A dataset the `prepare` stage builds (embedded) or indexes (shared subsets)."""
-    manifest_path = PREPARED / name / "manifest.csv"
+def _built_row(name: str, kind: str, scale: str, how: str, prepared: Path) -> dict:
+    """A dataset the `prepare` stage builds (embedded) or indexes (shared subsets) into ``prepared``/NAME."""
+    manifest_path = Path(prepared) / name / "manifest.csv"
     ready = manifest_path.is_file()
     images = sum(1 for _ in open(manifest_path)) - 1 if ready else None
     return {"name": name, "kind": kind, "images": images, "score": scale,
@@ -41,16 +41,18 @@ def _built_row(name: str, kind: str, scale: str, how: str) -> dict:
             "path": str(manifest_path.parent) if ready else ""}
 
 
-def status_table(data_root: Path = DEFAULT_DATA_ROOT, registry_path: Path = DEFAULT_REGISTRY) -> list[dict]:
+def status_table(data_root: Path = DEFAULT_DATA_ROOT, registry_path: Path = DEFAULT_REGISTRY,
+                 prepared: Path = PREPARED) -> list[dict]:
     """One row per known or registered dataset: name, kind, images, score, size, status, path, and
     ``state`` (one word for a narrow table: ready, registered, partial, missing, not built) with
-    ``action`` (what to run to get it; empty when ready)."""
+    ``action`` (what to run to get it; empty when ready). ``prepared``: where `prepare` writes manifests."""
     registry = read_registry(registry_path)
     rows = [_built_row(name, "embedded", "pseudo-MOS [0, 100], higher is better",
-                       "built from scikit-image's photographs by `dvc repro`") for name in embedded.SETS]
+                       "built from scikit-image's photographs by `dvc repro`", prepared) for name in embedded.SETS]
     for name, spec_name in SHARED_SUBSETS.items():
         rows.append(_built_row(name, SPECS[spec_name].kind, SPECS[spec_name].scale,
-                               "the real subset in ../shared/datasets: add it to `datasets:` in params.yaml"))
+                               "the real subset in ../shared/datasets: add it to `datasets:` in params.yaml",
+                               prepared))
     for name, spec in SPECS.items():
         local = Path(data_root) / name
         entry = registry.get(name)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import io
+from . import encoder_files
 
 ARCHS = ("small_cnn", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
@@ -243,21 +243,6 @@ def save(encoder: Encoder, path, **extra) -> None:
     io.write_torch(path, {"config": encoder.config(), "state_dict": encoder.state_dict(), **extra})
 
 
-def _is_torch_file(path) -> bool:
-    """Whether ``path`` is laid out as torch.save writes: a whole zip archive (torch >= 1.6) or a pickle
-    (protocol 2+ starts with 0x80: the legacy format). Only such a file can be an unsafe pickle."""
-    import zipfile
-
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                return archive.testzip() is None
-        with open(path, "rb") as fh:
-            return fh.read(1) == b"\x80"
-    except (OSError, zipfile.BadZipFile):
-        return False
-
-
 def published_origin(blob) -> str | None:
     """Whose released file ``blob`` is, where its authors read images otherwise than CONTRIQUE does:
     ARNIQA.pth (``model.<i>.*`` + ``projector.*``, ImageNet-normalised 5 crops) or a Re-IQA encoder (PyContrast's
@@ -283,31 +268,7 @@ def load(path, map_location="cpu", read_as: Preprocessing | None = None) -> Enco
     ``read_as``: the preprocessing its images will get. CONTRIQUE's on an ARNIQA or Re-IQA file (a ``file:``
     row, fine-tuning) is refused: the features would be silently unlike the authors'.
     """
-    try:
-        blob = io.read_torch(path, map_location=map_location)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such encoder file; check the path after 'file:', or put the "
-                                "authors' file there for a *-published row (docs/reproduce.md)") from None
-    except Exception as exc:  # torch raises several types for non-checkpoint or pickled-object files
-        def reason(err: BaseException) -> str:
-            return f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err).strip() else 'no data'}"
-
-        expected = ("Expected: an iqabench encoder file, a torchvision ResNet state dict, CONTRIQUE_checkpoint25.tar, "
-                    "ARNIQA.pth or Re-IQA's quality_aware_r50.pth / content_aware_r50.pth")
-        if not (isinstance(exc, io.UnsafePickleError) and _is_torch_file(path)):
-            # Truncated, emptied, a text file: advice about pickles would send the user the wrong way.
-            if Path(path).resolve().parent == TRAINED.resolve():  # a pretrain@NAME output: DVC has it
-                restore = f"restore it with `dvc checkout {path}` (or `dvc repro -f pretrain@{Path(path).stem}`)"
-            else:
-                restore = "download or copy it again (a file `dvc repro` made: `dvc checkout PATH`)"
-            # io.read_torch calls any unpickling failure unsafe; torch's own error says what the bytes were.
-            cause = exc.__context__ if isinstance(exc, io.UnsafePickleError) and exc.__context__ else exc
-            raise ValueError(f"{path} is corrupt or not a torch checkpoint ({reason(cause)}): {restore}. "
-                             f"{expected}") from exc
-        # A full pickle can run code when loaded, so it is refused; its tensors can be saved on their own.
-        raise ValueError(f"{path}: cannot be read as a weights-only torch checkpoint ({reason(exc)}). Full pickles are "
-                         "not loaded (they can run code); save its state dict alone (torch.save(model.state_dict(), "
-                         f"'weights.pth') in the code that made it) and give that. {expected}") from exc
+    blob = encoder_files.read(path, map_location, restore=_restore(path))
     origin = published_origin(blob)
     if origin and read_as == CONTRIQUE:
         raise ValueError(f"{path} is {origin}'s published checkpoint, whose authors read images otherwise than "
@@ -315,16 +276,32 @@ def load(path, map_location="cpu", read_as: Preprocessing | None = None) -> Enco
                          f"use. Use the row {PUBLISHED_ROW[origin]}, which reads it as its authors do, or declare "
                          "your own row with its preprocessing (README, 'Add your own model').")
     if isinstance(blob, dict) and "config" in blob and "state_dict" in blob:
-        encoder = Encoder(**blob["config"])
-        encoder.load_state_dict(blob["state_dict"])
+        # Checked before building: an edited config (an unknown key, a list, width 2**40) was a TypeError or an
+        # attempt to allocate terabytes; tensors of another shape were load_state_dict's page of "size mismatch".
+        config = encoder_files.check_config(blob["config"], path, ARCHS, fix=_refit(path))
+        encoder = Encoder(**config)
+        what = f"its config ({encoder.arch}" + (f", width {encoder.width})" if encoder.arch == "small_cnn" else ")")
+        encoder_files.load_weights(encoder, blob["state_dict"], path, what, fix=_refit(path))
         return encoder.eval()
     arch, trunk_state = resnet_trunk_state(blob, where=str(path))
     encoder = Encoder(arch)
-    missing, unexpected = encoder.trunk.load_state_dict(trunk_state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit torchvision's {arch}: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+    encoder_files.load_weights(encoder.trunk, trunk_state, path, f"torchvision's {arch}", strict=False,
+                               fix=f"Its tensors are not a torchvision {arch}'s (edited, or another network with the "
+                                   f"same blocks per stage): give that network's own state dict; {_restore(path)}")
     return encoder.eval()
+
+
+def _restore(path) -> str:
+    """How to get a damaged encoder file back: a pretrain@NAME output from DVC, any other file from its source."""
+    if Path(path).resolve().parent == TRAINED.resolve():
+        return f"restore it with `dvc checkout {path}` (or `dvc repro -f pretrain@{Path(path).stem}`)"
+    return "download or copy it again (a file `dvc repro` made: `dvc checkout PATH`)"
+
+
+def _refit(path) -> str:
+    """What to do when an iqabench encoder file's config and tensors disagree: it was edited or spliced."""
+    return (f"The file was changed after iqabench saved it (config and tensors must come from one "
+            f"encoders.save); {_restore(path)}")
 
 
 # CONTRIQUE_model keeps ``nn.Sequential(*list(resnet.children())[:-2])`` as ``encoder`` and ARNIQA's
