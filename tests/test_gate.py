@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from iqabench import gate, gate_inputs
+from iqabench import gate, gate_inputs, gate_noise
 from iqabench.io import write_csv
 
 BASELINE = {
@@ -145,13 +145,13 @@ def test_n_test_from_reports(tmp_path):
         {"model": ["contrique", "random"], "dataset": ["synthetic-single"] * 2, "n_images": [4000, 4000]}))
     write_csv(tmp_path / "cross.csv", pd.DataFrame(
         {"model": ["contrique", "contrique"], "train": ["a", "a"], "test": ["b", "a"], "n_test": [900, None]}))
-    assert gate_inputs.n_test_from_reports(tmp_path, test_frac=0.2) == {"synthetic-single": 800, "a->b": 900}
+    assert gate_noise.n_test_from_reports(tmp_path, test_frac=0.2) == {"synthetic-single": 800, "a->b": 900}
     (tmp_path / "within.csv").write_text('model,dataset,n_images\n"contrique,synthetic-single,4000\n')
     with pytest.raises(gate.GateError, match=r"within.csv is not a readable CSV table .*rerun `dvc repro evaluate`"):
-        gate_inputs.n_test_from_reports(tmp_path)  # (pandas' ParserError traceback before)
+        gate_noise.n_test_from_reports(tmp_path)  # (pandas' ParserError traceback before)
     write_csv(tmp_path / "within.csv", pd.DataFrame({"model": ["random"], "n_images": [10]}))
     with pytest.raises(gate.GateError, match=r"within.csv lacks the column\(s\) dataset"):
-        gate_inputs.n_test_from_reports(tmp_path)
+        gate_noise.n_test_from_reports(tmp_path)
 
 
 def test_dvc_metrics_diff_output_splits_into_baseline_and_current():

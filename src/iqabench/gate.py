@@ -52,8 +52,8 @@ import typer
 
 from . import acceptance
 from .gate_inputs import (METRICS_FILE, SECTIONS, STATISTICS, BaselineError, GateError, check_coverage,
-                          check_settings, correlations, leaves, load_inputs, n_test_from_reports,
-                          read_settings, seed_std_from)
+                          check_settings, correlations, leaves, load_inputs, read_settings)
+from .gate_noise import n_test_from_reports, seed_std_from
 
 FIELLER_VARIANCE = {"srcc": 1.06, "plcc": 1.0}
 AUTO_FACTOR = 2.33
