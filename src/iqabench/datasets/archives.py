@@ -1,8 +1,10 @@
 """Safe, all-or-nothing extraction of zip, tar(.gz/.bz2/.xz) and rar archives.
 
 Every member is checked before anything is written: absolute paths, ``..``
-components, drive letters, symbolic and hard links and device files are
-refused, so an archive cannot write outside the target folder (zip-slip).
+components, drive letters, NUL bytes, symbolic and hard links and device files
+are refused, so an archive cannot write outside the target folder (zip-slip).
+A compressed tar's gzip/bzip2/xz check is read too (tarfile stops before it),
+and damaged compressed data is reported as a corrupt archive, not a disk error.
 Members are unpacked into a staging folder inside the target and moved into
 place only once the whole archive has been read, so a refused, corrupt or
 interrupted archive leaves the target as it was. A member named twice, a name
@@ -17,12 +19,14 @@ download starts.
 """
 from __future__ import annotations
 
+import lzma
 import os
 import shutil
 import stat
 import subprocess
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from types import ModuleType
 
@@ -93,7 +97,10 @@ def rar_extractor() -> str:
 
 
 def check_member(name: str, archive: Path) -> PurePosixPath:
-    """Refuse names that are absolute or climb out of the target; return the relative path."""
+    """Refuse names that are absolute, climb out of the target or hold a NUL; return the relative path."""
+    if "\0" in name:  # no file system takes one: tarfile dies with a ValueError, zipfile cuts the name there
+        raise UnsafeArchiveError(f"{archive.name}: member {name!r} has a NUL byte in its name; refusing to extract "
+                                 "this archive (it may be malicious or corrupt)")
     clean = name.replace("\\", "/")
     path = PurePosixPath(clean)
     if not clean or clean.startswith("/") or (len(clean) > 1 and clean[1] == ":") or ".." in path.parts:
@@ -141,12 +148,21 @@ def _link_error(archive: Path, name: str, symbolic: bool) -> UnsafeArchiveError:
                               f"link; links are refused because they can point outside the target")
 
 
+def _special_error(archive: Path, name: str) -> UnsafeArchiveError:
+    return UnsafeArchiveError(f"{archive.name}: member {name!r} is a device or special file; refusing to extract "
+                              "this archive (it may be malicious or corrupt)")
+
+
 def _extract_zip(archive: Path, staging: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
-            check_member(info.filename, archive)
-            if stat.S_ISLNK(info.external_attr >> 16):
+            check_member(info.orig_filename, archive)  # as stored: zipfile's filename is cut at a NUL
+            kind = stat.S_IFMT(info.external_attr >> 16)  # a Unix mode, where the zip was made on Unix (else 0)
+            if kind == stat.S_IFLNK:
                 raise _link_error(archive, info.filename, symbolic=True)
+            if info.create_system == 3 and kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+                # zipfile would write it as a plain file; no dataset holds a device or FIFO, so the archive lies.
+                raise _special_error(archive, info.filename)
             if info.flag_bits & 0x1 or info.compress_type not in ZIP_METHODS:
                 # zipfile stops with a RuntimeError or NotImplementedError, after earlier members were written.
                 why = ("is encrypted (password-protected)" if info.flag_bits & 0x1 else
@@ -169,7 +185,7 @@ def _extract_tar(archive: Path, staging: Path) -> None:
             if member.issym() or member.islnk():
                 raise _link_error(archive, member.name, symbolic=member.issym())
             if not (member.isfile() or member.isdir()):
-                raise UnsafeArchiveError(f"{archive.name}: member {member.name!r} is a device or special file")
+                raise _special_error(archive, member.name)
         if archive.name.lower().endswith(".tar"):
             # A plain tar cut at a member boundary reads as a shorter archive; it lacks the end-of-archive
             # blocks. (A compressed one fails in the decompressor instead.)
@@ -177,8 +193,20 @@ def _extract_tar(archive: Path, staging: Path) -> None:
             if tf.fileobj.read(tarfile.BLOCKSIZE) != bytes(tarfile.BLOCKSIZE):
                 raise DatasetError(f"{archive.name}: ends without tar's end-of-archive marker, after "
                                    f"{len(tf.getmembers())} member(s); it is truncated, delete it and download again")
+        else:
+            # tarfile stops at the end-of-archive blocks, before the gzip/bzip2/xz check that follows them, so a
+            # damaged stream would extract; reading on from where the listing stopped (no seek back, which would
+            # decompress it all again) runs the check.
+            while tf.fileobj.read(1 << 20):
+                pass
         check_listing(archive, [(m.name, m.isdir(), m.size) for m in tf.getmembers()], staging.parent)
-        tf.extractall(staging, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tf.extractall(staging, filter="data")
+        else:  # Python 3.10 before 3.10.12: what the data filter would do, by hand (links are refused above)
+            for member in tf.getmembers():
+                member.mode = 0o755 if member.isdir() or member.mode & 0o100 else 0o644
+                member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+            tf.extractall(staging, numeric_owner=True)
 
 
 def _extract_rar_libarchive(archive: Path, staging: Path, libarchive: ModuleType) -> None:
@@ -191,7 +219,7 @@ def _extract_rar_libarchive(archive: Path, staging: Path, libarchive: ModuleType
             if entry.issym or entry.islnk:
                 raise _link_error(archive, name, symbolic=entry.issym)
             if not (entry.isfile or entry.isdir):
-                raise UnsafeArchiveError(f"{archive.name}: member {name!r} is a device or special file")
+                raise _special_error(archive, name)
             listing.append((name, entry.isdir, entry.size or 0))
     check_listing(archive, listing, staging.parent)
     # Second pass: the data, written only to the checked relative paths (never by libarchive itself).
@@ -241,10 +269,13 @@ def _extract_rar_tool(archive: Path, staging: Path, tool: str) -> None:
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise DatasetError(f"{archive.name}: {name} failed to extract: {out.stderr.strip()[:300]}")
-    # The tools' listings do not say which members are links; one found in staging voids the archive.
+    # The tools' listings do not say which members are links or special files; one found in staging voids the
+    # archive (bsdtar run as root makes FIFOs and device nodes as the archive says).
     for path in staging.rglob("*"):
         if path.is_symlink():
             raise _link_error(archive, path.relative_to(staging).as_posix(), symbolic=True)
+        if not (path.is_file() or path.is_dir()):
+            raise _special_error(archive, path.relative_to(staging).as_posix())
 
 
 def _extract_rar(archive: Path, staging: Path) -> None:
@@ -288,8 +319,12 @@ def extract(archive: Path, target: Path) -> None:
         staging.mkdir()
         try:
             {"zip": _extract_zip, "tar": _extract_tar, "rar": _extract_rar}[kind](archive, staging)
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
-            raise DatasetError(f"{archive.name}: cannot read the archive ({err}); it is corrupt or truncated, "
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as err:
+            if isinstance(err, OSError) and err.errno is not None:
+                raise  # the disk or the folder (ENOSPC, EACCES): handled below
+            # Damaged compressed data: zlib and lzma raise their own errors, gzip and bzip2 an OSError with no errno.
+            why = " ".join(str(err).split())  # tarfile's "could not be opened" lists one line per method
+            raise DatasetError(f"{archive.name}: cannot read the archive ({why}); it is corrupt or truncated, "
                                f"delete it and download again") from err
         _move_into(staging, target)
     except OSError as err:  # a full disk, a read-only target: this machine, not the archive

@@ -108,22 +108,39 @@ def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = Non
                 raise ChecksumError(f"{err}. Nothing was pinned; the file is kept as {corrupt} and not used: "
                                     "delete it and run the download again") from err
         else:
-            io.write_bytes(dest / remote.filename, stored.read_bytes())
+            try:
+                io.write_bytes(dest / remote.filename, stored.read_bytes())
+            except OSError as err:  # a full disk, or a folder of that name: the download itself is fine
+                raise DownloadError(f"{spec.name}: cannot place {remote.filename} at {dest / remote.filename} "
+                                    f"({err.strerror or err}); make room for it there (free space, or move what has "
+                                    "that name), then run the download again: the downloaded file "
+                                    f"{stored} is kept and not downloaded again") from None
         fetched.append((key, remote, stored, digest))
     _check_layout(spec, dest, [stored for _, _, stored, _ in fetched])
     # Pinned only now: a file that failed to verify, extract or hold the dataset must never become the reference.
     for key, remote, stored, digest in fetched:
         if lock.get(key, {}).get("sha256") != digest:
             lock[key] = {"url": remote.url, "size": stored.stat().st_size, "sha256": digest}
-            io.write_json(lock_path, dict(sorted(lock.items())))
+            _record(lock_path, dict(sorted(lock.items())), spec.name, remote.filename)
         done[remote.filename] = digest
-        io.write_json(dest / DONE_MARKER, done)
+        _record(dest / DONE_MARKER, done, spec.name, remote.filename)
         if not keep_archives:
             stored.unlink()
     leftover = dest / ARCHIVE_DIR
     if leftover.is_dir() and not any(leftover.iterdir()):
         leftover.rmdir()
     return dest
+
+
+def _record(path: Path, record: dict, name: str, filename: str) -> None:
+    """Write the lock file or the done marker. The archive is deleted only after both, so a failure here leaves
+    it in .archives, where the next run finds and reuses it."""
+    try:
+        io.write_json(path, record)
+    except OSError as err:
+        raise DownloadError(f"{name}: cannot record the SHA-256 of {filename} in {path} ({err.strerror or err}); "
+                            "make that folder writable, then run the download again: the download is kept and not "
+                            "downloaded again") from None
 
 
 def _check_layout(spec: DatasetSpec, dest: Path, fetched: list[Path]) -> None:
@@ -164,7 +181,8 @@ def fetch(url: str, target: Path, *, size: int | None = None, sha256: str | None
                 total = _transfer(url, part, timeout, bar, task, size)
                 break
             except _Stale as err:
-                # The server will not send the rest of this part (416): start over once, without Range.
+                # The server will not send the rest of this part (416, or a 206 from elsewhere): start over once,
+                # without Range.
                 part.unlink(missing_ok=True)
                 reason = str(err)
                 if not restarted:
@@ -186,8 +204,10 @@ def fetch(url: str, target: Path, *, size: int | None = None, sha256: str | None
                     raise DownloadError(f"{label}: {url} redirects, and it was not followed: {why} The file has "
                                         "moved or the link is broken; check the dataset homepage") from None
                 reason = f"HTTP {err.code}"
+            except _Incomplete as err:
+                reason = str(err)
             except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout,
-                    TimeoutError, _Incomplete) as err:
+                    TimeoutError) as err:
                 reason = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
             failures += 1
             have = part.stat().st_size if part.exists() else 0
@@ -217,7 +237,8 @@ class _Incomplete(Exception):
 
 
 class _Stale(Exception):
-    """The server refuses to resume the partial file (416): it is not a prefix of the file it serves."""
+    """The server will not resume the partial file: a 416 (it is not a prefix of the file it serves), or a 206
+    that starts elsewhere than asked."""
 
 
 class _Fatal(Exception):
@@ -273,7 +294,9 @@ def _transfer(url: str, part: Path, timeout: float, bar: Progress, task, size: i
         if response.status == 206:
             match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
             if not match or int(match.group(1)) != have:
-                raise _Incomplete(f"server resumed at the wrong offset for {url}")
+                # Appending would misplace every byte; retrying asks the same server the same question.
+                raise _Stale(f"HTTP 206 at the wrong offset: asked for byte {have} on, got Content-Range "
+                             f"{response.headers.get('Content-Range')!r}")
             total = int(match.group(2)) if match.group(2) != "*" else None
             mode = "ab"
         else:
@@ -282,9 +305,11 @@ def _transfer(url: str, part: Path, timeout: float, bar: Progress, task, size: i
             total = int(length) if length else None
         bar.update(task, total=total, completed=have)
         _check_space(part, (total - have) if total is not None else None)
-        _append(part, mode, response, bar, task)
-    if total is not None and part.stat().st_size < total:
-        raise _Incomplete(f"connection closed after {part.stat().st_size} of {total} bytes")
+        closed_early = _append(part, mode, response, bar, task)
+    got = part.stat().st_size
+    if closed_early or (total is not None and got < total):
+        raise _Incomplete(f"the connection closed early: {got} of {total} bytes" if total is not None else
+                          f"the connection closed early, after {got} bytes")
     return total
 
 
@@ -298,8 +323,8 @@ def _writing():
         raise _WriteError(err.strerror or str(err)) from err
 
 
-def _append(part: Path, mode: str, response, bar: Progress, task) -> None:
-    """Write the body to ``part``."""
+def _append(part: Path, mode: str, response, bar: Progress, task) -> bool:
+    """Write the body to ``part``; True if the connection closed before the body's declared end."""
     with _writing():
         fh = open(part, mode)
     closed_early = None
@@ -318,8 +343,7 @@ def _append(part: Path, mode: str, response, bar: Progress, task) -> None:
     finally:
         with _writing():
             fh.close()  # flushes the buffer: where a full disk often shows first
-    if closed_early:
-        raise _Incomplete(f"connection closed early ({part.stat().st_size} bytes so far)") from closed_early
+    return closed_early is not None
 
 
 def _check_space(part: Path, needed: int | None) -> None:
