@@ -86,6 +86,17 @@ def test_a_member_outside_the_target_is_refused_in_zip_and_tar(tmp_path, kind, m
     assert_nothing_written(tmp_path, tmp_path / "out")
 
 
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+@pytest.mark.parametrize("member", [".iqabench-download.json", ".archives/kadid10k.zip", "./.archives/x"])
+def test_a_member_named_as_the_downloads_own_record_is_refused(tmp_path, kind, member):
+    # A planted "done" marker or kept archive would be trusted by the next run.
+    members = [("ok.txt", b"fine"), (member, b"{}")]
+    archive = put(tmp_path, f"bad.{kind}", zip_bytes(members) if kind == "zip" else tar_bytes(members))
+    with pytest.raises(UnsafeArchiveError, match=rf"^bad.{kind}: member .* would overwrite iqabench's own record"):
+        extract(archive, tmp_path / "out")
+    assert_nothing_written(tmp_path, tmp_path / "out")
+
+
 @pytest.mark.parametrize("members, culprit, what", [
     ([tar_info("d", tarfile.SYMTYPE, "/tmp"), ("d/evil-iqabench.txt", b"x")], "d", "symbolic"),
     ([tar_info("images/x.png", tarfile.LNKTYPE, "/etc/passwd")], "images/x.png", "hard"),

@@ -96,6 +96,12 @@ def rar_extractor() -> str:
         f"command again")
 
 
+# The download's own bookkeeping in a dataset folder: kept archives, and the marker that says it is complete. A
+# member of that name would plant a file the next run trusts (a "done" marker, an archive it reuses).
+ARCHIVE_DIR = ".archives"
+DONE_MARKER = ".iqabench-download.json"
+
+
 def check_member(name: str, archive: Path) -> PurePosixPath:
     """Refuse names that are absolute, climb out of the target or hold a NUL; return the relative path."""
     if "\0" in name:  # no file system takes one: tarfile dies with a ValueError, zipfile cuts the name there
@@ -106,6 +112,10 @@ def check_member(name: str, archive: Path) -> PurePosixPath:
     if not clean or clean.startswith("/") or (len(clean) > 1 and clean[1] == ":") or ".." in path.parts:
         raise UnsafeArchiveError(f"{archive.name}: member {name!r} would be written outside the target "
                                  f"folder; refusing to extract this archive (it may be malicious or corrupt)")
+    if path.parts and path.parts[0] in (ARCHIVE_DIR, DONE_MARKER):
+        raise UnsafeArchiveError(f"{archive.name}: member {name!r} would overwrite iqabench's own record of the "
+                                 f"download ({path.parts[0]}); refusing to extract this archive (it may be "
+                                 "malicious or corrupt)")
     return path
 
 

@@ -33,8 +33,7 @@ from .registry import DatasetSpec, get_spec
 from .scorefiles import DatasetError, locate
 
 CHUNK = 1 << 16
-ARCHIVE_DIR = ".archives"
-DONE_MARKER = ".iqabench-download.json"
+ARCHIVE_DIR, DONE_MARKER = archives.ARCHIVE_DIR, archives.DONE_MARKER
 NO_RETRY = {400, 401, 403, 404, 410}
 
 
