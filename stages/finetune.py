@@ -17,6 +17,7 @@ import pandas as pd
 
 from iqabench import io, manifest, params, rows, stage_errors, timing
 from iqabench.models import encoders
+from iqabench.training import checkpoint
 from iqabench.training.finetune import FinetuneConfig, finetune_dataset
 
 CHECKPOINTS = Path("data/checkpoints/finetune")
@@ -94,8 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     with timing.timed("finetune") as timed:
         results = []
         for ds, frame in frames.items():
-            results.append(finetune_dataset(cfg, frame, encoder, CHECKPOINTS, dataset=ds,
-                                            manifest_path=manifests[ds]))
+            # A diverging loss (lr too high) is a setting to change, not a bug: one line naming dataset and split.
+            with stage_errors.one_line("finetune", FloatingPointError, checkpoint.CheckpointSaveError):
+                results.append(finetune_dataset(cfg, frame, encoder, CHECKPOINTS, dataset=ds,
+                                                manifest_path=manifests[ds]))
         per_split = pd.concat(results, ignore_index=True)
         # Each split's training seconds (kept through a resume) are wall-clock figures: they go to the timing
         # JSON, not reports/finetune.csv (a DVC output), whose bytes then change only with the results.

@@ -37,16 +37,26 @@ import yaml
 
 from iqabench import io, params, timing
 from iqabench.models import encoders
+from iqabench.training import checkpoint
 from iqabench.training.pretrain import NonFiniteLoss, PretrainConfig, train
 
 CHECKPOINTS = Path("data/checkpoints")  # pretrain-NAME/, one per encoder: runs sharing one prune each other's
 NOT_CONFIG = {"datasets", "models", "profile", "nproc"}
 
 
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be a profile, or None: "does not exist" misled for /dev/null or a folder."""
+    if path.is_file():
+        return None
+    what = ("is a folder" if path.is_dir() else "does not exist" if not path.exists()
+            else "is not a regular file (a device, pipe or socket)")
+    return f"pretrain profile {path} {what}; give a YAML file of overrides (see profiles/ for the shipped ones)"
+
+
 def read_profile(path: str | os.PathLike, name: str = "NAME") -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise SystemExit(f"pretrain profile {path} does not exist; see profiles/ for the shipped ones")
+    if problem := _not_a_file(path):
+        raise SystemExit(problem)
     with open(path, encoding="utf-8") as fh:
         overrides = yaml.safe_load(fh) or {}
     if not isinstance(overrides, dict):
@@ -102,6 +112,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {err}") from None
     section = params.section(f"pretrain.{args.name}")
     cfg = config_from(section, args.profile, args.name)  # checked before launching anything
+    if args.profile:
+        # params.section checked params.yaml's profile; --profile replaces it, so it gets the same checks (keys'
+        # types and ranges) here, before anything trains: a bad lr, steps or arch failed deep in training.
+        try:
+            params.check_profile(args.profile, f"pretrain.{args.name}", section)
+        except params.ParamsError as err:
+            raise SystemExit(f"error: {err}") from None
     command = torchrun_command(args.nproc if args.nproc is not None else section.get("nproc", 1), cfg.device, argv,
                                key=f"pretrain.{args.name}.nproc")
     if command is not None:
@@ -111,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     with timing.timed(f"pretrain-{args.name}", enabled=is_main) as timed:
         try:
             history = train(cfg, Path("data/corpus"), out, args.checkpoints or CHECKPOINTS / f"pretrain-{args.name}")
+        except checkpoint.CheckpointSaveError as err:  # a full disk or read-only folder: one line, earlier ones kept
+            raise SystemExit(f"error: pretrain@{args.name}: {err}") from None
         except (ValueError, NonFiniteLoss) as err:
             # The training library names a bad setting "pretrain.KEY" (it does not know the entry): say which
             # entry of params.yaml it is, in one line. ValueErrors naming no setting keep their traceback.

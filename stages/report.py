@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -53,8 +54,36 @@ def stage_timings(previous_report: Path = R / "results.md",
         since = previous_report.stat().st_mtime + SAME_CHECKOUT_S if previous_report.is_file() else float("-inf")
     every = []
     for path in sorted((R / "timings").glob("*.json")):
-        every.append({**json.loads(path.read_text()), "finished": path.stat().st_mtime})
+        timing = _read_timing(path)
+        if timing is not None:
+            every.append({**timing, "finished": path.stat().st_mtime})
     return every, [t for t in every if t["finished"] > since]
+
+
+def _read_timing(path: Path) -> dict | None:
+    """A timing file's contents, or None with a one-line warning when it is damaged. The files are git-tracked
+    and rewritten on every run (a merge conflict leaves markers in them) and only informational: a bad one must
+    not stop the report, which reads them after it wrote the figures."""
+    try:
+        timing = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problem = f"is not readable JSON ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    else:
+        number = (int, float)
+        if not isinstance(timing, dict):
+            problem = f"is a JSON {type(timing).__name__}, not an object"
+        elif not isinstance(timing.get("stage"), str) or not timing["stage"]:
+            problem = "has no 'stage' name"
+        elif not isinstance(timing.get("seconds"), number) or isinstance(timing["seconds"], bool):
+            problem = f"has no number 'seconds' (got {timing.get('seconds')!r})"
+        elif timing.get("training_seconds") is not None and (not isinstance(timing["training_seconds"], number)
+                                                             or isinstance(timing["training_seconds"], bool)):
+            problem = f"'training_seconds' is not a number (got {timing['training_seconds']!r})"
+        else:
+            return timing
+    print(f"warning: {path} {problem}; skipped in the wall-time table. Run its stage again to rewrite it, or "
+          f"`git checkout {path}`", file=sys.stderr)
+    return None
 
 
 def timings_markdown(every: list[dict], ran: list[dict]) -> str:
@@ -65,7 +94,7 @@ def timings_markdown(every: list[dict], ran: list[dict]) -> str:
         if (t.get("training_seconds") or 0) > t["seconds"]:  # resumed: what the training cost (None: unknown)
             note = f" (training {t['training_seconds']:.1f} s, resumed)"
         lines.append(f"| {t['stage']} | {t['seconds']:.1f}{note} | {'yes' if t['stage'] in names else ''} |")
-    machine = every[0]["machine"] if every else "unknown"
+    machine = every[0].get("machine", "unknown") if every else "unknown"
     return "\n".join(lines + [
         f"| **this run (compute, excluding DVC overhead)** | **{sum(t['seconds'] for t in ran):.1f}** | |",
         f"| all stages, as last run | {sum(t['seconds'] for t in every):.1f} | |", "",

@@ -184,14 +184,22 @@ def _check_named_section(where: str, name: str, body: Any) -> dict:
         if not isinstance(settings, dict):
             raise ParamsError(f"{where}: {name}.{entry} must be a mapping of settings, got {settings!r}")
         out[entry] = schema.check_section(where, f"{name}.{entry}", settings, keys, fill=False)
-        merged, source_from = out[entry], where
         if out[entry].get("profile"):  # its overrides replace these settings in the stage: same keys, same ranges
-            profile = _profile(out[entry]["profile"])
-            schema.check_section(out[entry]["profile"], f"{name}.{entry}", profile, keys, False)
-            merged = {**merged, **profile}
-            source_from = out[entry]["profile"] if {"source", "objective", "source_dir"} & set(profile) else where
-        _check_pretrain_source(source_from, f"{name}.{entry}", merged)
+            check_profile(out[entry]["profile"], f"{name}.{entry}", out[entry], where)
+        else:
+            _check_pretrain_source(where, f"{name}.{entry}", out[entry])
     return out
+
+
+def check_profile(path: str | os.PathLike, key: str, settings: dict, where: str = "params.yaml") -> dict:
+    """The overrides of the pretrain profile at ``path``, checked as the settings of ``key`` (``pretrain.NAME``,
+    whose ``settings`` they are merged over) are: same keys, same ranges, a source the objective can read.
+    One function for ``pretrain.NAME.profile`` and stages/pretrain.py's ``--profile``. Raises ParamsError."""
+    profile = _profile(path)
+    schema.check_section(str(path), key, profile, schema.dataclass_section(key.partition(".")[0]), False)
+    source_from = str(path) if {"source", "objective", "source_dir"} & set(profile) else where
+    _check_pretrain_source(source_from, key, {**settings, **profile})
+    return profile
 
 
 def _check_pretrain_source(where: str, key: str, settings: dict) -> None:

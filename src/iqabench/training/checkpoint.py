@@ -69,34 +69,61 @@ def _map(fn, obj):
     return obj
 
 
+class CheckpointSaveError(OSError):
+    """A checkpoint that could not be written (a full disk, a read-only folder): the earlier ones are kept."""
+
+
 def save(ckpt_dir: str | Path, step: int, state: dict) -> Path:
     """Write ``state`` (which carries ``config_hash``) as step ``step``, then its sidecar; prune old ones."""
     path = path_for(ckpt_dir, step)
     # The sidecar is written before the .pt is renamed into place, so a complete step-*.pt always has
     # its sidecar (a crash in between leaves a sidecar without a .pt, which nothing reads).
-    with io.atomic_path(path) as tmp:
-        io.write_torch(tmp, to_plain(state))
-        io.write_json(sidecar_for(path), {"step": step, "config_hash": state.get("config_hash"),
-                                          "size": tmp.stat().st_size, "sha256": io.sha256_file(tmp)})
-    _prune(Path(ckpt_dir), state.get("config_hash"))
+    try:
+        with io.atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:  # io.write_torch's bytes, without a second temp file inside this one
+                torch.save(to_plain(state), fh)
+            io.write_json(sidecar_for(path), {"step": step, "config_hash": state.get("config_hash"),
+                                              "size": tmp.stat().st_size, "sha256": io.sha256_file(tmp)})
+    except (OSError, RuntimeError) as err:  # torch reports a short write as RuntimeError ("unexpected pos")
+        if isinstance(err, RuntimeError) and not isinstance(err.__context__, OSError):
+            raise
+        cause = err if isinstance(err, OSError) else err.__context__
+        kept = [p.name for p in sorted(Path(ckpt_dir).glob("step-*.pt")) if p != path]
+        raise CheckpointSaveError(
+            f"cannot write checkpoint {path} ({cause.strerror or cause}): free space there or make the folder "
+            f"writable (or choose another with --checkpoints), then run again; "
+            f"{'it resumes from ' + kept[-1] if kept else 'no earlier checkpoint exists'}") from None
+    _prune(Path(ckpt_dir), state.get("config_hash"), path)
     return path
 
 
-def _prune(ckpt_dir: Path, config_hash: str | None) -> None:
-    """Keep this config's newest KEEP checkpoints (the previous one backs up a truncated newest one);
-    checkpoints of other configs cannot be resumed by this run and go. Files without a sidecar are
-    left alone: they are not ours to delete (and an interrupted save's .pt is overwritten on resume)."""
+def _prune(ckpt_dir: Path, config_hash: str | None, current: Path) -> None:
+    """Keep ``current`` and the newest intact checkpoint of this config before it (it backs up a newest one
+    damaged later); checkpoints of other configs cannot be resumed by this run and go. A checkpoint of this
+    config after ``current`` was skipped by :func:`latest` as damaged (else this run would have resumed past
+    it): counted among the newest, two such files made every new good checkpoint be deleted as soon as it was
+    written. Files without a sidecar are left alone: they are not ours to delete (an interrupted save's .pt is
+    overwritten on resume). Temporary files of a save that was killed go: they can be checkpoint-sized."""
+    for stale in ckpt_dir.glob(".step-*.tmp"):
+        stale.unlink(missing_ok=True)
     ours = []
     for path in sorted(ckpt_dir.glob("step-*.pt")):
         meta = _sidecar(path)
         if meta is None:
             continue
         if meta.get("config_hash") == config_hash:
-            ours.append(path)
+            ours.append((path, meta))
         else:
             _remove(path)
-    for path in ours[:-KEEP]:
-        _remove(path)
+    keep = {current}
+    for path, meta in reversed([(p, m) for p, m in ours if p.name < current.name]):
+        if len(keep) >= KEEP:
+            break
+        if _damage(path, meta) is None:
+            keep.add(path)
+    for path, _ in ours:
+        if path not in keep:
+            _remove(path)
 
 
 def _remove(path: Path) -> None:
@@ -110,6 +137,18 @@ def _sidecar(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None
+
+
+def _damage(path: Path, meta: dict) -> str | None:
+    """Why ``path``'s bytes are not those its sidecar recorded, or None when they are."""
+    try:
+        size = path.stat().st_size
+        if size == meta.get("size") and io.sha256_file(path) == meta.get("sha256"):
+            return None
+    except OSError as err:  # a dangling link named step-*.pt, a file removed meanwhile
+        return f"unreadable ({err.strerror or err})"
+    return (f"its bytes differ from those recorded in {sidecar_for(path).name} ({size} bytes, {meta.get('size')} "
+            "recorded): truncated or modified")
 
 
 def _skip(path: Path, why: str) -> None:
@@ -133,10 +172,9 @@ def latest(ckpt_dir: str | Path, config_hash: str) -> dict | None:
             continue
         if meta.get("config_hash") != config_hash:
             continue
-        size = path.stat().st_size
-        if size != meta.get("size") or io.sha256_file(path) != meta.get("sha256"):
-            _skip(path, f"its bytes differ from those recorded in {sidecar_for(path).name} ({size} bytes, "
-                        f"{meta.get('size')} recorded): truncated or modified")
+        damage = _damage(path, meta)
+        if damage:
+            _skip(path, damage)
             continue
         try:
             state = io.read_torch(path)

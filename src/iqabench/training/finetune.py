@@ -245,8 +245,9 @@ def finetune_split(cfg: FinetuneConfig, store: ImageStore, scores: np.ndarray, t
             pred = model(batch.to(rt.device))
         loss = loss_fn(pred.float(), target)
         if not torch.isfinite(loss):
+            # No resume advice: a lower lr changes the checkpoint key, so the next run starts the split afresh.
             raise FloatingPointError(f"fine-tuning loss became {loss.item()} at step {step} of split {split_index}; "
-                                     "lower finetune.lr_head / lr_encoder, then run again to resume")
+                                     "lower finetune.lr_head / finetune.lr_encoder and run again")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -306,8 +307,11 @@ def finetune_dataset(cfg: FinetuneConfig, manifest: pd.DataFrame, encoder_path: 
         for k, split in enumerate(splits):
             digest = config_hash(base | {"split": k})
             ckpt_dir = Path(ckpt_root) / dataset / f"split-{k}"
-            result = finetune_split(cfg, store, scores, split.train, split.test, encoder_path, ckpt_dir, digest, k,
-                                    rt, progress if show_progress else None)
+            try:
+                result = finetune_split(cfg, store, scores, split.train, split.test, encoder_path, ckpt_dir, digest,
+                                        k, rt, progress if show_progress else None)
+            except FloatingPointError as err:  # the split does not know its dataset: name it for the stage's line
+                raise FloatingPointError(f"dataset {dataset}: {err}") from None
             rows.append({"dataset": dataset, **result})
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
