@@ -76,7 +76,7 @@ def test_out_of_range_values_name_key_value_and_range(tmp_path, monkeypatch, edi
 
 def test_yaml_text_that_looks_like_a_number_gets_a_hint(tmp_path, monkeypatch):
     message = _error(tmp_path, monkeypatch, ("pretrain.contrique", "lr", "2e-3"))
-    assert "pretrain.contrique.lr = '2e-3'" in message and "write it with a dot, e.g. 2.0e-3" in message
+    assert "pretrain.contrique.lr = '2e-3'" in message and "write it with a dot and a signed exponent, e.g. 2.0e-3" in message
     # A quoted whole number is text too, but a dot would not help: the quotes must go.
     message = _error(tmp_path, monkeypatch, ("evaluate", "n_splits", "10"))
     assert "it is quoted, so YAML reads it as text: write 10 without quotes" in message and "dot" not in message

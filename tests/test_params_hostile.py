@@ -164,7 +164,14 @@ def test_an_integer_in_exponent_notation_is_told_to_be_written_as_an_integer(tmp
     message = _error(tmp_path, monkeypatch, {"evaluate.n_splits": "1e1"})
     assert message.endswith("evaluate.n_splits = '1e1' is not allowed; it must be an integer in [1, 1000] (YAML reads "
                             "'1e1' as text: write the integer 10)") and "dot" not in message
-    assert "write it with a dot, e.g. 2.0e-3" in _error(tmp_path, monkeypatch, {"pretrain.contrique.lr": "2e-3"})
+    assert "write it with a dot and a signed exponent, e.g. 2.0e-3" in _error(tmp_path, monkeypatch,
+                                                                             {"pretrain.contrique.lr": "2e-3"})
+    # 1.5e3 is unquoted, yet text to YAML 1.1 (its exponent has no sign): "it is quoted" sent the user nowhere.
+    message = _error(tmp_path, monkeypatch, {"pretrain.contrique.lr": "1.5e3"})
+    assert "e.g. 1.5e+3" in message and "quoted" not in message
+    # A number key is not told to write 5e30 as a 31-digit integer.
+    message = _error(tmp_path, monkeypatch, {"pretrain.contrique.lr": "5e30"})
+    assert "e.g. 5.0e+30" in message and "integer" not in message
 
 
 def test_a_key_repeated_in_a_profile_is_refused(tmp_path, monkeypatch):

@@ -374,10 +374,13 @@ def check_value(where: str, key: str, value: Any, spec: Key) -> None:
         return
     hint = ""
     if isinstance(value, str) and _looks_numeric(value):
-        # PyYAML reads 3e-5 (no dot) as text: 3.0e-5 is a number, and 10 the integer that 1e1 means; else it is quoted.
-        written, whole = _as_yaml_float(value), float(value).is_integer() and spec.check(int(float(value)))
+        # PyYAML (YAML 1.1) reads 3e-5 (no dot) and 1.5e3 (no exponent sign) as text: 3.0e-5 and 1.5e+3 are
+        # numbers, and for an integer key 10 is what 1e1 means (for a number key, 5e30 is 5.0e+30); else it is quoted.
+        written, number = _as_yaml_float(value), float(value)
+        whole = number.is_integer() and spec.check(int(number)) and not spec.check(number)
         hint = (f" (YAML reads {value!r} as text: write the integer {int(float(value))})" if written != value and whole
-                else f" (YAML reads {value!r} as text: write it with a dot, e.g. {written})" if written != value
+                else f" (YAML reads {value!r} as text: write it with a dot and a signed exponent, e.g. {written})"
+                if written != value
                 else f" (it is quoted, so YAML reads it as text: write {value} without quotes)")
     raise ParamsError(f"{where}: {key} = {value!r} is not allowed; it must be {spec.allowed}{hint}")
 
@@ -397,4 +400,5 @@ def _looks_numeric(value: str) -> bool:
 
 def _as_yaml_float(value: str) -> str:
     mantissa, _, exponent = value.lower().partition("e")
-    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}" if exponent else value
+    signed = exponent if exponent[:1] in ("+", "-") else f"+{exponent}"
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{signed}" if exponent else value
