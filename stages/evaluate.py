@@ -20,7 +20,7 @@ def main() -> None:
         for ds in cfg["datasets"]:
             manifests[ds] = manifest.read(Path("data/prepared") / ds / "manifest.csv")
             path = Path("data/features") / f"{ds}.npz"
-            stored = features_file.load_file(path)
+            stored = features_file.load_for(path, manifests[ds])  # its images, in the manifest's order
             features[ds] = {m: stored[m] for m in cfg["models"] if m in stored}  # FR rows: sets with references
             absent = [m for m in cfg["models"] if m not in features[ds] and not rows.is_full_reference(m)]
             if absent:

@@ -39,7 +39,7 @@ def main() -> None:
                 listed = frame["image"][undefined].map(lambda p: Path(p).name).tolist()
                 print(f"{name}: {model} is undefined on {len(listed)} image(s), kept as NaN and counted as missing "
                       f"by evaluate: {', '.join(listed[:10])}{' ...' if len(listed) > 10 else ''}")
-        features.save_file(Path("data/features") / f"{name}.npz", frame["image"].map(lambda p: Path(p).name), arrays)
+        features.save_file(Path("data/features") / f"{name}.npz", features.image_names(frame), arrays)
     print(f"{name}: features {', '.join(f'{m} {a.shape}' for m, a in arrays.items())}")
 
 

@@ -33,7 +33,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from iqabench import io, params, timing
 from iqabench.models import encoders
@@ -44,23 +43,11 @@ CHECKPOINTS = Path("data/checkpoints")  # pretrain-NAME/, one per encoder: runs 
 NOT_CONFIG = {"datasets", "models", "profile", "nproc"}
 
 
-def _not_a_file(path: Path) -> str | None:
-    """Why ``path`` cannot be a profile, or None: "does not exist" misled for /dev/null or a folder."""
-    if path.is_file():
-        return None
-    what = ("is a folder" if path.is_dir() else "does not exist" if not path.exists()
-            else "is not a regular file (a device, pipe or socket)")
-    return f"pretrain profile {path} {what}; give a YAML file of overrides (see profiles/ for the shipped ones)"
-
-
 def read_profile(path: str | os.PathLike, name: str = "NAME") -> dict:
-    path = Path(path)
-    if problem := _not_a_file(path):
-        raise SystemExit(problem)
-    with open(path, encoding="utf-8") as fh:
-        overrides = yaml.safe_load(fh) or {}
-    if not isinstance(overrides, dict):
-        raise SystemExit(f"{path}: a profile is a mapping of pretrain keys, got {type(overrides).__name__}")
+    try:
+        overrides = params.read_profile(path)  # the reader params.yaml's checks use: the same mapping
+    except params.ParamsError as err:
+        raise SystemExit(f"error: {err}") from None
     if "nproc" in overrides:
         raise SystemExit(f"{path}: nproc is how this machine runs the recipe, not part of it; remove it and set "
                          f"pretrain.{name}.nproc in params.yaml (dvc exp run -S pretrain.{name}.nproc=N) or pass "

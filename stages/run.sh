@@ -68,8 +68,10 @@ fi
 "$python" "$@"
 status=$?
 if [ "$status" -ne 0 ]; then
+    # The stages DVC checks out come from params.yaml (its foreach lists): a broken one restores less.
     echo "iqabench: stage ${DVC_STAGE:-$1} failed (exit $status). DVC removed its outputs before it ran;" \
          "to see the last good results again, run \`git checkout reports && dvc checkout\`" \
-         "(committed reports, cached data), then fix the error above and run \`dvc repro\`." >&2
+         "(committed reports, cached data; after \`git checkout params.yaml\` if the error is in params.yaml," \
+         "e.g. from \`dvc exp run -S\`), then fix the error above and run \`dvc repro\`." >&2
 fi
 exit "$status"

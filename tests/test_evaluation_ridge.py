@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -104,6 +105,20 @@ def test_bad_input_is_named():
     X[5, 1] = np.inf
     with pytest.raises(ValueError, match="row 5"):
         ridge_path(X, y, [X], [1.0])
+
+
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_an_alpha_that_makes_every_weight_vanish_is_refused_not_scored_zero(device):
+    # evaluate.alphas: [1e300] reported SRCC 0.000 for every row: the predictions were the training mean.
+    X, y = make_data(40, 5)
+    top = float(np.linalg.eigvalsh(np.cov(X.T, bias=True) * len(X)).max())
+    with pytest.raises(ValueError, match=r"ridge alpha 1e\+300 is more than 1e\+10 times the largest eigenvalue "
+                                         r"\(\d.*\) of the training features' Gram matrix: every weight vanishes"):
+        ridge_path(X, y, [X], [0.1, 1e300], device=device)
+    pred = ridge_path(X, y, [X], [top * 1e9], device=device)[0][0]  # heavily shrunk, still a ranking
+    assert np.ptp(pred) > 0 and stats.spearmanr(pred, y).statistic > 0.5
+    constant = np.ones_like(X)  # nothing to rank at any alpha: the metrics' 0.0 applies, no error
+    assert np.ptp(ridge_path(constant, y, [constant], [1e300], device=device)[0]) == 0
 
 
 @pytest.mark.parametrize("standardize", [False, True])

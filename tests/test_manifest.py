@@ -41,6 +41,18 @@ def test_bad_manifests_name_the_problem(tmp_path, change, message):
         manifest.validate(change(_frame(tmp_path)), where="x.csv")
 
 
+def test_a_nul_in_a_manifest_file_is_named_with_its_row_not_a_traceback(tmp_path):
+    # read() resolved the path and os.path.realpath raised "embedded null byte" with no file or row.
+    path = tmp_path / "m" / "manifest.csv"
+    manifest.write(_frame(tmp_path), path)
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace(".png", "\x00x.png", 1)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(manifest.ManifestError, match=r"manifest\.csv: 'image' holds a NUL character in row 3 "
+                                                     r"\('\.\./imgs/1\\x00x\.png'\); rebuild the manifest"):
+        manifest.read(path)
+
+
 def test_reading_a_missing_manifest_says_how_to_build_it(tmp_path):
     with pytest.raises(manifest.ManifestError, match="dvc repro prepare"):
         manifest.read(tmp_path / "nope.csv")

@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
+from iqabench import features as features_lib
 from iqabench import manifest, mixed, mixed_report
 from iqabench.evaluation.splits import random_splits
 
@@ -101,7 +102,7 @@ def test_training_is_deterministic_under_a_seed_and_leaves_the_global_rng_alone(
 def _write_prepared(root, ds, frame, arrays):
     manifest.write(frame, root / "prepared" / ds / "manifest.csv")
     (root / "features").mkdir(exist_ok=True)
-    np.savez(root / "features" / f"{ds}.npz", **arrays)
+    features_lib.save_file(root / "features" / f"{ds}.npz", features_lib.image_names(frame), arrays)
 
 
 def test_dataset_without_features_for_the_model_is_a_clear_error(tmp_path):
@@ -113,7 +114,8 @@ def test_dataset_without_features_for_the_model_is_a_clear_error(tmp_path):
     with pytest.raises(mixed.MixedInputError, match=r"b\.npz has no features for model 'contrique'.*brisque"):
         mixed.load_features(tmp_path / "features", tmp_path / "prepared", ["a", "b"], "contrique")
     _write_prepared(tmp_path, "c", fa.assign(dataset="c"), {"contrique": xa[:10]})
-    with pytest.raises(mixed.MixedInputError, match=r"c\.npz.*shape \(10, 16\).*20 rows"):
+    with pytest.raises(mixed.MixedInputError,
+                       match=r"c\.npz: 'contrique' is a float\d+ array of shape \(10, 16\), not 20 x D"):
         mixed.load_features(tmp_path / "features", tmp_path / "prepared", ["c"], "contrique")
     manifest.write(fa.assign(dataset="d"), tmp_path / "prepared" / "d" / "manifest.csv")
     with pytest.raises(mixed.MixedInputError, match=r"d\.npz does not exist.*extract@d"):

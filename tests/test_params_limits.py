@@ -278,3 +278,12 @@ def test_a_profiles_keys_and_ranges_are_checked_before_any_stage_runs(tmp_path, 
         with pytest.raises(params.ParamsError) as info:
             _validate(tmp_path, monkeypatch, {"pretrain.contrique.profile": str(bad)})
         assert str(bad) in str(info.value) and expected in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("key", ["pretrain.contrique.temperature", "pretrain.arniqa.temperature"])
+@pytest.mark.parametrize("value", [1e-30, 0.0009, 101])
+def test_a_contrastive_temperature_outside_what_trains_is_refused(tmp_path, monkeypatch, key, value):
+    # 1e-30 pretrained to the end and reported success: float32 softmax kept only the hardest negative.
+    assert (f"{key} = {value} is not allowed; it must be a number in [0.001, 100]"
+            in _error(tmp_path, monkeypatch, {key: value}))
+    assert _validate(tmp_path, monkeypatch, {key: 0.001}) and _validate(tmp_path, monkeypatch, {key: 100})

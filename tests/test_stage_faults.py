@@ -82,3 +82,16 @@ def test_a_diverging_fine_tuning_loss_names_dataset_split_and_the_lr_to_lower(ti
     assert message.startswith("error: finetune: dataset tiny-blur: fine-tuning loss became ")
     assert "of split 0; lower finetune.lr_head / finetune.lr_encoder" in message
     assert "resume" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("profile, says", [("steps: 1\nsteps: 2\n", "key 'steps' appears twice (lines 1 and 2)"),
+                                           ("? [a, b]\n: 1\n", "complex key"),
+                                           ("- lr\n", "a profile is a mapping of pretrain keys, got list")])
+def test_the_stage_reads_its_profile_with_the_params_reader(monkeypatch, tmp_path, profile, says):
+    # The stage read profiles with yaml.safe_load (the last of two equal keys won) and params' checks with its own
+    # loader: two readers of one file. Now one, and the stage's own read refuses what params refuses.
+    (tmp_path / "p.yaml").write_text(profile)
+    with pytest.raises(SystemExit) as stop:
+        _stage("pretrain").read_profile(tmp_path / "p.yaml", "contrique")
+    message = str(stop.value.code)
+    assert message.startswith(f"error: profile {tmp_path / 'p.yaml'}") and says in message and "\n" not in message

@@ -25,6 +25,8 @@ def test_failure_keeps_the_exit_status_and_says_how_to_recover():
     out = _run("-c", "raise SystemExit(3)", DVC_STAGE="evaluate")
     assert out.returncode == 3
     assert "stage evaluate failed (exit 3)" in out.stderr and "git checkout reports && dvc checkout" in out.stderr
+    # `dvc exp run -S 'datasets=[]'` leaves params.yaml without the foreach stages whose outputs it would restore
+    assert "after `git checkout params.yaml` if the error is in params.yaml" in " ".join(out.stderr.split())
 
 
 def test_a_wrong_iqabench_python_is_refused_by_name():

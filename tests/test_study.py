@@ -151,6 +151,13 @@ def test_a_dataset_too_small_for_the_splits_is_named_with_what_to_do(n, expected
     assert str(error.value).startswith("dataset 'tiny', model 'good': ") and expected in str(error.value)
 
 
+def test_an_alpha_that_flattens_every_prediction_names_the_dataset_and_model():
+    rng = np.random.default_rng(3)
+    frame, features = _dataset("a", 40, rng)
+    with pytest.raises(ValueError, match=r"^dataset 'a', model 'good': ridge alpha 1e\+300 is more than"):
+        study.run({"a": features}, {"a": frame}, {**CFG, "alphas": [1e300]})
+
+
 @pytest.mark.parametrize("rule", ["median", "per_split"])
 def test_the_alpha_rule_of_params_reaches_the_choice_of_alpha(rule, monkeypatch):
     from iqabench.evaluation import protocol

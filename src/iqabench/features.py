@@ -75,6 +75,44 @@ def load_file(path: str | Path) -> dict[str, np.ndarray]:
                                 f"or `dvc repro -f extract@{dataset}`") from None
 
 
+def image_names(frame: pd.DataFrame) -> list[str]:
+    """The names a features file records for a manifest's images (file names, in manifest order)."""
+    return [Path(p).name for p in frame["image"]]
+
+
+def load_for(path: str | Path, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The feature arrays of ``path`` for the manifest ``frame``, checked to be its images in its order.
+
+    A features file left from an older manifest (a re-prepared or re-registered dataset) would pair
+    one image's features with another's score, silently; so would a row count that differs. A
+    column with no value on any image would make every image "undefined" and drop them all.
+    Each is a :class:`FeaturesFileError` naming the file and how to rebuild it.
+    """
+    path = Path(path)
+    stored = load_file(path)
+    rebuild = f"run `dvc repro extract@{path.stem}`"
+    if "images" not in stored:
+        raise FeaturesFileError(f"{path} records no image names (no 'images' array): it was not written by "
+                                f"extract; {rebuild}")
+    names, expected = [str(n) for n in stored.pop("images")], image_names(frame)
+    if names != expected:
+        where = next((i for i, (a, b) in enumerate(zip(names, expected)) if a != b), min(len(names), len(expected)))
+        got = repr(names[where]) if where < len(names) else "nothing"
+        want = repr(expected[where]) if where < len(expected) else "nothing"
+        raise FeaturesFileError(f"{path} lists {len(names)} images but the manifest {len(expected)}, and at "
+                                f"position {where + 1} it has {got} where the manifest has {want}: the features "
+                                f"are from another version of the dataset; {rebuild}")
+    for model, array in stored.items():
+        if array.ndim != 2 or len(array) != len(frame) or not np.issubdtype(array.dtype, np.number):
+            raise FeaturesFileError(f"{path}: '{model}' is a {array.dtype} array of shape {array.shape}, not "
+                                    f"{len(frame)} x D numbers (one row per image); {rebuild}")
+        dead = undefined_columns(array)
+        if dead.any() and not dead.all():
+            raise FeaturesFileError(f"{path}: '{model}' has no value (NaN) on any image in column(s) "
+                                    f"{np.flatnonzero(dead)[:10].tolist()} of {array.shape[1]}; {rebuild}")
+    return stored
+
+
 class MissingReferenceError(ValueError):
     """A full-reference model on a dataset without (all) reference images; the stage may skip it."""
 
@@ -161,6 +199,11 @@ def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64,
                 flush(tuple(img.shape))
         for shape in list(pending):
             flush(shape)
+    dead = undefined_columns(out)
+    if dead.any() and not dead.all():  # else every image would count as undefined, and the advice be wrong
+        raise ValueError(f"{description}: feature column(s) {np.flatnonzero(dead)[:10].tolist()} of {out.shape[1]} "
+                         f"are NaN or infinite on every one of the {len(frame)} images: the feature function "
+                         "returns a dimension with no value; fix it (or leave that column out)")
     undefined = undefined_rows(out)
     if undefined.all():
         raise ValueError(f"{description}: the features are undefined (NaN) on every one of the {len(frame)} "
@@ -192,6 +235,11 @@ def _checked(feature_fn, feats, n: int, dim: int | None) -> np.ndarray:
 def undefined_rows(features: np.ndarray) -> np.ndarray:
     """Boolean mask of the images whose features hold a NaN or an infinity (the row is undefined there)."""
     return ~np.isfinite(np.asarray(features, dtype=np.float64)).all(axis=1)
+
+
+def undefined_columns(features: np.ndarray) -> np.ndarray:
+    """Boolean mask of the feature columns that are NaN or infinite on every image."""
+    return ~np.isfinite(np.asarray(features, dtype=np.float64)).any(axis=0)
 
 
 def _succeeds(feature_fn, inputs: list[torch.Tensor]) -> bool:

@@ -94,6 +94,12 @@ def validate(frame: pd.DataFrame, where: str = "manifest") -> pd.DataFrame:
         frame[col] = values.astype(np.float64)
     for col in ("reference", "distortion", "level", "split"):
         frame[col] = frame[col].fillna("").astype(str)
+    for col in ("dataset", "image", "content_id", "score_source", "raw_scale", "reference", "distortion", "level"):
+        nul = frame[col].astype(str).str.contains("\x00", regex=False)  # no path or name holds one; os calls fail
+        if nul.any():
+            row = int(np.flatnonzero(nul)[0])
+            raise ManifestError(f"{where}: '{col}' holds a NUL character in row {row + 2} "
+                                f"({frame[col].iloc[row]!r}); rebuild the manifest (`dvc repro prepare`)")
     frame["content_id"] = frame["content_id"].astype(str)
     bad_split = ~frame["split"].isin(SPLITS)
     if bad_split.any():

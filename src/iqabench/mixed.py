@@ -270,7 +270,8 @@ def _batch_rows(n: int, batch_size: int, generator: torch.Generator) -> torch.Te
 
 
 def load_features(features_dir, prepared_dir, datasets, model: str) -> tuple[dict, dict]:
-    """``features[dataset]`` (N x D) for ``model`` and ``manifests[dataset]``, rows checked to align.
+    """``features[dataset]`` (N x D) for ``model`` and ``manifests[dataset]``, rows checked to align
+    (:func:`iqabench.features.load_for`).
 
     Rows where ``model`` is undefined (NaN) are kept as they are: :func:`run` drops and counts them.
     """
@@ -279,19 +280,15 @@ def load_features(features_dir, prepared_dir, datasets, model: str) -> tuple[dic
         manifests[ds] = manifest_lib.read(Path(prepared_dir) / ds / "manifest.csv")
         path = Path(features_dir) / f"{ds}.npz"
         try:
-            arrays = features_lib.load_file(path)
+            arrays = features_lib.load_for(path, manifests[ds])
         except features_lib.FeaturesFileError as err:  # missing or damaged: one error type for this module
             raise MixedInputError(str(err)) from None
         if model not in arrays:
-            available = [k for k in arrays if k != "images"]
+            available = list(arrays)
             raise MixedInputError(f"{path} has no features for model {model!r} (it has {available}); "
                                   f"add {model!r} to `models:` in params.yaml and run `dvc repro extract@{ds}`, "
                                   "or set mixed.model to one of those")
-        array = np.asarray(arrays[model], dtype=np.float64)
-        if array.ndim != 2 or len(array) != len(manifests[ds]):
-            raise MixedInputError(f"{path}: '{model}' has shape {array.shape} but the manifest has "
-                                  f"{len(manifests[ds])} rows; re-run `dvc repro extract@{ds}`")
-        features[ds] = array
+        features[ds] = np.asarray(arrays[model], dtype=np.float64)
     return features, manifests
 
 

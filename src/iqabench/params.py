@@ -195,7 +195,7 @@ def check_profile(path: str | os.PathLike, key: str, settings: dict, where: str 
     """The overrides of the pretrain profile at ``path``, checked as the settings of ``key`` (``pretrain.NAME``,
     whose ``settings`` they are merged over) are: same keys, same ranges, a source the objective can read.
     One function for ``pretrain.NAME.profile`` and stages/pretrain.py's ``--profile``. Raises ParamsError."""
-    profile = _profile(path)
+    profile = read_profile(path)
     schema.check_section(str(path), key, profile, schema.dataclass_section(key.partition(".")[0]), False)
     source_from = str(path) if {"source", "objective", "source_dir"} & set(profile) else where
     _check_pretrain_source(source_from, key, {**settings, **profile})
@@ -219,7 +219,16 @@ def _check_pretrain_source(where: str, key: str, settings: dict) -> None:
                           "the folder of pristine images")
 
 
-def _profile(path: str) -> dict:
+def read_profile(path: str | os.PathLike) -> dict:
+    """The overrides of the pretrain profile at ``path``, read as params.yaml is; raises ParamsError.
+
+    The one reader of profiles: the schema's checks (:func:`check_profile`) and the stage that trains read the
+    same mapping. Unchecked here: the keys and their ranges (that is :func:`check_profile`)."""
+    if not Path(path).is_file():  # "does not exist" misled for /dev/null or a folder
+        what = ("is a folder" if Path(path).is_dir() else "does not exist" if not Path(path).exists()
+                else "is not a regular file (a device, pipe or socket)")
+        raise ParamsError(f"pretrain profile {path} {what}; give a YAML file of overrides (see profiles/ for the "
+                          "shipped ones)")
     try:
         # The params loader: a repeated key (PyYAML keeps the last silently), a complex key, a leading zero.
         overrides = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}

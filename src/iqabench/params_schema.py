@@ -185,6 +185,9 @@ SPLITS = integer(1, MAX_SPLITS)
 EVERY = integer(1)       # checkpoint_every, log_every: a period, harmless when above the step count
 POSITIVE = number(0, lo_open=True)
 NON_NEGATIVE = number(0)
+# Published NT-Xent temperatures are 0.05-0.5. Far below, float32 softmax rounds every negative but the hardest to
+# exactly 0 and the loss grows as 1/t: a run at 1e-30 finished "successfully" and its encoder learned nothing.
+TEMPERATURE = number(1e-3, 100)
 
 
 def short_side(default=REQUIRED) -> Key:
@@ -300,7 +303,7 @@ SHARED_RANGES: dict[str, Key] = {
     "batch_size": integer(1, MAX_BATCH), "authentic_batch_size": integer(0, MAX_BATCH),   # 0: batch_size
     "lr_base_batch": integer(0, MAX_BATCH),   # 0: lr as given, not scaled by the batch
     "lr": POSITIVE, "lr_head": NON_NEGATIVE, "lr_encoder": NON_NEGATIVE,
-    "weight_decay": NON_NEGATIVE, "temperature": POSITIVE, "warmup_frac": number(0, 1, hi_open=True),
+    "weight_decay": NON_NEGATIVE, "temperature": TEMPERATURE, "warmup_frac": number(0, 1, hi_open=True),
     "proj_hidden": integer(1, MAX_UNITS), "proj_dim": integer(1, MAX_UNITS), "grid": integer(1, MAX_GRID),
     "hidden": integer(1, MAX_UNITS), "transformer_hidden": list_of(integer(1, MAX_UNITS), unique=False),
     "dropout": number(0, 1, hi_open=True), "test_frac": number(0, 1, lo_open=True, hi_open=True),

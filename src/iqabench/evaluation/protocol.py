@@ -99,8 +99,11 @@ def run_splits(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_fra
     if alphas.size > 1 and any(len(s.val) == 0 for s in splits):
         raise ValueError(f"{alphas.size} alphas given but the splits have no validation part to choose "
                          "among them; set val_frac > 0 or give a single alpha")
-    predictions: SplitPredictions = fit_predict(features, scores, splits, alphas, standardize=standardize,
-                                                show_progress=show_progress)
+    try:
+        predictions: SplitPredictions = fit_predict(features, scores, splits, alphas, standardize=standardize,
+                                                    show_progress=show_progress)
+    except ValueError as exc:  # e.g. an alpha that makes every weight vanish: say which model and dataset
+        raise ValueError(f"{where}: {exc}") from None
     if alphas.size == 1:
         chosen = np.zeros(len(splits), dtype=int)
     else:

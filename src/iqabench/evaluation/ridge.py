@@ -36,6 +36,9 @@ from rich.progress import Progress
 from .splits import Split
 
 CONTRIQUE_ALPHA = 0.1
+# An alpha this many times the largest eigenvalue of the training Gram matrix shrinks every weight below 1e-10 of
+# its unpenalised size: the predictions are the training mean up to rounding, and every correlation 0 or noise.
+VANISHING_RATIO = 1e10
 ARNIQA_ALPHAS = np.geomspace(1e-3, 1e3, 100)
 
 
@@ -121,6 +124,12 @@ def ridge_path(X_train, y_train, evals, alphas, *, standardize: bool = False,
     proj = vecs.T @ (yc if dual else Xc.T @ yc)
     # eigh of a PSD matrix can return tiny negative values from rounding.
     eigvals = eigvals.clip(0.0, None)
+    top = float(eigvals.max())
+    if top > 0 and alphas.max() > top * VANISHING_RATIO:  # constant features (top 0) rank nothing at any alpha
+        raise ValueError(f"ridge alpha {alphas.max():g} is more than {VANISHING_RATIO:g} times the largest eigenvalue "
+                         f"({top:.3g}) of the training features' Gram matrix: every weight vanishes and the "
+                         "predictions are constant up to rounding (every correlation 0 or noise); use alphas of at "
+                         f"most {top * VANISHING_RATIO:.3g} (e.g. ARNIQA's 1e-3 to 1e3)")
     coef = proj[:, None] / (eigvals[:, None] + alphas_[None, :])  # [rank, n_alphas]
     # The weights of every alpha, d x n_alphas, before touching the evaluation rows:
     # E @ (V @ coef) costs n_eval * d * n_alphas, where (E @ V) @ coef would cost n_eval * d * d.
