@@ -256,6 +256,6 @@ def test_outside_a_repository_the_default_registry_is_refused(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     result, out = _invoke(*command)
     assert result.exit_code == 1 and not (tmp_path / "data").exists()
-    assert f"no params.yaml in {tmp_path} or its parents, so there is no repository data/registry.json here: run it " \
-           "from the iqabench repository (or a folder in it), or pass --registry FILE" in out, out
+    assert f"no params.yaml in {tmp_path} or its parents, so there is no repository data/registry.json here: run " \
+           "`iqabench datasets` from the repository (any folder in it), or pass --registry FILE" in out, out
     assert np.all([not p.name.startswith("data") for p in tmp_path.iterdir()])

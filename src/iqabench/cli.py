@@ -51,15 +51,15 @@ def console() -> Console:
 def report(path: Optional[Path] = typer.Option(None, help="results written by `dvc repro` (default: the "
                                                           "repository's reports/results.md)")) -> None:
     """Print the latest within- and cross-dataset tables."""
-    from .params import repo_root
+    from .params import outside_repository, repo_root
 
     problem = None
     if path is None:  # the repository's, from any folder in it (it was looked up from the cwd)
         try:
             path = repo_root() / RESULTS
         except FileNotFoundError:
-            typer.echo(f"error: no params.yaml in {Path.cwd()} or its parents, so there is no {RESULTS} to show: "
-                       "run `iqabench report` from the repository (any folder in it), or pass --path FILE", err=True)
+            reason = outside_repository(f"there is no {RESULTS} to show", "iqabench report", "--path FILE")
+            typer.echo(f"error: {reason}", err=True)
             raise typer.Exit(1)
     if path.is_dir():
         problem = f"{path} is a folder; give the results file, e.g. --path {path / 'results.md'}"

@@ -28,6 +28,12 @@ def repo_root(start: str | os.PathLike | None = None) -> Path:
     raise FileNotFoundError(f"no params.yaml in {here} or its parents; run iqabench from the repository")
 
 
+def outside_repository(consequence: str, command: str, option: str | None = None) -> str:
+    """The one wording for a command run outside the repository: why it cannot go on, and the ways out."""
+    return (f"no params.yaml in {Path.cwd()} or its parents, so {consequence}: run `{command}` from the repository "
+            f"(any folder in it){f', or pass {option}' if option else ''}")
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML keeps the last of two equal keys silently: a section appended at the end replaced the first. A key
     must be a name (``? [a, b]`` was a TypeError traceback), and an integer has no leading zero (see below)."""

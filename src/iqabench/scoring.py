@@ -56,19 +56,15 @@ def _inside(folder: Path | None):
         os.chdir(here)
 
 
-def _outside_repo(what: str) -> str:
-    return (f"no params.yaml in {Path.cwd()} or its parents, so {what} cannot be found: run `iqabench score` from the "
-            "repository (any folder in it)")
-
-
 def regressor_folder(regressors: str | Path | None) -> Path:
     """The folder of fitted regressors: ``regressors`` as given (a folder), or the repository's
     ``data/models/regressors`` wherever in the repository score runs (it was looked up from the cwd)."""
     if regressors is None:
         root = _repo_root()
         if root is None:
-            raise FileNotFoundError(_outside_repo(f"the fitted regressors ({regressor.REGRESSORS})")
-                                    + ", or pass --regressors FOLDER")
+            raise FileNotFoundError(params.outside_repository(
+                f"the fitted regressors ({regressor.REGRESSORS}) cannot be found", "iqabench score",
+                "--regressors FOLDER"))
         return root / regressor.REGRESSORS
     regressors = Path(regressors)
     if regressors.exists() and not regressors.is_dir():  # it said "contrique.npz/contrique.npz does not exist"
@@ -128,7 +124,8 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
     shapes = [decoded[str(p)][0] for p in paths]
     for artifact in located:
         if not artifact.is_file() and row.stage is not None and root is None and not artifact.is_absolute():
-            raise FileNotFoundError(f"{model}: " + _outside_repo(f"its file {artifact}"))
+            raise FileNotFoundError(f"{model}: " + params.outside_repository(f"its file {artifact} cannot be found",
+                                                                             "iqabench score"))
         if not artifact.is_file():
             raise FileNotFoundError(f"{model}: {artifact} does not exist; run `dvc repro {row.stage}` (or "
                                     "`dvc pull` where a remote has it)")

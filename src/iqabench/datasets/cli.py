@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..manifest import ManifestError
-from ..params import repo_root
+from ..params import outside_repository, repo_root
 from .download import download
 from .local import DEFAULT_REGISTRY, register, register_generic
 from .registry import SHARED_SUBSETS, SPECS, closest, get_spec
@@ -54,8 +54,7 @@ def _where(ctx: typer.Context, key: str) -> Path:
     try:
         return repo_root() / default
     except FileNotFoundError:
-        _fail(DatasetError(f"no params.yaml in {Path.cwd()} or its parents, so there is no repository {default} "
-                           f"here: run it from the iqabench repository (or a folder in it), or pass {option}"))
+        _fail(DatasetError(outside_repository(f"there is no repository {default} here", "iqabench datasets", option)))
 
 
 def _prepared() -> Path:
