@@ -30,6 +30,8 @@ class Behaviour:
     content_type: str | None = None  # a Content-Type header to send (none by default)
     length_delta: int = 0           # added to the true Content-Length: a server that lies about the size
     refuse_range: bool = False      # answer any Range request with a bare 416 (no Content-Range)
+    etag: str | None = None         # send this ETag and honour If-Range against it (RFC 9110 13.1.5) ...
+    ignore_if_range: bool = False   # ... or send it and resume whatever If-Range says
 
 
 @dataclass
@@ -37,6 +39,7 @@ class FakeServer:
     files: dict[str, bytes] = field(default_factory=dict)
     behaviour: dict[str, Behaviour] = field(default_factory=dict)
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+    if_ranges: list[str | None] = field(default_factory=list)  # each request's If-Range header
     base_url: str = ""
 
     def url(self, name: str) -> str:
@@ -53,6 +56,7 @@ def _handler(server_state: FakeServer):
         def do_GET(self):
             name = self.path.lstrip("/")
             server_state.requests.append((name, self.headers.get("Range")))
+            server_state.if_ranges.append(self.headers.get("If-Range"))
             rule = server_state.behaviour.get(name, Behaviour())
             if rule.fail_status and rule.fails_left > 0:
                 rule.fails_left -= 1
@@ -74,7 +78,9 @@ def _handler(server_state: FakeServer):
             body = server_state.files[name]
             start, status = 0, 200
             match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-            if match and rule.honour_range:
+            if_range = self.headers.get("If-Range")
+            changed = rule.etag is not None and if_range is not None and if_range != rule.etag
+            if match and rule.honour_range and not (changed and not rule.ignore_if_range):
                 start = int(match.group(1))
                 if start >= len(body):
                     self.send_response(416)
@@ -87,6 +93,8 @@ def _handler(server_state: FakeServer):
             self.send_response(status)
             self.send_header("Content-Length", str(len(chunk) + rule.length_delta))
             self.send_header("Accept-Ranges", "bytes")
+            if rule.etag:
+                self.send_header("ETag", rule.etag)
             if rule.content_type:
                 self.send_header("Content-Type", rule.content_type)
             if status == 206:

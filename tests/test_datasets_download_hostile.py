@@ -19,7 +19,7 @@ import pytest
 import fakeserver
 from fakeserver import Behaviour, serve
 from iqabench.datasets import Remote, get_spec
-from iqabench.datasets import download as dl
+from iqabench.datasets import transfer as dl
 from iqabench.datasets.download import ChecksumError, DownloadError, download_spec, fetch
 
 FAST = dict(backoff=0.01, timeout=5, progress=False)
