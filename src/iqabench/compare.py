@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence
 import pandas as pd
 import typer
 
-from . import tracking
+from . import mlflow_ui, tracking, tracking_store
 
 VALUE_COLUMNS = ["run_id", "section", "model", "dataset", "statistic", "value"]
 
@@ -90,12 +90,16 @@ def _parent_values(run, models: set[str]) -> list[dict]:
 
 def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name: Optional[str] = None,
          max_runs: int = 4, tracking_uri: Optional[str] = None) -> Comparison:
-    """The newest ``max_runs`` parent runs (oldest first) and every value they hold."""
+    """The newest ``max_runs`` finished parent runs (oldest first) and every value they hold."""
     if max_runs < 1:
         raise CompareError(f"the number of runs to show must be at least 1, got {max_runs}")
     if commit:
         commit_prefix(commit)  # before the store is opened
-    uri = tracking_uri or tracking.tracking_uri()
+    uri = (tracking_uri or "").strip() or tracking.tracking_uri()
+    if tracking_store.in_memory(uri):  # MLflow would make an empty store and answer "no experiment"
+        raise CompareError(f"the MLflow store {uri} is an in-memory SQLite database, which holds no logged runs: "
+                           "pass --tracking-uri (or set MLFLOW_TRACKING_URI) to the store that holds them, e.g. "
+                           "sqlite:///mlflow.db or http://HOST:5000")
     database = tracking.sqlite_file(uri)
     if database is not None and not database.is_file():  # MLflow would create an empty store to read from
         raise CompareError(f"no MLflow store at {database}: run `dvc repro` here to log one, or pass "
@@ -129,8 +133,8 @@ def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name
 
 
 def _read(client, eid: str, commit: Optional[str], run_name: Optional[str], max_runs: int) -> tuple[list, list]:
-    """The parent runs (oldest first) and their values as rows for :class:`Comparison`."""
-    filters = []
+    """The finished parent runs (oldest first) and their values as rows for :class:`Comparison`."""
+    filters = [mlflow_ui.FINISHED]  # as the leaderboard view: not a half-logged run that failed
     if commit:
         filters.append(f"tags.git_commit LIKE {_quote(commit_prefix(commit) + '%')}")  # hex: no wildcard in it
     if run_name:

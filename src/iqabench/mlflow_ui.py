@@ -13,10 +13,13 @@ import time
 import zlib
 from typing import Sequence
 
-from .tracking import DEFAULT_URI, is_server, sqlite_file, tracking_uri
+from .tracking_store import DEFAULT_URI, is_server, sqlite_file, tracking_uri
 
 UI_URL = "http://127.0.0.1:5000"  # what `make ui` serves
-PARENTS_ONLY = "tags.mlflow.parentRunId IS NULL"  # the leaderboard view's filter: one row per `dvc repro`
+# What the leaderboard and `iqabench compare` read: one row per `dvc repro`, and only a run that logged all of
+# it (a report that failed midway leaves a FAILED parent with some of the columns).
+FINISHED = "attributes.status = 'FINISHED'"
+PARENTS_ONLY = f"tags.mlflow.parentRunId IS NULL and {FINISHED}"  # the leaderboard view's filter
 VIEW_KEY = "leaderboard"  # the saved view of the run table: one SRCC column per model and dataset
 ML_WORKFLOW = "workflowType=machine_learning"  # MLflow 3's "Model training" side of the UI
 RUN_NAME_COLUMN = "attributes.`Run Name`"  # the run table's column id

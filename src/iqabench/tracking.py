@@ -19,55 +19,36 @@ beside it. New experiments get the portable location ``mlflow-artifacts:/NAME``
 ``./mlartifacts`` by default), not this machine's absolute path; without a
 server, this process maps that scheme to the folder beside the sqlite file.
 ``IQABENCH_ARTIFACT_URI`` (e.g. ``s3://bucket/iqabench``) overrides it.
-``MLFLOW_TRACKING_URI`` points the same code at a server. Logging never costs a
-result: if the store fails, the DVC outputs are already written and a warning
-says what failed; a read-only local store is found before any of the run is written.
+``MLFLOW_TRACKING_URI`` points the same code at a server (either, set but blank,
+counts as unset). Logging never costs a result: if the store fails, the DVC
+outputs are already written and a warning says what failed; a read-only or
+in-memory store and a bad artifact location are found before any of the run is
+written (tracking_store.py). A run that fails midway is ended FAILED, and only
+FINISHED parents reach the leaderboard and `iqabench compare`.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import re
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
-from urllib.parse import urlparse
 
 import pandas as pd
 
 from .provenance import flatten
+from .tracking_store import (artifact_problem, artifact_root, enable_local_artifacts, fail_fast, is_server,
+                             memory_problem, read_only_store, requested_location, same_location, sqlite_file,
+                             tracking_uri)
+# Moved to tracking_store.py; the package and the tests still name them as tracking.X.
+from .tracking_store import ARTIFACTS, DEFAULT_URI, local_artifact_root  # noqa: F401
 
-DEFAULT_URI = "sqlite:///mlflow.db"
-ARTIFACTS = "mlartifacts"
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on the run table
 SHARED_BYTES = 512 * 1024  # a logged file this large, identical to an earlier run's, is referenced, not copied
 HEADLINE = "srcc/"  # the parent's columns: srcc/<dataset>/<model>
-
-
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
-
-
-def is_server(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
-
-
-def fail_fast() -> None:
-    """A dead server must cost seconds, not MLflow's default minutes of retries (5 retries, 120 s timeout);
-    a setting the user exported wins."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-
-
-def sqlite_file(uri: str) -> Path | None:
-    """The database file of a local sqlite store (None for a server, another database or ``:memory:``)."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "sqlite" and parsed.path not in ("", "/", "/:memory:"):
-        return Path(parsed.path[1:])  # sqlite:///rel.db and sqlite:////abs/path.db
-    return None
 
 
 def metric_name(name: str) -> str:
@@ -90,35 +71,6 @@ def by_training_set(model_metrics: dict) -> dict[str, dict[str, float]]:
     return out
 
 
-def local_artifact_root(uri: str | None = None) -> Path:
-    """``mlartifacts/`` beside the sqlite file of a local store (the cwd for other databases)."""
-    database = sqlite_file(uri or tracking_uri())
-    return database.parent / ARTIFACTS if database is not None else Path(ARTIFACTS)
-
-
-def enable_local_artifacts() -> None:
-    """Let this process read and write ``mlflow-artifacts:`` URIs without a server (idempotent).
-
-    With an http(s) tracking URI the server's proxy is used, as MLflow does; otherwise the
-    path maps into :func:`local_artifact_root`, the folder `mlflow ui` serves by default.
-    """
-    from mlflow.store.artifact.artifact_repository_registry import _artifact_repository_registry
-    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
-    from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
-
-    def repository(artifact_uri: str, tracking_uri: str | None = None, registry_uri: str | None = None):
-        import mlflow
-
-        current = tracking_uri or mlflow.get_tracking_uri()
-        parsed = urlparse(artifact_uri)
-        if is_server(current) or parsed.netloc:
-            return MlflowArtifactsRepository(artifact_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
-        local = (local_artifact_root(current) / parsed.path.lstrip("/")).resolve()
-        return LocalArtifactRepository(local.as_uri(), tracking_uri=tracking_uri, registry_uri=registry_uri)
-
-    _artifact_repository_registry.register("mlflow-artifacts", repository)
-
-
 class _StoreProblem(Exception):
     """A store that cannot take the run until the user acts; args: what went wrong, and the fix."""
 
@@ -137,15 +89,19 @@ def _experiment(name: str, client) -> str:
                             "its name, so this run is not logged",
                             f"restore it with {restore_command(uri, found)}{forever}, or set report.experiment in "
                             "params.yaml to another name")
-    if experiment is not None:
-        return experiment.experiment_id
-    location = os.environ.get("IQABENCH_ARTIFACT_URI")
-    if location:
-        location = f"{location.rstrip('/')}/{name}"
-    elif not is_server(tracking_uri()):
-        location = "mlflow-artifacts:/" + re.sub(r"[^\w.-]", "_", name)
-    # else: the server chooses (mlflow-artifacts:/<id> when it proxies artifacts).
-    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+    location = requested_location(name, tracking_uri())
+    if experiment is None:
+        # The location is final from here on: artifact_problem checked it before anything was written.
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+    held, root = experiment.artifact_location, artifact_root()
+    if root and not same_location(held, location):
+        # MLflow would log to the experiment's own location without a word: the files would not be where asked.
+        raise _StoreProblem(f"the experiment '{name}' (id {experiment.experiment_id}) keeps its artifacts in "
+                            f"{held}, not in {location} as IQABENCH_ARTIFACT_URI={root!r} asks (MLflow fixes an "
+                            "experiment's artifact location when it creates it), so this run is not logged",
+                            f"set report.experiment in params.yaml to a new name (a new experiment takes {location}), "
+                            f"or unset IQABENCH_ARTIFACT_URI to keep logging to {held}")
+    return experiment.experiment_id
 
 
 def headline_key(model: str, dataset: str) -> str:
@@ -233,18 +189,9 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
     """
     fail_fast()
     uri = tracking_uri()
-    blocked = read_only_store(uri)
-    if blocked:  # MLflow would fail after creating half a run, with ~90 lines of SQLAlchemy traceback
-        _not_logged(f"{sqlite_file(uri).name} is read-only: {blocked}, so this run is not logged",
-                    "make it writable (or set MLFLOW_TRACKING_URI to a writable store)")
-        return None
-    from .mlflow_ui import not_sqlite
-
-    foreign = not_sqlite(uri)
-    if foreign:
-        _not_logged(f"{foreign}, so this run is not logged", "move it aside (`mv "
-                    f"{sqlite_file(uri)} {sqlite_file(uri)}.bak`) to start a new store there, or set "
-                    "MLFLOW_TRACKING_URI to your store")
+    refused = _refusal(uri)
+    if refused:
+        _not_logged(*refused)
         return None
     import mlflow
 
@@ -262,10 +209,10 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
         mlflow.set_experiment(experiment_id=experiment_id)
         taken = parent_names(experiment_id, client)
         name = unique_name(run_name, taken)
+        inputs = {d.name: d.as_mlflow() for d in datasets}  # before the run exists: a failure here leaves none
         created = client.create_run(experiment_id, start_time=start_time_ms, run_name=name,
                                     tags={**tags, "mlflow.note.content": description})
-        inputs = {d.name: d.as_mlflow() for d in datasets}
-        with mlflow.start_run(run_id=created.info.run_id) as parent:
+        with _parent_run(client, created.info.run_id) as parent:
             mlflow.log_params(_params(params))
             mlflow.log_metrics(_metrics(metrics))
             for dataset in inputs.values():
@@ -306,20 +253,42 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
         store_log.setLevel(level)
 
 
-def read_only_store(uri: str) -> str | None:
-    """What cannot be written in the local sqlite store ``uri`` (the file, its folder, where SQLite keeps its
-    journal, or the artifact folder beside it), or None when it can take a run (or is not a local file)."""
-    database = sqlite_file(uri)
-    if database is None or not database.parent.is_dir():
-        return None  # a server, or a folder MLflow will report missing
-    artifacts = local_artifact_root(uri)
-    if database.exists() and not os.access(database, os.W_OK):
-        return f"{database} cannot be written"
-    if not os.access(database.parent, os.W_OK):
-        return f"its folder {database.parent.resolve()} cannot be written (SQLite keeps its journal there)"
-    if "IQABENCH_ARTIFACT_URI" not in os.environ and artifacts.is_dir() and not os.access(artifacts, os.W_OK):
-        return f"its artifact folder {artifacts} cannot be written"
-    return None
+def _refusal(uri: str) -> tuple[str, str] | None:
+    """Why the store ``uri`` (or IQABENCH_ARTIFACT_URI) cannot take a run, found before MLflow writes any of it:
+    MLflow would fail after creating half a run (a read-only store: ~90 lines of SQLAlchemy traceback), fix a bad
+    artifact location in a new experiment for good, or log to a database that vanishes with the process."""
+    from .mlflow_ui import not_sqlite
+
+    memory = memory_problem(uri)
+    if memory:
+        return memory
+    blocked = read_only_store(uri)
+    if blocked:
+        return (f"{sqlite_file(uri).name} is read-only: {blocked}, so this run is not logged",
+                "make it writable (or set MLFLOW_TRACKING_URI to a writable store)")
+    foreign = not_sqlite(uri)
+    if foreign:
+        return (f"{foreign}, so this run is not logged", f"move it aside (`mv {sqlite_file(uri)} "
+                f"{sqlite_file(uri)}.bak`) to start a new store there, or set MLFLOW_TRACKING_URI to your store")
+    root = artifact_root()
+    return artifact_problem(root) if root else None
+
+
+@contextlib.contextmanager
+def _parent_run(client, run_id: str):
+    """The created parent as the active run, ended FAILED if anything fails, start_run itself included:
+    a run left RUNNING or half-logged must not read as a result (the leaderboard and `compare` list
+    FINISHED parents only)."""
+    import mlflow
+
+    try:
+        with mlflow.start_run(run_id=run_id) as run:  # its exit ends the run FAILED on an exception
+            yield run
+    except BaseException:
+        with contextlib.suppress(Exception):  # the store may be what failed: the original error says more
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_terminated(run_id, "FAILED")
+        raise
 
 
 def _not_logged(what: str, fix: str) -> None:
@@ -335,14 +304,16 @@ def _log_file(path: Path, folder: str, experiment_id: str, client) -> None:
     from . import io
 
     key = f"{folder}/{path.name}" if folder else path.name
+    digest = None
     if path.stat().st_size >= SHARED_BYTES:
         digest = io.sha256_file(path)
         earlier = client.search_runs([experiment_id], f"tags.`artifact_sha256.{key}` = '{digest}'", max_results=1)
         if earlier:
             mlflow.set_tag(f"artifact_in.{key}", f"run {earlier[0].info.run_id} (same sha256 {digest[:16]})")
             return
-        mlflow.set_tag(f"artifact_sha256.{key}", digest)
     mlflow.log_artifact(str(path), artifact_path=folder or None)
+    if digest:  # only once the file is stored: later runs point at the run that holds it
+        mlflow.set_tag(f"artifact_sha256.{key}", digest)
 
 
 def encoder_model_name(model: str) -> str:
