@@ -102,7 +102,7 @@ def test_log_study_round_trip_through_a_real_server(server, study_inputs, monkey
         compare.load("nope", tracking_uri=server)
 
 
-def test_local_store_is_portable_and_names_runs_apart(study_inputs, monkeypatch, tmp_path):
+def test_local_store_is_portable_and_names_runs_apart(study_inputs, monkeypatch, tmp_path, capsys):
     """Without a server: the experiment's location is mlflow-artifacts:/ (no absolute path), the files land
     in mlartifacts/ beside mlflow.db, a second run of the same name gets "#2", and an encoder is logged as an
     MLflow model and registered once per distinct file."""
@@ -116,9 +116,17 @@ def test_local_store_is_portable_and_names_runs_apart(study_inputs, monkeypatch,
     encoders.save(encoders.Encoder(width=4), tmp_path / "encoder.pt")
     first = tracking.log_study(experiment="iqabench", run_name="01234567 HEAD params",
                                encoders={"contrique": tmp_path / "encoder.pt"}, **study_inputs)
+    capsys.readouterr()
+    again = tracking.log_study(experiment="iqabench", run_name="01234567 HEAD params",
+                               encoders={"contrique": tmp_path / "encoder.pt"}, **study_inputs)
+    assert again == first  # the same dvc.lock and commit: already logged, not a copy on the leaderboard
+    assert (f"MLflow: these results (dvc.lock {study_inputs['tags']['dvc_lock']}, commit 0123456789abcdef) are "
+            "already logged as run '01234567 HEAD params'; not logged twice") in capsys.readouterr().out
+    other = {**study_inputs, "tags": {**study_inputs["tags"], "dvc_lock": "0ddba11feedface0"}}
     second = tracking.log_study(experiment="iqabench", run_name="01234567 HEAD params",
-                                encoders={"contrique": tmp_path / "encoder.pt"}, **study_inputs)
+                                encoders={"contrique": tmp_path / "encoder.pt"}, **other)
     assert first and second and (first.name, second.name) == ("01234567 HEAD params", "01234567 HEAD params #2")
+    assert len(tracking.parent_names(first.experiment_id, mlflow.MlflowClient())) == 2
     client = mlflow.MlflowClient()
     assert client.get_experiment(first.experiment_id).artifact_location == "mlflow-artifacts:/iqabench"
     assert client.get_run(first.run_id).info.artifact_uri.startswith("mlflow-artifacts:/iqabench/")
@@ -147,7 +155,9 @@ def test_a_large_file_identical_to_an_earlier_runs_is_referenced_not_copied(stud
     Image.fromarray(noise).save(gallery)
     assert gallery.stat().st_size >= tracking.SHARED_BYTES
     study_inputs["artifacts"] = {"figures": [*study_inputs["artifacts"]["figures"], gallery]}
-    first, second = (tracking.log_study(experiment="iqabench", run_name="r", **study_inputs) for _ in range(2))
+    first, second = (tracking.log_study(experiment="iqabench", run_name="r",
+                                        **{**study_inputs, "tags": {**study_inputs["tags"], "dvc_lock": lock}})
+                     for lock in ("00000000000000a1", "00000000000000a2"))  # two pipeline states
     client = mlflow.MlflowClient()
     stored = {run.run_id: {f.path for f in client.list_artifacts(run.run_id, "figures")} for run in (first, second)}
     assert stored[first.run_id] == {"figures/scatter.png", "figures/distortions.png"}
@@ -155,7 +165,8 @@ def test_a_large_file_identical_to_an_earlier_runs_is_referenced_not_copied(stud
     assert client.get_run(second.run_id).data.tags["artifact_in.figures/distortions.png"].startswith(
         f"run {first.run_id} ")
     Image.fromarray(noise[::-1]).save(gallery)  # a new gallery is logged again
-    third = tracking.log_study(experiment="iqabench", run_name="r", **study_inputs)
+    third = tracking.log_study(experiment="iqabench", run_name="r",
+                               **{**study_inputs, "tags": {**study_inputs["tags"], "dvc_lock": "00000000000000a3"}})
     assert "figures/distortions.png" in {f.path for f in client.list_artifacts(third.run_id, "figures")}
 
 
@@ -230,7 +241,8 @@ def test_the_leaderboard_view_shows_every_run_name_whole(study_inputs, monkeypat
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     long_name = "fedcba98+dirty waxy-vats evaluate.n_splits=5"
     assert tracking.log_study(experiment="iqabench", run_name=long_name, **study_inputs)
-    run = tracking.log_study(experiment="iqabench", run_name="01234567 HEAD params", **study_inputs)
+    later = {**study_inputs, "tags": {**study_inputs["tags"], "dvc_lock": "00000000000000b2"}}  # another state
+    run = tracking.log_study(experiment="iqabench", run_name="01234567 HEAD params", **later)
     state = _view_state(mlflow.MlflowClient().get_experiment(run.experiment_id))
     width = state["columnWidths"][mlflow_ui.RUN_NAME_COLUMN]
     assert width == mlflow_ui.run_name_width([long_name]) and width >= 60 + 7 * len(long_name)

@@ -24,7 +24,8 @@ counts as unset). Logging never costs a result: if the store fails, the DVC
 outputs are already written and a warning says what failed; a read-only or
 in-memory store and a bad artifact location are found before any of the run is
 written (tracking_store.py). A run that fails midway is ended FAILED, and only
-FINISHED parents reach the leaderboard and `iqabench compare`.
+FINISHED parents reach the leaderboard and `iqabench compare`. Results already logged
+(the same ``dvc_lock`` digest and commit) are not logged twice.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
+from .mlflow_ui import FINISHED
 from .provenance import flatten
 from .tracking_store import (artifact_problem, artifact_root, enable_local_artifacts, fail_fast, is_server,
                              memory_problem, read_only_store, requested_location, same_location, sqlite_file,
@@ -153,6 +155,18 @@ def parent_names(experiment_id: str, client) -> list[str]:
             if "mlflow.parentRunId" not in run.data.tags]
 
 
+def already_logged(experiment_id: str, tags: Mapping[str, str], client) -> LoggedRun | None:
+    """The finished parent run that holds these results, or None. The ``dvc_lock`` digest fixes every output
+    and the commit the code, so a second `dvc repro -s -f report` would only add a copy to the leaderboard."""
+    lock, commit = str(tags.get("dvc_lock", "")), str(tags.get("git_commit", ""))
+    if not (re.fullmatch(r"[0-9a-f]{8,64}", lock) and re.fullmatch(r"[0-9a-f]{7,40}", commit)):
+        return None  # no digest to match on (or not one that can go in a filter unquoted)
+    found = client.search_runs([experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+                               filter_string=f"tags.dvc_lock = '{lock}' and tags.git_commit = '{commit}' and "
+                                             f"tags.mlflow.parentRunId IS NULL and {FINISHED}")
+    return LoggedRun(found[0].info.run_id, experiment_id, found[0].info.run_name) if found else None
+
+
 def unique_name(name: str, taken: Sequence[str]) -> str:
     """``name``, or ``name #2``, ``#3``... if a top-level run of the experiment (``taken``) already has it."""
     taken = set(taken)
@@ -207,6 +221,11 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
         client = mlflow.MlflowClient()
         experiment_id = _experiment(experiment, client)
         mlflow.set_experiment(experiment_id=experiment_id)
+        logged = already_logged(experiment_id, tags, client)
+        if logged is not None:
+            print(f"MLflow: these results (dvc.lock {tags['dvc_lock']}, commit {tags['git_commit']}) are already "
+                  f"logged as run '{logged.name}'; not logged twice. Delete that run in the UI to log them again.")
+            return logged
         taken = parent_names(experiment_id, client)
         name = unique_name(run_name, taken)
         inputs = {d.name: d.as_mlflow() for d in datasets}  # before the run exists: a failure here leaves none
