@@ -301,7 +301,8 @@ def test_a_special_file_made_by_an_external_rar_tool_voids_the_archive(tmp_path,
     # Without libarchive a tool extracts, and its listing does not say what a member is: staging is checked after.
     tool = tmp_path / "bin" / "bsdtar"
     tool.parent.mkdir()
-    tool.write_text('#!/bin/sh\nif [ "$1" = "-tf" ]; then printf "ok.txt\\npipe\\n"; exit 0; fi\n'
+    tool.write_text('#!/bin/sh\nif [ "$1" = "-tvf" ]; then printf "%s\\n%s\\n" "-rw-r--r--  0 0 0 3 Jan  1  2013 ok.txt" '
+                    '"prw-r--r--  0 0 0 0 Jan  1  2013 pipe"; exit 0; fi\n'
                     'echo x > "$4/ok.txt" && mkfifo "$4/pipe"\n')
     tool.chmod(0o755)
     monkeypatch.setattr(archives, "load_libarchive", lambda: (None, "not installed"))

@@ -32,7 +32,7 @@ from types import ModuleType
 
 from .scorefiles import DatasetError
 
-RAR_TOOLS = ("unrar", "7z", "bsdtar")
+RAR_TOOLS = ("unrar", "7z", "7zz", "bsdtar")  # 7zz: Debian 12's 7zip package
 LIBARCHIVE = "libarchive"
 STAGING_SUFFIX = ".extracting"
 
@@ -92,7 +92,7 @@ def rar_extractor() -> str:
         f"extracting .rar archives needs libarchive or one of the tools {', '.join(RAR_TOOLS)}, and none is "
         f"available: {why_not}, and no tool is on PATH. Install either the Python package and its system "
         f"library (`pip install libarchive-c` plus `apt-get install libarchive13` or `brew install "
-        f"libarchive`), or a tool (`apt-get install unrar`, p7zip-full or libarchive-tools), then run the "
+        f"libarchive`), or a tool (`apt-get install unrar`, 7zip, p7zip-full or libarchive-tools), then run the "
         f"command again")
 
 
@@ -249,30 +249,44 @@ def _extract_rar_libarchive(archive: Path, staging: Path, libarchive: ModuleType
                                    f"download again")
 
 
-def _rar_tool_members(archive: Path, tool: str) -> list[str]:
+def _rar_tool_listing(archive: Path, tool: str) -> list[tuple[str, bool, int]]:
+    """``(name, is_folder, size)`` of every member, from the tool's technical listing: what
+    :func:`check_listing` needs to refuse a bomb or a name given twice before the tool writes anything."""
     name = Path(tool).name
-    if name == "unrar":
-        cmd = [tool, "lb", str(archive)]
-    elif name == "7z":
-        cmd = [tool, "l", "-slt", "-ba", str(archive)]
-    else:
-        cmd = [tool, "-tf", str(archive)]
+    cmd = {"unrar": [tool, "lt", "-c-", str(archive)], "7z": [tool, "l", "-slt", "-ba", str(archive)],
+           "7zz": [tool, "l", "-slt", "-ba", str(archive)]}.get(name, [tool, "-tvf", str(archive)])
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise DatasetError(f"{archive.name}: {name} cannot list the archive: {out.stderr.strip()[:300]}")
-    lines = out.stdout.splitlines()
-    if name == "7z":
-        return [line[len("Path = "):] for line in lines if line.startswith("Path = ")]
-    return [line for line in lines if line.strip()]
+    entries: list[list] = []
+    try:
+        for line in out.stdout.splitlines():
+            if name == "bsdtar":  # ls -l style: mode links owner group size month day time-or-year name
+                fields = line.split(maxsplit=8)
+                if len(fields) == 9:
+                    entries.append([fields[8].rstrip("/"), fields[0].startswith("d"), int(fields[4])])
+                continue
+            key, sep, value = line.strip().partition(" = " if name != "unrar" else ": ")
+            if not sep:
+                continue
+            if key in ("Path", "Name"):  # 7z, unrar: a new member
+                entries.append([value, False, 0])
+            elif entries and key in ("Folder", "Type"):
+                entries[-1][1] = value in ("+", "Directory")
+            elif entries and key == "Size":
+                entries[-1][2] = int(value.replace(",", "").replace(" ", ""))
+    except ValueError:
+        raise DatasetError(f"{archive.name}: {name}'s listing gives a size that is not a number; extract the archive "
+                           "yourself and register the folder with `iqabench datasets add NAME --from PATH`") from None
+    return [(member, is_dir, size) for member, is_dir, size in entries]
 
 
 def _extract_rar_tool(archive: Path, staging: Path, tool: str) -> None:
-    for member in _rar_tool_members(archive, tool):
-        check_member(member, archive)
+    check_listing(archive, _rar_tool_listing(archive, tool), staging.parent)  # names, twice-named, bomb, disk
     name = Path(tool).name
     if name == "unrar":
         cmd = [tool, "x", "-o+", "-y", str(archive), str(staging) + os.sep]
-    elif name == "7z":
+    elif name in ("7z", "7zz"):
         cmd = [tool, "x", "-y", f"-o{staging}", str(archive)]
     else:
         cmd = [tool, "-xf", str(archive), "-C", str(staging)]
