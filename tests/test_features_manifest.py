@@ -20,8 +20,10 @@ NAMES = ["img0.png", "img1.png", "img2.png"]
     (NAMES + ["img3.png"], {"brisque": np.ones((4, 4))},
      "lists 4 images but the manifest 3, and at position 4 it has 'img3.png' where the manifest has nothing"),
     (None, {"brisque": np.ones((3, 4))}, "records no image names (no 'images' array): it was not written by extract"),
-    (NAMES, {"brisque": np.ones((2, 4))}, "'brisque' is a float64 array of shape (2, 4), not 3 x D numbers"),
-    (NAMES, {"brisque": np.ones(3)}, "'brisque' is a float64 array of shape (3,), not 3 x D numbers"),
+    (NAMES, {"brisque": np.ones((2, 4))}, "'brisque' is a float64 array of shape (2, 4), not 3 x D real numbers"),
+    (NAMES, {"brisque": np.ones(3)}, "'brisque' is a float64 array of shape (3,), not 3 x D real numbers"),
+    (NAMES, {"brisque": np.ones((3, 2), complex)}, "'brisque' is a complex128 array of shape (3, 2), not 3 x D real"),
+    (np.array("img0.png"), {"brisque": np.ones((3, 4))}, "lists 1 images but the manifest 3"),
     (NAMES, {"brisque": np.column_stack([np.ones(3), np.full(3, np.nan), np.ones(3)])},
      "'brisque' has no value (NaN) on any image in column(s) [1] of 3"),
 ])

@@ -94,7 +94,7 @@ def load_for(path: str | Path, frame: pd.DataFrame) -> dict[str, np.ndarray]:
     if "images" not in stored:
         raise FeaturesFileError(f"{path} records no image names (no 'images' array): it was not written by "
                                 f"extract; {rebuild}")
-    names, expected = [str(n) for n in stored.pop("images")], image_names(frame)
+    names, expected = [str(n) for n in np.ravel(stored.pop("images"))], image_names(frame)
     if names != expected:
         where = next((i for i, (a, b) in enumerate(zip(names, expected)) if a != b), min(len(names), len(expected)))
         got = repr(names[where]) if where < len(names) else "nothing"
@@ -103,9 +103,10 @@ def load_for(path: str | Path, frame: pd.DataFrame) -> dict[str, np.ndarray]:
                                 f"position {where + 1} it has {got} where the manifest has {want}: the features "
                                 f"are from another version of the dataset; {rebuild}")
     for model, array in stored.items():
-        if array.ndim != 2 or len(array) != len(frame) or not np.issubdtype(array.dtype, np.number):
+        real = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+        if array.ndim != 2 or len(array) != len(frame) or not real:
             raise FeaturesFileError(f"{path}: '{model}' is a {array.dtype} array of shape {array.shape}, not "
-                                    f"{len(frame)} x D numbers (one row per image); {rebuild}")
+                                    f"{len(frame)} x D real numbers (one row per image); {rebuild}")
         dead = undefined_columns(array)
         if dead.any() and not dead.all():
             raise FeaturesFileError(f"{path}: '{model}' has no value (NaN) on any image in column(s) "
