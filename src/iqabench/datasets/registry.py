@@ -180,8 +180,8 @@ _SPECS = [
                  "restoration. ECCV 2020.",
         licence="research use", remotes=(), access="registration on the PIPAL / NTIRE challenge pages",
         # Elo has no published bounds and public loaders use it raw; [800, 1900] brackets the
-        # labels read from pyiqa's meta_info_PIPALDataset.csv (1034.6-1680.2 in the rows read;
-        # docs/datasets.md). Out-of-range values are warned about, never clipped.
+        # 23,200 labels of pyiqa's meta_info_PIPALDataset.csv (916.71 to 1835.99; docs/datasets.md).
+        # Out-of-range values are warned about, never clipped.
         images_dir="", score_file="Train_Label", parser=synth.parse_pipal, score_type="Elo",
         lo=800, hi=1900, higher_is_better=True, n_images=23200, content_ids="reference",
         score_source="human Elo (PIPAL pairwise preferences)"),
