@@ -14,7 +14,7 @@ this table and raise :class:`ParamsError` naming the key, the value and what is 
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import importlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,61 +97,23 @@ def anything(default=REQUIRED) -> Key:
     return Key(lambda v: True, "any value", default)
 
 
-# --- registries owned by other modules: imported when a check needs them ---------------------------
+# --- registries owned by other modules: imported when a check needs them (several pull in torch) -----------
 
-def _photos():
-    from .datasets.embedded import PHOTOS
-    return PHOTOS
-
-
-def _label_metrics():
-    from .fr_metrics import LABEL_METRICS
-    return LABEL_METRICS
+def _registry(module: str, name: str) -> Callable[[], Any]:
+    return lambda: getattr(importlib.import_module(module, __package__), name)
 
 
-def _alpha_rules():
-    from .evaluation.ridge import ALPHA_RULES
-    return ALPHA_RULES
-
-
-def _logistic_kinds():
-    from .evaluation.metrics import LOGISTIC_KINDS
-    return LOGISTIC_KINDS
-
-
-def _mixed_methods():
-    from .mixed import METHODS
-    return METHODS
-
-
-def _archs():
-    from .models.encoders import ARCHS
-    return ARCHS
-
-
-def _objectives():
-    from .training.pretrain import OBJECTIVES
-    return OBJECTIVES
-
-
-def _colour_spaces():
-    from .training.views import COLOUR_SPACES
-    return COLOUR_SPACES
-
-
-def _finetune_losses():
-    from .training.finetune import LOSSES
-    return list(LOSSES)
-
-
-def _finetune_heads():
-    from .training.finetune import HEADS
-    return HEADS
-
-
-def _mixed_loss_terms():
-    from .mixed import LOSS_TERMS
-    return LOSS_TERMS
+_photos = _registry(".datasets.embedded", "PHOTOS")
+_label_metrics = _registry(".fr_metrics", "LABEL_METRICS")
+_alpha_rules = _registry(".evaluation.ridge", "ALPHA_RULES")
+_logistic_kinds = _registry(".evaluation.metrics", "LOGISTIC_KINDS")
+_mixed_methods = _registry(".mixed", "METHODS")
+_archs = _registry(".models.encoders", "ARCHS")
+_objectives = _registry(".training.pretrain", "OBJECTIVES")
+_colour_spaces = _registry(".training.views", "COLOUR_SPACES")
+_finetune_losses = _registry(".training.finetune", "LOSSES")
+_finetune_heads = _registry(".training.finetune", "HEADS")
+_mixed_loss_terms = _registry(".mixed", "LOSS_TERMS")
 
 
 def _profile(value) -> bool:
@@ -185,8 +147,8 @@ SPLITS = integer(1, MAX_SPLITS)
 EVERY = integer(1)       # checkpoint_every, log_every: a period, harmless when above the step count
 POSITIVE = number(0, lo_open=True)
 NON_NEGATIVE = number(0)
-# Published NT-Xent temperatures are 0.05-0.5. Far below, float32 softmax rounds every negative but the hardest to
-# exactly 0 and the loss grows as 1/t: a run at 1e-30 finished "successfully" and its encoder learned nothing.
+# Published NT-Xent temperatures: 0.05-0.5. Far below, float32 softmax keeps only the hardest negative and the loss
+# grows as 1/t: a run at 1e-30 finished "successfully" and learned nothing.
 TEMPERATURE = number(1e-3, 100)
 
 
@@ -341,8 +303,6 @@ SECTION_RANGES = {
 def dataclass_section(name: str) -> dict[str, Key]:
     """Known keys of a dataclass-backed section (or of each entry of a named one): every field (ranged where
     known) plus its stage keys."""
-    import importlib
-
     module, cls, extra = DATACLASS_SECTIONS[name] if name in DATACLASS_SECTIONS else NAMED_SECTIONS[name]
     fields = dataclasses.fields(getattr(importlib.import_module(module), cls))
     overrides = SECTION_RANGES.get(name, {})
@@ -389,8 +349,11 @@ def check_value(where: str, key: str, value: Any, spec: Key) -> None:
 
 
 def closest(name: str, known) -> str:
-    match = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    """`` (did you mean 'x'?)`` for the known name ``name`` most likely means, or ""."""
+    from .datasets.registry import closest as nearest  # one fuzzy match for every name the project knows
+
+    match = nearest(name, known)
+    return f" (did you mean {match!r}?)" if match is not None else ""
 
 
 def _looks_numeric(value: str) -> bool:
