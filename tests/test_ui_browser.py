@@ -36,6 +36,9 @@ WHOLE = "e => Array.from(e.querySelectorAll('*')).every(c => c.clientWidth <= 1 
 PAGE_S = 300       # the first page load compiles MLflow's JavaScript bundle; two busy cores are slow
 
 
+FAILED_NAME = "0badf00d report failed midway"
+
+
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
     root = tmp_path_factory.mktemp("ui")
@@ -53,6 +56,13 @@ def ui(tmp_path_factory):
                 for shift, seed, commit, dirty, exp, diff in (
                     (0.0, 0, "0123456789abcdef", False, "", {}),
                     (0.02, 1, "fedcba9876543210", True, "waxy-vats", {"seed": (0, 1)}))]
+        # A report that failed midway: a FAILED parent with a leaderboard column, which the view must not list.
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        failed = client.create_run(runs[0].experiment_id, run_name=FAILED_NAME)
+        client.log_metric(failed.info.run_id, tracking.headline_key("contrique", fakestudy.DATASETS[0]), 0.99)
+        client.set_terminated(failed.info.run_id, "FAILED")
     finally:
         mp.undo()
         import mlflow
@@ -84,9 +94,10 @@ def test_the_printed_link_lands_on_the_run_table_with_the_leaderboard_columns(ui
     page.goto(mlflow_ui.view_url(newest.experiment_id, base=base))
     page.get_by_text("Run Name").first.wait_for(timeout=PAGE_S * 1000)
     assert f"/experiments/{newest.experiment_id}/runs" in page.url  # not the GenAI overview
-    # Both runs are rows, under the names that tell them apart.
+    # Both runs are rows, under the names that tell them apart; the report that failed midway is not.
     for run in runs:
         page.get_by_text(run.name).first.wait_for(timeout=PAGE_S * 1000)
+    assert page.get_by_text(FAILED_NAME).count() == 0 and page.get_by_text("0.99", exact=True).count() == 0
     columns = sorted(tracking.headline_key(m, ds) for m in fakestudy.MODELS for ds in fakestudy.DATASETS)
     _close_assistant(page)
     page.locator(f"[col-id='metrics.`{columns[0]}`']").first.wait_for(timeout=PAGE_S * 1000)
