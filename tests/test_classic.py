@@ -162,6 +162,29 @@ def test_niqe_load_names_the_file_when_it_is_not_a_model(tmp_path):
         NiqeModel.load(tmp_path / "missing.npz")
 
 
+@pytest.mark.parametrize("damage, reason", [
+    (lambda p: p.write_bytes(p.read_bytes()[:3000]), "BadZipFile: not a zip archive of arrays"),
+    (lambda p: p.write_bytes(b""), "BadZipFile: not a zip archive of arrays"),  # numpy: EOFError, typer: "Aborted."
+    (lambda p: p.write_text("hello"), "BadZipFile: not a zip archive of arrays"),  # numpy: "pickled data"
+])
+def test_a_damaged_niqe_model_is_one_error_naming_it_and_how_to_restore_it(niqe_model, tmp_path, damage, reason):
+    path = niqe_model.save(tmp_path / "niqe_mvg.npz")
+    damage(path)
+    with pytest.raises(ValueError) as error:
+        NiqeModel.load(path)
+    assert str(error.value) == (f"NIQE model {path} is unreadable ({reason}); restore it (`dvc checkout {path}`) "
+                                "or fit it again (`dvc repro -f fit_niqe`)")
+
+
+def test_a_niqe_model_without_its_arrays_names_what_it_lacks(tmp_path):
+    from iqabench.models.niqe import FORMAT_TAG
+
+    np.savez(tmp_path / "m.npz", format=np.array(FORMAT_TAG), mean=np.zeros(36))
+    with pytest.raises(ValueError, match=r"m\.npz lacks \['covariance', 'patch_size', 'sharpness_threshold', "
+                                         r"'num_patches'\]; restore it"):
+        NiqeModel.load(tmp_path / "m.npz")
+
+
 def test_niqe_rejects_images_smaller_than_one_patch(niqe_model):
     with pytest.raises(ValueError, match="at least 96x96"):
         niqe_score(torch.rand(2, 3, 80, 200), niqe_model)

@@ -129,6 +129,23 @@ def test_mlflow_run_is_readable_back(pipeline):
     assert run["tags.dvc_lock"] == provenance.lock_digest("report", work / "dvc.lock", work / "dvc.yaml")
 
 
+def test_make_repro_logs_what_a_fresh_clone_skipped_and_never_twice(pipeline, tmp_path):
+    # A fresh clone's `dvc repro` skips `report` (its outputs are committed), so MLflow held nothing and every hint
+    # ("run dvc repro") went in a circle. `make repro` asks this, and runs `dvc repro -s -f report` on exit 1.
+    work, env, _ = pipeline
+    logged = [BIN / "python", "-m", "iqabench.mlflow_ui", "logged"]
+    assert _run(logged, work, env, check=False).returncode == 0  # the pipeline's own run holds this dvc.lock
+    clone = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'clone.db'}"}  # a store without it
+    assert _run(logged, work, clone, check=False).returncode == 1
+    again = _run([BIN / "dvc", "repro", "-s", "-f", "report"], work, env)
+    assert "are already logged as run" in again.stdout  # the report stage's own check: no second parent run
+    import mlflow
+
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(experiment_names=["iqabench"])
+    assert runs["tags.mlflow.parentRunId"].isna().sum() == 1
+
+
 def test_nothing_reruns_and_an_evaluate_param_changes_only_the_stages_that_read_it(pipeline):
     work, env, first = pipeline
     assert "Running stage 'pretrain@contrique'" in first.stdout

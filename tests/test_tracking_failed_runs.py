@@ -107,3 +107,22 @@ def test_a_large_file_is_recorded_as_shared_only_once_it_is_stored(tmp_path, mon
     client = mlflow.MlflowClient()
     assert {f.path for f in client.list_artifacts(run.run_id, "figures")} == {"figures/distortions.png"}
     assert not any(k.startswith("artifact_in.") for k in client.get_run(run.run_id).data.tags)
+
+
+def test_make_repro_counts_only_a_finished_parent_as_logged(tmp_path, monkeypatch):
+    """`python -m iqabench.mlflow_ui logged` (make repro) reads the store with sqlite3: a FAILED parent, another
+    experiment, another dvc.lock, a missing store or a text file named mlflow.db hold no run of these results."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    inputs = fakestudy.inputs(tmp_path)
+    lock = inputs["tags"]["dvc_lock"]
+    assert not mlflow_ui.logged(lock, uri=uri)  # no store yet
+    with monkeypatch.context() as patched:
+        _fail_logging_files(patched)
+        assert tracking.log_study(experiment="iqabench", run_name="broken", **inputs) is None
+    assert not mlflow_ui.logged(lock, uri=uri)  # only a FAILED parent holds them
+    assert tracking.log_study(experiment="iqabench", run_name="good", **inputs)
+    assert mlflow_ui.logged(lock, uri=uri)
+    assert not mlflow_ui.logged("0" * 16, uri=uri) and not mlflow_ui.logged(lock, "other", uri=uri)
+    (tmp_path / "text.db").write_text("hello")
+    assert not mlflow_ui.logged(lock, uri=f"sqlite:///{tmp_path / 'text.db'}")

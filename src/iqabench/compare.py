@@ -102,7 +102,7 @@ def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name
                            "sqlite:///mlflow.db or http://HOST:5000")
     database = tracking.sqlite_file(uri)
     if database is not None and not database.is_file():  # MLflow would create an empty store to read from
-        raise CompareError(f"no MLflow store at {database}: run `dvc repro` here to log one, or pass "
+        raise CompareError(f"no MLflow store at {database}: {mlflow_ui.LOG_HINT} here to log one, or pass "
                            "--tracking-uri (or set MLFLOW_TRACKING_URI) to the store that holds your runs")
     tracking.fail_fast()
     import mlflow

@@ -20,6 +20,8 @@ UI_URL = "http://127.0.0.1:5000"  # what `make ui` serves
 # it (a report that failed midway leaves a FAILED parent with some of the columns).
 FINISHED = "attributes.status = 'FINISHED'"
 PARENTS_ONLY = f"tags.mlflow.parentRunId IS NULL and {FINISHED}"  # the leaderboard view's filter
+# What logs the study when `dvc repro` ran nothing: a fresh clone's committed outputs skip the report stage.
+LOG_HINT = "run `make repro` (after a `dvc repro` that ran nothing, `dvc repro -s -f report` logs it)"
 VIEW_KEY = "leaderboard"  # the saved view of the run table: one SRCC column per model and dataset
 ML_WORKFLOW = "workflowType=machine_learning"  # MLflow 3's "Model training" side of the UI
 RUN_NAME_COLUMN = "attributes.`Run Name`"  # the run table's column id
@@ -102,7 +104,7 @@ def ui_link(experiment: str = "iqabench", uri: str = DEFAULT_URI) -> str:
 
     path = sqlite_file(uri)
     if path is None or not path.is_file():
-        return f"no store at {path} yet: run `dvc repro`, then open {UI_URL}"
+        return f"no store at {path} yet: {LOG_HINT}, then open {UI_URL}"
     foreign = not_sqlite(uri)
     if foreign:  # sqlite3's DatabaseError was a traceback in `make ui`
         return f"{foreign}: move it aside (`mv {path} {path}.bak`), then run `dvc repro -s -f report` to log again"
@@ -114,12 +116,47 @@ def ui_link(experiment: str = "iqabench", uri: str = DEFAULT_URI) -> str:
         return f"{path} is not an MLflow store yet ({err}): run `dvc repro -s -f report` to log a run, then " \
                f"open {UI_URL}"
     if found is None:
-        return f"no experiment '{experiment}' in {path} yet: run `dvc repro`, then open {UI_URL}"
+        return f"no experiment '{experiment}' in {path} yet: {LOG_HINT}, then open {UI_URL}"
     if found[1] == "deleted":  # the UI lists no deleted experiment: the link would open an empty page
         return (f"the experiment '{experiment}' (id {found[0]}) in {path} is deleted: restore it with "
                 f"{restore_command(uri, found[0])}")
     return f"Open {view_url(str(found[0]), base=UI_URL)}"
 
 
+def logged(lock: str, experiment: str = "iqabench", uri: str | None = None) -> bool:
+    """Whether a finished parent run of ``experiment`` in the local store ``uri`` holds the results of the
+    ``dvc_lock`` digest ``lock`` (read-only, with sqlite3). False for any other store: the report stage's own
+    check (tracking.already_logged) then keeps a second run of it from being logged."""
+    import sqlite3
+
+    path = sqlite_file(uri or tracking_uri())
+    if path is None or not path.is_file() or not_sqlite(uri or tracking_uri()):
+        return False
+    query = ("SELECT 1 FROM runs r JOIN experiments e ON e.experiment_id = r.experiment_id "
+             "JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = 'dvc_lock' AND t.value = ? "
+             "WHERE e.name = ? AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active' AND NOT EXISTS "
+             "(SELECT 1 FROM tags p WHERE p.run_uuid = r.run_uuid AND p.key = 'mlflow.parentRunId') LIMIT 1")
+    try:
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+            return db.execute(query, (lock, experiment)).fetchone() is not None
+    except sqlite3.DatabaseError:  # not an MLflow store (yet): nothing is logged there
+        return False
+
+
+def _current_state_logged() -> bool:
+    """`make repro`'s question: is what `dvc repro` left in dvc.lock already in MLflow?"""
+    from . import params, provenance
+
+    return logged(provenance.lock_digest(), params.section("report")["experiment"])
+
+
 def run_url(experiment_id: str, run_id: str, base: str | None = None) -> str:
     return f"{base or ui_base()}/#/experiments/{experiment_id}/runs/{run_id}?{ML_WORKFLOW}"
+
+
+if __name__ == "__main__":  # `python -m iqabench.mlflow_ui logged`: exit 0 when the current results are logged
+    import sys
+
+    if sys.argv[1:] != ["logged"]:
+        sys.exit("usage: python -m iqabench.mlflow_ui logged")
+    sys.exit(0 if _current_state_logged() else 1)
