@@ -313,3 +313,22 @@ def test_scores_outside_the_declared_scale_warn_with_count_and_range():
     with pytest.warns(UserWarning, match=r"mine: 2 raw score\(s\) fall outside the declared scale 0-100 "
                                          r"\(min -1, max 101\)"):
         warn_out_of_range("mine", np.array([-1.0, 50.0, 101.0]), 0, 100, "0-100")
+
+
+def test_a_registered_dataset_says_how_to_use_it(tmp_path):
+    # The success line ended at the folder: where to list the new set (and what runs it) was in no message.
+    result, registry = _generic(tmp_path, "a.png,3\nb.png,4\n")
+    assert result.exit_code == 0 and registry.exists()
+    assert (f"mine registered: 2 images at {tmp_path / 'imgs'}. To use it, list mine under `datasets:` in "
+            "params.yaml and run `dvc repro`") in " ".join(result.output.split())
+
+
+def test_show_says_a_rar_dataset_needs_an_extractor_when_none_is_here(tmp_path, monkeypatch):
+    from iqabench.datasets import archives
+
+    monkeypatch.setattr(archives, "load_libarchive", lambda: (None, "libarchive is not installed"))
+    monkeypatch.setattr(archives.shutil, "which", lambda tool: None)
+    shown = " ".join(_invoke(tmp_path / "registry.json", "show", "tid2013").output.split())
+    assert "needs: extracting .rar archives needs libarchive or one of the tools unrar, 7z, 7zz, bsdtar" in shown
+    monkeypatch.setattr(archives.shutil, "which", lambda tool: "/usr/bin/bsdtar" if tool == "bsdtar" else None)
+    assert "needs:" not in _invoke(tmp_path / "registry.json", "show", "tid2013").output

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..manifest import ManifestError
 from ..params import outside_repository, repo_root
+from .archives import rar_extractor
 from .download import download
 from .local import DEFAULT_REGISTRY, register, register_generic
 from .registry import SHARED_SUBSETS, SPECS, closest, get_spec
@@ -117,6 +118,16 @@ def show_cmd(ctx: typer.Context, name: str):
             lines = textwrap.wrap(str(value), max(20, console().width - 9), break_long_words=False,
                                   break_on_hyphens=False)
             console().print(f"[bold]{key + ':':8}[/bold] " + escape("\n         ".join(lines)), soft_wrap=True)
+    if name in SPECS and any(r.filename.lower().endswith(".rar") for r in SPECS[name].remotes):
+        try:  # its archive is a .rar: said here, not only when a download starts
+            rar_extractor()
+        except DatasetError as err:
+            console().print(f"[bold]{'needs:':8}[/bold] " + escape(str(err)), soft_wrap=True)
+
+
+def _registered(name: str, entry: dict) -> None:
+    console().print(f"[green]{name}[/green] registered: {entry['images']} images at {entry['path']}. To use it, "
+                    f"list {name} under `datasets:` in params.yaml and run `dvc repro`")
 
 
 def _published(name: str, nothing: str) -> None:
@@ -166,7 +177,7 @@ def add_cmd(ctx: typer.Context, name: str,
         _show_warnings(caught)
     except (DatasetError, ManifestError) as err:
         _fail(err)
-    console().print(f"[green]{name}[/green] registered: {entry['images']} images at {entry['path']}")
+    _registered(name, entry)
 
 
 @app.command("add-generic")
@@ -197,4 +208,4 @@ def add_generic_cmd(ctx: typer.Context, name: str,
         _show_warnings(caught)
     except (DatasetError, ManifestError) as err:
         _fail(err)
-    console().print(f"[green]{name}[/green] registered: {entry['images']} images at {entry['path']}")
+    _registered(name, entry)
