@@ -95,6 +95,16 @@ def test_model_without_a_regressor_says_how_to_fit_one(row, tmp_path):
     assert code == 1 and "does not exist; run `dvc repro evaluate`" in out and "add it there first" in out
 
 
+def test_a_regressors_folder_without_any_regressor_is_named_as_such(row, tmp_path):
+    # It advised `dvc repro evaluate`, which writes to the repository's folder, not the one given.
+    model, _ = row
+    (tmp_path / "empty").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "p.png")
+    code, out = _score(tmp_path / "p.png", "--model", model, "--regressors", tmp_path / "empty")
+    assert code == 1 and f"--regressors {tmp_path / 'empty'} holds no fitted regressor (no .npz file" in " ".join(
+        out.split()) and "dvc repro evaluate` writes them to" in " ".join(out.split())
+
+
 def test_a_row_undefined_on_one_image_names_it_instead_of_printing_nan(tmp_path):
     # BRISQUE has no statistics on a flat image (the features contract gives NaN there): say so, never "nan".
     feats = np.random.default_rng(0).normal(size=(20, 36))

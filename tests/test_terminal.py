@@ -243,7 +243,8 @@ def test_the_width_is_read_when_a_command_runs_not_when_the_module_was_imported(
                                            ("bin.md", "is not a UTF-8 markdown file (byte 0"),
                                            ("empty.md", "is empty: rerun `dvc repro -s -f report`"),
                                            ("blank.md", "is empty"),
-                                           ("gone.md", "does not exist: run `make repro`")])
+                                           ("gone.md", "does not exist: run `make repro`"),
+                                           ("within.csv", "is not a markdown report; give reports/results.md")])
 def test_report_on_a_file_it_cannot_show_says_what_it_is_in_one_line(tmp_path, name, problem):
     """Random bytes gave a UnicodeDecodeError traceback, a folder "does not exist", an empty file nothing at all
     (exit 0)."""
@@ -251,6 +252,7 @@ def test_report_on_a_file_it_cannot_show_says_what_it_is_in_one_line(tmp_path, n
     (tmp_path / "bin.md").write_bytes(b"\x82\xff\x00PNG" + bytes(range(256)))
     (tmp_path / "empty.md").write_bytes(b"")
     (tmp_path / "blank.md").write_text(" \n\n")
+    (tmp_path / "within.csv").write_text("model,dataset,srcc\ncontrique,a,0.5\n")
     before = sorted(tmp_path.rglob("*"))
     shown = CliRunner().invoke(app, ["report", "--path", str(tmp_path / name)], env={"COLUMNS": str(WIDTH)})
     assert shown.exit_code == 1 and "Traceback" not in shown.output

@@ -65,6 +65,9 @@ def report(path: Optional[Path] = typer.Option(None, help="results written by `d
         problem = f"{path} is a folder; give the results file, e.g. --path {path / 'results.md'}"
     elif not path.is_file():
         problem = f"{path} does not exist: run `make repro` (or `dvc repro`) first"
+    elif path.suffix.lower() not in (".md", ".markdown"):  # a CSV or JSON was printed as one wrapped paragraph
+        problem = (f"{path} is not a markdown report; give reports/results.md (or another .md of reports/: "
+                   "finetune.md, mixed.md)")
     else:
         try:
             text = path.read_text(encoding="utf-8")

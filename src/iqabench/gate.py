@@ -340,7 +340,7 @@ def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] 
     warned = sum(row.status == REGRESSED for row in result.rows)
     added = sum(row.status == ADDED for row in result.rows)
     console.print(f"[bold green]passed[/bold green]: no gated metric ({', '.join(result_gated(result))}) fell "
-                  f"beyond its tolerance of {described}" + (f"; {warned} ungated drop(s) flagged (warn)"
+                  f"beyond its tolerance of {inputs.source}" + (f"; {warned} ungated drop(s) flagged (warn)"
                                                              if warned else "")
                   + (f"; {added} new metric(s) not in the baseline (`--accept` to gate them)" if added else "") + ".")
     return 0

@@ -109,6 +109,11 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
         if row.stage is None and not artifact.is_file():  # a file the user named (file:PATH)
             raise FileNotFoundError(f"{model}: no such file {artifact}; check the path")
     fitted_path = regressor.path_for(model, regressor_folder(regressors))
+    if not fitted_path.is_file() and regressors is not None and not any(fitted_path.parent.glob("*.npz")):
+        # Not a folder evaluate wrote: "run dvc repro evaluate" would fill another one.
+        raise FileNotFoundError(f"--regressors {regressors} holds no fitted regressor (no .npz file, e.g. "
+                                f"{fitted_path.name}): give the folder `dvc repro evaluate` writes them to (by "
+                                f"default the repository's {regressor.REGRESSORS})")
     if not fitted_path.is_file():
         raise FileNotFoundError(f"{fitted_path} does not exist; run `dvc repro evaluate` with {model!r} in "
                                 "params.yaml `models:` (add it there first if it is not listed): that stage fits "
