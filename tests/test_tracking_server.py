@@ -263,5 +263,6 @@ def test_the_leaderboard_view_shows_every_run_name_whole(study_inputs, monkeypat
         f"Open {mlflow_ui.view_url(run.experiment_id, base=mlflow_ui.UI_URL)}"
     assert store.stat().st_mtime_ns == before
     assert "no experiment 'other'" in mlflow_ui.ui_link("other", uri=f"sqlite:///{store}")
-    assert "run `dvc repro`" in mlflow_ui.ui_link(uri=f"sqlite:///{tmp_path / 'none.db'}")
+    assert "run `make repro` (after a `dvc repro` that ran nothing, `dvc repro -s -f report` logs it)" in \
+        mlflow_ui.ui_link(uri=f"sqlite:///{tmp_path / 'none.db'}")
     assert not (tmp_path / "none.db").exists()
