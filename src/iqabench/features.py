@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import zipfile
-import zlib
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -65,13 +63,9 @@ def load_file(path: str | Path) -> dict[str, np.ndarray]:
         raise FeaturesFileError(f"{path} does not exist: no features for dataset {dataset!r}; "
                                 f"run `dvc repro extract@{dataset}`")
     try:
-        if not zipfile.is_zipfile(path):  # numpy would read it as a pickle, and suggest allow_pickle=True
-            raise zipfile.BadZipFile("not a zip archive of arrays")
-        with np.load(path, allow_pickle=False) as blob:
-            return {name: blob[name] for name in blob.files}
-    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, KeyError, EOFError) as exc:
-        reason = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise FeaturesFileError(f"{path} is unreadable ({type(exc).__name__}: {reason}): `dvc checkout {path}` "
+        return io.read_npz(path)
+    except io.NpzError as err:
+        raise FeaturesFileError(f"{path} is unreadable ({err}): `dvc checkout {path}` "
                                 f"or `dvc repro -f extract@{dataset}`") from None
 
 

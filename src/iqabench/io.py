@@ -133,6 +133,31 @@ def read_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
             "dict) and use that copy") from None
 
 
+class NpzError(ValueError):
+    """An .npz file that cannot be read as arrays; its message is ``Type: first line of the reason``."""
+
+
+def read_npz(path: str | os.PathLike) -> dict:
+    """Every array of the .npz at ``path``, read without unpickling anything, else :class:`NpzError`.
+
+    A file that is no zip is refused before numpy sees it: numpy would read it as a pickle and advise
+    ``allow_pickle=True``. An empty file (numpy: EOFError) is one too: typer turns an EOFError into a bare
+    "Aborted."."""
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    try:
+        if not zipfile.is_zipfile(path):
+            raise zipfile.BadZipFile("not a zip archive of arrays")
+        with np.load(path, allow_pickle=False) as blob:
+            return {name: blob[name] for name in blob.files}
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, KeyError, EOFError) as exc:
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise NpzError(f"{type(exc).__name__}: {reason}") from None
+
+
 class TableError(ValueError):
     """A file an earlier stage wrote (CSV, JSON, markdown) that is missing, unreadable or lacks a column;
     the message names it and how to get it back."""

@@ -129,8 +129,9 @@ def logged(lock: str, experiment: str = "iqabench", uri: str | None = None) -> b
     check (tracking.already_logged) then keeps a second run of it from being logged."""
     import sqlite3
 
-    path = sqlite_file(uri or tracking_uri())
-    if path is None or not path.is_file() or not_sqlite(uri or tracking_uri()):
+    uri = uri or tracking_uri()
+    path = sqlite_file(uri)
+    if path is None or not path.is_file() or not_sqlite(uri):
         return False
     query = ("SELECT 1 FROM runs r JOIN experiments e ON e.experiment_id = r.experiment_id "
              "JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = 'dvc_lock' AND t.value = ? "

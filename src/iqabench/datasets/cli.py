@@ -13,7 +13,7 @@ from rich.table import Table
 from ..manifest import ManifestError
 from ..params import outside_repository, repo_root
 from .archives import rar_extractor
-from .download import download
+from .download import download, needs_rar
 from .local import DEFAULT_REGISTRY, register, register_generic
 from .registry import SHARED_SUBSETS, SPECS, closest, get_spec
 from .scorefiles import DatasetError
@@ -118,7 +118,7 @@ def show_cmd(ctx: typer.Context, name: str):
             lines = textwrap.wrap(str(value), max(20, console().width - 9), break_long_words=False,
                                   break_on_hyphens=False)
             console().print(f"[bold]{key + ':':8}[/bold] " + escape("\n         ".join(lines)), soft_wrap=True)
-    if name in SPECS and any(r.filename.lower().endswith(".rar") for r in SPECS[name].remotes):
+    if name in SPECS and needs_rar(SPECS[name]):
         try:  # its archive is a .rar: said here, not only when a download starts
             rar_extractor()
         except DatasetError as err:

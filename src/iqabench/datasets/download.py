@@ -19,7 +19,8 @@ from .registry import DatasetSpec, get_spec
 from .scorefiles import DatasetError, locate
 from .transfer import ChecksumError, DownloadError, fetch
 
-__all__ = ["ChecksumError", "DownloadError", "default_lock_path", "download", "download_spec", "fetch"]
+__all__ = ["ChecksumError", "DownloadError", "default_lock_path", "download", "download_spec", "fetch",
+           "needs_rar"]
 
 ARCHIVE_DIR, DONE_MARKER = archives.ARCHIVE_DIR, archives.DONE_MARKER
 
@@ -36,6 +37,11 @@ def download(name: str, dest: Path, **kwargs) -> Path:
     return download_spec(get_spec(name), dest, **kwargs)
 
 
+def needs_rar(spec: DatasetSpec) -> bool:
+    """Whether downloading ``spec`` extracts a .rar archive (which needs libarchive or a RAR tool)."""
+    return any(archives.archive_format(Path(r.filename)) == "rar" for r in spec.remotes if r.extract)
+
+
 def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = None, retries: int = 4,
                   backoff: float = 1.0, timeout: float = 60.0, keep_archives: bool = False,
                   progress: bool = True) -> Path:
@@ -43,7 +49,7 @@ def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = Non
     if not spec.remotes:
         raise DatasetError(f"{spec.name} has no public download URL ({spec.access}). Get the files there, "
                            f"then run `iqabench datasets add {spec.name} --from PATH`")
-    if any(archives.archive_format(Path(r.filename)) == "rar" for r in spec.remotes if r.extract):
+    if needs_rar(spec):
         archives.rar_extractor()  # fail before a long download, not after
     try:  # a file or an unwritable place as --dest: said now, not as an OSError from deep in a transfer
         dest.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,6 @@ times the sharpest patch of its image, NaN features dropped, and
 from __future__ import annotations
 
 import os
-import zipfile
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,14 +74,9 @@ class NiqeModel:
             raise ValueError(f"NIQE model {path} does not exist; fit one with fit_niqe(...).save(path)")
         restore = f"restore it (`dvc checkout {path}`) or fit it again (`dvc repro -f fit_niqe`)"
         try:
-            if not zipfile.is_zipfile(path):  # numpy would read it as a pickle and speak of "pickled data"
-                raise zipfile.BadZipFile("not a zip archive of arrays")
-            with np.load(path, allow_pickle=False) as data:
-                fields = {key: data[key] for key in data.files}
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-            # EOFError too: typer would end `iqabench score` with a bare "Aborted."
-            reason = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise ValueError(f"NIQE model {path} is unreadable ({type(exc).__name__}: {reason}); {restore}") from None
+            fields = io.read_npz(path)
+        except io.NpzError as err:
+            raise ValueError(f"NIQE model {path} is unreadable ({err}); {restore}") from None
         if str(fields.get("format", "")) != FORMAT_TAG:
             raise ValueError(f"NIQE model {path}: format tag {str(fields.get('format', '<missing>'))!r} is not "
                              f"{FORMAT_TAG!r}; re-fit the model with this version of iqabench")
