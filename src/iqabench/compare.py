@@ -95,16 +95,16 @@ def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name
         raise CompareError(f"the number of runs to show must be at least 1, got {max_runs}")
     if commit:
         commit_prefix(commit)  # before the store is opened
-    uri = (tracking_uri or "").strip() or tracking.tracking_uri()
+    uri = (tracking_uri or "").strip() or tracking_store.tracking_uri()
     if tracking_store.in_memory(uri):  # MLflow would make an empty store and answer "no experiment"
         raise CompareError(f"the MLflow store {uri} is an in-memory SQLite database, which holds no logged runs: "
                            "pass --tracking-uri (or set MLFLOW_TRACKING_URI) to the store that holds them, e.g. "
                            "sqlite:///mlflow.db or http://HOST:5000")
-    database = tracking.sqlite_file(uri)
+    database = tracking_store.sqlite_file(uri)
     if database is not None and not database.is_file():  # MLflow would create an empty store to read from
         raise CompareError(f"no MLflow store at {database}: {mlflow_ui.LOG_HINT} here to log one, or pass "
                            "--tracking-uri (or set MLFLOW_TRACKING_URI) to the store that holds your runs")
-    tracking.fail_fast()
+    tracking_store.fail_fast()
     import mlflow
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
@@ -119,7 +119,7 @@ def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name
         runs, values = _read(client, experiment_obj.experiment_id, commit, run_name, max_runs)
     except (MlflowException, SQLAlchemyError) as exc:  # one line, not a traceback or minutes of retries
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        if tracking.is_server(uri):
+        if tracking_store.is_server(uri):
             todo = "start the server (`make ui`) or pass --tracking-uri to a store that answers"
         elif database is not None:
             todo = (f"{database} is not a readable MLflow store; pass --tracking-uri (or set MLFLOW_TRACKING_URI) "

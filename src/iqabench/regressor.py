@@ -7,7 +7,6 @@ modules, such as ARNIQA's ``regressor_*.pth``, ever loaded: the protocol fits it
 from __future__ import annotations
 
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,15 +66,18 @@ def load(path: str | Path) -> Regressor:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path} does not exist; run `dvc repro evaluate` to fit the regressors of the "
                                 "models in params.yaml `models:`")
+    keys = ("coef", "intercept", "mean", "scale", "alpha", "dataset")
     try:
-        with np.load(path, allow_pickle=False) as blob:
-            arrays = {key: blob[key] for key in ("coef", "intercept", "mean", "scale", "alpha", "dataset")}
-            if "max_short_side" in blob.files:
-                arrays["max_short_side"] = blob["max_short_side"]
-    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        stored = io.read_npz(path)
+    except io.NpzError as err:
         # numpy's own message names no file, and for a text file suggests unpickling it
-        raise ValueError(f"{path}: not a regressor file iqabench wrote ({type(err).__name__}); delete it and "
+        raise ValueError(f"{path}: not a regressor file iqabench wrote ({err}); delete it and "
                          "run `dvc repro evaluate` to fit it again") from None
+    missing = [key for key in keys if key not in stored]
+    if missing:
+        raise ValueError(f"{path}: not a regressor file iqabench wrote (no {', '.join(missing)}); delete it and "
+                         "run `dvc repro evaluate` to fit it again")
+    arrays = {key: stored[key] for key in keys + ("max_short_side",) if key in stored}
     problem = _invalid(arrays)
     if problem:
         # Checked here, not met in predict: a NaN coefficient scored every photo NaN, a zero scale inf, an array

@@ -42,9 +42,8 @@ import pandas as pd
 
 from .mlflow_ui import FINISHED
 from .provenance import flatten
-from .tracking_store import (artifact_problem, artifact_root, enable_local_artifacts, fail_fast, is_server,
-                             memory_problem, read_only_store, requested_location, same_location, sqlite_file,
-                             tracking_uri)
+from .tracking_store import (artifact_root, enable_local_artifacts, fail_fast, is_server,
+                             refusal, requested_location, same_location, tracking_uri)
 # Moved to tracking_store.py; the package and the tests still name them as tracking.X.
 from .tracking_store import ARTIFACTS, DEFAULT_URI, local_artifact_root  # noqa: F401
 
@@ -93,7 +92,7 @@ def _experiment(name: str, client) -> str:
                             "params.yaml to another name")
     location = requested_location(name, tracking_uri())
     if experiment is None:
-        # The location is final from here on: artifact_problem checked it before anything was written.
+        # The location is final from here on: tracking_store.refusal checked it before anything was written.
         return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
     held, root = experiment.artifact_location, artifact_root()
     if root and not same_location(held, location):
@@ -203,7 +202,7 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
     """
     fail_fast()
     uri = tracking_uri()
-    refused = _refusal(uri)
+    refused = refusal(uri)
     if refused:
         _not_logged(*refused)
         return None
@@ -270,27 +269,6 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
         return None
     finally:
         store_log.setLevel(level)
-
-
-def _refusal(uri: str) -> tuple[str, str] | None:
-    """Why the store ``uri`` (or IQABENCH_ARTIFACT_URI) cannot take a run, found before MLflow writes any of it:
-    MLflow would fail after creating half a run (a read-only store: ~90 lines of SQLAlchemy traceback), fix a bad
-    artifact location in a new experiment for good, or log to a database that vanishes with the process."""
-    from .mlflow_ui import not_sqlite
-
-    memory = memory_problem(uri)
-    if memory:
-        return memory
-    blocked = read_only_store(uri)
-    if blocked:
-        return (f"{sqlite_file(uri).name} is read-only: {blocked}, so this run is not logged",
-                "make it writable (or set MLFLOW_TRACKING_URI to a writable store)")
-    foreign = not_sqlite(uri)
-    if foreign:
-        return (f"{foreign}, so this run is not logged", f"move it aside (`mv {sqlite_file(uri)} "
-                f"{sqlite_file(uri)}.bak`) to start a new store there, or set MLFLOW_TRACKING_URI to your store")
-    root = artifact_root()
-    return artifact_problem(root) if root else None
 
 
 @contextlib.contextmanager

@@ -202,3 +202,24 @@ def same_location(a: str, b: str) -> bool:
     if local_a is not None and local_b is not None:
         return Path(local_a).resolve() == Path(local_b).resolve()
     return a.rstrip("/") == b.rstrip("/")
+
+
+def refusal(uri: str) -> tuple[str, str] | None:
+    """Why the store ``uri`` (or IQABENCH_ARTIFACT_URI) cannot take a run, found before MLflow writes any of it:
+    MLflow would fail after creating half a run (a read-only store: ~90 lines of SQLAlchemy traceback), fix a bad
+    artifact location in a new experiment for good, or log to a database that vanishes with the process."""
+    from .mlflow_ui import not_sqlite
+
+    memory = memory_problem(uri)
+    if memory:
+        return memory
+    blocked = read_only_store(uri)
+    if blocked:
+        return (f"{sqlite_file(uri).name} is read-only: {blocked}, so this run is not logged",
+                "make it writable (or set MLFLOW_TRACKING_URI to a writable store)")
+    foreign = not_sqlite(uri)
+    if foreign:
+        return (f"{foreign}, so this run is not logged", f"move it aside (`mv {sqlite_file(uri)} "
+                f"{sqlite_file(uri)}.bak`) to start a new store there, or set MLFLOW_TRACKING_URI to your store")
+    root = artifact_root()
+    return artifact_problem(root) if root else None
