@@ -10,6 +10,7 @@ import contextlib
 import http.server
 import io
 import re
+import ssl
 import threading
 import zipfile
 from dataclasses import dataclass, field
@@ -121,10 +122,13 @@ def _handler(server_state: FakeServer):
 
 
 @contextlib.contextmanager
-def serve(files: dict[str, bytes] | None = None):
+def serve(files: dict[str, bytes] | None = None, tls: "ssl.SSLContext | None" = None):
+    """The server on 127.0.0.1; with ``tls`` (a server context) it speaks https."""
     state = FakeServer(files=dict(files or {}))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    if tls is not None:
+        httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+    state.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

@@ -61,3 +61,15 @@ def test_flive_one_dimensional_split_files_are_its_one_official_split(tmp_path):
     np.save(tmp_path / "test.npy", np.zeros((2, 2, 2), dtype=np.int64))
     with pytest.raises(ValueError, match=r"test\.npy: expected a 2-D integer array .* FLIVE's 1-D one"):
         read_arniqa_splits(tmp_path, order, pd.Series(order))
+
+
+def test_lives_repeated_file_names_map_through_their_folders(tmp_path):
+    # LIVE.txt's dis_img_path less its first folder (data/dataset_live.py): jp2k/img2.bmp and jpeg/img2.bmp.
+    order = ["jp2k/img1.bmp", "jp2k/img2.bmp", "jpeg/img1.bmp", "jpeg/img2.bmp", "wn/img1.bmp", "wn/img2.bmp"]
+    images = pd.Series([f"/data/live/databaserelease2/{n}" for n in order[::-1]])
+    _write(tmp_path, {"train": [[0, 1, 2]], "val": [[3]], "test": [[4, 5]]})
+    (split,) = read_arniqa_splits(tmp_path, order, images)
+    assert sorted(images[split.test]) == ["/data/live/databaserelease2/wn/img1.bmp",
+                                          "/data/live/databaserelease2/wn/img2.bmp"]
+    with pytest.raises(ValueError, match=r"image names repeat \(e\.g\. img\d\.bmp\).*jp2k/img2\.bmp"):
+        read_arniqa_splits(tmp_path, [n.split("/")[1] for n in order], images)

@@ -172,3 +172,40 @@ def test_a_206_from_the_wrong_offset_restarts_the_part_instead_of_failing_every_
         httpd.server_close()
     assert _WrongOffsetHandler.seen == ["bytes=100-", None]
     assert (tmp_path / "f.bin").read_bytes() == BODY
+
+
+def _self_signed_context(folder) -> "ssl.SSLContext":
+    """A server context with a certificate nobody vouches for, as a dataset host's lapsed one is."""
+    import datetime
+    import ssl
+
+    pytest.importorskip("cryptography")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    return context
+
+
+def test_a_certificate_that_does_not_verify_is_one_line_not_retried_and_never_skipped(tmp_path):
+    with serve({"kadid10k.zip": BODY}, tls=_self_signed_context(tmp_path)) as server:
+        url = server.url("kadid10k.zip")
+        with pytest.raises(DownloadError) as err:
+            fetch(url, tmp_path / "kadid10k.zip", retries=3, **FAST)
+        assert server.requests == []  # the handshake failed: no request was made, so none was retried over
+    message = str(err.value)
+    assert "TLS certificate of 127.0.0.1 did not verify" in message and "retrying cannot help" in message
+    assert f"curl -O {url.replace('https://', 'http://')}" in message and "datasets add NAME --from" in message
+    assert not (tmp_path / "kadid10k.zip").exists()

@@ -115,6 +115,24 @@ def test_flive_official_split_from_its_label_files(tmp_path):
                                                       "", "", "test")}
 
 
+def test_flive_in_arniqas_layout_labels_beside_the_database_folder(tmp_path):
+    # ARNIQA's README: FLIVE/labels_image.csv with the images under FLIVE/database/ (no inner copy).
+    name = "voc_emotic_ava/VOC2012__2008_002218.jpg"
+    write_image(tmp_path / "database" / name)
+    (tmp_path / "labels_image.csv").write_bytes(f"name,mos\r\n{name},71.5\r\n".encode())
+    got = rows(build_manifest("flive", tmp_path))
+    assert got == {"VOC2012__2008_002218.jpg": (71.5, 0.715, "VOC2012__2008_002218", "", "", "")}
+
+
+def test_flive_with_only_one_split_file_is_refused_naming_the_other(tmp_path):
+    name = "blur_dataset/motion0044.jpg"
+    write_image(tmp_path / "database" / name)
+    (tmp_path / "database" / "labels_image.csv").write_text(f"name,mos\n{name},75.4\n")
+    (tmp_path / "database" / "labels640.csv").write_text(f"mos_image,name_image\n75.4,{name}\n")
+    with pytest.raises(DatasetError, match=r"not labels=640_padded\.csv: the official split needs both.*PaQ-2-PiQ"):
+        build_manifest("flive", tmp_path)
+
+
 # data.csv and AGIQA-3K.zip are separate downloads; public code reads the images from AGIQA-3K/,
 # AGIQA-3k/Images/ beside data.csv, or the folder data.csv was dropped into.
 @pytest.mark.parametrize("folder", ["AGIQA-3K", "Images", ""])

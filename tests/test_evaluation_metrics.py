@@ -72,8 +72,13 @@ def test_logistic_none_reports_raw_values(noisy_pair):
     assert set(out) == {"srcc", "krcc", "plcc", "plcc_raw", "rmse"}
 
 
-def test_failed_fit_warns_and_falls_back_to_raw(noisy_pair, monkeypatch):
-    pred, mos = noisy_pair
+def _line(pred, mos):
+    slope, offset = np.polyfit(pred, mos, 1)
+    return slope * pred + offset
+
+
+def test_failed_fit_warns_and_falls_back_to_the_straight_line(noisy_pair, monkeypatch):
+    pred, mos = -noisy_pair[0], noisy_pair[1]
 
     def diverging(fun, x0, **kwargs):
         return optimize.OptimizeResult(x=np.full_like(x0, np.nan), status=0)
@@ -81,7 +86,20 @@ def test_failed_fit_warns_and_falls_back_to_raw(noisy_pair, monkeypatch):
     monkeypatch.setattr(metrics.optimize, "least_squares", diverging)
     with pytest.warns(RuntimeWarning, match="logistic fit failed"):
         fitted = metrics.logistic_fit(pred, mos, params=5)
-    np.testing.assert_array_equal(fitted, pred)
+    np.testing.assert_allclose(fitted, _line(pred, mos))
+    with pytest.warns(RuntimeWarning, match="straight line"):  # still failing: PLCC is the line's, |plcc_raw|
+        out = metrics.compute_metrics(pred, mos)
+    assert out["plcc_raw"] < 0 and out["plcc"] == pytest.approx(-out["plcc_raw"])
+
+
+@pytest.mark.parametrize("n, params", [(3, 5), (5, 5), (4, 4)])
+def test_no_more_test_images_than_parameters_gets_the_line_not_an_interpolating_curve(n, params):
+    # At n == params the curve passes through every point (PLCC 1 on noise); below, the optimiser refuses.
+    rng = np.random.default_rng(n)
+    pred, mos = rng.normal(size=n), rng.uniform(size=n)
+    with pytest.warns(RuntimeWarning, match=f"{n} test images; it needs more than {params}"):
+        fitted = metrics.logistic_fit(pred, mos, params=params)
+    np.testing.assert_allclose(fitted, _line(pred, mos))
 
 
 def test_near_linear_data_fits_without_fallback_and_never_lowers_plcc():
@@ -136,7 +154,7 @@ def test_an_optimiser_error_without_a_message_still_falls_back(noisy_pair, monke
     monkeypatch.setattr(metrics.optimize, "least_squares", raising)
     with pytest.warns(RuntimeWarning, match=f"logistic fit failed \\({type(error).__name__}\\)"):
         fitted = metrics.logistic_fit(pred, mos, params=5)
-    np.testing.assert_array_equal(fitted, pred)
+    np.testing.assert_allclose(fitted, _line(pred, mos))
 
 
 def _reference_5pl(pred, mos):

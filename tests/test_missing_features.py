@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from iqabench import features, images, manifest, study
+from iqabench.evaluation import significance
 from iqabench.evaluation.protocol import cross_dataset_many, run_splits, score_run
 
 from test_evaluation_protocol import synthetic_set
@@ -55,6 +56,39 @@ def test_study_reports_n_missing_per_model_and_dataset():
     n_missing = result.within.set_index("model")["n_missing"]
     assert n_missing["good"] == 0 and n_missing["flawed"] == 2
     assert not result.predictions.query("model == 'flawed'")["image"].isin(["7.png", "8.png"]).any()
+
+
+def test_a_row_that_drops_its_hardest_images_is_compared_on_the_images_both_define():
+    # B is A itself, undefined on the 20 % of images A predicts worst: the same predictions wherever both
+    # are defined, so the paired comparison must find no difference (split SRCCs over different images
+    # made B "significantly better").
+    rng = np.random.default_rng(3)
+    n = 200
+    frame = manifest.make("a", [f"{i}.png" for i in range(n)], rng.uniform(0, 1, n), kind="MOS", lo=0, hi=1,
+                          higher_is_better=True, score_source="made up", content_id=[str(i // 4) for i in range(n)])
+    quality = frame["score"].to_numpy()
+    error = rng.normal(0, 0.25, n)
+    a = np.c_[quality + error, rng.normal(size=(n, 2))]
+    b = a.copy()
+    b[np.argsort(-np.abs(error))[: n // 5]] = np.nan
+    cfg = dict(models=["a", "b"], n_splits=10, test_frac=0.2, val_frac=0.0, seed=0, alphas=[1e-3],
+               standardize=False, logistic="none")
+    result = study.run({"a": {"a": a, "b": b}}, {"a": frame}, cfg)
+    within = result.within.set_index("model")["srcc"]
+    assert within["b"] > within["a"] + 0.05  # on its own images B looks better, as the protocol reports it
+    (row,) = result.significance.to_dict("records")
+    assert abs(row["diff"]) < 0.02 and not row["significant"], row
+
+
+def test_compare_runs_pairs_the_test_images_both_runs_define():
+    X, frame = synthetic_set(n_refs=20, per_ref=6)
+    holes = X.copy()
+    holes[[3, 40, 77]] = np.nan
+    full, part = run_splits(X, frame, n_splits=4, seed=1), run_splits(holes, frame, n_splits=4, seed=1)
+    paired = significance.common_test(full, part)
+    for (mos, pred_a, pred_b, _), split in zip(paired, part.splits):
+        assert mos.size == pred_a.size == pred_b.size == len(split.test)
+    assert np.isfinite(significance.compare_runs(full, part, n_boot=50)["splits"]["diff"])
 
 
 def _frame(tmp_path, tiles):

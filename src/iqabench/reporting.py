@@ -111,9 +111,13 @@ def cross_markdown(cross: pd.DataFrame, variance: pd.DataFrame | None = None) ->
     def cell(model: str, train: str, test: str, value: float) -> str:
         key = f"within.{model}.{train}.srcc" if train == test else f"cross.{model}.{train}->{test}.srcc"
         std = seed_std.get(key)
-        return f"{value:.3f}" + (f" ± {std:.3f}" if std is not None and np.isfinite(value) else "")
+        # A seed std of 0 (an untrained row tested on all of B) is no "± 0.000": the cell still has its test
+        # images' sampling error, which no seed measures.
+        shown = std is not None and std > 0 and np.isfinite(value)
+        return f"{value:.3f}" + (f" ± {std:.3f}" if shown else "")
 
-    spread = "; ± = std over the seeds of reports/variance.csv" if seed_std else ""
+    spread = ("; ± = std over the seeds of reports/variance.csv, left out where the seeds move nothing (the test "
+              "images' sampling error remains)" if seed_std else "")
     parts = []
     for model in dict.fromkeys(cross["model"]):
         matrix = cross_matrix(cross, model)
@@ -162,7 +166,8 @@ def leaderboard_markdown(within: pd.DataFrame, metric: str = "srcc", full_refere
         cells = ["—" if pd.isna(v) else f"**{v:.3f}**" if v == best[ds] else f"{v:.3f}" for ds, v in row.items()]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + (f"\n\nMedian {metric.upper()} over the protocol's splits; best per column in bold; "
-                               "— = no cell (full-reference rows need a reference image).\n")
+                               "— = no cell (full-reference rows need a reference image). Every row is read out alike "
+                               "(params.yaml `evaluate`), not by each paper's own protocol (docs/protocol.md).\n")
 
 
 def cross_wide(cross: pd.DataFrame, metric: str = "srcc") -> pd.DataFrame:

@@ -17,7 +17,8 @@ import pandas as pd
 
 from . import io
 from .evaluation import compare, cross_dataset_many, run_splits, score_run, summarise
-from .evaluation.significance import HOLM, holm, verdict
+from .evaluation.metrics import srcc
+from .evaluation.significance import HOLM, common_test, holm, verdict
 from .evaluation.splits import official_split
 
 HEADLINE = ("srcc", "plcc", "krcc", "rmse")
@@ -49,7 +50,7 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
         splits = None
         if cfg.get("official_splits") and (frame["split"] == "test").any():
             splits = [official_split(frame["split"], where=f"{ds} manifest")]
-        split_srcc, test_train_ratio = {}, {}
+        runs = {}
         for model in [m for m in models if m in features[ds]]:
             run = run_splits(
                 features[ds][model], frame, n_splits=cfg["n_splits"], test_frac=cfg["test_frac"],
@@ -58,8 +59,7 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
                 where=f"dataset {ds!r}, model {model!r}")
             scored = score_run(run, logistic=cfg["logistic"]).assign(model=model, dataset=ds)
             per_split.append(scored)
-            split_srcc[model] = scored["srcc"].to_numpy()
-            test_train_ratio[ds] = float((scored["n_test"] / scored["n_train"]).mean())  # same splits for all models
+            runs[model] = run
             chosen_alpha[model, ds] = float(np.median(run.alphas))
             summary = summarise(scored)
             row = {"model": model, "dataset": ds, "n_images": len(frame), "n_missing": run.n_missing,
@@ -73,9 +73,9 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
                 preds.append(pd.DataFrame({"model": model, "dataset": ds, "split": s,
                                            "image": np.asarray(images, dtype=object)[split.test],
                                            "score": run.scores[split.test], "prediction": pred}))
-        for a, b in combinations(split_srcc, 2):
-            if len(split_srcc[a]) > 1:  # an official split is a single split: nothing to pair
-                sig.append(_paired_row(ds, a, b, split_srcc, test_train_ratio[ds], cfg["seed"]))
+        for a, b in combinations(runs, 2):
+            if len(runs[a].splits) > 1:  # an official split is a single split: nothing to pair
+                sig.append(_paired_row(ds, a, b, runs[a], runs[b], cfg["seed"]))
     for model in models:
         for a in [ds for ds in manifests if model in features[ds]]:
             tests = [b for b in manifests if b != a and model in features[b]]
@@ -97,10 +97,18 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
                        holm_verdicts(pd.DataFrame(sig)), pd.concat(preds, ignore_index=True), dict(cfg))
 
 
-def _paired_row(ds: str, a: str, b: str, split_srcc: dict, ratio: float, seed: int) -> dict:
-    """One comparison: the corrected t-test's numbers, and the old Wilcoxon verdict only for the changed count."""
-    result = compare(split_srcc[a], split_srcc[b], test_train_ratio=ratio, level=1 - FAMILY_ALPHA)
-    old = compare(split_srcc[a], split_srcc[b], seed=seed, level=1 - FAMILY_ALPHA)
+def _paired_row(ds: str, a: str, b: str, run_a, run_b, seed: int) -> dict:
+    """One comparison, over the test images both rows define (a row undefined on some images is paired on
+    the rest): the corrected t-test's numbers, and the old Wilcoxon verdict only for the changed count."""
+    try:
+        paired = common_test(run_a, run_b)
+    except ValueError as exc:
+        raise ValueError(f"dataset {ds!r}, comparing {a!r} with {b!r}: {exc}") from None
+    srcc_a = [srcc(pred_a, mos) for mos, pred_a, _, _ in paired]
+    srcc_b = [srcc(pred_b, mos) for mos, _, pred_b, _ in paired]
+    ratio = float(np.mean([ratio for *_, ratio in paired]))
+    result = compare(srcc_a, srcc_b, test_train_ratio=ratio, level=1 - FAMILY_ALPHA)
+    old = compare(srcc_a, srcc_b, seed=seed, level=1 - FAMILY_ALPHA)
     return {"dataset": ds, "model_a": a, "model_b": b, "diff": result["diff"], "lo": result["lo"],
             "hi": result["hi"], "p_raw": result["p"], "n_splits": result["n_splits"], "test_train_ratio": ratio,
             "method": result["method"], "verdict_wilcoxon": verdict(old["diff"], old["significant"])}

@@ -128,23 +128,40 @@ def parse_clive(spec, root: Path) -> pd.DataFrame:
 
 
 def parse_flive(spec, root: Path) -> pd.DataFrame:
-    """FLIVE (PaQ-2-PiQ) whole images: ``labels_image.csv`` (name, mos); the official
-    split comes from ``labels640.csv`` (test) and ``labels=640_padded.csv`` (``is_valid``)."""
-    labels = locate(root, spec.score_file, spec.name)
+    """FLIVE (PaQ-2-PiQ) whole images: ``labels_image.csv`` (name, mos), names relative to ``database/``; the
+    official split comes from ``labels640.csv`` (test) and ``labels=640_padded.csv`` (``is_valid``).
+
+    FLIVE_Database keeps ``labels_image.csv`` inside ``database/`` (and a copy beside it); ARNIQA's README
+    puts only the outer copy beside ``database/``. Both are read."""
+    labels = locate(root, spec.score_file, spec.name, required=False)
+    images = labels.parent if labels is not None else None
+    if labels is None:
+        labels = locate(root, Path(spec.score_file).name, spec.name, required=False)
+        images = labels.parent / "database" if labels is not None else None
+        if images is None or not images.is_dir():
+            raise DatasetError(f"{spec.name}: neither {spec.score_file} nor {Path(spec.score_file).name} beside a "
+                               f"database/ folder of images under {root} (nor one folder down); point at the "
+                               "FLIVE_Database folder that holds database/")
     table = read_csv_columns(labels, spec.name, ["name", "mos"])
     names = name_column(table, "name", labels, spec.name)
     raw = numeric_column(table, "mos", labels, spec.name)
-    split = ["train"] * len(names)
-    test_file = labels.parent / "labels640.csv"
-    train_file = labels.parent / "labels=640_padded.csv"
-    if test_file.is_file() and train_file.is_file():
-        test = set(read_csv_columns(test_file, spec.name, ["name_image"])["name_image"].astype(str))
-        padded = read_csv_columns(train_file, spec.name, ["name_image", "is_valid"])
+    split_files = {}
+    for file in ("labels640.csv", "labels=640_padded.csv"):  # baidut/PaQ-2-PiQ database/, not FLIVE_Database
+        found = [p for p in dict.fromkeys((labels.parent / file, images / file)) if p.is_file()]
+        if found:
+            split_files[file] = found[0]
+    if len(split_files) == 1:  # half a split would call every other test image train
+        (have,), (missing,) = split_files, {"labels640.csv", "labels=640_padded.csv"} - set(split_files)
+        raise DatasetError(f"{spec.name}: {split_files[have]} is there but not {missing}: the official split needs "
+                           f"both (from https://github.com/baidut/PaQ-2-PiQ, folder database/); add it beside "
+                           f"{have}, or remove {have} to go without the official split")
+    split = ""
+    if split_files:
+        test = set(read_csv_columns(split_files["labels640.csv"], spec.name, ["name_image"])["name_image"].astype(str))
+        padded = read_csv_columns(split_files["labels=640_padded.csv"], spec.name, ["name_image", "is_valid"])
         val = set(padded.loc[padded["is_valid"].astype(str).str.lower().isin(["true", "1"]), "name_image"].astype(str))
         split = ["test" if n in test else "val" if n in val else "train" for n in names]
-    else:
-        split = ""
-    return frame([labels.parent / n for n in names], raw, source=labels, split=split)
+    return frame([images / n for n in names], raw, source=labels, split=split)
 
 
 def parse_agiqa3k(spec, root: Path) -> pd.DataFrame:

@@ -107,7 +107,9 @@ _SPECS = [
         citation="Z. Ying, H. Niu, P. Gupta, D. Mahajan, D. Ghadiyaram, A. Bovik. From patches to pictures "
                  "(PaQ-2-PiQ): mapping the perceptual space of picture quality. CVPR 2020.",
         licence="research use; images from public collections (AVA, VOC, EMOTIC, CERTH, ...)", remotes=(),
-        access="labels from https://github.com/niu-haoran/FLIVE_Database, images by its download script",
+        access="labels from https://github.com/niu-haoran/FLIVE_Database, images by its download script; the "
+               "official split files (labels640.csv, labels=640_padded.csv) from https://github.com/baidut/PaQ-2-PiQ "
+               "database/",
         images_dir="", score_file="database/labels_image.csv", parser=auth.parse_flive, score_type="MOS",
         lo=0, hi=100, higher_is_better=True, n_images=39810,
         score_source="human MOS (FLIVE crowd ratings)",
@@ -117,7 +119,7 @@ _SPECS = [
         homepage="https://github.com/lcysyzxdxc/AGIQA-3k-Database",
         citation="C. Li et al. AGIQA-3K: An open database for AI-generated image quality assessment. "
                  "IEEE TCSVT 2023.",
-        licence="MIT (per the AGIQA-3k-Database README)", remotes=(),
+        licence="MIT (the LICENSE file of lcysyzxdxc/AGIQA-3k-Database)", remotes=(),
         access="cloud-drive links on https://github.com/lcysyzxdxc/AGIQA-3k-Database",
         images_dir="AGIQA-3K", score_file="data.csv", parser=auth.parse_agiqa3k, score_type="MOS",
         lo=0, hi=5, higher_is_better=True, n_images=2982,

@@ -14,6 +14,7 @@ import http.client
 import re
 import shutil
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -83,6 +84,8 @@ def fetch(url: str, target: Path, *, size: int | None = None, sha256: str | None
                 reason = str(err)
             except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout,
                     TimeoutError) as err:
+                if isinstance(getattr(err, "reason", err), ssl.SSLCertVerificationError):
+                    raise DownloadError(_untrusted(label, url, getattr(err, "reason", err))) from None
                 reason = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
             failures += 1
             have = part.stat().st_size if part.exists() else 0
@@ -139,6 +142,17 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
 
 _OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
 WEB_PAGE = ("text/html", "application/xhtml+xml")
+
+
+def _untrusted(label: str, url: str, err: ssl.SSLCertVerificationError) -> str:
+    """A server whose certificate does not verify: retrying cannot help, and skipping the check is the user's call.
+    (Dataset hosts let certificates lapse: users of KonIQ-10k's and KADID-10k's host reported it, in
+    pavancm/CONTRIQUE issue 9, and the KonIQ authors' own notebook downloads over plain http.)"""
+    plain = "http://" + url.split("://", 1)[1] if url.startswith("https://") else url
+    return (f"{label}: the TLS certificate of {urlparse(url).hostname} did not verify "
+            f"({err.verify_message or err.reason or err}), so nothing was downloaded and retrying cannot help. Get the "
+            f"file another way you trust (a browser, or `curl -O {plain}` where its authors serve it over plain http), "
+            "unpack it, and register the folder with `iqabench datasets add NAME --from FOLDER`")
 
 
 def _transfer(url: str, part: Path, timeout: float, bar: Progress, task, size: int | None = None) -> int | None:

@@ -12,7 +12,7 @@ reports the paper's exact train / val / test images.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -25,10 +25,12 @@ PARTS = ("train", "val", "test")
 def read_arniqa_splits(folder: str | Path, order: list[str], manifest_images) -> list[Split]:
     """The splits in ``folder`` as row indices of a manifest whose ``image`` column is ``manifest_images``.
 
-    ``order``: ARNIQA's image names (file names, without folders) in its score
-    file's order. Raises ValueError naming the file and the problem: a missing
-    part, an index outside ``order``, an image the manifest lacks, a part
-    overlapping another.
+    ``order``: ARNIQA's image names in its score file's order: file names (KADID-10k's
+    ``I01_01_01.png``), or with the folders that make them unique where names repeat
+    (LIVE's ``jp2k/img2.bmp``: ``LIVE.txt``'s ``dis_img_path`` less its first folder, as
+    ``data/dataset_live.py`` reads it). Each is matched to the manifest image whose path
+    ends with it. Raises ValueError naming the file and the problem: a missing part, an
+    index outside ``order``, an image the manifest lacks, a part overlapping another.
     """
     folder = Path(folder)
     arrays = {}
@@ -50,11 +52,18 @@ def read_arniqa_splits(folder: str | Path, order: list[str], manifest_images) ->
     if len({a.shape[0] for a in arrays.values()}) != 1:
         raise ValueError(f"{folder}: train, val and test hold different numbers of splits "
                          f"{ {p: a.shape[0] for p, a in arrays.items()} }")
-    names = pd.Series(manifest_images).map(lambda p: Path(str(p)).name)
+    order = [str(n).replace("\\", "/") for n in order]
+    depths = {len(PurePosixPath(n).parts) for n in order}
+    if len(depths) != 1:
+        raise ValueError(f"`order` mixes names with {sorted(depths)} path parts; give every image as a file name, "
+                         "or every one with the same folders (e.g. jp2k/img2.bmp)")
+    depth = depths.pop()
+    names = pd.Series(manifest_images).map(lambda p: "/".join(PurePosixPath(str(p).replace("\\", "/")).parts[-depth:]))
     row_of = pd.Series(np.arange(len(names)), index=names)
     if row_of.index.duplicated().any():
         raise ValueError(f"manifest: image names repeat (e.g. {row_of.index[row_of.index.duplicated()][0]}); "
-                         "ARNIQA's indices cannot be mapped by name")
+                         "ARNIQA's indices cannot be mapped by name: give `order` with the folders that tell "
+                         "them apart (LIVE: jp2k/img2.bmp)")
     missing = sorted(set(order) - set(row_of.index))
     if missing:
         raise ValueError(f"manifest lacks {len(missing)} image(s) of ARNIQA's order, e.g. {missing[:3]}")

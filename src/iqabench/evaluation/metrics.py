@@ -95,14 +95,19 @@ def logistic_fit(pred, mos, params: int = 5, maxfev: int = 2000) -> np.ndarray:
     ``curve_fit`` calls) because on near-linear data the 5PL's sigmoid amplitude and
     slope trade off along a flat valley: the parameters never settle, ``curve_fit``
     raises at ``maxfev``, yet the fitted values have long converged. Those values are
-    kept whenever they are finite and no worse than the starting curve; otherwise a
-    warning is issued and ``pred`` is returned unchanged.
+    kept whenever they are finite and no worse than the starting curve; otherwise, and
+    on ``params`` test images or fewer (where the curve passes through every point), a
+    warning is issued and the least-squares straight line is returned: the best map the
+    logistic family contains that cannot overfit, so PLCC stays ``|plcc_raw|`` there
+    rather than taking the raw predictions' sign.
     """
     if params not in (4, 5):
         raise ValueError(f"params must be 4 or 5 (VQEG logistic), got {params!r}")
     pred, mos = _pair(pred, mos)
     if _constant(pred):
         return pred.copy()
+    if pred.size <= params:
+        return _line_instead(pred, mos, params, f"{pred.size} test images; it needs more than {params}")
     z = (pred - pred.mean()) / pred.std()
     # Start the sigmoid rising for positively correlated predictors and falling otherwise,
     # so the optimiser does not have to cross a flat region to flip its direction.
@@ -133,10 +138,15 @@ def logistic_fit(pred, mos, params: int = 5, maxfev: int = 2000) -> np.ndarray:
             # here, or the fit would count as a success with no fitted values.
             reason = str(err) or type(err).__name__
     if reason:
-        warnings.warn(f"{params}-parameter logistic fit failed ({reason}); "
-                      "PLCC and RMSE use the raw predictions instead", RuntimeWarning, stacklevel=2)
-        return pred.copy()
+        return _line_instead(pred, mos, params, reason)
     return fitted
+
+
+def _line_instead(pred: np.ndarray, mos: np.ndarray, params: int, reason: str) -> np.ndarray:
+    warnings.warn(f"{params}-parameter logistic fit failed ({reason}); PLCC and RMSE use the least-squares "
+                  "straight line instead", RuntimeWarning, stacklevel=3)
+    slope, offset = np.polyfit(pred, mos, 1)
+    return slope * pred + offset
 
 
 def compute_metrics(pred, mos, logistic: str = "5pl") -> dict[str, float]:

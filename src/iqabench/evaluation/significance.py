@@ -193,21 +193,44 @@ def image_bootstrap(mos, pred_a, pred_b, *, n_boot: int = 1000, level: float = 0
             "significant": bool(lo > 0 or hi < 0), "n_boot": int(n_boot), "n_splits": len(mos)}
 
 
-def compare_runs(run_a, run_b, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Both tests for two :class:`~iqabench.evaluation.protocol.SplitRun` on the same splits.
+def common_test(run_a, run_b) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
+    """Per split of two :class:`~iqabench.evaluation.protocol.SplitRun` on the same splits: the MOS and both
+    runs' predictions on the test images *both* define, and that count over the runs' mean train size.
 
-    Over splits, the corrected resampled t-test at the runs' mean n_test / n_train.
-    """
-    if len(run_a.splits) != len(run_b.splits) or any(
-            not np.array_equal(sa.test, sb.test) for sa, sb in zip(run_a.splits, run_b.splits)):
+    A row undefined on some images is scored without them (protocol.py); pairing its split SRCC with
+    another row's, measured on more images, would credit it for dropping hard ones. The split's order is
+    kept, so with nothing dropped these are the runs' own test sets and predictions."""
+    same = len(run_a.splits) == len(run_b.splits) and all(
+        sa.seed == sb.seed for sa, sb in zip(run_a.splits, run_b.splits))
+    paired = []
+    for sa, sb, pa, pb in zip(run_a.splits, run_b.splits, run_a.test_pred, run_b.test_pred):
+        keep_a, keep_b = np.isin(sa.test, sb.test), np.isin(sb.test, sa.test)
+        same = same and np.array_equal(sa.test[keep_a], sb.test[keep_b])
+        if not same:
+            break
+        paired.append((run_a.scores[sa.test[keep_a]], np.asarray(pa)[keep_a], np.asarray(pb)[keep_b],
+                       int(keep_a.sum()) / ((len(sa.train) + len(sb.train)) / 2)))
+    if not same:
         raise ValueError("the two runs used different splits; evaluate both models with the same "
                          "content ids, n_splits, fractions and seed before comparing")
     if not np.array_equal(run_a.scores, run_b.scores):
         raise ValueError("the two runs were scored against different MOS; use the same manifest")
-    mos = [run_a.scores[s.test] for s in run_a.splits]
-    srcc_a = [rowwise_pearson(stats.rankdata(p), stats.rankdata(m)) for p, m in zip(run_a.test_pred, mos)]
-    srcc_b = [rowwise_pearson(stats.rankdata(p), stats.rankdata(m)) for p, m in zip(run_b.test_pred, mos)]
-    ratio = float(np.mean([len(s.test) / len(s.train) for s in run_a.splits]))
-    return {"splits": compare(srcc_a, srcc_b, level=level, test_train_ratio=ratio),
-            "images": image_bootstrap(mos, run_a.test_pred, run_b.test_pred, n_boot=n_boot,
-                                      level=level, seed=seed)}
+    small = [s for s, (mos, _, _, _) in enumerate(paired) if mos.size < 3]
+    if small:
+        raise ValueError(f"split {small[0]} keeps {paired[small[0]][0].size} test image(s) that both models "
+                         "define; a paired comparison needs at least 3")
+    return paired
+
+
+def compare_runs(run_a, run_b, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Both tests for two :class:`~iqabench.evaluation.protocol.SplitRun` on the same splits, on the test
+    images both define (:func:`common_test`).
+
+    Over splits, the corrected resampled t-test at the mean n_test / n_train.
+    """
+    paired = common_test(run_a, run_b)
+    mos, pred_a, pred_b, ratios = (list(part) for part in zip(*paired))
+    srcc_a = [rowwise_pearson(stats.rankdata(p), stats.rankdata(m)) for p, m in zip(pred_a, mos)]
+    srcc_b = [rowwise_pearson(stats.rankdata(p), stats.rankdata(m)) for p, m in zip(pred_b, mos)]
+    return {"splits": compare(srcc_a, srcc_b, level=level, test_train_ratio=float(np.mean(ratios))),
+            "images": image_bootstrap(mos, pred_a, pred_b, n_boot=n_boot, level=level, seed=seed)}
