@@ -311,3 +311,27 @@ def test_a_special_file_made_by_an_external_rar_tool_voids_the_archive(tmp_path,
     with pytest.raises(UnsafeArchiveError, match=r"^tid2013.rar: member 'pipe' is a device or special file"):
         extract(archive, tmp_path / "out")
     assert_nothing_written(tmp_path, tmp_path / "out")
+
+
+def test_an_archive_file_over_a_users_folder_replaces_nothing(tmp_path):
+    # A member `notes` (a file) deleted the folder `notes/` of a --dest that held the user's own files.
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("notes", b"from the archive")
+        zf.writestr("dmos.csv", b"x")
+    target = tmp_path / "dest"
+    (target / "notes").mkdir(parents=True)
+    (target / "notes" / "mine.txt").write_text("keep me")
+    with pytest.raises(ExtractWriteError, match=r"holds a file notes, but .*notes is a folder; move that folder"):
+        extract(archive, target)
+    assert (target / "notes" / "mine.txt").read_text() == "keep me" and not (target / "dmos.csv").exists()
+
+
+def test_a_member_no_file_system_can_create_is_the_archives_fault_not_the_disks(tmp_path):
+    # A name over 255 bytes was "extracting failed (File name too long); free space there", archive kept, reused.
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("x" * 300 + ".png", b"x")
+    with pytest.raises(DatasetError, match="cannot read the archive") as err:
+        extract(archive, tmp_path / "dest")
+    assert not isinstance(err.value, KeptArchiveError)

@@ -18,7 +18,7 @@ import pytest
 
 import fakeserver
 from fakeserver import Behaviour, serve
-from iqabench.datasets import Remote, get_spec
+from iqabench.datasets import DatasetError, Remote, get_spec
 from iqabench.datasets import transfer as dl
 from iqabench.datasets.download import ChecksumError, DownloadError, download_spec, fetch
 
@@ -209,3 +209,47 @@ def test_a_certificate_that_does_not_verify_is_one_line_not_retried_and_never_sk
     assert "TLS certificate of 127.0.0.1 did not verify" in message and "retrying cannot help" in message
     assert f"curl -O {url.replace('https://', 'http://')}" in message and "datasets add NAME --from" in message
     assert not (tmp_path / "kadid10k.zip").exists()
+
+
+def test_a_short_200_to_a_resume_keeps_the_partial_file(tmp_path):
+    # A resume answered "200 Service temporarily unavailable" truncated the good partial file, and a plain file
+    # was then placed and pinned as the download.
+    target = tmp_path / "kadid10k.zip"
+    part = target.with_name("kadid10k.zip.part")
+    part.write_bytes(BODY[:5000])
+    with serve({"kadid10k.zip": b"Service temporarily unavailable"}) as server:
+        server.behaviour["kadid10k.zip"] = Behaviour(honour_range=False)
+        with pytest.raises(DownloadError, match=r"whole body of 31 bytes \(status 200\), shorter than what is"):
+            fetch(server.url("kadid10k.zip"), target, retries=1, **FAST)
+    assert part.read_bytes() == BODY[:5000] and not target.exists()
+
+
+def test_a_content_length_that_is_no_number_is_read_as_unknown():
+    assert dl._content_length({"Content-Length": "abc"}) is None
+    assert dl._content_length({"Content-Length": "-5"}) is None
+    assert dl._content_length({"Content-Length": " 42 "}) == 42
+
+
+@pytest.mark.parametrize("lock, message", [
+    ("[]", "holds a JSON list, not a mapping of file names"),
+    ('{"kadid10k/kadid10k.zip": "abc"}', "entry 'kadid10k/kadid10k.zip' is \"abc\", not a pin"),
+    ('{"kadid10k/kadid10k.zip": {"sha256": 5}}', "is {\"sha256\": 5}, not a pin")])
+def test_a_hand_edited_lock_file_is_named_before_any_download(tmp_path, lock, message):
+    lock_path = tmp_path / "kadid10k.lock.json"
+    lock_path.write_text(lock)
+    with serve({"kadid10k.zip": BODY}) as server:
+        with pytest.raises(DatasetError) as err:
+            download_spec(kadid_spec(server.url("kadid10k.zip")), tmp_path / "kadid10k", lock_path=lock_path, **FAST)
+        assert server.requests == []
+    assert message in str(err.value) and "git checkout" in str(err.value)
+
+
+def test_a_second_download_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    dest = tmp_path / "kadid10k"
+    (dest / ".archives").mkdir(parents=True)
+    with open(dest / ".archives" / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the first download
+        with pytest.raises(DatasetError, match="another download into .*kadid10k is running"):
+            download_spec(kadid_spec("http://127.0.0.1:9/kadid10k.zip"), dest,
+                          lock_path=tmp_path / "lock.json", **FAST)

@@ -178,7 +178,7 @@ def test_byte_order_mark_and_unicode_names_register(tmp_path):
 
 
 @pytest.mark.parametrize("name, says", [
-    ("../evil", "'../evil' cannot name a dataset: use letters, digits, '_' and '-'"),
+    ("../evil", "'../evil' cannot name a dataset: use up to 64 letters, digits, '_' and '-'"),
     ("a b", "'a b' cannot name a dataset"),
     ("synthetic-single", "'synthetic-single' is one of iqabench's own datasets"),
     ("koniq10k-subset", "'koniq10k-subset' is one of iqabench's own datasets"),

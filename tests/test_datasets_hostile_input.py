@@ -259,3 +259,34 @@ def test_outside_a_repository_the_default_registry_is_refused(tmp_path, monkeypa
     assert f"no params.yaml in {tmp_path} or its parents, so there is no repository data/registry.json here: run " \
            "`iqabench datasets` from the repository (any folder in it), or pass --registry FILE" in out, out
     assert np.all([not p.name.startswith("data") for p in tmp_path.iterdir()])
+
+
+def test_a_scale_wider_than_a_float_is_refused(tmp_path):
+    # -1e308 .. 1e308: hi - lo overflowed and every score became 0.0 without a word.
+    folder = _images(tmp_path / "imgs")
+    csv = tmp_path / "scores.csv"
+    csv.write_text("image,score\na.png,1\nb.png,2\nc.png,3\n")
+    result, out = _invoke("add-generic", "mine", "--folder", folder, "--csv", csv, "--lo", "-1e308", "--hi",
+                          "1e308", registry=tmp_path / "registry.json")
+    assert result.exit_code == 1 and "wider than a float can hold" in out
+    assert not (tmp_path / "registry.json").exists()
+
+
+def test_a_name_too_long_for_a_file_name_is_refused(tmp_path):
+    # 256 characters registered, then fingerprint and prepare died with "File name too long" tracebacks.
+    result, out = _invoke("add-generic", "x" * 65, "--folder", _images(tmp_path / "imgs"), "--csv",
+                          tmp_path / "s.csv", "--lo", "0", "--hi", "5", registry=tmp_path / "registry.json")
+    assert result.exit_code == 1 and "up to 64 letters" in out
+
+
+def test_a_content_column_with_one_value_is_refused_at_registration(tmp_path):
+    # It registered, and only evaluate (after prepare and extract) said no split could keep contents apart.
+    result, out, registry = _generic(tmp_path, "image,MOS,scene\na.png,1,s\nb.png,2,s\nc.png,3,s\n",
+                                     "--content-col", "scene")
+    assert result.exit_code == 1 and "column 'scene'" in out and "holds one value ('s') for every image" in out
+    assert not registry.exists()
+
+
+def test_download_retries_below_zero_are_refused():
+    result = CliRunner().invoke(app, ["download", "kadid10k", "--retries", "-5"])
+    assert result.exit_code == 2 and "greater than or equal to 0" in " ".join(result.output.split())

@@ -184,3 +184,10 @@ def test_a_key_repeated_in_a_profile_is_refused(tmp_path, monkeypatch):
     profile.write_text("steps: 010\n")
     with pytest.raises(params.ParamsError, match="steps = 010 .* which PyYAML reads as 8 and DVC as 10; write 10"):
         _validate(tmp_path, monkeypatch, {"pretrain.contrique.profile": str(profile)})
+
+
+@pytest.mark.parametrize("model, says", [("contriqe", "contriqe"), ("brisque", "not one encoder file")])
+def test_a_finetune_row_that_cannot_be_fine_tuned_is_refused_before_the_stage(tmp_path, monkeypatch, model, says):
+    # It passed validation and failed in the finetune stage, after DVC had removed reports/finetune.*.
+    message = _error(tmp_path, monkeypatch, {"finetune.model": model})
+    assert "finetune.model" in message and says in message

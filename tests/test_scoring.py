@@ -88,6 +88,25 @@ def test_each_photo_is_decoded_once_and_scored_as_extract_would(study_outputs, t
     expected = (regressor.load(regressor.path_for(model, regressors)).predict(feats) * 100.0).round(2)
     assert list(scored["quality"]) == [expected[0], expected[1], expected[0]]
 
+def test_photos_beyond_the_memory_budget_are_decoded_again_with_the_same_scores(study_outputs, tmp_path,
+                                                                                monkeypatch):
+    # Every photo was held decoded until the model ran: `score ~/Pictures/*.jpg` grew ~4 MB a photo.
+    model, regressors = study_outputs
+    paths = []
+    for i, crop in enumerate([(0, 0), (100, 50), (200, 120)]):
+        paths.append(tmp_path / f"p{i}.png")
+        images.save_png(images.from_uint8(data.astronaut()[crop[0]:crop[0] + 160, crop[1]:crop[1] + 200]), paths[-1])
+    everything = scoring.score_images(paths, model, regressors)
+    one_photo = 3 * 160 * 200 * 4
+    monkeypatch.setattr(scoring, "KEEP_BYTES", one_photo)  # room for the first photo only
+    decodes = []
+    real = images.load_rgb
+    monkeypatch.setattr(images, "load_rgb", lambda path, **kw: decodes.append(str(path)) or real(path, **kw))
+    budgeted = scoring.score_images(paths, model, regressors)
+    assert sorted(decodes) == sorted(map(str, [paths[0], paths[1], paths[2], paths[1], paths[2]]))
+    pd.testing.assert_frame_equal(budgeted, everything)
+
+
 def test_extract_downscales_only_images_above_the_limit(tmp_path):
     paths = []
     for name, size in (("a", (300, 200)), ("b", (90, 120))):

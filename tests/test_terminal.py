@@ -274,3 +274,23 @@ def test_cli_warnings_are_one_plain_line_each_and_said_once(row, tmp_path):
     said = [line for line in shown.output.splitlines() if str(deep) in line and "16-bit" in line]
     assert len(said) == 1 and said[0].startswith(f"warning: {deep}: "), shown.output
     assert "UserWarning" not in shown.output and ".py:" not in shown.output
+
+
+def test_score_in_a_terminal_prints_file_names_as_they_are_not_as_markup(monkeypatch):
+    # "holiday [final].png" printed as "holiday .png": rich read the brackets as a style tag.
+    import io
+
+    import pandas as pd
+    from rich.console import Console
+
+    from iqabench import cli, scoring
+
+    names = ["holiday [final].png", "holiday [draft].png", "[bold]x[/bold].png"]
+    frame = pd.DataFrame({"image": names, "width": 64, "height": 48, "quality": [61.2, 40.5, 50.0],
+                          "scale": "0-100", "model": "brisque"})
+    monkeypatch.setattr(scoring, "score_images", lambda *a, **k: frame)
+    out = io.StringIO()
+    monkeypatch.setattr(cli, "console", lambda: Console(file=out, force_terminal=True, width=WIDTH, color_system=None))
+    result = CliRunner().invoke(app, ["score", "--model", "brisque", "a.png"])
+    assert result.exit_code == 0, result.output
+    assert_readable(out.getvalue(), names)

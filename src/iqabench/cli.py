@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .compare import compare_command
 from .datasets.cli import app as datasets_app
@@ -110,7 +111,7 @@ def score(images: List[Path] = typer.Argument(..., help="image files to rate"),
     for col in ("width", "height", "quality"):
         table.add_column(col, justify="right")
     for row in frame.itertuples():
-        table.add_row(row.image, str(row.width), str(row.height), f"{row.quality:.1f}")
+        table.add_row(Text(row.image), str(row.width), str(row.height), f"{row.quality:.1f}")  # not markup
     console().print(table)
 
 

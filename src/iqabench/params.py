@@ -282,6 +282,15 @@ def _check_relations(where: str, params: dict) -> None:
         raise ParamsError(f"{where}: mixed.model = {mixed['model']!r} is not in models: {params['models']}; "
                           "the mixed stage reads that row's extracted features")
     finetune = params.get("finetune")
+    if finetune and "model" in finetune:
+        # A row that exists and is one encoder file read as CONTRIQUE reads images: checked here, not when the
+        # stage runs (DVC has removed reports/finetune.* by then).
+        from . import rows
+
+        try:
+            rows.encoder_path(finetune["model"])
+        except (ValueError, KeyError) as err:
+            raise ParamsError(f"{where}: finetune.model: {str(err).strip(chr(39))}") from None
     if evaluate and finetune is not None:
         from .training.finetune import FinetuneConfig
 

@@ -20,12 +20,15 @@ MAX_SHORT_SIDE = 512
 load_displayed = functools.partial(images.load, exif_transpose=True)
 
 
+KEEP_BYTES = 1 << 30  # decoded pixels held between the check of every file and the model (about 250 photos)
+
+
 def _decoded(path: str | Path, max_short_side: int | None) -> tuple[tuple[int, int], torch.Tensor]:
     """(height, width as displayed, the image as the model will see it); a file too small is refused here.
 
-    Read once: the image is kept, downscaled as ``features.extract`` would (to ``max_short_side``, float32), for
-    the extraction that follows (a second decode cost as much as the first and said nothing new; its notes,
-    converted or animated, are said once). Kept downscaled, a 4:3 photo holds 4 MB at the default 512 px."""
+    Downscaled as ``features.extract`` would (to ``max_short_side``, float32), and kept for the extraction that
+    follows up to ``KEEP_BYTES`` (a second decode costs as much as the first); a 4:3 photo holds 4 MB at the
+    default 512 px."""
     image = load_displayed(path)
     height, width = image.shape[1:]
     if min(height, width) < images.MIN_SIDE:
@@ -122,11 +125,28 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
     if max_short_side is None:
         max_short_side = MAX_SHORT_SIDE if fitted.max_short_side is None else fitted.max_short_side
     # Every file is read (and a bad one named) before any model runs, so a typo in a long list costs nothing.
-    decoded = {}
+    # The pixels are kept for the model up to KEEP_BYTES; beyond, an image is decoded again when its turn comes
+    # (`score ~/Pictures/*.jpg` held every photo, ~4 MB each, and ran out of memory without a word).
+    decoded, kept = {}, 0
     for p in paths:
         if str(p) not in decoded:  # a file listed twice is read once
-            decoded[str(p)] = _decoded(p, max_short_side)
+            shape, image = _decoded(p, max_short_side)
+            size = image.element_size() * image.nelement()
+            if kept + size > KEEP_BYTES:
+                image = None  # decoded again when the model reaches it
+            else:
+                kept += size
+            decoded[str(p)] = (shape, image)
     shapes = [decoded[str(p)][0] for p in paths]
+
+    def pixels(path: str) -> torch.Tensor:
+        image = decoded[path][1]
+        if image is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # its notes (converted, animated) were said at the first read
+                image = _decoded(path, max_short_side)[1]
+        return image
+
     for artifact in located:
         if not artifact.is_file() and row.stage is not None and root is None and not artifact.is_absolute():
             raise FileNotFoundError(f"{model}: " + params.outside_repository(f"its file {artifact} cannot be found",
@@ -139,7 +159,7 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
     frame = pd.DataFrame({"image": [str(p) for p in paths]})
     # The images are already read and downscaled: extract takes them as they are.
     feats = features.extract(feature_fn, frame, batch_size=1, max_short_side=None, show_progress=False,
-                             load=lambda path: decoded[path][1])
+                             load=pixels)
     undefined = features.undefined_rows(feats)
     if undefined.any():  # e.g. BRISQUE on a flat image: no score exists, and a made-up one would mislead
         names = ", ".join(str(p) for p in frame["image"][undefined][:5])

@@ -19,6 +19,7 @@ download starts.
 """
 from __future__ import annotations
 
+import errno
 import lzma
 import os
 import shutil
@@ -35,6 +36,11 @@ from .scorefiles import DatasetError
 RAR_TOOLS = ("unrar", "7z", "7zz", "bsdtar")  # 7zz: Debian 12's 7zip package
 LIBARCHIVE = "libarchive"
 STAGING_SUFFIX = ".extracting"
+
+
+# Errors of this machine (the disk, the folder's rights), not of the archive: the archive is kept for a rerun.
+MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.EMFILE,
+                  errno.ENFILE}
 
 
 class UnsafeArchiveError(DatasetError):
@@ -316,15 +322,28 @@ def _extract_rar(archive: Path, staging: Path) -> None:
 
 
 def _move_into(source: Path, target: Path) -> None:
-    """Move everything under ``source`` into ``target``, replacing what has the same name."""
+    """Move everything under ``source`` into ``target``, replacing files of the same name (:func:`_clash` has
+    checked that no folder of the target stands where the archive has a file)."""
     for item in source.iterdir():
         dest = target / item.name
         if item.is_dir() and dest.is_dir() and not dest.is_symlink():
             _move_into(item, dest)
             continue
-        if dest.is_dir() and not dest.is_symlink():
-            shutil.rmtree(dest)
         os.replace(item, dest)
+
+
+def _clash(source: Path, target: Path) -> Path | None:
+    """A folder of ``target`` where ``source`` has a file (moving it in would delete the folder and all it
+    holds: the user's own files, under a --dest that held them), or None."""
+    for item in source.iterdir():
+        dest = target / item.name
+        if dest.is_dir() and not dest.is_symlink():
+            if not item.is_dir():
+                return dest
+            found = _clash(item, dest)
+            if found is not None:
+                return found
+    return None
 
 
 def extract(archive: Path, target: Path) -> None:
@@ -344,12 +363,19 @@ def extract(archive: Path, target: Path) -> None:
         try:
             {"zip": _extract_zip, "tar": _extract_tar, "rar": _extract_rar}[kind](archive, staging)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as err:
-            if isinstance(err, OSError) and err.errno is not None:
-                raise  # the disk or the folder (ENOSPC, EACCES): handled below
-            # Damaged compressed data: zlib and lzma raise their own errors, gzip and bzip2 an OSError with no errno.
+            if isinstance(err, OSError) and err.errno in MACHINE_ERRNOS:
+                raise  # the disk or the folder: handled below
+            # Damaged compressed data: zlib and lzma raise their own errors, gzip and bzip2 an OSError with no errno;
+            # a member no file system can create (a name over 255 bytes, one named ".", a size of 1e15) is the
+            # archive's fault too, though the OSError has an errno: staging is a fresh, empty, writable folder.
             why = " ".join(str(err).split())  # tarfile's "could not be opened" lists one line per method
             raise DatasetError(f"{archive.name}: cannot read the archive ({why}); it is corrupt or truncated, "
                                f"delete it and download again") from err
+        clash = _clash(staging, target)
+        if clash is not None:
+            raise ExtractWriteError(f"{archive}: the archive holds a file {clash.relative_to(target).as_posix()}, "
+                                    f"but {clash} is a folder; move that folder aside (nothing was replaced), then "
+                                    "run again: the archive is kept and not downloaded again")
         _move_into(staging, target)
     except OSError as err:  # a full disk, a read-only target: this machine, not the archive
         raise ExtractWriteError(f"{archive}: extracting into {target} failed ({err.strerror or err}); free space "

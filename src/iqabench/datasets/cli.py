@@ -126,7 +126,7 @@ def show_cmd(ctx: typer.Context, name: str):
 
 
 def _registered(name: str, entry: dict) -> None:
-    console().print(f"[green]{name}[/green] registered: {entry['images']} images at {entry['path']}. To use it, "
+    console().print(f"[green]{name}[/green] registered: {entry['images']} images at {escape(str(entry['path']))}. To use it, "
                     f"list {name} under `datasets:` in params.yaml and run `dvc repro`")
 
 
@@ -149,7 +149,7 @@ def _published(name: str, nothing: str) -> None:
 def download_cmd(ctx: typer.Context, name: str,
                  dest: Path = typer.Option(None, help="target folder (default: DATA_ROOT/NAME)"),
                  keep_archives: bool = typer.Option(False, help="keep the downloaded archives"),
-                 retries: int = typer.Option(4, help="retries per file on transient errors")):
+                 retries: int = typer.Option(4, min=0, help="retries per file on transient errors")):
     """Download, verify and extract NAME (resumes an interrupted download)."""
     try:
         _published(name, "there is nothing to download")
@@ -158,7 +158,7 @@ def download_cmd(ctx: typer.Context, name: str,
         download(name, target, keep_archives=keep_archives, retries=retries, lock_path=None)
     except (DatasetError, ManifestError) as err:
         _fail(err)
-    console().print(f"[green]{name}[/green] is ready in {target}")
+    console().print(f"[green]{name}[/green] is ready in {escape(str(target))}")
 
 
 @app.command("add")

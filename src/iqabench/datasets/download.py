@@ -9,7 +9,10 @@ A corrupt file is kept as ``<name>.corrupt``, never used and never deleted.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import shutil
 from pathlib import Path
 
 from .. import io
@@ -59,8 +62,37 @@ def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = Non
         raise DatasetError(f"{spec.name}: cannot download into {dest} ({why}); give a folder you can write to") \
             from None
     lock_path = Path(lock_path) if lock_path else default_lock_path(dest)
-    lock = _read_json(lock_path)
-    done = _read_json(dest / DONE_MARKER)
+    with _one_at_a_time(dest / ARCHIVE_DIR / ".lock", spec.name):
+        return _download(spec, dest, lock_path, retries=retries, backoff=backoff, timeout=timeout,
+                         keep_archives=keep_archives, progress=progress)
+
+
+@contextlib.contextmanager
+def _one_at_a_time(path: Path, name: str):
+    """Held for the whole download: a second `download NAME` into the same folder renamed the first one's
+    partial file from under it (a traceback) and could have interleaved two writers."""
+    try:
+        import fcntl
+    except ImportError:  # not on this platform: downloads are not guarded against each other
+        yield
+        return
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatasetError(f"{name}: another download into {path.parent.parent} is running; wait for it to "
+                               "finish (or stop it), then run this one again") from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # before the flock goes: the folder may then be removed when empty
+
+
+def _download(spec: DatasetSpec, dest: Path, lock_path: Path, *, retries: int, backoff: float, timeout: float,
+              keep_archives: bool, progress: bool) -> Path:
+    lock = _read_json(lock_path, LOCK_ENTRY, f"restore it with `git checkout {lock_path}` (it is kept in git), or "
+                      "delete it to pin the next good download")
+    done = _read_json(dest / DONE_MARKER, DONE_ENTRY, "delete it: the next download checks every file again")
     fetched = []  # (key, remote, stored, digest): pinned together once the whole download holds the dataset
     for remote in spec.remotes:
         key = f"{spec.name}/{remote.filename}"
@@ -111,8 +143,8 @@ def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = Non
         if not keep_archives:
             stored.unlink()
     leftover = dest / ARCHIVE_DIR
-    if leftover.is_dir() and not any(leftover.iterdir()):
-        leftover.rmdir()
+    if leftover.is_dir() and not [p for p in leftover.iterdir() if p.name != ".lock"]:
+        shutil.rmtree(leftover)  # only the guard's own file is left
     return dest
 
 
@@ -147,10 +179,30 @@ def _check_layout(spec: DatasetSpec, dest: Path, fetched: list[Path]) -> None:
                             "then delete them and run the download again")
 
 
-def _read_json(path: Path) -> dict:
+# What each entry of the two state files must be: a pin {"url", "size", "sha256"} and a file's SHA-256.
+LOCK_ENTRY = ("a pin such as {\"sha256\": \"<64 hex digits>\", ...}",
+              lambda v: isinstance(v, dict) and _is_sha256(v.get("sha256")))
+DONE_ENTRY = ("a SHA-256 (64 hex digits)", lambda v: _is_sha256(v))
+
+
+def _is_sha256(value) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) is not None
+
+
+def _read_json(path: Path, entry: tuple, fix: str) -> dict:
+    """A state file (the lock, the done marker): a mapping of file names to ``entry``s, or a DatasetError naming
+    what is wrong and ``fix``, before anything is downloaded (a hand-edited one was a traceback, or a `"sha256": 5`
+    quarantined the good download after the whole transfer)."""
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{path} is not valid JSON ({err}); fix or delete it") from err
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path} is not valid JSON ({err}); {fix}") from None
+    if not isinstance(record, dict):
+        raise DatasetError(f"{path} holds a JSON {type(record).__name__}, not a mapping of file names; {fix}")
+    what, valid = entry
+    for key, value in record.items():
+        if not valid(value):
+            raise DatasetError(f"{path}: entry {key!r} is {json.dumps(value)[:80]}, not {what}; {fix}")
+    return record

@@ -26,7 +26,7 @@ from .scorefiles import DatasetError, line_of, name_column, numeric_column, read
 DEFAULT_REGISTRY = Path("data/registry.json")
 MAX_LISTED = 10
 # A dataset name becomes a folder (data/prepared/NAME) and a DVC stage key (prepare@NAME): no '/', '..' or dots.
-DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # 64 at most: it is part of file names
 
 
 # What every registry entry needs, by kind: a hand-edited entry that lacks one fails here, by name,
@@ -166,14 +166,17 @@ def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_c
     if name in SHARED_SUBSETS:  # prepare would read those and never this registration (embedded names: the CLI)
         raise DatasetError(f"{name!r} is one of iqabench's own datasets; register yours under another name")
     if not DATASET_NAME.fullmatch(name):
-        raise DatasetError(f"{name!r} cannot name a dataset: use letters, digits, '_' and '-', starting with a "
-                           "letter or digit (it names the folder data/prepared/NAME and the stage prepare@NAME)")
+        raise DatasetError(f"{name!r} cannot name a dataset: use up to 64 letters, digits, '_' and '-', starting "
+                           "with a letter or digit (it names the folder data/prepared/NAME and the stage prepare@NAME)")
     if not score_type.strip():  # it labels the scale in every table and manifest ("DMOS [0, 100]")
         raise DatasetError(f"{name}: --score-type is empty; give the kind of score, e.g. --score-type MOS or DMOS")
     # Checked before anything is read: the scale maps raw scores to [0, 1] (an infinite end maps all to one value).
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise DatasetError(f"{name}: --lo ({lo:g}) and --hi ({hi:g}) must be finite numbers; give the lowest and "
                            "highest score the rating scale allows, e.g. --lo 1 --hi 5")
+    if not math.isfinite(hi - lo):  # --lo -1e308 --hi 1e308: the span overflows and every score maps to 0
+        raise DatasetError(f"{name}: --lo ({lo:g}) to --hi ({hi:g}) is wider than a float can hold; give the lowest "
+                           "and highest score the rating scale allows, e.g. --lo 1 --hi 5")
     if not hi > lo:
         raise DatasetError(f"{name}: --hi ({hi:g}) must be greater than --lo ({lo:g}); give the lowest and highest "
                            "score the rating scale allows, e.g. --lo 1 --hi 5")
@@ -226,6 +229,10 @@ def generic_manifest(name: str, entry: dict, *, registered: bool = True) -> pd.D
     content = None
     if entry.get("content_col"):  # blank cells name their line, like blank image names
         content = [str(c) for c in _content_column(table, entry["content_col"], csv, name)]
+        if len(set(content)) < 2:  # content-disjoint splits need two contents; evaluate said so, stages later
+            raise DatasetError(f"{name}: column {entry['content_col']!r} of {csv} holds one value ({content[0]!r}) "
+                               "for every image, so no split can keep contents apart; name the column that tells "
+                               "scenes apart, or leave --content-col out (each image its own content)")
     frame = manifest.make(name, images, raw, kind=entry["score_type"], lo=entry["lo"], hi=entry["hi"],
                           higher_is_better=entry["higher_is_better"], content_id=content,
                           score_source=f"human {entry['score_type']} (from {csv.name}, registered locally)")

@@ -198,9 +198,13 @@ def _transfer(url: str, part: Path, timeout: float, bar: Progress, task, size: i
             total = int(match.group(2)) if match.group(2) != "*" else None
             mode = "ab"
         else:
+            total = _content_length(response.headers)
+            if have and total is not None and total < have:
+                # Not the file whose first `have` bytes are here, nor a newer one as a rule: an error message sent
+                # with 200. Truncating for it lost the partial file, and a plain file was pinned as the download.
+                raise _Incomplete(f"a resume of {have} bytes was answered with a whole body of {total} bytes "
+                                  "(status 200), shorter than what is already here: not the file")
             have, mode = 0, "wb"  # server ignored Range, or the file changed (If-Range): start over
-            length = response.headers.get("Content-Length")
-            total = int(length) if length else None
             _write_validator(part, _validator(response.headers))
         bar.update(task, total=total, completed=have)
         _check_space(part, (total - have) if total is not None else None)
@@ -210,6 +214,12 @@ def _transfer(url: str, part: Path, timeout: float, bar: Progress, task, size: i
         raise _Incomplete(f"the connection closed early: {got} of {total} bytes" if total is not None else
                           f"the connection closed early, after {got} bytes")
     return total
+
+
+def _content_length(headers) -> int | None:
+    """The declared body size, or None where it is absent or not a byte count (``abc``, ``-5``)."""
+    length = (headers.get("Content-Length") or "").strip()
+    return int(length) if length.isdigit() else None
 
 
 @contextlib.contextmanager
