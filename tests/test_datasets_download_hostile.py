@@ -253,3 +253,12 @@ def test_a_second_download_into_the_same_folder_is_refused_while_the_first_runs(
         with pytest.raises(DatasetError, match="another download into .*kadid10k is running"):
             download_spec(kadid_spec("http://127.0.0.1:9/kadid10k.zip"), dest,
                           lock_path=tmp_path / "lock.json", **FAST)
+
+
+def test_a_body_longer_than_the_known_size_stops_after_one_block(tmp_path):
+    # 64 MiB were written before a file of known size 1000 was refused: a server could fill the disk.
+    body = bytes(8 * dl.CHUNK)
+    with serve({"big.bin": body}) as server:
+        with pytest.raises(ChecksumError, match="expected 1000"):
+            fetch(server.url("big.bin"), tmp_path / "big.bin", size=1000, retries=0, **FAST)
+    assert (tmp_path / "big.bin.corrupt").stat().st_size <= 1000 + dl.CHUNK

@@ -211,3 +211,10 @@ def test_json_nested_too_deep_is_not_a_baseline_file(repo, tmp_path_factory):
     assert f"{repo / 'reports' / 'metrics.json'} is not a metrics file: its JSON nests deeper" in refused(repo)
     with pytest.raises(acceptance.AcceptanceError, match="is not a baseline file: its JSON nests deeper"):
         acceptance.read(baseline_file(repo))
+
+
+def test_a_device_as_the_metrics_file_is_not_called_missing():
+    from iqabench.gate_inputs import GateError, load_metrics
+
+    with pytest.raises(GateError, match="/dev/null is not a regular file"):
+        load_metrics("/dev/null")

@@ -92,3 +92,12 @@ def test_pillows_corrupt_exif_warning_names_the_file(tmp_path):
             assert np.array_equal(images.to_uint8(image), np.asarray(ImageOps.exif_transpose(raw).convert("RGB")))
     report, said = _said(images.check_images, [path], progress=False)
     assert all(text.startswith(f"{path}: ") for text in said) and not report.unreadable
+
+
+def test_a_pipe_or_device_as_an_image_is_not_called_missing(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.png")
+    for path in (tmp_path / "fifo.png", "/dev/zero"):
+        with pytest.raises(images.ImageError, match="not a regular file \\(a device, pipe or socket\\)"):
+            images.load(path)

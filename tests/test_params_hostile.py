@@ -191,3 +191,10 @@ def test_a_finetune_row_that_cannot_be_fine_tuned_is_refused_before_the_stage(tm
     # It passed validation and failed in the finetune stage, after DVC had removed reports/finetune.*.
     message = _error(tmp_path, monkeypatch, {"finetune.model": model})
     assert "finetune.model" in message and says in message
+
+
+def test_a_pretraining_crop_larger_than_the_corpus_images_is_refused_before_the_stage(tmp_path, monkeypatch):
+    # It passed validation and stopped pretrain@contrique with "crop 200 px is larger than the training images".
+    message = _error(tmp_path, monkeypatch, {"pretrain.contrique.crop": 200, "synthesize.crop": 96})
+    assert "pretrain.contrique.crop = 200 is larger than synthesize.crop = 96" in message
+    _validate(tmp_path, monkeypatch, {"pretrain.arniqa.crop": 200, "synthesize.crop": 96})  # ARNIQA reads photos

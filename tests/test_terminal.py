@@ -1,6 +1,7 @@
 """`iqabench compare` and `iqabench datasets` in an 80-column terminal: readable tables, no cell folded mid-word."""
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -244,7 +245,8 @@ def test_the_width_is_read_when_a_command_runs_not_when_the_module_was_imported(
                                            ("empty.md", "is empty: rerun `dvc repro -s -f report`"),
                                            ("blank.md", "is empty"),
                                            ("gone.md", "does not exist: run `make repro`"),
-                                           ("within.csv", "is not a markdown report; give reports/results.md")])
+                                           ("within.csv", "is not a markdown report; give reports/results.md"),
+                                           ("pipe.md", "is not a regular file (a device, pipe or socket)")])
 def test_report_on_a_file_it_cannot_show_says_what_it_is_in_one_line(tmp_path, name, problem):
     """Random bytes gave a UnicodeDecodeError traceback, a folder "does not exist", an empty file nothing at all
     (exit 0)."""
@@ -253,6 +255,7 @@ def test_report_on_a_file_it_cannot_show_says_what_it_is_in_one_line(tmp_path, n
     (tmp_path / "empty.md").write_bytes(b"")
     (tmp_path / "blank.md").write_text(" \n\n")
     (tmp_path / "within.csv").write_text("model,dataset,srcc\ncontrique,a,0.5\n")
+    os.mkfifo(tmp_path / "pipe.md")  # "does not exist", like /dev/null
     before = sorted(tmp_path.rglob("*"))
     shown = CliRunner().invoke(app, ["report", "--path", str(tmp_path / name)], env={"COLUMNS": str(WIDTH)})
     assert shown.exit_code == 1 and "Traceback" not in shown.output

@@ -64,6 +64,8 @@ def report(path: Optional[Path] = typer.Option(None, help="results written by `d
             raise typer.Exit(1)
     if path.is_dir():
         problem = f"{path} is a folder; give the results file, e.g. --path {path / 'results.md'}"
+    elif path.exists() and not path.is_file():  # /dev/null, a pipe: "does not exist" misled
+        problem = f"{path} is not a regular file (a device, pipe or socket); give the results file, e.g. reports/results.md"
     elif not path.is_file():
         problem = f"{path} does not exist: run `make repro` (or `dvc repro`) first"
     elif path.suffix.lower() not in (".md", ".markdown"):  # a CSV or JSON was printed as one wrapped paragraph

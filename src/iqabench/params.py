@@ -260,6 +260,17 @@ def _check_encoders(where: str, models: list[str], trained: dict) -> None:
 
 def _check_relations(where: str, params: dict) -> None:
     """Constraints between keys: checked after each key is in range on its own."""
+    from .training.pretrain import PretrainConfig
+
+    corpus_crop = (params.get("synthesize") or {}).get("crop")
+    for name, entry in (params.get("pretrain") or {}).items():
+        reads_corpus = (isinstance(entry, dict) and not entry.get("profile")  # a profile's keys: checked with it
+                        and entry.get("objective", PretrainConfig.objective) != "arniqa"
+                        and entry.get("source", PretrainConfig.source) == "corpus")
+        if reads_corpus and corpus_crop and entry.get("crop", PretrainConfig.crop) > corpus_crop:
+            raise ParamsError(f"{where}: pretrain.{name}.crop = {entry.get('crop', PretrainConfig.crop)} is larger "
+                              f"than synthesize.crop = {corpus_crop}, the corpus images its views are cut from; "
+                              "lower it (or raise synthesize.crop)")
     evaluate = params.get("evaluate")
     if evaluate:
         total = evaluate["test_frac"] + evaluate["val_frac"]

@@ -104,7 +104,9 @@ def _download(spec: DatasetSpec, dest: Path, lock_path: Path, *, retries: int, b
         # check below verify it before anything is pinned (a bad one is renamed .corrupt, never reused).
         if not (stored.is_file() and (not expected or io.sha256_file(stored) == expected)):
             try:
-                fetch(remote.url, stored, size=remote.size, sha256=expected, retries=retries, backoff=backoff,
+                pinned = lock.get(key, {}).get("size")  # what the pinned file holds: no longer body is the file
+                size = remote.size or (pinned if isinstance(pinned, int) and pinned > 0 else None)
+                fetch(remote.url, stored, size=size, sha256=expected, retries=retries, backoff=backoff,
                       timeout=timeout, progress=progress, label=f"{spec.name}: {remote.filename}")
             except ChecksumError as err:
                 if remote.sha256 or not expected:

@@ -208,8 +208,10 @@ def _transfer(url: str, part: Path, timeout: float, bar: Progress, task, size: i
             _write_validator(part, _validator(response.headers))
         bar.update(task, total=total, completed=have)
         _check_space(part, (total - have) if total is not None else None)
-        closed_early = _append(part, mode, response, bar, task)
+        closed_early = _append(part, mode, response, bar, task, limit=size if size is not None else total)
     got = part.stat().st_size
+    if size is not None and got > size:
+        return total  # longer than the known size: fetch's size check refuses it (no use reading the rest)
     if closed_early or (total is not None and got < total):
         raise _Incomplete(f"the connection closed early: {got} of {total} bytes" if total is not None else
                           f"the connection closed early, after {got} bytes")
@@ -232,11 +234,14 @@ def _writing():
         raise _WriteError(err.strerror or str(err)) from err
 
 
-def _append(part: Path, mode: str, response, bar: Progress, task) -> bool:
-    """Write the body to ``part``; True if the connection closed before the body's declared end."""
+def _append(part: Path, mode: str, response, bar: Progress, task, limit: int | None = None) -> bool:
+    """Write the body to ``part``; True if the connection closed before the body's declared end. Stops once
+    ``part`` holds more than ``limit`` bytes (the known size): a body that runs on is refused by the size check
+    after one block, not after it fills the disk."""
     with _writing():
         fh = open(part, mode)
     closed_early = None
+    held = part.stat().st_size if mode == "ab" else 0
     try:
         while True:
             try:
@@ -247,7 +252,8 @@ def _append(part: Path, mode: str, response, bar: Progress, task) -> bool:
                 with _writing():
                     fh.write(block)
                 bar.advance(task, len(block))
-            if not block or closed_early:
+                held += len(block)
+            if not block or closed_early or (limit is not None and held > limit):
                 break
     finally:
         with _writing():
