@@ -42,6 +42,7 @@ def _run_stages(work: Path, threads: int, prefix: tuple[str, ...] = (), **env: s
         params[section].update(values)
     params["models"].remove("niqe")  # its 96 px minimum would refuse the tiny 64 px patches (params check)
     params["pretrain"]["contrique"]["batch_size"] = 48  # a global batch the 48-crop corpus holds (params check)
+    params["pretrain"]["contrique"]["crop"] = 48  # views cut from the 48 px corpus images (params check)
     work.mkdir()
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     script = ("import runpy, sys\n"
