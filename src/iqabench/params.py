@@ -260,17 +260,6 @@ def _check_encoders(where: str, models: list[str], trained: dict) -> None:
 
 def _check_relations(where: str, params: dict) -> None:
     """Constraints between keys: checked after each key is in range on its own."""
-    from .training.pretrain import PretrainConfig
-
-    corpus_crop = (params.get("synthesize") or {}).get("crop")
-    for name, entry in (params.get("pretrain") or {}).items():
-        reads_corpus = (isinstance(entry, dict) and not entry.get("profile")  # a profile's keys: checked with it
-                        and entry.get("objective", PretrainConfig.objective) != "arniqa"
-                        and entry.get("source", PretrainConfig.source) == "corpus")
-        if reads_corpus and corpus_crop and entry.get("crop", PretrainConfig.crop) > corpus_crop:
-            raise ParamsError(f"{where}: pretrain.{name}.crop = {entry.get('crop', PretrainConfig.crop)} is larger "
-                              f"than synthesize.crop = {corpus_crop}, the corpus images its views are cut from; "
-                              "lower it (or raise synthesize.crop)")
     evaluate = params.get("evaluate")
     if evaluate:
         total = evaluate["test_frac"] + evaluate["val_frac"]
@@ -311,19 +300,25 @@ def _check_relations(where: str, params: dict) -> None:
                               f"{evaluate['n_splits']}: reports/finetune.md compares the fine-tuned median with "
                               f"evaluate's frozen ridge over the same splits, and evaluate draws only splits "
                               f"0..{evaluate['n_splits'] - 1}; lower finetune.n_splits or raise evaluate.n_splits")
-    n_corpus = (params.get("synthesize") or {}).get("n_images")
+    n_corpus, corpus_crop = ((params.get("synthesize") or {}).get(k) for k in ("n_images", "crop"))
     for entry, settings in (params.get("pretrain") or {}).items():
-        # The corpus is synthesize.n_images crops; one smaller than a global batch failed only in pretrain@NAME,
-        # after prepare and synthesize ran. (A profile may change the source: its run checks its pool itself.)
+        # The corpus is synthesize.n_images crops of synthesize.crop px; a global batch above the one, or views
+        # above the other, failed only in pretrain@NAME, after prepare and synthesize ran. (A profile may change
+        # the source: its run checks its pool itself.)
         from .training.pretrain import PretrainConfig
 
         cfg = PretrainConfig(**{k: v for k, v in settings.items() if k in PretrainConfig.__dataclass_fields__})
         nproc = settings.get("nproc", 1)
-        if n_corpus and not settings.get("profile") and cfg.source == "corpus" and cfg.objective == "contrique" \
-                and cfg.batch_size * nproc > n_corpus:
+        if settings.get("profile") or cfg.source != "corpus" or cfg.objective != "contrique":
+            continue
+        if n_corpus and cfg.batch_size * nproc > n_corpus:
             raise ParamsError(f"{where}: pretrain.{entry}.batch_size = {cfg.batch_size}"
                               f"{f' x nproc {nproc}' if nproc > 1 else ''} is more than the corpus it reads "
                               f"(synthesize.n_images = {n_corpus}); lower the batch or raise synthesize.n_images")
+        if corpus_crop and cfg.crop > corpus_crop:
+            raise ParamsError(f"{where}: pretrain.{entry}.crop = {cfg.crop} is larger than synthesize.crop = "
+                              f"{corpus_crop}, the corpus images its views are cut from; lower it (or raise "
+                              "synthesize.crop)")
     prepare = params.get("prepare")
     niqe_side = (params.get("niqe") or {}).get("patch_size", 96)
     if prepare and "niqe" in (params.get("models") or []) and prepare["patch_size"] < niqe_side:
