@@ -161,7 +161,7 @@ _SPECS = [
         citation="N. Ponomarenko et al. Image database TID2013: peculiarities, results and perspectives. "
                  "Signal Processing: Image Communication 30, 2015.",
         licence="research use", remotes=(Remote("https://www.ponomarenko.info/tid2013/tid2013.rar", "tid2013.rar"),),
-        access="direct download (RAR: needs libarchive-c, or unrar, 7z or bsdtar)", images_dir="distorted_images",
+        access="direct download (RAR: needs libarchive-c, or unrar, 7z, 7zz or bsdtar)", images_dir="distorted_images",
         score_file="mos_with_names.txt", parser=synth.parse_tid2013, score_type="MOS", lo=0, hi=9,
         higher_is_better=True, n_images=3000, content_ids="reference",
         score_source="human MOS (TID2013 pairwise comparisons)"),
