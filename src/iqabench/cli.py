@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from . import io
 from .compare import compare_command
 from .datasets.cli import app as datasets_app
 from .gate import check_command
@@ -64,8 +65,8 @@ def report(path: Optional[Path] = typer.Option(None, help="results written by `d
             raise typer.Exit(1)
     if path.is_dir():
         problem = f"{path} is a folder; give the results file, e.g. --path {path / 'results.md'}"
-    elif path.exists() and not path.is_file():  # /dev/null, a pipe: "does not exist" misled
-        problem = f"{path} is not a regular file (a device, pipe or socket); give the results file, e.g. reports/results.md"
+    elif io.is_special(path):  # /dev/null, a pipe: "does not exist" misled
+        problem = f"{path} is {io.NOT_REGULAR}; give the results file, e.g. reports/results.md"
     elif not path.is_file():
         problem = f"{path} does not exist: run `make repro` (or `dvc repro`) first"
     elif path.suffix.lower() not in (".md", ".markdown"):  # a CSV or JSON was printed as one wrapped paragraph

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple, Optional, Union
 
 
-from . import acceptance
+from . import acceptance, io
 
 METRICS_FILE = "reports/metrics.json"
 SECTIONS = ("within", "cross")
@@ -116,9 +116,8 @@ def load_metrics(path: Union[str, Path]) -> dict:
     path = Path(path)
     if path.is_dir():  # it said "does not exist"
         raise GateError(f"{path} is a folder; give the metrics file in it, e.g. {path / Path(METRICS_FILE).name}")
-    if path.exists() and not path.is_file():  # /dev/null, a pipe: "does not exist" misled
-        raise GateError(f"{path} is not a regular file (a device, pipe or socket); give the metrics file, e.g. "
-                        f"{METRICS_FILE}")
+    if io.is_special(path):  # /dev/null, a pipe: "does not exist" misled
+        raise GateError(f"{path} is {io.NOT_REGULAR}; give the metrics file, e.g. {METRICS_FILE}")
     if not path.is_file():
         raise GateError(f"{path} does not exist; run `dvc repro` (or `make repro`) to produce it")
     try:
@@ -217,7 +216,7 @@ def _baseline_file(spec: str, root: Path) -> Optional[Path]:
     """The file ``spec`` names (relative to the repository root), or None when it is a git revision
     (``REV``, or ``REV:PATH`` for a file as committed there)."""
     path = Path(spec) if Path(spec).is_absolute() else root / spec
-    if path.is_file() or (path.exists() and not path.is_dir()):  # a device or pipe is no revision either
+    if path.is_file() or io.is_special(path):  # a device or pipe is no revision either
         return path
     return path if spec.endswith(".json") and ":" not in spec else None
 

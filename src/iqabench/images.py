@@ -208,8 +208,8 @@ def load(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.Tens
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image; pass the image files in it (e.g. {path}/*.jpg)")
-    if path.exists() and not path.is_file():  # a pipe or a device: "no such image file" misled
-        raise ImageError(f"{path}: not a regular file (a device, pipe or socket); pass image files")
+    if io.is_special(path):  # a pipe or a device: "no such image file" misled
+        raise ImageError(f"{path}: {io.NOT_REGULAR}; pass image files")
     if not path.is_file():
         raise ImageError(f"{path}: no such image file")
     try:

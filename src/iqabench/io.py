@@ -24,7 +24,15 @@ from typing import Any, Iterator
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 SIGNIFICANT_DIGITS = 10
+NOT_REGULAR = "not a regular file (a device, pipe or socket)"  # what an is_special path is, in messages
 FLOAT32_DIGITS = 7  # float32 carries ~7.2 significant digits: more would print its binary noise
+
+
+def is_special(path: str | os.PathLike) -> bool:
+    """A path that exists but is neither a regular file nor a folder: a device, pipe or socket (``/dev/null``),
+    which reads as empty or blocks, and which "does not exist" would misdescribe."""
+    path = Path(path)
+    return path.exists() and not path.is_file() and not path.is_dir()
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from . import params_datasets, params_schema as schema
+from . import io, params_datasets, params_schema as schema
 from .params_schema import ParamsError  # defined beside the checks of one key or section; importable from here
 
 
@@ -232,7 +232,7 @@ def read_profile(path: str | os.PathLike) -> dict:
     same mapping. Unchecked here: the keys and their ranges (that is :func:`check_profile`)."""
     if not Path(path).is_file():  # "does not exist" misled for /dev/null or a folder
         what = ("is a folder" if Path(path).is_dir() else "does not exist" if not Path(path).exists()
-                else "is not a regular file (a device, pipe or socket)")
+                else f"is {io.NOT_REGULAR}")
         raise ParamsError(f"pretrain profile {path} {what}; give a YAML file of overrides (see profiles/ for the "
                           "shipped ones)")
     try:
@@ -289,8 +289,8 @@ def _check_relations(where: str, params: dict) -> None:
 
         try:
             rows.encoder_path(finetune["model"])
-        except (ValueError, KeyError) as err:
-            raise ParamsError(f"{where}: finetune.model: {str(err).strip(chr(39))}") from None
+        except ValueError as err:  # an unknown row, or one that is not one encoder file
+            raise ParamsError(f"{where}: finetune.model: {err}") from None
     if evaluate and finetune is not None:
         from .training.finetune import FinetuneConfig
 
@@ -395,6 +395,6 @@ def _check_models(where: str, models: list[str]) -> None:
         if missing:  # is_file: `file:` (an empty path) or a folder is no weights file either
             first = Path(missing[0])
             what = ("is a folder, not a file" if first.is_dir() else
-                    "is not a regular file (a device, pipe or socket)" if first.exists() else "does not exist")
+                    f"is {io.NOT_REGULAR}" if first.exists() else "does not exist")
             raise ParamsError(f"{where}: models: {name!r} reads {missing[0]!r}, which {what}; put the file there or "
                               "remove the row from models:")

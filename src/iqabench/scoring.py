@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import features, images, params, regressor, rows
+from . import features, images, io, params, regressor, rows
 
 # A regressor file from before `evaluate` recorded extract.max_short_side: the default of params.yaml.
 MAX_SHORT_SIDE = 512
@@ -106,9 +106,8 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
         if row.stage is None and artifact.is_dir():  # `file:` (an empty path is '.') or `file:DIR`
             raise FileNotFoundError(f"{model}: {artifact} is a folder, not a weights file; give the file's path, "
                                     "e.g. file:data/encoders/contrique.pt")
-        if row.stage is None and artifact.exists() and not artifact.is_file():  # file:/dev/null, a pipe
-            raise FileNotFoundError(f"{model}: {artifact} is not a regular file (a device, pipe or socket); give the "
-                                    "path of the weights file")
+        if row.stage is None and io.is_special(artifact):  # file:/dev/null, a pipe
+            raise FileNotFoundError(f"{model}: {artifact} is {io.NOT_REGULAR}; give the path of the weights file")
         if row.stage is None and not artifact.is_file():  # a file the user named (file:PATH)
             raise FileNotFoundError(f"{model}: no such file {artifact}; check the path")
     fitted_path = regressor.path_for(model, regressor_folder(regressors))

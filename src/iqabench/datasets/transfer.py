@@ -84,9 +84,10 @@ def fetch(url: str, target: Path, *, size: int | None = None, sha256: str | None
                 reason = str(err)
             except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout,
                     TimeoutError) as err:
-                if isinstance(getattr(err, "reason", err), ssl.SSLCertVerificationError):
-                    raise DownloadError(_untrusted(label, url, getattr(err, "reason", err))) from None
-                reason = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
+                cause = getattr(err, "reason", err)  # urllib wraps the socket's error in a URLError
+                if isinstance(cause, ssl.SSLCertVerificationError):
+                    raise DownloadError(_untrusted(label, url, cause)) from None
+                reason = f"{type(err).__name__}: {cause}"
             failures += 1
             have = part.stat().st_size if part.exists() else 0
             if failures > retries:

@@ -200,19 +200,17 @@ def common_test(run_a, run_b) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, 
     A row undefined on some images is scored without them (protocol.py); pairing its split SRCC with
     another row's, measured on more images, would credit it for dropping hard ones. The split's order is
     kept, so with nothing dropped these are the runs' own test sets and predictions."""
-    same = len(run_a.splits) == len(run_b.splits) and all(
-        sa.seed == sb.seed for sa, sb in zip(run_a.splits, run_b.splits))
+    different = ValueError("the two runs used different splits; evaluate both models with the same "
+                           "content ids, n_splits, fractions and seed before comparing")
+    if len(run_a.splits) != len(run_b.splits) or any(sa.seed != sb.seed for sa, sb in zip(run_a.splits, run_b.splits)):
+        raise different
     paired = []
     for sa, sb, pa, pb in zip(run_a.splits, run_b.splits, run_a.test_pred, run_b.test_pred):
         keep_a, keep_b = np.isin(sa.test, sb.test), np.isin(sb.test, sa.test)
-        same = same and np.array_equal(sa.test[keep_a], sb.test[keep_b])
-        if not same:
-            break
+        if not np.array_equal(sa.test[keep_a], sb.test[keep_b]):
+            raise different
         paired.append((run_a.scores[sa.test[keep_a]], np.asarray(pa)[keep_a], np.asarray(pb)[keep_b],
                        int(keep_a.sum()) / ((len(sa.train) + len(sb.train)) / 2)))
-    if not same:
-        raise ValueError("the two runs used different splits; evaluate both models with the same "
-                         "content ids, n_splits, fractions and seed before comparing")
     if not np.array_equal(run_a.scores, run_b.scores):
         raise ValueError("the two runs were scored against different MOS; use the same manifest")
     small = [s for s, (mos, _, _, _) in enumerate(paired) if mos.size < 3]
