@@ -131,3 +131,7 @@ def test_compare_runs_needs_the_same_splits_and_reports_both_tests():
     other = run_splits(noise, frame, n_splits=4, seed=99, alphas=[0.1])
     with pytest.raises(ValueError, match="different splits"):
         compare_runs(run_good, other)
+    # The same seed with another test fraction draws other parts: a seed alone does not pin a split.
+    wider = run_splits(noise, frame, n_splits=4, test_frac=0.4, alphas=[0.1])
+    with pytest.raises(ValueError, match="different splits"):
+        compare_runs(run_good, wider)

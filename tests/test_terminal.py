@@ -152,6 +152,11 @@ def test_datasets_table_fits_80_columns_and_show_gives_the_details(tmp_path):
     assert detail.exit_code == 0, detail.output
     assert "MOS [0, 100], higher is better" in detail.output and "datasets add spaq --from PATH" in detail.output
     assert max(len(line) for line in detail.output.splitlines()) <= WIDTH
+    # What a split keeps together is said where it differs: references (TID2013), prompts (AGIQA-3K), images.
+    for name, content in (("tid2013", "one per reference image"), ("agiqa3k", "one per text prompt"),
+                          ("spaq", "each image is its own content")):
+        shown = CliRunner().invoke(app, [*opts, "show", name], env={"COLUMNS": str(WIDTH)}).output
+        assert content in " ".join(shown.split()), shown
     unknown = CliRunner().invoke(app, [*opts, "show", "spaqq"], env={"COLUMNS": str(WIDTH)})
     assert unknown.exit_code == 1 and "unknown dataset 'spaqq'" in unknown.output and "koniq10k" in unknown.output
 

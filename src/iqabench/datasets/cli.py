@@ -111,7 +111,7 @@ def show_cmd(ctx: typer.Context, name: str):
         _fail(DatasetError(f"unknown dataset {name!r}{f' (did you mean {close!r}?)' if close else ''}; known: "
                            f"{', '.join(rows)}"))
     row = rows[name]
-    for key in ("name", "kind", "images", "score", "size", "state", "path", "action"):
+    for key in ("name", "kind", "images", "score", "content", "size", "state", "path", "action"):
         value = row.get(key)
         if value not in (None, ""):
             # Wrapped at spaces only: a path longer than the terminal stays whole (and copyable), not folded.

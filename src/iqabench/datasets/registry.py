@@ -41,7 +41,7 @@ class DatasetSpec:
     licence: str
     remotes: tuple[Remote, ...]
     access: str                    # how to get it when remotes is empty or as a note
-    images_dir: str                # folder (relative to the score file's folder) holding the rated images
+    images_dir: str                # folder holding the rated images (where the parser looks: see each parser)
     score_file: str                # published score file (or label folder)
     parser: Callable | None        # None: unlabelled
     score_type: str                # "MOS", "DMOS", "Elo" or "" for unlabelled
@@ -51,8 +51,16 @@ class DatasetSpec:
     n_images: int                  # rated images after the documented drops
     score_source: str
     official_split: str = ""       # what the published split is, "" when none
-    content_ids: str = "image"     # "image" (one content each) or "reference"
+    content_ids: str = "image"     # what the parser's content_id is: "image", "reference" or "prompt"
     image_suffixes: tuple[str, ...] = field(default=(".jpg", ".jpeg", ".png", ".bmp"))
+
+    @property
+    def content(self) -> str:
+        """What a split keeps on one side (the manifest's content_id)."""
+        return {"image": "each image is its own content",
+                "reference": "one per reference image: a reference's distorted versions stay on one side of a split",
+                "prompt": "one per text prompt: a prompt's generated images stay on one side of a split"
+                }[self.content_ids]
 
     @property
     def scale(self) -> str:
@@ -122,7 +130,7 @@ _SPECS = [
         licence="MIT (the LICENSE file of lcysyzxdxc/AGIQA-3k-Database)", remotes=(),
         access="cloud-drive links on https://github.com/lcysyzxdxc/AGIQA-3k-Database",
         images_dir="AGIQA-3K", score_file="data.csv", parser=auth.parse_agiqa3k, score_type="MOS",
-        lo=0, hi=5, higher_is_better=True, n_images=2982,
+        lo=0, hi=5, higher_is_better=True, n_images=2982, content_ids="prompt",
         score_source="human MOS (AGIQA-3K perceptual quality)"),
     DatasetSpec(
         name="bid", title="BID (Blurred Image Database)", kind="authentic",

@@ -71,7 +71,8 @@ def status_table(data_root: Path = DEFAULT_DATA_ROOT, registry_path: Path = DEFA
             status, where, state = (f"missing: no public URL, {spec.access}; then `iqabench datasets add {name} "
                                     f"--from PATH`"), None, "missing"
         rows.append({"name": name, "kind": spec.kind, "images": entry["images"] if entry else spec.n_images,
-                     "score": spec.scale, "size": human_size(disk_size(where)) if where else "-",
+                     "score": spec.scale, "content": spec.content,
+                     "size": human_size(disk_size(where)) if where else "-",
                      "status": status, "state": state, "action": status.split(": ", 1)[1] if ": " in status else "",
                      "path": str(where) if where else ""})
     for name, entry in sorted(registry.items()):

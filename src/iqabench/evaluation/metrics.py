@@ -105,7 +105,9 @@ def logistic_fit(pred, mos, params: int = 5, maxfev: int = 2000) -> np.ndarray:
         raise ValueError(f"params must be 4 or 5 (VQEG logistic), got {params!r}")
     pred, mos = _pair(pred, mos)
     if _constant(pred):
-        return pred.copy()
+        # Every logistic of a constant is a constant; the best one is the MOS mean (RMSE = std of the MOS),
+        # whatever value the predictor sits at.
+        return np.full_like(pred, mos.mean())
     if pred.size <= params:
         return _line_instead(pred, mos, params, f"{pred.size} test images; it needs more than {params}")
     z = (pred - pred.mean()) / pred.std()

@@ -72,6 +72,7 @@ class SplitRun:
     test_pred: list[np.ndarray]    # test predictions of each split, aligned with splits[s].test
     scores: np.ndarray             # the manifest's score column
     n_missing: int = 0             # images dropped because the features are undefined (NaN) there
+    drawn: list[Split] | None = None  # the splits as drawn, before those images were dropped
 
 
 def run_splits(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_frac: float = 0.2,
@@ -91,7 +92,7 @@ def run_splits(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_fra
                                    val_frac=val_frac, seed=seed)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
-    missing = undefined_rows(features)
+    missing, drawn = undefined_rows(features), list(splits)
     if missing.any():
         splits = [drop_undefined(split, missing) for split in splits]
         features = np.where(missing[:, None], 0.0, features)  # in no split part now: never read
@@ -110,7 +111,7 @@ def run_splits(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_fra
         chosen = select_alpha(predictions, scores, splits, rule=alpha_rule)
     return SplitRun(splits=list(splits), alphas=[float(predictions.alphas[i]) for i in chosen],
                     test_pred=[pred[i] for pred, i in zip(predictions.test, chosen)], scores=scores,
-                    n_missing=int(missing.sum()))
+                    n_missing=int(missing.sum()), drawn=drawn)
 
 
 def score_run(run: SplitRun, logistic: str = "5pl") -> pd.DataFrame:

@@ -202,7 +202,8 @@ def common_test(run_a, run_b) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, 
     kept, so with nothing dropped these are the runs' own test sets and predictions."""
     different = ValueError("the two runs used different splits; evaluate both models with the same "
                            "content ids, n_splits, fractions and seed before comparing")
-    if len(run_a.splits) != len(run_b.splits) or any(sa.seed != sb.seed for sa, sb in zip(run_a.splits, run_b.splits)):
+    if len(run_a.splits) != len(run_b.splits) or not all(
+            _same_split(da, db) for da, db in zip(run_a.drawn or run_a.splits, run_b.drawn or run_b.splits)):
         raise different
     paired = []
     for sa, sb, pa, pb in zip(run_a.splits, run_b.splits, run_a.test_pred, run_b.test_pred):
@@ -218,6 +219,13 @@ def common_test(run_a, run_b) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, 
         raise ValueError(f"split {small[0]} keeps {paired[small[0]][0].size} test image(s) that both models "
                          "define; a paired comparison needs at least 3")
     return paired
+
+
+def _same_split(a, b) -> bool:
+    # The splits as drawn, before either run dropped its undefined images: a seed alone does not pin the
+    # parts (fractions, content ids and official splits change them too).
+    return a.seed == b.seed and all(np.array_equal(getattr(a, part), getattr(b, part))
+                                    for part in ("train", "val", "test"))
 
 
 def compare_runs(run_a, run_b, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> dict:

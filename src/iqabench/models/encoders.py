@@ -102,7 +102,8 @@ class Encoder(nn.Module):
 
 
 class ProjectionHead(nn.Module):
-    """CONTRIQUE's head: linear (no bias), BN, ReLU, linear, BN."""
+    """CONTRIQUE's head: linear, BN, ReLU, linear, BN. CONTRIQUE's linears both have no bias; the second one's
+    here is cancelled by the BN after it in training (and the head is dropped for features)."""
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int):
         super().__init__()
