@@ -1,21 +1,24 @@
 """Colour distortions: diffusion, shift, quantisation and two saturation changes.
 
-Departures from the MATLAB generator:
+Against the MATLAB generator (KADIS-700k's ``matlab_code_imdistort``):
 
-* ``color_diffusion`` follows ARNIQA's port: Gaussian-diffused a*b* times
-  ``amount``, which over-saturates strongly from level 2 on; we could not
-  check this scaling against the MATLAB source.
-* Outputs stay in float; MATLAB (and ARNIQA's port) round or truncate to 8 bit
-  after Lab edits. Quantisation is a storage step, not the distortion, and
-  dropping it keeps compositions from accumulating rounding.
+* ``color_diffusion`` is ``imcolordiffuse``, ``imcolorblur(I, 1.5 * amount + 2,
+  amount)``: Gaussian-diffused a*b* times ``amount``, which over-saturates
+  strongly from level 2 on (as ARNIQA's port).
+* ``color_shift`` weights the shift by the edge map as ``imcolorshift`` does:
+  stretched to [0, 1], truncated below 0.1 (weak edges are not shifted),
+  clipped to the 1st/99th percentile (nearest rank) and mapped back to [0, 1]
+  (``ps2``). ARNIQA's port skips the truncation and clips without the
+  re-stretch, which leaves the shift almost invisible even at 12 px.
+* Departure: outputs stay in float; MATLAB (and ARNIQA's port) round or
+  truncate to 8 bit after Lab edits. Quantisation is a storage step, not the
+  distortion, and dropping it keeps compositions from accumulating rounding.
+* Departure: ``color_saturation_hsv`` at a negative factor (level 5) clips to
+  [0, 1]; MATLAB's ``hsv2rgb`` divides by the image's maximum instead (a global
+  rescale), which differs by a few grey levels where a colour leaves the gamut.
 * ARNIQA's port swaps R and B before its Lab conversion; we convert true sRGB,
   as MATLAB's ``rgb2lab`` does.
-* ``color_shift`` stretches the edge map robustly: values are clipped to the
-  1st/99th percentile (nearest rank) and mapped back to [0, 1]. ARNIQA's
-  port clips without the re-stretch, which leaves the blend weight near zero on most pixels and the
-  shift almost invisible even at 12 px; the percentile trim only makes sense
-  as the robust form of the ``mapmm`` stretch that precedes it.
-* ``color_quantization`` uses Pillow's median-cut palette then Floyd-Steinberg
+* Departure: ``color_quantization`` uses Pillow's median-cut palette then Floyd-Steinberg
   dithering in place of MATLAB ``rgb2ind(im, n, 'dither')`` (minimum-variance
   palette). The palette is cut from a regular grid of about 16k of the
   image's own pixels (every ``stride``-th row and column) rather than from all
@@ -70,7 +73,8 @@ def color_shift(x: Tensor, params: list[float], generator: torch.Generator) -> T
     grey = rgb_to_grey(x)[:, 0]
     grad_rows, grad_cols = torch.gradient(grey, dim=(1, 2))
     magnitude = grad_rows.square_().add_(grad_cols.square_()).sqrt_().unsqueeze(1)
-    edges = min_max_per_image_(gaussian_blur_per_image(magnitude, [4.0] * len(params)))
+    # imcolorshift: e = ps2(truncate(mapmm(imgaussfilt(e, 4)), 0.1, 1)): weak edges get no shift at all.
+    edges = min_max_per_image_(gaussian_blur_per_image(magnitude, [4.0] * len(params))).clamp_(0.1, 1)
     low, high = _percentile(edges, 1.0), _percentile(edges, 99.0)
     edges = edges.sub_(low).div_((high - low).clamp_min(1e-12)).clamp_(0, 1)
 

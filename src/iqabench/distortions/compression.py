@@ -5,7 +5,7 @@
   nvJPEG is present). MATLAB's ``imwrite`` also uses IJG libjpeg; the chroma
   subsampling is libjpeg's default 4:2:0.
 * JPEG 2000: OpenJPEG through Pillow, ``quality_mode='rates'`` with the
-  published compression ratio, irreversible 9/7 wavelet (what MATLAB's lossy
+  level's compression ratio (ARNIQA's table: 170 at level 5, MATLAB's 400), irreversible 9/7 wavelet (what MATLAB's lossy
   ``imwrite(..., 'CompressionRatio', r)`` uses), with the irreversible
   colour transform (RGB -> YCbCr) before coding, as JPEG 2000 encoders apply
   to RGB by default (Kakadu, which MATLAB uses, and OpenJPEG's own

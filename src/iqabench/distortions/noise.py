@@ -7,14 +7,15 @@ uniform zero-mean noise of the given variance (ARNIQA's port uses Gaussian
 noise here; we keep MATLAB's uniform). ``white_noise_ycbcr`` adds the noise in
 MATLAB's BT.601 studio-range YCbCr.
 
-``denoise`` departs from the reference: KADID denoises the noisy image with
-CBM3D, which has no maintained wheel that fits this project. We use
-non-local means written in torch so the whole batch is denoised at once:
+``denoise`` departs from the reference: the KADIS generator (``imdenoise.m``)
+denoises each channel of the noisy image with MATLAB's pretrained DnCNN
+(``denoisingNetwork('DnCNN')``), whose weights ship with no maintained wheel
+and which nothing here may download. We use non-local means written in torch so the whole batch is denoised at once:
 3 x 3 patches, a 7 x 7 search window, the known noise sigma, and
 scikit-image's fast-mode weights ``exp(-max(d2 - 2 sigma^2, 0) / h^2)`` with
 ``h = 0.8 sigma`` (``d2`` the mean squared patch difference over the three
-channels), borders replicated. Like CBM3D it is a patch-similarity denoiser
-and leaves the same kind of smeared texture and residual blotches; the small
+channels), borders replicated. Like any denoiser at these noise levels
+(variances 0.01..0.15, MATLAB's table) it leaves smeared texture and residual blotches; the small
 window (scikit-image's default is 5 x 5 patches in a 13 x 13 window, 8x the
 work) is what keeps it usable inside a training loop.
 """

@@ -1,20 +1,29 @@
-"""KADID-10k distortion types, their groups and the published level parameters.
+"""KADID-10k distortion types, their groups and the level parameters.
 
 Types and order follow Lin, Hosu & Saupe (2019), "KADID-10k: a large-scale
-artificially distorted IQA database" and its MATLAB generator
-(``imdist_generator.m``). The per-level parameters are those of that generator
-as ported in the ARNIQA repository (``utils/utils_data.py``,
-``distortion_range``); the two types ARNIQA leaves out (``color_quantization``
-and ``denoise``) take the values of the MATLAB table (colour-map sizes
-64/48/32/16/8 and noise variances 0.001..0.01).
+artificially distorted IQA database", and the MATLAB generator released with
+KADIS-700k (``matlab_code_imdistort/imdist_generator.m``). The operations are
+MATLAB's, with the departures each module lists; the generator's per-image
+min-max stretch (``mapmm``) of its input and output is not applied (nor by
+ARNIQA's port): outputs are clipped to [0, 1].
 
-The published level order is the order of *perceived* severity that the
-authors tuned, not always of a physical one: ``mean_shift`` (0, +0.08, -0.08,
-+0.15, -0.15) and ``contrast_change`` (0, +0.15, -0.4, +0.3, -0.6) alternate
-sign, and level 1 of ``mean_shift`` and of ``color_saturation_lab`` (factor 1)
-leaves the image unchanged. We keep the table exactly so that synthetic data
-matches KADID/KADIS; tests check those types against the published signed
-effect instead of against a monotone pixel error.
+The level table is ARNIQA's (``utils/utils_data.py``, ``distortion_range``),
+what ARNIQA pretrains with, for the 23 types it has. It is the MATLAB table
+except for three types:
+
+* ``jpeg2000`` level 5: compression ratio 170 (MATLAB: 400);
+* ``mean_shift`` (0, +0.08, -0.08, +0.15, -0.15) and ``contrast_change``
+  (0, +0.15, -0.4, +0.3, -0.6): MATLAB lists the values in signed order,
+  (0.15, 0.08, 0, -0.08, -0.15) and (0.3, 0.15, 0, -0.4, -0.6), amount 0 at
+  level 3; ARNIQA's order grows in magnitude, amount 0 at level 1.
+  CONTRIQUE's class labels therefore name those levels as ARNIQA orders them.
+
+The two types ARNIQA leaves out take MATLAB's values: ``color_quantization``
+64/48/32/16/8 colours and ``denoise`` noise variances 0.01..0.15.
+
+Level 1 of ``mean_shift`` (amount 0) and of ``color_saturation_lab`` (factor 1)
+leaves the image unchanged, and the signed levels are not ordered by pixel error; tests check those types against their
+signed effect instead of against a monotone pixel error.
 
 Groups are ARNIQA's seven (Agnolucci et al., WACV 2024); ARNIQA has no
 ``color_quantization`` or ``denoise``, so they join the colour and noise groups
@@ -62,7 +71,7 @@ LEVEL_PARAMETERS: dict[str, tuple[float, ...]] = {
     "white_noise_ycbcr": (0.0001, 0.0005, 0.001, 0.002, 0.003),
     "impulse_noise": (0.001, 0.005, 0.01, 0.02, 0.03),      # density
     "multiplicative_noise": (0.001, 0.005, 0.01, 0.02, 0.05),
-    "denoise": (0.001, 0.002, 0.003, 0.005, 0.01),          # variance before denoising
+    "denoise": (0.01, 0.03, 0.05, 0.1, 0.15),               # noise variance before denoising
     "brighten": (0.1, 0.2, 0.4, 0.7, 1.1),
     "darken": (0.05, 0.1, 0.2, 0.4, 0.8),
     "mean_shift": (0.0, 0.08, -0.08, 0.15, -0.15),

@@ -3,12 +3,18 @@ grey-level quantisation and colour blocks.
 
 Departures from the MATLAB generator:
 
-* ``quantization`` uses uniform thresholds i/n (as ARNIQA's port does)
-  instead of MATLAB ``multithresh`` (multi-level Otsu), which is not tractable
-  for up to 19 thresholds in scikit-image; classes are then stretched to
-  [0, 1] per image (``mapmm``) exactly as in the reference. Thresholds apply to
-  each RGB channel, as ``imquantize`` on the colour image does.
+* ``quantization`` uses uniform thresholds j / (n + 1) instead of MATLAB
+  ``multithresh`` (multi-level Otsu), which is not tractable for up to 20
+  thresholds in scikit-image. As ``imnoisequantize``, n thresholds make n + 1
+  classes, valued at the thresholds above them (0 for the lowest, 1 for the
+  highest), then stretched to [0, 1] per image (the generator's ``mapmm``);
+  ARNIQA's port makes n classes. Thresholds apply to each RGB channel, as
+  ``imquantize`` on the colour image does.
 * ``pixelate`` uses nearest-neighbour down- and up-sampling (as ARNIQA).
+  MATLAB's ``imresize(I, z, 'nearest')`` makes ceil(z h) rows and samples
+  pixel centres; the blocks here may sit half a pixel apart from MATLAB's.
+* ``jitter`` resamples bilinearly; MATLAB's ``imscatter`` warps bicubically,
+  which keeps a little more fine detail.
 * Patch positions for ``non_eccentricity_patch`` and ``color_block`` are drawn
   from the explicit generator; patches are pasted in sequence, all images of a
   batch at once.
@@ -117,7 +123,7 @@ def _patch_copies(x: Tensor, counts: list[int], draws: int, sources: Tensor, tar
 
 def non_eccentricity_patch(x: Tensor, params: list[float], generator: torch.Generator,
                            out: Tensor | None = None) -> Tensor:
-    """Copy ``pnum`` 16 x 16 patches to a spot up to 8 px away (``imnoneccpatch``)."""
+    """Copy ``pnum`` 16 x 16 patches to a spot up to 8 px away (``imnoneccentricity``)."""
     _require_size(x, _ECC_PATCH + 2 * _ECC_RADIUS, "non_eccentricity_patch")
     n, _, h, w = x.shape
     counts = [int(p) for p in params]
@@ -163,12 +169,14 @@ def pixelate(x: Tensor, params: list[float], generator: torch.Generator, out: Te
 
 def quantization(x: Tensor, params: list[float], generator: torch.Generator, out: Tensor | None = None) -> Tensor:
     def apply(images: Tensor, levels: float, dest: Tensor | None) -> Tensor:
-        # The class is the number of thresholds i/n (i = 1..n-1) below the value, ceil(n x) - 1,
-        # in four elementwise passes; torch.bucketize's per-element binary search took 6.7 ms
-        # for 3 x 384 x 512 on one thread, against about 0.4 ms.
-        n = int(levels)
+        # imnoisequantize: ``levels`` thresholds t_j (here j / (levels + 1)) make levels + 1 classes, valued
+        # [0, t_2, ..., t_levels, 1] (imquantize's ``value``): class c (thresholds strictly below x,
+        # ceil((levels + 1) x) - 1) maps to (c + 1) / (levels + 1), class 0 to 0. Elementwise passes:
+        # torch.bucketize's per-element binary search took 6.7 ms for 3 x 384 x 512 on one thread, against ~0.4 ms.
+        n = int(levels) + 1
         classes = torch.mul(images, n, out=torch.empty_like(images) if dest is None else dest)
-        return min_max_per_image_(classes.ceil_().sub_(1).clamp_(0, n - 1))
+        classes.ceil_().clamp_(1, n)  # c + 1
+        return min_max_per_image_(classes.masked_fill_(classes == 1, 0))
 
     return _group_by_parameter(x, params, apply, out)
 
