@@ -59,7 +59,9 @@ def main() -> None:
         work = Path(tmp) / "repo"
         copy_repo(work)
         env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-               "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
+               "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+               # the copy's code: the venv's editable install points at this checkout, which may move on
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(work / "src"), os.environ.get("PYTHONPATH")]))}
         cold, cold_stages = repro(work, env)
         noop, noop_stages = repro(work, env)
         params = yaml.safe_load((work / "params.yaml").read_text())

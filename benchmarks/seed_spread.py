@@ -210,7 +210,10 @@ def run_seeds(work: Path, base: dict, seeds: list[int], overrides: dict, *,
 
     A failed seed is not dropped: a spread over the seeds that happened to work would be biased.
     """
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    # The copy's own src/ first: the venv's editable install points at this checkout, whose code may change
+    # during a half-hour measurement (and the report names the commit the copy was made from).
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(work / "src"), os.environ.get("PYTHONPATH")]))}
     per_seed, seconds = {}, {}
     for seed in seeds:
         io.write_text(work / "params.yaml", yaml.safe_dump(with_seed(base, seed, overrides), sort_keys=False))

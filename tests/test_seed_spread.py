@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -91,6 +92,7 @@ def test_run_seeds_collects_each_seeds_metrics_and_stops_at_a_failure(tmp_path):
     def fake_repro(work, env):  # stands in for `dvc repro evaluate`: the result depends on the seeds set
         params = yaml.safe_load((work / "params.yaml").read_text())
         assert params["seed"] == 0 and params["pretrain"]["contrique"]["steps"] == 20
+        assert env["PYTHONPATH"].split(os.pathsep)[0] == str(work / "src")  # the copy's code, not the checkout's
         seed = params["pretrain"]["arniqa"]["seed"]
         if seed == 13:
             raise RuntimeError("extract failed")
