@@ -97,6 +97,20 @@ def test_loss_falls_on_a_tiny_run(tmp_path):
     assert encoders.load(tmp_path / "enc.pt").arch == "small_cnn"
 
 
+def test_the_encoder_sees_each_image_s_two_scales_in_one_pass_as_arniqa_s_train_py(tmp_path, monkeypatch):
+    from iqabench.training import pretrain
+
+    passes, forward = [], pretrain.ContrastiveModel.forward
+
+    def spy(self, *views):
+        passes.append([len(v) for v in views])
+        return forward(self, *views)
+
+    monkeypatch.setattr(pretrain.ContrastiveModel, "forward", spy)
+    train(_cfg(steps=2, batch_size=4, checkpoint_every=100), tmp_path / "no-corpus", tmp_path / "e.pt", tmp_path / "k")
+    assert passes == [[8, 8], [8, 8]]  # cat(A_full, A_half) and cat(B_full, B_half) of 4 pairs, each step
+
+
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, crash_after_first_checkpoint):
     cfg = _cfg()
     history = train(cfg, tmp_path / "no-corpus", tmp_path / "a.pt", tmp_path / "ckpt-a")

@@ -66,6 +66,15 @@ def test_norm_in_norm_ignores_scale_and_offset_and_is_zero_when_linear():
     assert base.item() > 0.1
 
 
+def test_rank_hinge_counts_near_ties_as_ties_as_the_reference():
+    # RankHingedLoss(margin=0.05, y_margin=0.01): a pair whose scores differ by less than 0.01 adds the margin,
+    # whatever the predictions' order; a real difference predicted in order by more than the margin adds 0.
+    pred = torch.tensor([0.0, 0.1])
+    assert mixed.rank_hinge_loss(pred, torch.tensor([0.5, 0.505])).item() == pytest.approx(0.05)
+    assert mixed.rank_hinge_loss(pred, torch.tensor([0.5, 0.6])).item() == pytest.approx(0.0)
+    assert mixed.rank_hinge_loss(pred, torch.tensor([0.6, 0.5])).item() == pytest.approx(0.15)
+
+
 def test_monotonic_beats_naive_pooling_when_scales_conflict():
     (xa, fa), (xb, fb) = scaled_set("low", 0.0, 1.2, seed=1), scaled_set("high", 0.8, 2.0, seed=2)
     per_split = mixed.run({"low": xa, "high": xb}, {"low": fa, "high": fb}, FAST, n_splits=2, seed=0,

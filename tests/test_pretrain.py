@@ -133,8 +133,49 @@ def test_colour_spaces_match_what_contrique_feeds_through_pil(photo_u8):
 def test_mean_subtracted_view_ignores_brightness_offsets_and_spans_unit_range(photo_u8):
     x = images.from_uint8(photo_u8)[None] * 0.8
     a, b = views.to_mean_subtracted(x), views.to_mean_subtracted(x + 0.1)
-    assert torch.allclose(a, b, atol=1e-5)
-    assert a.amin() >= 0 and torch.allclose(a.amax(dim=(2, 3)), torch.ones(1, 3), atol=1e-3)
+    assert (a - b).abs().max() <= 1 / 255 + 1e-6  # 8-bit levels: a float's last bit can cross one
+    # (diff - min) / (ptp + 1e-3) < 1, truncated to uint8: 0 .. 254, as CONTRIQUE's astype(np.uint8)
+    assert a.amin() == 0 and torch.allclose(a.amax(dim=(2, 3)), torch.full((1, 3), 254 / 255))
+
+
+def test_mean_subtracted_view_is_contrique_s_ms_transform(photo_u8):
+    # modules/dataset_loader.py: correlate1d (mode='reflect') along axis 0 then 1 with skvideo's
+    # gen_gauss_window(3, 7/6), image - mu, (x - min) / (ptp + 1e-3) per channel, then (x * 255).astype(uint8).
+    from scipy import ndimage
+
+    taps = np.exp(-0.5 * np.arange(-3, 4) ** 2 / (7 / 6) ** 2)
+    window = taps / taps.sum()
+    image = photo_u8.astype(np.float32)
+    expected = np.empty_like(image)
+    for c in range(3):
+        mu = np.zeros(image.shape[:2], dtype=np.float32)
+        ndimage.correlate1d(image[:, :, c], window, 0, mu, mode="reflect")
+        ndimage.correlate1d(mu, window, 1, mu, mode="reflect")
+        diff = image[:, :, c] - mu
+        expected[:, :, c] = (diff - diff.min()) / (np.ptp(diff) + 1e-3)
+    expected = (expected * 255).astype(np.uint8).astype(float)
+    ours = _as_pil_units(views.to_mean_subtracted(images.from_uint8(photo_u8)[None].double()))
+    assert np.abs(ours - expected).max() <= 1.0  # float32 against float64 may round one level apart
+    assert (ours != expected).mean() < 0.01
+    # The borders too: F.pad's 'reflect' (scipy's 'mirror') was tens of levels off there.
+    assert np.abs(ours - expected)[[0, -1]].max() <= 1.0 and np.abs(ours - expected)[:, [0, -1]].max() <= 1.0
+
+
+def test_each_forward_pass_mixes_both_scales_as_contrique_draws_them_per_image():
+    # A 1-px checkerboard: its half-size copy is flat grey, so a view's variance says which scale it is.
+    board = ((torch.arange(64)[:, None] + torch.arange(64)[None, :]) % 2).float().expand(64, 3, 64, 64)
+    first, second = views.make_views(board.contiguous(), 32, torch.Generator().manual_seed(0))
+    fine_first, fine_second = first.var(dim=(1, 2, 3)) > 0.1, second.var(dim=(1, 2, 3)) > 0.1
+    assert torch.equal(fine_first, ~fine_second)  # per image one view of each scale
+    assert 16 < int(fine_first.sum()) < 48  # and the full-scale one in either pass
+
+
+def test_warm_up_is_contrique_s_linear_ramp_to_the_full_rate():
+    from iqabench.training.pretrain import _schedule
+
+    factor = _schedule(100, 0.1)  # LinearWarmupAndCosineAnneal(warm_up=0.1, T_max=100): lr (e + 1) / (10 + 1)
+    assert [factor(s) for s in (0, 4, 9, 10)] == pytest.approx([1 / 11, 5 / 11, 10 / 11, 1.0])
+    assert factor(55) == pytest.approx(0.5) and factor(99) == pytest.approx(0.5 * (1 + np.cos(np.pi * 89 / 90)))
 
 
 def test_views_draw_colour_spaces_per_image_and_rgb_only_draws_nothing():

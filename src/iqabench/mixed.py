@@ -1,4 +1,4 @@
-"""Mixed-dataset training on frozen features: MonotonicIQA (Chen et al., 2022) against naive pooling.
+"""Mixed-dataset training on frozen features: MonotonicIQA (Feng et al., 2023) against naive pooling.
 
 IQA datasets rate on different scales (ranges, anchors, subjects), so after each
 is normalised to [0, 1] the same perceived quality still gets different numbers
@@ -14,7 +14,13 @@ and the transformer uses tanh units with softplus-positive weights plus a positi
 linear skip. The reference's abs-weight MLP with ELU units can only express
 *convex* increasing maps (positive sums of convex increasing functions are
 convex); tanh units express concave, convex and S-shaped scales alike. The loss
-defaults to the reference's SmoothL1 + norm-in-norm (Li et al., 2020, p = q = 2).
+defaults to SmoothL1 + norm-in-norm (Li et al., 2020, p = q = 2), the loss the
+reference's ``loss.py`` defines; its ``TrainModel.py`` passes the scores as one
+row (shape 1 x B), where ``norm_loss_with_normalization`` falls back to L1, so
+the reference as run trains SmoothL1 + L1.
+
+Feng, Zhang, Jia, Chen & Wang, "Learning from mixed datasets: a monotonic image
+quality assessment model", Electronics Letters 2023 (arXiv 2209.10451).
 
 Missing values, as in the protocol (:mod:`iqabench.evaluation.protocol`): an image on which the
 features are undefined (NaN or infinity, see :mod:`iqabench.features`) is dropped from its
@@ -42,6 +48,7 @@ from .evaluation.splits import Split, has_official_split, official_split, random
 METHODS = ("monotonic", "pooled", "single")
 LOSS_TERMS = ("mse", "smooth_l1", "norm_in_norm", "rank")
 RANK_MARGIN = 0.05  # hinge margin on the [0, 1] score scale, as the reference's RankHingedLoss
+RANK_TIE = 0.01     # score differences below this count as ties (its y_margin)
 PER_SPLIT_COLUMNS = ["dataset", "method", "split", "n_train", "n_test", "n_missing", "srcc", "plcc", "krcc", "rmse"]
 METRIC_COLUMNS = PER_SPLIT_COLUMNS[6:]
 
@@ -160,10 +167,13 @@ def norm_in_norm_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-
     return 0.5 * (((pred - target).norm() / scale) ** 2 + ((rho * pred - target).norm() / scale) ** 2)
 
 
-def rank_hinge_loss(pred: torch.Tensor, target: torch.Tensor, margin: float = RANK_MARGIN) -> torch.Tensor:
-    """Mean over pairs of max(0, margin - sign(y_j - y_i) (p_j - p_i)); tied targets add only the margin."""
+def rank_hinge_loss(pred: torch.Tensor, target: torch.Tensor, margin: float = RANK_MARGIN,
+                    tie: float = RANK_TIE) -> torch.Tensor:
+    """Mean over pairs of max(0, margin - sign(y_j - y_i) (p_j - p_i)); targets closer than ``tie`` count as
+    tied and add only the margin (the reference's ``RankHingedLoss(margin=0.05, y_margin=0.01)``)."""
     pred_diff = pred.unsqueeze(0) - pred.unsqueeze(1)
-    sign = torch.sign(target.unsqueeze(0) - target.unsqueeze(1))
+    target_diff = target.unsqueeze(0) - target.unsqueeze(1)
+    sign = torch.sign(target_diff.masked_fill(target_diff.abs() < tie, 0.0))
     upper = torch.triu(torch.ones_like(pred_diff, dtype=torch.bool), diagonal=1)
     return torch.clamp(margin - sign * pred_diff, min=0.0)[upper].mean()
 

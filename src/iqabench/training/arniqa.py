@@ -13,7 +13,14 @@ of its half-size copy. As in ARNIQA's ``KADIS700Dataset`` and SimCLR loss:
   half-scale crop B's half-scale crop; everything else in the batch, A's own
   other scale included, is a negative (the downscaling changes the perceived
   quality);
-- with ``pristine_prob`` (ARNIQA: 0.05) a pair stays undistorted.
+- with ``pristine_prob`` (ARNIQA: 0.05) a pair stays undistorted;
+- the encoder sees two batches per step, A's crops of both scales and B's
+  (``train.py``'s ``inputs_A`` and ``inputs_B``), so batch-norm statistics mix
+  the scales as ARNIQA's do.
+
+Departures: the distorted crops are rounded to 8 bits (as a stored image would
+be; ARNIQA keeps them float after clipping), and batch norm and biases get no
+weight decay (ARNIQA's SGD decays every parameter).
 
 Every pair draws its images, crops and composition from its own generator
 seeded by (run seed, step, global pair slot); loader workers only read and

@@ -135,8 +135,8 @@ def _schedule(total_steps: int, warmup_frac: float) -> Callable[[int], float]:
     warmup = max(1, int(warmup_frac * total_steps))
 
     def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
+        if step < warmup:  # CONTRIQUE's LinearWarmupAndCosineAnneal: (step + 1) / (warmup + 1), 1 at step warmup
+            return (step + 1) / (warmup + 1)
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
     return factor
 
@@ -200,6 +200,9 @@ def fit(cfg: PretrainConfig, corpus_dir: str | Path, encoder_path: str | Path | 
             batch, labels = sources.to_device(raw)
             if cfg.objective == "arniqa":
                 views, target = arniqa.views_and_targets(batch, cfg.grid, rt.rank)
+                # ARNIQA's train.py encodes cat(A_full, A_half) and cat(B_full, B_half): two passes whose
+                # batch-norm statistics mix both scales (the outputs keep the views' order).
+                views = [torch.cat(views[:2]), torch.cat(views[2:])] if views[0].shape == views[1].shape else views
             else:
                 views = make_views(batch, cfg.crop, gen, cfg.colour_spaces)
                 target = labels.repeat_interleave(cfg.grid ** 2).repeat(len(views))

@@ -1,9 +1,10 @@
 """CONTRIQUE's two views of an image and its colour-space augmentation.
 
-Each image gives a random crop at full resolution and one of its half-size copy
-(CONTRIQUE draws which view is which at random; the loss is symmetric in the
-two, so the order here is fixed). Each view is then, independently, shown in a
-colour space drawn uniformly from ``colour_spaces`` and flipped with p = 0.5.
+Each image gives a random crop at full resolution and one of its half-size copy;
+which of the two goes into the first forward pass is drawn per image, as
+CONTRIQUE's ``div_factor`` does, so each pass (and its batch-norm statistics)
+mixes both scales. Each view is then, independently, shown in a colour space
+drawn uniformly from ``colour_spaces`` and flipped with p = 0.5.
 
 The colour spaces follow CONTRIQUE's ``dataset_loader.py``, all mapped to
 three channels in [0, 1] as its PIL pipeline does:
@@ -16,8 +17,10 @@ three channels in [0, 1] as its PIL pipeline does:
   a quirk of CONTRIQUE's pipeline, kept so that the recipe is the same);
 - ``hsv``: PIL's HSV (hue, saturation, value each in [0, 1]);
 - ``mean_subtracted``: the mean-subtracted transform: each channel minus its Gaussian
-  local mean (7 taps, sigma 7/6, reflected borders), then min-max scaled per
-  image and channel with CONTRIQUE's 1e-3 (of 255) guard.
+  local mean (7 taps, sigma 7/6, borders reflected about the edge as scipy's
+  ``mode='reflect'``), then min-max scaled per image and channel with
+  CONTRIQUE's 1e-3 (of 255) guard and truncated to 8 bits, as its
+  ``MS_transform`` stores the result as a uint8 image.
 
 Views are made on whatever device the batch is on; random draws come from a
 CPU generator so a run is reproducible across devices.
@@ -42,13 +45,18 @@ def check_colour_spaces(spaces: Sequence[str]) -> tuple[str, ...]:
 
 def make_views(batch: torch.Tensor, crop: int, gen: torch.Generator,
                colour_spaces: Sequence[str] = ("rgb",)) -> tuple[torch.Tensor, torch.Tensor]:
-    """Full-resolution crop and half-resolution crop of each image, each recoloured and randomly flipped."""
+    """A full-resolution crop and a half-resolution crop of each image, each recoloured and randomly flipped;
+    per image, at random, the first returned view is the full or the half one (the other is the second)."""
     spaces = check_colour_spaces(colour_spaces)
     half = F.interpolate(batch, scale_factor=0.5, mode="bilinear", antialias=True, align_corners=False)
     full_view = _random_crop_flip(batch, crop, gen)
     full_view = recolour(full_view, spaces, gen)
     half_view = _random_crop_flip(half, min(crop, *half.shape[2:]), gen)
-    return full_view, recolour(half_view, spaces, gen)
+    half_view = recolour(half_view, spaces, gen)
+    if half_view.shape != full_view.shape:  # a region under 2 x crop: the scales cannot share a forward pass
+        return full_view, half_view
+    swap = (torch.rand(batch.shape[0], generator=gen) < 0.5).to(batch.device)[:, None, None, None]
+    return torch.where(swap, half_view, full_view), torch.where(swap, full_view, half_view)
 
 
 def _random_crop_flip(batch: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -118,15 +126,24 @@ def _gauss_window(taps_each_side: int = 3, sigma: float = 7 / 6) -> torch.Tensor
     return (w / w.sum()).float()
 
 
+def _pad_symmetric(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
+    """Pad ``dim`` by ``pad`` on each side, reflected about the edge (``d c b a | a b c d``): scipy.ndimage's
+    'reflect', which F.pad lacks (its 'reflect' is scipy's 'mirror', ``d c b | a b c d``)."""
+    size = x.shape[dim]
+    return torch.cat([x.narrow(dim, 0, pad).flip(dim), x, x.narrow(dim, size - pad, pad).flip(dim)], dim)
+
+
 def to_mean_subtracted(rgb: torch.Tensor) -> torch.Tensor:
+    """CONTRIQUE's ``MS_transform``: ``correlate1d`` along rows then columns (mode 'reflect'), min-max per
+    channel with ``np.ptp + 1e-3`` on the 0-255 scale, stored as uint8 (``astype`` truncates)."""
     window = _gauss_window().to(rgb)
     c, pad = rgb.shape[1], len(window) // 2
-    mu = F.conv2d(F.pad(rgb, (pad, pad, 0, 0), mode="reflect"), window.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    mu = F.conv2d(F.pad(mu, (0, 0, pad, pad), mode="reflect"), window.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    mu = F.conv2d(_pad_symmetric(rgb, pad, 3), window.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    mu = F.conv2d(_pad_symmetric(mu, pad, 2), window.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
     diff = rgb - mu
     lo = diff.amin(dim=(2, 3), keepdim=True)
     span = diff.amax(dim=(2, 3), keepdim=True) - lo
-    return (diff - lo) / (span + 1e-3 / 255)
+    return ((diff - lo) / (span + 1e-3 / 255)).mul_(255).floor_().div_(255)
 
 
 COLOUR_FNS = {"rgb": lambda x: x, "gray": to_gray, "lab": to_lab, "hsv": to_hsv, "mean_subtracted": to_mean_subtracted}
