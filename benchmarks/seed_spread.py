@@ -26,7 +26,8 @@ standard deviation (ddof = 1) over seeds.
 `iqabench check` reads reports/variance.csv: each metric may drop by
 ``check.seed_factor`` x its std when that exceeds its sampling error, and the
 report checks each verdict between two rows against the same spread. Re-measure
-(and commit both files) when pretraining or the protocol changes. The default's
+when pretraining or the protocol changes, then `dvc repro` (the report stage reads
+reports/variance.csv for its seed-std columns) and commit both files with dvc.lock. The default's
 5 seeds take about 5 x (pretrain@contrique + pretrain@arniqa + extract + evaluate) plus one
 prepare/synthesize, roughly half an hour on 2 CPU cores; ``--workdir`` keeps the
 copy (and its DVC cache) so an interrupted measurement resumes.
@@ -264,6 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     io.write_text(args.out / "variance.md", markdown(frame, prov, (base.get("check") or {}).get("seed_factor"),
                                                       gated_std))
     print((args.out / "variance.md").read_text())
+    print("Next: `dvc repro` (the report stage reads variance.csv), then commit reports/variance.* with dvc.lock.")
 
 
 if __name__ == "__main__":
