@@ -181,6 +181,22 @@ def test_accept_records_reason_commit_date_and_what_moved(accepted_repo):
     assert run(accepted_repo)[0] == 0
 
 
+def test_check_says_when_a_dataset_changed_under_the_accepted_baseline(accepted_repo):
+    manifest = accepted_repo / "data" / "prepared" / "synthetic-single" / "manifest.csv"
+    frame = pd.DataFrame({"dataset": "synthetic-single", "image": ["/here/a.png", "/here/b.png"],
+                          "score": ["0.25", "0.75"], "content_id": ["a", "b"]})
+    write_csv(manifest, frame)
+    assert run(accepted_repo, accept_reason="with the data recorded")[0] == 0
+    recorded = acceptance.read(accepted_repo / "reports" / "baseline.json")["accepted"][-1]["data"]
+    assert list(recorded) == ["synthetic-single"]  # synthetic-mixed has no manifest here: left out
+    write_csv(manifest, frame.assign(image=["/elsewhere/a.png", "/elsewhere/b.png"]))  # the same data, moved
+    code, text = run(accepted_repo)
+    assert code == 0 and "differ from those the baseline was accepted on" not in text
+    write_csv(manifest, frame.assign(score=["0.25", "0.70"]))
+    code, text = run(accepted_repo)
+    assert code == 0 and "synthetic-single's images, scores or contents differ" in " ".join(text.split())
+
+
 def test_a_missing_or_foreign_baseline_file_is_a_clear_error(accepted_repo):
     (accepted_repo / "reports" / "baseline.json").unlink()
     code, text = run(accepted_repo)

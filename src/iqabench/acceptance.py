@@ -7,7 +7,8 @@ that moved beyond their tolerance (old and new value)::
     {"metrics": {"within": {...}, "cross": {...}},
      "accepted": [{"reason": "initial baseline", "commit": "b528b92...", "date": "2026-11-30T02:20:00Z",
                    "moved": [{"metric": "within.contrique.synthetic-single.srcc", "old": 0.44, "new": 0.38,
-                              "status": "REGRESSED"}]}]}
+                              "status": "REGRESSED"}],
+                   "data": {"synthetic-single": "<sha256 of its images, scores, contents>", ...}}]}
 
 It is its own file, not the committed reports/metrics.json, because every change
 commits its own regenerated metrics.json: a gate against HEAD would compare a
@@ -17,6 +18,7 @@ it, so every accepted drop shows up in ``git diff`` with its reason.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -112,24 +114,59 @@ def git_head(repo: Union[str, Path]) -> str:
     return sha + ("-dirty" if dirty else "")
 
 
-def record(reason: str, commit: str, moved: Iterable[dict], date: Optional[str] = None) -> dict:
+def data_digests(root: Union[str, Path], metrics: dict) -> dict[str, str]:
+    """Per dataset of ``metrics``' within section (model -> dataset -> statistics), a SHA-256 of what its rows were scored on: each manifest
+    row's image file name, score and content id (names, not paths: a registered copy elsewhere is the same
+    data). Datasets whose manifest is not on this machine are left out."""
+    import pandas as pd
+
+    from .datasets.status import PREPARED
+
+    within = metrics.get("within") if isinstance(metrics, dict) else None
+    names = {name for per_model in (within or {}).values() if isinstance(per_model, dict) for name in per_model}
+    digests = {}
+    for name in sorted(names):
+        path = Path(root) / PREPARED / str(name) / "manifest.csv"
+        try:
+            frame = pd.read_csv(path, usecols=["image", "score", "content_id"], dtype=str)
+        except (OSError, ValueError):
+            continue
+        rows = zip(frame["image"].map(lambda p: Path(p).name), frame["score"], frame["content_id"])
+        digests[str(name)] = hashlib.sha256("\n".join(",".join(row) for row in rows).encode()).hexdigest()
+    return digests
+
+
+def changed_data(accepted: dict, current: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(dataset, digest then, digest now) for each dataset whose data differ from the latest accepted record's."""
+    records = (accepted.get("accepted") if isinstance(accepted, dict) else None) or []
+    then = records[-1].get("data") if records and isinstance(records[-1], dict) else None
+    if not isinstance(then, dict):
+        return []  # accepted before digests were recorded: nothing to compare
+    return [(name, str(then[name]), digest) for name, digest in sorted(current.items())
+            if name in then and then[name] != digest]
+
+
+def record(reason: str, commit: str, moved: Iterable[dict], date: Optional[str] = None,
+           data: Optional[dict] = None) -> dict:
     reason = (reason or "").strip()
     if not reason:
         raise AcceptanceError("--accept needs a non-empty --reason \"...\": it is what a reviewer reads in the "
                               "diff of the baseline file")
     date = date or dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    return {"reason": reason, "commit": commit, "date": date, "moved": list(moved)}
+    entry = {"reason": reason, "commit": commit, "date": date, "moved": list(moved)}
+    return entry | ({"data": dict(data)} if data else {})
 
 
 def accept(path: Union[str, Path], metrics: dict, reason: str, commit: str, moved: Iterable[dict],
-           date: Optional[str] = None) -> dict:
+           date: Optional[str] = None, data: Optional[dict] = None) -> dict:
     """Make ``metrics`` the baseline at ``path``, appending one record; returns the new file's content.
 
-    The reason is checked before anything is written; an existing file must be readable
+    ``data``: :func:`data_digests` of the datasets the metrics were measured on, so that a later check can say
+    when a dataset changed under the baseline. The reason is checked before anything is written; an existing file must be readable
     (its history is kept, never silently dropped). The write is atomic: a file that cannot be
     written (a read-only reports/, a full disk) is left as it was.
     """
-    entry = record(reason, commit, moved, date)
+    entry = record(reason, commit, moved, date, data)
     history = read(path)["accepted"] if Path(path).exists() else []
     payload = {"metrics": metrics, "accepted": [*history, entry]}
     try:

@@ -318,11 +318,17 @@ def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] 
             console.print(f"[yellow]note:[/yellow] the baseline being replaced could not gate ({exc})")
         if result is not None:
             console.print(render(result, f"{metrics_path} against {described}"))
+        digests = acceptance.data_digests(root, current)
+        if file is not None and Path(file).is_file():
+            for name, then, now in acceptance.changed_data(acceptance.read(file), digests):
+                console.print(f"[yellow]note:[/yellow] {name}'s images, scores or contents differ from those the "
+                              f"baseline was accepted on (data {then[:12]} -> {now[:12]}): its metrics moved with "
+                              "the data as well as the code")
         if accept_reason is not None:
             moved = [] if result is None else [
                 {"metric": row.metric, "old": row.old, "new": row.new, "status": row.status}
                 for row in result.rows if row.status != OK]
-            acceptance.accept(file, current, accept_reason, acceptance.git_head(root), moved)
+            acceptance.accept(file, current, accept_reason, acceptance.git_head(root), moved, data=digests)
             console.print(f"[bold green]accepted[/bold green]: {file} now holds {metrics_path} "
                           f"({len(moved)} metric(s) moved beyond their tolerance); commit it with the change.")
             return 0
