@@ -208,10 +208,10 @@ def main() -> None:
     per_model = {m: {"within": metrics["within"].get(m, {}), "cross": metrics["cross"].get(m, {})}
                  for m in cfg["models"]}
     # The parent's columns: one SRCC per model and dataset, and the time of what ran; the rest is on the model runs.
-    headline = {tracking.headline_key(m, ds): v["srcc"] for m, by_ds in metrics["within"].items()
-                for ds, v in by_ds.items() if "srcc" in v}
+    headline = tracking.headline(metrics["within"], cfg["datasets"])
     headline.update({f"time.{t['stage']}": t["seconds"] for t in ran})
-    headline["pipeline_seconds"] = sum(t["seconds"] for t in ran)
+    if ran:  # nothing upstream ran (a report re-run): no pipeline time to sum
+        headline["pipeline_seconds"] = sum(t["seconds"] for t in ran)
     start_ms = int(1000 * min((t["finished"] - t["seconds"] for t in ran), default=time.time()))
     tags = {"git_commit": commit, "git_dirty": str(dirty).lower(), "mlflow.source.git.commit": sha,
             "dvc_lock": lock, "dvc_exp": exp, "params_diff": provenance.format_diff(diff, limit=4000) or "(none)",

@@ -32,7 +32,7 @@ def inputs(root: Path, shift: float = 0.0, seed: int = 0, commit: str = "0123456
                      "cross": {f"{a}->{b}": {"srcc": round(base[m] + shift - 0.2, 4), "plcc": 0.5}
                                for a in DATASETS for b in DATASETS if a != b}}
                  for m in MODELS}
-    headline = {tracking.headline_key(r["model"], r["dataset"]): r["srcc"] for r in within.to_dict("records")}
+    headline = tracking.headline({m: per_model[m]["within"] for m in MODELS}, list(DATASETS))
     manifest = pd.DataFrame({"image": ["a.png", "b.png"], "score": [0.2, 0.8], "content_id": ["a", "b"]})
     return dict(params={"seed": seed, "evaluate": {"n_splits": 10, "alphas": [0.1]}},
                 metrics={**headline, "time.evaluate": 3.5, "pipeline_seconds": 3.5},

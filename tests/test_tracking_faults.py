@@ -191,3 +191,12 @@ def test_an_artifact_uri_the_existing_experiment_does_not_use_is_named_not_ignor
     monkeypatch.setenv("IQABENCH_ARTIFACT_URI", f"{tmp_path}/new")  # the other way out: a new experiment
     assert tracking.log_study(experiment="iqabench-new", run_name="r", **inputs) is not None
     assert _experiments(store)["iqabench-new"] == f"{tmp_path}/new/iqabench-new"
+
+
+def test_the_parent_s_columns_read_as_the_leaderboard():
+    from iqabench import tracking
+
+    within = {"random": {"b": {"srcc": 0.1}, "a": {"srcc": 0.2}}, "fr:gmsd": {"a": {"srcc": 0.8}, "b": {"srcc": 0.7}},
+              "contrique": {"a": {"srcc": 0.5}, "b": {"srcc": 0.9}, "extra": {"plcc": 0.3}}}
+    assert list(tracking.headline(within, ["a", "b"])) == [
+        "srcc/a/fr:gmsd", "srcc/a/contrique", "srcc/a/random", "srcc/b/contrique", "srcc/b/fr:gmsd", "srcc/b/random"]

@@ -105,6 +105,15 @@ def _experiment(name: str, client) -> str:
     return experiment.experiment_id
 
 
+def headline(within: dict, datasets: list[str]) -> dict[str, float]:
+    """The parent run's SRCC columns from metrics.json's within section (model -> dataset -> statistics): dataset by
+    dataset in ``datasets`` order, each one's models best first, so the saved view reads as the leaderboard."""
+    srcc = {(model, ds): float(v["srcc"]) for model, by_ds in within.items() for ds, v in by_ds.items() if "srcc" in v}
+    rank = {ds: i for i, ds in enumerate(datasets)}
+    order = sorted(srcc, key=lambda key: (rank.get(key[1], len(rank)), key[1], -srcc[key], key[0]))
+    return {headline_key(model, ds): srcc[model, ds] for model, ds in order}
+
+
 def headline_key(model: str, dataset: str) -> str:
     """The parent run's SRCC of ``model`` on ``dataset``: short, so the run table's column shows it whole."""
     return f"{HEADLINE}{dataset}/{model}"
@@ -253,7 +262,7 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
                             mlflow.log_metrics(_metrics(train_metrics))
                             for ds, dataset in inputs.items():
                                 mlflow.log_input(dataset, context="train" if ds == train else "test")
-            save_view(experiment_id, sorted(k for k in metrics if k.startswith(HEADLINE)), client, [*taken, name])
+            save_view(experiment_id, [k for k in metrics if k.startswith(HEADLINE)], client, [*taken, name])
             return LoggedRun(parent.info.run_id, experiment_id, name)
     except _StoreProblem as problem:
         _not_logged(*problem.args)
