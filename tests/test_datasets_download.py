@@ -157,6 +157,9 @@ def test_a_valid_archive_of_something_else_is_not_pinned_and_the_real_one_is(tmp
             download_spec(kadid_spec(server.url("kadid10k.zip")), dest, lock_path=lock, **FAST)
         assert not lock.exists() and not (dest / ".iqabench-download.json").exists()
         assert (dest / ".archives" / "kadid10k.zip.corrupt").is_file()
+        # Its files never reached the dataset folder (they were left there, beside the real set's, once).
+        assert sorted(p.name for p in dest.iterdir()) == [".archives"]
+        assert sorted(p.name for p in (dest / ".archives").iterdir()) == ["kadid10k.zip.corrupt"]
         server.files["kadid10k.zip"] = kadid_zip
         download_spec(kadid_spec(server.url("kadid10k.zip")), dest, lock_path=lock, **FAST)
     assert json.loads(lock.read_text())["kadid10k/kadid10k.zip"]["sha256"] == hashlib.sha256(kadid_zip).hexdigest()
@@ -168,3 +171,41 @@ def test_a_file_as_the_destination_is_named_before_any_transfer(tmp_path):
     with pytest.raises(DatasetError, match=r"kadid10k: cannot download into .*afile \(it is a file, not a folder\); "
                                            r"give a folder you can write to"):
         download_spec(kadid_spec("http://127.0.0.1:9/never-asked"), tmp_path / "afile", **FAST)
+
+
+def test_a_score_file_from_a_second_remote_completes_the_layout_and_a_wrong_one_leaves_the_first_in_place(tmp_path):
+    # Sets published as images plus a separate score file (SPAQ, KonIQ): the layout check spans both remotes,
+    # and a download that is not the set moves nothing into the folder.
+    images = pyio.BytesIO()
+    with zipfile.ZipFile(images, "w") as archive:
+        archive.writestr("kadid10k/images/I01_01_01.png", b"png")
+    dest, lock = tmp_path / "raw" / "kadid10k", tmp_path / "kadid10k.lock.json"
+    with serve({"images.zip": images.getvalue(), "dmos.csv": b"not yet"}) as server:
+        spec = dataclasses.replace(get_spec("kadid10k"), remotes=(
+            Remote(server.url("images.zip"), "images.zip"), Remote(server.url("dmos.csv"), "dmos.csv", extract=False)))
+        spec = dataclasses.replace(spec, score_file="scores/dmos.csv")  # not where a plain file lands: refused
+        with pytest.raises(ChecksumError, match="holds no score file 'scores/dmos.csv'"):
+            download_spec(spec, dest, lock_path=lock, **FAST)
+        assert sorted(p.name for p in dest.iterdir()) == [".archives"] and not lock.exists()
+        spec = dataclasses.replace(spec, score_file="dmos.csv")
+        for name in ("images.zip", "dmos.csv"):  # the refused files are kept aside; fetched again here
+            (dest / ".archives" / f"{name}.corrupt").unlink()
+        download_spec(spec, dest, lock_path=lock, **FAST)
+    assert (dest / "dmos.csv").read_bytes() == b"not yet" and (dest / "kadid10k" / "images" / "I01_01_01.png").is_file()
+    assert sorted(json.loads(lock.read_text())) == ["kadid10k/dmos.csv", "kadid10k/images.zip"]
+    assert not (dest / ".archives").exists()
+
+
+def test_a_remote_done_by_an_earlier_run_counts_towards_the_layout(tmp_path):
+    images = pyio.BytesIO()
+    with zipfile.ZipFile(images, "w") as archive:
+        archive.writestr("images/I01_01_01.png", b"png")
+    dest, lock = tmp_path / "raw" / "kadid10k", tmp_path / "kadid10k.lock.json"
+    scores = Remote("", "dmos.csv", extract=False)
+    with serve({"images.zip": images.getvalue(), "dmos.csv": b"scores"}) as server:
+        scores = dataclasses.replace(scores, url=server.url("dmos.csv"))
+        download_spec(dataclasses.replace(get_spec("kadid10k"), remotes=(scores,)), dest, lock_path=lock, **FAST)
+        del server.files["dmos.csv"]  # done: never asked for again
+        both = (scores, Remote(server.url("images.zip"), "images.zip"))
+        download_spec(dataclasses.replace(get_spec("kadid10k"), remotes=both), dest, lock_path=lock, **FAST)
+    assert (dest / "images" / "I01_01_01.png").is_file() and (dest / "dmos.csv").read_bytes() == b"scores"

@@ -20,6 +20,7 @@ import fakeserver
 from fakeserver import Behaviour, serve
 from iqabench.datasets import DatasetError, Remote, get_spec
 from iqabench.datasets import transfer as dl
+from iqabench.datasets.archives import ExtractWriteError
 from iqabench.datasets.download import ChecksumError, DownloadError, download_spec, fetch
 
 FAST = dict(backoff=0.01, timeout=5, progress=False)
@@ -110,11 +111,12 @@ def test_a_plain_file_that_cannot_be_placed_is_one_line_and_kept(tmp_path, kadid
     (dest / "notes.txt").mkdir(parents=True)  # a folder in its place: the copy cannot land
     with serve({"kadid10k.zip": kadid_zip, "notes.txt": b"read me"}) as server:
         spec = kadid_spec(server.url("kadid10k.zip"), Remote(server.url("notes.txt"), "notes.txt", extract=False))
-        with pytest.raises(DownloadError, match=r"^kadid10k: cannot place notes.txt at .*notes.txt \(.*\); make room "
-                                                r"for it there \(free space, or move what has that name\), then run "
-                                                r"the download again: the downloaded file .*notes.txt is kept and "
-                                                r"not downloaded again$"):
+        with pytest.raises(ExtractWriteError, match=r"^kadid10k: the download holds a file notes.txt, but "
+                                                    r".*notes.txt is a folder; move that folder aside \(nothing was "
+                                                    r"replaced\), then run again: the archive is kept and not "
+                                                    r"downloaded again$"):
             download_spec(spec, dest, lock_path=lock, **FAST)
+        assert not (dest / "dmos.csv").exists() and not (dest / "kadid10k").exists()  # all or nothing
         assert not lock.exists() and (dest / ".archives" / "notes.txt").read_bytes() == b"read me"
         (dest / "notes.txt").rmdir()
         download_spec(spec, dest, lock_path=lock, **FAST)

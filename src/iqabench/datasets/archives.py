@@ -321,6 +321,17 @@ def _extract_rar(archive: Path, staging: Path) -> None:
         _extract_rar_tool(archive, staging, extractor)
 
 
+def move_into(source: Path, target: Path, what: str) -> None:
+    """Move the extracted files under ``source`` into ``target`` by renames, after checking that no folder of
+    the target stands where they have a file (``what`` names their origin); an OSError is the caller's to name."""
+    clash = _clash(source, target)
+    if clash is not None:
+        raise ExtractWriteError(f"{what} holds a file {clash.relative_to(target).as_posix()}, "
+                                f"but {clash} is a folder; move that folder aside (nothing was replaced), then "
+                                "run again: the archive is kept and not downloaded again")
+    _move_into(source, target)
+
+
 def _move_into(source: Path, target: Path) -> None:
     """Move everything under ``source`` into ``target``, replacing files of the same name (:func:`_clash` has
     checked that no folder of the target stands where the archive has a file)."""
@@ -371,12 +382,7 @@ def extract(archive: Path, target: Path) -> None:
             why = " ".join(str(err).split())  # tarfile's "could not be opened" lists one line per method
             raise DatasetError(f"{archive.name}: cannot read the archive ({why}); it is corrupt or truncated, "
                                f"delete it and download again") from err
-        clash = _clash(staging, target)
-        if clash is not None:
-            raise ExtractWriteError(f"{archive}: the archive holds a file {clash.relative_to(target).as_posix()}, "
-                                    f"but {clash} is a folder; move that folder aside (nothing was replaced), then "
-                                    "run again: the archive is kept and not downloaded again")
-        _move_into(staging, target)
+        move_into(staging, target, f"{archive}: the archive")
     except OSError as err:  # a full disk, a read-only target: this machine, not the archive
         raise ExtractWriteError(f"{archive}: extracting into {target} failed ({err.strerror or err}); free space "
                                 "there (or make it writable), then run again: the archive is kept and not "

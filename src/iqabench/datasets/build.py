@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import manifest
+from .archives import ARCHIVE_DIR
 from .registry import DatasetSpec, get_spec
 from .scorefiles import DatasetError, locate
 
@@ -124,7 +125,8 @@ def list_images(name: str, root: Path) -> list[Path]:
     """The images of a dataset folder, sorted; for unlabelled pretraining sources like KADIS-700k."""
     spec = get_spec(name)
     folder = locate(Path(root), spec.images_dir, spec.name) if spec.images_dir else Path(root)
-    images = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in spec.image_suffixes)
+    images = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in spec.image_suffixes
+                    and ARCHIVE_DIR not in p.relative_to(folder).parts)  # a download's own files, not the set's
     if not images:
         raise DatasetError(f"{spec.name}: no images ({', '.join(spec.image_suffixes)}) under {folder}")
     return images

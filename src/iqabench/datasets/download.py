@@ -1,7 +1,9 @@
 """Resumable, verified downloads of a dataset's published files.
 
 Each file is fetched by :func:`iqabench.datasets.transfer.fetch` (resume, retries,
-size and SHA-256 checks) into ``data/raw/NAME/.archives/``, then extracted. Every verified file's SHA-256 is recorded in a lock file (commit it; a DVC stage
+size and SHA-256 checks) into ``data/raw/NAME/.archives/`` and extracted beside it; the files move into
+``data/raw/NAME`` only once the download holds the dataset (its score file), so a valid archive of something
+else leaves nothing behind. Every verified file's SHA-256 is recorded in a lock file (commit it; a DVC stage
 declares it as an output), but only after it extracted cleanly. Where the authors
 publish no checksum, the hash of the first good download is pinned there and every
 later download must match it; a mismatch says the pin may be wrong and how to re-pin.
@@ -26,6 +28,7 @@ __all__ = ["ChecksumError", "DownloadError", "default_lock_path", "download", "d
            "needs_rar"]
 
 ARCHIVE_DIR, DONE_MARKER = archives.ARCHIVE_DIR, archives.DONE_MARKER
+INCOMING = ".extracted"  # under ARCHIVE_DIR: what this run extracted, until the layout check passes
 
 
 def default_lock_path(dest: Path) -> Path:
@@ -94,47 +97,22 @@ def _download(spec: DatasetSpec, dest: Path, lock_path: Path, *, retries: int, b
                       "delete it to pin the next good download")
     done = _read_json(dest / DONE_MARKER, DONE_ENTRY, "delete it: the next download checks every file again")
     fetched = []  # (key, remote, stored, digest): pinned together once the whole download holds the dataset
-    for remote in spec.remotes:
-        key = f"{spec.name}/{remote.filename}"
-        expected = remote.sha256 or lock.get(key, {}).get("sha256")
-        if expected and done.get(remote.filename) == expected:
-            continue
-        stored = dest / ARCHIVE_DIR / remote.filename
-        # An unpinned archive left by a run that stopped at a later file is reused: extraction and the layout
-        # check below verify it before anything is pinned (a bad one is renamed .corrupt, never reused).
-        if not (stored.is_file() and (not expected or io.sha256_file(stored) == expected)):
-            try:
-                pinned = lock.get(key, {}).get("size")  # what the pinned file holds: no longer body is the file
-                size = remote.size or (pinned if isinstance(pinned, int) and pinned > 0 else None)
-                fetch(remote.url, stored, size=size, sha256=expected, retries=retries, backoff=backoff,
-                      timeout=timeout, progress=progress, label=f"{spec.name}: {remote.filename}")
-            except ChecksumError as err:
-                if remote.sha256 or not expected:
-                    raise
-                raise ChecksumError(f"{err}\nThe expected hash is not published by the authors: iqabench pinned "
-                                    f"it in {lock_path} from an earlier download, so the pin itself may be wrong "
-                                    f"(a bad first download). If you trust the new file, delete the entry "
-                                    f"{key!r} from {lock_path} and run the download again to re-pin it") from None
-        digest = io.sha256_file(stored)
-        if remote.extract and archives.archive_format(stored):
-            try:
-                archives.extract(stored, dest)
-            except (archives.UnsafeArchiveError, archives.KeptArchiveError):
-                raise  # refused as unsafe, encrypted, or the disk is full: kept as it is, for a look or a rerun
-            except DatasetError as err:
-                corrupt = stored.replace(stored.with_name(stored.name + ".corrupt"))
-                raise ChecksumError(f"{err}. Nothing was pinned; the file is kept as {corrupt} and not used: "
-                                    "delete it and run the download again") from err
-        else:
-            try:
-                io.write_bytes(dest / remote.filename, stored.read_bytes())
-            except OSError as err:  # a full disk, or a folder of that name: the download itself is fine
-                raise DownloadError(f"{spec.name}: cannot place {remote.filename} at {dest / remote.filename} "
-                                    f"({err.strerror or err}); make room for it there (free space, or move what has "
-                                    "that name), then run the download again: the downloaded file "
-                                    f"{stored} is kept and not downloaded again") from None
-        fetched.append((key, remote, stored, digest))
-    _check_layout(spec, dest, [stored for _, _, stored, _ in fetched])
+    incoming = dest / ARCHIVE_DIR / INCOMING
+    shutil.rmtree(incoming, ignore_errors=True)  # left by an interrupted run: unverified, extracted again
+    try:
+        _fetch_all(spec, dest, incoming, lock, done, lock_path, fetched, retries=retries, backoff=backoff,
+                   timeout=timeout, progress=progress)
+        done_before = [dest] if len(fetched) < len(spec.remotes) else []  # remotes extracted by an earlier run
+        _check_layout(spec, dest, [incoming, *done_before], [stored for _, _, stored, _ in fetched])
+        try:
+            if incoming.is_dir():
+                archives.move_into(incoming, dest, f"{spec.name}: the download")
+        except OSError as err:
+            raise DownloadError(f"{spec.name}: moving the extracted files into {dest} failed ({err.strerror or err}); "
+                                "free space there (or make it writable), then run the download again: the "
+                                "downloaded files are kept and not downloaded again") from None
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
     # Pinned only now: a file that failed to verify, extract or hold the dataset must never become the reference.
     for key, remote, stored, digest in fetched:
         if lock.get(key, {}).get("sha256") != digest:
@@ -150,6 +128,52 @@ def _download(spec: DatasetSpec, dest: Path, lock_path: Path, *, retries: int, b
     return dest
 
 
+def _fetch_all(spec: DatasetSpec, dest: Path, incoming: Path, lock: dict, done: dict, lock_path: Path,
+               fetched: list, **transfer) -> None:
+    """Fetch and verify each remote not yet done, extracting (or copying) it into ``incoming``; append each to
+    ``fetched``."""
+    for remote in spec.remotes:
+        key = f"{spec.name}/{remote.filename}"
+        expected = remote.sha256 or lock.get(key, {}).get("sha256")
+        if expected and done.get(remote.filename) == expected:
+            continue
+        stored = dest / ARCHIVE_DIR / remote.filename
+        # An unpinned archive left by a run that stopped at a later file is reused: extraction and the layout
+        # check below verify it before anything is pinned (a bad one is renamed .corrupt, never reused).
+        if not (stored.is_file() and (not expected or io.sha256_file(stored) == expected)):
+            try:
+                pinned = lock.get(key, {}).get("size")  # what the pinned file holds: no longer body is the file
+                size = remote.size or (pinned if isinstance(pinned, int) and pinned > 0 else None)
+                fetch(remote.url, stored, size=size, sha256=expected, label=f"{spec.name}: {remote.filename}",
+                      **transfer)
+            except ChecksumError as err:
+                if remote.sha256 or not expected:
+                    raise
+                raise ChecksumError(f"{err}\nThe expected hash is not published by the authors: iqabench pinned "
+                                    f"it in {lock_path} from an earlier download, so the pin itself may be wrong "
+                                    f"(a bad first download). If you trust the new file, delete the entry "
+                                    f"{key!r} from {lock_path} and run the download again to re-pin it") from None
+        digest = io.sha256_file(stored)
+        if remote.extract and archives.archive_format(stored):
+            try:
+                archives.extract(stored, incoming)
+            except (archives.UnsafeArchiveError, archives.KeptArchiveError):
+                raise  # refused as unsafe, encrypted, or the disk is full: kept as it is, for a look or a rerun
+            except DatasetError as err:
+                corrupt = stored.replace(stored.with_name(stored.name + ".corrupt"))
+                raise ChecksumError(f"{err}. Nothing was pinned; the file is kept as {corrupt} and not used: "
+                                    "delete it and run the download again") from err
+        else:
+            try:
+                incoming.mkdir(exist_ok=True)
+                io.write_bytes(incoming / remote.filename, stored.read_bytes())
+            except OSError as err:  # a full disk: the download itself is fine
+                raise DownloadError(f"{spec.name}: cannot place {remote.filename} in {dest} ({err.strerror or err}); "
+                                    "make room for it there, then run the download again: the downloaded file "
+                                    f"{stored} is kept and not downloaded again") from None
+        fetched.append((key, remote, stored, digest))
+
+
 def _record(path: Path, record: dict, name: str, filename: str) -> None:
     """Write the lock file or the done marker. The archive is deleted only after both, so a failure here leaves
     it in .archives, where the next run finds and reuses it."""
@@ -161,24 +185,31 @@ def _record(path: Path, record: dict, name: str, filename: str) -> None:
                             "downloaded again") from None
 
 
-def _check_layout(spec: DatasetSpec, dest: Path, fetched: list[Path]) -> None:
-    """The downloaded files hold what ``prepare`` reads first: the score file (or, for an unlabelled set, its
-    images). A valid archive of something else (a server's error page zipped, a moved file) is refused here."""
+def _check_layout(spec: DatasetSpec, dest: Path, roots: list[Path], fetched: list[Path]) -> None:
+    """The downloaded files (extracted under ``roots``, not yet in ``dest``) hold what ``prepare`` reads first:
+    the score file (or, for an unlabelled set, its images). A valid archive of something else (a server's error
+    page zipped, a moved file) is refused here, before it reaches ``dest``."""
     if not fetched:
         return
     if spec.parser is not None:
-        what, found = f"score file '{spec.score_file}'", locate(dest, spec.score_file, spec.name, required=False)
+        what = f"score file '{spec.score_file}'"
+        found = any(locate(root, spec.score_file, spec.name, required=False) for root in roots)
     else:
-        try:
-            what, found = f"images ('{spec.images_dir}' folder)", list_images(spec.name, dest)
-        except DatasetError:
-            found = None
+        what = f"images ('{spec.images_dir}' folder)"
+        found = any(_has_images(spec, root) for root in roots)
     if not found:
         kept = ", ".join(str(p.replace(p.with_name(p.name + ".corrupt"))) for p in fetched)
         raise ChecksumError(f"{spec.name}: the download holds no {what} under {dest} (nor one folder down), so it is "
                             f"not {spec.name} as published and nothing was pinned; the downloaded file(s) are kept as "
                             f"{kept} and not used. Check the dataset homepage ({spec.homepage}) for a moved file, "
                             "then delete them and run the download again")
+
+
+def _has_images(spec: DatasetSpec, root: Path) -> bool:
+    try:
+        return bool(list_images(spec.name, root))
+    except DatasetError:
+        return False
 
 
 # What each entry of the two state files must be: a pin {"url", "size", "sha256"} and a file's SHA-256.
