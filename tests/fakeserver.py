@@ -33,6 +33,7 @@ class Behaviour:
     refuse_range: bool = False      # answer any Range request with a bare 416 (no Content-Range)
     etag: str | None = None         # send this ETag and honour If-Range against it (RFC 9110 13.1.5) ...
     ignore_if_range: bool = False   # ... or send it and resume whatever If-Range says
+    no_length: bool = False         # send no Content-Length: the body ends when the connection closes
 
 
 @dataclass
@@ -92,7 +93,11 @@ def _handler(server_state: FakeServer):
                 status = 206
             chunk = body[start:]
             self.send_response(status)
-            self.send_header("Content-Length", str(len(chunk) + rule.length_delta))
+            if rule.no_length:
+                self.close_connection = True
+                self.send_header("Connection", "close")
+            else:
+                self.send_header("Content-Length", str(len(chunk) + rule.length_delta))
             self.send_header("Accept-Ranges", "bytes")
             if rule.etag:
                 self.send_header("ETag", rule.etag)

@@ -143,3 +143,28 @@ def test_a_file_the_disk_cannot_hold_is_refused_before_writing(tmp_path, monkeyp
                                                 r"bytes and only 1000 are free on that disk\); free space"):
             fetch(server.url("f.bin"), tmp_path / "f.bin", **FAST)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_body_of_no_known_size_stops_before_it_fills_the_disk_and_resumes(tmp_path, monkeypatch):
+    # No published size, no pin, no Content-Length: the transfer had no bound, so a server that never ends
+    # filled the disk. It stops at iqabench's reserve of free space, with the part kept for a resume.
+    free = {"bytes": dl.RESERVE + dl.CHUNK + 10}
+    monkeypatch.setattr(dl.shutil, "disk_usage", lambda path: type("U", (), {"free": free["bytes"]})())
+    body = bytes(range(256)) * 1024  # four blocks
+    with serve({"f.bin": body}) as server:
+        server.behaviour["f.bin"] = Behaviour(no_length=True)
+        real_check = dl._check_reserve
+
+        def shrinking(part, held):
+            real_check(part, held)
+            free["bytes"] -= dl.CHUNK  # each block written takes its size off the free space
+        monkeypatch.setattr(dl, "_check_reserve", shrinking)
+        with pytest.raises(DownloadError, match=rf"cannot write .*f.bin.part \(stopped after {dl.CHUNK} bytes: the "
+                                                r"server gave no size, and the disk's free space fell to \d+ bytes, "
+                                                r"under the 1024 MiB iqabench leaves free\); free space on that disk"
+                                                rf".* the partial file \({dl.CHUNK} bytes\) is kept"):
+            fetch(server.url("f.bin"), tmp_path / "f.bin", **FAST)
+        assert len(server.requests) == 1  # not retried: the disk, not the network
+        free["bytes"] = 10 * dl.RESERVE
+        fetch(server.url("f.bin"), tmp_path / "f.bin", **FAST)
+    assert (tmp_path / "f.bin").read_bytes() == body and server.requests[-1] == ("f.bin", f"bytes={dl.CHUNK}-")

@@ -28,6 +28,9 @@ from .. import io
 from .scorefiles import DatasetError
 
 CHUNK = 1 << 16
+# A body of no known size (no published or pinned size, no Content-Length) stops before the disk's free space
+# falls under this, so a server that never ends cannot fill the disk; the partial file stays resumable.
+RESERVE = 1 << 30
 NO_RETRY = {400, 401, 403, 404, 410}
 
 
@@ -250,6 +253,8 @@ def _append(part: Path, mode: str, response, bar: Progress, task, limit: int | N
             except http.client.IncompleteRead as err:
                 block, closed_early = err.partial, err
             if block:
+                if limit is None:
+                    _check_reserve(part, held)
                 with _writing():
                     fh.write(block)
                 bar.advance(task, len(block))
@@ -269,6 +274,13 @@ def _check_space(part: Path, needed: int | None) -> None:
     free = shutil.disk_usage(part.parent).free
     if free < needed:
         raise _WriteError(f"the rest of the file needs {needed} bytes and only {free} are free on that disk")
+
+
+def _check_reserve(part: Path, held: int) -> None:
+    free = shutil.disk_usage(part.parent).free
+    if free < RESERVE + CHUNK:
+        raise _WriteError(f"stopped after {held} bytes: the server gave no size, and the disk's free space fell to "
+                          f"{free} bytes, under the {RESERVE >> 20} MiB iqabench leaves free")
 
 
 def _quarantine(part: Path, message: str) -> ChecksumError:
