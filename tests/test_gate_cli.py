@@ -135,6 +135,10 @@ def test_a_rerun_with_another_seed_inside_the_measured_spread_passes(accepted_re
     commit_metrics(accepted_repo, other_seed, "another seed")
     code, text = run(accepted_repo)
     assert code == 0 and "passed" in text and "(seed)" in text and "warning" not in text
+    # PLCC is shown but not gated: its rows say so rather than a bare "ok" that reads as checked.
+    lines = text.splitlines()
+    assert any("plcc" in line and "ok (ungated)" in line for line in lines)
+    assert not any("srcc" in line and "ungated" in line for line in lines)
     (accepted_repo / "reports" / "variance.csv").unlink()
     code, text = run(accepted_repo)
     assert code == 1 and "variance.csv not found" in text and "sampling error only" in text

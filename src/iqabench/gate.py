@@ -255,6 +255,8 @@ def render(result: GateResult, title: str):
         status, style = row.status, styles[row.status]
         if row.status == REGRESSED and not row.gated:
             status, style = f"{REGRESSED} (warn)", "yellow"
+        elif not row.gated and row.status in (OK, IMPROVED, ADDED):
+            status, style = f"{row.status} (ungated)", "dim"  # shown for reading; it cannot fail the gate
         allowed = _fmt(row.allowed_drop) + (" (seed)" if row.basis == "seed" else "")
         table.add_row(row.metric, _fmt(row.old), _fmt(row.new), "—" if change is None else f"{change:+.4f}",
                       allowed, f"[{style}]{status}[/{style}]")
