@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,21 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 from iqabench import io  # noqa: E402
 from iqabench.provenance import stamp, stamp_line  # noqa: E402
+from seed_spread import copy_env, copy_repo  # noqa: E402  (benchmarks/ is the script's own folder on sys.path)
 
 BIN = Path(sys.executable).parent
 OUT = REPO / "reports/benchmarks/pipeline_budget"
-
-
-def copy_repo(dest: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for rel in files:
-        if (REPO / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, dest / rel)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "copy"]):
-        subprocess.run(cmd, cwd=dest, check=True)
 
 
 def repro(work: Path, env: dict) -> tuple[float, list[str]]:
@@ -57,11 +44,8 @@ def main() -> None:
     prov = stamp()  # what is copied and measured; the tree may move on during the ten minutes
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "repo"
-        copy_repo(work)
-        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-               "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-               # the copy's code: the venv's editable install points at this checkout, which may move on
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(work / "src"), os.environ.get("PYTHONPATH")]))}
+        copy_repo(work, results=True)  # the report stage reads reports/variance.csv
+        env = copy_env(work, MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}")
         cold, cold_stages = repro(work, env)
         noop, noop_stages = repro(work, env)
         params = yaml.safe_load((work / "params.yaml").read_text())

@@ -186,16 +186,26 @@ def markdown(frame: pd.DataFrame, prov: dict, seed_factor: float | None = None,
 
 # ----------------------------------------------------------------------------- running the pipeline
 
-def copy_repo(dest: Path) -> None:
+def copy_repo(dest: Path, *, results: bool = False) -> None:
+    """This checkout's files (tracked, and untracked but not ignored) as a fresh git repository at ``dest``;
+    without ``results``, not reports/ nor dvc.lock (each seed writes its own). Also pipeline_budget.py's."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()
     for rel in files:
-        if (REPO / rel).is_file() and not rel.startswith("reports/") and rel != "dvc.lock":
+        if (REPO / rel).is_file() and (results or not (rel.startswith("reports/") or rel == "dvc.lock")):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, dest / rel)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=s", "-c", "user.email=s@s", "commit", "-qm", "copy"]):
         subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+
+
+def copy_env(work: Path, **extra: str) -> dict:
+    """The environment a run in the copy ``work`` gets: this venv's tools, and the copy's own src/ first (the
+    venv's editable install points at this checkout, whose code may change during a long measurement, and
+    the report names the commit the copy was made from)."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(work / "src"), os.environ.get("PYTHONPATH")])), **extra}
 
 
 def dvc_repro(work: Path, env: dict) -> None:
@@ -211,10 +221,7 @@ def run_seeds(work: Path, base: dict, seeds: list[int], overrides: dict, *,
 
     A failed seed is not dropped: a spread over the seeds that happened to work would be biased.
     """
-    # The copy's own src/ first: the venv's editable install points at this checkout, whose code may change
-    # during a half-hour measurement (and the report names the commit the copy was made from).
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(work / "src"), os.environ.get("PYTHONPATH")]))}
+    env = copy_env(work)
     per_seed, seconds = {}, {}
     for seed in seeds:
         io.write_text(work / "params.yaml", yaml.safe_dump(with_seed(base, seed, overrides), sort_keys=False))
