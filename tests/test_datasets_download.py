@@ -143,6 +143,22 @@ def test_traversal_archive_served_over_http_is_refused(tmp_path):
     assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "raw" / "outside.txt").exists()
 
 
+def test_an_archive_refused_as_unsafe_is_set_aside_and_the_next_run_fetches_it_again(tmp_path, kadid_zip):
+    # It was kept as .archives/kadid10k.zip and reused by every later run: refused for good, with no word why.
+    evil = pyio.BytesIO()
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("kadid10k/../../x", "evil")
+    dest, lock = tmp_path / "raw" / "kadid10k", tmp_path / "kadid10k.lock.json"
+    with serve({"kadid10k.zip": evil.getvalue()}) as server:
+        with pytest.raises(UnsafeArchiveError, match=r"outside the target folder.*Nothing was pinned; the file is "
+                                                     r"kept as .*kadid10k.zip.corrupt and not used"):
+            download_spec(kadid_spec(server.url("kadid10k.zip")), dest, lock_path=lock, **FAST)
+        server.files["kadid10k.zip"] = kadid_zip  # the server fixed
+        download_spec(kadid_spec(server.url("kadid10k.zip")), dest, lock_path=lock, **FAST)
+    assert len(server.requests) == 2 and (dest / ".archives" / "kadid10k.zip.corrupt").is_file()
+    assert len(build_from_spec(get_spec("kadid10k"), dest)) == 3
+
+
 def test_a_valid_archive_of_something_else_is_not_pinned_and_the_real_one_is(tmp_path, kadid_zip):
     # A server that zips a login page (or a moved file): the zip extracts cleanly, but holds no dmos.csv.
     # It was once pinned and marked done, so the real archive was refused afterwards.

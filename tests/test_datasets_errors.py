@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -332,3 +333,13 @@ def test_show_says_a_rar_dataset_needs_an_extractor_when_none_is_here(tmp_path, 
     assert "needs: extracting .rar archives needs libarchive or one of the tools unrar, 7z, 7zz, bsdtar" in shown
     monkeypatch.setattr(archives.shutil, "which", lambda tool: "/usr/bin/bsdtar" if tool == "bsdtar" else None)
     assert "needs:" not in _invoke(tmp_path / "registry.json", "show", "tid2013").output
+
+
+def test_a_device_or_pipe_as_the_registry_is_refused_and_kept(tmp_path):
+    pipe = tmp_path / "registry.fifo"
+    os.mkfifo(pipe)
+    result, _ = _generic(tmp_path, "a.png,3\nb.png,4\n")  # a valid registration, for its files
+    result = _invoke(pipe, "add-generic", "mine", "--folder", str(tmp_path / "imgs"), "--csv",
+                     str(tmp_path / "scores.csv"), "--lo", "1", "--hi", "5")
+    assert result.exit_code == 1 and f"registry {pipe} is not a regular file (a device, pipe or socket)" in result.output
+    assert pipe.is_fifo()

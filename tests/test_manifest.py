@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,6 +68,31 @@ def test_atomic_write_leaves_old_file_intact_when_writer_fails(tmp_path):
             raise RuntimeError("crash mid-write")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_a_write_goes_through_a_symlink_and_never_over_a_device_or_pipe(tmp_path):
+    # A registry or baseline linked to a shared file became a private copy; --registry /dev/null as root
+    # replaced the device with a JSON file.
+    shared = io.write_text(tmp_path / "shared.json", "{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(shared)
+    io.write_text(link, "new")
+    assert link.is_symlink() and shared.read_text() == "new"
+    protected = io.write_text(tmp_path / "cache-file", "cached")  # DVC's cache: read-only, never written through
+    protected.chmod(0o444)
+    cached_link = tmp_path / "out.txt"
+    cached_link.symlink_to(protected)
+    io.write_text(cached_link, "fresh")
+    assert not cached_link.is_symlink() and cached_link.read_text() == "fresh" and protected.read_text() == "cached"
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for where in (pipe, tmp_path / "to-pipe"):
+        if where != pipe:
+            where.symlink_to(pipe)
+        with pytest.raises(io.NotRegularFileError, match=r"not a regular file \(a device, pipe or socket\); give a "
+                                                         r"regular file's path"):
+            io.write_text(where, "x")
+    assert pipe.is_fifo() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_torch_outputs_are_byte_identical_for_identical_objects(tmp_path):

@@ -159,6 +159,23 @@ def test_an_integer_with_a_leading_zero_is_refused(tmp_path, written, read, mean
     assert params.load(path) == {"evaluate": {"n_splits": 7, "seed": 0, "name": "010"}}
 
 
+def test_a_base_60_number_is_refused_and_merge_keys_are_read_as_dvc_reads_them(tmp_path):
+    # n_splits: 1:30 passed validation as 90 splits (PyYAML's base 60) while `dvc params diff` showed "1:30";
+    # a `<<: *anchor` merge key (DVC reads it) was "could not determine a constructor for the tag ...merge".
+    path = _write(tmp_path / "p.yaml", b"evaluate:\n  n_splits: 1:30\n")
+    with pytest.raises(params.ParamsError, match=r"n_splits = 1:30 \(line 2\) is a base-60 number to PyYAML \(90\) "
+                                                 r"and text to DVC; write 90, or quote it if text is meant"):
+        params.load(path)
+    path.write_text("evaluate:\n  time: '1:30'\n  alphas: [0.1, 1:30.5]\n")
+    with pytest.raises(params.ParamsError, match=r"alphas\[1\] = 1:30.5 \(line 3\) is a base-60 number"):
+        params.load(path)
+    path.write_text("base: &base {steps: 10, lr: 0.1}\nrun:\n  <<: *base\n  lr: 0.2\n")
+    assert params.load(path)["run"] == {"steps": 10, "lr": 0.2}
+    path.write_text("base: &base {steps: 10}\nrun:\n  <<: *base\n  lr: 0.2\n  lr: 0.3\n")
+    with pytest.raises(params.ParamsError, match=r"key 'lr' appears twice \(lines 4 and 5\)"):
+        params.load(path)
+
+
 def test_an_integer_in_exponent_notation_is_told_to_be_written_as_an_integer(tmp_path, monkeypatch):
     # "write it with a dot, e.g. 1.0e1" led straight to "must be an integer".
     message = _error(tmp_path, monkeypatch, {"evaluate.n_splits": "1e1"})

@@ -12,6 +12,7 @@ while every value keeps far more precision than any metric here means.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -35,10 +36,28 @@ def is_special(path: str | os.PathLike) -> bool:
     return path.exists() and not path.is_file() and not path.is_dir()
 
 
+class NotRegularFileError(OSError):
+    """A write to a device, pipe or socket: replacing it with a file would destroy it (``/dev/null`` as root)."""
+
+
+def destination(path: str | os.PathLike) -> Path:
+    """Where a write to ``path`` lands: the file a symlink points at (a registry linked to a shared one stays
+    shared, not replaced by a private copy), except a link to a read-only file (DVC's protected cache, which
+    writing through would corrupt), which is replaced as a plain path; a device, pipe or socket is refused."""
+    path = Path(path)
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if not (target.exists() and not target.stat().st_mode & 0o222):
+            path = target
+    if is_special(path):
+        raise NotRegularFileError(errno.EINVAL, f"{NOT_REGULAR}; give a regular file's path", str(path))
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``."""
-    path = Path(path)
+    """Yield a temporary path beside ``path`` (see :func:`destination`); on success it replaces ``path``."""
+    path = destination(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -39,6 +39,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     must be a name (``? [a, b]`` was a TypeError traceback), and an integer has no leading zero (see below)."""
 
     def construct_mapping(self, node, deep=False):
+        # Merge keys (`<<: *base`, which DVC reads too) first: a key of this mapping may override a merged one.
+        own = {id(key) for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge"}
+        self.flatten_mapping(node)
         seen = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
@@ -50,23 +53,32 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             items = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
             for index, item in enumerate(items):
                 if isinstance(item, yaml.ScalarNode):
-                    self._refuse_leading_zero(item, key if item is value_node else f"{key}[{index}]")
-            if key in seen:
+                    self._refuse_yaml11_number(item, key if item is value_node else f"{key}[{index}]")
+            if key in seen and seen[key][1] and id(key_node) in own:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}); "
-                    "keep one, with every setting in it", key_node.start_mark)
-            seen[key] = key_node.start_mark.line
+                    None, None, f"key {key!r} appears twice (lines {seen[key][0] + 1} and "
+                    f"{key_node.start_mark.line + 1}); keep one, with every setting in it", key_node.start_mark)
+            seen[key] = (key_node.start_mark.line, id(key_node) in own)
         return super().construct_mapping(node, deep=deep)
 
-    def _refuse_leading_zero(self, node, key) -> None:
-        # PyYAML (YAML 1.1) reads a plain 010 as octal 8 and 09 as text; DVC (ruamel, YAML 1.2) reads 10 and 9, so
-        # the stage and `dvc exp show` would disagree on the value (007 is 7 to both: harmless).
-        if node.style is None and re.fullmatch(r"[-+]?0[0-9_]+", node.value):
+    def _refuse_yaml11_number(self, node, key) -> None:
+        # PyYAML (YAML 1.1) reads a plain 010 as octal 8 and 09 as text, and 1:30 as base-60 90; DVC (ruamel,
+        # YAML 1.2) reads 10, 9 and the text "1:30", so the stage and `dvc exp show` would disagree on the value
+        # (007 is 7 to both: harmless).
+        if node.style is not None:
+            return
+        line = node.start_mark.line + 1
+        if re.fullmatch(r"[-+]?0[0-9_]+", node.value):
             read, meant = self.construct_object(node), int(node.value.replace("_", ""), 10)
             if read != meant:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"{key} = {node.value} (line {node.start_mark.line + 1}) is an integer written with a "
-                    f"leading zero, which PyYAML reads as {read!r} and DVC as {meant}; write {meant}", node.start_mark)
+                    None, None, f"{key} = {node.value} (line {line}) is an integer written with a leading zero, "
+                    f"which PyYAML reads as {read!r} and DVC as {meant}; write {meant}", node.start_mark)
+        elif ":" in node.value and node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
+            read = self.construct_object(node)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{key} = {node.value} (line {line}) is a base-60 number to PyYAML ({read!r}) and text "
+                f"to DVC; write {read!r}, or quote it if text is meant", node.start_mark)
 
 
 def load(path: str | os.PathLike | None = None) -> dict[str, Any]:

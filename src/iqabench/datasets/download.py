@@ -157,12 +157,13 @@ def _fetch_all(spec: DatasetSpec, dest: Path, incoming: Path, lock: dict, done: 
         if remote.extract and archives.archive_format(stored):
             try:
                 archives.extract(stored, incoming)
-            except (archives.UnsafeArchiveError, archives.KeptArchiveError):
-                raise  # refused as unsafe, encrypted, or the disk is full: kept as it is, for a look or a rerun
-            except DatasetError as err:
+            except archives.KeptArchiveError:
+                raise  # encrypted, or the disk is full: a good file, kept as it is for a rerun
+            except DatasetError as err:  # corrupt, or refused as unsafe: set aside, so a rerun fetches it again
                 corrupt = stored.replace(stored.with_name(stored.name + ".corrupt"))
-                raise ChecksumError(f"{err}. Nothing was pinned; the file is kept as {corrupt} and not used: "
-                                    "delete it and run the download again") from err
+                kind = archives.UnsafeArchiveError if isinstance(err, archives.UnsafeArchiveError) else ChecksumError
+                raise kind(f"{err}. Nothing was pinned; the file is kept as {corrupt} and not used: "
+                           "delete it and run the download again") from err
         else:
             try:
                 incoming.mkdir(exist_ok=True)

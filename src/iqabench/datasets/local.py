@@ -40,6 +40,9 @@ def read_registry(registry_path: Path = DEFAULT_REGISTRY) -> dict:
     path = Path(registry_path)
     if path.is_dir():
         raise DatasetError(f"registry {path} is a folder; give the JSON file (default {DEFAULT_REGISTRY})")
+    if io.is_special(path):  # written over, /dev/null as root would become a JSON file
+        raise DatasetError(f"registry {path} is {io.NOT_REGULAR}; give a JSON file's path (default "
+                           f"{DEFAULT_REGISTRY})")
     if not path.is_file():
         return {}
     try:
