@@ -230,7 +230,7 @@ def test_a_bad_check_section_is_refused_naming_the_file_key_and_value(repo):
     # The wording is params validation's (params.check_gate_section): one schema for the check: section.
     where = repo / "params.yaml"
     for body, message in (("seed_factr: 3", "check.seed_factr is not a known key (did you mean 'seed_factor'?)"),
-                          ("seed_factor: -1", "check.seed_factor = -1 is not allowed; it must be a number >= 0"),
+                          ("seed_factor: -1", "check.seed_factor = -1 is not allowed; it must be a number in [0, 10]"),
                           ("gate: [srcc, krcc]", "check.gate = ['srcc', 'krcc'] is not allowed")):
         write_text(where, f"check:\n  tolerance: {{default: 0.02}}\n  {body}\n")
         code, text = run(repo, "HEAD")

@@ -60,6 +60,7 @@ def refused(repo, *args, **kwargs) -> str:
     (-1.5, "is -1.5, outside [-1, 1]"),
     (float("inf"), "is inf, outside [-1, 1]"),
     (None, "is null, not a number"),
+    (10 ** 400, "is 1000"),  # a JSON integer too large for a float: an OverflowError (rich folds the digits)
 ])
 def test_a_baseline_value_that_is_not_a_correlation_is_refused(repo, value, problem):
     # NaN showed as "improved" and 7.0 as REGRESSED: the gate compared what is not a correlation.

@@ -189,7 +189,7 @@ def test_a_patch_larger_than_a_photograph_stops_the_fingerprint_stage(tmp_path, 
 # --- check: the CI gate's section ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("tolerance, expected", [
-    ({"default": "abc"}, "check.tolerance.default = 'abc' is not allowed; it must be a number >= 0"),
+    ({"default": "abc"}, "check.tolerance.default = 'abc' is not allowed; it must be a number in [0, 1]"),
     ({"default": -0.1}, "check.tolerance.default = -0.1 is not allowed"),
     ({"synthetic-single": True}, "check.tolerance.synthetic-single = True is not allowed"),
     ("lots", "check.tolerance = 'lots' is not allowed"),
@@ -211,7 +211,12 @@ def test_check_tolerance_accepts_what_the_gate_reads(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("key, value, expected", [
-    ("auto_factor", "x", "check.auto_factor = 'x' is not allowed; it must be a number >= 0"),
+    ("auto_factor", "x", "check.auto_factor = 'x' is not allowed; it must be a number in [0, 10]"),
+    # A factor or tolerance that lets any drop pass said "passed" on 0.9 -> 0.36; a 400-digit one was a traceback.
+    ("seed_factor", 4000000000, "check.seed_factor = 4000000000 is not allowed; it must be a number in [0, 10]"),
+    ("seed_factor", 10 ** 400, "check.seed_factor = 1000"),
+    ("tolerance", {"synthetic-single": 5}, "check.tolerance.synthetic-single = 5 is not allowed; it must be a "
+                                          "number in [0, 1]"),
     ("gate", ["srcc", "krcc"], "check.gate = ['srcc', 'krcc'] is not allowed"),
     ("gate", [], "check.gate = [] is not allowed; it must be a non-empty list"),   # it gated nothing, and passed
     ("seed_factr", 3, "check.seed_factr is not a known key (did you mean 'seed_factor'?)"),
@@ -222,7 +227,7 @@ def test_other_check_keys_are_validated(tmp_path, monkeypatch, key, value, expec
 
 @pytest.mark.parametrize("check, expected", [
     ({"tolerance": {"default": "abc", "synthetic-single": 0.05}},
-     "check.tolerance.default = 'abc' is not allowed; it must be a number >= 0"),
+     "check.tolerance.default = 'abc' is not allowed; it must be a number in [0, 1]"),
     ({"tolerance": {"default": "auto", "synthetic-mixed": -1}}, "check.tolerance.synthetic-mixed = -1 is not allowed"),
     ({"tolerance": "abc"}, "check.tolerance = 'abc' is not allowed"),
     ({"tolerance": {"synthetic-singel": 0.05}}, "check.tolerance.synthetic-singel names no dataset (did you mean "

@@ -32,7 +32,7 @@ class BaselineError(GateError):
 def _not_a_correlation(value) -> Optional[str]:
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"is {'null' if value is None else repr(value)}, not a number"
-    if math.isnan(value):
+    if isinstance(value, float) and math.isnan(value):  # an int cannot be NaN, and one of 400 digits overflows
         return "is NaN: the correlation is undefined (e.g. constant predictions)"
     if not -1.0 <= value <= 1.0:
         return f"is {value}, outside [-1, 1], so it is not a correlation"

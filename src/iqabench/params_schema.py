@@ -42,7 +42,9 @@ class Key:
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    # An int too large for a float (a 400-digit literal) is no setting: math.isfinite raised OverflowError.
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and (
+        math.isfinite(v) if isinstance(v, float) else abs(v) < 2 ** 63)
 
 
 def integer(lo: int | None = None, hi: int | None = None, default=REQUIRED, none_ok: bool = False) -> Key:
@@ -221,12 +223,15 @@ def _statistics():
 
 
 def _tolerance(value) -> bool:
-    # As iqabench.gate reads a rule: 'auto' in any case, or an allowed drop >= 0.
-    return (isinstance(value, str) and value.strip().lower() == "auto") or (_is_number(value) and value >= 0)
+    # As iqabench.gate reads a rule: 'auto' in any case, or an allowed drop in [0, 1]: a correlation spans 2, so
+    # a larger one let 0.9 -> -0.5 pass with the word "passed" (check.gate: [] is how to gate nothing).
+    return (isinstance(value, str) and value.strip().lower() == "auto") or (_is_number(value) and 0 <= value <= 1)
 
 
-TOLERANCE = Key(_tolerance, "a number >= 0 (the allowed drop in correlation, e.g. 0.02) or auto "
+TOLERANCE = Key(_tolerance, "a number in [0, 1] (the allowed drop in correlation, e.g. 0.02) or auto "
                             "(auto_factor standard errors of rho at the test-set size)")
+# Multiples of a standard error or a seed std: past 10 the allowed drop spans any correlation's range.
+FACTOR = number(0, 10)
 # The `check:` section; check.tolerance is one rule for every dataset, or a mapping whose keys are `default`, a
 # dataset or an "A->B" cross-dataset pair (params.check_gate_section checks the keys: for params validation and
 # for `iqabench check`, through gate_inputs.check_settings).
@@ -234,9 +239,9 @@ CHECK = {
     "baseline": text(nonempty=True),
     "tolerance": Key(lambda v: isinstance(v, dict) or _tolerance(v),
                      f"{TOLERANCE.allowed}, or a mapping {{default: auto, DATASET: 0.02, 'A->B': 0.05}}"),
-    "auto_factor": NON_NEGATIVE,
-    "gate": list_of(one_of_lazy(_statistics, "correlations the gate reads"), unique=False),  # []: gates nothing
-    "seed_factor": NON_NEGATIVE,
+    "auto_factor": FACTOR,
+    "gate": list_of(one_of_lazy(_statistics, "correlations the gate reads"), unique=False),  # [] is refused (it gated nothing)
+    "seed_factor": FACTOR,
 }
 
 # Sections whose known keys are a config dataclass's fields, plus the keys their stage reads itself.
