@@ -31,7 +31,7 @@ def main() -> None:
                 # A full-reference row has no value on authentic images: its cells stay empty, the rest runs.
                 print(f"{name}: no {model} row ({exc})")
                 continue
-            except ValueError as exc:  # an unreadable image or model file: its message names it; no traceback
+            except (ValueError, FileNotFoundError) as exc:  # an unreadable or absent image or model file: named
                 raise SystemExit(f"error: extract@{name}, model {model}: {exc}") from None
             undefined = features.undefined_rows(arrays[model])
             if undefined.any():

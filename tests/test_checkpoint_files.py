@@ -231,3 +231,14 @@ def test_iqabench_score_and_the_rows_say_it_in_one_line(tmp_path):
     assert f"error: {path}: its encoder config" in out and "width = 1099511627776 is not allowed" in out
     with pytest.raises(ValueError, match="width = 1099511627776 is not allowed"):
         rows.feature_fn(model)  # the extract stage's call (its `except ValueError` prints one line)
+
+
+def test_an_absent_trained_encoder_names_the_stage_that_makes_it(tmp_path, monkeypatch):
+    # extract@DS with data/encoders/arniqa.pt absent (DVC deletes it while pretrain@arniqa re-runs) was a
+    # traceback advising "check the path after 'file:'".
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"^data/encoders/arniqa.pt: no such encoder file; it is made by "
+                                                r"`dvc repro pretrain@arniqa` \(or fetched by `dvc pull`"):
+        encoders.load("data/encoders/arniqa.pt")
+    with pytest.raises(FileNotFoundError, match=r"elsewhere.pt: no such encoder file; check the path after 'file:'"):
+        encoders.load("elsewhere.pt")

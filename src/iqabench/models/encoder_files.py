@@ -110,15 +110,19 @@ def _first_line(err: BaseException) -> str:
     return f"{err.__class__.__name__}: {line}"
 
 
-def read(path, map_location, *, restore: str):
+def read(path, map_location, *, restore: str, made_by: str | None = None):
     """The objects in an encoder file, read weights-only; else one-line FileNotFoundError / ValueError.
 
-    ``restore``: how to get the file back when its bytes are damaged (a pipeline output: `dvc checkout`)."""
+    ``restore``: how to get the file back when its bytes are damaged (a pipeline output: `dvc checkout`);
+    ``made_by``: the command that makes a pipeline output that is absent."""
     try:
         with warnings.catch_warnings():  # a protocol-4 file: torch asks the user to "file an issue"; it is read
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return io.read_torch(path, map_location=map_location)
     except FileNotFoundError:
+        if made_by:
+            raise FileNotFoundError(f"{path}: no such encoder file; it is made by `{made_by}` (or fetched by "
+                                    "`dvc pull` where a DVC remote holds it)") from None
         raise FileNotFoundError(f"{path}: no such encoder file; check the path after 'file:', or put the "
                                 "authors' file there for a *-published row (docs/reproduce.md)") from None
     except Exception as exc:  # torch raises several types for non-checkpoint or pickled-object files

@@ -269,7 +269,9 @@ def load(path, map_location="cpu", read_as: Preprocessing | None = None) -> Enco
     ``read_as``: the preprocessing its images will get. CONTRIQUE's on an ARNIQA or Re-IQA file (a ``file:``
     row, fine-tuning) is refused: the features would be silently unlike the authors'.
     """
-    blob = encoder_files.read(path, map_location, restore=_restore(path))
+    trained = Path(path).resolve().parent == TRAINED.resolve()
+    blob = encoder_files.read(path, map_location, restore=_restore(path),
+                              made_by=f"dvc repro pretrain@{Path(path).stem}" if trained else None)
     origin = published_origin(blob)
     if origin and read_as == CONTRIQUE:
         raise ValueError(f"{path} is {origin}'s published checkpoint, whose authors read images otherwise than "
