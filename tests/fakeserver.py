@@ -157,6 +157,9 @@ def write_image(path: Path, seed: int = 0, mode: str = "RGB", size: tuple[int, i
     return path
 
 
+KADID_LAYOUT_IMAGES = 3  # what kadid_layout writes: a fake spec's n_images
+
+
 def kadid_layout(root: Path) -> dict[str, float]:
     """KADID-10k as in kadid10k.zip: kadid10k/dmos.csv and kadid10k/images/."""
     base = root / "kadid10k"

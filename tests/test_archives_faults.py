@@ -127,7 +127,8 @@ def test_a_full_disk_while_extracting_keeps_the_archive_and_pins_nothing(tmp_pat
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(archives, "_move_into", full)
     with serve({"kadid10k.zip": zipped}) as server:
-        spec = dataclasses.replace(get_spec("kadid10k"), remotes=(Remote(server.url("kadid10k.zip"), "kadid10k.zip"),))
+        spec = dataclasses.replace(get_spec("kadid10k"), remotes=(Remote(server.url("kadid10k.zip"), "kadid10k.zip"),),
+                                   n_images=fakeserver.KADID_LAYOUT_IMAGES)
         with pytest.raises(ExtractWriteError, match=r"kadid10k.zip: extracting into .*kadid10k/.archives/.extracted failed \(No space left "
                                                     r"on device\); free space there .* the archive is kept"):
             download_spec(spec, dest, lock_path=lock, **FAST)

@@ -39,7 +39,7 @@ def test_tid2013_rar_downloads_extracts_and_parses(tmp_path):
     source = tid2013_folder(tmp_path / "src")
     archive = rar4(folder_members(source))
     with serve({"tid2013.rar": archive}) as server:
-        spec = dataclasses.replace(get_spec("tid2013"), remotes=(
+        spec = dataclasses.replace(get_spec("tid2013"), n_images=2, remotes=(
             Remote(server.url("tid2013.rar"), "tid2013.rar", sha256=hashlib.sha256(archive).hexdigest()),))
         dest = download_spec(spec, tmp_path / "raw" / "tid2013", backoff=0.01, timeout=5, progress=False)
     assert {k: v for k, v in files_under(dest).items() if not k.startswith(".")} == files_under(source)

@@ -11,7 +11,7 @@ import zipfile
 import pytest
 
 import fakeserver
-from fakeserver import Behaviour, serve
+from fakeserver import KADID_LAYOUT_IMAGES, Behaviour, serve
 from iqabench.datasets import DatasetError, Remote, build_from_spec, get_spec
 from iqabench.datasets.archives import UnsafeArchiveError, extract
 from iqabench.datasets.download import ChecksumError, DownloadError, download_spec, fetch
@@ -25,7 +25,8 @@ def kadid_zip(tmp_path) -> bytes:
 
 
 def kadid_spec(url: str, sha256=None):
-    return dataclasses.replace(get_spec("kadid10k"), remotes=(Remote(url, "kadid10k.zip", sha256=sha256),))
+    return dataclasses.replace(get_spec("kadid10k"), n_images=KADID_LAYOUT_IMAGES,
+                               remotes=(Remote(url, "kadid10k.zip", sha256=sha256),))
 
 
 def test_interrupted_download_resumes_with_range_and_parses(tmp_path, kadid_zip):
@@ -189,39 +190,72 @@ def test_a_file_as_the_destination_is_named_before_any_transfer(tmp_path):
         download_spec(kadid_spec("http://127.0.0.1:9/never-asked"), tmp_path / "afile", **FAST)
 
 
-def test_a_score_file_from_a_second_remote_completes_the_layout_and_a_wrong_one_leaves_the_first_in_place(tmp_path):
-    # Sets published as images plus a separate score file (SPAQ, KonIQ): the layout check spans both remotes,
-    # and a download that is not the set moves nothing into the folder.
+def _images_zip_and_scores(tmp_path) -> tuple[bytes, bytes]:
+    """KADID-10k's files split as some sets publish them (SPAQ, KonIQ): an images archive and a score file."""
+    fakeserver.kadid_layout(tmp_path / "src")
     images = pyio.BytesIO()
     with zipfile.ZipFile(images, "w") as archive:
-        archive.writestr("kadid10k/images/I01_01_01.png", b"png")
+        for path in sorted((tmp_path / "src" / "kadid10k" / "images").iterdir()):
+            archive.write(path, f"images/{path.name}")
+    return images.getvalue(), (tmp_path / "src" / "kadid10k" / "dmos.csv").read_bytes()
+
+
+def test_a_score_file_from_a_second_remote_completes_the_layout_and_a_wrong_one_leaves_nothing(tmp_path):
+    # The layout check spans both remotes, and a download that is not the set moves nothing into the folder.
+    images, scores = _images_zip_and_scores(tmp_path)
     dest, lock = tmp_path / "raw" / "kadid10k", tmp_path / "kadid10k.lock.json"
-    with serve({"images.zip": images.getvalue(), "dmos.csv": b"not yet"}) as server:
-        spec = dataclasses.replace(get_spec("kadid10k"), remotes=(
+    with serve({"images.zip": images, "dmos.csv": scores}) as server:
+        spec = dataclasses.replace(get_spec("kadid10k"), n_images=KADID_LAYOUT_IMAGES, remotes=(
             Remote(server.url("images.zip"), "images.zip"), Remote(server.url("dmos.csv"), "dmos.csv", extract=False)))
-        spec = dataclasses.replace(spec, score_file="scores/dmos.csv")  # not where a plain file lands: refused
+        wrong = dataclasses.replace(spec, score_file="scores/dmos.csv")  # not where the plain file lands
         with pytest.raises(ChecksumError, match="holds no score file 'scores/dmos.csv'"):
-            download_spec(spec, dest, lock_path=lock, **FAST)
+            download_spec(wrong, dest, lock_path=lock, **FAST)
         assert sorted(p.name for p in dest.iterdir()) == [".archives"] and not lock.exists()
-        spec = dataclasses.replace(spec, score_file="dmos.csv")
         for name in ("images.zip", "dmos.csv"):  # the refused files are kept aside; fetched again here
             (dest / ".archives" / f"{name}.corrupt").unlink()
         download_spec(spec, dest, lock_path=lock, **FAST)
-    assert (dest / "dmos.csv").read_bytes() == b"not yet" and (dest / "kadid10k" / "images" / "I01_01_01.png").is_file()
+    assert (dest / "dmos.csv").read_bytes() == scores and len(build_from_spec(spec, dest)) == KADID_LAYOUT_IMAGES
     assert sorted(json.loads(lock.read_text())) == ["kadid10k/dmos.csv", "kadid10k/images.zip"]
     assert not (dest / ".archives").exists()
 
 
-def test_a_remote_done_by_an_earlier_run_counts_towards_the_layout(tmp_path):
-    images = pyio.BytesIO()
-    with zipfile.ZipFile(images, "w") as archive:
-        archive.writestr("images/I01_01_01.png", b"png")
+def test_a_remote_done_by_an_earlier_run_counts_towards_the_layout_and_the_count(tmp_path, kadid_zip):
     dest, lock = tmp_path / "raw" / "kadid10k", tmp_path / "kadid10k.lock.json"
-    scores = Remote("", "dmos.csv", extract=False)
-    with serve({"images.zip": images.getvalue(), "dmos.csv": b"scores"}) as server:
-        scores = dataclasses.replace(scores, url=server.url("dmos.csv"))
-        download_spec(dataclasses.replace(get_spec("kadid10k"), remotes=(scores,)), dest, lock_path=lock, **FAST)
-        del server.files["dmos.csv"]  # done: never asked for again
-        both = (scores, Remote(server.url("images.zip"), "images.zip"))
-        download_spec(dataclasses.replace(get_spec("kadid10k"), remotes=both), dest, lock_path=lock, **FAST)
-    assert (dest / "images" / "I01_01_01.png").is_file() and (dest / "dmos.csv").read_bytes() == b"scores"
+    with serve({"kadid10k.zip": kadid_zip, "notes.txt": b"notes", "more.txt": b"more"}) as server:
+        spec = kadid_spec(server.url("kadid10k.zip"))
+        download_spec(spec, dest, lock_path=lock, **FAST)
+        notes = Remote(server.url("notes.txt"), "notes.txt", extract=False)
+        download_spec(dataclasses.replace(spec, remotes=(*spec.remotes, notes)), dest, lock_path=lock, **FAST)
+        assert (dest / "notes.txt").read_bytes() == b"notes"
+        assert [name for name, _ in server.requests] == ["kadid10k.zip", "notes.txt"]  # the zip: done before
+        more = dataclasses.replace(spec, n_images=4, remotes=(*spec.remotes, notes,
+                                                                Remote(server.url("more.txt"), "more.txt", extract=False)))
+        with pytest.raises(DatasetError, match="the download holds 3 rated image"):  # counted where it lies
+            download_spec(more, dest, lock_path=lock, **FAST)
+    assert "kadid10k/more.txt" not in json.loads(lock.read_text())
+
+
+def test_a_download_whose_score_file_lists_absent_images_is_set_aside(tmp_path):
+    fakeserver.kadid_layout(tmp_path / "src")
+    (tmp_path / "src" / "kadid10k" / "images" / "I01_02_05.png").unlink()
+    dest, lock = tmp_path / "raw" / "kadid10k", tmp_path / "kadid10k.lock.json"
+    with serve({"kadid10k.zip": fakeserver.zip_folder(tmp_path / "src")}) as server:
+        with pytest.raises(ChecksumError, match=r"(?s)kadid10k: 1 of 3 listed image\(s\) are missing.*So the "
+                                                r"download is not kadid10k as published and nothing was pinned; .* "
+                                                r"kept as .*kadid10k.zip.corrupt"):
+            download_spec(kadid_spec(server.url("kadid10k.zip")), dest, lock_path=lock, **FAST)
+    assert sorted(p.name for p in dest.iterdir()) == [".archives"] and not lock.exists()
+
+
+def test_a_download_with_fewer_images_than_published_is_not_ready_unless_partial(tmp_path, kadid_zip):
+    # 3 of KADID-10k's 10,125 images were called "ready" and pinned.
+    dest, lock = tmp_path / "raw" / "kadid10k", tmp_path / "kadid10k.lock.json"
+    with serve({"kadid10k.zip": kadid_zip}) as server:
+        spec = dataclasses.replace(kadid_spec(server.url("kadid10k.zip")), n_images=10125)
+        with pytest.raises(DatasetError, match=r"^kadid10k: the download holds 3 rated image\(s\); the published "
+                                               r"dataset has 10125, so it is a cut or other release and nothing was "
+                                               r"pinned .* run the download again with --partial$"):
+            download_spec(spec, dest, lock_path=lock, **FAST)
+        assert sorted(p.name for p in dest.iterdir()) == [".archives"] and not lock.exists()
+        download_spec(spec, dest, lock_path=lock, allow_partial=True, **FAST)
+    assert len(server.requests) == 1 and len(build_from_spec(spec, dest)) == 3 and lock.exists()

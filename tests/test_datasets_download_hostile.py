@@ -34,7 +34,8 @@ def kadid_zip(tmp_path) -> bytes:
 
 
 def kadid_spec(url: str, *extra: Remote):
-    return dataclasses.replace(get_spec("kadid10k"), remotes=(Remote(url, "kadid10k.zip"), *extra))
+    return dataclasses.replace(get_spec("kadid10k"), remotes=(Remote(url, "kadid10k.zip"), *extra),
+                               n_images=fakeserver.KADID_LAYOUT_IMAGES)
 
 
 def test_a_server_that_ignores_range_restarts_the_part_instead_of_appending(tmp_path):

@@ -2,6 +2,7 @@
 where the command runs. Each gives one line naming the file, field or value, and nothing is registered."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import unicodedata
 from pathlib import Path
@@ -11,8 +12,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from fakeserver import kadid_layout, write_image
-from iqabench.datasets import DatasetError, build_manifest
+from fakeserver import kadid_layout, serve, write_image, zip_folder
+from iqabench.datasets import DatasetError, Remote, build_manifest, registry
 from iqabench.datasets.cli import app
 from iqabench.datasets.scorefiles import line_of, numeric_column, read_csv_columns
 
@@ -290,3 +291,18 @@ def test_a_content_column_with_one_value_is_refused_at_registration(tmp_path):
 def test_download_retries_below_zero_are_refused():
     result = CliRunner().invoke(app, ["download", "kadid10k", "--retries", "-5"])
     assert result.exit_code == 2 and "greater than or equal to 0" in " ".join(result.output.split())
+
+
+def test_download_of_a_cut_release_says_so_and_partial_accepts_it(tmp_path, monkeypatch):
+    # A server's kadid10k.zip with 3 of the 10,125 images was "kadid10k is ready" and its hash pinned.
+    kadid_layout(tmp_path / "src")
+    with serve({"kadid10k.zip": zip_folder(tmp_path / "src")}) as server:
+        spec = dataclasses.replace(registry.SPECS["kadid10k"], remotes=(Remote(server.url("kadid10k.zip"),
+                                                                                "kadid10k.zip"),))
+        monkeypatch.setitem(registry.SPECS, "kadid10k", spec)
+        result, out = _invoke("download", "kadid10k", "--dest", tmp_path / "raw" / "kadid10k")
+        assert result.exit_code == 1 and "the download holds 3 rated image(s); the published dataset has 10125" in out
+        assert "ready" not in out and not (tmp_path / "checksums" / "kadid10k.lock.json").exists()
+        result, out = _invoke("download", "kadid10k", "--dest", tmp_path / "raw" / "kadid10k", "--partial")
+    assert result.exit_code == 0 and "kadid10k is ready" in out, out
+    assert (tmp_path / "checksums" / "kadid10k.lock.json").is_file()

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from fakeserver import kadid_layout, serve, write_image
+from fakeserver import KADID_LAYOUT_IMAGES, kadid_layout, serve, write_image
 from iqabench.datasets import DatasetError
 from iqabench.datasets.cli import app
 from iqabench.images import check_images, load_rgb
@@ -111,7 +111,7 @@ def test_stage_script_downloads_into_data_raw(tmp_path, monkeypatch):
 
     from iqabench.datasets import Remote, registry
     with serve({"kadid10k.zip": Path(archive).read_bytes()}) as server:
-        patched = dataclasses.replace(registry.SPECS["kadid10k"],
+        patched = dataclasses.replace(registry.SPECS["kadid10k"], n_images=KADID_LAYOUT_IMAGES,
                                       remotes=(Remote(server.url("kadid10k.zip"), "kadid10k.zip"),))
         monkeypatch.setitem(registry.SPECS, "kadid10k", patched)
         code = stage.main(["kadid10k", "--data-root", str(tmp_path / "data" / "raw"),

@@ -28,7 +28,8 @@ def kadid_zip(tmp_path) -> bytes:
 
 
 def kadid_spec(url: str):
-    return dataclasses.replace(get_spec("kadid10k"), remotes=(Remote(url, "kadid10k.zip"),))
+    return dataclasses.replace(get_spec("kadid10k"), remotes=(Remote(url, "kadid10k.zip"),),
+                               n_images=fakeserver.KADID_LAYOUT_IMAGES)
 
 
 def test_a_web_page_sent_with_200_is_refused_without_retrying_or_touching_the_part(tmp_path):

@@ -8,7 +8,7 @@ import json
 import pytest
 
 import fakeserver
-from fakeserver import serve
+from fakeserver import KADID_LAYOUT_IMAGES, serve
 from iqabench.datasets import Remote, get_spec
 from iqabench.datasets.download import ChecksumError, download_spec
 
@@ -21,7 +21,8 @@ def kadid_zip(tmp_path) -> bytes:
 
 
 def _spec(url: str):
-    return dataclasses.replace(get_spec("kadid10k"), remotes=(Remote(url, "kadid10k.zip"),))
+    return dataclasses.replace(get_spec("kadid10k"), remotes=(Remote(url, "kadid10k.zip"),),
+                               n_images=KADID_LAYOUT_IMAGES)
 
 
 def test_bad_first_download_is_not_pinned_and_the_good_one_is(tmp_path, kadid_zip):

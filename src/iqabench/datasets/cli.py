@@ -149,13 +149,14 @@ def _published(name: str, nothing: str) -> None:
 def download_cmd(ctx: typer.Context, name: str,
                  dest: Path = typer.Option(None, help="target folder (default: DATA_ROOT/NAME)"),
                  keep_archives: bool = typer.Option(False, help="keep the downloaded archives"),
-                 retries: int = typer.Option(4, min=0, help="retries per file on transient errors")):
+                 retries: int = typer.Option(4, min=0, help="retries per file on transient errors"),
+                 partial: bool = typer.Option(False, "--partial", help="accept fewer images than published")):
     """Download, verify and extract NAME (resumes an interrupted download)."""
     try:
         _published(name, "there is nothing to download")
         target = dest or _where(ctx, "data_root") / name
         # lock_path=None: the same per-dataset lock file the `download` stage keeps.
-        download(name, target, keep_archives=keep_archives, retries=retries, lock_path=None)
+        download(name, target, keep_archives=keep_archives, retries=retries, lock_path=None, allow_partial=partial)
     except (DatasetError, ManifestError) as err:
         _fail(err)
     console().print(f"[green]{name}[/green] is ready in {escape(str(target))}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import io
 from . import archives
-from .build import list_images
+from .build import build_from_spec, list_images
 from .registry import DatasetSpec, get_spec
 from .scorefiles import DatasetError, locate
 from .transfer import ChecksumError, DownloadError, fetch
@@ -50,7 +50,9 @@ def needs_rar(spec: DatasetSpec) -> bool:
 
 def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = None, retries: int = 4,
                   backoff: float = 1.0, timeout: float = 60.0, keep_archives: bool = False,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, allow_partial: bool = False) -> Path:
+    """Download, verify and extract ``spec`` into ``dest``; nothing is pinned unless the files hold the dataset
+    (its score file, and all ``spec.n_images`` rated images unless ``allow_partial``)."""
     dest = Path(dest)
     if not spec.remotes:
         raise DatasetError(f"{spec.name} has no public download URL ({spec.access}). Get the files there, "
@@ -67,7 +69,7 @@ def download_spec(spec: DatasetSpec, dest: Path, *, lock_path: Path | None = Non
     lock_path = Path(lock_path) if lock_path else default_lock_path(dest)
     with _one_at_a_time(dest / ARCHIVE_DIR / ".lock", spec.name):
         return _download(spec, dest, lock_path, retries=retries, backoff=backoff, timeout=timeout,
-                         keep_archives=keep_archives, progress=progress)
+                         keep_archives=keep_archives, progress=progress, allow_partial=allow_partial)
 
 
 @contextlib.contextmanager
@@ -92,7 +94,7 @@ def _one_at_a_time(path: Path, name: str):
 
 
 def _download(spec: DatasetSpec, dest: Path, lock_path: Path, *, retries: int, backoff: float, timeout: float,
-              keep_archives: bool, progress: bool) -> Path:
+              keep_archives: bool, progress: bool, allow_partial: bool) -> Path:
     lock = _read_json(lock_path, LOCK_ENTRY, f"restore it with `git checkout {lock_path}` (it is kept in git), or "
                       "delete it to pin the next good download")
     done = _read_json(dest / DONE_MARKER, DONE_ENTRY, "delete it: the next download checks every file again")
@@ -103,7 +105,10 @@ def _download(spec: DatasetSpec, dest: Path, lock_path: Path, *, retries: int, b
         _fetch_all(spec, dest, incoming, lock, done, lock_path, fetched, retries=retries, backoff=backoff,
                    timeout=timeout, progress=progress)
         done_before = [dest] if len(fetched) < len(spec.remotes) else []  # remotes extracted by an earlier run
-        _check_layout(spec, dest, [incoming, *done_before], [stored for _, _, stored, _ in fetched])
+        stored = [stored for _, _, stored, _ in fetched]
+        _check_layout(spec, dest, [incoming, *done_before], stored)
+        if fetched and not done_before:
+            _check_count(spec, incoming, dest, stored, allow_partial)
         try:
             if incoming.is_dir():
                 archives.move_into(incoming, dest, f"{spec.name}: the download")
@@ -111,6 +116,8 @@ def _download(spec: DatasetSpec, dest: Path, lock_path: Path, *, retries: int, b
             raise DownloadError(f"{spec.name}: moving the extracted files into {dest} failed ({err.strerror or err}); "
                                 "free space there (or make it writable), then run the download again: the "
                                 "downloaded files are kept and not downloaded again") from None
+        if fetched and done_before:  # the set spans this run's files and an earlier run's: counted in place
+            _check_count(spec, dest, dest, stored, allow_partial)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
     # Pinned only now: a file that failed to verify, extract or hold the dataset must never become the reference.
@@ -204,6 +211,24 @@ def _check_layout(spec: DatasetSpec, dest: Path, roots: list[Path], fetched: lis
                             f"not {spec.name} as published and nothing was pinned; the downloaded file(s) are kept as "
                             f"{kept} and not used. Check the dataset homepage ({spec.homepage}) for a moved file, "
                             "then delete them and run the download again")
+
+
+def _check_count(spec: DatasetSpec, root: Path, dest: Path, fetched: list[Path], allow_partial: bool) -> None:
+    """Every image the score file lists is there, and as many as the published set has: a cut or older file
+    (3 of KADID-10k's 10,125 images) was called ready and pinned. A listed image that is absent sets the files
+    aside (a rerun fetches them again); a complete but smaller set is kept for a rerun with --partial."""
+    try:
+        count = len(build_from_spec(spec, root)) if spec.parser is not None else len(list_images(spec.name, root))
+    except DatasetError as err:
+        kept = ", ".join(str(p.replace(p.with_name(p.name + ".corrupt"))) for p in fetched)
+        raise ChecksumError(f"{err}\nSo the download is not {spec.name} as published and nothing was pinned; the "
+                            f"downloaded file(s) are kept as {kept} and not used. Check the dataset homepage "
+                            f"({spec.homepage}), then delete them and run the download again") from None
+    if count != spec.n_images and not allow_partial:
+        raise DatasetError(f"{spec.name}: the download holds {count} rated image(s); the published dataset has "
+                           f"{spec.n_images}, so it is a cut or other release and nothing was pinned (the files "
+                           f"are kept in {dest / ARCHIVE_DIR}). Check the dataset homepage ({spec.homepage}); to "
+                           "use this copy as a subset, run the download again with --partial")
 
 
 def _has_images(spec: DatasetSpec, root: Path) -> bool:
