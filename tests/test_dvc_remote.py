@@ -24,6 +24,8 @@ import pytest
 import torch
 from PIL import Image
 
+from fakeserver import KADID_LAYOUT_IMAGES
+
 HANG_S = 900  # against a hang only: a DVC command on two busy cores can take minutes
 
 MISSING = [name for name in ("moto", "boto3", "dvc_s3") if importlib.util.find_spec(name) is None]
@@ -193,7 +195,7 @@ import dataclasses, os, runpy, sys
 from iqabench.datasets import registry
 spec = registry.SPECS["kadid10k"]
 registry.SPECS["kadid10k"] = dataclasses.replace(
-    spec, remotes=(registry.Remote(os.environ["IQABENCH_TEST_URL"], "kadid10k.zip"),))
+    spec, remotes=(registry.Remote(os.environ["IQABENCH_TEST_URL"], "kadid10k.zip"),), n_images={KADID_LAYOUT_IMAGES})
 sys.argv = [{str(STAGE_SCRIPT)!r}] + sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -246,7 +248,8 @@ def test_stage_writes_one_lock_per_dataset_by_default(monkeypatch, tmp_path):
     stage = runpy.run_path(str(STAGE_SCRIPT), run_name="download_stage")
     with serve({"kadid10k.zip": archive}) as server:
         monkeypatch.setitem(registry.SPECS, "kadid10k", dataclasses.replace(
-            registry.SPECS["kadid10k"], remotes=(registry.Remote(server.url("kadid10k.zip"), "kadid10k.zip"),)))
+            registry.SPECS["kadid10k"], remotes=(registry.Remote(server.url("kadid10k.zip"), "kadid10k.zip"),),
+            n_images=KADID_LAYOUT_IMAGES))
         assert stage["main"](["kadid10k", "--data-root", str(tmp_path / "data/raw"), "--retries", "0"]) == 0
     lock = json.loads((tmp_path / "data/checksums/kadid10k.lock.json").read_text())
     assert lock["kadid10k/kadid10k.zip"]["sha256"] == hashlib.sha256(archive).hexdigest()
