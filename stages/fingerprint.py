@@ -12,6 +12,7 @@ iqabench.datasets.fingerprint for what a fingerprint holds.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -41,11 +42,18 @@ def row_inputs(models: list[str]) -> dict:
     for name in models:
         row = rows.get(name)
         files = {str(p): p for p in row.artifacts if row.stage is None}
-        module = getattr(row.build, "__module__", "") or ""
-        code = getattr(getattr(row.build, "__code__", None), "co_filename", None)  # where the builder is defined
-        code = code or getattr(sys.modules.get(module), "__file__", None)          # a callable object: its module
+        build = row.build
+        while isinstance(build, functools.partial):  # the function it wraps is the code (not functools)
+            build = build.func
+        module = getattr(build, "__module__", "") or ""
+        code = getattr(getattr(build, "__code__", None), "co_filename", None)  # where the builder is defined
+        code = code or getattr(sys.modules.get(module), "__file__", None)      # a callable object: its module
         if code and not module.startswith("iqabench"):
             files[f"code:{module}"] = Path(code)
+        declared = rows.declared_in(name)  # the factory's module: the Row's settings and preprocessing
+        declared_file = getattr(sys.modules.get(declared or ""), "__file__", None)
+        if declared_file and not declared.startswith("iqabench"):
+            files[f"code:{declared}"] = Path(declared_file)
         for distribution, relative in row.package_files:
             try:
                 files[f"{distribution}:{relative}"] = published_classic.package_file(distribution, relative)

@@ -285,3 +285,22 @@ def test_the_fingerprint_stage_sees_what_rows_read_outside_dvcs_view(user_packag
     assert after["niqe-published"] == before["niqe-published"]
     weights.unlink()
     assert stage.row_inputs([f"file:{weights}"]) == {f"file:{weights}": {str(weights): "missing"}}
+
+
+def test_a_py_row_built_by_a_partial_is_fingerprinted_by_its_own_modules(tmp_path, monkeypatch):
+    # A `functools.partial` build was fingerprinted as "code:functools", and the factory's module (its settings)
+    # not at all: editing it left models.json byte-identical, so extract kept the old features.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stage_fingerprint", REPO / "stages" / "fingerprint.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    (tmp_path / "builders_x.py").write_text("def build(seed, device, k=1.0):\n    return None\n")
+    factory = tmp_path / "rows_x.py"
+    factory.write_text("import functools\nfrom iqabench.rows import Row, NR\nimport builders_x\nK = 1.0\n"
+                       "def make():\n    return Row('x', NR, functools.partial(builders_x.build, k=K), 'demo')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = stage.row_inputs(["py:rows_x:make"])["py:rows_x:make"]
+    assert sorted(before) == ["code:builders_x", "code:rows_x"]
+    factory.write_text(factory.read_text().replace("K = 1.0", "K = 5.0"))
+    assert stage.row_inputs(["py:rows_x:make"])["py:rows_x:make"]["code:rows_x"] != before["code:rows_x"]

@@ -282,6 +282,17 @@ def get(name: str) -> Row:
     raise UnknownRowError(f"unknown row {name!r}; choose from {names()} or {list(FAMILIES)}")
 
 
+def declared_in(name: str) -> str | None:
+    """The module that declares an outside row (``py:MODULE:FACTORY``, or an entry point's module), whose
+    Row (settings, preprocessing) its features depend on; None for the project's own rows."""
+    if name.startswith("py:"):
+        return name[len("py:"):].partition(":")[0]
+    if name not in ROWS and not name.startswith(("file:", "fr:")):
+        point = _entry_points().get(name)
+        return point.module if point is not None else None
+    return None
+
+
 def is_full_reference(name: str) -> bool:
     """A row that needs each image's pristine reference (no value on authentic images or a user's photo)."""
     return get(name).kind == FR
