@@ -306,3 +306,13 @@ def test_download_of_a_cut_release_says_so_and_partial_accepts_it(tmp_path, monk
         result, out = _invoke("download", "kadid10k", "--dest", tmp_path / "raw" / "kadid10k", "--partial")
     assert result.exit_code == 0 and "kadid10k is ready" in out, out
     assert (tmp_path / "checksums" / "kadid10k.lock.json").is_file()
+
+
+def test_a_scale_far_wider_than_the_scores_is_refused_before_ties_are_written(tmp_path):
+    # --lo -1e12 --hi 1e12 for scores 1-3: normalised and written at 10 digits they were all 0.5, ranked as ties.
+    result, out, registry = _generic(tmp_path, "image,MOS\na.png,1\nb.png,2\nc.png,3\n", "--lo", "-1e12", "--hi", "1e12")
+    assert result.exit_code == 1 and not registry.exists()
+    assert ("mine: the declared scale [-1e+12, 1e+12] is so much wider than the scores (min 1, max 3) that normalised "
+            "to [0, 1] and written at 10 significant digits, 3 distinct scores become 1; give the scale the scores "
+            "are on (--lo/--hi)") in out, out
+

@@ -112,3 +112,12 @@ def test_scores_are_written_at_fixed_precision_so_last_bit_noise_keeps_the_bytes
     first, second = manifest.write(a, tmp_path / "a" / "m.csv"), manifest.write(b, tmp_path / "b" / "m.csv")
     assert first.read_bytes() == second.read_bytes()
     assert pd.read_csv(first)["raw_score"].tolist() == [61.23456789, 40.0]
+
+
+def test_images_of_one_name_in_two_folders_are_two_contents(tmp_path):
+    # s1/photo.png and s2/photo.png shared the content id "photo" (the stem): splits kept them together.
+    images = ["s1/photo.png", "s2/photo.png", "s2/other.png"]
+    assert manifest.own_contents(images) == ["s1/photo.png", "s2/photo.png", "other"]
+    frame = manifest.make("demo", images, [1.0, 2.0, 3.0], kind="MOS", lo=1, hi=5, higher_is_better=True,
+                          score_source="test")
+    assert frame["content_id"].nunique() == 3

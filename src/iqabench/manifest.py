@@ -51,18 +51,41 @@ def normalise(raw, lo: float, hi: float, higher_is_better: bool) -> np.ndarray:
     return unit if higher_is_better else 1.0 - unit
 
 
+def own_contents(images) -> list[str]:
+    """Each image its own content (an authentic set, a user's set without --content-col): its file stem, or
+    where two images share a stem (``s1/photo.png``, ``s2/photo.png``), their paths, which were one content."""
+    stems = [Path(p).stem for p in images]
+    counts = pd.Series(stems).value_counts()
+    return [stem if counts[stem] == 1 else os.fspath(p) for stem, p in zip(stems, images)]
+
+
+def check_resolution(dataset: str, raw, score, lo: float, hi: float) -> None:
+    """Scores stay apart once normalised and written at ``io.SIGNIFICANT_DIGITS``: a scale declared far wider
+    than the scores (``--lo -1e12 --hi 1e12`` for scores 0-1900) merged them into ties, ranked silently."""
+    raw = np.asarray(raw, dtype=np.float64)
+    written = np.array([io.stable_float(v) for v in np.asarray(score, dtype=np.float64)])
+    distinct, kept = np.unique(raw[np.isfinite(raw)]).size, np.unique(written[np.isfinite(written)]).size
+    if kept < distinct:
+        raise ManifestError(f"{dataset}: the declared scale [{lo:g}, {hi:g}] is so much wider than the scores "
+                            f"(min {np.nanmin(raw):g}, max {np.nanmax(raw):g}) that normalised to [0, 1] and written "
+                            f"at {io.SIGNIFICANT_DIGITS} significant digits, {distinct} distinct scores become "
+                            f"{kept}; give the scale the scores are on (--lo/--hi)")
+
+
 def make(dataset: str, images, raw, *, kind: str, lo: float, hi: float,
          higher_is_better: bool, score_source: str, content_id=None, reference="",
          distortion="", level="", split="") -> pd.DataFrame:
     """Build a manifest frame from columns; scalars broadcast to every row."""
     images = [os.fspath(p) for p in images]
+    score = normalise(raw, lo, hi, higher_is_better)
+    check_resolution(dataset, raw, score, lo, hi)
     frame = pd.DataFrame({
         "dataset": dataset,
         "image": images,
-        "score": normalise(raw, lo, hi, higher_is_better),
+        "score": score,
         "raw_score": np.asarray(raw, dtype=np.float64),
         "raw_scale": scale_label(kind, lo, hi, higher_is_better),
-        "content_id": [Path(p).stem for p in images] if content_id is None else content_id,
+        "content_id": own_contents(images) if content_id is None else content_id,
         "reference": reference,
         "distortion": distortion,
         "level": level,

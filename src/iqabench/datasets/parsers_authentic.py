@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import manifest
 from .scorefiles import (DatasetError, line_of, load_mat, locate, mat_strings, name_column, numeric_column,
                          read_csv_columns, read_excel_columns, read_excel_positional)
 
@@ -27,7 +28,7 @@ def frame(images, raw, *, source: Path, content_id=None, reference="", distortio
     table = pd.DataFrame({
         "image": images,
         "raw_score": np.asarray(raw, dtype=np.float64),
-        "content_id": [Path(p).stem for p in images] if content_id is None else content_id,
+        "content_id": manifest.own_contents(images) if content_id is None else content_id,
         "reference": reference, "distortion": distortion, "level": level, "split": split,
     })
     table.attrs["source"] = str(source)
