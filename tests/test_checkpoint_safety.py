@@ -83,10 +83,15 @@ def test_other_configs_are_skipped_silently_and_pruned(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert checkpoint.latest(tmp_path, "abc") is None
+    assert checkpoint.of_other_settings(tmp_path, "abc") == [checkpoint.path_for(tmp_path, 7)]
     for step in (1, 2, 3):
         checkpoint.save(tmp_path, step, _state(step))
+    # The other run is further along: kept (reverting the params change resumes it) until this one passes it.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000002.json", "step-00000002.pt",
-                                                          "step-00000003.json", "step-00000003.pt"]
+                                                          "step-00000003.json", "step-00000003.pt",
+                                                          "step-00000007.json", "step-00000007.pt"]
+    checkpoint.save(tmp_path, 8, _state(8))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".pt") == ["step-00000003.pt", "step-00000008.pt"]
 
 
 def test_encoder_file_with_a_pickled_object_is_refused_without_torchs_retry_hint(tmp_path):

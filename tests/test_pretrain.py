@@ -56,11 +56,26 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_corpus, tmp_path, cras
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_checkpoint_of_other_params_is_not_resumed(tiny_corpus, tmp_path):
+def test_checkpoint_of_other_params_is_not_resumed(tiny_corpus, tmp_path, capsys):
     out, _ = tiny_corpus
     train(_cfg(steps=3), out, tmp_path / "a.pt", tmp_path / "ckpt")
     history = train(_cfg(steps=3, lr=5e-4), out, tmp_path / "b.pt", tmp_path / "ckpt")
-    assert history[0]["step"] == 1  # started from scratch
+    assert history[0]["step"] == 1  # started from scratch, and says why
+    assert "pretraining starts at step 0: the 1 checkpoint(s) in" in capsys.readouterr().out
+
+
+def test_a_resume_across_how_the_run_is_watched_is_the_same_run(tiny_corpus, tmp_path, crash_after_first_checkpoint,
+                                                               capsys):
+    # checkpoint_every, log_every or device "auto" for "cpu" entered the hash: the run restarted at step 0 and
+    # its first save deleted the checkpoints it could have resumed.
+    out, _ = tiny_corpus
+    train(_cfg(), out, tmp_path / "a.pt", tmp_path / "ckpt-a")
+    with crash_after_first_checkpoint():
+        train(_cfg(), out, tmp_path / "b.pt", tmp_path / "ckpt-b")
+    train(_cfg(checkpoint_every=2, log_every=2, device="auto"), out, tmp_path / "b.pt", tmp_path / "ckpt-b")
+    assert "resuming pretraining from" in capsys.readouterr().out
+    a, b = encoders.load(tmp_path / "a.pt").state_dict(), encoders.load(tmp_path / "b.pt").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_non_finite_loss_stops_with_a_clear_message(tiny_corpus, tmp_path):

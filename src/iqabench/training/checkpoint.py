@@ -99,7 +99,8 @@ def save(ckpt_dir: str | Path, step: int, state: dict) -> Path:
 
 def _prune(ckpt_dir: Path, config_hash: str | None, current: Path) -> None:
     """Keep ``current`` and the newest intact checkpoint of this config before it (it backs up a newest one
-    damaged later); checkpoints of other configs cannot be resumed by this run and go. A checkpoint of this
+    damaged later); checkpoints of other configs cannot be resumed by this run and go once it has passed their
+    step (until then, reverting a params change still resumes them). A checkpoint of this
     config after ``current`` was skipped by :func:`latest` as damaged (else this run would have resumed past
     it): counted among the newest, two such files made every new good checkpoint be deleted as soon as it was
     written. Files without a sidecar are left alone: they are not ours to delete (an interrupted save's .pt is
@@ -113,7 +114,7 @@ def _prune(ckpt_dir: Path, config_hash: str | None, current: Path) -> None:
             continue
         if meta.get("config_hash") == config_hash:
             ours.append((path, meta))
-        else:
+        elif path.name <= current.name:  # another config's run: kept while it is further along than this one
             _remove(path)
     keep = {current}
     for path, meta in reversed([(p, m) for p, m in ours if p.name < current.name]):
@@ -154,6 +155,12 @@ def _damage(path: Path, meta: dict) -> str | None:
 def _skip(path: Path, why: str) -> None:
     warnings.warn(f"checkpoint {path} skipped: {why}; resuming from an earlier checkpoint (or from the start)",
                   CheckpointWarning, stacklevel=3)
+
+
+def of_other_settings(ckpt_dir: str | Path, config_hash: str) -> list[Path]:
+    """The checkpoints (with a sidecar) that a run of another config wrote, by step."""
+    return [path for path in sorted(Path(ckpt_dir).glob("step-*.pt"))
+            if (meta := _sidecar(path)) is not None and meta.get("config_hash") != config_hash]
 
 
 def latest(ckpt_dir: str | Path, config_hash: str) -> dict | None:

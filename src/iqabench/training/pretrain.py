@@ -101,6 +101,9 @@ OBJECTIVES = ("contrique", "arniqa")
 # keep the hash (and resume from checkpoints) and the encoder metadata they had before.
 _LATER_KEYS = {"objective": "contrique", "max_distortions": 4, "level_std": 2.5, "photos": [],
                "synthesis": "auto"}
+# Settings that change how a run is watched and fed, not what it computes (every worker count reads the same
+# samples): a resume across them is the same run. The device enters the hash as resolved ("auto" = "cpu" here).
+_RESUME_NEUTRAL = ("checkpoint_every", "log_every", "workers", "device")
 
 
 def run_config(cfg: PretrainConfig) -> dict:
@@ -163,8 +166,10 @@ def fit(cfg: PretrainConfig, corpus_dir: str | Path, encoder_path: str | Path | 
     rt = runtime.setup(cfg.device)
     # A checkpoint is resumed only by the same config, corpus content and training/distortion code.
     code = io.source_fingerprint(Path(__file__).resolve().parent, Path(__file__).resolve().parents[1] / "distortions")
-    digest = corpus.config_hash(run_config(cfg) | {"corpus": str(corpus_dir), "world": rt.world_size,
-                                                   "corpus_hash": corpus.fingerprint(corpus_dir), "code": code})
+    computed = {k: v for k, v in run_config(cfg).items() if k not in _RESUME_NEUTRAL}
+    digest = corpus.config_hash(computed | {"corpus": str(corpus_dir), "world": rt.world_size,
+                                            "device": rt.device.type, "corpus_hash": corpus.fingerprint(corpus_dir),
+                                            "code": code})
     if cfg.log_every < 1 or cfg.checkpoint_every < 1:
         raise ValueError(f"pretrain.log_every and pretrain.checkpoint_every must be >= 1, got {cfg.log_every} "
                          f"and {cfg.checkpoint_every}")
@@ -188,6 +193,9 @@ def fit(cfg: PretrainConfig, corpus_dir: str | Path, encoder_path: str | Path | 
         partial = state.get("loss_window", (0.0, 0))  # the log window a checkpoint fell inside, if any
         if rt.is_main:
             print(f"resuming pretraining from {state['path']} (step {step}/{total})")
+    elif rt.is_main and (others := checkpoint.of_other_settings(ckpt_dir, digest)):
+        print(f"pretraining starts at step 0: the {len(others)} checkpoint(s) in {ckpt_dir} (up to {others[-1].name}) "
+              "were written with other settings, code or data; each is kept until this run saves a later step")
     model, net = rt.distribute(model, cfg.compile)
     model.train()
     per_step = cfg.images_per_step(rt.world_size)
