@@ -316,3 +316,26 @@ def test_a_scale_far_wider_than_the_scores_is_refused_before_ties_are_written(tm
             "to [0, 1] and written at 10 significant digits, 3 distinct scores become 1; give the scale the scores "
             "are on (--lo/--hi)") in out, out
 
+
+
+def test_byte_identical_copies_under_other_names_join_one_content(tmp_path):
+    # 15 photos plus copies under new names registered silently: 4 of 6 test images had their twin in train,
+    # and BRISQUE's SRCC was 0.96. Copies now share a content, so content-disjoint splits keep them together.
+    import shutil
+
+    folder = _images(tmp_path / "imgs", ("a.png", "b.png", "c.png", "d.png"))
+    shutil.copy(folder / "a.png", folder / "copy-of-a.png")
+    with pytest.warns(UserWarning, match=r"mine: 1 image file\(s\) have byte-identical copies under another name "
+                                         r"\(a.png = copy-of-a.png\); their contents are joined, .* \(4 contents\)"):
+        frame = build_generic(tmp_path, folder, "image,MOS\na.png,1\nb.png,2\nc.png,3\nd.png,4\ncopy-of-a.png,2\n")
+    assert frame.set_index(frame["image"].map(lambda p: Path(p).name))["content_id"].to_dict() == {
+        "a.png": "a", "b.png": "b", "c.png": "c", "d.png": "d", "copy-of-a.png": "a"}
+
+
+def build_generic(tmp_path, folder, rows: str):
+    from iqabench.datasets.local import generic_manifest
+    csv = tmp_path / "scores.csv"
+    csv.write_text(rows)
+    entry = {"path": str(folder), "kind": "generic", "csv": str(csv), "image_col": "image", "score_col": "MOS",
+             "lo": 0, "hi": 5, "higher_is_better": True, "score_type": "MOS"}
+    return generic_manifest("mine", entry)

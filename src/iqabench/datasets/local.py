@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io, manifest
-from .build import build_from_spec, check_images_exist, check_scores_vary, list_images
+from .build import build_from_spec, check_images_exist, check_scores_vary, join_identical_copies, list_images
 from .registry import SHARED_SUBSETS, SPECS, get_spec
 from .scorefiles import DatasetError, line_of, name_column, numeric_column, read_csv_columns
 
@@ -239,7 +239,7 @@ def generic_manifest(name: str, entry: dict, *, registered: bool = True) -> pd.D
     frame = manifest.make(name, images, raw, kind=entry["score_type"], lo=entry["lo"], hi=entry["hi"],
                           higher_is_better=entry["higher_is_better"], content_id=content,
                           score_source=f"human {entry['score_type']} (from {csv.name}, registered locally)")
-    return manifest.validate(frame, where=f"{name} manifest from {csv}")
+    return join_identical_copies(name, manifest.validate(frame, where=f"{name} manifest from {csv}"))
 
 
 def _resolve(path: Path, name: str, option: str) -> Path:
