@@ -13,6 +13,7 @@ import re
 import ssl
 import threading
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,9 +147,11 @@ def serve(files: dict[str, bytes] | None = None, tls: "ssl.SSLContext | None" = 
 
 # ---- fake dataset layouts -------------------------------------------------------------------
 
-# The default is at least images.MIN_SIDE a side: registration refuses smaller images.
-def write_image(path: Path, seed: int = 0, mode: str = "RGB", size: tuple[int, int] = (40, 32)) -> Path:
+# The default is at least images.MIN_SIDE a side: registration refuses smaller images. Without a seed, the
+# pixels follow the file name: two images are byte-identical copies (one content to a manifest) only if asked.
+def write_image(path: Path, seed: int | None = None, mode: str = "RGB", size: tuple[int, int] = (40, 32)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
+    seed = zlib.crc32(path.name.encode()) if seed is None else seed
     pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     image = Image.fromarray(pixels, "RGB")
     if mode != "RGB":

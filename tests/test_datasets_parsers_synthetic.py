@@ -205,10 +205,11 @@ def test_siqad_matrix_is_type_level_by_reference(tmp_path, stored):
     # Public evaluation scripts pair MATLAB's DMOS(:) (column-major) with these loops.
     in_script_order = []
     for ref in range(1, 21):
-        (tmp_path / "references" / f"cim{ref}.bmp").write_bytes(b"BM")
+        (tmp_path / "references" / f"cim{ref}.bmp").write_bytes(f"BM {ref}".encode())
         for kind in range(1, 8):
-            for level in range(1, 8):
-                (tmp_path / "DistortedImages" / f"cim{ref}_{kind}_{level}.bmp").write_bytes(b"BM")
+            for level in range(1, 8):  # existence is what the parser checks; distinct bytes, as distinct images
+                name = f"cim{ref}_{kind}_{level}.bmp"
+                (tmp_path / "DistortedImages" / name).write_bytes(f"BM {name}".encode())
                 in_script_order.append(f"cim{ref}_{kind}_{level}.bmp")
     frame = build_manifest("siqad", tmp_path)
     got = rows(frame)

@@ -69,6 +69,8 @@ def join_identical_copies(dataset: str, frame: pd.DataFrame) -> pd.DataFrame:
         if len(rows) < 2:
             continue
         ids = [root(frame.at[i, "content_id"]) for i in rows]
+        if len(set(ids)) < 2:  # copies within one content (LIVE's references among its distorted images)
+            continue
         for other in ids[1:]:
             join[other] = ids[0] if other != ids[0] else other
         copies.append(" = ".join(Path(frame.at[i, "image"]).name for i in rows[:3]))
