@@ -167,3 +167,15 @@ def test_cross_dataset_predictions_of_b_depend_on_a_only():
     result = cross_dataset(features_a, frame_a, features_b, frame_b, alpha=0.1, standardize=True, logistic="none")
     assert result["srcc"] == pytest.approx(stats.spearmanr(full[0], frame_b["score"]).statistic, abs=1e-9)
     assert result["n_train"] == len(frame_a) and result["n_test"] == len(frame_b)
+
+
+def test_a_test_set_of_one_score_names_the_dataset_row_and_split():
+    # "error: evaluate: mos is constant (np.float64(0.0)) over 3 images": no dataset, model or split, a numpy repr.
+    from iqabench.evaluation.protocol import run_splits, score_run
+
+    frame = pd.DataFrame({"score": [0.0] * 10 + [1.0, 0.5], "content_id": [str(i) for i in range(12)]})
+    features = np.arange(24, dtype=float).reshape(12, 2)
+    run = run_splits(features, frame, n_splits=3, test_frac=0.25, seed=0)
+    with pytest.raises(ValueError, match=r"^dataset 'd', model 'm', split \d: mos is constant \(0\) over 3 images; "
+                                         r"a test set needs differing scores"):
+        score_run(run, where="dataset 'd', model 'm'")

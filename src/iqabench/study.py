@@ -57,7 +57,8 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
                 val_frac=cfg["val_frac"], seed=cfg["seed"], alphas=cfg["alphas"],
                 standardize=cfg["standardize"], alpha_rule=cfg.get("alpha_rule", "median"), splits=splits,
                 where=f"dataset {ds!r}, model {model!r}")
-            scored = score_run(run, logistic=cfg["logistic"]).assign(model=model, dataset=ds)
+            scored = score_run(run, logistic=cfg["logistic"], where=f"dataset {ds!r}, model {model!r}").assign(
+                model=model, dataset=ds)
             per_split.append(scored)
             runs[model] = run
             chosen_alpha[model, ds] = float(np.median(run.alphas))

@@ -35,8 +35,8 @@ def _pair(pred, mos) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"{name} has a non-finite value at position {int(np.flatnonzero(bad)[0])} "
                              f"({values[bad][0]!r}); drop or fix that image before scoring")
     if np.ptp(mos) == 0:
-        raise ValueError(f"mos is constant ({mos[0]!r}) over {mos.size} images; "
-                         "a test set needs differing scores to be ranked")
+        raise ValueError(f"mos is constant ({float(mos[0]):g}) over {mos.size} images; a test set needs differing "
+                         "scores to be ranked (on a small or few-valued dataset: a larger test_frac)")
     return pred, mos
 
 

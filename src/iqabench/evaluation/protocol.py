@@ -114,10 +114,13 @@ def run_splits(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_fra
                     n_missing=int(missing.sum()), drawn=drawn)
 
 
-def score_run(run: SplitRun, logistic: str = "5pl") -> pd.DataFrame:
+def score_run(run: SplitRun, logistic: str = "5pl", where: str = "score_run") -> pd.DataFrame:
     rows = []
     for index, (split, alpha, pred) in enumerate(zip(run.splits, run.alphas, run.test_pred)):
-        metrics = compute_metrics(pred, run.scores[split.test], logistic=logistic)
+        try:
+            metrics = compute_metrics(pred, run.scores[split.test], logistic=logistic)
+        except ValueError as exc:  # a test set of one score, say: which dataset, row and split
+            raise ValueError(f"{where}, split {index}: {exc}") from None
         rows.append({"split": index, "seed": split.seed, "alpha": alpha, "n_train": len(split.train),
                      "n_val": len(split.val), "n_test": len(split.test), "n_missing": run.n_missing, **metrics})
     return pd.DataFrame(rows, columns=list(PER_SPLIT_COLUMNS))

@@ -187,9 +187,11 @@ def select_alpha(predictions: SplitPredictions, y, splits: list[Split], rule: st
     if rule not in ALPHA_RULES:
         raise ValueError(f"alpha rule must be one of {ALPHA_RULES}, got {rule!r}")
     y = np.asarray(y, dtype=np.float64).ravel()
-    if any(len(split.val) < 3 for split in splits):
-        raise ValueError("choosing alpha needs at least 3 validation images in every split; "
-                         "set val_frac > 0 (e.g. 0.1) or give a single alpha")
+    fewest = min((len(split.val), index) for index, split in enumerate(splits))
+    if fewest[0] < 3:
+        raise ValueError(f"choosing alpha needs at least 3 validation images in every split, and split {fewest[1]} "
+                         f"has {fewest[0]}; raise val_frac (e.g. 0.1, more on a small dataset) or give a single "
+                         "alpha")
     val_srcc = np.stack([batch_srcc(pred, y[split.val]) for pred, split in zip(predictions.val, splits)])
     # argmax returns the first maximum; scanning from the largest alpha down sends ties there.
     largest_first = np.argsort(predictions.alphas, kind="stable")[::-1]
