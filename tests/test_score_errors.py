@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -116,6 +117,9 @@ def test_a_row_undefined_on_one_image_names_it_instead_of_printing_nan(tmp_path)
     code, out = _score(tmp_path / "textured.png", tmp_path / "flat.png", "--model", "brisque",
                        "--regressors", tmp_path / "regressors")
     assert code == 1 and "brisque is undefined on 1 image(s)" in out and "flat.png" in out and "nan" not in out.lower().split()
+    # The other images are still rated (nothing was printed for any of them); the undefined one has no value.
+    assert re.search(rf"{re.escape(str(tmp_path / 'textured.png'))},64,64,-?\d", out)
+    assert f"{tmp_path / 'flat.png'},64,64, " in out  # out is whitespace-joined: the empty cell ends the line
 
 
 def test_a_folder_is_not_called_missing(row, tmp_path):

@@ -1,6 +1,7 @@
 """The `iqabench` command: the user's door to the same functions the pipeline runs."""
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -106,16 +107,20 @@ def score(images: List[Path] = typer.Argument(..., help="image files to rate"),
     except (ImageError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)  # unwrapped, so the file name stays whole
         raise typer.Exit(1)
-    if not console().is_terminal:  # piped or redirected: plain CSV that other tools can read
+    if not console().is_terminal:  # piped or redirected: plain CSV that other tools can read (undefined: empty)
         typer.echo(frame[["image", "width", "height", "quality"]].to_csv(index=False), nl=False)
-        return
-    table = Table(title=f"predicted quality by {model} ({frame['scale'].iloc[0]})")
-    table.add_column("image", overflow="fold")
-    for col in ("width", "height", "quality"):
-        table.add_column(col, justify="right")
-    for row in frame.itertuples():
-        table.add_row(Text(row.image), str(row.width), str(row.height), f"{row.quality:.1f}")  # not markup
-    console().print(table)
+    else:
+        table = Table(title=f"predicted quality by {model} ({frame['scale'].iloc[0]})")
+        table.add_column("image", overflow="fold")
+        for col in ("width", "height", "quality"):
+            table.add_column(col, justify="right")
+        for row in frame.itertuples():
+            quality = "undefined" if math.isnan(row.quality) else f"{row.quality:.1f}"
+            table.add_row(Text(row.image), str(row.width), str(row.height), quality)  # not markup
+        console().print(table)
+    if frame.attrs.get("not_scored"):
+        typer.echo(f"error: {frame.attrs['not_scored']}", err=True)
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -160,23 +160,29 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
     feats = features.extract(feature_fn, frame, batch_size=1, max_short_side=None, show_progress=False,
                              load=pixels)
     undefined = features.undefined_rows(feats)
+    not_scored = ""
     if undefined.any():  # e.g. BRISQUE on a flat image: no score exists, and a made-up one would mislead
         names = ", ".join(str(p) for p in frame["image"][undefined][:5])
-        raise ValueError(f"{model} is undefined on {int(undefined.sum())} image(s) ({names}): its features do not "
-                         "exist there (e.g. BRISQUE on an image without luminance variation); score them with "
-                         "another model, or leave them out")
+        not_scored = (f"{model} is undefined on {int(undefined.sum())} image(s) ({names}): its features do not "
+                      "exist there (e.g. BRISQUE on an image without luminance variation); score them with "
+                      "another model, or leave them out")
+        if undefined.all():
+            raise ValueError(not_scored)
     if feats.ndim != 2 or feats.shape[1] != fitted.coef.size:  # predict's message named neither file nor fix
         got = feats.shape[1] if feats.ndim == 2 else f"shape {feats.shape}"
         raise ValueError(f"{fitted_path} expects {fitted.coef.size} features per image, but {model} gives "
                          f"{got}: it was fitted on the features of another encoder (another width or "
                          f"architecture, or the weights file changed since); re-fit it with `dvc repro evaluate` "
                          f"({model!r} in params.yaml `models:`)")
-    quality = (fitted.predict(feats) * 100.0).round(2)
+    quality = np.full(len(frame), np.nan)  # the undefined images keep no score: the others are still rated
+    quality[~undefined] = (fitted.predict(feats[~undefined]) * 100.0).round(2)
     outside = (quality < 0) | (quality > 100)
     if outside.any():  # kept as predicted (a clipped 0 or 100 would hide how far off it is), but said
         first = int(np.flatnonzero(outside)[0])
         warnings.warn(f"{int(outside.sum())} image(s) scored outside 0-100 (e.g. {frame['image'].iloc[first]}: "
                       f"{quality[first]:g}): the regressor was fitted on {fitted.dataset}'s scores and extrapolates "
                       "here, so these images are unlike that set's; read their scores as out of range", stacklevel=2)
-    return frame.assign(height=[h for h, _ in shapes], width=[w for _, w in shapes], quality=quality,
-                        scale=f"0-100, as {fitted.dataset} scores (higher is better)", model=model)
+    scored = frame.assign(height=[h for h, _ in shapes], width=[w for _, w in shapes], quality=quality,
+                          scale=f"0-100, as {fitted.dataset} scores (higher is better)", model=model)
+    scored.attrs["not_scored"] = not_scored  # the command prints the rest, then says this and exits 1
+    return scored
