@@ -269,9 +269,8 @@ def load(path, map_location="cpu", read_as: Preprocessing | None = None) -> Enco
     ``read_as``: the preprocessing its images will get. CONTRIQUE's on an ARNIQA or Re-IQA file (a ``file:``
     row, fine-tuning) is refused: the features would be silently unlike the authors'.
     """
-    trained = Path(path).resolve().parent == TRAINED.resolve()
     blob = encoder_files.read(path, map_location, restore=_restore(path),
-                              made_by=f"dvc repro pretrain@{Path(path).stem}" if trained else None)
+                              made_by=f"dvc repro pretrain@{Path(path).stem}" if _trained_here(path) else None)
     origin = published_origin(blob)
     if origin and read_as == CONTRIQUE:
         raise ValueError(f"{path} is {origin}'s published checkpoint, whose authors read images otherwise than "
@@ -294,9 +293,14 @@ def load(path, map_location="cpu", read_as: Preprocessing | None = None) -> Enco
     return encoder.eval()
 
 
+def _trained_here(path) -> bool:
+    """An encoder a pretrain@NAME stage writes: data/encoders/NAME.pt (not its NAME_history.csv beside it)."""
+    return Path(path).resolve().parent == TRAINED.resolve() and Path(path).suffix == ".pt"
+
+
 def _restore(path) -> str:
     """How to get a damaged encoder file back: a pretrain@NAME output from DVC, any other file from its source."""
-    if Path(path).resolve().parent == TRAINED.resolve():
+    if _trained_here(path):
         return f"restore it with `dvc checkout {path}` (or `dvc repro -f pretrain@{Path(path).stem}`)"
     return "download or copy it again (a file `dvc repro` made: `dvc checkout PATH`)"
 
