@@ -120,7 +120,7 @@ def test_compare_on_a_store_mlflow_cannot_read_fails_in_one_line_naming_it(tmp_p
     shown = _compare(uri)
     text = " ".join(shown.output.split())
     assert shown.exit_code == 2 and "Traceback" not in shown.output, shown.output
-    assert text.startswith(f"error: cannot read the MLflow store {uri} (")
+    assert f"error: cannot read the MLflow store {uri} (" in text  # after any library deprecation warning
     assert ("unsupported URI 'foo://bar'" if kind == "scheme" else "file is not a database") in text
     assert "--tracking-uri" in text
     assert garbage.read_bytes() == bytes(range(256)) * 16 and sorted(tmp_path.iterdir()) == [garbage]
@@ -302,3 +302,19 @@ def test_score_in_a_terminal_prints_file_names_as_they_are_not_as_markup(monkeyp
     result = CliRunner().invoke(app, ["score", "--model", "brisque", "a.png"])
     assert result.exit_code == 0, result.output
     assert_readable(out.getvalue(), names)
+
+
+def test_compare_on_a_locked_store_says_it_is_busy_not_broken(tmp_path):
+    # "database is locked … is not a readable MLflow store; pass --tracking-uri … sqlite:///mlflow.db": the store
+    # was fine, a run was writing to it.
+    import sqlite3
+
+    db = tmp_path / "mlflow.db"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        text = " ".join(_compare(f"sqlite:///{db}").output.split())
+    finally:
+        holder.close()
+    assert "database is locked" in text and f"{db} is busy (another process" in text and "not a readable" not in text

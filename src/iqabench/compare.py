@@ -121,9 +121,13 @@ def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         if tracking_store.is_server(uri):
             todo = "start the server (`make ui`) or pass --tracking-uri to a store that answers"
+        elif database is not None and "database is locked" in reason:  # busy, not broken: a run is writing
+            todo = (f"{database} is busy (another process, e.g. a `dvc repro` logging its run, holds its lock); try "
+                    "again when it is done")
         elif database is not None:
             todo = (f"{database} is not a readable MLflow store; pass --tracking-uri (or set MLFLOW_TRACKING_URI) "
-                    "to the store that holds your runs, e.g. sqlite:///mlflow.db")
+                    "to the store that holds your runs (the one `dvc repro` logs to: sqlite:///mlflow.db in the "
+                    "repository), or restore that file")
         else:
             todo = ("pass --tracking-uri (or set MLFLOW_TRACKING_URI) to an MLflow store: http://HOST:PORT for a "
                     "server, sqlite:///PATH.db for a local store")
