@@ -306,6 +306,10 @@ def test_download_of_a_cut_release_says_so_and_partial_accepts_it(tmp_path, monk
         result, out = _invoke("download", "kadid10k", "--dest", tmp_path / "raw" / "kadid10k", "--partial")
     assert result.exit_code == 0 and "kadid10k is ready" in out, out
     assert (tmp_path / "checksums" / "kadid10k.lock.json").is_file()
+    # `iqabench datasets` shows what the copy holds, not the published count.
+    from iqabench.datasets.status import status_table
+    row = next(r for r in status_table(tmp_path / "raw", tmp_path / "r.json") if r["name"] == "kadid10k")
+    assert (row["images"], row["state"], row["status"]) == (3, "partial", "ready (partial: 3 of 10125 images)")
 
 
 def test_a_scale_far_wider_than_the_scores_is_refused_before_ties_are_written(tmp_path):

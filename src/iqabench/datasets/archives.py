@@ -106,6 +106,7 @@ def rar_extractor() -> str:
 # member of that name would plant a file the next run trusts (a "done" marker, an archive it reuses).
 ARCHIVE_DIR = ".archives"
 DONE_MARKER = ".iqabench-download.json"
+PARTIAL_MARKER = ".iqabench-partial.json"  # a download accepted with --partial: how many images it holds
 
 
 def check_member(name: str, archive: Path) -> PurePosixPath:
@@ -118,7 +119,7 @@ def check_member(name: str, archive: Path) -> PurePosixPath:
     if not clean or clean.startswith("/") or (len(clean) > 1 and clean[1] == ":") or ".." in path.parts:
         raise UnsafeArchiveError(f"{archive.name}: member {name!r} would be written outside the target "
                                  f"folder; refusing to extract this archive (it may be malicious or corrupt)")
-    if path.parts and path.parts[0] in (ARCHIVE_DIR, DONE_MARKER):
+    if path.parts and path.parts[0] in (ARCHIVE_DIR, DONE_MARKER, PARTIAL_MARKER):
         raise UnsafeArchiveError(f"{archive.name}: member {name!r} would overwrite iqabench's own record of the "
                                  f"download ({path.parts[0]}); refusing to extract this archive (it may be "
                                  "malicious or corrupt)")

@@ -107,8 +107,9 @@ def _download(spec: DatasetSpec, dest: Path, lock_path: Path, *, retries: int, b
         done_before = [dest] if len(fetched) < len(spec.remotes) else []  # remotes extracted by an earlier run
         stored = [stored for _, _, stored, _ in fetched]
         _check_layout(spec, dest, [incoming, *done_before], stored)
+        count = None
         if fetched and not done_before:
-            _check_count(spec, incoming, dest, stored, allow_partial)
+            count = _check_count(spec, incoming, dest, stored, allow_partial)
         try:
             if incoming.is_dir():
                 archives.move_into(incoming, dest, f"{spec.name}: the download")
@@ -117,7 +118,7 @@ def _download(spec: DatasetSpec, dest: Path, lock_path: Path, *, retries: int, b
                                 "free space there (or make it writable), then run the download again: the "
                                 "downloaded files are kept and not downloaded again") from None
         if fetched and done_before:  # the set spans this run's files and an earlier run's: counted in place
-            _check_count(spec, dest, dest, stored, allow_partial)
+            count = _check_count(spec, dest, dest, stored, allow_partial)
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
     # Pinned only now: a file that failed to verify, extract or hold the dataset must never become the reference.
@@ -129,6 +130,12 @@ def _download(spec: DatasetSpec, dest: Path, lock_path: Path, *, retries: int, b
         _record(dest / DONE_MARKER, done, spec.name, remote.filename)
         if not keep_archives:
             stored.unlink()
+    if count is not None:  # `iqabench datasets` shows a partial copy's own count, not the published one
+        partial = dest / archives.PARTIAL_MARKER
+        if count != spec.n_images:
+            _record(partial, {"images": count, "published": spec.n_images}, spec.name, "the image count")
+        else:
+            partial.unlink(missing_ok=True)
     leftover = dest / ARCHIVE_DIR
     if leftover.is_dir() and not [p for p in leftover.iterdir() if p.name != ".lock"]:
         shutil.rmtree(leftover)  # only the guard's own file is left
@@ -213,7 +220,7 @@ def _check_layout(spec: DatasetSpec, dest: Path, roots: list[Path], fetched: lis
                             "then delete them and run the download again")
 
 
-def _check_count(spec: DatasetSpec, root: Path, dest: Path, fetched: list[Path], allow_partial: bool) -> None:
+def _check_count(spec: DatasetSpec, root: Path, dest: Path, fetched: list[Path], allow_partial: bool) -> int:
     """Every image the score file lists is there, and as many as the published set has: a cut or older file
     (3 of KADID-10k's 10,125 images) was called ready and pinned. A listed image that is absent sets the files
     aside (a rerun fetches them again); a complete but smaller set is kept for a rerun with --partial."""
@@ -229,6 +236,7 @@ def _check_count(spec: DatasetSpec, root: Path, dest: Path, fetched: list[Path],
                            f"{spec.n_images}, so it is a cut or other release and nothing was pinned (the files "
                            f"are kept in {dest / ARCHIVE_DIR}). Check the dataset homepage ({spec.homepage}); to "
                            "use this copy as a subset, run the download again with --partial")
+    return count
 
 
 def _has_images(spec: DatasetSpec, root: Path) -> bool:

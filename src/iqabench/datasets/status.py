@@ -1,9 +1,11 @@
 """Which datasets are on this machine, and how to get the ones that are not."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from . import embedded
+from .archives import PARTIAL_MARKER
 from .download import DONE_MARKER
 from .local import DEFAULT_REGISTRY, read_registry
 from .registry import SHARED_SUBSETS, SPECS
@@ -56,8 +58,12 @@ def status_table(data_root: Path = DEFAULT_DATA_ROOT, registry_path: Path = DEFA
     for name, spec in SPECS.items():
         local = Path(data_root) / name
         entry = registry.get(name)
+        images = entry["images"] if entry else spec.n_images
         if (local / DONE_MARKER).is_file():
             status, where, state = "ready", local, "ready"
+            held = _partial_count(local)
+            if held is not None:
+                status, state, images = f"ready (partial: {held} of {spec.n_images} images)", "partial", held
         elif entry and Path(entry["path"]).is_dir():
             partial = bool(entry.get("partial"))
             status, where = "registered" + (" (partial)" if partial else ""), Path(entry["path"])
@@ -70,7 +76,7 @@ def status_table(data_root: Path = DEFAULT_DATA_ROOT, registry_path: Path = DEFA
         else:
             status, where, state = (f"missing: no public URL, {spec.access}; then `iqabench datasets add {name} "
                                     f"--from PATH`"), None, "missing"
-        rows.append({"name": name, "kind": spec.kind, "images": entry["images"] if entry else spec.n_images,
+        rows.append({"name": name, "kind": spec.kind, "images": images,
                      "score": spec.scale, "content": spec.content,
                      "size": human_size(disk_size(where)) if where else "-",
                      "status": status, "state": state, "action": status.split(": ", 1)[1] if ": " in status else "",
@@ -89,3 +95,12 @@ def status_table(data_root: Path = DEFAULT_DATA_ROOT, registry_path: Path = DEFA
                      "action": "" if folder.is_dir() else f"folder {folder} is gone; register it again",
                      "path": str(folder)})
     return rows
+
+
+def _partial_count(folder: Path) -> int | None:
+    """The image count a download accepted with --partial recorded, or None (a full download)."""
+    try:
+        held = json.loads((folder / PARTIAL_MARKER).read_text(encoding="utf-8")).get("images")
+    except (OSError, ValueError, AttributeError):  # absent (a full download), or not what iqabench wrote
+        return None
+    return held if isinstance(held, int) and not isinstance(held, bool) else None
