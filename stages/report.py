@@ -39,14 +39,18 @@ def repro_started() -> float | None:
     return None
 
 
-def stage_timings(previous_report: Path = R / "results.md",
-                  started: float | None = None) -> tuple[list[dict], list[dict]]:
+PER_DATASET = ("prepare", "extract")  # stages DVC runs once per name of `datasets:` (timing STAGE-DATASET)
+
+
+def stage_timings(previous_report: Path = R / "results.md", started: float | None = None,
+                  datasets: list[str] | None = None) -> tuple[list[dict], list[dict]]:
     """(every stage's last timing file, those written in this pipeline run: the stages that ran).
 
     Each stage writes reports/timings/<stage>.json when it runs; DVC keeps the file of a stage it skips.
     "This run" starts when ``started`` (the `dvc` process, :func:`repro_started`) began; outside DVC, after
     the previous report. (DVC deletes the report's own outputs before the stage runs, so under DVC the
-    previous report is gone.) Each entry gains ``finished`` (the file's mtime, s).
+    previous report is gone.) Each entry gains ``finished`` (the file's mtime, s). With ``datasets``, the files of
+    a dataset no longer listed (git keeps them; no stage writes them again) are left out.
     """
     if started is not None:
         since = started
@@ -55,7 +59,8 @@ def stage_timings(previous_report: Path = R / "results.md",
     every = []
     for path in sorted((R / "timings").glob("*.json")):
         timing = _read_timing(path)
-        if timing is not None:
+        kind, _, dataset = (timing or {}).get("stage", "").partition("-")
+        if timing is not None and (datasets is None or kind not in PER_DATASET or dataset in datasets):
             every.append({**timing, "finished": path.stat().st_mtime})
     return every, [t for t in every if t["finished"] > since]
 
@@ -178,7 +183,7 @@ def main() -> None:
                reporting.heatmap(cross, R / "cross_srcc.png")]
     figures = [reporting.scatter(predictions, R / "scatter.png"), reporting.loss_curve(histories, R / "pretrain_loss.png")]
     reporting.plot_data(within, predictions, R / "plots")
-    every, ran = stage_timings(started=repro_started())
+    every, ran = stage_timings(started=repro_started(), datasets=cfg["datasets"])
     sha, dirty = provenance.git_state()
     commit = sha + ("-dirty" if dirty else "")
     lock = provenance.lock_digest("report")

@@ -168,3 +168,18 @@ def test_local_artifact_root_sits_beside_the_store(uri, root):
     from iqabench import tracking
 
     assert tracking.local_artifact_root(uri) == Path(root)
+
+
+def test_a_dataset_dropped_from_params_leaves_the_wall_time_table(tmp_path, monkeypatch):
+    # reports/timings/extract-koniq10k.json stays in git after koniq10k leaves `datasets:`; it was summed into
+    # "all stages, as last run" though no stage of the pipeline writes it any more.
+    stage = _report_stage()
+    monkeypatch.chdir(tmp_path)
+    timings = tmp_path / "reports" / "timings"
+    timings.mkdir(parents=True)
+    for name in ("prepare-synthetic-single", "extract-synthetic-single", "extract-koniq10k", "pretrain-contrique",
+                 "evaluate"):
+        (timings / f"{name}.json").write_text(f'{{"stage": "{name}", "seconds": 1.0}}')
+    every, _ = stage.stage_timings(started=0.0, datasets=["synthetic-single"])
+    assert [t["stage"] for t in every] == ["evaluate", "extract-synthetic-single", "prepare-synthetic-single",
+                                           "pretrain-contrique"]
