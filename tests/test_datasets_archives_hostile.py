@@ -87,7 +87,8 @@ def test_a_member_outside_the_target_is_refused_in_zip_and_tar(tmp_path, kind, m
 
 
 @pytest.mark.parametrize("kind", ["zip", "tar"])
-@pytest.mark.parametrize("member", [".iqabench-download.json", ".archives/kadid10k.zip", "./.archives/x"])
+@pytest.mark.parametrize("member", [".iqabench-download.json", ".iqabench-partial.json", ".archives/kadid10k.zip",
+                                    "./.archives/x"])
 def test_a_member_named_as_the_downloads_own_record_is_refused(tmp_path, kind, member):
     # A planted "done" marker or kept archive would be trusted by the next run.
     members = [("ok.txt", b"fine"), (member, b"{}")]
