@@ -60,3 +60,12 @@ def test_commit_prefix():
     assert compare.commit_prefix("a" * 64) == "a" * 64  # a SHA-256 repository
     with pytest.raises(compare.CompareError):
         compare.commit_prefix("a" * 65)
+
+
+def test_runs_without_iqabench_results_are_called_so_not_an_unknown_statistic():
+    # An experiment named iqabench logged by another tool: "unknown statistic 'srcc'; the runs shown have: none".
+    import pandas as pd
+
+    with pytest.raises(compare.CompareError, match=r"the runs shown hold no within-dataset results .* not logged by "
+                                                   r"iqabench's report stage"):
+        compare.select(pd.DataFrame(columns=compare.VALUE_COLUMNS))

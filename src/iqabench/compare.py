@@ -167,6 +167,10 @@ def select(values: pd.DataFrame, *, models: Sequence[str] = (), datasets: Sequen
            statistics: Sequence[str] = ("srcc",), section: str = "within") -> pd.DataFrame:
     """The chosen values; an unknown model, dataset or statistic raises CompareError with the known ones."""
     part = values[values["section"] == section]
+    if part.empty:  # not "unknown statistic 'srcc'; the runs shown have: none"
+        raise CompareError(f"the runs shown hold no {section}-dataset results (metrics such as "
+                           f"{section}.MODEL.DATASET.srcc): they were not logged by iqabench's report stage; point "
+                           "--experiment or --tracking-uri at the runs `dvc repro` logged")
 
     def check(wanted: Sequence[str], known: Sequence[str], what: str) -> set[str]:
         known_keys = {_key(k): k for k in known}
