@@ -226,3 +226,23 @@ def test_score_reads_a_phone_photo_upright_and_reports_its_displayed_size(row, t
     lines = dict(line.split(",", 1) for line in out.split()[1:])
     (_, jpeg_row), (_, png_row) = sorted(lines.items())
     assert jpeg_row.startswith("40,64,") and jpeg_row == png_row  # width, height as displayed; the same score
+
+
+def test_every_image_a_row_refuses_is_named_not_only_the_first():
+    # `score --model niqe a.png b.png c.png`, all under 96 px, named a.png only: the user fixed it and met b.png.
+    import pandas as pd
+    import torch
+
+    from iqabench import scoring
+
+    def small_refused(x):
+        if x.shape[-1] < 64:
+            raise ValueError("images are too small")
+        return x.mean(dim=(2, 3))
+    sizes = {"a.png": 32, "big.png": 80, "b.png": 40, "c.png": 48}
+    frame = pd.DataFrame({"image": list(sizes)})
+    with pytest.raises(ValueError, match=r"too small\nfailing image\(s\): a.png, b.png, c.png$"):
+        scoring._extract_naming_all(small_refused, frame, lambda name: torch.zeros(3, sizes[name], sizes[name]))
+    frame = pd.DataFrame({"image": ["big.png", "a.png"]})
+    with pytest.raises(ValueError, match=r"failing image\(s\): \['a.png'\]"):  # one: the extractor's own words
+        scoring._extract_naming_all(small_refused, frame, lambda name: torch.zeros(3, sizes[name], sizes[name]))

@@ -157,8 +157,7 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
         feature_fn = rows.feature_fn(model)
     frame = pd.DataFrame({"image": [str(p) for p in paths]})
     # The images are already read and downscaled: extract takes them as they are.
-    feats = features.extract(feature_fn, frame, batch_size=1, max_short_side=None, show_progress=False,
-                             load=pixels)
+    feats = _extract_naming_all(feature_fn, frame, pixels)
     undefined = features.undefined_rows(feats)
     not_scored = ""
     if undefined.any():  # e.g. BRISQUE on a flat image: no score exists, and a made-up one would mislead
@@ -186,3 +185,24 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
                           scale=f"0-100, as {fitted.dataset} scores (higher is better)", model=model)
     scored.attrs["not_scored"] = not_scored  # the command prints the rest, then says this and exits 1
     return scored
+
+
+def _extract_naming_all(feature_fn, frame: pd.DataFrame, pixels) -> np.ndarray:
+    """The features of every image; when the row refuses one (NIQE on an image under 96 px), the error names
+    every image it refuses, not only the first (a user fixed one and met the next)."""
+    def extract(part: pd.DataFrame) -> np.ndarray:
+        return features.extract(feature_fn, part, batch_size=1, max_short_side=None, show_progress=False,
+                                load=pixels)
+    try:
+        return extract(frame)
+    except ValueError as exc:
+        failing = []
+        for row in range(len(frame)):
+            try:
+                extract(frame.iloc[[row]].reset_index(drop=True))
+            except ValueError:
+                failing.append(frame["image"].iloc[row])
+        if len(failing) < 2:
+            raise
+        listed = ", ".join(failing[:10]) + (f" ... ({len(failing)} in all)" if len(failing) > 10 else "")
+        raise ValueError(f"{str(exc).splitlines()[0]}\nfailing image(s): {listed}") from exc
