@@ -59,8 +59,10 @@ def stage_timings(previous_report: Path = R / "results.md", started: float | Non
     every = []
     for path in sorted((R / "timings").glob("*.json")):
         timing = _read_timing(path)
-        kind, _, dataset = (timing or {}).get("stage", "").partition("-")
-        if timing is not None and (datasets is None or kind not in PER_DATASET or dataset in datasets):
+        if timing is None:
+            continue
+        kind, _, dataset = timing["stage"].partition("-")
+        if datasets is None or kind not in PER_DATASET or dataset in datasets:
             every.append({**timing, "finished": path.stat().st_mtime})
     return every, [t for t in every if t["finished"] > since]
 

@@ -24,6 +24,15 @@ def kadid_zip(tmp_path) -> bytes:
     return fakeserver.kadid_zip(tmp_path / "src")
 
 
+def zipped(members: dict[str, str | bytes]) -> bytes:
+    """A zip archive of ``members`` (name -> content), built in memory."""
+    buffer = pyio.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
 def kadid_spec(url: str, sha256=None):
     return dataclasses.replace(get_spec("kadid10k"), n_images=KADID_LAYOUT_IMAGES,
                                remotes=(Remote(url, "kadid10k.zip", sha256=sha256),))
@@ -115,9 +124,7 @@ def test_no_public_url_points_to_add(tmp_path):
 @pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt"])
 def test_path_traversal_zip_is_refused(tmp_path, member):
     archive = tmp_path / "bad.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("ok.txt", "fine")
-        zf.writestr(member, "evil")
+    archive.write_bytes(zipped({"ok.txt": "fine", member: "evil"}))
     with pytest.raises(UnsafeArchiveError, match="outside the target"):
         extract(archive, tmp_path / "out")
     assert not (tmp_path / "out" / "ok.txt").exists()
@@ -135,10 +142,7 @@ def test_tar_links_are_refused(tmp_path):
 
 
 def test_traversal_archive_served_over_http_is_refused(tmp_path):
-    buffer = pyio.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        zf.writestr("../../outside.txt", "evil")
-    with serve({"kadid10k.zip": buffer.getvalue()}) as server:
+    with serve({"kadid10k.zip": zipped({"../../outside.txt": "evil"})}) as server:
         with pytest.raises(UnsafeArchiveError):
             download_spec(kadid_spec(server.url("kadid10k.zip")), tmp_path / "raw" / "kadid10k", **FAST)
     assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "raw" / "outside.txt").exists()
@@ -146,11 +150,8 @@ def test_traversal_archive_served_over_http_is_refused(tmp_path):
 
 def test_an_archive_refused_as_unsafe_is_set_aside_and_the_next_run_fetches_it_again(tmp_path, kadid_zip):
     # It was kept as .archives/kadid10k.zip and reused by every later run: refused for good, with no word why.
-    evil = pyio.BytesIO()
-    with zipfile.ZipFile(evil, "w") as zf:
-        zf.writestr("kadid10k/../../x", "evil")
     dest, lock = tmp_path / "raw" / "kadid10k", tmp_path / "kadid10k.lock.json"
-    with serve({"kadid10k.zip": evil.getvalue()}) as server:
+    with serve({"kadid10k.zip": zipped({"kadid10k/../../x": "evil"})}) as server:
         with pytest.raises(UnsafeArchiveError, match=r"outside the target folder.*Nothing was pinned; the file is "
                                                      r"kept as .*kadid10k.zip.corrupt and not used"):
             download_spec(kadid_spec(server.url("kadid10k.zip")), dest, lock_path=lock, **FAST)
@@ -163,11 +164,8 @@ def test_an_archive_refused_as_unsafe_is_set_aside_and_the_next_run_fetches_it_a
 def test_a_valid_archive_of_something_else_is_not_pinned_and_the_real_one_is(tmp_path, kadid_zip):
     # A server that zips a login page (or a moved file): the zip extracts cleanly, but holds no dmos.csv.
     # It was once pinned and marked done, so the real archive was refused afterwards.
-    other = pyio.BytesIO()
-    with zipfile.ZipFile(other, "w") as archive:
-        archive.writestr("readme.txt", "please log in")
     dest, lock = tmp_path / "raw" / "kadid10k", tmp_path / "kadid10k.lock.json"
-    with serve({"kadid10k.zip": other.getvalue()}) as server:
+    with serve({"kadid10k.zip": zipped({"readme.txt": "please log in"})}) as server:
         with pytest.raises(ChecksumError, match=r"kadid10k: the download holds no score file 'dmos.csv' under .* so it "
                                                 r"is not kadid10k as published and nothing was pinned; .* kept as "
                                                 r".*kadid10k.zip.corrupt"):
@@ -193,11 +191,9 @@ def test_a_file_as_the_destination_is_named_before_any_transfer(tmp_path):
 def _images_zip_and_scores(tmp_path) -> tuple[bytes, bytes]:
     """KADID-10k's files split as some sets publish them (SPAQ, KonIQ): an images archive and a score file."""
     fakeserver.kadid_layout(tmp_path / "src")
-    images = pyio.BytesIO()
-    with zipfile.ZipFile(images, "w") as archive:
-        for path in sorted((tmp_path / "src" / "kadid10k" / "images").iterdir()):
-            archive.write(path, f"images/{path.name}")
-    return images.getvalue(), (tmp_path / "src" / "kadid10k" / "dmos.csv").read_bytes()
+    images = zipped({f"images/{path.name}": path.read_bytes()
+                     for path in sorted((tmp_path / "src" / "kadid10k" / "images").iterdir())})
+    return images, (tmp_path / "src" / "kadid10k" / "dmos.csv").read_bytes()
 
 
 def test_a_score_file_from_a_second_remote_completes_the_layout_and_a_wrong_one_leaves_nothing(tmp_path):

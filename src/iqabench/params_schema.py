@@ -224,7 +224,7 @@ def _statistics():
 
 def _tolerance(value) -> bool:
     # As iqabench.gate reads a rule: 'auto' in any case, or an allowed drop in [0, 1]: a correlation spans 2, so
-    # a larger one let 0.9 -> -0.5 pass with the word "passed" (check.gate: [] is how to gate nothing).
+    # a larger one let 0.9 -> -0.5 pass with the word "passed".
     return (isinstance(value, str) and value.strip().lower() == "auto") or (_is_number(value) and 0 <= value <= 1)
 
 
@@ -240,7 +240,8 @@ CHECK = {
     "tolerance": Key(lambda v: isinstance(v, dict) or _tolerance(v),
                      f"{TOLERANCE.allowed}, or a mapping {{default: auto, DATASET: 0.02, 'A->B': 0.05}}"),
     "auto_factor": FACTOR,
-    "gate": list_of(one_of_lazy(_statistics, "correlations the gate reads"), unique=False),  # [] is refused (it gated nothing)
+    # [] is refused: it gated nothing, and passed.
+    "gate": list_of(one_of_lazy(_statistics, "correlations the gate reads"), unique=False),
     "seed_factor": FACTOR,
 }
 

@@ -76,7 +76,7 @@ def join_identical_copies(dataset: str, frame: pd.DataFrame) -> pd.DataFrame:
         if len(set(ids)) < 2:  # copies within one content (LIVE's references among its distorted images)
             continue
         for other in ids[1:]:
-            join[other] = ids[0] if other != ids[0] else other
+            join[other] = ids[0]
         copies.append(" = ".join(Path(frame.at[i, "image"]).name for i in rows[:3]))
     if not copies:
         return frame

@@ -174,9 +174,8 @@ def _fetch_all(spec: DatasetSpec, dest: Path, incoming: Path, lock: dict, done: 
             except archives.KeptArchiveError:
                 raise  # encrypted, or the disk is full: a good file, kept as it is for a rerun
             except DatasetError as err:  # corrupt, or refused as unsafe: set aside, so a rerun fetches it again
-                corrupt = stored.replace(stored.with_name(stored.name + ".corrupt"))
                 kind = archives.UnsafeArchiveError if isinstance(err, archives.UnsafeArchiveError) else ChecksumError
-                raise kind(f"{err}. Nothing was pinned; the file is kept as {corrupt} and not used: "
+                raise kind(f"{err}. Nothing was pinned; the file is kept as {_set_aside([stored])} and not used: "
                            "delete it and run the download again") from err
         else:
             try:
@@ -213,7 +212,7 @@ def _check_layout(spec: DatasetSpec, dest: Path, roots: list[Path], fetched: lis
         what = f"images ('{spec.images_dir}' folder)"
         found = any(_has_images(spec, root) for root in roots)
     if not found:
-        kept = ", ".join(str(p.replace(p.with_name(p.name + ".corrupt"))) for p in fetched)
+        kept = _set_aside(fetched)
         raise ChecksumError(f"{spec.name}: the download holds no {what} under {dest} (nor one folder down), so it is "
                             f"not {spec.name} as published and nothing was pinned; the downloaded file(s) are kept as "
                             f"{kept} and not used. Check the dataset homepage ({spec.homepage}) for a moved file, "
@@ -227,16 +226,21 @@ def _check_count(spec: DatasetSpec, root: Path, dest: Path, fetched: list[Path],
     try:
         count = len(build_from_spec(spec, root)) if spec.parser is not None else len(list_images(spec.name, root))
     except DatasetError as err:
-        kept = ", ".join(str(p.replace(p.with_name(p.name + ".corrupt"))) for p in fetched)
         raise ChecksumError(f"{err}\nSo the download is not {spec.name} as published and nothing was pinned; the "
-                            f"downloaded file(s) are kept as {kept} and not used. Check the dataset homepage "
-                            f"({spec.homepage}), then delete them and run the download again") from None
+                            f"downloaded file(s) are kept as {_set_aside(fetched)} and not used. Check the dataset "
+                            f"homepage ({spec.homepage}), then delete them and run the download again") from None
     if count != spec.n_images and not allow_partial:
         raise DatasetError(f"{spec.name}: the download holds {count} rated image(s); the published dataset has "
                            f"{spec.n_images}, so it is a cut or other release and nothing was pinned (the files "
                            f"are kept in {dest / ARCHIVE_DIR}). Check the dataset homepage ({spec.homepage}); to "
                            "use this copy as a subset, run the download again with --partial")
     return count
+
+
+def _set_aside(downloaded: list[Path]) -> str:
+    """Rename downloaded files that are not the dataset to ``NAME.corrupt``: never used, never fetched over
+    (a rerun downloads the file again); the new names, for the message."""
+    return ", ".join(str(p.replace(p.with_name(p.name + ".corrupt"))) for p in downloaded)
 
 
 def _has_images(spec: DatasetSpec, root: Path) -> bool:
