@@ -199,8 +199,11 @@ def main() -> None:
               + (f", params changed against HEAD: `{provenance.format_diff(diff)}`" if diff else "")
               + f"; seed {cfg['seed']}. Reproduce with `dvc repro`. Scores of `synthetic-*` sets are pseudo-MOS "
               "from full-reference metrics, not human ratings.")
+    unlike = rows.unlike_papers(cfg["models"], params.section("evaluate"), params.section("extract")["max_short_side"])
+    caveat = ["Rows evaluated unlike their papers (settings: docs/reproduce.md, \"Params to set\"): "
+              + "; ".join(unlike) + ".", ""] if unlike else []
     io.write_text(R / "results.md", "\n".join([
-        "# iqabench results", "", origin, "",
+        "# iqabench results", "", origin, "", *caveat,
         "## Leaderboard (within-dataset SRCC)", "", leaderboard,
         "![within-dataset SRCC, its spread over splits and seeds](srcc.png)", "",
         "## Within-dataset (median over content-disjoint random splits)", "",

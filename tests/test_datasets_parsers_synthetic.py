@@ -87,12 +87,20 @@ def test_live_realigned_file_beside_the_release_folder(tmp_path):
     assert Path(frame["image"].iloc[0]) == base / "jp2k" / "img2.bmp"
     assert frame["raw_score"].iloc[0] == pytest.approx(dmos[1])
     assert Path(frame["reference"].iloc[0]) == base / "refimgs" / "caps.bmp"
+    assert set(frame["score_source"]) == {"human DMOS (LIVE IQA, realigned)"}
     (tmp_path / "dmos_realigned.mat").unlink()
-    # The release's own dmos.mat ('dmos', 'orgs'; pyiqa scripts/process_live.py) is never a stand-in.
-    scipy.io.savemat(base / "dmos.mat", {"dmos": dmos[None, :], "orgs": orgs[None, :]})
-    with pytest.raises(DatasetError, match=r"dmos_realigned.mat' not found.*dmos.mat is the release's original "
-                                           r"DMOS.*separate download \(https://live.ece.utexas.edu/.*/release2/"):
+    with pytest.raises(DatasetError, match=r"neither 'dmos_realigned.mat' nor the release's 'dmos.mat'.*"
+                                           r"https://live.ece.utexas.edu/.*/release2/dmos_realigned.mat"):
         build_manifest("live", tmp_path)
+    # databaserelease2.zip's own dmos.mat ('dmos', 'orgs'; pyiqa scripts/process_live.py) is read when it is
+    # all there is, with a warning, and the manifest says which DMOS it holds: the two scales differ.
+    original = dmos + 5.0
+    scipy.io.savemat(base / "dmos.mat", {"dmos": original[None, :], "orgs": orgs[None, :]})
+    with pytest.warns(UserWarning, match=r"live: reading the release's original .*dmos.mat.*realigned DMOS, a "
+                                         r"separate download \(https://live.ece.utexas.edu/.*/release2/"):
+        frame = build_manifest("live", tmp_path)
+    assert len(frame) == total - 1 and frame["raw_score"].iloc[0] == pytest.approx(original[1])
+    assert set(frame["score_source"]) == {"human DMOS (LIVE IQA, the release's original dmos.mat, not realigned)"}
 
 
 def test_a_mat_file_re_saved_as_matlab_v73_is_named(tmp_path):
@@ -281,6 +289,26 @@ def test_csiq_archives_unpacked_without_their_folders(tmp_path, awgn, jp2k, refs
     assert dict(zip(frame["content_id"], frame["raw_score"])) == {"1600": 0.061989, "aerial_city": 0.955908}
     assert sorted(Path(r).relative_to(tmp_path).as_posix() for r in frame["reference"]) == [
         f"{refs}1600.png", f"{refs}aerial_city.png"]
+
+
+@pytest.mark.parametrize("folder", ["dst_imgs", "dst_imgs_all"])
+def test_csiq_with_every_distorted_image_in_one_folder(tmp_path, folder):
+    # pyiqa's csiq.tgz keeps dst_imgs/ flat (1600.AWGN.1.png directly in it); HyperIQA's copies use dst_imgs_all/.
+    _csiq_sheet(tmp_path / "csiq.DMOS.xlsx")
+    write_image(tmp_path / folder / "1600.AWGN.1.png")
+    write_image(tmp_path / folder / "aerial_city.JPEG2000.5.png")
+    frame = build_manifest("csiq", tmp_path)
+    assert sorted(Path(p).relative_to(tmp_path).as_posix() for p in frame["image"]) == [
+        f"{folder}/1600.AWGN.1.png", f"{folder}/aerial_city.JPEG2000.5.png"]
+    assert list(frame["distortion"]) == ["awgn", "jpeg2000"]
+
+
+def test_csiq_without_the_authors_sheet_names_it_and_the_derived_list(tmp_path):
+    write_image(tmp_path / "dst_imgs_all" / "1600.AWGN.1.png")
+    (tmp_path / "csiq_label.txt").write_text("1600.AWGN.1.png 0.062\n")
+    with pytest.raises(DatasetError, match=r"csiq: 'csiq.DMOS.xlsx' not found .*csiq_label.txt is HyperIQA's list "
+                                           r".*https://s2.smu.edu/~eclarson/csiq/csiq.DMOS.xlsx"):
+        build_manifest("csiq", tmp_path)
 
 
 def test_unlabelled_kadis_lists_images_and_refuses_a_manifest(tmp_path):

@@ -220,6 +220,20 @@ def test_paper_protocols_are_evaluate_settings_the_protocol_runs():
         assert len(run.alphas) == 3 and set(run.alphas) <= set(protocol["alphas"])
 
 
+def test_results_name_rows_evaluated_unlike_their_papers():
+    contrique = {"alphas": [0.1], "val_frac": 0.0, "test_frac": 0.2}
+    assert rows.unlike_papers(["contrique", "brisque", "random"], contrique, max_short_side=512) == []
+    assert rows.unlike_papers(["contrique-published"], contrique, max_short_side=0) == []
+    lines = rows.unlike_papers(["arniqa", "contrique-published"], contrique, max_short_side=512)
+    # The project's own arniqa encoder reads no image larger than the cap asks of it: only its paper's ridge.
+    assert lines == ["arniqa: alphas [0.1] (paper: 100 values 0.001..1000), val_frac 0.0 (paper: 0.1)",
+                     "contrique-published: extract.max_short_side 512 (paper: 0, whole images)"]
+    arniqa = rows.paper_protocol(["arniqa-published"])
+    assert rows.unlike_papers(["arniqa-published", "reiqa-published"], arniqa, max_short_side=None) == []
+    assert rows.unlike_papers(["arniqa-published"], {**arniqa, "test_frac": 0.3}, 0) == [
+        "arniqa-published: test_frac 0.3 (paper: 0.2)"]
+
+
 def test_dvc_yaml_makes_every_trained_rows_files_and_extract_depends_on_them():
     """One foreach stage trains every encoder of params.yaml `pretrain:`; extract depends on their folder."""
     import yaml

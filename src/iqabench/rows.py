@@ -346,6 +346,27 @@ def paper_protocol(models: list[str]) -> dict:
     return next(iter(distinct.values()), {})
 
 
+def unlike_papers(models: list[str], evaluate: dict, max_short_side: int | None) -> list[str]:
+    """One line per row in ``models`` whose numbers here are not under its paper's evaluation: the `evaluate`
+    settings that differ from its ``protocol`` and, for the authors' published encoders, an image cap (their
+    papers read whole images). Empty when every row runs as its paper does (docs/reproduce.md)."""
+    def shown(value) -> str:
+        if isinstance(value, list) and len(value) > 3:
+            return f"{len(value)} values {min(value):g}..{max(value):g}"
+        return str(value)
+
+    lines = []
+    for name in models:
+        row = get(name)
+        changed = [f"{key} {shown(evaluate.get(key))} (paper: {shown(value)})"
+                   for key, value in row.protocol.items() if evaluate.get(key) != value]
+        if row.protocol and row.stage is None and max_short_side:
+            changed.append(f"extract.max_short_side {max_short_side} (paper: 0, whole images)")
+        if changed:
+            lines.append(f"{name}: " + ", ".join(changed))
+    return lines
+
+
 def artifacts(models: list[str]) -> list[Path]:
     """The files the rows in ``models`` read, in order, without repeats (extract's inputs; MLflow artifacts)."""
     return list(dict.fromkeys(path for name in models for path in get(name).artifacts))

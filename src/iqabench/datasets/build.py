@@ -43,7 +43,8 @@ def build_from_spec(spec: DatasetSpec, root: Path) -> pd.DataFrame:
     warn_out_of_range(spec.name, parsed["raw_score"].to_numpy(), spec.lo, spec.hi, spec.scale)
     frame = manifest.make(
         spec.name, parsed["image"], parsed["raw_score"], kind=spec.score_type, lo=spec.lo, hi=spec.hi,
-        higher_is_better=spec.higher_is_better, score_source=spec.score_source,
+        higher_is_better=spec.higher_is_better,
+        score_source=parsed.attrs.get("score_source", spec.score_source),  # a parser may name another file read
         content_id=parsed["content_id"].tolist(), reference=parsed["reference"].tolist(),
         distortion=parsed["distortion"].tolist(), level=parsed["level"].tolist(),
         split=parsed["split"].tolist())

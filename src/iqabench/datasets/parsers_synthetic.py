@@ -6,6 +6,7 @@ content-disjoint: no reference appears on both sides of a train/test split.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ LIVE_FOLDERS = (("jp2k", 227), ("jpeg", 233), ("wn", 174), ("gblur", 174), ("fas
 # Published beside databaserelease2.zip, not inside it (the release's own readme lists only dmos.mat).
 LIVE_REALIGNED_URL = "https://live.ece.utexas.edu/research/quality/release2/dmos_realigned.mat"
 
+CSIQ_SHEET_URL = "https://s2.smu.edu/~eclarson/csiq/csiq.DMOS.xlsx"
 # CSIQ spreadsheet dst_type -> (folder in dst_imgs, tag in the file name).
 CSIQ_TYPES = {"noise": ("awgn", "AWGN"), "jpeg": ("jpeg", "JPEG"), "jpeg 2000": ("jpeg2000", "jpeg2000"),
               "fnoise": ("fnoise", "fnoise"), "blur": ("blur", "BLUR"), "contrast": ("contrast", "contrast")}
@@ -59,28 +61,33 @@ def _typed(types, index: int, where: str) -> str:
 def parse_live(spec, root: Path) -> pd.DataFrame:
     """LIVE IQA release 2: ``dmos_realigned.mat`` (``dmos_new``, ``orgs``) and
     ``refnames_all.mat``; entries with ``orgs == 1`` are the references' own copies
-    (DMOS 0) and are dropped, leaving 779 distorted images."""
-    dmos_file = locate(root, "dmos_realigned.mat", spec.name, required=False)
+    (DMOS 0) and are dropped, leaving 779 distorted images. A copy with only the
+    release's own ``dmos.mat`` (``dmos``, ``orgs``; what pyiqa reads) is read from it, with
+    a warning, and its manifest says so in ``score_source``: the two scales differ."""
+    dmos_file, variable = locate(root, "dmos_realigned.mat", spec.name, required=False), "dmos_new"
     if dmos_file is None:
-        # databaserelease2.zip holds only the original dmos.mat, whose values differ from the realigned
-        # ones (jp2k/img2.bmp: 28.0 in pyiqa's dmos.mat metadata, 15.5 realigned), so it is no stand-in.
-        original = locate(root, "dmos.mat", spec.name, required=False)
-        seen = f"; {original} is the release's original DMOS, which iqabench does not use" if original else ""
-        raise DatasetError(f"{spec.name}: 'dmos_realigned.mat' not found under {root} (nor one folder down){seen}; "
-                           f"it is a separate download ({LIVE_REALIGNED_URL}), not part of databaserelease2.zip: "
-                           f"save it next to refnames_all.mat (or next to the databaserelease2 folder)")
+        dmos_file, variable = locate(root, "dmos.mat", spec.name, required=False), "dmos"
+        if dmos_file is None:
+            raise DatasetError(f"{spec.name}: neither 'dmos_realigned.mat' nor the release's 'dmos.mat' under "
+                               f"{root} (nor one folder down); save dmos_realigned.mat ({LIVE_REALIGNED_URL}) "
+                               "next to refnames_all.mat (or next to the databaserelease2 folder)")
+        # The original values differ from the realigned ones (jp2k/img2.bmp: 28.0 against 15.5), so
+        # numbers on them compare only with papers that used dmos.mat too.
+        warnings.warn(f"{spec.name}: reading the release's original {dmos_file} ('dmos'): most published LIVE "
+                      f"numbers use the realigned DMOS, a separate download ({LIVE_REALIGNED_URL}); save it next "
+                      "to refnames_all.mat and prepare again to use it", stacklevel=2)
     # dmos_realigned.mat is downloaded on its own, so it often sits next to the
     # databaserelease2/ folder rather than in it: the images are wherever refnames_all.mat is.
     names_file = (locate(dmos_file.parent, "refnames_all.mat", spec.name, required=False)
                   or locate(root, "refnames_all.mat", spec.name))
     base = names_file.parent
-    content = load_mat(dmos_file, spec.name, ["dmos_new", "orgs"])
-    dmos = np.asarray(content["dmos_new"], dtype=np.float64).ravel()
+    content = load_mat(dmos_file, spec.name, [variable, "orgs"])
+    dmos = np.asarray(content[variable], dtype=np.float64).ravel()
     orgs = np.asarray(content["orgs"]).ravel().astype(int)
     refnames = mat_strings(load_mat(names_file, spec.name, ["refnames_all"])["refnames_all"])
     expected = sum(n for _, n in LIVE_FOLDERS)
     if not len(dmos) == len(orgs) == len(refnames) == expected:
-        raise DatasetError(f"{spec.name}: dmos_new/orgs/refnames_all have {len(dmos)}/{len(orgs)}/"
+        raise DatasetError(f"{spec.name}: {variable}/orgs/refnames_all have {len(dmos)}/{len(orgs)}/"
                            f"{len(refnames)} entries; release 2 has {expected} (jp2k 227, jpeg 233, "
                            f"wn/gblur/fastfading 174 each)")
     images, distortion, refs = [], [], []
@@ -90,15 +97,25 @@ def parse_live(spec, root: Path) -> pd.DataFrame:
     keep = orgs != 1
     refs = [str(base / "refimgs" / r) for r in refnames]
     pick = lambda values: [v for v, k in zip(values, keep) if k]  # noqa: E731
-    return frame(pick(images), dmos[keep], source=names_file, content_id=[Path(r).stem for r in pick(refs)],
-                 reference=pick(refs), distortion=pick(distortion))
+    table = frame(pick(images), dmos[keep], source=names_file, content_id=[Path(r).stem for r in pick(refs)],
+                  reference=pick(refs), distortion=pick(distortion))
+    if variable == "dmos":
+        table.attrs["score_source"] = "human DMOS (LIVE IQA, the release's original dmos.mat, not realigned)"
+    return table
 
 
 def parse_csiq(spec, root: Path) -> pd.DataFrame:
     """CSIQ: sheet ``all_by_image`` of ``csiq.DMOS.xlsx`` (image, dst_idx, dst_type,
     dst_lev, dmos_std, dmos); files are ``dst_imgs/<folder>/<image>.<TAG>.<lev>.png`` and
-    ``src_imgs/<image>.png``, or the same without dst_imgs/ and src_imgs/ (see below)."""
-    xlsx = locate(root, "csiq.DMOS.xlsx", spec.name)
+    ``src_imgs/<image>.png``, or the same without dst_imgs/ and src_imgs/ (see below), or every
+    distorted image in one folder ``dst_imgs/`` or ``dst_imgs_all/`` (pyiqa's and HyperIQA's copies)."""
+    xlsx = locate(root, "csiq.DMOS.xlsx", spec.name, required=False)
+    if xlsx is None:
+        derived = locate(root, "csiq_label.txt", spec.name, required=False)
+        seen = (f"; {derived} is HyperIQA's list derived from it (names and rounded DMOS), which iqabench does "
+                "not read" if derived else "")
+        raise DatasetError(f"{spec.name}: 'csiq.DMOS.xlsx' not found under {root} (nor one folder down){seen}; "
+                           f"download the authors' spreadsheet ({CSIQ_SHEET_URL}) into that folder")
     table = read_excel_columns(xlsx, spec.name, ["image", "dst_type", "dst_lev", "dmos"],
                                sheet="all_by_image", header_search=True)
     first = table.attrs.get("first_line", 2)
@@ -115,6 +132,8 @@ def parse_csiq(spec, root: Path) -> pd.DataFrame:
     src_dir = base / "src_imgs" if (base / "src_imgs").is_dir() else base
     src_index = case_insensitive_index(src_dir)
     folders = {p.name.lower(): p for p in dst_dir.iterdir() if p.is_dir()} if dst_dir.is_dir() else {}
+    # pyiqa's and HyperIQA's copies keep every distorted image in one folder (dst_imgs/, dst_imgs_all/).
+    flat = {**case_insensitive_index(base / "dst_imgs_all"), **case_insensitive_index(dst_dir)}
     dst_index: dict[str, dict[str, Path]] = {}
     images, refs, contents, kinds = [], [], [], []
     for row, (image, dst_type, level) in enumerate(zip(table["image"], table["dst_type"], levels)):
@@ -128,7 +147,7 @@ def parse_csiq(spec, root: Path) -> pd.DataFrame:
         if folder not in dst_index:
             dst_index[folder] = case_insensitive_index(folders.get(folder, dst_dir / folder))
         name = f"{image}.{tag}.{level}.png"
-        images.append(dst_index[folder].get(name.lower(), dst_dir / folder / name))
+        images.append(dst_index[folder].get(name.lower()) or flat.get(name.lower(), dst_dir / folder / name))
         refs.append(str(src_index.get(f"{image}.png".lower(), src_dir / f"{image}.png")))
         contents.append(image)  # the sheet's name: stable whatever case the files have
         kinds.append(folder)

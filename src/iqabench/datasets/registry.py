@@ -158,7 +158,7 @@ _SPECS = [
         citation="E. C. Larson, D. M. Chandler. Most apparent distortion: full-reference image quality "
                  "assessment and the role of strategy. J. Electronic Imaging 19(1), 2010.",
         licence="research use",
-        remotes=(Remote("https://s2.smu.edu/~eclarson/csiq/csiq.DMOS.xlsx", "csiq.DMOS.xlsx", extract=False),
+        remotes=(Remote(synth.CSIQ_SHEET_URL, "csiq.DMOS.xlsx", extract=False),
                  Remote("https://s2.smu.edu/~eclarson/csiq/dst_imgs.zip", "dst_imgs.zip"),
                  Remote("https://s2.smu.edu/~eclarson/csiq/src_imgs.zip", "src_imgs.zip")),
         access="direct download", images_dir="dst_imgs", score_file="csiq.DMOS.xlsx", parser=synth.parse_csiq,
