@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -233,16 +234,19 @@ def main() -> None:
         "Within-dataset SRCC with its spread over splits and seeds: `srcc.png`; cross-dataset SRCC: "
         "`cross_srcc.png`; every table: `results.md`; per-model statistics: the nested runs.",
         "", origin])
-    run = tracking.log_study(
-        experiment=cfg["experiment"], run_name=provenance.run_name(sha, dirty, exp, diff), params=params.load(),
-        metrics=headline, per_model=per_model, description=description, start_time_ms=start_ms,
-        tables={"srcc_table.json": srcc_table, "tables/within.json": within, "tables/cross.json": cross,
-                "tables/significance.json": significance, "tables/mixed.json": inputs["mixed"],
-                "tables/finetune.json": inputs["finetune"]},
-        artifacts={"": [R / "results.md", *answers, Path("dvc.lock"), Path("params.yaml")],
-                   "figures": [*figures, R / "distortions.png"]},
-        tags=tags, eval_params=params.section("evaluate"), datasets=datasets,
-        encoders=encoder_files(cfg["models"]))
+    with tempfile.TemporaryDirectory() as scratch:  # results.md as MLflow previews it: figures named, not linked
+        preview = Path(scratch) / "results.md"
+        preview.write_text(reporting.without_images((R / "results.md").read_text()))
+        run = tracking.log_study(
+            experiment=cfg["experiment"], run_name=provenance.run_name(sha, dirty, exp, diff, lock), params=params.load(),
+            metrics=headline, per_model=per_model, description=description, start_time_ms=start_ms,
+            tables={"srcc_table.json": srcc_table, "tables/within.json": within, "tables/cross.json": cross,
+                    "tables/significance.json": significance, "tables/mixed.json": inputs["mixed"],
+                    "tables/finetune.json": inputs["finetune"]},
+            artifacts={"": [preview, *answers, Path("dvc.lock"), Path("params.yaml")],
+                       "figures": [*figures, R / "distortions.png"]},
+            tags=tags, eval_params=params.section("evaluate"), datasets=datasets,
+            encoders=encoder_files(cfg["models"]))
     print((R / "results.md").read_text())
     if run:
         print(f"MLflow run '{run.name}': {run.url}\n  leaderboard of all runs: {run.table_url}\n"

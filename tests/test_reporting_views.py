@@ -18,9 +18,17 @@ def test_leaderboard_marks_the_best_of_each_column_and_leaves_missing_cells_visi
     # The winners come first (MLflow folds a long note); a full-reference winner also names the best NR row.
     assert lines[0] == "Best: single **fr:gmsd** 0.810 (no-reference: brisque 0.620); mixed **brisque** 0.580."
     assert lines[2] == "| model | single | mixed |"
-    assert lines[4] == "| contrique | 0.440 | 0.530 |"
-    assert lines[5] == "| fr:gmsd | **0.810** | — |"      # no reference on "mixed": a dash, not a zero
-    assert lines[6] == "| brisque | 0.620 | **0.580** |"
+    # Rows best first, by their mean over the datasets they have (as the MLflow columns and srcc.png).
+    assert lines[4] == "| fr:gmsd | **0.810** | — |"      # no reference on "mixed": a dash, not a zero
+    assert lines[5] == "| brisque | 0.620 | **0.580** |"
+    assert lines[6] == "| contrique | 0.440 | 0.530 |"
+
+
+def test_the_mlflow_copy_of_results_names_its_figures_instead_of_linking_them():
+    text = "# r\n\n![within-dataset SRCC, its spread](srcc.png)\n\n| a | b |\n![cross](cross_srcc.png)\n"
+    assert reporting.without_images(text) == (
+        "# r\n\n*Figure `srcc.png` (an artifact of this run): within-dataset SRCC, its spread.*\n\n| a | b |\n"
+        "*Figure `cross_srcc.png` (an artifact of this run): cross.*\n")
 
 
 def test_cross_wide_puts_every_pair_of_a_model_on_one_row():

@@ -62,6 +62,8 @@ def test_log_study_round_trip_through_a_real_server(server, study_inputs, monkey
     assert parent.data.params["evaluate.alphas"] == "[0.1]"
     assert parent.data.tags["git_commit"] == "0123456789abcdef"
     assert parent.data.tags["mlflow.note.content"] == study_inputs["description"]
+    # "Created by" and "Source" as on the nested runs (mlflow.start_run adds them; create_run does not).
+    assert parent.data.tags["mlflow.user"] and parent.data.tags["mlflow.source.name"]
     assert {(d.dataset.name, d.dataset.digest) for d in parent.inputs.dataset_inputs} == {
         ("synthetic-single", "0" * 16), ("synthetic-mixed", "1" * 16)}
 

@@ -50,12 +50,13 @@ def ui(tmp_path_factory):
     encoders.save(encoders.Encoder(width=4), root / "contrique.pt")  # the registry's page has a model to show
     try:
         # Names as `dvc repro` gives them; the second is longer than MLflow's default name column shows.
-        runs = [tracking.log_study(experiment="iqabench", run_name=provenance.run_name(commit, dirty, exp, diff),
-                                   encoders={"contrique": root / "contrique.pt"},
-                                   **fakestudy.inputs(root, shift=shift, seed=seed, commit=commit))
-                for shift, seed, commit, dirty, exp, diff in (
-                    (0.0, 0, "0123456789abcdef", False, "", {}),
-                    (0.02, 1, "fedcba9876543210", True, "waxy-vats", {"seed": (0, 1)}))]
+        runs = []
+        for shift, seed, commit, dirty, exp, diff in ((0.0, 0, "0123456789abcdef", False, "", {}),
+                                                      (0.02, 1, "fedcba9876543210", True, "waxy-vats", {"seed": (0, 1)})):
+            study = fakestudy.inputs(root, shift=shift, seed=seed, commit=commit)
+            runs.append(tracking.log_study(
+                experiment="iqabench", encoders={"contrique": root / "contrique.pt"},
+                run_name=provenance.run_name(commit, dirty, exp, diff, study["tags"]["dvc_lock"]), **study))
         # A report that failed midway: a FAILED parent with a leaderboard column, which the view must not list.
         import mlflow
 

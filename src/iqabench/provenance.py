@@ -151,12 +151,16 @@ def experiment_name() -> str:
     return os.environ.get("DVC_EXP_NAME", "").strip()
 
 
-def run_name(sha: str, dirty: bool, exp: str, diff: dict[str, tuple]) -> str:
-    """``a1b2c3d4+dirty exp-1f2e3 evaluate.n_splits=5``: what tells one run of the study from another."""
+def run_name(sha: str, dirty: bool, exp: str, diff: dict[str, tuple], lock: str = "") -> str:
+    """``a1b2c3d4+dirty exp-1f2e3 evaluate.n_splits=5 results 2ddbedf1``: what tells one run of the study from
+    another; ``lock`` (:func:`lock_digest`) names the results, so runs of other commits that reproduced the same
+    outputs show it in the run table."""
     parts = [sha[:8] + ("+dirty" if dirty else "")]
     if exp:
         parts.append(exp)
     parts.append(format_diff(diff, limit=120) if diff else "HEAD params")
+    if lock:
+        parts.append(f"results {lock[:8]}")
     return " ".join(parts)
 
 

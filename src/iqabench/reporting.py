@@ -4,6 +4,7 @@ Everything here reads the `evaluate` stage's CSVs; nothing is typed by hand.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -160,12 +161,15 @@ def leaderboard_markdown(within: pd.DataFrame, metric: str = "srcc", full_refere
     of each column in bold and "—" where a row has no cell."""
     table = leaderboard(within, metric)
     best = table.max(axis=0)
-    lines = [best_line(table, full_reference), "",
+    lines = [best_line(table, full_reference), ""]
+    table = table.loc[table.mean(axis=1).sort_values(ascending=False, kind="stable").index]  # best first, as the columns
+    lines += [
              "| model | " + " | ".join(table.columns) + " |", "|---|" + "---:|" * len(table.columns)]
     for model, row in table.iterrows():
         cells = ["—" if pd.isna(v) else f"**{v:.3f}**" if v == best[ds] else f"{v:.3f}" for ds, v in row.items()]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + (f"\n\nMedian {metric.upper()} over the protocol's splits; best per column in bold; "
+    return "\n".join(lines) + (f"\n\nMedian {metric.upper()} over the protocol's splits; rows by their mean over the "
+                               "datasets they have; best per column in bold; "
                                "— = no cell (full-reference rows need a reference image). Every row is read out alike "
                                "(params.yaml `evaluate`), not by each paper's own protocol (docs/protocol.md).\n")
 
@@ -259,9 +263,8 @@ def scatter(predictions: pd.DataFrame, path: str | Path, split: int = 0) -> Path
             ax = axes[i][j]
             ax.scatter(part["score"], part["prediction"], s=6, alpha=0.6)
             ax.set_title(f"{model} / {ds}", fontsize=9)
-            ax.set_xlabel("MOS (normalised)", fontsize=8)
+            ax.set_xlabel(f"MOS (normalised), test split {split}", fontsize=8)  # a suptitle overlapped the titles
             ax.set_ylabel("prediction", fontsize=8)
-    fig.suptitle(f"test split {split}", fontsize=9)
     return _save(fig, path)
 
 
@@ -275,6 +278,12 @@ def loss_curve(histories: dict[str, pd.DataFrame], path: str | Path) -> Path:
     ax.set_title("pretraining loss", fontsize=9)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def without_images(markdown: str) -> str:
+    """``markdown`` with each image link as a line naming the file: MLflow's preview of a logged .md shows
+    ``![...](srcc.png)`` as literal text (it renders no relative image), while the figure is an artifact beside it."""
+    return re.sub(r"!\[([^\]]*)\]\(([^)\s]+)\)", r"*Figure `\2` (an artifact of this run): \1.*", markdown)
 
 
 def _save(fig, path: str | Path) -> Path:

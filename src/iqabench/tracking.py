@@ -106,11 +106,13 @@ def _experiment(name: str, client) -> str:
 
 
 def headline(within: dict, datasets: list[str]) -> dict[str, float]:
-    """The parent run's SRCC columns from metrics.json's within section (model -> dataset -> statistics): dataset by
-    dataset in ``datasets`` order, each one's models best first, so the saved view reads as the leaderboard."""
+    """The parent run's SRCC columns from metrics.json's within section (model -> dataset -> statistics): every
+    dataset's winner first (in ``datasets`` order), then every dataset's second, and so on, so the few columns a
+    screen shows of the saved view already say who wins where."""
     srcc = {(model, ds): float(v["srcc"]) for model, by_ds in within.items() for ds, v in by_ds.items() if "srcc" in v}
+    place = {key: sum(srcc[other] > srcc[key] for other in srcc if other[1] == key[1]) for key in srcc}
     rank = {ds: i for i, ds in enumerate(datasets)}
-    order = sorted(srcc, key=lambda key: (rank.get(key[1], len(rank)), key[1], -srcc[key], key[0]))
+    order = sorted(srcc, key=lambda key: (place[key], rank.get(key[1], len(rank)), key[1], key[0]))
     return {headline_key(model, ds): srcc[model, ds] for model, ds in order}
 
 
@@ -216,6 +218,7 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
         _not_logged(*refused)
         return None
     import mlflow
+    from mlflow.tracking.context.registry import resolve_tags
 
     from .mlflow_ui import save_view
 
@@ -237,8 +240,9 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
         taken = parent_names(experiment_id, client)
         name = unique_name(run_name, taken)
         inputs = {d.name: d.as_mlflow() for d in datasets}  # before the run exists: a failure here leaves none
+        # MLflow's context tags (user, source script, git), which mlflow.start_run adds and create_run does not.
         created = client.create_run(experiment_id, start_time=start_time_ms, run_name=name,
-                                    tags={**tags, "mlflow.note.content": description})
+                                    tags=resolve_tags({**tags, "mlflow.note.content": description}))
         with _parent_run(client, created.info.run_id) as parent:
             mlflow.log_params(_params(params))
             mlflow.log_metrics(_metrics(metrics))
