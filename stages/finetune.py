@@ -44,7 +44,8 @@ def frozen_medians(per_split_path: Path, cfg: FinetuneConfig, evaluate_cfg: dict
         return pd.DataFrame(columns=["dataset", "frozen_srcc", "frozen_plcc"])
     frame = pd.read_csv(per_split_path)
     same_splits = (evaluate_cfg.get("val_frac", 0.0) == 0.0 and evaluate_cfg.get("test_frac") == cfg.test_frac
-                   and evaluate_cfg.get("seed", 0) == cfg.seed and not evaluate_cfg.get("official_splits", False))
+                   and evaluate_cfg.get("seed", 0) == cfg.seed and not evaluate_cfg.get("official_splits", False)
+                   and not evaluate_cfg.get("arniqa_splits"))
     frame = frame[(frame["model"] == model) & (frame["split"] < cfg.n_splits)]
     if not same_splits or frame.empty:
         return pd.DataFrame(columns=["dataset", "frozen_srcc", "frozen_plcc"])

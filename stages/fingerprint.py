@@ -1,12 +1,12 @@
 """Stage `fingerprint`: one small JSON per input that DVC cannot see, so that changing it re-runs its readers.
 
-    python stages/fingerprint.py  ->  data/fingerprints/{DATASET,niqe,pretrain-NAME}.json
+    python stages/fingerprint.py  ->  data/fingerprints/{DATASET,niqe,pretrain-NAME,models,splits}.json
 
 DATASET.json for every dataset in `datasets:` (prepare@DATASET depends on it), niqe.json for
 fit_niqe's pristine photos (KADIS-700k when data/raw/kadis700k exists), pretrain-NAME.json for
 the image folders of each encoder NAME in `pretrain:` (pretrain@NAME depends on it; its
 `profile` applied), models.json for what the rows in `models:` read that no stage writes (extract
-depends on it). The stage is always run (it lists files, it reads no pixels); see
+depends on it), splits.json for the folder of `evaluate.arniqa_splits` (evaluate and mixed depend on it). The stage is always run (it lists files, it reads no pixels); see
 iqabench.datasets.fingerprint for what a fingerprint holds.
 """
 from __future__ import annotations
@@ -78,6 +78,8 @@ def main() -> int:
         prints[f"pretrain-{name}"] = fingerprint.pristine(f"pretrain.{name}", str(cfg.get("source", "corpus")),
                                                           str(cfg.get("source_dir", "")), str(cfg.get("authentic", "")))
     prints["models"] = row_inputs(list(config.get("models") or []))
+    split_files = (config.get("evaluate") or {}).get("arniqa_splits")
+    prints["splits"] = fingerprint.folder(split_files) if split_files else {}
     for key, content in prints.items():
         io.write_json(OUT / f"{key}.json", content)
     print(f"fingerprints of {len(prints)} input(s) -> {OUT}/")

@@ -2,7 +2,7 @@
 
     python stages/mixed.py  ->  reports/mixed.csv, reports/mixed.md
 
-Splits are the `evaluate` stage's (its n_splits, test_frac, val_frac, official_splits and
+Splits are the `evaluate` stage's (its n_splits, test_frac, val_frac, official_splits, arniqa_splits and
 seed, which defaults to the top-level one), so split s here has the same test images as split s there.
 Images on which `mixed.model` is undefined (NaN features) are dropped from those splits and counted
 (`n_missing`), as `evaluate` does; too few left stops the stage before it writes anything.
@@ -30,6 +30,7 @@ def main(params_path: str | None = None) -> None:
                                   test_frac=protocol["test_frac"], val_frac=protocol.get("val_frac", 0.0),
                                   seed=protocol["seed"], logistic=protocol["logistic"],
                                   official=protocol.get("official_splits", False),
+                                  arniqa_splits=protocol.get("arniqa_splits", ""),
                                   methods=cfg.get("methods", mixed.METHODS), model=model, show_progress=True)
             summary = mixed_report.summarise(per_split)
             within = Path("reports/within.csv")

@@ -73,3 +73,98 @@ def test_lives_repeated_file_names_map_through_their_folders(tmp_path):
                                           "/data/live/databaserelease2/wn/img2.bmp"]
     with pytest.raises(ValueError, match=r"image names repeat \(e\.g\. img\d\.bmp\).*jp2k/img2\.bmp"):
         read_arniqa_splits(tmp_path, [n.split("/")[1] for n in order], images)
+
+
+def _kadid(n_refs=6, per_ref=4):
+    """A KADID-10k manifest in dmos.csv's order (reference by reference), as prepare writes it."""
+    from iqabench import manifest
+
+    names = [f"I{r:02d}_01_{k:02d}.png" for r in range(1, n_refs + 1) for k in range(1, per_ref + 1)]
+    return manifest.make("kadid10k", [f"/d/kadid10k/images/{n}" for n in names], np.linspace(1, 5, len(names)),
+                         kind="MOS", lo=1, hi=5, higher_is_better=True, score_source="test",
+                         content_id=[n[:3] for n in names])
+
+
+def _reference_disjoint(folder, n_splits=3, per_ref=4, n_refs=6):
+    rows = {p: [] for p in ("train", "val", "test")}
+    for k in range(n_splits):
+        refs = np.roll(np.arange(n_refs), k)
+        for part, chosen in (("train", refs[:4]), ("val", refs[4:5]), ("test", refs[5:])):
+            rows[part].append([r * per_ref + i for r in chosen for i in range(per_ref)])
+    _write(folder, rows)
+
+
+def test_the_evaluate_stage_reads_arniqa_s_files_for_the_sets_it_covers(tmp_path):
+    from iqabench import study
+    from iqabench.evaluation.protocol import fixed_splits
+
+    frame = _kadid()
+    _reference_disjoint(tmp_path / "KADID10K" / "splits")
+    kind, splits = fixed_splits("kadid10k", frame, arniqa_splits=str(tmp_path))
+    assert kind == "arniqa" and len(splits) == 3 and splits[0].sizes == {"train": 16, "val": 4, "test": 4}
+    assert fixed_splits("koniq10k", frame, arniqa_splits=str(tmp_path)) == ("random", None)  # no loader: not read
+    features = {"kadid10k": {"m": frame["score"].to_numpy()[:, None] + np.linspace(0, 0.01, len(frame))[:, None]}}
+    cfg = dict(models=["m"], n_splits=10, test_frac=0.2, val_frac=0.0, seed=0, alphas=[0.1], standardize=False,
+               logistic="none", arniqa_splits=str(tmp_path))
+    within = study.run(features, {"kadid10k": frame}, cfg).within
+    assert within[["splits", "n_splits"]].values.tolist() == [["arniqa", 3]]  # the files' count, not n_splits
+
+
+def test_a_manifest_out_of_arniqa_s_order_is_refused_not_evaluated_on_leaked_content(tmp_path):
+    from iqabench.evaluation.arniqa_splits import for_dataset
+
+    _reference_disjoint(tmp_path / "KADID10K" / "splits")
+    shuffled = _kadid().sample(frac=1, random_state=0).reset_index(drop=True)  # not dmos.csv's order
+    with pytest.raises(ValueError, match=r"kadid10k: ARNIQA's split 0 .* puts reference\(s\) .* on both sides.*"
+                                         r"not in the order the indices count \(the published score file\)"):
+        for_dataset("kadid10k", shuffled, tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"tid2013: .*TID2013/splits does not exist.*miccunifi/ARNIQA"):
+        for_dataset("tid2013", shuffled, tmp_path)
+
+
+def test_live_and_csiq_are_indexed_through_arniqa_s_lists(tmp_path):
+    from iqabench.evaluation.arniqa_splits import for_dataset
+
+    order = [f"{folder}/img{i}.bmp" for folder in ("jp2k", "jpeg", "wn") for i in (1, 2)]
+    refs = {"jp2k": "a", "jpeg": "b", "wn": "c"}
+    frame = pd.DataFrame({"image": [f"/d/live/{n}" for n in reversed(order)],
+                          "content_id": [refs[n.split("/")[0]] for n in reversed(order)]})
+    _write(tmp_path / "LIVE" / "splits", {"train": [[0, 1, 2, 3]], "val": [[4]], "test": [[5]]})
+    with pytest.raises(FileNotFoundError, match=r"live: ARNIQA's LIVE indices count the rows of LIVE.txt, which is "
+                                                r"not at .*LIVE.txt; save it there from https://github.com/icbcbicc"):
+        for_dataset("live", frame, tmp_path)
+    # icbcbicc/IQA-Dataset's LIVE.txt, which ARNIQA's README links: dis_img_path with the LIVE/ folder first.
+    def live_txt(names):
+        pd.DataFrame({"dis_img_path": [f"LIVE/{n}" for n in names], "dis_type": "x", "ref_img_path": "r",
+                      "score": 1.0}).to_csv(tmp_path / "LIVE" / "LIVE.txt", index=False)
+
+    live_txt(order)
+    (split,) = for_dataset("live", frame, tmp_path)
+    assert list(frame["image"][split.test]) == ["/d/live/wn/img2.bmp"]
+    assert sorted(frame["image"][split.train]) == [f"/d/live/{n}" for n in order[:4]]
+    live_txt([order[0], order[4], *order[2:4], order[1], order[5]])  # another copy's order: references mix
+    with pytest.raises(ValueError, match=r"live: ARNIQA's split 0 .* reference\(s\) \['a', 'c'\] on both sides.*LIVE.txt"):
+        for_dataset("live", frame, tmp_path)
+    (tmp_path / "CSIQ" / "splits").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"csiq: .*rows of CSIQ.txt.*IQA-Dataset/blob/master/csv/CSIQ.txt"):
+        for_dataset("csiq", frame, tmp_path)
+
+
+def test_mixed_training_takes_split_s_of_the_same_files(tmp_path):
+    from iqabench import mixed
+
+    frame = _kadid()
+    _reference_disjoint(tmp_path / "KADID10K" / "splits")
+    fixed = mixed.dataset_splits({"kadid10k": frame}, n_splits=2, test_frac=0.2, arniqa_splits=str(tmp_path))
+    assert [list(s.test) for s in fixed["kadid10k"]] == [list(range(20, 24)), list(range(16, 20))]
+    with pytest.raises(mixed.MixedInputError, match=r"kadid10k: ARNIQA's split files hold 3 splits, fewer than "
+                                                    r"evaluate.n_splits = 5; lower n_splits to 3"):
+        mixed.dataset_splits({"kadid10k": frame}, n_splits=5, test_frac=0.2, arniqa_splits=str(tmp_path))
+
+
+def test_params_refuse_a_split_folder_that_is_not_there(tmp_path):
+    from iqabench import params
+
+    with pytest.raises(params.ParamsError, match=r"evaluate.arniqa_splits = '.*nowhere' is not a folder"):
+        params.validate({"seed": 0, "datasets": ["synthetic-single"], "models": ["brisque"],
+                         "evaluate": {"arniqa_splits": str(tmp_path / "nowhere")}})

@@ -116,7 +116,7 @@ def test_download_entries_must_be_datasets_with_a_url(tmp_path, monkeypatch, nam
 
 @pytest.mark.parametrize("edit, expected", [
     (("evaluate", "n_split", 5), "evaluate.n_split is not a known key (did you mean 'n_splits'?); known keys of "
-                                 "evaluate: alpha_rule, alphas, logistic, n_splits"),
+                                 "evaluate: alpha_rule, alphas, arniqa_splits, logistic, n_splits"),
     (("pretrain.arniqa", "learning_rate", 0.1), "pretrain.arniqa.learning_rate is not a known key"),
     (("pretrain.contrique", "step", 3), "pretrain.contrique.step is not a known key (did you mean 'steps'?); "
                                         "known keys of pretrain.contrique: "),

@@ -42,8 +42,8 @@ from torch.nn import functional as F
 from . import features as features_lib
 from . import manifest as manifest_lib
 from .evaluation import compute_metrics
-from .evaluation.protocol import check_sizes, drop_undefined, undefined_rows
-from .evaluation.splits import Split, has_official_split, official_split, random_splits
+from .evaluation.protocol import check_sizes, drop_undefined, fixed_splits, undefined_rows
+from .evaluation.splits import Split, random_splits
 
 METHODS = ("monotonic", "pooled", "single")
 LOSS_TERMS = ("mse", "smooth_l1", "norm_in_norm", "rank")
@@ -303,15 +303,19 @@ def load_features(features_dir, prepared_dir, datasets, model: str) -> tuple[dic
 
 
 def dataset_splits(manifests: dict, *, n_splits: int, test_frac: float, val_frac: float = 0.0, seed: int = 0,
-                   official: bool = False) -> dict[str, list[Split]]:
+                   official: bool = False, arniqa_splits: str = "") -> dict[str, list[Split]]:
     """The protocol's splits of every dataset: split s here is split s of the `evaluate` stage.
 
-    A dataset used with its official split gets that one split at every index.
+    A dataset used with one fixed split (its official one, FLIVE's in ARNIQA's files) gets it at every index.
     """
     out = {}
     for ds, frame in manifests.items():
-        if official and has_official_split(frame["split"]):
-            out[ds] = [official_split(frame["split"], where=f"{ds} manifest")] * n_splits
+        _, fixed = fixed_splits(ds, frame, official=official, arniqa_splits=arniqa_splits)
+        if fixed is not None:
+            if 1 < len(fixed) < n_splits:
+                raise MixedInputError(f"{ds}: ARNIQA's split files hold {len(fixed)} splits, fewer than "
+                                      f"evaluate.n_splits = {n_splits}; lower n_splits to {len(fixed)}")
+            out[ds] = fixed * n_splits if len(fixed) == 1 else fixed[:n_splits]
         else:
             out[ds] = random_splits(frame["content_id"].to_numpy(), n_splits=n_splits, test_frac=test_frac,
                                     val_frac=val_frac, seed=seed)
@@ -343,7 +347,7 @@ def drop_missing(features: dict, splits: dict[str, list[Split]], *, model: str) 
 
 def run(features: dict, manifests: dict, cfg: TrainConfig, *, n_splits: int = 10, test_frac: float = 0.2,
         val_frac: float = 0.0, seed: int = 0, logistic: str = "5pl", official: bool = False,
-        methods=METHODS, model: str, show_progress: bool = False) -> pd.DataFrame:
+        arniqa_splits: str = "", methods=METHODS, model: str, show_progress: bool = False) -> pd.DataFrame:
     """Per-split test metrics of every method on every dataset (columns :data:`PER_SPLIT_COLUMNS`).
 
     Split s trains on the train parts of *all* datasets' split s (``single``: of one
@@ -358,7 +362,7 @@ def run(features: dict, manifests: dict, cfg: TrainConfig, *, n_splits: int = 10
         raise MixedInputError(f"no features for dataset(s) {missing}; every manifest needs a feature matrix")
     scores = {ds: frame["score"].to_numpy(dtype=np.float64) for ds, frame in manifests.items()}
     splits = dataset_splits(manifests, n_splits=n_splits, test_frac=test_frac, val_frac=val_frac, seed=seed,
-                            official=official)
+                            official=official, arniqa_splits=arniqa_splits)
     splits, n_missing = drop_missing(features, splits, model=model)  # before any training: fails fast
     rows = []
     n_fits = n_splits * sum(len(manifests) if m == "single" else 1 for m in methods)

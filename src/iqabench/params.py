@@ -282,6 +282,9 @@ def _check_relations(where: str, params: dict) -> None:
             raise ParamsError(f"{where}: evaluate.alphas lists {len(evaluate['alphas'])} values but "
                               "evaluate.val_frac is 0, so there is no validation part to choose among them; "
                               "set val_frac > 0 or give one alpha")
+        if evaluate.get("arniqa_splits") and not Path(evaluate["arniqa_splits"]).is_dir():
+            raise ParamsError(f"{where}: evaluate.arniqa_splits = {evaluate['arniqa_splits']!r} is not a folder; name "
+                              "one laid out as ARNIQA's data_base_path (LIVE/splits/, ...; docs/reproduce.md) or ''")
         datasets = params.get("datasets") or []
         chosen = evaluate.get("regressor_dataset")
         if chosen is None and datasets:

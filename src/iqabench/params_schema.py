@@ -208,6 +208,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "standardize": boolean(default=False),
         "logistic": one_of_lazy(_logistic_kinds, "PLCC mappings", default="5pl"),
         "official_splits": boolean(default=False),
+        "arniqa_splits": text(default=""),   # a folder laid out as ARNIQA's data_base_path: its split files
         "regressor_dataset": text(nonempty=True, default=None),   # None: the first of `datasets:`
     },
     "report": {"experiment": text(nonempty=True, default="iqabench")},

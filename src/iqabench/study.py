@@ -19,7 +19,7 @@ from . import io
 from .evaluation import compare, cross_dataset_many, run_splits, score_run, summarise
 from .evaluation.metrics import srcc
 from .evaluation.significance import HOLM, common_test, holm, verdict
-from .evaluation.splits import official_split
+from .evaluation.protocol import fixed_splits
 
 HEADLINE = ("srcc", "plcc", "krcc", "rmse")
 SIGNIFICANCE_COLUMNS = ["dataset", "model_a", "model_b", "diff", "lo", "hi", "p_raw", "p_holm", "significant",
@@ -47,9 +47,8 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
     within, per_split, preds, sig, cross = [], [], [], [], []
     chosen_alpha = {}  # (model, dataset) -> the alpha the within-dataset protocol settled on
     for ds, frame in manifests.items():
-        splits = None
-        if cfg.get("official_splits") and (frame["split"] == "test").any():
-            splits = [official_split(frame["split"], where=f"{ds} manifest")]
+        kind, splits = fixed_splits(ds, frame, official=cfg.get("official_splits", False),
+                                    arniqa_splits=cfg.get("arniqa_splits", ""))
         runs = {}
         for model in [m for m in models if m in features[ds]]:
             run = run_splits(
@@ -64,7 +63,7 @@ def run(features: dict[str, dict[str, np.ndarray]], manifests: dict[str, pd.Data
             chosen_alpha[model, ds] = float(np.median(run.alphas))
             summary = summarise(scored)
             row = {"model": model, "dataset": ds, "n_images": len(frame), "n_missing": run.n_missing,
-                   "n_splits": summary["n_splits"], "logistic": cfg["logistic"]}
+                   "n_splits": summary["n_splits"], "splits": kind, "logistic": cfg["logistic"]}
             for metric in HEADLINE:
                 row[metric] = summary[metric]["median"]
                 row[f"{metric}_q25"], row[f"{metric}_q75"] = summary[metric]["q25"], summary[metric]["q75"]

@@ -22,17 +22,67 @@ from .splits import Split
 PARTS = ("train", "val", "test")
 
 
-def read_arniqa_splits(folder: str | Path, order: list[str], manifest_images) -> list[Split]:
+# iqabench dataset -> (its folder under ARNIQA's data_base_path, the list its loader indexes when that is not the
+# published score file). test.py evaluates these six; the KonIQ-10k and CLIVE split files in the repository
+# have no loader there, so the order their indices count is unknown and they are not read.
+DATASETS = {"live": ("LIVE", "LIVE.txt"), "csiq": ("CSIQ", "CSIQ.txt"), "tid2013": ("TID2013", None),
+            "kadid10k": ("KADID10K", None), "flive": ("FLIVE", None), "spaq": ("SPAQ", None)}
+LISTS_URL = "https://github.com/icbcbicc/IQA-Dataset/blob/master/csv/"  # where ARNIQA's README sends for them
+
+
+def for_dataset(dataset: str, frame: pd.DataFrame, root: str | Path) -> list[Split] | None:
+    """ARNIQA's splits of ``dataset`` as rows of its manifest ``frame``, or None when ARNIQA evaluates no such set.
+
+    ``root`` is laid out as ARNIQA's ``data_base_path`` (``LIVE/splits/``, ``LIVE/LIVE.txt``, ``CSIQ/...``), or
+    its repository's ``datasets/`` with LIVE.txt and CSIQ.txt copied beside their ``splits/``. The other four
+    index their published score file (KADID-10k ``dmos.csv``, TID2013 ``mos_with_names.txt``, SPAQ's xlsx,
+    FLIVE ``labels_image.csv``), whose row order the manifest keeps. ARNIQA's splits keep references apart (its
+    LIVE, CSIQ, TID2013 and KADID-10k files, checked): a split mixing them here means the manifest is not in
+    the order the indices count, and is refused rather than evaluated on leaked content.
+    """
+    if dataset not in DATASETS:
+        return None
+    name, listing = DATASETS[dataset]
+    folder = Path(root) / name / "splits"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{dataset}: {folder} does not exist; evaluate.arniqa_splits names a folder with "
+                                f"ARNIQA's {name}/splits/ (datasets/{name}/splits in github.com/miccunifi/ARNIQA)")
+    order = None
+    if listing is not None:
+        path = Path(root) / name / listing
+        if not path.is_file():
+            raise FileNotFoundError(f"{dataset}: ARNIQA's {name} indices count the rows of {listing}, which is not "
+                                    f"at {path}; save it there from {LISTS_URL}{listing} (ARNIQA's README)")
+        table = pd.read_csv(path)
+        if "dis_img_path" not in table.columns:
+            raise ValueError(f"{path}: no dis_img_path column (columns {list(table.columns)}); expected ARNIQA's "
+                             f"{listing} ({LISTS_URL}{listing})")
+        depth = 2 if dataset == "live" else 1  # LIVE's names repeat across its five folders
+        order = ["/".join(PurePosixPath(str(p)).parts[-depth:]) for p in table["dis_img_path"]]
+    splits = read_arniqa_splits(folder, order, frame["image"])
+    contents = frame["content_id"].astype(str).to_numpy()
+    for k, split in enumerate(splits):
+        shared = sorted(set(contents[split.train]) & set(contents[np.concatenate([split.val, split.test])]))
+        if shared:
+            raise ValueError(f"{dataset}: ARNIQA's split {k} ({folder}) puts reference(s) {shared[:3]} on both "
+                             f"sides of this manifest: its rows are not in the order the indices count "
+                             f"({listing or 'the published score file'}); prepare it from that file as published")
+    return splits
+
+
+def read_arniqa_splits(folder: str | Path, order: list[str] | None, manifest_images) -> list[Split]:
     """The splits in ``folder`` as row indices of a manifest whose ``image`` column is ``manifest_images``.
 
     ``order``: ARNIQA's image names in its score file's order: file names (KADID-10k's
     ``I01_01_01.png``), or with the folders that make them unique where names repeat
     (LIVE's ``jp2k/img2.bmp``: ``LIVE.txt``'s ``dis_img_path`` less its first folder, as
-    ``data/dataset_live.py`` reads it). Each is matched to the manifest image whose path
-    ends with it. Raises ValueError naming the file and the problem: a missing part, an
+    ``data/dataset_live.py`` reads it). Each is matched, ignoring case (TID2013's ``i25``
+    files are ``I25``), to the manifest image whose path ends with it; None: the manifest is
+    in that order. Raises ValueError naming the file and the problem: a missing part, an
     index outside ``order``, an image the manifest lacks, a part overlapping another.
     """
     folder = Path(folder)
+    n_images = len(manifest_images) if order is None else len(order)
     arrays = {}
     for part in PARTS:
         path = folder / f"{part}.npy"
@@ -45,29 +95,14 @@ def read_arniqa_splits(folder: str | Path, order: list[str], manifest_images) ->
         if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer):
             raise ValueError(f"{path}: expected a 2-D integer array (splits x indices, -1 padded) or FLIVE's "
                              f"1-D one, got {array.dtype} {array.shape}")
-        if array.max() >= len(order) or array.min() < -1:
+        if array.max() >= n_images or array.min() < -1:
             raise ValueError(f"{path}: indices span {array.min()}..{array.max()} but the score file order has "
-                             f"{len(order)} images; is `order` the file ARNIQA reads for this dataset?")
+                             f"{n_images} images; is it the file ARNIQA reads for this dataset?")
         arrays[part] = array
     if len({a.shape[0] for a in arrays.values()}) != 1:
         raise ValueError(f"{folder}: train, val and test hold different numbers of splits "
                          f"{ {p: a.shape[0] for p, a in arrays.items()} }")
-    order = [str(n).replace("\\", "/") for n in order]
-    depths = {len(PurePosixPath(n).parts) for n in order}
-    if len(depths) != 1:
-        raise ValueError(f"`order` mixes names with {sorted(depths)} path parts; give every image as a file name, "
-                         "or every one with the same folders (e.g. jp2k/img2.bmp)")
-    depth = depths.pop()
-    names = pd.Series(manifest_images).map(lambda p: "/".join(PurePosixPath(str(p).replace("\\", "/")).parts[-depth:]))
-    row_of = pd.Series(np.arange(len(names)), index=names)
-    if row_of.index.duplicated().any():
-        raise ValueError(f"manifest: image names repeat (e.g. {row_of.index[row_of.index.duplicated()][0]}); "
-                         "ARNIQA's indices cannot be mapped by name: give `order` with the folders that tell "
-                         "them apart (LIVE: jp2k/img2.bmp)")
-    missing = sorted(set(order) - set(row_of.index))
-    if missing:
-        raise ValueError(f"manifest lacks {len(missing)} image(s) of ARNIQA's order, e.g. {missing[:3]}")
-    rows_in_order = row_of.loc[list(order)].to_numpy()
+    rows_in_order = np.arange(n_images) if order is None else _rows(order, manifest_images)
     splits = []
     for k in range(arrays["train"].shape[0]):
         parts = {p: rows_in_order[arrays[p][k][arrays[p][k] >= 0]] for p in PARTS}
@@ -76,3 +111,24 @@ def read_arniqa_splits(folder: str | Path, order: list[str], manifest_images) ->
                 raise ValueError(f"{folder}: split {k} puts the same image(s) in {a} and {b}")
         splits.append(Split(train=parts["train"], val=parts["val"], test=parts["test"], seed=None))
     return splits
+
+
+def _rows(order: list[str], manifest_images) -> np.ndarray:
+    """The manifest row of each name of ``order`` (see :func:`read_arniqa_splits`)."""
+    order = [str(n).replace("\\", "/").lower() for n in order]
+    depths = {len(PurePosixPath(n).parts) for n in order}
+    if len(depths) != 1:
+        raise ValueError(f"`order` mixes names with {sorted(depths)} path parts; give every image as a file name, "
+                         "or every one with the same folders (e.g. jp2k/img2.bmp)")
+    depth = depths.pop()
+    names = pd.Series(manifest_images).map(
+        lambda p: "/".join(PurePosixPath(str(p).replace("\\", "/")).parts[-depth:]).lower())
+    row_of = pd.Series(np.arange(len(names)), index=names)
+    if row_of.index.duplicated().any():
+        raise ValueError(f"manifest: image names repeat (e.g. {row_of.index[row_of.index.duplicated()][0]}); "
+                         "ARNIQA's indices cannot be mapped by name: give `order` with the folders that tell "
+                         "them apart (LIVE: jp2k/img2.bmp)")
+    missing = sorted(set(order) - set(row_of.index))
+    if missing:
+        raise ValueError(f"manifest lacks {len(missing)} image(s) of ARNIQA's order, e.g. {missing[:3]}")
+    return row_of.loc[order].to_numpy()

@@ -126,6 +126,22 @@ def score_run(run: SplitRun, logistic: str = "5pl", where: str = "score_run") ->
     return pd.DataFrame(rows, columns=list(PER_SPLIT_COLUMNS))
 
 
+def fixed_splits(dataset: str, manifest: pd.DataFrame, *, official: bool = False,
+                 arniqa_splits: str = "") -> tuple[str, list[Split] | None]:
+    """How ``dataset`` is split, and the splits when they are not drawn at random: ``("arniqa", ARNIQA's split
+    files)`` when the folder ``arniqa_splits`` holds them for this set, ``("official", [its split])`` with
+    ``official`` and a manifest that marks one (KonIQ-10k, FLIVE), else ``("random", None)``."""
+    if arniqa_splits:
+        from .arniqa_splits import for_dataset
+
+        splits = for_dataset(dataset, manifest, arniqa_splits)
+        if splits is not None:
+            return "arniqa", splits
+    if official and (manifest["split"] == "test").any():
+        return "official", [official_split(manifest["split"], where=f"{dataset} manifest")]
+    return "random", None
+
+
 def within_dataset(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_frac: float = 0.2,
                    val_frac: float = 0.0, seed: int = 0, alphas=(0.1,), standardize: bool = False,
                    logistic: str = "5pl", alpha_rule: str = "median", official: bool = False) -> pd.DataFrame:
