@@ -200,14 +200,15 @@ def main() -> None:
               + (f", params changed against HEAD: `{provenance.format_diff(diff)}`" if diff else "")
               + f"; seed {cfg['seed']}. Reproduce with `dvc repro`. Scores of `synthetic-*` sets are pseudo-MOS "
               "from full-reference metrics, not human ratings.")
-    unlike = rows.unlike_papers(cfg["models"], params.section("evaluate"), params.section("extract")["max_short_side"])
+    unlike = rows.unlike_papers(cfg["models"], params.section("evaluate"), params.section("extract")["max_short_side"],
+                                cfg["datasets"])
     caveat = ["Rows evaluated unlike their papers (settings: docs/reproduce.md, \"Params to set\"): "
               + "; ".join(unlike) + ".", ""] if unlike else []
     io.write_text(R / "results.md", "\n".join([
         "# iqabench results", "", origin, "", *caveat,
         "## Leaderboard (within-dataset SRCC)", "", leaderboard,
         "![within-dataset SRCC, its spread over splits and seeds](srcc.png)", "",
-        "## Within-dataset (median over content-disjoint random splits)", "",
+        "## Within-dataset (median over content-disjoint splits; which ones: `within.csv`, column `splits`)", "",
         reporting.within_markdown(within, significance, variance),
         "## Cross-dataset (train on all of A, test on all of B)", "", reporting.cross_markdown(cross, variance),
         "![cross-dataset SRCC](cross_srcc.png)", "",

@@ -222,16 +222,20 @@ def test_paper_protocols_are_evaluate_settings_the_protocol_runs():
 
 def test_results_name_rows_evaluated_unlike_their_papers():
     contrique = {"alphas": [0.1], "val_frac": 0.0, "test_frac": 0.2}
-    assert rows.unlike_papers(["contrique", "brisque", "random"], contrique, max_short_side=512) == []
-    assert rows.unlike_papers(["contrique-published"], contrique, max_short_side=0) == []
-    lines = rows.unlike_papers(["arniqa", "contrique-published"], contrique, max_short_side=512)
-    # The project's own arniqa encoder reads no image larger than the cap asks of it: only its paper's ridge.
+    sets = ["koniq10k", "spaq"]
+    assert rows.unlike_papers(["contrique", "brisque", "random"], contrique, 512, sets) == []
+    assert rows.unlike_papers(["contrique-published"], contrique, 0, sets) == []
+    lines = rows.unlike_papers(["arniqa", "contrique-published"], contrique, 512, sets)
+    # The project's own arniqa encoder is no published file: only its paper's ridge is named.
     assert lines == ["arniqa: alphas [0.1] (paper: 100 values 0.001..1000), val_frac 0.0 (paper: 0.1)",
-                     "contrique-published: extract.max_short_side 512 (paper: 0, whole images)"]
+                     "contrique-published: extract.max_short_side 512 (paper: koniq10k whole images, "
+                     "spaq whole images)"]
     arniqa = rows.paper_protocol(["arniqa-published"])
-    assert rows.unlike_papers(["arniqa-published", "reiqa-published"], arniqa, max_short_side=None) == []
-    assert rows.unlike_papers(["arniqa-published"], {**arniqa, "test_frac": 0.3}, 0) == [
-        "arniqa-published: test_frac 0.3 (paper: 0.2)"]
+    assert rows.unlike_papers(["arniqa-published", "reiqa-published"], arniqa, None, ["koniq10k"]) == []
+    # ARNIQA's SPAQ loader caps the short side at 512 (docs/reproduce.md's SPAQ run): as its paper there.
+    assert rows.unlike_papers(["arniqa-published"], arniqa, 512, ["spaq"]) == []
+    assert rows.unlike_papers(["arniqa-published"], {**arniqa, "test_frac": 0.3}, 0, sets) == [
+        "arniqa-published: test_frac 0.3 (paper: 0.2), extract.max_short_side 0 (paper: spaq 512)"]
 
 
 def test_dvc_yaml_makes_every_trained_rows_files_and_extract_depends_on_them():

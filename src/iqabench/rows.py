@@ -346,10 +346,16 @@ def paper_protocol(models: list[str]) -> dict:
     return next(iter(distinct.values()), {})
 
 
-def unlike_papers(models: list[str], evaluate: dict, max_short_side: int | None) -> list[str]:
+# The authors' published encoders read whole images, except ARNIQA's SPAQ loader: short side 512 first
+# (data/dataset_spaq.py).
+PAPER_SHORT_SIDE = {("arniqa-published", "spaq"): 512}
+
+
+def unlike_papers(models: list[str], evaluate: dict, max_short_side: int | None, datasets=()) -> list[str]:
     """One line per row in ``models`` whose numbers here are not under its paper's evaluation: the `evaluate`
-    settings that differ from its ``protocol`` and, for the authors' published encoders, an image cap (their
-    papers read whole images). Empty when every row runs as its paper does (docs/reproduce.md)."""
+    settings that differ from its ``protocol`` and, for the authors' published encoders, an image cap other than
+    their papers' on the ``datasets`` (:data:`PAPER_SHORT_SIDE`). Empty when every row runs as its paper does
+    (docs/reproduce.md)."""
     def shown(value) -> str:
         if isinstance(value, list) and len(value) > 3:
             return f"{len(value)} values {min(value):g}..{max(value):g}"
@@ -360,8 +366,12 @@ def unlike_papers(models: list[str], evaluate: dict, max_short_side: int | None)
         row = get(name)
         changed = [f"{key} {shown(evaluate.get(key))} (paper: {shown(value)})"
                    for key, value in row.protocol.items() if evaluate.get(key) != value]
-        if row.protocol and row.stage is None and max_short_side:
-            changed.append(f"extract.max_short_side {max_short_side} (paper: 0, whole images)")
+        if row.protocol and row.stage is None:
+            paper = {ds: PAPER_SHORT_SIDE.get((name, ds), 0) for ds in datasets}
+            other = [ds for ds in datasets if paper[ds] != (max_short_side or 0)]
+            if other:
+                changed.append(f"extract.max_short_side {max_short_side or 0} (paper: " + ", ".join(
+                    f"{ds} {paper[ds] or 'whole images'}" for ds in other) + ")")
         if changed:
             lines.append(f"{name}: " + ", ".join(changed))
     return lines
