@@ -69,3 +69,14 @@ def test_runs_without_iqabench_results_are_called_so_not_an_unknown_statistic():
     with pytest.raises(compare.CompareError, match=r"the runs shown hold no within-dataset results .* not logged by "
                                                    r"iqabench's report stage"):
         compare.select(pd.DataFrame(columns=compare.VALUE_COLUMNS))
+
+
+def test_params_that_differ_tell_a_missing_param_from_an_empty_one():
+    import pandas as pd
+
+    from iqabench import compare
+
+    runs = pd.DataFrame({"params": [{"seed": "0"}, {"seed": "0", "evaluate.arniqa_splits": ""},
+                                    {"seed": "1", "evaluate.arniqa_splits": "/data/arniqa"}]})
+    assert compare.params_diff(runs) == {"evaluate.arniqa_splits": ["—", "''", "/data/arniqa"],
+                                         "seed": ["0", "0", "1"]}

@@ -196,11 +196,12 @@ def select(values: pd.DataFrame, *, models: Sequence[str] = (), datasets: Sequen
 
 
 def params_diff(runs: pd.DataFrame) -> dict[str, list[str]]:
-    """Params whose value differs between the runs: ``{key: [value in run 1, run 2, ...]}``."""
+    """Params whose value differs between the runs: ``{key: [value in run 1, run 2, ...]}``; "—" where a run
+    has no such param (logged before it existed), ``''`` for an empty one (a blank read as missing)."""
     keys = sorted({k for p in runs["params"] for k in p})
     out = {}
     for key in keys:
-        seen = [p.get(key, "—") for p in runs["params"]]
+        seen = [p.get(key, "—") or "''" for p in runs["params"]]
         if len(set(seen)) > 1:
             out[key] = seen
     return out
