@@ -134,6 +134,10 @@ def test_local_store_is_portable_and_names_runs_apart(study_inputs, monkeypatch,
     assert client.get_run(first.run_id).info.artifact_uri.startswith("mlflow-artifacts:/iqabench/")
     assert (tmp_path / "store" / "mlartifacts" / "iqabench" / first.run_id / "artifacts" / "srcc_table.json").is_file()
     (version,) = client.search_model_versions("name = 'iqabench-contrique-encoder'")  # not registered twice
+    # The second run reuses that version: its contrique run's page names it all the same.
+    (row_run,) = client.search_runs([second.experiment_id], f"tags.mlflow.parentRunId = '{second.run_id}' and "
+                                                            "tags.model = 'contrique'")
+    assert "`models:/iqabench-contrique-encoder/1`" in row_run.data.tags["mlflow.note.content"]
     assert version.tags["sha256"]
     # What the registry page shows: what the version maps, from which file, how to load it.
     assert "encoder.pt" in version.description and "images B x 3 x H x W" in version.description

@@ -257,8 +257,11 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
             for model, model_metrics in per_model.items():
                 with mlflow.start_run(run_name=model, nested=True, tags={**tags, "model": model}):
                     mlflow.log_metrics(_metrics(model_metrics))
-                    if encoders and model in encoders:
-                        log_encoder(model, Path(encoders[model]), client)
+                    uri = log_encoder(model, Path(encoders[model]), client) if model in (encoders or {}) else None
+                    if uri:  # a file an earlier run registered is not logged again: the page still names it
+                        mlflow.set_tag("mlflow.note.content", (
+                            f"Row `{model}` of run '{name}'. Its encoder is `{uri}` (Models, the registry): "
+                            f"`mlflow.pytorch.load_model(\"{uri}\")`."))
                     for train, train_metrics in by_training_set(model_metrics).items():
                         with mlflow.start_run(run_name=f"{model} | train {train}", nested=True,
                                               tags={**tags, "model": model, "train_dataset": train}):
