@@ -103,6 +103,10 @@ def test_the_evaluate_stage_reads_arniqa_s_files_for_the_sets_it_covers(tmp_path
     kind, splits = fixed_splits("kadid10k", frame, arniqa_splits=str(tmp_path))
     assert kind == "arniqa" and len(splits) == 3 and splits[0].sizes == {"train": 16, "val": 4, "test": 4}
     assert fixed_splits("koniq10k", frame, arniqa_splits=str(tmp_path)) == ("random", None)  # no loader: not read
+    np.save(tmp_path / "KADID10K" / "splits" / "val.npy", np.array([["a"]]))  # not ARNIQA's integer indices
+    with pytest.raises(ValueError, match=r"^evaluate.arniqa_splits: .*val.npy: expected a 2-D integer array"):
+        fixed_splits("kadid10k", frame, arniqa_splits=str(tmp_path))
+    _reference_disjoint(tmp_path / "KADID10K" / "splits")
     features = {"kadid10k": {"m": frame["score"].to_numpy()[:, None] + np.linspace(0, 0.01, len(frame))[:, None]}}
     cfg = dict(models=["m"], n_splits=10, test_frac=0.2, val_frac=0.0, seed=0, alphas=[0.1], standardize=False,
                logistic="none", arniqa_splits=str(tmp_path))
@@ -157,6 +161,8 @@ def test_mixed_training_takes_split_s_of_the_same_files(tmp_path):
     _reference_disjoint(tmp_path / "KADID10K" / "splits")
     fixed = mixed.dataset_splits({"kadid10k": frame}, n_splits=2, test_frac=0.2, arniqa_splits=str(tmp_path))
     assert [list(s.test) for s in fixed["kadid10k"]] == [list(range(20, 24)), list(range(16, 20))]
+    with pytest.raises(mixed.MixedInputError, match=r"evaluate.arniqa_splits: tid2013: .*TID2013/splits does not"):
+        mixed.dataset_splits({"tid2013": frame}, n_splits=2, test_frac=0.2, arniqa_splits=str(tmp_path))
     with pytest.raises(mixed.MixedInputError, match=r"kadid10k: ARNIQA's split files hold 3 splits, fewer than "
                                                     r"evaluate.n_splits = 5; lower n_splits to 3"):
         mixed.dataset_splits({"kadid10k": frame}, n_splits=5, test_frac=0.2, arniqa_splits=str(tmp_path))

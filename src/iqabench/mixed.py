@@ -310,7 +310,10 @@ def dataset_splits(manifests: dict, *, n_splits: int, test_frac: float, val_frac
     """
     out = {}
     for ds, frame in manifests.items():
-        _, fixed = fixed_splits(ds, frame, official=official, arniqa_splits=arniqa_splits)
+        try:
+            _, fixed = fixed_splits(ds, frame, official=official, arniqa_splits=arniqa_splits)
+        except ValueError as err:  # ARNIQA's files missing or malformed, an official split without a test part
+            raise MixedInputError(str(err)) from None
         if fixed is not None:
             if 1 < len(fixed) < n_splits:
                 raise MixedInputError(f"{ds}: ARNIQA's split files hold {len(fixed)} splits, fewer than "

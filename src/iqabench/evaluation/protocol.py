@@ -134,7 +134,10 @@ def fixed_splits(dataset: str, manifest: pd.DataFrame, *, official: bool = False
     if arniqa_splits:
         from .arniqa_splits import for_dataset
 
-        splits = for_dataset(dataset, manifest, arniqa_splits)
+        try:
+            splits = for_dataset(dataset, manifest, arniqa_splits)
+        except (OSError, ValueError) as err:  # a missing or malformed file: the stage's one line, no traceback
+            raise ValueError(f"evaluate.arniqa_splits: {err}") from None
         if splits is not None:
             return "arniqa", splits
     if official and (manifest["split"] == "test").any():
