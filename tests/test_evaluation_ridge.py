@@ -82,8 +82,11 @@ def test_select_alpha_picks_best_validation_srcc():
            for k, s in enumerate(splits)]
     predictions = SplitPredictions(alphas=np.array([0.1, 1.0, 10.0]), val=val, test=[v for v in val])
     assert select_alpha(predictions, y, splits, rule="per_split").tolist() == [2, 1]
-    # The median over two splits ties alpha 1 and 10; the tie goes to the stronger penalty.
-    assert select_alpha(predictions, y, splits, rule="median").tolist() == [2, 2]
+    # The median over two splits ties alpha 1 and 10; the tie goes to the alpha listed first, as ARNIQA's argmax
+    # over its ascending grid (the smallest there), whichever order the list is in.
+    assert select_alpha(predictions, y, splits, rule="median").tolist() == [1, 1]
+    flipped = SplitPredictions(alphas=predictions.alphas[::-1], val=[v[::-1] for v in val], test=val)
+    assert select_alpha(flipped, y, splits, rule="median").tolist() == [0, 0]  # alpha 10, now listed first
 
 
 def test_select_alpha_needs_validation_images():

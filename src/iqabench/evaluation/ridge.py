@@ -180,7 +180,8 @@ def select_alpha(predictions: SplitPredictions, y, splits: list[Split], rule: st
 
     ``"median"`` is ARNIQA's rule: one alpha for the whole dataset, the one with the
     highest median val SRCC over splits. ``"per_split"`` lets each split pick its own.
-    Ties go to the larger alpha (the more regularised model).
+    Ties go to the alpha listed first, as ARNIQA's ``np.argmax`` over its ascending grid (there: the smallest;
+    neighbouring alphas often rank a val part identically, so which one wins a tie changes the test numbers).
     """
     from .metrics import batch_srcc
 
@@ -193,9 +194,7 @@ def select_alpha(predictions: SplitPredictions, y, splits: list[Split], rule: st
                          f"has {fewest[0]}; raise val_frac (e.g. 0.1, more on a small dataset) or give a single "
                          "alpha")
     val_srcc = np.stack([batch_srcc(pred, y[split.val]) for pred, split in zip(predictions.val, splits)])
-    # argmax returns the first maximum; scanning from the largest alpha down sends ties there.
-    largest_first = np.argsort(predictions.alphas, kind="stable")[::-1]
+    # argmax returns the first maximum: the alpha listed first among equals.
     if rule == "median":
-        best = largest_first[int(np.argmax(np.median(val_srcc, axis=0)[largest_first]))]
-        return np.full(len(splits), best)
-    return largest_first[np.argmax(val_srcc[:, largest_first], axis=1)]
+        return np.full(len(splits), int(np.argmax(np.median(val_srcc, axis=0))))
+    return np.argmax(val_srcc, axis=1)
