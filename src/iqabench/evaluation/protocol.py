@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..features import undefined_rows  # one rule for "undefined", shared with extract and score
+from .arniqa_splits import for_dataset
 from .metrics import compute_metrics
 from .ridge import SplitPredictions, fit_predict, ridge_path, select_alpha
 from .splits import Split, official_split, random_splits
@@ -132,8 +133,6 @@ def fixed_splits(dataset: str, manifest: pd.DataFrame, *, official: bool = False
     files)`` when the folder ``arniqa_splits`` holds them for this set, ``("official", [its split])`` with
     ``official`` and a manifest that marks one (KonIQ-10k, FLIVE), else ``("random", None)``."""
     if arniqa_splits:
-        from .arniqa_splits import for_dataset
-
         try:
             splits = for_dataset(dataset, manifest, arniqa_splits)
         except (OSError, ValueError) as err:  # a missing or malformed file: the stage's one line, no traceback
