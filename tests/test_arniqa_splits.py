@@ -174,3 +174,50 @@ def test_params_refuse_a_split_folder_that_is_not_there(tmp_path):
     with pytest.raises(params.ParamsError, match=r"evaluate.arniqa_splits = '.*nowhere' is not a folder"):
         params.validate({"seed": 0, "datasets": ["synthetic-single"], "models": ["brisque"],
                          "evaluate": {"arniqa_splits": str(tmp_path / "nowhere")}})
+    _reference_disjoint(tmp_path / "KADID10K" / "splits")
+    (tmp_path / "LIVE" / "splits").mkdir(parents=True)
+    with pytest.raises(params.ParamsError, match=r"evaluate.arniqa_splits: .*LIVE/splits/train.npy does not exist "
+                                                 r"\(4 file\(s\) missing\)"):
+        params.validate({"seed": 0, "datasets": ["kadid10k", "live", "koniq10k"], "models": ["brisque"],
+                         "evaluate": {"arniqa_splits": str(tmp_path)}})
+
+
+def test_damaged_or_odd_split_files_are_named_not_half_read(tmp_path):
+    from iqabench.evaluation.arniqa_splits import for_dataset
+
+    frame = _kadid()
+    folder = tmp_path / "KADID10K" / "splits"
+    _reference_disjoint(folder)
+    train = np.load(folder / "train.npy")
+    train[0, 1] = train[0, 0]  # image 0 trained on twice, image 1 never: silently, before
+    np.save(folder / "train.npy", train)
+    with pytest.raises(ValueError, match=r"train.npy: split 0 lists an image twice; replace it with ARNIQA's file"):
+        for_dataset("kadid10k", frame, tmp_path)
+    (folder / "train.npy").write_bytes(b"not numpy at all")
+    with pytest.raises(ValueError, match=r"train.npy: not a NumPy file of split indices \(.*\); replace it"):
+        for_dataset("kadid10k", frame, tmp_path)
+    np.save(folder / "train.npy", np.zeros((3, 0), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"train.npy: holds no indices"):
+        for_dataset("kadid10k", frame, tmp_path)
+    _reference_disjoint(folder)
+    with pytest.raises(ValueError, match=r"indices span 0..23 but the manifest \(a partial copy of the set\?\) has 20"):
+        for_dataset("kadid10k", frame.iloc[:20], tmp_path)
+
+
+def test_a_live_list_with_windows_paths_or_a_repeated_row(tmp_path):
+    from iqabench.evaluation.arniqa_splits import for_dataset
+
+    order = ["jp2k/img1.bmp", "jp2k/img2.bmp", "wn/img1.bmp", "wn/img2.bmp"]
+    frame = pd.DataFrame({"image": [f"/d/live/databaserelease2/{n}" for n in order], "content_id": list("aabb")})
+    _write(tmp_path / "LIVE" / "splits", {"train": [[0, 1]], "val": [[2]], "test": [[3]]})
+    listing = tmp_path / "LIVE" / "LIVE.txt"
+    listing.write_text("dis_img_path,score\r\n" + "".join(f"LIVE\\{n.replace('/', chr(92))},1\r\n" for n in order))
+    (split,) = for_dataset("live", frame, tmp_path)
+    assert list(frame["image"][split.test]) == ["/d/live/databaserelease2/wn/img2.bmp"]
+    listing.write_text("dis_img_path,score\nLIVE/jp2k/img1.bmp,1\nLIVE/jp2k/img1.bmp,1\nLIVE/wn/img1.bmp,1\n"
+                       "LIVE/wn/img2.bmp,1\n")
+    with pytest.raises(ValueError, match=r"names 'jp2k/img1.bmp' twice \(row 3 of its list"):
+        for_dataset("live", frame, tmp_path)
+    listing.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match=r"LIVE.txt: not readable as ARNIQA's LIVE.txt .*replace it with https://"):
+        for_dataset("live", frame, tmp_path)

@@ -317,3 +317,19 @@ def test_unlabelled_kadis_lists_images_and_refuses_a_manifest(tmp_path):
     assert [p.name for p in list_images("kadis700k", tmp_path)] == ["a.png", "b.png"]
     with pytest.raises(DatasetError, match="no quality scores"):
         build_manifest("kadis700k", tmp_path)
+
+
+def test_live_mat_variables_that_are_not_the_published_vectors_are_named(tmp_path):
+    base = tmp_path / "databaserelease2"
+    total = 982
+    base.mkdir()
+    scipy.io.savemat(base / "refnames_all.mat", {"refnames_all": np.array([["caps.bmp"]] * total, dtype=object).T})
+    cases = [({"dmos_new": np.ones((2, total // 2)), "orgs": np.zeros((1, total))}, r"'dmos_new' is a float64 array "
+              r"of shape \(2, 491\), not the published vector"),   # flattened, it would interleave the scores
+             ({"dmos_new": np.array(["abc"] * total)[None], "orgs": np.zeros((1, total))}, r"'dmos_new' is a <U3"),
+             ({"dmos_new": np.ones((1, total)), "orgs": np.full((1, total), 0.7)},
+              r"'orgs' holds \[0.7\]; the release marks each image 0 .* or 1")]
+    for content, message in cases:
+        scipy.io.savemat(base / "dmos_realigned.mat", content)
+        with pytest.raises(DatasetError, match=message):
+            build_manifest("live", tmp_path)

@@ -101,6 +101,7 @@ def test_params_diff_dirty_flag_and_run_name(tmp_path, monkeypatch):
     # The results digest: runs of two commits that reproduced the same outputs show the same one.
     assert provenance.run_name(sha, False, "", diff, "2ddbedf17c6dade0") == \
         f"{sha[:8]} evaluate.n_splits=5 results 2ddbedf1"
+    assert provenance.run_name(sha, False, "", {}, " ") == f"{sha[:8]} HEAD params"  # no digest: no "results"
     assert provenance.run_name(sha, False, "", {}) == f"{sha[:8]} HEAD params"
     # A list shows what it gained or lost, not its whole new value (README's switch to real datasets).
     lists = {"datasets": (["synthetic-single", "synthetic-mixed"], ["synthetic-single", "koniq10k-subset"]),

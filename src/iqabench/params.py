@@ -285,6 +285,12 @@ def _check_relations(where: str, params: dict) -> None:
         if evaluate.get("arniqa_splits") and not Path(evaluate["arniqa_splits"]).is_dir():
             raise ParamsError(f"{where}: evaluate.arniqa_splits = {evaluate['arniqa_splits']!r} is not a folder; name "
                               "one laid out as ARNIQA's data_base_path (LIVE/splits/, ...; docs/reproduce.md) or ''")
+        from .evaluation.arniqa_splits import missing_files
+        lacking = missing_files(evaluate["arniqa_splits"], params.get("datasets") or []) if evaluate["arniqa_splits"] else []
+        if lacking:
+            raise ParamsError(f"{where}: evaluate.arniqa_splits: {lacking[0]} does not exist ({len(lacking)} file(s) "
+                              "missing); ARNIQA's layout holds NAME/splits/{train,val,test}.npy per set, and "
+                              "LIVE/LIVE.txt, CSIQ/CSIQ.txt (docs/reproduce.md)")
         datasets = params.get("datasets") or []
         chosen = evaluate.get("regressor_dataset")
         if chosen is None and datasets:

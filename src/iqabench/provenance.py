@@ -159,8 +159,8 @@ def run_name(sha: str, dirty: bool, exp: str, diff: dict[str, tuple], lock: str 
     if exp:
         parts.append(exp)
     parts.append(format_diff(diff, limit=120) if diff else "HEAD params")
-    if lock:
-        parts.append(f"results {lock[:8]}")
+    if str(lock).strip():
+        parts.append(f"results {str(lock).strip()[:8]}")
     return " ".join(parts)
 
 

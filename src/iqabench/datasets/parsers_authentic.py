@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import manifest
-from .scorefiles import (DatasetError, line_of, load_mat, locate, mat_strings, name_column, numeric_column,
+from .scorefiles import (DatasetError, line_of, load_mat, locate, mat_strings, mat_vector, name_column, numeric_column,
                          read_csv_columns, read_excel_columns, read_excel_positional)
 
 # KonIQ's metadata spells the splits out; the manifest uses the short names.
@@ -109,7 +109,7 @@ def parse_clive(spec, root: Path) -> pd.DataFrame:
     names_file = locate(root, "Data/AllImages_release.mat", spec.name)
     mos_file = locate(root, "Data/AllMOS_release.mat", spec.name)
     names = mat_strings(load_mat(names_file, spec.name, ["AllImages_release"])["AllImages_release"])
-    mos = np.asarray(load_mat(mos_file, spec.name, ["AllMOS_release"])["AllMOS_release"], dtype=np.float64).ravel()
+    mos = mat_vector(load_mat(mos_file, spec.name, ["AllMOS_release"]), "AllMOS_release", mos_file, spec.name)
     if len(names) != len(mos):
         raise DatasetError(f"{spec.name}: {names_file.name} lists {len(names)} images but "
                            f"{mos_file.name} has {len(mos)} scores")

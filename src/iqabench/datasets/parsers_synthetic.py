@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from .parsers_authentic import frame
-from .scorefiles import (DatasetError, case_insensitive_index, line_of, load_mat, locate, mat_strings, name_column,
-                         numeric_column, parse_score, read_csv_columns, read_excel_columns, read_text_lines)
+from .scorefiles import (DatasetError, case_insensitive_index, line_of, load_mat, locate, mat_strings, mat_vector,
+                         name_column, numeric_column, parse_score, read_csv_columns, read_excel_columns,
+                         read_text_lines)
 
 # LIVE release 2: dmos_realigned.mat is ordered by these folders, each img1..imgN.
 LIVE_FOLDERS = (("jp2k", 227), ("jpeg", 233), ("wn", 174), ("gblur", 174), ("fastfading", 174))
@@ -82,8 +83,11 @@ def parse_live(spec, root: Path) -> pd.DataFrame:
                   or locate(root, "refnames_all.mat", spec.name))
     base = names_file.parent
     content = load_mat(dmos_file, spec.name, [variable, "orgs"])
-    dmos = np.asarray(content[variable], dtype=np.float64).ravel()
-    orgs = np.asarray(content["orgs"]).ravel().astype(int)
+    dmos, orgs = (mat_vector(content, v, dmos_file, spec.name) for v in (variable, "orgs"))
+    if not np.isin(orgs, (0, 1)).all():  # 1 marks a reference's own copy; anything else would keep or drop blindly
+        raise DatasetError(f"{spec.name}: {dmos_file}: 'orgs' holds {sorted({float(v) for v in orgs[~np.isin(orgs, (0, 1))]})[:3]}; "
+                           "the release marks each image 0 (distorted) or 1 (a reference's copy)")
+    orgs = orgs.astype(int)
     refnames = mat_strings(load_mat(names_file, spec.name, ["refnames_all"])["refnames_all"])
     expected = sum(n for _, n in LIVE_FOLDERS)
     if not len(dmos) == len(orgs) == len(refnames) == expected:

@@ -30,6 +30,17 @@ DATASETS = {"live": ("LIVE", "LIVE.txt"), "csiq": ("CSIQ", "CSIQ.txt"), "tid2013
 LISTS_URL = "https://github.com/icbcbicc/IQA-Dataset/blob/master/csv/"  # where ARNIQA's README sends for them
 
 
+def missing_files(root: str | Path, datasets: list[str]) -> list[Path]:
+    """The files ARNIQA's layout needs under ``root`` for the sets in ``datasets`` it covers, and lacks: checked
+    with the params, before any stage runs (evaluate reads them only after every feature is extracted)."""
+    needed = []
+    for dataset in (d for d in datasets if d in DATASETS):
+        name, listing = DATASETS[dataset]
+        needed += [Path(root) / name / "splits" / f"{part}.npy" for part in PARTS]
+        needed += [Path(root) / name / listing] if listing else []
+    return [path for path in needed if not path.is_file()]
+
+
 def for_dataset(dataset: str, frame: pd.DataFrame, root: str | Path) -> list[Split] | None:
     """ARNIQA's splits of ``dataset`` as rows of its manifest ``frame``, or None when ARNIQA evaluates no such set.
 
@@ -53,12 +64,16 @@ def for_dataset(dataset: str, frame: pd.DataFrame, root: str | Path) -> list[Spl
         if not path.is_file():
             raise FileNotFoundError(f"{dataset}: ARNIQA's {name} indices count the rows of {listing}, which is not "
                                     f"at {path}; save it there from {LISTS_URL}{listing} (ARNIQA's README)")
-        table = pd.read_csv(path)
+        try:
+            table = pd.read_csv(path)
+        except (ValueError, OSError) as err:  # empty, binary or not UTF-8
+            raise ValueError(f"{path}: not readable as ARNIQA's {listing} ({err}); replace it with "
+                             f"{LISTS_URL}{listing}") from None
         if "dis_img_path" not in table.columns:
             raise ValueError(f"{path}: no dis_img_path column (columns {list(table.columns)}); expected ARNIQA's "
                              f"{listing} ({LISTS_URL}{listing})")
         depth = 2 if dataset == "live" else 1  # LIVE's names repeat across its five folders
-        order = ["/".join(PurePosixPath(str(p)).parts[-depth:]) for p in table["dis_img_path"]]
+        order = ["/".join(PurePosixPath(str(p).replace("\\", "/")).parts[-depth:]) for p in table["dis_img_path"]]
     splits = read_arniqa_splits(folder, order, frame["image"])
     contents = frame["content_id"].astype(str).to_numpy()
     for k, split in enumerate(splits):
@@ -89,15 +104,22 @@ def read_arniqa_splits(folder: str | Path, order: list[str] | None, manifest_ima
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist; ARNIQA's split folders hold train.npy, val.npy and "
                                     "test.npy (datasets/<NAME>/splits/ in github.com/miccunifi/ARNIQA)")
-        array = np.load(path, allow_pickle=False)
+        try:
+            array = np.load(path, allow_pickle=False)  # never unpickled: an object array is refused
+        except (ValueError, OSError, EOFError) as err:
+            raise ValueError(f"{path}: not a NumPy file of split indices ({err}); replace it with ARNIQA's "
+                             f"{part}.npy") from None
         if array.ndim == 1:  # FLIVE: one split, e.g. train.npy of shape (30253,)
             array = array[None]
         if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer):
             raise ValueError(f"{path}: expected a 2-D integer array (splits x indices, -1 padded) or FLIVE's "
                              f"1-D one, got {array.dtype} {array.shape}")
+        if array.size == 0:
+            raise ValueError(f"{path}: holds no indices; replace it with ARNIQA's {part}.npy")
         if array.max() >= n_images or array.min() < -1:
-            raise ValueError(f"{path}: indices span {array.min()}..{array.max()} but the score file order has "
-                             f"{n_images} images; is it the file ARNIQA reads for this dataset?")
+            counted = "the score file order" if order is not None else "the manifest (a partial copy of the set?)"
+            raise ValueError(f"{path}: indices span {array.min()}..{array.max()} but {counted} has "
+                             f"{n_images} images; ARNIQA's files index the whole published set, in its order")
         arrays[part] = array
     if len({a.shape[0] for a in arrays.values()}) != 1:
         raise ValueError(f"{folder}: train, val and test hold different numbers of splits "
@@ -106,6 +128,10 @@ def read_arniqa_splits(folder: str | Path, order: list[str] | None, manifest_ima
     splits = []
     for k in range(arrays["train"].shape[0]):
         parts = {p: rows_in_order[arrays[p][k][arrays[p][k] >= 0]] for p in PARTS}
+        for part, rows in parts.items():
+            if np.unique(rows).size != rows.size or (part != "val" and rows.size == 0):
+                what = "lists an image twice" if rows.size else "is empty"
+                raise ValueError(f"{folder / (part + '.npy')}: split {k} {what}; replace it with ARNIQA's file")
         for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
             if np.intersect1d(parts[a], parts[b]).size:
                 raise ValueError(f"{folder}: split {k} puts the same image(s) in {a} and {b}")
@@ -128,6 +154,10 @@ def _rows(order: list[str], manifest_images) -> np.ndarray:
         raise ValueError(f"manifest: image names repeat (e.g. {row_of.index[row_of.index.duplicated()][0]}); "
                          "ARNIQA's indices cannot be mapped by name: give `order` with the folders that tell "
                          "them apart (LIVE: jp2k/img2.bmp)")
+    repeated = pd.Series(order)[pd.Series(order).duplicated()]
+    if not repeated.empty:
+        raise ValueError(f"ARNIQA's order names {repeated.iloc[0]!r} twice (row {int(repeated.index[0]) + 2} of its "
+                         "list, counting the header): replace the list with ARNIQA's")
     missing = sorted(set(order) - set(row_of.index))
     if missing:
         raise ValueError(f"manifest lacks {len(missing)} image(s) of ARNIQA's order, e.g. {missing[:3]}")
