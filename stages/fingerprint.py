@@ -6,7 +6,8 @@ DATASET.json for every dataset in `datasets:` (prepare@DATASET depends on it), n
 fit_niqe's pristine photos (KADIS-700k when data/raw/kadis700k exists), pretrain-NAME.json for
 the image folders of each encoder NAME in `pretrain:` (pretrain@NAME depends on it; its
 `profile` applied), models.json for what the rows in `models:` read that no stage writes (extract
-depends on it), splits.json for the folder of `evaluate.arniqa_splits` (evaluate and mixed depend on it). The stage is always run (it lists files, it reads no pixels); see
+depends on it), splits.json for the folder of `evaluate.arniqa_splits` (evaluate and mixed depend
+on it). The stage is always run (it lists files, it reads no pixels); see
 iqabench.datasets.fingerprint for what a fingerprint holds.
 """
 from __future__ import annotations

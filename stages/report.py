@@ -200,11 +200,12 @@ def main() -> None:
               + (f", params changed against HEAD: `{provenance.format_diff(diff)}`" if diff else "")
               + f"; seed {cfg['seed']}. Reproduce with `dvc repro`. Scores of `synthetic-*` sets are pseudo-MOS "
               "from full-reference metrics, not human ratings.")
-    unlike = rows.unlike_papers(cfg["models"], params.section("evaluate"), params.section("extract")["max_short_side"],
+    evaluate_cfg = params.section("evaluate")
+    unlike = rows.unlike_papers(cfg["models"], evaluate_cfg, params.section("extract")["max_short_side"],
                                 cfg["datasets"])
     caveat = ["Rows evaluated unlike their papers (settings: docs/reproduce.md, \"Params to set\"): "
               + "; ".join(unlike) + ".", ""] if unlike else []
-    io.write_text(R / "results.md", "\n".join([
+    results = "\n".join([
         "# iqabench results", "", origin, "", *caveat,
         "## Leaderboard (within-dataset SRCC)", "", leaderboard,
         "![within-dataset SRCC, its spread over splits and seeds](srcc.png)", "",
@@ -214,7 +215,8 @@ def main() -> None:
         "![cross-dataset SRCC](cross_srcc.png)", "",
         "## End-to-end fine-tuning vs the frozen readout", "", inputs["sections"]["finetune"], "",
         "## Mixed-dataset training (MonotonicIQA vs pooled)", "", inputs["sections"]["mixed"], "",
-        "## Pipeline wall time", "", timings_markdown(every, ran)]))
+        "## Pipeline wall time", "", timings_markdown(every, ran)])
+    io.write_text(R / "results.md", results)
 
     metrics = inputs["metrics"]
     per_model = {m: {"within": metrics["within"].get(m, {}), "cross": metrics["cross"].get(m, {})}
@@ -237,7 +239,7 @@ def main() -> None:
         "", origin])
     with tempfile.TemporaryDirectory() as scratch:  # results.md as MLflow previews it: figures named, not linked
         preview = Path(scratch) / "results.md"
-        preview.write_text(reporting.without_images((R / "results.md").read_text()))
+        preview.write_text(reporting.without_images(results))
         run = tracking.log_study(
             experiment=cfg["experiment"], run_name=provenance.run_name(sha, dirty, exp, diff, lock), params=params.load(),
             metrics=headline, per_model=per_model, description=description, start_time_ms=start_ms,
@@ -246,9 +248,9 @@ def main() -> None:
                     "tables/finetune.json": inputs["finetune"]},
             artifacts={"": [preview, *answers, Path("dvc.lock"), Path("params.yaml")],
                        "figures": [*figures, R / "distortions.png"]},
-            tags=tags, eval_params=params.section("evaluate"), datasets=datasets,
+            tags=tags, eval_params=evaluate_cfg, datasets=datasets,
             encoders=encoder_files(cfg["models"]))
-    print((R / "results.md").read_text())
+    print(results)
     if run:
         print(f"MLflow run '{run.name}': {run.url}\n  leaderboard of all runs: {run.table_url}\n"
               f"  (start the UI with `make ui`; store {tracking.tracking_uri()})")

@@ -282,15 +282,18 @@ def _check_relations(where: str, params: dict) -> None:
             raise ParamsError(f"{where}: evaluate.alphas lists {len(evaluate['alphas'])} values but "
                               "evaluate.val_frac is 0, so there is no validation part to choose among them; "
                               "set val_frac > 0 or give one alpha")
-        if evaluate.get("arniqa_splits") and not Path(evaluate["arniqa_splits"]).is_dir():
-            raise ParamsError(f"{where}: evaluate.arniqa_splits = {evaluate['arniqa_splits']!r} is not a folder; name "
-                              "one laid out as ARNIQA's data_base_path (LIVE/splits/, ...; docs/reproduce.md) or ''")
-        from .evaluation.arniqa_splits import missing_files
-        lacking = missing_files(evaluate["arniqa_splits"], params.get("datasets") or []) if evaluate["arniqa_splits"] else []
-        if lacking:
-            raise ParamsError(f"{where}: evaluate.arniqa_splits: {lacking[0]} does not exist ({len(lacking)} file(s) "
-                              "missing); ARNIQA's layout holds NAME/splits/{train,val,test}.npy per set, and "
-                              "LIVE/LIVE.txt, CSIQ/CSIQ.txt (docs/reproduce.md)")
+        split_files = evaluate.get("arniqa_splits")
+        if split_files:
+            from .evaluation.arniqa_splits import missing_files
+
+            if not Path(split_files).is_dir():
+                raise ParamsError(f"{where}: evaluate.arniqa_splits = {split_files!r} is not a folder; name one laid "
+                                  "out as ARNIQA's data_base_path (LIVE/splits/, ...; docs/reproduce.md) or ''")
+            lacking = missing_files(split_files, params.get("datasets") or [])
+            if lacking:
+                raise ParamsError(f"{where}: evaluate.arniqa_splits: {lacking[0]} does not exist ({len(lacking)} "
+                                  "file(s) missing); ARNIQA's layout holds NAME/splits/{train,val,test}.npy per set, "
+                                  "and LIVE/LIVE.txt, CSIQ/CSIQ.txt (docs/reproduce.md)")
         datasets = params.get("datasets") or []
         chosen = evaluate.get("regressor_dataset")
         if chosen is None and datasets:

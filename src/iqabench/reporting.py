@@ -162,9 +162,8 @@ def leaderboard_markdown(within: pd.DataFrame, metric: str = "srcc", full_refere
     table = leaderboard(within, metric)
     best = table.max(axis=0)
     lines = [best_line(table, full_reference), ""]
-    table = table.loc[table.mean(axis=1).sort_values(ascending=False, kind="stable").index]  # best first, as the columns
-    lines += [
-             "| model | " + " | ".join(table.columns) + " |", "|---|" + "---:|" * len(table.columns)]
+    table = table.loc[table.mean(axis=1).sort_values(ascending=False, kind="stable").index]  # best first
+    lines += ["| model | " + " | ".join(table.columns) + " |", "|---|" + "---:|" * len(table.columns)]
     for model, row in table.iterrows():
         cells = ["—" if pd.isna(v) else f"**{v:.3f}**" if v == best[ds] else f"{v:.3f}" for ds, v in row.items()]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")

@@ -84,8 +84,9 @@ def parse_live(spec, root: Path) -> pd.DataFrame:
     base = names_file.parent
     content = load_mat(dmos_file, spec.name, [variable, "orgs"])
     dmos, orgs = (mat_vector(content, v, dmos_file, spec.name) for v in (variable, "orgs"))
-    if not np.isin(orgs, (0, 1)).all():  # 1 marks a reference's own copy; anything else would keep or drop blindly
-        raise DatasetError(f"{spec.name}: {dmos_file}: 'orgs' holds {sorted({float(v) for v in orgs[~np.isin(orgs, (0, 1))]})[:3]}; "
+    odd = orgs[~np.isin(orgs, (0, 1))]  # 1 marks a reference's own copy; anything else would keep or drop blindly
+    if odd.size:
+        raise DatasetError(f"{spec.name}: {dmos_file}: 'orgs' holds {sorted({float(v) for v in odd})[:3]}; "
                            "the release marks each image 0 (distorted) or 1 (a reference's copy)")
     orgs = orgs.astype(int)
     refnames = mat_strings(load_mat(names_file, spec.name, ["refnames_all"])["refnames_all"])

@@ -332,14 +332,10 @@ def mat_vector(content: dict, variable: str, path: Path, dataset: str) -> np.nda
     """A .mat variable as a float64 vector: a string, cell or struct, or a matrix (whose flattening would
     interleave its rows), is refused naming the file and the variable."""
     value = np.asarray(content[variable])
-    try:
-        vector = value.astype(np.float64)
-    except (TypeError, ValueError):
-        vector = None
-    if vector is None or value.dtype == object or value.dtype.kind in "USV" or sum(n > 1 for n in value.shape) > 1:
+    if value.dtype.kind not in "biuf" or sum(n > 1 for n in value.shape) > 1:
         raise DatasetError(f"{dataset}: {path}: '{variable}' is a {value.dtype} array of shape {value.shape}, not the "
                            "published vector of numbers; replace the file with the release's own")
-    return vector.ravel()
+    return value.astype(np.float64).ravel()
 
 
 def mat_strings(array) -> list[str]:
