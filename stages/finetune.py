@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from iqabench import io, manifest, params, rows, stage_errors, timing
-from iqabench.models import encoders
+from iqabench.models import encoders, preprocessing
 from iqabench.training import checkpoint
 from iqabench.training.finetune import FinetuneConfig, finetune_dataset
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         frames = {ds: manifest.read(path) for ds, path in manifests.items()}
     with stage_errors.one_line("finetune", ValueError, FileNotFoundError):
         encoder = rows.encoder_path(model)
-        encoders.load(encoder, read_as=encoders.CONTRIQUE)
+        encoders.load(encoder, read_as=preprocessing.CONTRIQUE)
     with timing.timed("finetune") as timed:
         results = []
         for ds, frame in frames.items():

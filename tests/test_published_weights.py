@@ -1,15 +1,16 @@
 """Published weights (CONTRIQUE_checkpoint25.tar, torchvision ResNets) evaluate through `file:PATH`."""
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision import models as tvm
 
-from torchvision.transforms import InterpolationMode
+from PIL import Image
 from torchvision.transforms import functional as TF
 
 from iqabench import rows
-from iqabench.models import encoders
+from iqabench.models import encoders, preprocessing
 
 
 def _randomise_bn_statistics(model: nn.Module, seed: int) -> None:
@@ -19,6 +20,22 @@ def _randomise_bn_statistics(model: nn.Module, seed: int) -> None:
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
             m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+
+
+def _pixels(*shape: int) -> torch.Tensor:
+    # An 8-bit image, as every file the pipeline reads decodes to.
+    return torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(sum(shape))).float() / 255
+
+
+def _pil_half(batch: torch.Tensor) -> torch.Tensor:
+    """The authors' copy: PIL's ``img.resize((w // 2, h // 2))`` of the 8-bit image (CONTRIQUE demo_feat.py:21,
+    ARNIQA utils/utils_data.py:177, Re-IQA demo_quality_aware_feats.py:52), then ToTensor."""
+    out = []
+    for x in batch:
+        pil = Image.fromarray((x * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+        half = np.array(pil.resize((pil.width // 2, pil.height // 2)))
+        out.append(TF.to_tensor(half))
+    return torch.stack(out)
 
 
 class ContriqueLayout(nn.Module):
@@ -51,13 +68,22 @@ def test_contrique_checkpoint_layout_loads_and_gives_the_source_features(tmp_pat
     for key, value in encoders.load(tmp_path / "legacy.tar").state_dict().items():
         assert torch.equal(value, encoder.state_dict()[key]), key
     # Odd sides: demo_feat.py:21 resizes to (w // 2, h // 2), which a scale factor of 0.5 does not reproduce.
-    image = torch.rand(2, 3, 67, 93)
-    half = TF.resize(image, [33, 46], interpolation=InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
+    image = _pixels(2, 3, 67, 93)
+    half = _pil_half(image)
+    assert half.shape[-2:] == (33, 46)
     expected = torch.cat([source.features(image), source.features(half)], dim=1)
     with torch.no_grad():
         got = rows.feature_fn(f"file:{path}")(image)
-    assert got.shape == (2, 4096)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+        (tmp_path / "weights").mkdir()
+        (tmp_path / "weights" / path.name).write_bytes(path.read_bytes())
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(tmp_path)
+            published = rows.feature_fn("contrique-published")(image)
+    assert got.shape == published.shape == (2, 4096)
+    # The published row is the authors' copy; `file:` (this project's rows) resamples on floats, within ~7/255.
+    torch.testing.assert_close(published, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got[:, :2048], expected[:, :2048], rtol=1e-4, atol=1e-5)
+    assert 0 < (got[:, 2048:] - expected[:, 2048:]).abs().max() < 0.05
 
 
 def test_torchvision_state_dict_with_fc_and_ddp_prefix_loads(tmp_path):
@@ -168,11 +194,11 @@ def test_arniqa_pth_layout_gives_arniqa_features_with_its_preprocessing(tmp_path
     (tmp_path / "weights").mkdir()
     torch.save(source.state_dict(), tmp_path / "weights" / "ARNIQA.pth")
     assert next(iter(source.state_dict())) == "model.0.weight"
-    image = torch.rand(1, 3, 241, 287)
+    image = _pixels(1, 3, 241, 287)
     # test.py's dataset classes: PIL's default (bicubic) resize to (w // 2, h // 2) (utils/utils_data.py:177);
     # center_corners_crop(224) of both (the half-size one, 120 x 143, padded black by PIL's crop); ToTensor and
     # Normalize each crop (data/dataset_base_iqa.py:61-72); the 5 averaged.
-    half = TF.resize(image, [120, 143], interpolation=InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
+    half = _pil_half(image)
 
     def five_crops(x):
         h, w = x.shape[-2:]
@@ -191,7 +217,7 @@ def test_arniqa_pth_layout_gives_arniqa_features_with_its_preprocessing(tmp_path
     with pytest.raises(ValueError, match=r"ARNIQA\.pth is ARNIQA's published checkpoint.*row arniqa-published"):
         rows.feature_fn("file:weights/ARNIQA.pth")
     with pytest.raises(ValueError, match="row arniqa-published"):
-        encoders.load("weights/ARNIQA.pth", read_as=encoders.CONTRIQUE)
+        encoders.load("weights/ARNIQA.pth", read_as=preprocessing.CONTRIQUE)
 
 
 def test_reiqa_checkpoints_give_the_concatenated_quality_and_content_features(tmp_path, monkeypatch):
@@ -205,10 +231,10 @@ def test_reiqa_checkpoints_give_the_concatenated_quality_and_content_features(tm
         _reiqa_checkpoint(source, tmp_path / "weights" / name, ema=ReiqaLayout(tvm.resnet50(weights=None)))
         sources.append(source.encoder)
     quality, content = sources
-    image = torch.rand(1, 3, 67, 93)
+    image = _pixels(1, 3, 67, 93)
     # The demos (demo_quality_aware_feats.py:52-62, demo_content_aware_feats.py:53-68): PIL's default resize
     # (bicubic) to (w // 2, h // 2); the content encoder alone reads ImageNet-normalised input; full then half.
-    half = TF.resize(image, [33, 46], interpolation=InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
+    half = _pil_half(image)
     with torch.no_grad():
         expected = torch.cat([quality(image), quality(half), content(TF.normalize(image, *IMAGENET)),
                               content(TF.normalize(half, *IMAGENET))], dim=1)
@@ -257,9 +283,15 @@ def test_a_full_pickle_is_refused_naming_the_safe_alternative(tmp_path):
 def test_published_rows_declare_their_files_and_preprocessing():
     arniqa, reiqa = rows.get("arniqa-published"), rows.get("reiqa-published")
     assert arniqa.artifacts == (rows.PUBLISHED / "ARNIQA.pth",) and arniqa.stage is None
-    assert arniqa.preprocessing.normalise == encoders.IMAGENET_MEAN_STD and arniqa.preprocessing.l2
+    assert arniqa.preprocessing.normalise == preprocessing.IMAGENET_MEAN_STD and arniqa.preprocessing.l2
     assert [p.name for p in reiqa.artifacts] == ["quality_aware_r50.pth", "content_aware_r50.pth"]
-    assert rows.get("contrique-published").preprocessing == encoders.CONTRIQUE
+    contrique = rows.get("contrique-published").preprocessing
+    assert contrique.resample_8bit and contrique.on_floats() == preprocessing.CONTRIQUE
+    assert arniqa.preprocessing.resample_8bit and reiqa.preprocessing.resample_8bit
+    # Fine-tuning makes the half-size copy on floats; the published CONTRIQUE encoder can still be fine-tuned.
+    assert rows.encoder_path("contrique-published") == rows.PUBLISHED / "CONTRIQUE_checkpoint25.tar"
+    with pytest.raises(ValueError, match="arniqa-published.*reads its images as"):
+        rows.encoder_path("arniqa-published")
 
 
 def test_half_size_copy_is_pils_resize_also_on_odd_sides():
@@ -273,7 +305,7 @@ def test_half_size_copy_is_pils_resize_also_on_odd_sides():
         # Smoothed noise: a photograph's spectrum, where a half-pixel shift shows as a large error.
         pixels = gaussian_filter(rng.random((h, w, 3)) * 255, (2, 2, 0)).round().astype(np.uint8)
         pil = np.asarray(Image.fromarray(pixels).resize((w // 2, h // 2)), dtype=np.float64) / 255
-        ours = encoders.half_size(torch.from_numpy(pixels).permute(2, 0, 1)[None].double() / 255)
+        ours = preprocessing.half_size(torch.from_numpy(pixels).permute(2, 0, 1)[None].double() / 255)
         ours = ours[0].permute(1, 2, 0).numpy()
         assert ours.shape == pil.shape
         assert np.abs(ours - pil).max() <= 1.5 / 255, (h, w)  # a scale factor of 0.5: 15/255 on 225 x 301
@@ -282,5 +314,26 @@ def test_half_size_copy_is_pils_resize_also_on_odd_sides():
 def test_half_size_equals_the_scale_factor_copy_on_even_sides():
     # Why the embedded default's features (128 px patches) and dvc.lock did not move with the odd-side fix.
     image = torch.rand(2, 3, 128, 96)
-    torch.testing.assert_close(encoders.half_size(image), F.interpolate(
+    torch.testing.assert_close(preprocessing.half_size(image), F.interpolate(
         image, scale_factor=0.5, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1), rtol=0, atol=0)
+
+
+def test_the_published_rows_half_size_copy_is_pils_own_bit_for_bit():
+    image = _pixels(2, 3, 97, 131)
+    torch.testing.assert_close(preprocessing.half_size(image, resample_8bit=True), _pil_half(image), rtol=0, atol=0)
+    on_floats = preprocessing.half_size(image)  # PIL rounds between its two passes; floats do not
+    assert 0 < (on_floats - _pil_half(image)).abs().max() < 10 / 255
+
+
+@pytest.mark.parametrize("width,height,expected", [(4000, 3000, (512, 682)), (3000, 4000, (682, 512)),
+                                                   (1000, 999, (512, 512)), (700, 700, (512, 512))])
+def test_the_short_side_cap_is_arniqas_spaq_resize(width, height, expected):
+    """data/dataset_spaq.py:52-61: the short side to 512, the long one truncated by int(), PIL's bicubic."""
+    from iqabench import images
+
+    image = _pixels(3, height, width)
+    capped = images.resize_short_side(image, 512)
+    assert capped.shape[1:] == expected
+    pil = Image.fromarray((image * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+    reference = TF.to_tensor(np.array(pil.resize(expected[::-1], Image.BICUBIC)))
+    torch.testing.assert_close(capped, reference, rtol=0, atol=0)

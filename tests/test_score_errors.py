@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from iqabench import images, regressor, scoring
 from iqabench.cli import app
-from iqabench.models import encoders
+from iqabench.models import encoders, preprocessing
 
 
 def _png_header_only(path, width, height):
@@ -36,7 +36,7 @@ def row(tmp_path):
     encoders.save(encoders.Encoder(arch="small_cnn", width=4).eval(), encoder)
     model = f"file:{encoder}"
     train = np.random.default_rng(0).uniform(size=(20, 3, 48, 48)).astype(np.float32)
-    feats = encoders.pooled_features(encoders.load(encoder), torch.from_numpy(train)).numpy()
+    feats = preprocessing.pooled_features(encoders.load(encoder), torch.from_numpy(train)).numpy()
     regressor.fit(feats, np.linspace(0, 1, 20), alpha=0.1, standardize=False, dataset="d").save(
         regressor.path_for(model, tmp_path / "regressors"))
     return model, tmp_path / "regressors"

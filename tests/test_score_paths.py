@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from iqabench import params, regressor, rows
 from iqabench.cli import app
-from iqabench.models import encoders
+from iqabench.models import encoders, preprocessing
 
 
 def _invoke(*args):
@@ -30,7 +30,7 @@ def repo(tmp_path):
     encoder = encoders.Encoder(arch="small_cnn", width=4).eval()
     encoders.save(encoder, root / rows.CONTRIQUE_ENCODER)
     train = torch.from_numpy(np.random.default_rng(0).uniform(size=(20, 3, 48, 48)).astype(np.float32))
-    regressor.fit(encoders.pooled_features(encoder, train).numpy(), np.linspace(0, 1, 20), alpha=0.1,
+    regressor.fit(preprocessing.pooled_features(encoder, train).numpy(), np.linspace(0, 1, 20), alpha=0.1,
                   standardize=False, dataset="d", max_short_side=512).save(
         regressor.path_for("contrique", root / regressor.REGRESSORS))
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(

@@ -8,7 +8,7 @@ import torch
 from skimage import data
 
 from iqabench import features, images, regressor, rows, scoring
-from iqabench.models import encoders
+from iqabench.models import encoders, preprocessing
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def study_outputs(tmp_path):
     model = f"file:{encoder}"
     rng = np.random.default_rng(0)
     train = rng.uniform(size=(40, 3, 48, 48)).astype(np.float32)
-    feats = encoders.pooled_features(encoders.load(encoder), torch.from_numpy(train)).numpy()
+    feats = preprocessing.pooled_features(encoders.load(encoder), torch.from_numpy(train)).numpy()
     regressor.fit(feats, rng.uniform(size=40), alpha=0.1, standardize=False,
                 dataset="synthetic-single").save(regressor.path_for(model, tmp_path / "regressors"))
     return model, tmp_path / "regressors"

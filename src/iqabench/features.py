@@ -139,7 +139,7 @@ def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64,
     Images are batched with others of the same size, so datasets of mixed sizes
     (CLIVE, SPAQ) are read at their own resolution, except that an image whose
     shorter side exceeds ``max_short_side`` is downscaled to it first (its
-    reference too), as SPAQ's own baselines do with its full-size phone photos.
+    reference too), as ARNIQA's loader does with SPAQ's full-size phone photos.
     ``bf16`` turns on bfloat16 autocast, about 3x faster at inference on CPUs
     with bfloat16 support.
     A ``needs_reference`` function also gets each image's reference (same size).

@@ -3,12 +3,8 @@
 A row says what it is (``NR`` no-reference or ``FR`` full-reference), how to
 build its feature function, the preprocessing it applies, the files it needs
 and the stage that makes them (``stage=None``: the user supplies the file, see
-docs/reproduce.md), citation and licence.
-A row on an encoder this project trains names its key of params.yaml
-``pretrain:`` (``pretrain="contrique"``): its file is
-:func:`iqabench.models.encoders.trained_path` of that key, written by stage
-``pretrain@KEY``, and params validation refuses the row when ``pretrain:``
-lacks the key.
+docs/reproduce.md), citation and licence. A row on an encoder trained here
+names its key of params.yaml ``pretrain:``, which gives its file and stage.
 `extract`, `evaluate`, `report`, ``iqabench score`` and the MLflow run read
 rows only through :func:`get`, :func:`feature_fn`, :func:`artifacts` and
 :func:`loss_histories`, so **adding a row to the project is one ``_declare``
@@ -22,10 +18,8 @@ Rows from outside the project, without editing it:
 * ``py:MODULE:FACTORY`` in params.yaml ``models:``: ``MODULE.FACTORY()``
   returns a :class:`Row`; the row is named by that string.
 
-Families with a path in the name: ``file:PATH`` (an iqabench encoder file, a
-torchvision ResNet state dict or a published CONTRIQUE/ARNIQA/Re-IQA
-checkpoint; ``file:data/encoders/NAME.pt`` is the encoder of the ``pretrain:``
-entry NAME, trained by the pipeline) and ``fr:deepwsd-vgg16:PATH``.
+Families with a path in the name: ``file:PATH`` (any encoder file
+:func:`~iqabench.models.encoders.load` reads) and ``fr:deepwsd-vgg16:PATH``.
 """
 from __future__ import annotations
 
@@ -42,7 +36,7 @@ import torch
 
 from . import baselines, fr_metrics, zoo
 from .models import encoders, published_classic
-from .models.encoders import CONTRIQUE, IMAGENET_MEAN_STD, Preprocessing
+from .models.preprocessing import CONTRIQUE, IMAGENET_MEAN_STD, Preprocessing
 
 NR, FR = "NR", "FR"
 ENTRY_POINT_GROUP = "iqabench.rows"
@@ -135,15 +129,19 @@ _declare(Row("fr:deepwsd", FR, baselines.deepwsd_on_encoder(CONTRIQUE_ENCODER),
                       "in Deep Feature Space, ACM MM 2022", licence="project"))
 
 # ---- the authors' published encoders (files in weights/, docs/reproduce.md) -----------------------------
-_declare(Row("contrique-published", NR, zoo.encoder_file(PUBLISHED / "CONTRIQUE_checkpoint25.tar", CONTRIQUE),
-             "CONTRIQUE's released ResNet-50 (KADIS-700k + UGC pretraining)", CONTRIQUE,
+# Each as its authors' feature script reads images: the half-size copy by PIL's resize of the 8-bit image.
+CONTRIQUE_PUBLISHED = dataclasses.replace(CONTRIQUE, resample_8bit=True)
+_declare(Row("contrique-published", NR, zoo.encoder_file(PUBLISHED / "CONTRIQUE_checkpoint25.tar",
+                                                         CONTRIQUE_PUBLISHED),
+             "CONTRIQUE's released ResNet-50 (KADIS-700k + UGC pretraining)", CONTRIQUE_PUBLISHED,
              artifacts=(PUBLISHED / "CONTRIQUE_checkpoint25.tar",), citation=CONTRIQUE_CITATION,
              licence="none stated in pavancm/CONTRIQUE", protocol=CONTRIQUE_PROTOCOL))
 # ARNIQA scores the centre and corner 224-px crops of both scales and averages (single_image_inference.py:32-47,
 # test.py:316-330, which fits on the crops and averages the 5 predictions; here the crops' features are averaged).
 # Half size as in test.py, which made the paper's numbers: PIL's default resize (bicubic, antialiased) to
 # (w // 2, h // 2) in utils/utils_data.py:177; the README's single-image demo uses torchvision's bilinear Resize.
-ARNIQA_PUBLISHED = Preprocessing(normalise=IMAGENET_MEAN_STD, half_scale="bicubic", l2=True, crops=5)
+ARNIQA_PUBLISHED = Preprocessing(normalise=IMAGENET_MEAN_STD, half_scale="bicubic", l2=True, crops=5,
+                                 resample_8bit=True)
 _declare(Row("arniqa-published", NR, zoo.encoder_file(PUBLISHED / "ARNIQA.pth", ARNIQA_PUBLISHED),
              "ARNIQA's released ResNet-50 encoder", ARNIQA_PUBLISHED,
              artifacts=(PUBLISHED / "ARNIQA.pth",), citation=ARNIQA_CITATION, licence="Apache-2.0",
@@ -151,13 +149,14 @@ _declare(Row("arniqa-published", NR, zoo.encoder_file(PUBLISHED / "ARNIQA.pth", 
 # Re-IQA's demos: the quality encoder reads [0, 1] RGB (demo_quality_aware_feats.py:52-62), the content encoder
 # ImageNet-normalised RGB (demo_content_aware_feats.py:53-68); neither L2-normalises; the paper's regressor reads
 # both concatenated (2 x 4096-d; the author, ReIQA issue #8: "merge the features ... 8192 length").
-REIQA_QUALITY = Preprocessing(half_scale="bicubic")
-REIQA_CONTENT = Preprocessing(normalise=IMAGENET_MEAN_STD, half_scale="bicubic")
+REIQA_QUALITY = Preprocessing(half_scale="bicubic", resample_8bit=True)
+REIQA_CONTENT = Preprocessing(normalise=IMAGENET_MEAN_STD, half_scale="bicubic", resample_8bit=True)
 _declare(Row("reiqa-published", NR,
              zoo.concatenated((PUBLISHED / "quality_aware_r50.pth", REIQA_QUALITY),
                               (PUBLISHED / "content_aware_r50.pth", REIQA_CONTENT)),
              "Re-IQA's released quality- and content-aware ResNet-50s, features concatenated",
-             Preprocessing(colour="RGB (quality) + ImageNet-normalised RGB (content)", half_scale="bicubic"),
+             Preprocessing(colour="RGB (quality) + ImageNet-normalised RGB (content)", half_scale="bicubic",
+                           resample_8bit=True),
              artifacts=(PUBLISHED / "quality_aware_r50.pth", PUBLISHED / "content_aware_r50.pth"),
              citation=REIQA_CITATION, licence="MIT", protocol=ARNIQA_PROTOCOL))  # a ridge tuned per dataset
 del _metric
@@ -316,14 +315,18 @@ def feature_fn(name: str, seed: int = 0, device: str | torch.device = "cpu"):
     return features
 
 
+def _reads_as_contrique(preprocessing: Preprocessing | None) -> bool:  # fine-tuning resamples on floats
+    return preprocessing is not None and preprocessing.on_floats() == CONTRIQUE
+
+
 def encoder_path(name: str) -> Path:
     """The one encoder file of row ``name``, for end-to-end fine-tuning (which uses CONTRIQUE's preprocessing)."""
     row = get(name)
     path, preprocessing = getattr(row.build, "encoder_path", None), getattr(row.build, "preprocessing", None)
-    tunable = [n for n in ROWS if getattr(ROWS[n].build, "preprocessing", None) == CONTRIQUE]
+    tunable = [n for n in ROWS if _reads_as_contrique(getattr(ROWS[n].build, "preprocessing", None))]
     if path is None:
         raise ValueError(f"row {name!r} is not one encoder file, so it cannot be fine-tuned; choose from {tunable}")
-    if preprocessing != CONTRIQUE:
+    if not _reads_as_contrique(preprocessing):
         raise ValueError(f"row {name!r} reads its images as {preprocessing.describe()}, and fine-tuning feeds "
                          f"them as {CONTRIQUE.describe()}; choose from {tunable} or file:PATH")
     return path
@@ -336,14 +339,13 @@ def paper_protocol(models: list[str]) -> dict:
     disagree (CONTRIQUE's fixed alpha, ARNIQA's validated grid) are refused.
     """
     protocols = {name: get(name).protocol for name in models if get(name).protocol}
-    distinct = {repr(sorted(p.items())): p for p in protocols.values()}
-    if len(distinct) > 1:
-        groups = {}
-        for name, p in protocols.items():
-            groups.setdefault(repr(sorted(p.items())), []).append(name)
+    groups: dict[str, list[str]] = {}
+    for name, p in protocols.items():
+        groups.setdefault(repr(sorted(p.items())), []).append(name)
+    if len(groups) > 1:
         raise ValueError(f"the papers' protocols differ between {list(groups.values())}; evaluate each group in "
                          "its own run (dvc exp run -S models=[...])")
-    return next(iter(distinct.values()), {})
+    return next(iter(protocols.values()), {})
 
 
 # The authors' published encoders read whole images, except ARNIQA's SPAQ loader: short side 512 first

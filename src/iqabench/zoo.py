@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from .models import encoders
-from .models.encoders import Preprocessing
+from .models.preprocessing import CONTRIQUE, Preprocessing, pooled_features
 
 Builder = Callable[[int, "str | torch.device"], Callable[[torch.Tensor], torch.Tensor]]
 
@@ -22,11 +22,11 @@ def _on(encoder: encoders.Encoder, device) -> encoders.Encoder:
     return encoder.to(device, memory_format=torch.channels_last)
 
 
-def encoder_file(path: str | Path, preprocessing: Preprocessing = encoders.CONTRIQUE) -> Builder:
+def encoder_file(path: str | Path, preprocessing: Preprocessing = CONTRIQUE) -> Builder:
     """Pooled features of the encoder in ``path`` (any layout :func:`encoders.load` reads)."""
     def build(seed: int = 0, device="cpu"):
         encoder = encoders.load(path, read_as=preprocessing)
-        return partial(encoders.pooled_features, _on(encoder, device), preprocessing=preprocessing)
+        return partial(pooled_features, _on(encoder, device), preprocessing=preprocessing)
     # What fine-tuning needs to know: one encoder file, read with this preprocessing.
     build.encoder_path, build.preprocessing = Path(path), preprocessing
     return build
@@ -37,7 +37,7 @@ def random_weights(like: str | Path) -> Builder:
     def build(seed: int = 0, device="cpu"):
         config = encoders.load(like).config()
         torch.manual_seed(seed)
-        return partial(encoders.pooled_features, _on(encoders.Encoder(**config).eval(), device))
+        return partial(pooled_features, _on(encoders.Encoder(**config).eval(), device))
     return build
 
 

@@ -3,7 +3,7 @@
 The frozen protocol (:mod:`iqabench.evaluation`) fits a ridge on fixed
 CONTRIQUE features; here the encoder itself is unfrozen. A linear head reads
 CONTRIQUE's two-scale feature (``head: two_scale``: L2-normalised pooled features of the
-image and of its half-size copy, as :func:`~iqabench.models.encoders.pooled_features`
+image and of its half-size copy, as :func:`~iqabench.models.preprocessing.pooled_features`
 but with gradients) or the pooled feature alone (``head: pooled``) and
 predicts the manifest's ``score``. AdamW trains both, the encoder at a lower
 learning rate than the head, on random crops with horizontal flips of the
@@ -54,7 +54,8 @@ from torch import nn
 
 from .. import images, io, runtime
 from ..evaluation import compute_metrics, random_splits
-from ..models.encoders import CONTRIQUE, Encoder, half_size, load as load_encoder
+from ..models.encoders import Encoder, load as load_encoder
+from ..models.preprocessing import CONTRIQUE, half_size
 from . import checkpoint
 from .corpus import config_hash
 
@@ -107,7 +108,7 @@ class QualityRegressor(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if self.head_kind == "pooled":
             return self.encoder(x)
-        half = half_size(x)  # the same half-size copy as encoders.pooled_features (PIL's resize to h // 2, w // 2)
+        half = half_size(x)  # the same half-size copy as preprocessing.pooled_features (PIL's resize to h // 2, w // 2)
         return torch.cat([F.normalize(self.encoder(x), dim=1), F.normalize(self.encoder(half), dim=1)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
