@@ -16,6 +16,8 @@ SRC = REPO / "src"
 # the walk does not follow them. params.py, params_schema.py and params_datasets.py themselves are deps: their
 # defaults are settings.
 VALIDATION_ONLY = {"iqabench.params", "iqabench.params_schema", "iqabench.params_datasets"}
+# Checks that only refuse (they change no setting, test below), so no stage depends on them.
+REFUSE_ONLY = {"iqabench.params_relations"}
 
 
 def _module_file(module: str) -> Path | None:
@@ -79,7 +81,7 @@ def modules_of(script: Path) -> set[Path]:
         parts = module.split(".")
         for k in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__.py and a/b/__init__.py first
             name = ".".join(parts[:k])
-            if name in seen or _module_file(name) is None:
+            if name in seen or name in REFUSE_ONLY or _module_file(name) is None:
                 continue
             seen.add(name)
             todo.extend(_imports(_module_file(name), lazy=name not in VALIDATION_ONLY))
@@ -121,3 +123,14 @@ def test_the_walk_follows_relative_lazy_and_package_imports(tmp_path):
     script = tmp_path / "s.py"
     script.write_text("def f():\n    from iqabench.training import corpus\n")
     assert SRC / "iqabench/training/corpus.py" in modules_of(script)
+
+
+def test_the_refuse_only_checks_change_no_setting():
+    import copy
+
+    from iqabench import params, params_relations
+
+    settings = params.validate(params.load(REPO / "params.yaml"))
+    before = copy.deepcopy(settings)
+    assert params_relations.check("params.yaml", settings) is None
+    assert settings == before

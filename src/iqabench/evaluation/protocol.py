@@ -26,7 +26,7 @@ from ..features import undefined_rows  # one rule for "undefined", shared with e
 from .arniqa_splits import for_dataset
 from .metrics import compute_metrics
 from .ridge import SplitPredictions, fit_predict, ridge_path, select_alpha
-from .splits import Split, official_split, random_splits
+from .splits import Split, has_official_split, official_split, random_splits
 
 METRICS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
 PER_SPLIT_COLUMNS = ("split", "seed", "alpha", "n_train", "n_val", "n_test", "n_missing") + METRICS
@@ -139,7 +139,7 @@ def fixed_splits(dataset: str, manifest: pd.DataFrame, *, official: bool = False
             raise ValueError(f"evaluate.arniqa_splits: {err}") from None
         if splits is not None:
             return "arniqa", splits
-    if official and (manifest["split"] == "test").any():
+    if official and has_official_split(manifest["split"]):
         return "official", [official_split(manifest["split"], where=f"{dataset} manifest")]
     return "random", None
 
