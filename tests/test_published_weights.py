@@ -337,3 +337,10 @@ def test_the_short_side_cap_is_arniqas_spaq_resize(width, height, expected):
     pil = Image.fromarray((image * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
     reference = TF.to_tensor(np.array(pil.resize(expected[::-1], Image.BICUBIC)))
     torch.testing.assert_close(capped, reference, rtol=0, atol=0)
+
+
+def test_a_declared_preprocessing_out_of_range_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match=r"half_scale must be None .* \['bicubic', 'bilinear'\], not 'area'"):
+        preprocessing.Preprocessing(half_scale="area")
+    with pytest.raises(ValueError, match="crops must be 1 .* or 5"):
+        preprocessing.Preprocessing(crops=3)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .encoders import Encoder
 
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # torchvision's ImageNet weights
+HALF_SCALE_MODES = ("bicubic", "bilinear")  # PIL's resize filters, which torch's antialiased modes match
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class Preprocessing:
     def __post_init__(self) -> None:
         if self.crops not in (1, 5):
             raise ValueError(f"Preprocessing.crops must be 1 (whole image) or 5 (centre + corners), not {self.crops}")
+        if self.half_scale not in (None, *HALF_SCALE_MODES):
+            raise ValueError(f"Preprocessing.half_scale must be None (no half-size copy) or one of "
+                             f"{list(HALF_SCALE_MODES)}, not {self.half_scale!r}")
 
     def describe(self) -> str:
         resampled = f"{self.half_scale}, PIL on 8 bits" if self.resample_8bit else self.half_scale
