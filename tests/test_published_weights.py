@@ -344,3 +344,8 @@ def test_a_declared_preprocessing_out_of_range_is_refused_naming_the_choices():
         preprocessing.Preprocessing(half_scale="area")
     with pytest.raises(ValueError, match="crops must be 1 .* or 5"):
         preprocessing.Preprocessing(crops=3)
+    nan = float("nan")
+    for wrong in (((0.5, 0.5), (0.2, 0.2)), ((0.5,) * 3, (0.2, 0.0, 0.2)), "imagenet", ((0.5,) * 3, (nan,) * 3)):
+        with pytest.raises(ValueError, match=r"normalise must be \(\(3 means\), \(3 stds > 0\)\)"):
+            preprocessing.Preprocessing(normalise=wrong)
+    assert preprocessing.Preprocessing(normalise=[[0.5] * 3, [0.25] * 3]).normalise  # lists, as from YAML

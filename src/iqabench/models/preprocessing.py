@@ -7,6 +7,7 @@ applies it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,9 @@ class Preprocessing:
     def __post_init__(self) -> None:
         if self.crops not in (1, 5):
             raise ValueError(f"Preprocessing.crops must be 1 (whole image) or 5 (centre + corners), not {self.crops}")
+        if self.normalise is not None and not _mean_std(self.normalise):
+            raise ValueError(f"Preprocessing.normalise must be ((3 means), (3 stds > 0)) for the RGB channels, "
+                             f"e.g. IMAGENET_MEAN_STD {IMAGENET_MEAN_STD}, not {self.normalise!r}")
         if self.half_scale not in (None, *HALF_SCALE_MODES):
             raise ValueError(f"Preprocessing.half_scale must be None (no half-size copy) or one of "
                              f"{list(HALF_SCALE_MODES)}, not {self.half_scale!r}")
@@ -71,6 +75,14 @@ class Preprocessing:
     def on_floats(self) -> Preprocessing:
         """The same preprocessing with the half-size copy made on floats, as fine-tuning makes it."""
         return replace(self, resample_8bit=False)
+
+
+def _mean_std(value) -> bool:
+    try:
+        mean, std = (tuple(float(v) for v in part) for part in value)
+    except (TypeError, ValueError):
+        return False
+    return len(mean) == len(std) == 3 and all(math.isfinite(v) for v in mean + std) and min(std) > 0
 
 
 # CONTRIQUE's demo_feat.py: PIL's default resize for the half-size copy, no mean/std, L2 per scale.
