@@ -81,8 +81,8 @@ def _declare(row: Row) -> None:
     ROWS[row.name] = row
 
 
-# CONTRIQUE: ridge alpha 0.1 (pavancm/CONTRIQUE train_regressor.py:12, default :20; the released models/*.save
-# have 0.1 except CLIVE.save, 0.25: docs/reproduce.md), no validation part, 10 random 80/20 splits; whole images.
+# CONTRIQUE: alpha 0.1 (pavancm/CONTRIQUE train_regressor.py:12,20; models/*.save 0.1, CLIVE.save 0.25), so no
+# validation part; whole images. Its repository has no split code: the 10 random 80/20 splits are this study's.
 CONTRIQUE_PROTOCOL = {"alphas": [0.1], "val_frac": 0.0, "test_frac": 0.2}
 # ARNIQA (test.py): alpha from np.geomspace(1e-3, 1e3, 100) (:416-417), one per dataset by the best median SRCC
 # over the validation parts (:441-444, evaluate's alpha_rule "median") of 70/10/20 splits.

@@ -37,7 +37,10 @@ from .splits import Split
 
 CONTRIQUE_ALPHA = 0.1
 # An alpha this many times the largest eigenvalue of the training Gram matrix shrinks every weight below 1e-10 of
-# its unpenalised size: the predictions are the training mean up to rounding, and every correlation 0 or noise.
+# its unpenalised size, so the predictions differ from the training mean by ~1e-10 of the scores' spread. float64
+# still ranks them, but any rounding on the way (float32, a fixed-precision file) flattens them, and far enough
+# out (alpha 1e300) the weights underflow and every SRCC was reported 0.000. Such a grid suits features of another
+# scale: refused, naming the largest alpha that fits.
 VANISHING_RATIO = 1e10
 ARNIQA_ALPHAS = np.geomspace(1e-3, 1e3, 100)
 
@@ -127,9 +130,10 @@ def ridge_path(X_train, y_train, evals, alphas, *, standardize: bool = False,
     top = float(eigvals.max())
     if top > 0 and alphas.max() > top * VANISHING_RATIO:  # constant features (top 0) rank nothing at any alpha
         raise ValueError(f"ridge alpha {alphas.max():g} is more than {VANISHING_RATIO:g} times the largest eigenvalue "
-                         f"({top:.3g}) of the training features' Gram matrix: every weight vanishes and the "
-                         "predictions are constant up to rounding (every correlation 0 or noise); use alphas of at "
-                         f"most {top * VANISHING_RATIO:.3g} (e.g. ARNIQA's 1e-3 to 1e3)")
+                         f"({top:.3g}) of the training features' Gram matrix: every weight vanishes (below 1e-10 "
+                         "of its size) and the predictions barely leave the training mean (at 1e300 every SRCC was "
+                         "0); the alphas suit features of another scale: use alphas of at most "
+                         f"{top * VANISHING_RATIO:.3g} (e.g. ARNIQA's 1e-3 to 1e3)")
     coef = proj[:, None] / (eigvals[:, None] + alphas_[None, :])  # [rank, n_alphas]
     # The weights of every alpha, d x n_alphas, before touching the evaluation rows:
     # E @ (V @ coef) costs n_eval * d * n_alphas, where (E @ V) @ coef would cost n_eval * d * d.
