@@ -44,7 +44,7 @@ def main() -> None:
                 keep = ~undefined_rows(features[ds][model])
                 fitted[model] = regressor.fit(features[ds][model][keep], manifests[ds]["score"].to_numpy()[keep],
                                               alpha=alpha, standardize=cfg["standardize"], dataset=ds,
-                                              max_short_side=max_short_side)
+                                              max_short_side=max_short_side, model=model)
         reports, data = Path("reports"), Path("data/eval")
         io.write_csv(reports / "within.csv", result.within.round(4))
         io.write_csv(reports / "cross.csv", result.cross.round(4))

@@ -144,6 +144,9 @@ def _generic_file(tmp_path, content: bytes, names=("a.png", "b.png"), name="mine
                                           "'image,MOS')"),
     (b"# my scores\nimage,MOS\na.png,3\nb.png,2\n", "line 2 has more fields than its header (line 1: '# my scores')"),
     (b"image,MOS,MOS\na.png,3,4\nb.png,2,1\n", "scores.csv has the column 'MOS' more than once; keep one"),
+    (b"image,MOS,MOS \na.png,3,4\nb.png,2,1\n", "scores.csv has the column 'MOS' more than once; keep one"),
+    (b"image,MOS\na.png,3\nb.png,2\n" + b"a" * 300 + b".png,1\n",
+     "File name too long; no file can have this name"),
     ("image,MOS\ncaf\xe9.png,3\nb.png,2\n".encode("latin-1"), "scores.csv is not UTF-8 text"),
     (b"image,MOS\na.png,3\nb.png,2\n./a.png,4\n", "line 4: image '"),
 ])
@@ -343,3 +346,15 @@ def test_a_device_or_pipe_as_the_registry_is_refused_and_kept(tmp_path):
                      str(tmp_path / "scores.csv"), "--lo", "1", "--hi", "5")
     assert result.exit_code == 1 and f"registry {pipe} is not a regular file (a device, pipe or socket)" in result.output
     assert pipe.is_fifo()
+
+
+@pytest.mark.parametrize("text, says", [
+    ('{"a":' * 100000 + "1" + "}" * 100000, "nests deeper than the JSON parser follows"),
+    ('{"mine": {"folder": "a"}, "mine": {"folder": "b"}}', "holds the key 'mine' twice in one object; keep one"),
+])
+def test_a_registry_nested_too_deep_or_with_a_repeated_key_is_one_line(tmp_path, text, says):
+    registry = tmp_path / "registry.json"
+    registry.write_text(text)
+    result = _invoke(registry)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert says in " ".join(result.output.split()), result.output

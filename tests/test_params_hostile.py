@@ -215,3 +215,19 @@ def test_a_pretraining_crop_larger_than_the_corpus_images_is_refused_before_the_
     message = _error(tmp_path, monkeypatch, {"pretrain.contrique.crop": 200, "synthesize.crop": 96})
     assert "pretrain.contrique.crop = 200 is larger than synthesize.crop = 96" in message
     _validate(tmp_path, monkeypatch, {"pretrain.arniqa.crop": 200, "synthesize.crop": 96})  # ARNIQA reads photos
+
+
+def test_two_rows_whose_regressors_would_share_a_file_are_refused(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    for name in ("a/enc.pt", "a_enc.pt"):
+        (tmp_path / name).write_bytes(b"weights")  # existence is all validation asks of a user's file
+    message = _error(tmp_path, monkeypatch, {"models": ["file:a/enc.pt", "file:a_enc.pt"]})
+    assert ("models: 'file:a/enc.pt' and 'file:a_enc.pt' map to one regressor file "
+            "(data/models/regressors/file_a_enc.pt.npz); rename one of their files, or list only one") in message
+
+
+def test_a_params_file_nested_too_deep_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("report:\n  x: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(params.ParamsError, match="nests deeper than the YAML parser follows"):
+        params.load(path)

@@ -246,3 +246,28 @@ def test_every_image_a_row_refuses_is_named_not_only_the_first():
     frame = pd.DataFrame({"image": ["big.png", "a.png"]})
     with pytest.raises(ValueError, match=r"failing image\(s\): \['a.png'\]"):  # one: the extractor's own words
         scoring._extract_naming_all(small_refused, frame, lambda name: torch.zeros(3, sizes[name], sizes[name]))
+
+
+def test_a_name_no_file_system_allows_or_a_link_loop_is_one_line(tmp_path):
+    # Path.is_dir() raised OSError (ENAMETOOLONG, ELOOP) as a traceback.
+    long_name = tmp_path / ("a" * 300 + ".png")
+    with pytest.raises(images.ImageError, match=r"a+\.\.\. \(\d+ characters\): File name too long; check"):
+        images.load(long_name)
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop)
+    with pytest.raises(images.ImageError, match="loop.png: Too many levels of symbolic links; check the file name"):
+        images.load(loop)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names are bytes on Linux; other systems refuse this one")
+def test_a_file_name_that_is_not_utf8_is_printed_as_its_bytes(row, tmp_path):
+    # The whole output was lost: "'utf-8' codec can't encode character '\udcff' ...: surrogates not allowed".
+    model, regressors = row
+    Image.new("RGB", (64, 64), "grey").save(tmp_path / "good.png")
+    odd = os.fsencode(tmp_path) + b"/bad\xff.png"
+    Image.new("RGB", (64, 64), "white").save(odd.decode("utf-8", "surrogateescape"))
+    out = subprocess.run([sys.executable, "-c", "from iqabench.cli import app; app()", "score", "--model", model,
+                          "--regressors", str(regressors), odd, str(tmp_path / "good.png")],
+                         capture_output=True, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert out.returncode == 0, out.stderr.decode(errors="replace")
+    assert b"bad\xff.png," in out.stdout and b"good.png," in out.stdout

@@ -92,3 +92,25 @@ def test_features_of_another_width_name_the_regressor_and_the_fix(tmp_path):
     assert str(err.value).startswith(f"{regressor.path_for(model, folder)} expects 64 features per image, but "
                                      f"{model} gives 128: it was fitted on the features of another encoder")
     assert f"re-fit it with `dvc repro evaluate` ('{model}' in params.yaml `models:`)" in str(err.value)
+
+
+def test_a_regressor_fitted_for_a_row_whose_name_maps_to_the_same_file_is_refused(tmp_path, monkeypatch):
+    """file:a/enc.pt and file:a_enc.pt share one regressor file name: score read the other row's regressor
+    without a word (an ARNIQA encoder scored through CONTRIQUE's ridge)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    for path in (tmp_path / "a" / "enc.pt", tmp_path / "a_enc.pt"):
+        encoders.save(encoders.Encoder(arch="small_cnn", width=4).eval(), path)
+    folder = tmp_path / "regressors"
+    assert regressor.path_for("file:a/enc.pt", folder) == regressor.path_for("file:a_enc.pt", folder)
+    fitted = regressor.fit(np.random.default_rng(0).normal(size=(20, 64)), np.linspace(0, 1, 20), alpha=0.1,
+                           standardize=False, dataset="d", model="file:a/enc.pt")
+    fitted.save(regressor.path_for("file:a/enc.pt", folder))
+    assert regressor.load(regressor.path_for("file:a/enc.pt", folder)).model == "file:a/enc.pt"
+    Image.new("RGB", (64, 64), "grey").save(tmp_path / "p.png")
+    with pytest.raises(ValueError, match=r"was fitted for the row 'file:a/enc.pt', not 'file:a_enc.pt' \(both names "
+                                         r"map to that file\); score with --model 'file:a/enc.pt'"):
+        scoring.score_images([tmp_path / "p.png"], "file:a_enc.pt", folder)
+    assert len(scoring.score_images([tmp_path / "p.png"], "file:a/enc.pt", folder)) == 1
+    with pytest.raises(ValueError, match="'model' is not a name"):
+        regressor.load(_write(tmp_path, model=np.array([1, 2])))

@@ -40,6 +40,11 @@ def plain_warnings() -> None:
             print(f"warning: {text}", file=file or sys.stderr)
 
     warnings.showwarning = show
+    # A file name that is not UTF-8 (a byte like \xff, kept by Python as a surrogate) failed the whole output
+    # ("surrogates not allowed"); stdout writes it back as its own bytes, stderr escaped.
+    for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
+        if callable(getattr(stream, "reconfigure", None)):
+            stream.reconfigure(errors=errors)
 
 
 RESULTS = Path("reports/results.md")  # written by the `report` stage; relative to the repository

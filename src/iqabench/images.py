@@ -206,6 +206,13 @@ def load(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.Tens
     ``exif_transpose``: turned as its EXIF orientation says, for a user's own photos (``iqabench score``)."""
     _warn_pixel_limit_problem()
     path = Path(path)
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass
+    except OSError as err:  # a name over the file system's limit, a link loop: is_dir() raised a traceback
+        name = str(path) if len(str(path)) <= 100 else f"{str(path)[:80]}... ({len(str(path))} characters)"
+        raise ImageError(f"{name}: {err.strerror or err}; check the file name") from None
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image; pass the image files in it (e.g. {path}/*.jpg)")
     if io.is_special(path):  # a pipe or a device: "no such image file" misled

@@ -92,6 +92,9 @@ def load(path: str | os.PathLike | None = None) -> dict[str, Any]:
         raise ParamsError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
     except UnicodeDecodeError as err:
         raise ParamsError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8 YAML") from None
+    except RecursionError:  # PyYAML composes nested nodes recursively: 5000 '[' were a traceback
+        raise ParamsError(f"{path} nests deeper than the YAML parser follows; params.yaml nests a few levels: "
+                          "remove the deep nesting") from None
     except IsADirectoryError:
         raise ParamsError(f"{path} is a folder; give the params file, e.g. {Path(path) / 'params.yaml'}") from None
     except FileNotFoundError as err:

@@ -34,6 +34,9 @@ class Regressor:
     # extract.max_short_side of the features it was fitted on (0: whole images), so that `iqabench score` reads
     # a photo as the study read its images; None in a file written before it was recorded.
     max_short_side: int | None = None
+    # The row it was fitted for: path_for maps names that differ only in punctuation to one file, so `score`
+    # checks it. None in a file written before it was recorded.
+    model: str | None = None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Predicted score on the training dataset's normalised scale (higher is better)."""
@@ -47,19 +50,20 @@ class Regressor:
         with io.atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
                 recorded = {} if self.max_short_side is None else {"max_short_side": self.max_short_side}
+                recorded |= {} if self.model is None else {"model": self.model}
                 np.savez(fh, coef=self.coef, intercept=self.intercept, mean=self.mean, scale=self.scale,
                          alpha=self.alpha, dataset=self.dataset, **recorded)
         return Path(path)
 
 
 def fit(features: np.ndarray, scores: np.ndarray, *, alpha: float, standardize: bool, dataset: str,
-        max_short_side: int | None = None) -> Regressor:
+        max_short_side: int | None = None, model: str | None = None) -> Regressor:
     features = np.asarray(features, dtype=np.float64)
     mean = features.mean(0) if standardize else np.zeros(features.shape[1])
     scale = features.std(0) if standardize else np.ones(features.shape[1])
     scale = np.where(scale > 0, scale, 1.0)
-    model = Ridge(alpha=alpha).fit((features - mean) / scale, scores)
-    return Regressor(model.coef_, float(model.intercept_), mean, scale, float(alpha), dataset, max_short_side)
+    ridge = Ridge(alpha=alpha).fit((features - mean) / scale, scores)
+    return Regressor(ridge.coef_, float(ridge.intercept_), mean, scale, float(alpha), dataset, max_short_side, model)
 
 
 def load(path: str | Path) -> Regressor:
@@ -77,7 +81,7 @@ def load(path: str | Path) -> Regressor:
     if missing:
         raise ValueError(f"{path}: not a regressor file iqabench wrote (no {', '.join(missing)}); delete it and "
                          "run `dvc repro evaluate` to fit it again")
-    arrays = {key: stored[key] for key in keys + ("max_short_side",) if key in stored}
+    arrays = {key: stored[key] for key in keys + ("max_short_side", "model") if key in stored}
     problem = _invalid(arrays)
     if problem:
         # Checked here, not met in predict: a NaN coefficient scored every photo NaN, a zero scale inf, an array
@@ -86,7 +90,8 @@ def load(path: str | Path) -> Regressor:
                          "`dvc repro evaluate`")
     side = arrays.get("max_short_side")
     return Regressor(arrays["coef"], float(arrays["intercept"]), arrays["mean"], arrays["scale"],
-                     float(arrays["alpha"]), str(arrays["dataset"]), None if side is None else int(side))
+                     float(arrays["alpha"]), str(arrays["dataset"]), None if side is None else int(side),
+                     str(arrays["model"]) if "model" in arrays else None)
 
 
 def _invalid(arrays: dict[str, np.ndarray]) -> str | None:
@@ -94,7 +99,7 @@ def _invalid(arrays: dict[str, np.ndarray]) -> str | None:
     from .images import MIN_SIDE  # the smallest image `iqabench score` reads
 
     for key, value in arrays.items():
-        if key != "dataset" and value.dtype.kind not in "iuf":
+        if key not in ("dataset", "model") and value.dtype.kind not in "iuf":
             return f"'{key}' is not a number (dtype {value.dtype})"
     coef = arrays["coef"]
     if coef.ndim != 1 or coef.size == 0:
@@ -112,8 +117,9 @@ def _invalid(arrays: dict[str, np.ndarray]) -> str | None:
         return f"'scale' holds {np.sort(arrays['scale'])[0]:g}; every feature is divided by it, so it must be above 0"
     if arrays["alpha"] < 0:
         return f"'alpha' is {float(arrays['alpha']):g}; a ridge penalty is 0 or more"
-    if arrays["dataset"].dtype.kind != "U":
-        return f"'dataset' is not a name (dtype {arrays['dataset'].dtype})"
+    for key in ("dataset", "model"):
+        if key in arrays and (arrays[key].dtype.kind != "U" or arrays[key].ndim != 0):
+            return f"'{key}' is not a name (dtype {arrays[key].dtype}, shape {arrays[key].shape})"
     if "max_short_side" in arrays:
         side = arrays["max_short_side"]
         # 0: whole images (extract.max_short_side's meaning); else a short side `score` can downscale to.

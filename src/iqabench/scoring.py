@@ -121,6 +121,10 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
                                 "params.yaml `models:` (add it there first if it is not listed): that stage fits "
                                 "the regressor that turns its features into a score")
     fitted = regressor.load(fitted_path)  # a damaged file is named, with the way to fit it again
+    if fitted.model is not None and fitted.model != model:
+        raise ValueError(f"{fitted_path} was fitted for the row {fitted.model!r}, not {model!r} (both names map to "
+                         f"that file); score with --model {fitted.model!r}, or list {model!r} in params.yaml "
+                         "`models:` instead and run `dvc repro evaluate`")
     if max_short_side is None:
         max_short_side = MAX_SHORT_SIDE if fitted.max_short_side is None else fitted.max_short_side
     # Every file is read (and a bad one named) before any model runs, so a typo in a long list costs nothing.
@@ -155,7 +159,8 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
                                     "`dvc pull` where a remote has it)")
     with _inside(root):  # the row opens its files relative to the repository
         feature_fn = rows.feature_fn(model)
-    frame = pd.DataFrame({"image": [str(p) for p in paths]})
+    # object, not pandas' arrow strings: a name that is not UTF-8 (kept by Python as surrogates) cannot be one
+    frame = pd.DataFrame({"image": pd.Series([str(p) for p in paths], dtype=object)})
     # The images are already read and downscaled: extract takes them as they are.
     feats = _extract_naming_all(feature_fn, frame, pixels)
     undefined = features.undefined_rows(feats)

@@ -120,8 +120,17 @@ def check_inside(dataset: str, parsed: pd.DataFrame, root: Path) -> None:
                                    "(use the score file as published)")
 
 
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except OSError as err:  # a name over the file system's limit (ENAMETOOLONG) raises instead of answering
+        name = path if len(path) <= 100 else f"{path[:80]}... ({len(os.fsencode(path))} bytes)"
+        raise DatasetError(f"{name}: {err.strerror or err}; no file can have this name: fix the score file's "
+                           "row") from None
+
+
 def check_images_exist(dataset: str, images: list[str]) -> None:
-    missing = [p for p in images if not Path(p).is_file()]
+    missing = [p for p in images if not _is_file(p)]
     if missing:
         listings: dict[Path, dict[str, str]] = {}
         shown = "\n  ".join(_why_missing(p, listings) for p in missing[:MAX_LISTED])

@@ -84,7 +84,8 @@ def read_csv_columns(path: Path, dataset: str, required: list[str], *, optional:
         raise DatasetError(f"{dataset}: {path} line {_first_long_line(path) or 1} has more fields than its header "
                            f"(line 1: {','.join(header)!r}); quote names that hold a comma, or remove the extra fields")
     frame.columns = [str(c).strip() for c in frame.columns]
-    twice = [c for c in required if f"{c}.1" in frame.columns]  # pandas renames a repeated column 'MOS' 'MOS.1'
+    # pandas renames a repeated column 'MOS' 'MOS.1'; 'MOS' and 'MOS ' stay apart until the strip above.
+    twice = [c for c in required if f"{c}.1" in frame.columns or list(frame.columns).count(c) > 1]
     if twice:
         raise DatasetError(f"{dataset}: {path} has the column {twice[0]!r} more than once; keep one, so that it is "
                            "clear which holds the values")
