@@ -218,3 +218,11 @@ def test_a_device_as_the_metrics_file_is_not_called_missing():
 
     with pytest.raises(GateError, match="/dev/null is not a regular file"):
         load_metrics("/dev/null")
+
+
+def test_a_device_as_the_baseline_is_not_called_missing(tmp_path):
+    # "/dev/null does not exist; accept the current ... as the baseline with --accept": advice to write over it.
+    repo = accepted(tmp_path, BASELINE, SEED_STD)
+    text = refused(repo, "/dev/null")
+    assert "/dev/null is not a regular file (a device, pipe or socket), not a baseline file" in text
+    assert "does not exist" not in text and "--accept" not in text

@@ -254,6 +254,8 @@ def load_inputs(baseline: Optional[str], metrics_path: Union[str, Path], setting
             raise GateError(f"{origin} names the metrics under check ({metrics_path}), so the gate would compare "
                             f"them with themselves and always pass; {point}")
         restore = f"restore it with `git checkout {spec}`" if baseline is None else other
+        if io.is_special(file):  # /dev/null "did not exist", and the advice was to --accept over it
+            raise GateError(f"{origin} is {io.NOT_REGULAR}, not a baseline file; {point}")
         if not file.is_file():
             return Inputs(_checked(current, str(metrics_path), fix), None, spec, file, spec, restore)
         try:
