@@ -231,3 +231,14 @@ def test_a_params_file_nested_too_deep_is_one_line(tmp_path):
     path.write_text("report:\n  x: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(params.ParamsError, match="nests deeper than the YAML parser follows"):
         params.load(path)
+
+
+@pytest.mark.parametrize("written, read", [("yes", "true"), ("on", "true"), ("No", "false"), ("OFF", "false")])
+def test_a_yaml_11_boolean_word_is_refused(tmp_path, written, read):
+    # PyYAML read extract.bf16: yes as True while DVC (YAML 1.2) showed the text 'yes'.
+    path = _write(tmp_path / "p.yaml", f"extract:\n  bf16: {written}\n".encode())
+    with pytest.raises(params.ParamsError, match=rf"bf16 = {written} \(line 2\) is {read} to PyYAML and the text "
+                                                 rf"'{written}' to DVC; write {read}"):
+        params.load(path)
+    path.write_text("extract:\n  bf16: true\n  name: 'yes'\n  other: False\n")
+    assert params.load(path) == {"extract": {"bf16": True, "name": "yes", "other": False}}

@@ -62,9 +62,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
     def _refuse_yaml11_number(self, node, key) -> None:
-        # PyYAML (YAML 1.1) reads a plain 010 as octal 8 and 09 as text, and 1:30 as base-60 90; DVC (ruamel,
-        # YAML 1.2) reads 10, 9 and the text "1:30", so the stage and `dvc exp show` would disagree on the value
-        # (007 is 7 to both: harmless).
+        # PyYAML (YAML 1.1) reads a plain 010 as octal 8 and 09 as text, 1:30 as base-60 90, and yes/on as true;
+        # DVC (ruamel, YAML 1.2) reads 10, 9 and the texts "1:30" and "yes", so the stage and `dvc exp show` would
+        # disagree on the value (007 is 7 to both: harmless).
         if node.style is not None:
             return
         line = node.start_mark.line + 1
@@ -74,6 +74,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     None, None, f"{key} = {node.value} (line {line}) is an integer written with a leading zero, "
                     f"which PyYAML reads as {read!r} and DVC as {meant}; write {meant}", node.start_mark)
+        elif node.tag == "tag:yaml.org,2002:bool" and node.value.lower() not in ("true", "false"):
+            read = self.construct_object(node)  # yes/no/on/off: YAML 1.1 booleans, text in YAML 1.2
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{key} = {node.value} (line {line}) is {str(read).lower()} to PyYAML and the text "
+                f"{node.value!r} to DVC; write {str(read).lower()}", node.start_mark)
         elif ":" in node.value and node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
             read = self.construct_object(node)
             raise yaml.constructor.ConstructorError(
