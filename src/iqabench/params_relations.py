@@ -40,10 +40,10 @@ def check(where: str, params: dict) -> None:
         if chosen is not None and datasets and chosen not in datasets:
             raise ParamsError(f"{where}: evaluate.regressor_dataset = {chosen!r} is not in datasets: {datasets}; "
                               "name one of them (or remove the key: the first listed is the default)")
+    from .regressor import path_for
+
     seen: dict[str, str] = {}
     for name in params.get("models") or []:
-        from .regressor import path_for
-
         other = seen.setdefault(path_for(name).name, name)
         if other != name:  # evaluate would write one regressor over the other, and `score` read the wrong one
             raise ParamsError(f"{where}: models: {other!r} and {name!r} map to one regressor file "
