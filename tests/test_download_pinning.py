@@ -11,6 +11,7 @@ import fakeserver
 from fakeserver import KADID_LAYOUT_IMAGES, serve
 from iqabench.datasets import Remote, get_spec
 from iqabench.datasets.download import ChecksumError, download_spec
+from iqabench.datasets.scorefiles import DatasetError
 
 FAST = dict(backoff=0.01, timeout=5, progress=False)
 
@@ -58,3 +59,16 @@ def test_published_hash_mismatch_does_not_blame_the_pin(tmp_path, kadid_zip):
         with pytest.raises(ChecksumError) as err:
             download_spec(spec, tmp_path / "raw" / "kadid10k", lock_path=tmp_path / "l.json", **FAST)
     assert "pin itself may be wrong" not in str(err.value) and not (tmp_path / "l.json").exists()
+
+
+def test_a_lock_that_pins_one_file_twice_is_refused_before_any_transfer(tmp_path, kadid_zip):
+    # json keeps the last of two equal keys: the pin a reviewer reads in `git diff` would not be the one checked.
+    lock = tmp_path / "kadid10k.lock.json"
+    good = {"url": "x", "size": 1, "sha256": hashlib.sha256(kadid_zip).hexdigest()}
+    lock.write_text('{"kadid10k/kadid10k.zip": %s, "kadid10k/kadid10k.zip": %s}'
+                    % (json.dumps({**good, "sha256": "0" * 64}), json.dumps(good)))
+    with serve({"kadid10k.zip": kadid_zip}) as server:
+        with pytest.raises(DatasetError, match=r"the key 'kadid10k/kadid10k.zip' appears twice in one object") as err:
+            download_spec(_spec(server.url("kadid10k.zip")), tmp_path / "raw" / "kadid10k", lock_path=lock, **FAST)
+        assert server.requests == []
+    assert str(err.value).startswith(f"{lock}: ")

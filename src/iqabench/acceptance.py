@@ -33,42 +33,10 @@ class AcceptanceError(ValueError):
     """A baseline file that cannot be read or written as asked."""
 
 
-class JSONShapeError(ValueError):
-    """JSON that parses as text but cannot be trusted as one object: a key repeated in one object, or (``deep``)
-    nesting deeper than the parser follows. The message names the key or the depth, not the file."""
-
-    def __init__(self, message: str, deep: bool = False):
-        super().__init__(message)
-        self.deep = deep
-
-
 def loads(text: str):
-    """``json.loads`` for every JSON the gate reads (metrics, baselines, `dvc metrics diff` output).
-
-    json keeps the last of two equal keys silently, so ``{"srcc": 0.32, "srcc": -1.0}`` would gate on -1.0 while
-    the reviewer reads 0.32: a repeated key is a JSONShapeError naming it. A leading BOM (some Windows editors
-    write one) is not content. ``"[" * 100000`` is a RecursionError inside the parser: a JSONShapeError (deep).
-    """
-    try:
-        return json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_unique_keys)
-    except RecursionError:
-        raise JSONShapeError("its JSON nests deeper than the parser follows; a metrics file nests 4 levels",
-                             deep=True) from None
-
-
-def _unique_keys(pairs) -> dict:
-    found = {}
-    for key, value in pairs:
-        if key in found:
-            raise JSONShapeError(f"the key {key!r} appears twice in one object ({_short(found[key])}, then "
-                                 f"{_short(value)}), and a JSON reader keeps only the last; keep one")
-        found[key] = value
-    return found
-
-
-def _short(value) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """:func:`iqabench.io.loads_json` (a repeated key or a too-deep nesting is a JSONShapeError) for the gate's
+    files: metrics, baselines, `dvc metrics diff` output."""
+    return io.loads_json(text, nesting="a metrics file nests 4 levels")
 
 
 def is_baseline_file(payload: dict) -> bool:
@@ -88,7 +56,7 @@ def read(path: Union[str, Path]) -> dict:
         raise AcceptanceError(f"cannot read {path} ({getattr(exc, 'strerror', None) or exc})") from None
     except json.JSONDecodeError as exc:
         raise AcceptanceError(f"{path} is not valid JSON ({exc}); restore it from git") from None
-    except JSONShapeError as exc:
+    except io.JSONShapeError as exc:
         raise AcceptanceError(f"{path} is not a baseline file: {exc}" if exc.deep else f"{path}: {exc}") from None
     if not is_baseline_file(payload) or not isinstance(payload["accepted"], list):
         raise AcceptanceError(f"{path} lacks 'metrics' (a mapping) and 'accepted' (a list of records); it is not "

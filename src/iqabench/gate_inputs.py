@@ -142,7 +142,7 @@ def parse_metrics(text: str, where: str) -> dict:
     except json.JSONDecodeError as exc:
         raise UnreadableJSON(f"{where} is not valid JSON ({exc}); expected reports/metrics.json's layout",
                              f"not JSON: {exc}") from None
-    except acceptance.JSONShapeError as exc:
+    except io.JSONShapeError as exc:
         if exc.deep:
             raise UnreadableJSON(f"{where} is not a metrics file: {exc}; expected reports/metrics.json's layout",
                                  str(exc), deep=True) from None

@@ -211,8 +211,7 @@ def load(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.Tens
     except FileNotFoundError:
         pass
     except OSError as err:  # a name over the file system's limit, a link loop: is_dir() raised a traceback
-        name = str(path) if len(str(path)) <= 100 else f"{str(path)[:80]}... ({len(str(path))} characters)"
-        raise ImageError(f"{name}: {err.strerror or err}; check the file name") from None
+        raise ImageError(f"{io.shown_path(path)}: {err.strerror or err}; check the file name") from None
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image; pass the image files in it (e.g. {path}/*.jpg)")
     if io.is_special(path):  # a pipe or a device: "no such image file" misled
@@ -268,14 +267,17 @@ def from_uint8(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(array[..., :3])).permute(2, 0, 1).float().div_(255.0)
 
 
+# The resampling modes a row may name: PIL's filters, whose antialiased torch twins (F.interpolate) share the name.
+RESIZE_FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
 def pil_resize(image: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
     """3 x H x W in [0, 1] -> 3 x ``size`` (h, w): PIL's antialiased ``resize`` of the 8-bit image.
 
     What the authors' loaders do (``Image.open(...).convert("RGB").resize(...)``), bit for bit: PIL rounds to
     8 bits between its horizontal and vertical passes, which no float kernel reproduces (torch's
     PIL-matching one is up to ~7/255 off on photographs)."""
-    filters = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
-    resized = Image.fromarray(to_uint8(image)).resize((size[1], size[0]), filters[mode])
+    resized = Image.fromarray(to_uint8(image)).resize((size[1], size[0]), RESIZE_FILTERS[mode])
     return from_uint8(np.asarray(resized)).to(image.device, image.dtype)
 
 

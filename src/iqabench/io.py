@@ -1,4 +1,4 @@
-"""Atomic file writes and hashing.
+"""Atomic file writes, strict reads and hashing.
 
 A crash must never leave a half-written output that DVC would cache, so every
 writer goes through :func:`atomic_path`: write to a temporary sibling, fsync,
@@ -219,9 +219,50 @@ def read_text(path: str | os.PathLike, *, fix: str) -> str:
         raise TableError(f"{path} cannot be read ({type(exc).__name__}); {fix}") from None
 
 
+class JSONShapeError(ValueError):
+    """JSON that parses as text but cannot be trusted as one value: a key repeated in one object, or (``deep``)
+    nesting deeper than the parser follows. The message names the key or the depth, not the file."""
+
+    def __init__(self, message: str, deep: bool = False):
+        super().__init__(message)
+        self.deep = deep
+
+
+def loads_json(text: str, *, nesting: str = "") -> Any:
+    """``json.loads`` for every JSON a user may have edited (registry, lock files, metrics, baselines).
+
+    json keeps the last of two equal keys silently, so ``{"srcc": 0.32, "srcc": -1.0}`` would act on -1.0 while
+    the reviewer reads 0.32: a repeated key is a JSONShapeError naming it. A leading BOM (some Windows editors
+    write one) is not content. ``"[" * 100000`` is a RecursionError inside the parser: a JSONShapeError (deep),
+    whose message ends with ``nesting`` (how deep the expected file nests). Malformed text stays a JSONDecodeError.
+    """
+    try:
+        return json.loads(text.removeprefix("\ufeff"), object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise JSONShapeError("its JSON nests deeper than the parser follows" + (f"; {nesting}" if nesting else ""),
+                             deep=True) from None
+
+
+def _unique_keys(pairs) -> dict:
+    found = {}
+    for key, value in pairs:
+        if key in found:
+            raise JSONShapeError(f"the key {key!r} appears twice in one object ({_short(found[key])}, then "
+                                 f"{_short(value)}), and a JSON reader keeps only the last; keep one")
+        found[key] = value
+    return found
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def read_json(path: str | os.PathLike, *, fix: str) -> Any:
     try:
-        return json.loads(read_text(path, fix=fix))
+        return loads_json(read_text(path, fix=fix))
+    except JSONShapeError as exc:
+        raise TableError(f"{path}: {exc}; {fix}") from None
     except json.JSONDecodeError as exc:
         raise TableError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno}); {fix}") from None
 
@@ -252,6 +293,13 @@ def _json_default(obj: Any):
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` for a one-line message: a name over the file system's limit (ENAMETOOLONG) is its first 80
+    characters and its length in bytes (the unit of the limit), not thousands of characters."""
+    text = os.fspath(path)
+    return text if len(text) <= 100 else f"{text[:80]}... ({len(os.fsencode(text))} bytes)"
 
 
 def portable_path(path: str | os.PathLike) -> str:

@@ -124,9 +124,8 @@ def _is_file(path: str) -> bool:
     try:
         return Path(path).is_file()
     except OSError as err:  # a name over the file system's limit (ENAMETOOLONG) raises instead of answering
-        name = path if len(path) <= 100 else f"{path[:80]}... ({len(os.fsencode(path))} bytes)"
-        raise DatasetError(f"{name}: {err.strerror or err}; no file can have this name: fix the score file's "
-                           "row") from None
+        raise DatasetError(f"{io.shown_path(path)}: {err.strerror or err}; no file can have this name: fix the "
+                           "score file's row") from None
 
 
 def check_images_exist(dataset: str, images: list[str]) -> None:

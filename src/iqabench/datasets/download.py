@@ -267,9 +267,11 @@ def _read_json(path: Path, entry: tuple, fix: str) -> dict:
     if not path.is_file():
         return {}
     try:
-        record = json.loads(path.read_text())
+        record = io.loads_json(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DatasetError(f"{path} is not valid JSON ({err}); {fix}") from None
+    except io.JSONShapeError as err:  # two pins for one file: json would keep the last without a word
+        raise DatasetError(f"{path}: {err}; {fix}") from None
     if not isinstance(record, dict):
         raise DatasetError(f"{path} holds a JSON {type(record).__name__}, not a mapping of file names; {fix}")
     what, valid = entry

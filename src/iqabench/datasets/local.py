@@ -36,15 +36,6 @@ DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # 64 at most: it i
 REQUIRED = {"spec": ("path", "images"), "generic": ("path", "csv", "image_col", "score_col", "lo", "hi", "higher_is_better")}
 
 
-def _unique_keys(pairs: list) -> dict:
-    seen = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise KeyError(key)
-        seen.add(key)
-    return dict(pairs)
-
-
 def read_registry(registry_path: Path = DEFAULT_REGISTRY) -> dict:
     path = Path(registry_path)
     if path.is_dir():
@@ -55,15 +46,12 @@ def read_registry(registry_path: Path = DEFAULT_REGISTRY) -> dict:
     if not path.is_file():
         return {}
     try:
-        registry = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+        registry = io.loads_json(path.read_text(encoding="utf-8"), nesting="a registry nests 3 levels")
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path} is not valid JSON ({err}); fix it or delete it and register again") from err
-    except RecursionError:  # json decodes nested objects recursively
-        raise DatasetError(f"{path} nests deeper than the JSON parser follows; a registry nests 3 levels: fix it "
-                           "or delete it and register again") from None
-    except KeyError as err:  # _unique_keys: json keeps the last of two equal keys without a word
-        raise DatasetError(f"{path} holds the key {err.args[0]!r} twice in one object; keep one (json would read "
-                           "only the last)") from None
+    except io.JSONShapeError as err:
+        raise DatasetError(f"{path}: {err}" + ("; fix it or delete it and register again" if err.deep else "")
+                           ) from None
     except UnicodeDecodeError:
         raise DatasetError(f"{path} is not UTF-8 text (a binary file?); restore it or delete it and register "
                            "again") from None

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from ..images import RESIZE_FILTERS, pil_resize
+
 if TYPE_CHECKING:
     from .encoders import Encoder
 
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # torchvision's ImageNet weights
-HALF_SCALE_MODES = ("bicubic", "bilinear")  # PIL's resize filters, which torch's antialiased modes match
+HALF_SCALE_MODES = tuple(RESIZE_FILTERS)  # PIL's filters; torch's antialiased modes of the same name match them
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,6 @@ def half_size(images: torch.Tensor, mode: str = "bicubic", resample_8bit: bool =
     """
     h, w = images.shape[-2:]
     if resample_8bit:
-        from ..images import pil_resize
-
         return torch.stack([pil_resize(image, (h // 2, w // 2), mode) for image in images])
     return F.interpolate(images, size=(h // 2, w // 2), mode=mode, antialias=True, align_corners=False).clamp(0, 1)
 
