@@ -2,6 +2,8 @@
 at all: each is refused by validation, in one line naming key, value and what is allowed (docs/failures.md)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from iqabench import images, params, params_schema
@@ -223,7 +225,8 @@ def test_two_rows_whose_regressors_would_share_a_file_are_refused(tmp_path, monk
         (tmp_path / name).write_bytes(b"weights")  # existence is all validation asks of a user's file
     message = _error(tmp_path, monkeypatch, {"models": ["file:a/enc.pt", "file:a_enc.pt"]})
     assert ("models: 'file:a/enc.pt' and 'file:a_enc.pt' map to one regressor file "
-            "(data/models/regressors/file_a_enc.pt.npz); rename one of their files, or list only one") in message
+            "(data/models/regressors/file_a_enc.pt.npz, where case is ignored); rename one of their files, or list "
+            "only one") in message
 
 
 def test_a_params_file_nested_too_deep_is_one_line(tmp_path):
@@ -242,3 +245,16 @@ def test_a_yaml_11_boolean_word_is_refused(tmp_path, written, read):
         params.load(path)
     path.write_text("extract:\n  bf16: true\n  name: 'yes'\n  other: False\n")
     assert params.load(path) == {"extract": {"bf16": True, "name": "yes", "other": False}}
+
+
+def test_names_that_differ_only_in_case_are_refused_they_share_files_on_macos(tmp_path, monkeypatch):
+    entry = {"kind": "generic", "path": "x", "csv": "x.csv", "image_col": "image", "score_col": "mos", "lo": 1,
+             "hi": 5, "higher_is_better": True}
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "registry.json").write_text(json.dumps({"mine": entry, "Mine": entry}))
+    message = _error(tmp_path, monkeypatch, {"datasets": ["mine", "Mine"]}, drop=("evaluate.regressor_dataset",))
+    assert "datasets: 'mine' and 'Mine' differ only in case, so their files (data/prepared/Mine, ...)" in message
+    for name in ("A.pt", "a.pt"):
+        (tmp_path / name).write_bytes(b"weights")
+    message = _error(tmp_path, monkeypatch, {"models": ["file:A.pt", "file:a.pt"]})
+    assert "models: 'file:A.pt' and 'file:a.pt' map to one regressor file" in message

@@ -43,11 +43,19 @@ def check(where: str, params: dict) -> None:
     from .regressor import path_for
 
     seen: dict[str, str] = {}
+    for name in params.get("datasets") or []:
+        other = seen.setdefault(name.casefold(), name)
+        if other != name:  # macOS and Windows file systems ignore case: one data/prepared/NAME for both
+            raise ParamsError(f"{where}: datasets: {other!r} and {name!r} differ only in case, so their files "
+                              f"(data/prepared/{name}, ...) are one on macOS and Windows; list only one")
+    seen = {}
     for name in params.get("models") or []:
-        other = seen.setdefault(path_for(name).name, name)
+        # Case folded for the same reason: file:A.pt and file:a.pt are one regressor file on macOS.
+        other = seen.setdefault(path_for(name).name.casefold(), name)
         if other != name:  # evaluate would write one regressor over the other, and `score` read the wrong one
             raise ParamsError(f"{where}: models: {other!r} and {name!r} map to one regressor file "
-                              f"({path_for(name)}); rename one of their files, or list only one")
+                              f"({path_for(name)}, where case is ignored); rename one of their files, or list "
+                              "only one")
     mixed = params.get("mixed")
     if mixed and "model" in mixed and params.get("models") and mixed["model"] not in params["models"]:
         raise ParamsError(f"{where}: mixed.model = {mixed['model']!r} is not in models: {params['models']}; "
