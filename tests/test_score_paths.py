@@ -61,8 +61,17 @@ def test_score_outside_any_repository_says_where_to_run_it(repo, tmp_path, monke
             "(data/models/regressors) cannot be found: run `iqabench score` from the repository (any folder in it), "
             "or pass --regressors FOLDER") in out
     assert "dvc repro evaluate" not in out
-    # With the folder given, the row's own file is the one missing here.
+    # With the folder given, the row's encoder is the one of the repository that holds it (fitted on it).
     code, out = _invoke("score", repo / "docs" / "photo.png", "--regressors", repo / regressor.REGRESSORS)
+    assert code == 0, out
+    monkeypatch.chdir(repo)
+    assert _invoke("score", repo / "docs" / "photo.png") == (code, out)  # the same score as from inside
+    # A regressor folder copied out of any repository: the row's own file is the one missing.
+    copied = tmp_path / "elsewhere" / "regressors"
+    copied.mkdir()
+    (copied / "contrique.npz").write_bytes((repo / regressor.path_for("contrique")).read_bytes())
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    code, out = _invoke("score", repo / "docs" / "photo.png", "--regressors", copied)
     assert code == 1 and "contrique: no params.yaml in" in out and "its file data/encoders/contrique.pt" in out
 
 

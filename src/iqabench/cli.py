@@ -102,7 +102,9 @@ def score(images: List[Path] = typer.Argument(..., help="image files to rate"),
           model: str = typer.Option("contrique", help="a no-reference row of the study (params.yaml models:), "
                                                       "e.g. contrique, arniqa, brisque, niqe, file:PATH"),
           regressors: Optional[Path] = typer.Option(None, help="folder of fitted regressors (default: the "
-                                                               "repository's data/models/regressors)")) -> None:
+                                                               "repository's data/models/regressors); the study's "
+                                                               "rows read their encoders from the repository "
+                                                               "that holds it")) -> None:
     """Predict the quality of your own images with a row of the study and its fitted regressor."""
     from .images import ImageError
     from .scoring import score_images

@@ -47,6 +47,15 @@ def _repo_root() -> Path | None:
         return None
 
 
+def _rows_root(regressors: str | Path | None) -> Path | None:
+    """The repository whose files a project row reads: the one that holds ``--regressors`` (they were fitted on
+    that repository's encoders, and `score` may run from anywhere), else the cwd's; None outside any."""
+    if regressors is not None:
+        with contextlib.suppress(FileNotFoundError):
+            return params.repo_root(regressors)
+    return _repo_root()
+
+
 @contextlib.contextmanager
 def _inside(folder: Path | None):
     """Work in ``folder`` (None: stay) and come back (contextlib.chdir is Python 3.11+; iqabench supports 3.10)."""
@@ -100,7 +109,7 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
                          "so it cannot score a photo on its own; choose a no-reference model")
     # A row of the project (and any row whose files a pipeline stage makes) reads them relative to the repository,
     # as the stages do; a path the user typed (file:PATH, a py: row's) is relative to where they are.
-    root = _repo_root() if row.stage is not None or model in rows.ROWS else None
+    root = _rows_root(regressors) if row.stage is not None or model in rows.ROWS else None
     located = [root / a if root is not None and not a.is_absolute() else a for a in row.artifacts]
     for artifact in located:
         if row.stage is None and artifact.is_dir():  # `file:` (an empty path is '.') or `file:DIR`
