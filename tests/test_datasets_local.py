@@ -120,3 +120,30 @@ def test_stage_script_downloads_into_data_raw(tmp_path, monkeypatch):
     assert (tmp_path / "data" / "raw" / "kadid10k" / "kadid10k" / "dmos.csv").is_file()
     assert "kadid10k/kadid10k.zip" in json.loads((tmp_path / "data" / "lock.json").read_text())
     assert stage.main(["spaq", "--data-root", str(tmp_path / "data" / "raw")]) == 1
+
+
+def test_a_partial_copy_whose_scores_are_all_equal_is_refused(tmp_path):
+    # One image (or any subset of one score) ranks nothing: every correlation on it is undefined.
+    kadid_layout(tmp_path / "copy")
+    dmos = tmp_path / "copy" / "kadid10k" / "dmos.csv"
+    dmos.write_text("\n".join(dmos.read_text().splitlines()[:2]) + "\n")
+    registry = tmp_path / "registry.json"
+    with pytest.raises(DatasetError, match=r"kadid10k: all 1 score\(s\) in the partial copy .*copy are 4.57; a "
+                                           "quality dataset needs images with different scores"):
+        register("kadid10k", tmp_path / "copy", registry_path=registry, allow_partial=True, progress=False)
+    assert not registry.exists()
+
+
+@pytest.mark.parametrize("name", ["KADID10K", "Mine"])
+def test_a_generic_name_that_differs_from_a_dataset_only_in_case_is_refused(tmp_path, name):
+    # Their folders data/prepared/NAME would be one on macOS and Windows file systems.
+    for image in ("a.png", "b.png"):
+        write_image(tmp_path / "imgs" / image)
+    (tmp_path / "scores.csv").write_text("image,MOS\na.png,3\nb.png,4\n")
+    registry = tmp_path / "registry.json"
+    add = dict(folder=tmp_path / "imgs", csv=tmp_path / "scores.csv", image_col="image", score_col="MOS", lo=1,
+               hi=5, higher_is_better=True, registry_path=registry, progress=False)
+    register_generic("mine", **add)
+    with pytest.raises(DatasetError, match=rf"'{name}' differs from the dataset '(kadid10k|mine)' only in case"):
+        register_generic(name, **add)
+    assert list(read_registry(registry)) == ["mine"]

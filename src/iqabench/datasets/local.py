@@ -143,13 +143,16 @@ def register(name: str, path: Path, *, registry_path: Path = DEFAULT_REGISTRY, a
     if spec.parser is None:
         images = [str(p) for p in list_images(name, path)]
     else:
-        images = build_from_spec(spec, path)["image"].tolist()
+        frame = build_from_spec(spec, path)
+        images = frame["image"].tolist()
     partial = len(images) != spec.n_images
     if partial:
         message = (f"{name}: {path} has {len(images)} rated image(s); the published dataset has "
                    f"{spec.n_images}")
         if not allow_partial:
             raise DatasetError(f"{message}. Point at the complete copy, or pass --partial to register a subset")
+        if spec.parser is not None:  # a subset of one score (one image, say) ranks nothing: no SRCC exists on it
+            check_scores_vary(name, frame["raw_score"].to_numpy(), f"the partial copy {path}")
     if check_pixels:
         _check_pixels(name, images, progress)
     if partial:
@@ -190,7 +193,13 @@ def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_c
     if len(set(named)) < len(named):
         raise DatasetError(f"{name}: --image-col, --score-col and --content-col must name different columns, got "
                            f"{named}")
-    registered = name in read_registry(registry_path)  # also: a broken registry is said before any work
+    registry = read_registry(registry_path)  # also: a broken registry is said before any work
+    registered = name in registry
+    alike = [other for other in (*SPECS, *SHARED_SUBSETS, *registry) if other != name and
+             other.casefold() == name.casefold()]
+    if alike:  # macOS and Windows file systems ignore case: data/prepared/NAME would be the other's folder
+        raise DatasetError(f"{name!r} differs from the dataset {alike[0]!r} only in case, and their folders "
+                           f"(data/prepared/{name}) would be one on macOS and Windows; choose another name")
     folder, csv = _resolve(folder, name, "--folder"), _resolve(csv, name, "--csv")
     entry = {"path": str(folder), "kind": "generic", "csv": str(csv), "image_col": image_col,
              "score_col": score_col, "lo": float(lo), "hi": float(hi), "higher_is_better": bool(higher_is_better),
