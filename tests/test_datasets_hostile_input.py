@@ -51,6 +51,16 @@ def _koniq(root: Path, rows: str) -> Path:
 
 # 1. A score column of booleans: pandas read true/false as bool and pd.to_numeric made them 1 and 0.
 
+@pytest.mark.parametrize("cell, says", [
+    ("9" * 400, "'999999999999999999999999999999'... (400 characters), not a finite number"),  # it was echoed whole
+    ("1e999", "'1e999', not a finite number"),  # "not a number" said it was no number at all
+])
+def test_a_score_beyond_a_float_is_named_briefly(tmp_path, cell, says):
+    result, out, registry = _generic(tmp_path, f"image,MOS\na.png,3\nb.png,{cell}\n")
+    assert result.exit_code == 1 and not registry.exists(), out
+    assert f"scores.csv line 3: 'MOS' is {says} (1 such row(s))" in out, out
+
+
 @pytest.mark.parametrize("cells", [("true", "false"), ("TRUE", "FALSE"), ("True", "False")])
 def test_boolean_scores_are_not_numbers(tmp_path, cells):
     result, out, registry = _generic(tmp_path, f"image,MOS\na.png,{cells[0]}\nb.png,{cells[1]}\n")

@@ -165,7 +165,7 @@ def test_tid2013_malformed_line_is_named(tmp_path):
 
 @pytest.mark.parametrize("name, file, line, expected", [
     ("tid2013", "mos_with_names.txt", "nan i01_01_1.bmp", r"mos_with_names.txt line 1: MOS 'nan' is not a number"),
-    ("scid", "MOS_SCID.txt", "SCI01 SCI01_1_1 inf", r"MOS_SCID.txt line 1: MOS 'inf' is not a number"),
+    ("scid", "MOS_SCID.txt", "SCI01 SCI01_1_1 inf", r"MOS_SCID.txt line 1: MOS 'inf' is not a finite number"),
     ("pipal", "Train_Label/A0001.txt", "A0001_00_00.bmp,NaN", r"A0001.txt line 1: Elo score 'NaN' is not a number"),
 ])
 def test_a_nan_or_infinite_score_in_a_text_list_names_its_line(tmp_path, name, file, line, expected):

@@ -188,6 +188,18 @@ def test_an_animated_gif_says_which_frame_is_read(tmp_path):
     assert image[0].max() == 0  # the first frame (black), not a later red one
 
 
+def test_a_multi_page_tiff_says_page_and_an_empty_file_says_empty(tmp_path):
+    pages = [Image.new("RGB", (40, 40), colour) for colour in ("black", "red", "blue")]
+    pages[0].save(tmp_path / "scan.tif", save_all=True, append_images=pages[1:])
+    with pytest.warns(UserWarning, match=r"scan.tif: multi-page: page 1 of 3 used"):  # not "animated"
+        assert images.load(tmp_path / "scan.tif")[0].max() == 0
+    (tmp_path / "empty.png").touch()  # Pillow's "cannot identify image file" hid that nothing is there
+    with pytest.raises(images.ImageError, match=r"empty.png: is empty \(0 bytes\); copy it again or remove it"):
+        images.load(tmp_path / "empty.png")
+    report = images.check_images([tmp_path / "empty.png"], progress=False)
+    assert report.unreadable == [(str(tmp_path / "empty.png"), "empty (0 bytes)")]
+
+
 def test_score_says_it_once_per_file(row, tmp_path):
     model, regressors = row
     gif = _animated_gif(tmp_path / "anim.gif")

@@ -158,7 +158,8 @@ def check_images(paths, *, progress: bool = True, label: str = "checking images"
             report.unreadable.append((path, _too_large(path, err)))
             continue
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-            report.unreadable.append((path, str(err) or type(err).__name__))
+            empty = isinstance(err, UnidentifiedImageError) and os.path.getsize(path) == 0
+            report.unreadable.append((path, "empty (0 bytes)" if empty else str(err) or type(err).__name__))
             continue
         if mode in UNSUPPORTED or wide:
             report.unreadable.append((path, wide or UNSUPPORTED[mode]))
@@ -218,10 +219,12 @@ def load(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.Tens
         raise ImageError(f"{path}: {io.NOT_REGULAR}; pass image files")
     if not path.is_file():
         raise ImageError(f"{path}: no such image file")
+    if path.stat().st_size == 0:  # Pillow's "cannot identify image file" hid that nothing is there
+        raise ImageError(f"{path}: is empty (0 bytes); copy it again or remove it")
     try:
         with _named_size_warning(path):
             with Image.open(path) as probe:
-                mode, frames = _mode(probe), getattr(probe, "n_frames", 1)
+                mode, frames, kind = _mode(probe), getattr(probe, "n_frames", 1), probe.format
             arr = np.asarray(load_rgb(path, exif_transpose=exif_transpose), dtype=np.uint8)
     except Image.DecompressionBombError as exc:
         raise ImageError(_too_large(path, exc)) from None
@@ -229,8 +232,9 @@ def load(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.Tens
         raise ImageError(f"{path}: not a readable image ({exc}); check the file or remove it") from exc
     if mode != "RGB":
         warnings.warn(f"{path}: {CONVERSION.get(mode, 'converted to RGB')}", stacklevel=2)
-    if frames > 1:  # an animated GIF/PNG/WebP (or a multi-page TIFF): only its first frame is read
-        warnings.warn(f"{path}: animated: frame 1 of {frames} used", stacklevel=2)
+    if frames > 1:  # an animated GIF/PNG/WebP or a multi-page TIFF: only its first frame is read
+        pages = "multi-page: page" if kind == "TIFF" else "animated: frame"
+        warnings.warn(f"{path}: {pages} 1 of {frames} used", stacklevel=2)
     return from_uint8(arr)
 
 

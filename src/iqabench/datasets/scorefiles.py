@@ -261,10 +261,20 @@ def numeric_column(frame: pd.DataFrame, column: str, path: Path, dataset: str,
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         cell = cells.iloc[row]
-        shown = "blank" if not isinstance(cell, (bool, np.bool_)) and pd.isna(cell) else repr(str(cell))
+        shown = "blank" if not isinstance(cell, (bool, np.bool_)) and pd.isna(cell) else _shown(str(cell))
         raise DatasetError(f"{dataset}: {path} line {line_of(frame, row, first_line)}: '{column}' is "
-                           f"{shown}, not a number ({int(bad.sum())} such row(s))")
+                           f"{shown}, {_not_a_number(values[row])} ({int(bad.sum())} such row(s))")
     return values
+
+
+def _shown(text: str) -> str:
+    """A cell for a one-line message: a 400-digit "score" is its first 30 characters and its length."""
+    return repr(text) if len(text) <= 40 else f"{text[:30]!r}... ({len(text)} characters)"
+
+
+def _not_a_number(value: float) -> str:
+    # 1e999 or 400 digits parse as inf: a number, but none a float holds (and no rating scale reaches).
+    return "not a finite number" if np.isinf(value) else "not a number"
 
 
 def parse_score(text: str, where: str, what: str) -> float:
@@ -274,7 +284,7 @@ def parse_score(text: str, where: str, what: str) -> float:
     except ValueError:
         value = float("nan")
     if not np.isfinite(value):
-        raise DatasetError(f"{where}: {what} {text!r} is not a number")
+        raise DatasetError(f"{where}: {what} {_shown(text)} is {_not_a_number(value)}")
     return value
 
 
