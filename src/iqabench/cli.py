@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -16,7 +15,7 @@ from . import io
 from .compare import compare_command
 from .datasets.cli import app as datasets_app
 from .gate import check_command
-from .terminal import markdown_renderables
+from .terminal import console, markdown_renderables
 
 app = typer.Typer(help="iqabench: a reproducible benchmark for no-reference image quality assessment.",
                   no_args_is_help=True, add_completion=False)
@@ -48,11 +47,6 @@ def plain_warnings() -> None:
 
 
 RESULTS = Path("reports/results.md")  # written by the `report` stage; relative to the repository
-
-
-def console() -> Console:
-    """A console made now: it reads COLUMNS and whether stdout is a terminal at the call, not at import."""
-    return Console()
 
 
 @app.command()

@@ -266,9 +266,9 @@ def compare_command(
                                                help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"),
 ) -> None:
     """Compare logged pipeline runs: models as rows, runs as columns, the change from the oldest to the newest."""
-    from rich.console import Console
+    from .terminal import console as make_console
 
-    console = Console()
+    console = make_console()
     try:
         comparison = load(experiment, commit=commit, max_runs=limit, tracking_uri=tracking_uri)
         if comparison.runs.empty:

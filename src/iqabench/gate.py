@@ -275,10 +275,10 @@ def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] 
     With ``accept_reason`` the current metrics become the accepted baseline (exit 0), with a record of
     the reason, the commit and the metrics that moved beyond their tolerance.
     """
-    from rich.console import Console
+    from .terminal import console as make_console
 
     if console is None:
-        console = Console()
+        console = make_console()
         if not console.is_terminal:  # CI logs do not wrap: print metric names whole
             console.width = max(console.width, 140)
     try:

@@ -11,11 +11,20 @@ import textwrap
 from pathlib import Path
 
 from rich import box
+from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
 TABLE_PAD = 3  # per column: one space each side and the box's divider
+MIN_WIDTH = 20  # a COLUMNS below it (0, say) is taken as unset: rich printed nothing at all at 0
+
+
+def console(stderr: bool = False) -> Console:
+    """A console made now (it reads COLUMNS and whether the stream is a terminal at the call, not at import), at
+    least ``MIN_WIDTH`` columns wide: ``COLUMNS=0`` printed nothing and exited 0."""
+    made = Console(stderr=stderr)
+    return made if made.width >= MIN_WIDTH else Console(stderr=stderr, width=80)
 
 
 def markdown_renderables(text: str, width: int, styled: bool = True, folder: Path = Path(".")) -> list:

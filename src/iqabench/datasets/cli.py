@@ -6,12 +6,12 @@ import warnings
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from ..manifest import ManifestError
 from ..params import outside_repository, repo_root
+from ..terminal import console
 from .archives import rar_extractor
 from .download import download, needs_rar
 from .local import DEFAULT_REGISTRY, register, register_generic
@@ -23,12 +23,7 @@ app = typer.Typer(help="Real human-rated IQA datasets: status, download, registe
                   no_args_is_help=False)
 
 
-def console() -> Console:
-    """A console made now: it reads COLUMNS and whether stdout is a terminal at the call, not at import."""
-    return Console()
-
-
-err_console = Console(stderr=True)
+err_console = console(stderr=True)
 
 
 def _fail(err: Exception) -> None:
