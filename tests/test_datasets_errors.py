@@ -274,6 +274,13 @@ def test_scores_that_are_all_equal_are_refused(tmp_path, content):
               "lo": 1, "hi": 5}}, "entry 'foo' lacks 'higher_is_better' (kind 'generic')"),
     ({"foo": {"kind": "weird", "path": "/tmp"}}, "entry 'foo' has kind 'weird'; it must be one of ['generic', 'spec']"),
     ({"foo": ["x"]}, "entry 'foo' is ['x'], not a mapping of settings"),
+    # "path": 123 was a TypeError traceback; "" silently meant the working folder; a null csv passed.
+    ({"foo": {"kind": "generic", "path": 123, "csv": "/x.csv", "image_col": "image", "score_col": "MOS",
+              "lo": 1, "hi": 5, "higher_is_better": True}}, "entry 'foo' has path = 123; it must be a non-empty string"),
+    ({"foo": {"kind": "generic", "path": "", "csv": "/x.csv", "image_col": "image", "score_col": "MOS",
+              "lo": 1, "hi": 5, "higher_is_better": True}}, "entry 'foo' has path = \"\"; it must be a non-empty"),
+    ({"foo": {"kind": "generic", "path": "/x", "csv": None, "image_col": 5, "score_col": "MOS",
+              "lo": 1, "hi": 5, "higher_is_better": True}}, "entry 'foo' has csv = null; it must be a non-empty"),
 ])
 def test_hand_edited_entries_that_cannot_be_read_are_named(tmp_path, entries, says):
     # An unknown 'spec' name or a text 'lo' ended `iqabench datasets` in a traceback from the status table.
@@ -358,3 +365,33 @@ def test_a_registry_nested_too_deep_or_with_a_repeated_key_is_one_line(tmp_path,
     result = _invoke(registry)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert says in " ".join(result.output.split()), result.output
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", ""])
+def test_a_hand_edited_entry_name_that_add_generic_refuses_is_refused(tmp_path, name):
+    # They were listed as registered: '../evil' names a folder outside data/prepared.
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps({name: {"kind": "generic", "path": "/x", "csv": "/x.csv", "image_col": "image",
+                                           "score_col": "MOS", "lo": 1, "hi": 5, "higher_is_better": True}}))
+    out = " ".join(_invoke(registry).output.split())
+    assert f"{registry}: {name!r} cannot name a dataset (up to 64 letters" in out and "rename or remove" in out, out
+
+
+def test_a_registry_named_but_missing_is_said_and_an_unreadable_size_is_a_dash(tmp_path, monkeypatch):
+    # A typo in --registry listed every dataset as missing without a word; /proc/1 as a path lost the table.
+    result = _invoke(tmp_path / "typo.json")
+    assert result.exit_code == 0 and f"note: {tmp_path / 'typo.json'} does not exist, so nothing is registered" \
+        in " ".join(result.output.split())
+    from iqabench.datasets import status
+
+    closed = tmp_path / "closed"
+    (closed / "inner").mkdir(parents=True)
+    (closed / "inner" / "x").write_bytes(b"12")
+    assert status.disk_size(closed) == 2
+
+    def refused(self, pattern):  # as rglob does in a folder another user keeps closed (root reads them all)
+        raise PermissionError(13, "Permission denied", str(self))
+        yield
+
+    monkeypatch.setattr(type(closed), "rglob", refused)
+    assert status.disk_size(closed) is None and status.human_size(None) == "-"

@@ -76,6 +76,9 @@ def main(ctx: typer.Context,
         rows = status_table(_where(ctx, "data_root"), registry, _prepared())
     except (DatasetError, ManifestError) as err:
         _fail(err)
+    if ctx.obj["registry"] is not None and not registry.exists():  # a typo listed every dataset missing, silently
+        err_console.print(f"note: {escape(str(registry))} does not exist, so nothing is registered there (it is made "
+                          "by `iqabench datasets add`)", soft_wrap=True)
     # One word per cell, so the table fits 80 columns without folding; the details are one command away.
     # A long registered name would squeeze every cell to "register…": the kind column gives way first.
     cells = [(r["name"], r["kind"], "-" if r["images"] is None else str(r["images"]), r["size"], r["state"])

@@ -34,6 +34,7 @@ DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # 64 at most: it i
 # counted (and, below the published count, had the user accept with --partial): a hand-written path alone
 # skipped those checks.
 REQUIRED = {"spec": ("path", "images"), "generic": ("path", "csv", "image_col", "score_col", "lo", "hi", "higher_is_better")}
+TEXT_KEYS = ("path", "csv", "image_col", "score_col", "content_col", "score_type")  # strings wherever they are given
 
 
 def read_registry(registry_path: Path = DEFAULT_REGISTRY) -> dict:
@@ -61,6 +62,10 @@ def read_registry(registry_path: Path = DEFAULT_REGISTRY) -> dict:
         raise DatasetError(f"{path}: expected a JSON object of dataset entries, got {type(registry).__name__}; "
                            "fix it or delete it and register again")
     for name, entry in registry.items():
+        if not DATASET_NAME.fullmatch(name):  # '../evil' or 'a/b' would name folders outside data/prepared
+            raise DatasetError(f"{path}: {name!r} cannot name a dataset (up to 64 letters, digits, '_' and '-', "
+                               "starting with a letter or digit: it names the folder data/prepared/NAME); rename "
+                               "or remove that entry")
         problem = _entry_problem(name, entry)
         if problem:
             again = (f"iqabench datasets add {name} --from PATH" if name in SPECS
@@ -82,6 +87,11 @@ def _entry_problem(name: str, entry) -> str | None:
     missing = [key for key in REQUIRED[kind] if key not in entry]
     if missing:
         return f"lacks {', '.join(map(repr, missing))} (kind {kind!r})"
+    # "path": 123 was a TypeError traceback, and "path": "" silently the working folder.
+    texts = [key for key in TEXT_KEYS if key in entry and (key in REQUIRED[kind] or entry[key] is not None)]
+    for key in texts:
+        if not isinstance(entry[key], str) or not entry[key].strip():
+            return f"has {key} = {json.dumps(entry[key])[:60]}; it must be a non-empty string"
     if "images" in entry and (isinstance(entry["images"], bool) or not isinstance(entry["images"], int)
                               or entry["images"] < 0):
         return f"has images = {entry['images']!r}; it must be the number of images registered"

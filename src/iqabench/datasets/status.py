@@ -14,11 +14,16 @@ DEFAULT_DATA_ROOT = Path("data/raw")
 PREPARED = Path("data/prepared")
 
 
-def disk_size(path: Path) -> int:
+def disk_size(path: Path) -> int | None:
+    """Bytes in ``path``; None ("-") when part of it cannot be read: a folder another user keeps closed (or
+    /proc) raised PermissionError, and the whole status table was lost for one size."""
     path = Path(path)
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    except OSError:
+        return None
 
 
 def human_size(n: int | None) -> str:
