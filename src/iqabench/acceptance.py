@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import subprocess
 from pathlib import Path
 from typing import Iterable, Optional, Union
@@ -114,6 +115,44 @@ def changed_data(accepted: dict, current: dict[str, str]) -> list[tuple[str, str
             if name in then and then[name] != digest]
 
 
+def shown_value(value) -> str:
+    """A JSON value for a one-line message: ``null`` as JSON says it, and a 400-digit integer or a long string
+    cut short (they were echoed whole, hundreds of characters)."""
+    if value is None:
+        return "null"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 15:
+        digits = str(abs(value))
+        return f"{'-' if value < 0 else ''}{digits[:12]}... ({len(digits)} digits)"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_storable(metrics: dict, where: str = "the metrics") -> None:
+    """Refuse (AcceptanceError, naming ``where`` and the metric) what a baseline must not hold: NaN or an infinity
+    anywhere, which json writes as a bare ``NaN`` that strict readers (jq, JavaScript) refuse, and a statistic that
+    is no number (``"rmse": "bad"``). The gate reads SRCC and PLCC only, and refuses those itself
+    (:func:`iqabench.gate_inputs.correlations`); this covers the ungated rest (KRCC, RMSE), which --accept stores.
+    """
+    from .gate_inputs import SECTIONS  # that module imports this one
+
+    def walk(value, key: tuple):
+        if isinstance(value, (dict, list)):
+            for name, inner in (value.items() if isinstance(value, dict) else enumerate(value)):
+                walk(inner, (*key, str(name)))
+            return
+        problem = None
+        if isinstance(value, float) and not math.isfinite(value):
+            problem = f"is {'NaN' if math.isnan(value) else value}, which strict JSON cannot hold"
+        elif len(key) == 4 and key[0] in SECTIONS and (value is None or isinstance(value, bool)
+                                                        or not isinstance(value, (int, float))):
+            problem = f"is {shown_value(value)}, not a number"  # section.model.dataset.statistic
+        if problem:
+            raise AcceptanceError(f"{where}: {'.'.join(key)} {problem}; regenerate it with `dvc repro` "
+                                  "(nothing was accepted)")
+
+    walk(metrics, ())
+
+
 def record(reason: str, commit: str, moved: Iterable[dict], date: Optional[str] = None,
            data: Optional[dict] = None) -> dict:
     reason = (reason or "").strip()
@@ -126,14 +165,16 @@ def record(reason: str, commit: str, moved: Iterable[dict], date: Optional[str] 
 
 
 def accept(path: Union[str, Path], metrics: dict, reason: str, commit: str, moved: Iterable[dict],
-           date: Optional[str] = None, data: Optional[dict] = None) -> dict:
+           date: Optional[str] = None, data: Optional[dict] = None, where: str = "the metrics") -> dict:
     """Make ``metrics`` the baseline at ``path``, appending one record; returns the new file's content.
 
     ``data``: :func:`data_digests` of the datasets the metrics were measured on, so that a later check can say
     when a dataset changed under the baseline. The reason is checked before anything is written; an existing file must be readable
     (its history is kept, never silently dropped). The write is atomic: a file that cannot be
-    written (a read-only reports/, a full disk) is left as it was.
+    written (a read-only reports/, a full disk) is left as it was. ``metrics`` must be strict JSON
+    (:func:`check_storable`; ``where`` names them in the error).
     """
+    check_storable(metrics, where)
     entry = record(reason, commit, moved, date, data)
     history = read(path)["accepted"] if Path(path).exists() else []
     payload = {"metrics": metrics, "accepted": [*history, entry]}

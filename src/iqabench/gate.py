@@ -43,6 +43,7 @@ spread; without reports/variance.csv the gate warns and uses sampling noise only
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -241,11 +242,20 @@ def _fmt(value: Optional[float]) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
+def say(out, label: str, style: str, message: str, **kwargs) -> None:
+    """Print ``label`` in ``style`` and then ``message`` as written: a message holds user text (a reason, a path, a
+    model name), which rich read as markup ("[/review]" was a MarkupError, "[#12]" vanished)."""
+    from rich.text import Text
+
+    out.print(Text.assemble((label, style), message), **kwargs)
+
+
 def render(result: GateResult, title: str):
     from rich.table import Table
+    from rich.text import Text
 
     styles = {OK: "green", IMPROVED: "bold green", REGRESSED: "bold red", MISSING: "bold red", ADDED: "cyan"}
-    table = Table(title=title)
+    table = Table(title=Text(title))  # Text: the title and metric names are user text, not markup
     for column in ("metric", "old", "new", "change", "allowed drop", "status"):
         # Fold long metric names instead of truncating them: CI logs are often 80 columns wide.
         table.add_column(column, justify="left" if column in ("metric", "status") else "right",
@@ -258,8 +268,8 @@ def render(result: GateResult, title: str):
         elif not row.gated and row.status in (OK, IMPROVED, ADDED):
             status, style = f"{row.status} (ungated)", "dim"  # shown for reading; it cannot fail the gate
         allowed = _fmt(row.allowed_drop) + (" (seed)" if row.basis == "seed" else "")
-        table.add_row(row.metric, _fmt(row.old), _fmt(row.new), "—" if change is None else f"{change:+.4f}",
-                      allowed, f"[{style}]{status}[/{style}]")
+        table.add_row(Text(row.metric), _fmt(row.old), _fmt(row.new), "—" if change is None else f"{change:+.4f}",
+                      allowed, Text(status, style=style))
     return table
 
 
@@ -267,13 +277,21 @@ def result_gated(result: GateResult) -> list[str]:
     return sorted({row.statistic.upper() for row in result.rows if row.gated}) or ["none"]
 
 
-def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] = METRICS_FILE,
+def _default_metrics(root: Path) -> Path:
+    # The repository's, from any folder in it (it was looked up from the cwd), named as the cwd reaches it.
+    path = root / METRICS_FILE
+    return Path(os.path.relpath(path)) if Path.cwd().resolve().is_relative_to(root.resolve()) else path
+
+
+def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path, None] = None,
               reports: Union[str, Path, None] = None, params_path: Union[str, Path, None] = None,
-              accept_reason: Optional[str] = None, console=None) -> int:
+              accept_reason: Optional[str] = None, console=None, errors=None) -> int:
     """Print the gate's table; 0 when it passes, 1 on a regression or missing metric, 2 on bad input.
 
     With ``accept_reason`` the current metrics become the accepted baseline (exit 0), with a record of
-    the reason, the commit and the metrics that moved beyond their tolerance.
+    the reason, the commit and the metrics that moved beyond their tolerance. ``metrics_path`` defaults to
+    the repository's reports/metrics.json. Errors and warnings go to ``errors``: by default stderr, unless a
+    ``console`` is given (then both go there, for a caller that records one).
     """
     from .terminal import console as make_console
 
@@ -281,11 +299,14 @@ def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] 
         console = make_console()
         if not console.is_terminal:  # CI logs do not wrap: print metric names whole
             console.width = max(console.width, 140)
+        errors = errors or make_console(stderr=True)
+    errors = errors or console
     try:
         if accept_reason is not None and not accept_reason.strip():
             raise GateError("--accept needs a non-empty --reason \"...\": it is what a reviewer reads in the "
                             "diff of the baseline file")
         settings, root = read_settings(params_path)
+        metrics_path = Path(metrics_path) if metrics_path is not None else _default_metrics(root)
         where = str(params_path or "params.yaml")
         check_cfg = check_settings(settings.get("check"), where, settings.get("datasets"))
         inputs = load_inputs(baseline, metrics_path, check_cfg, root, where)
@@ -298,11 +319,13 @@ def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] 
         if old is None and accept_reason is None:
             raise GateError(f"{file} does not exist; accept the current {metrics_path} as the baseline with "
                             "`iqabench check --accept --reason \"initial baseline\"` and commit it")
+        if accept_reason is not None:  # before the table: nothing is accepted, so say so first
+            acceptance.check_storable(current, str(metrics_path))
         reports = Path(reports) if reports else Path(metrics_path).parent
         seed_std = seed_std_from(reports / VARIANCE_FILE)
         if seed_std is None:
-            console.print(f"[yellow]warning:[/yellow] {reports / VARIANCE_FILE} not found: tolerances are "
-                          "sampling error only. Measure the seed spread with `python benchmarks/seed_spread.py`.")
+            say(errors, "warning:", "yellow", f" {reports / VARIANCE_FILE} not found: tolerances are "
+                "sampling error only. Measure the seed spread with `python benchmarks/seed_spread.py`.")
         test_frac = float((settings.get("evaluate") or {}).get("test_frac", 0.2))
         result = None
         try:
@@ -317,41 +340,41 @@ def run_check(baseline: Optional[str] = None, *, metrics_path: Union[str, Path] 
         except BaselineError as exc:
             if accept_reason is None:  # a baseline that cannot gate must not pass: say how to get a good one
                 raise GateError(f"{exc}. To fix: {inputs.fix}") from None
-            console.print(f"[yellow]note:[/yellow] the baseline being replaced could not gate ({exc})")
+            say(console, "note:", "yellow", f" the baseline being replaced could not gate ({exc})")
         if result is not None:
             console.print(render(result, f"{metrics_path} against {described}"))
         # Only against an accepted-baseline file (a git revision or plain JSON records no data): read manifests then.
         digests = acceptance.data_digests(root, current) if file is not None else {}
         if file is not None and Path(file).is_file():
             for name, then, now in acceptance.changed_data(acceptance.read(file), digests):
-                console.print(f"[yellow]note:[/yellow] {name}'s images, scores or contents differ from those the "
-                              f"baseline was accepted on (data {then[:12]} -> {now[:12]}): its metrics moved with "
-                              "the data as well as the code")
+                say(console, "note:", "yellow", f" {name}'s images, scores or contents differ from those the "
+                    f"baseline was accepted on (data {then[:12]} -> {now[:12]}): its metrics moved with "
+                    "the data as well as the code")
         if accept_reason is not None:
             moved = [] if result is None else [
                 {"metric": row.metric, "old": row.old, "new": row.new, "status": row.status}
                 for row in result.rows if row.status != OK]
-            acceptance.accept(file, current, accept_reason, acceptance.git_head(root), moved, data=digests)
-            console.print(f"[bold green]accepted[/bold green]: {file} now holds {metrics_path} "
-                          f"({len(moved)} metric(s) moved beyond their tolerance); commit it with the change.")
+            acceptance.accept(file, current, accept_reason, acceptance.git_head(root), moved, data=digests,
+                              where=str(metrics_path))
+            say(console, "accepted", "bold green", f": {file} now holds {metrics_path} "
+                f"({len(moved)} metric(s) moved beyond their tolerance); commit it with the change.")
             return 0
     except (GateError, acceptance.AcceptanceError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        say(errors, "error:", "red", f" {exc}", soft_wrap=True)  # unwrapped, so a path stays whole
         return 2
     if result.failed:
         names = ", ".join(f"{row.metric} ({row.status})" for row in result.failures)
         missing = any(row.status == MISSING for row in result.failures)
-        console.print(f"[bold red]FAILED[/bold red]: {names}. " + (
+        say(console, "FAILED", "bold red", f": {names}. " + (
             f"A MISSING metric is in the baseline but not in {metrics_path}: rerun `dvc repro` if it should be "
             "there. " if missing else "") + "If the change is intended, accept it with `iqabench check --accept "
             "--reason \"...\"` and commit the baseline file; the record shows the change and your reason in review.")
         return 1
     warned = sum(row.status == REGRESSED for row in result.rows)
     added = sum(row.status == ADDED for row in result.rows)
-    console.print(f"[bold green]passed[/bold green]: no gated metric ({', '.join(result_gated(result))}) fell "
-                  f"beyond its tolerance of {inputs.source}" + (f"; {warned} ungated drop(s) flagged (warn)"
-                                                             if warned else "")
-                  + (f"; {added} new metric(s) not in the baseline (`--accept` to gate them)" if added else "") + ".")
+    say(console, "passed", "bold green", f": no gated metric ({', '.join(result_gated(result))}) fell "
+        f"beyond its tolerance of {inputs.source}" + (f"; {warned} ungated drop(s) flagged (warn)" if warned else "")
+        + (f"; {added} new metric(s) not in the baseline (`--accept` to gate them)" if added else "") + ".")
     return 0
 
 
@@ -361,7 +384,8 @@ def check_command(
                                        f"{acceptance.BASELINE_FILE}), or for ad-hoc use a git revision "
                                        "(REV, or REV:reports/baseline.json), "
                                        "a metrics JSON or a `dvc metrics diff --json` file"),
-    metrics: Path = typer.Option(Path(METRICS_FILE), "--metrics", help="current metrics written by `dvc repro`"),
+    metrics: Optional[Path] = typer.Option(None, "--metrics", help="current metrics written by `dvc repro` "
+                                                                   f"(default: the repository's {METRICS_FILE})"),
     accept: bool = typer.Option(False, "--accept", help="make the current metrics the accepted baseline "
                                                         "(needs --reason)"),
     reason: str = typer.Option("", "--reason", help="why the change is accepted; recorded in the baseline file"),

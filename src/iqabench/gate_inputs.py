@@ -6,8 +6,10 @@ when an input is missing or malformed.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import subprocess
 from pathlib import Path
 from typing import NamedTuple, Optional, Union
@@ -31,11 +33,11 @@ class BaselineError(GateError):
 
 def _not_a_correlation(value) -> Optional[str]:
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"is {'null' if value is None else repr(value)}, not a number"
+        return f"is {acceptance.shown_value(value)}, not a number"
     if isinstance(value, float) and math.isnan(value):  # an int cannot be NaN, and one of 400 digits overflows
         return "is NaN: the correlation is undefined (e.g. constant predictions)"
     if not -1.0 <= value <= 1.0:
-        return f"is {value}, outside [-1, 1], so it is not a correlation"
+        return f"is {acceptance.shown_value(value)}, outside [-1, 1], so it is not a correlation"
     return None
 
 
@@ -63,8 +65,9 @@ def leaves(metrics: dict, statistics=STATISTICS, where: str = "metrics", *, erro
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise error(f"{where}: {key} holds {value!r}, expected a mapping as in reports/metrics.json "
-                        "(section -> model -> dataset -> statistic -> value)" + (f"; {fix}" if fix else ""))
+            raise error(f"{where}: {key} holds {acceptance.shown_value(value)}, expected a mapping as in "
+                        "reports/metrics.json (section -> model -> dataset -> statistic -> value)"
+                        + (f"; {fix}" if fix else ""))
         return value
 
     for section in SECTIONS:
@@ -112,14 +115,35 @@ def require_sections(metrics: dict, where: str) -> None:
                             "reports/metrics.json that `dvc repro` writes: regenerate it with `dvc repro`")
 
 
+def path_problem(path: Path) -> Optional[str]:
+    """Why ``path`` cannot even be looked at, in words that follow its name, or None when it can (it may still be
+    missing): Path.is_file() raised OSError on a name over 255 bytes, and called a link loop missing."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return "has a name longer than the file system allows (255 bytes a name, 4096 a path)"
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop (following its links leads back to it)"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None  # missing: each caller says what makes it
+        return f"cannot be read ({exc.strerror or exc})"
+    return None
+
+
 def load_metrics(path: Union[str, Path]) -> dict:
     path = Path(path)
+    problem = path_problem(path)
+    if problem:
+        raise GateError(f"{io.shown_path(path)} {problem}; give the metrics file, e.g. {METRICS_FILE}")
     if path.is_dir():  # it said "does not exist"
         raise GateError(f"{path} is a folder; give the metrics file in it, e.g. {path / Path(METRICS_FILE).name}")
     if io.is_special(path):  # /dev/null, a pipe: "does not exist" misled
         raise GateError(f"{path} is {io.NOT_REGULAR}; give the metrics file, e.g. {METRICS_FILE}")
     if not path.is_file():
-        raise GateError(f"{path} does not exist; run `dvc repro` (or `make repro`) to produce it")
+        # A dangling link is missing too, but the link is there to see: say where it points.
+        link = f" is a link to {os.readlink(path)}, which" if path.is_symlink() else ""
+        raise GateError(f"{path}{link} does not exist; run `dvc repro` (or `make repro`) to produce it")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -131,9 +155,9 @@ def load_metrics(path: Union[str, Path]) -> dict:
 class UnreadableJSON(GateError):
     """A file that does not parse as JSON (``reason`` says why): in the baseline's place, no baseline file."""
 
-    def __init__(self, message: str, reason: str, deep: bool = False):
+    def __init__(self, message: str, reason: str, deep: bool = False, detail: str = ""):
         super().__init__(message)
-        self.reason, self.deep = reason, deep
+        self.reason, self.deep, self.detail = reason, deep, detail  # detail: the parser's words and place
 
 
 def parse_metrics(text: str, where: str) -> dict:
@@ -141,29 +165,48 @@ def parse_metrics(text: str, where: str) -> dict:
         payload = acceptance.loads(text)  # a repeated key is refused, not resolved to the last one
     except json.JSONDecodeError as exc:
         raise UnreadableJSON(f"{where} is not valid JSON ({exc}); expected reports/metrics.json's layout",
-                             f"not JSON: {exc}") from None
+                             f"not JSON: {exc}", detail=f"{exc.msg}, line {exc.lineno} column {exc.colno}") from None
     except io.JSONShapeError as exc:
         if exc.deep:
             raise UnreadableJSON(f"{where} is not a metrics file: {exc}; expected reports/metrics.json's layout",
                                  str(exc), deep=True) from None
         raise GateError(f"{where}: {exc}") from None
     if not isinstance(payload, dict):
-        raise GateError(f"{where} holds a {type(payload).__name__}, expected a JSON object")
+        kind = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+        raise GateError(f"{where} holds {kind.get(type(payload), 'a list')}, expected a JSON object")
     return payload
 
 
 def baseline_from_git(rev: str, path: str = METRICS_FILE, repo: Union[str, Path, None] = None) -> dict:
     """The metrics file as committed at ``rev``; ``path`` is relative to the repository root."""
-    try:
-        shown = subprocess.run(["git", "show", f"{rev}:{Path(path).as_posix()}"], cwd=repo,
-                               capture_output=True, text=True, timeout=60)
+    obj = f"{rev}:{Path(path).as_posix()}"
+    try:  # bytes: a committed figure is no UTF-8, and text=True raised UnicodeDecodeError from inside run()
+        shown = subprocess.run(["git", "show", obj], cwd=repo, capture_output=True, timeout=60)
     except OSError as exc:
         raise GateError(f"cannot run git to read the baseline {rev}:{path} ({exc}); pass --baseline FILE") from None
     if shown.returncode != 0:
-        why = (shown.stderr.strip().splitlines() or ["no output"])[0].removeprefix("fatal: ").rstrip(".")
+        stderr = shown.stderr.decode("utf-8", "replace")
+        why = (stderr.strip().splitlines() or ["no output"])[0].removeprefix("fatal: ").rstrip(".")
         raise GateError(f"cannot read the baseline {rev}:{path} from git ({why}); pass --baseline with a "
                         f"revision where {path} is committed, or a file")
-    return parse_metrics(shown.stdout, where=f"{rev}:{path}")
+    what, fix = f"the baseline {path} at {rev}", (f"give --baseline REV:{acceptance.BASELINE_FILE} (or "
+                                                  f"REV:{METRICS_FILE}), or a file")
+    try:
+        text = shown.stdout.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GateError(f"{what} is not UTF-8 JSON (byte {exc.start} is 0x{shown.stdout[exc.start]:02x}); "
+                        f"{fix}") from None
+    try:
+        return parse_metrics(text, where=f"{rev}:{path}")
+    except UnreadableJSON as exc:
+        if exc.deep:
+            raise
+        # `git show` of a tree lists its files, which then read as "not valid JSON (Expecting value ...)".
+        kind = subprocess.run(["git", "cat-file", "-t", obj], cwd=repo, capture_output=True, text=True, timeout=60)
+        if kind.stdout.strip() == "tree":
+            raise GateError(f"{what} is a folder in git; give a file in it, e.g. --baseline "
+                            f"{rev}:{Path(path, Path(acceptance.BASELINE_FILE).name).as_posix()}") from None
+        raise GateError(f"{what} is not JSON ({exc.detail}); {fix}") from None
 
 
 def is_dvc_diff(payload: dict) -> bool:
@@ -212,10 +255,13 @@ def _git_root(start: Path) -> Path:
     return Path(shown.stdout.strip())
 
 
-def _baseline_file(spec: str, root: Path) -> Optional[Path]:
+def _baseline_file(spec: str, root: Path, origin: str, point: str) -> Optional[Path]:
     """The file ``spec`` names (relative to the repository root), or None when it is a git revision
-    (``REV``, or ``REV:PATH`` for a file as committed there)."""
+    (``REV``, or ``REV:PATH`` for a file as committed there). ``origin`` names the setting, ``point`` the fix."""
     path = Path(spec) if Path(spec).is_absolute() else root / spec
+    problem = path_problem(path)
+    if problem:  # a link loop was taken for a revision ("invalid object name"); a long name was a traceback
+        raise GateError(f"{origin} {problem}; {point}")
     if path.is_file() or io.is_special(path):  # a device or pipe is no revision either
         return path
     return path if spec.endswith(".json") and ":" not in spec else None
@@ -239,17 +285,22 @@ def load_inputs(baseline: Optional[str], metrics_path: Union[str, Path], setting
     ``params_where`` names the params file whose check.baseline is used without ``baseline`` (--baseline).
     """
     metrics_path = Path(metrics_path)
+    if baseline is not None and not baseline.strip():  # "" read as "not given": it gated against check.baseline
+        raise GateError(f"--baseline is empty; give the accepted baseline file ({acceptance.BASELINE_FILE}), a git "
+                        f"revision (HEAD~1, or HEAD~1:{acceptance.BASELINE_FILE}) or a metrics JSON, or leave "
+                        f"--baseline out to use check.baseline in {params_where}")
     spec = baseline or str(settings.get("baseline", acceptance.BASELINE_FILE))
     current = load_metrics(metrics_path)
     fix = "regenerate it with `dvc repro` (one that stays so is a bug in that row: fix it, do not accept it)"
     other = "pass --baseline with another revision or file"
-    file = _baseline_file(spec, Path(root) if root else Path.cwd())
+    # Errors name where the baseline was set, and what it should name: the flag or params.yaml's key.
+    shown = io.shown_path(spec)
+    origin, point = ((f"--baseline {shown}", f"{other}, e.g. --baseline {acceptance.BASELINE_FILE}") if baseline
+                     else (f"check.baseline: {shown} in {params_where}" if "baseline" in settings else
+                           f"the default baseline {shown}", f"set check.baseline in {params_where} to the "
+                           f"accepted baseline, {acceptance.BASELINE_FILE}, or a git revision"))
+    file = _baseline_file(spec, Path(root) if root else Path.cwd(), origin, point)
     if file is not None:
-        # Errors name where the baseline was set, and what it should name: the flag or params.yaml's key.
-        origin, point = ((f"--baseline {spec}", f"{other}, e.g. --baseline {acceptance.BASELINE_FILE}") if baseline
-                         else (f"check.baseline: {spec} in {params_where}" if "baseline" in settings else
-                               f"the default baseline {spec}", f"set check.baseline in {params_where} to the "
-                               f"accepted baseline, {acceptance.BASELINE_FILE}, or a git revision"))
         if file.resolve() == metrics_path.resolve():  # a file compared with itself passes whatever it holds
             raise GateError(f"{origin} names the metrics under check ({metrics_path}), so the gate would compare "
                             f"them with themselves and always pass; {point}")
