@@ -11,14 +11,16 @@ the runs; it is sized to the terminal (80 columns included).
 """
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 import pandas as pd
 import typer
 
-from . import mlflow_ui, tracking, tracking_store
+from . import compare_store, mlflow_ui, tracking, tracking_store
 
 VALUE_COLUMNS = ["run_id", "section", "model", "dataset", "statistic", "value"]
 
@@ -31,11 +33,13 @@ class CompareError(ValueError):
 class Comparison:
     runs: pd.DataFrame    # one row per parent run, oldest first: run_id, run_name, start_time, commit, params
     values: pd.DataFrame  # long form: VALUE_COLUMNS
+    skipped: dict[str, int] = field(default_factory=dict)  # when no run finished: parent runs per other status
 
 
 def _key(name: str) -> str:
-    """Model and dataset names as compared: ``fr:gmsd`` and runs' older ``fr_gmsd`` are one name."""
-    return tracking.metric_name(name).replace(":", "_")
+    """Model and dataset names as compared: ``fr:gmsd`` and runs' older ``fr_gmsd`` are one name, and so are
+    ``café`` typed decomposed (NFD, as some keyboards and macOS file names give it) and as logged (NFC)."""
+    return tracking.metric_name(unicodedata.normalize("NFC", name)).replace(":", "_")
 
 
 def _quote(value: str) -> str:
@@ -53,6 +57,9 @@ COMMIT_PREFIX = re.compile(r"[0-9a-f]{1,64}(-dirty)?")
 def commit_prefix(commit: str) -> str:
     """``commit`` as a prefix to match the runs' ``git_commit`` tags (lower case), else a CompareError."""
     prefix = commit.strip().lower()
+    if not prefix:  # `-c "$SHA"` with $SHA unset showed the runs of every commit
+        raise CompareError(f"--commit {commit!r} is empty (an unset shell variable?): give a commit hash, or leave "
+                           "--commit out for the runs of every commit")
     if not COMMIT_PREFIX.fullmatch(prefix):
         raise CompareError(f"--commit {commit!r} is not a git commit: give its hash or the first characters of it "
                            "(hex digits, e.g. 3f2a9c1; `git log --oneline` lists them)")
@@ -93,17 +100,16 @@ def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name
     """The newest ``max_runs`` finished parent runs (oldest first) and every value they hold."""
     if max_runs < 1:
         raise CompareError(f"the number of runs to show must be at least 1, got {max_runs}")
-    if commit:
-        commit_prefix(commit)  # before the store is opened
-    uri = (tracking_uri or "").strip() or tracking_store.tracking_uri()
-    if tracking_store.in_memory(uri):  # MLflow would make an empty store and answer "no experiment"
-        raise CompareError(f"the MLflow store {uri} is an in-memory SQLite database, which holds no logged runs: "
-                           "pass --tracking-uri (or set MLFLOW_TRACKING_URI) to the store that holds them, e.g. "
-                           "sqlite:///mlflow.db or http://HOST:5000")
+    if commit is not None:
+        commit_prefix(commit)  # before the store is opened; "" too, which would match every commit
+    if tracking_uri is not None and not tracking_uri.strip():  # not silently the default store
+        raise CompareError(f"--tracking-uri {tracking_uri!r} is empty (an unset shell variable?): give the store "
+                           f"({compare_store.READ_FORMS}), or leave the option out for the repository's mlflow.db")
+    uri, source = compare_store.read_uri(tracking_uri)
+    problem = compare_store.read_problem(uri, source)  # before MLflow, which would create tables to read
+    if problem:
+        raise CompareError(problem)
     database = tracking_store.sqlite_file(uri)
-    if database is not None and not database.is_file():  # MLflow would create an empty store to read from
-        raise CompareError(f"no MLflow store at {database}: {mlflow_ui.LOG_HINT} here to log one, or pass "
-                           "--tracking-uri (or set MLFLOW_TRACKING_URI) to the store that holds your runs")
     tracking_store.fail_fast()
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -114,32 +120,22 @@ def load(experiment: str = "iqabench", *, commit: Optional[str] = None, run_name
         experiment_obj = client.get_experiment_by_name(experiment)
         known = [] if experiment_obj else sorted(e.name for e in client.search_experiments())
         if experiment_obj is None:
-            raise CompareError(f"no experiment '{experiment}' in {uri} (it has {known}); run `dvc repro` to log "
-                               "one, or point MLFLOW_TRACKING_URI at the right store")
-        runs, values = _read(client, experiment_obj.experiment_id, commit, run_name, max_runs)
+            raise CompareError(f"no experiment '{experiment}' in {compare_store.shown(uri)} (it has {known}); "
+                               f"{mlflow_ui.LOG_HINT} to log one, or point --tracking-uri (or MLFLOW_TRACKING_URI) "
+                               "at the right store")
+        runs, values, skipped = _read(client, experiment_obj.experiment_id, commit, run_name, max_runs)
     except (MlflowException, SQLAlchemyError) as exc:  # one line, not a traceback or minutes of retries
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        if tracking_store.is_server(uri):
-            todo = "start the server (`make ui`) or pass --tracking-uri to a store that answers"
-        elif database is not None and "database is locked" in reason:  # busy, not broken: a run is writing
-            todo = (f"{database} is busy (another process, e.g. a `dvc repro` logging its run, holds its lock); try "
-                    "again when it is done")
-        elif database is not None:
-            todo = (f"{database} is not a readable MLflow store; pass --tracking-uri (or set MLFLOW_TRACKING_URI) "
-                    "to the store that holds your runs (the one `dvc repro` logs to: sqlite:///mlflow.db in the "
-                    "repository), or restore that file")
-        else:
-            todo = ("pass --tracking-uri (or set MLFLOW_TRACKING_URI) to an MLflow store: http://HOST:PORT for a "
-                    "server, sqlite:///PATH.db for a local store")
-        raise CompareError(f"cannot read the MLflow store {uri} ({type(exc).__name__}: {reason}); {todo}") from None
+        reason = compare_store.short_reason(str(exc)) or type(exc).__name__
+        raise CompareError(compare_store.cannot_read(uri, f"{type(exc).__name__}: {reason}", database)) from None
     return Comparison(pd.DataFrame(runs, columns=["run_id", "run_name", "start_time", "commit", "params"]),
-                      pd.DataFrame(values, columns=VALUE_COLUMNS))
+                      pd.DataFrame(values, columns=VALUE_COLUMNS), skipped)
 
 
-def _read(client, eid: str, commit: Optional[str], run_name: Optional[str], max_runs: int) -> tuple[list, list]:
-    """The finished parent runs (oldest first) and their values as rows for :class:`Comparison`."""
+def _read(client, eid: str, commit: Optional[str], run_name: Optional[str], max_runs: int) -> tuple:
+    """The finished parent runs (oldest first), their values as rows for :class:`Comparison`, and, when none
+    finished, how many parent runs were left out per status (FAILED: a report stage that failed midway)."""
     filters = [mlflow_ui.FINISHED]  # as the leaderboard view: not a half-logged run that failed
-    if commit:
+    if commit is not None:
         filters.append(f"tags.git_commit LIKE {_quote(commit_prefix(commit) + '%')}")  # hex: no wildcard in it
     if run_name:
         filters.append(f"attributes.run_name = {_quote(run_name)}")
@@ -149,6 +145,11 @@ def _read(client, eid: str, commit: Optional[str], run_name: Optional[str], max_
                                     max_results=min(50_000, max_runs * 500),
                                     order_by=["attributes.start_time DESC"])
     parents = [r for r in candidates if "mlflow.parentRunId" not in r.data.tags][:max_runs][::-1]
+    skipped: dict[str, int] = {}
+    if not parents:  # "no runs" would hide the failed ones: say they were skipped
+        for run in client.search_runs([eid], filter_string=" and ".join(filters[1:]), max_results=50_000):
+            if "mlflow.parentRunId" not in run.data.tags:
+                skipped[run.info.status] = skipped.get(run.info.status, 0) + 1
     runs, values = [], []
     for parent in parents:
         runs.append({"run_id": parent.info.run_id, "run_name": parent.info.run_name,
@@ -160,7 +161,7 @@ def _read(client, eid: str, commit: Optional[str], run_name: Optional[str], max_
         if not found:
             found = _parent_values(parent, {c.data.tags["model"] for c in children if "model" in c.data.tags})
         values += [{"run_id": parent.info.run_id, **v} for v in found]
-    return runs, values
+    return runs, values, skipped
 
 
 def select(values: pd.DataFrame, *, models: Sequence[str] = (), datasets: Sequence[str] = (),
@@ -207,6 +208,24 @@ def params_diff(runs: pd.DataFrame) -> dict[str, list[str]]:
     return out
 
 
+def cell(value) -> str:
+    """A value in at most 10 characters: 4 decimals for a correlation, 3 significant digits beyond 1000 (an
+    RMSE of 1e308 was a 309-digit number that squeezed the model column), "—" where there is none."""
+    if value is None or pd.isna(value):
+        return "—"
+    value = float(value)
+    return f"{value:.4f}" if abs(value) < 1000 or math.isinf(value) else f"{value:.3g}"
+
+
+def delta(first, last) -> str:
+    """The change from the first to the last run, in Python floats: numpy warned of an overflow on 1e308 - -1e308."""
+    if first is None or last is None or pd.isna(first) or pd.isna(last):
+        return "—"
+    change = float(last) - float(first)
+    text = cell(change)
+    return text if text.startswith("-") else "+" + text
+
+
 def render(comparison: Comparison, chosen: pd.DataFrame, width: int) -> list:
     """Rich renderables: a legend of the runs, the params that differ, one table per dataset and statistic."""
     from rich.table import Table
@@ -234,17 +253,16 @@ def render(comparison: Comparison, chosen: pd.DataFrame, width: int) -> list:
         with_delta = len(runs) > 1
         if with_delta:
             table.add_column(f"Δ {labels[runs['run_id'].iloc[-1]]}-#1", justify="right", no_wrap=True)
-        grid = part.pivot_table(index="model", columns="run_id", values="value", aggfunc="first")
+        # dropna=False: a model whose value is NaN in every run (a constant prediction's SRCC) is a row of "—",
+        # not a model that was left out.
+        grid = part.pivot_table(index="model", columns="run_id", values="value", aggfunc="first", dropna=False)
         # Who wins first: the newest run's value, best at the top (RMSE: lowest), models it lacks last.
         key = grid[newest] if newest in grid.columns else grid.iloc[:, -1]
         for model in key.sort_values(ascending=statistic == "rmse", na_position="last").index:
             cells = [grid.loc[model].get(rid) for rid in runs["run_id"]]
-            text = ["—" if c is None or pd.isna(c) else f"{c:.4f}" for c in cells]
-            if with_delta:
-                first, last = cells[0], cells[-1]
-                text.append("—" if first is None or last is None or pd.isna(first) or pd.isna(last)
-                            else f"{last - first:+.4f}")
-            table.add_row(model, *text)
+            text = [cell(c) for c in cells] + ([delta(cells[0], cells[-1])] if with_delta else [])
+            # Text, not a str: a logged name such as "[red]x[/red]" is shown as logged, not read as rich markup.
+            table.add_row(Text(str(model)), *map(Text, text))
         out.append(table)
     return out
 
@@ -252,6 +270,36 @@ def render(comparison: Comparison, chosen: pd.DataFrame, width: int) -> list:
 def fitting_runs(width: int, model_width: int) -> int:
     """How many run columns (7 characters each, plus the delta column) fit beside the model column."""
     return max(1, (width - (model_width + 4) - 12) // 9)
+
+
+# What an option left out means: an empty value (`-c "$SHA"` with $SHA unset) silently meant the same.
+LEFT_OUT = {"experiment": "for iqabench", "commit": "for the runs of every commit",
+            "tracking_uri": "for the repository's mlflow.db (or MLFLOW_TRACKING_URI)", "model": "for every model",
+            "dataset": "for every dataset", "metric": "for srcc"}
+
+
+def _refuse_blank(**given) -> None:
+    for name, value in given.items():
+        for one in [value] if value is None or isinstance(value, str) else value:
+            if one is not None and not one.strip():
+                option = "--" + name.replace("_", "-")
+                raise CompareError(f"{option} {one!r} is empty (an unset shell variable?): give a value, or leave "
+                                   f"{option} out {LEFT_OUT[name]}")
+
+
+def _no_runs(comparison: Comparison, experiment: str, commit: Optional[str]) -> None:
+    """Exit 1 with one line on stderr: no finished run to show (and how many failed ones were skipped)."""
+    from .mlflow_ui import LOG_HINT
+
+    where = f"experiment '{experiment}'" + (f" at commit {commit}" if commit else "")
+    failed = comparison.skipped.get("FAILED", 0)
+    other = sum(comparison.skipped.values()) - failed
+    if failed or other:
+        parts = [f"{failed} failed run(s)"] * bool(failed) + [f"{other} unfinished run(s)"] * bool(other)
+        typer.echo(f"no finished runs in {where} ({' and '.join(parts)} skipped); {LOG_HINT} to log one", err=True)
+    else:
+        typer.echo(f"no runs in {where}; {LOG_HINT} to log one", err=True)
+    raise typer.Exit(1)
 
 
 def compare_command(
@@ -263,18 +311,18 @@ def compare_command(
     cross: bool = typer.Option(False, "--cross/--within", help="cross-dataset instead of within-dataset metrics"),
     limit: int = typer.Option(4, "--limit", "-n", min=1, help="newest runs to show (as many as fit the terminal)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri",
-                                               help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"),
+                                               help="default: $MLFLOW_TRACKING_URI or the repository's mlflow.db"),
 ) -> None:
     """Compare logged pipeline runs: models as rows, runs as columns, the change from the oldest to the newest."""
     from .terminal import console as make_console
 
     console = make_console()
     try:
+        _refuse_blank(experiment=experiment, commit=commit, tracking_uri=tracking_uri, model=model,
+                      dataset=dataset, metric=metric)
         comparison = load(experiment, commit=commit, max_runs=limit, tracking_uri=tracking_uri)
         if comparison.runs.empty:
-            console.print(f"no runs in experiment '{experiment}'" + (f" at commit {commit}" if commit else "")
-                          + "; run `dvc repro` to log one")
-            raise typer.Exit(1)
+            _no_runs(comparison, experiment, commit)
         chosen = select(comparison.values, models=model, datasets=dataset, statistics=metric,
                         section="cross" if cross else "within")
     except CompareError as exc:
@@ -289,7 +337,7 @@ def compare_command(
         console.print(f"({dropped} older run(s) left out to fit {console.width} columns; widen the terminal "
                       "or pass --limit)")
     if chosen.empty:
-        console.print("the chosen runs hold no such values")
+        typer.echo("the chosen runs hold no such values", err=True)
         raise typer.Exit(1)
     for renderable in render(comparison, chosen, console.width):
         console.print(renderable)
