@@ -143,6 +143,7 @@ def test_compare_leaves_out_old_runs_that_do_not_fit(store):
 
 
 def test_datasets_table_fits_80_columns_and_show_gives_the_details(tmp_path):
+    (tmp_path / "reg.json").write_text("{}")  # an empty registry (a missing one adds a note, one unwrapped line)
     opts = ["datasets", "--registry", str(tmp_path / "reg.json"), "--data-root", str(tmp_path / "raw")]
     shown = CliRunner().invoke(app, opts, env={"COLUMNS": str(WIDTH)})
     assert shown.exit_code == 0, shown.output

@@ -1,7 +1,10 @@
 """The `iqabench` command: the user's door to the same functions the pipeline runs."""
 from __future__ import annotations
 
+import errno
 import math
+import os
+import stat
 import sys
 import warnings
 from pathlib import Path
@@ -15,7 +18,7 @@ from . import io
 from .compare import compare_command
 from .datasets.cli import app as datasets_app
 from .gate import check_command
-from .terminal import console, markdown_renderables
+from .terminal import can_style, console, markdown_renderables, without_controls
 
 app = typer.Typer(help="iqabench: a reproducible benchmark for no-reference image quality assessment.",
                   no_args_is_help=True, add_completion=False)
@@ -50,25 +53,40 @@ RESULTS = Path("reports/results.md")  # written by the `report` stage; relative 
 
 
 @app.command()
-def report(path: Optional[Path] = typer.Option(None, help="results written by `dvc repro` (default: the "
-                                                          "repository's reports/results.md)")) -> None:
+def report(path: Optional[str] = typer.Option(None, metavar="PATH",  # a str: as a Path, "" was "."
+                                              help="results written by `dvc repro` (default: the "
+                                                   "repository's reports/results.md)")) -> None:
     """Print the latest within- and cross-dataset tables."""
     from .params import outside_repository, repo_root
 
     problem = None
-    if path is None:  # the repository's, from any folder in it (it was looked up from the cwd)
+    if path == "":  # as a Path it was ".", "a folder"
+        problem = "--path is empty; give the results file, e.g. --path reports/results.md"
+    elif path is None:  # the repository's, from any folder in it (it was looked up from the cwd)
         try:
             path = repo_root() / RESULTS
         except FileNotFoundError:
             reason = outside_repository(f"there is no {RESULTS} to show", "iqabench report", "--path FILE")
             typer.echo(f"error: {reason}", err=True)
             raise typer.Exit(1)
-    if path.is_dir():
+    path = Path(path)
+    try:
+        mode = 0 if problem else path.stat().st_mode  # follows links
+    except OSError as exc:  # is_dir() raised a traceback for a name too long and called a link loop missing
+        if exc.errno == errno.ENAMETOOLONG:
+            problem = f"{io.shown_path(path)} is too long a name ({exc.strerror}); give the results file's path"
+        elif exc.errno == errno.ELOOP:
+            problem = f"{path} is a symbolic link loop (it never reaches a file); point it at the results file"
+        elif exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            problem = f"{path} does not exist: run `make repro` (or `dvc repro`) first"
+        else:
+            problem = f"{path} cannot be read ({exc.strerror})"
+    if problem:
+        pass
+    elif stat.S_ISDIR(mode):
         problem = f"{path} is a folder; give the results file, e.g. --path {path / 'results.md'}"
-    elif io.is_special(path):  # /dev/null, a pipe: "does not exist" misled
+    elif not stat.S_ISREG(mode):  # /dev/null, a pipe: "does not exist" misled
         problem = f"{path} is {io.NOT_REGULAR}; give the results file, e.g. reports/results.md"
-    elif not path.is_file():
-        problem = f"{path} does not exist: run `make repro` (or `dvc repro`) first"
     elif path.suffix.lower() not in (".md", ".markdown"):  # a CSV or JSON was printed as one wrapped paragraph
         problem = (f"{path} is not a markdown report; give reports/results.md (or another .md of reports/: "
                    "finetune.md, mixed.md)")
@@ -83,12 +101,34 @@ def report(path: Optional[Path] = typer.Option(None, help="results written by `d
         else:
             if not text.strip():
                 problem = f"{path} is empty: rerun `dvc repro -s -f report` (the report stage alone) to write it"
-    if problem:
-        typer.echo(f"error: {problem}", err=True)  # unwrapped, so the path stays whole
+    if problem:  # unwrapped, so the path stays whole; a control character in it is shown, not obeyed
+        typer.echo(f"error: {without_controls(problem)}", err=True)
         raise typer.Exit(1)
     out = console()
-    for part in markdown_renderables(text, out.width, styled=out.is_terminal, folder=path.parent):
-        out.print(part)
+    try:
+        with out.capture() as shown:  # rendered whole first: one that cannot be encoded then writes nothing
+            for part in markdown_renderables(text, out.width, styled=can_style(out), folder=path.parent):
+                out.print(part, crop=False)  # a word wider than the terminal overflows (the terminal wraps it)
+        out.file.write(shown.get())
+        out.file.flush()
+    except UnicodeEncodeError as exc:  # PYTHONIOENCODING=ascii was a traceback
+        problem = (f"cannot show {path}: the output's encoding, {exc.encoding}, has no U+"
+                   f"{ord(exc.object[exc.start]):04X} (in the report); set PYTHONIOENCODING=utf-8 (or a UTF-8 "
+                   "locale, e.g. LANG=C.UTF-8) and rerun")
+    except OSError as exc:  # `> /dev/full` was a traceback; `| head` stopping early needs no word
+        if exc.errno != errno.EPIPE:
+            problem = f"cannot write {path} to the output ({exc.strerror}); free space or redirect it elsewhere"
+        try:  # what stays buffered would fail again when Python flushes at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.file.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+    else:
+        return
+    if problem:
+        typer.echo(f"error: {without_controls(problem)}", err=True)
+    raise typer.Exit(1)
 
 
 @app.command()
