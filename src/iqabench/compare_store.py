@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlparse
 
-from . import tracking_store
+from .tracking_store import DEFAULT_URI, TRACKING_VAR, in_memory, is_server, sqlite_file
 
 READ_FORMS = "sqlite:///FILE or http(s)://HOST[:PORT]"
 DEFAULT_SOURCE = "the default store"
@@ -28,16 +28,17 @@ def read_uri(option: str | None) -> tuple[str, str]:
     repository's mlflow.db from any folder in it (the report stage logs there), or the cwd's outside one."""
     if option is not None:
         return option.strip(), "--tracking-uri"
-    if tracking_store._env(tracking_store.TRACKING_VAR):
-        return tracking_store._env(tracking_store.TRACKING_VAR), tracking_store.TRACKING_VAR
+    named = os.environ.get(TRACKING_VAR, "").strip()  # set but blank (`export X=`): unset, as the report stage reads it
+    if named:
+        return named, TRACKING_VAR
     from .params import repo_root
 
     try:
         root = repo_root()
     except FileNotFoundError:
-        return tracking_store.DEFAULT_URI, DEFAULT_SOURCE  # the cwd's, as named in "no MLflow store at /cwd/mlflow.db"
+        return DEFAULT_URI, DEFAULT_SOURCE  # the cwd's, as named in "no MLflow store at /cwd/mlflow.db"
     if root == Path.cwd().resolve():
-        return tracking_store.DEFAULT_URI, DEFAULT_SOURCE
+        return DEFAULT_URI, DEFAULT_SOURCE
     store = root / "mlflow.db"
     # Relative (".."s only) where "?", "#" or "%" in a folder name would read as a URL's query, fragment or escape.
     return f"sqlite:///{os.path.relpath(store) if set('?#%') & set(str(store)) else store}", DEFAULT_SOURCE
@@ -59,9 +60,9 @@ def _named(uri: str, source: str) -> str:
 
 def _fix(source: str) -> str:
     """How to name another store, as the user named this one."""
-    if source == tracking_store.TRACKING_VAR:
-        return f"set {tracking_store.TRACKING_VAR} to {READ_FORMS}, or unset it for the repository's mlflow.db"
-    return f"pass --tracking-uri (or set {tracking_store.TRACKING_VAR}) to {READ_FORMS}, e.g. {tracking_store.DEFAULT_URI}"
+    if source == TRACKING_VAR:
+        return f"set {TRACKING_VAR} to {READ_FORMS}, or unset it for the repository's mlflow.db"
+    return f"pass --tracking-uri (or set {TRACKING_VAR}) to {READ_FORMS}, e.g. {DEFAULT_URI}"
 
 
 def short_reason(text: str, limit: int = 300) -> str:
@@ -79,17 +80,17 @@ def short_reason(text: str, limit: int = 300) -> str:
 
 def cannot_read(uri: str, reason: str, database: Path | None = None) -> str:
     """The one line for a store that failed when read: ``reason`` (``"Type: message"``) and what to do."""
-    if tracking_store.is_server(uri):
+    if is_server(uri):
         todo = "start the server (`make ui`) or pass --tracking-uri to a store that answers"
     elif database is not None and "database is locked" in reason:  # busy, not broken: a run is writing
         todo = (f"{shown(str(database))} is busy (another process, e.g. a `dvc repro` logging its run, holds its "
                 "lock); try again when it is done")
     elif database is not None:
         todo = (f"{shown(str(database))} is not a readable MLflow store; pass --tracking-uri (or set "
-                f"{tracking_store.TRACKING_VAR}) to the store that holds your runs (the one the report stage logs to: {tracking_store.DEFAULT_URI} "
+                f"{TRACKING_VAR}) to the store that holds your runs (the one the report stage logs to: {DEFAULT_URI} "
                 "in the repository), or restore that file")
     else:
-        todo = (f"pass --tracking-uri (or set {tracking_store.TRACKING_VAR}) to an MLflow store: http://HOST:PORT for a server, "
+        todo = (f"pass --tracking-uri (or set {TRACKING_VAR}) to an MLflow store: http://HOST:PORT for a server, "
                 "sqlite:///PATH.db for a local store")
     return f"cannot read the MLflow store {shown(uri)} ({reason}); {todo}"
 
@@ -99,20 +100,20 @@ def read_problem(uri: str, source: str) -> str | None:
     may open it (a server, an MLflow sqlite store, a scheme only MLflow knows)."""
     try:
         parsed = urlparse(uri)
-        if tracking_store.is_server(uri):
+        if is_server(uri):
             parsed.port  # noqa: B018 - "http://h:99999": urllib checks the port only when it is asked for
     except ValueError as err:  # "http://[::1": Invalid IPv6 URL
         return f"{_named(uri, source)} is not a valid URL ({err}); {_fix(source)}"
     if parsed.scheme in ("", "file"):  # MLflow's file store: "is in maintenance mode …" cut mid-sentence
         return (f"{_named(uri, source)} is not a tracking URI iqabench reads (MLflow would take it as a folder of its "
                 f"retired file store); {_fix(source)}")
-    if tracking_store.is_server(uri) and not parsed.hostname:
+    if is_server(uri) and not parsed.hostname:
         return f"{_named(uri, source)} names no host; {_fix(source)}"
-    if tracking_store.in_memory(uri):  # MLflow would make an empty store and answer "no experiment"
+    if in_memory(uri):  # MLflow would make an empty store and answer "no experiment"
         return (f"the MLflow store {shown(uri)} is an in-memory SQLite database, which holds no logged runs: pass "
-                f"--tracking-uri (or set {tracking_store.TRACKING_VAR}) to the store that holds them, e.g. {tracking_store.DEFAULT_URI} or "
+                f"--tracking-uri (or set {TRACKING_VAR}) to the store that holds them, e.g. {DEFAULT_URI} or "
                 "http://HOST:5000")
-    database = tracking_store.sqlite_file(uri)
+    database = sqlite_file(uri)
     if database is None and parsed.scheme.startswith("sqlite+") and parsed.path not in ("", "/"):
         database = Path(parsed.path[1:])  # sqlite+pysqlite:///x.db: the same file, opened by a named driver
     return None if database is None else _sqlite_problem(uri, database)
@@ -124,7 +125,7 @@ def _sqlite_problem(uri: str, database: Path) -> str | None:
     import stat
 
     where = shown(os.path.abspath(database))  # the folder looked in, also for a relative path
-    other = f"pass --tracking-uri (or set {tracking_store.TRACKING_VAR}) to the store that holds your runs"
+    other = f"pass --tracking-uri (or set {TRACKING_VAR}) to the store that holds your runs"
     try:
         mode = database.stat().st_mode
     except FileNotFoundError:  # MLflow would create an empty store to read from
