@@ -67,7 +67,7 @@ def test_control_characters_in_the_file_never_reach_the_terminal(tmp_path):
     (tmp_path / "r.md").write_text("# t\x1b[2J\n\nhi \x1b]0;pwned\x07 there \x9b31m \x00 \x7f\n\n"
                                    "| model \x1b[5m | srcc |\n|---|---:|\n| a\x1b[31m | 0.5\x08 |\n\n"
                                    "![f\x1b[1m](x\x1b.png)\n")
-    shown = _report(tmp_path / "r.md")
+    shown = _report(tmp_path / "r.md", columns=1000)  # wide: the figure's long tmp path stays on one line
     assert shown.exit_code == 0, shown.output
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", shown.output), repr(shown.output)
     for escaped in (r"t\x1b[2J", r"\x1b]0;pwned\x07", r"\x9b31m", r"a\x1b[31m", r"0.5\x08", r"x\x1b.png"):
