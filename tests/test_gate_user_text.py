@@ -146,6 +146,16 @@ def test_an_empty_baseline_is_refused(repo):
         assert "--baseline is empty; give the accepted baseline file" in text and "passed" not in text
 
 
+def test_an_empty_metrics_option_is_refused_not_read_as_the_working_folder(repo, monkeypatch):
+    from typer.testing import CliRunner
+
+    from iqabench.cli import app
+
+    monkeypatch.chdir(repo)
+    shown = CliRunner().invoke(app, ["check", "--metrics", ""])  # as a Path, "" was "." ("is a folder")
+    assert shown.exit_code == 2 and "error: --metrics is empty; give the metrics file" in shown.output, shown.output
+
+
 @pytest.mark.parametrize("value, problem", [
     (float("nan"), "is NaN, which strict JSON cannot hold"),
     (float("inf"), "is inf, which strict JSON cannot hold"),

@@ -384,8 +384,9 @@ def check_command(
                                        f"{acceptance.BASELINE_FILE}), or for ad-hoc use a git revision "
                                        "(REV, or REV:reports/baseline.json), "
                                        "a metrics JSON or a `dvc metrics diff --json` file"),
-    metrics: Optional[Path] = typer.Option(None, "--metrics", help="current metrics written by `dvc repro` "
-                                                                   f"(default: the repository's {METRICS_FILE})"),
+    # str, not Path: as a Path, "" (an unset shell variable) arrived as "." and was called a folder.
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="current metrics written by `dvc repro` "
+                                                                  f"(default: the repository's {METRICS_FILE})"),
     accept: bool = typer.Option(False, "--accept", help="make the current metrics the accepted baseline "
                                                         "(needs --reason)"),
     reason: str = typer.Option("", "--reason", help="why the change is accepted; recorded in the baseline file"),
@@ -393,6 +394,10 @@ def check_command(
     """Fail (exit 1) when an SRCC fell by more than its tolerance or a metric disappeared."""
     if reason and not accept:
         typer.echo("error: --reason goes with --accept", err=True)
+        raise typer.Exit(2)
+    if metrics is not None and not metrics.strip():
+        typer.echo(f"error: --metrics is empty; give the metrics file, e.g. --metrics {METRICS_FILE}, or leave it "
+                   "out for the repository's", err=True)
         raise typer.Exit(2)
     code = run_check(baseline, metrics_path=metrics, accept_reason=reason if accept else None)
     if code:
