@@ -56,16 +56,32 @@ def test_a_text_file_as_mlflow_db_is_named_and_left_alone(tmp_path, monkeypatch,
     assert mlflow_ui.ui_link(uri=uri).startswith(f"{store} is not an SQLite database")
 
 
-def test_ui_link_on_an_empty_or_foreign_sqlite_file_says_to_log_a_run(tmp_path):
+def test_ui_link_on_an_empty_sqlite_file_says_to_log_a_run_and_on_another_programs_to_move_it(tmp_path):
     empty, other = tmp_path / "empty.db", tmp_path / "other.db"
     empty.write_bytes(b"")
     with sqlite3.connect(other) as db:
         db.execute("CREATE TABLE notes (x)")
-    for store in (empty, other):
-        assert mlflow_ui.ui_link(uri=f"sqlite:///{store}") == (
-            f"{store} is not an MLflow store yet (no such table: experiments): run `dvc repro -s -f report` to log a "
-            f"run, then open {mlflow_ui.UI_URL}")
+    assert mlflow_ui.ui_link(uri=f"sqlite:///{empty}") == (
+        f"{empty} is not an MLflow store yet (no such table: experiments): run `dvc repro -s -f report` to log a "
+        f"run, then open {mlflow_ui.UI_URL}")
     assert empty.read_bytes() == b""
+    # Logging there would have filled another program's database with MLflow's ~66 tables.
+    assert mlflow_ui.ui_link(uri=f"sqlite:///{other}") == (
+        f"{other} is another program's SQLite database (1 table(s), none of them MLflow's experiments), not an "
+        f"MLflow store: move it aside (`mv {other} {other}.bak`), then run `dvc repro -s -f report` to log again")
+
+
+def test_another_programs_sqlite_database_is_not_logged_into(tmp_path, monkeypatch, capfd):
+    store = tmp_path / "notes.db"
+    with sqlite3.connect(store) as db:
+        db.execute("CREATE TABLE notes (x)")
+    before = store.read_bytes()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    assert tracking.log_study(experiment="iqabench", run_name="r", **fakestudy.inputs(tmp_path)) is None
+    err = capfd.readouterr().err
+    assert err.startswith(f"WARNING: {store} is another program's SQLite database (1 table(s), none of them "
+                          "MLflow's experiments), not an MLflow store, so this run is not logged."), err
+    assert store.read_bytes() == before
 
 
 def _experiments(store) -> dict[str, str]:

@@ -7,7 +7,6 @@ read is checked here first, without importing MLflow. Writing a run (the report 
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import re
@@ -139,9 +138,10 @@ def _sqlite_problem(uri: str, database: Path) -> str | None:
         return f"{where} is a folder, not an MLflow store: {other} (the file mlflow.db, as sqlite:///PATH/mlflow.db)"
     if not stat.S_ISREG(mode):
         return f"{where} is not a regular file, so not an MLflow store: {other}"
+    from .mlflow_ui import sqlite_tables
+
     try:
-        with contextlib.closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = sqlite_tables(database)
     except sqlite3.Error as err:  # not a database, locked, unreadable: named as MLflow's own failure would be
         return cannot_read(uri, f"{type(err).__name__}: {err}", database)
     if "experiments" in tables:

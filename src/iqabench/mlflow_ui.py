@@ -11,6 +11,7 @@ import base64
 import json
 import time
 import zlib
+from pathlib import Path
 from typing import Sequence
 
 from .tracking_store import DEFAULT_URI, is_server, sqlite_file, tracking_uri
@@ -65,17 +66,40 @@ def save_view(experiment_id: str, columns: Sequence[str], client, run_names: Seq
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+def sqlite_tables(database: Path) -> set[str]:
+    """The tables of an SQLite file, read in read-only mode: nothing is written, not even a journal (MLflow's
+    client creates its ~66 tables in any file it opens). Raises sqlite3.Error (not a database, locked)."""
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
 def not_sqlite(uri: str) -> str | None:
-    """Why the local store file of ``uri`` is no SQLite database (a text file, a download's error page), or None
-    (an empty file is one SQLite fills). MLflow's answer was "file is not a database" and "check the store"."""
+    """Why the local store file of ``uri`` is no MLflow store: no SQLite database (a text file, a download's
+    error page), or another program's database (tables, none of them MLflow's ``experiments``), which MLflow
+    would fill with its own tables. None for a store, an empty file (one SQLite fills) or a busy database.
+    MLflow's answer was "file is not a database" and "check the store"."""
+    import sqlite3
+
     database = sqlite_file(uri)
     if database is None or not database.is_file():
         return None
     with open(database, "rb") as fh:
         head = fh.read(len(SQLITE_MAGIC))
-    if not head or head == SQLITE_MAGIC:
+    if not head:
         return None
-    return f"{database} is not an SQLite database (it starts {head[:12]!r}), not an MLflow store"
+    if head != SQLITE_MAGIC:
+        return f"{database} is not an SQLite database (it starts {head[:12]!r}), not an MLflow store"
+    try:
+        tables = sqlite_tables(database)
+    except sqlite3.Error:  # locked by a run being logged: MLflow waits for it, and says so if it cannot
+        return None
+    if tables and "experiments" not in tables:
+        return (f"{database} is another program's SQLite database ({len(tables)} table(s), none of them MLflow's "
+                "experiments), not an MLflow store")
+    return None
 
 
 def restore_command(uri: str, experiment_id: str) -> str:
