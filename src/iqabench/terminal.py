@@ -76,7 +76,18 @@ def markdown_renderables(text: str, width: int, styled: bool = True, folder: Pat
             out.append(Text())
             table = []
         image = re.fullmatch(r"!\[(.*)\]\((.*)\)\s*", line)
-        prose.append(f"Figure: {image[1]}: `{without_controls(str(folder / image[2]))}`" if image else line)
+        if not image:
+            prose.append(line)
+            continue
+        label, shown = f"Figure: {image[1]}:", without_controls(str(folder / image[2]))
+        if cell_len(f"{label} {shown}") <= width:
+            prose.append(f"{label} `{shown}`")
+            continue
+        prose.append(label)
+        flush_prose()
+        # A line of its own, never broken: rich's paragraph split a long path mid-name, and a path copied from
+        # the terminal must open (the terminal wraps it on screen; a copy joins it again).
+        out += [_Whole(shown), Text()]
     flush_prose()
     return out
 
@@ -89,6 +100,17 @@ class _LeftHeading(Heading):
 
 class _Markdown(Markdown):
     elements = {**Markdown.elements, "heading_open": _LeftHeading}
+
+
+class _Whole:
+    """One line of plain text, never folded (printed with ``crop=False``; rich folds even a no_wrap Text)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __rich_console__(self, console: Console, options):
+        yield Segment(self.text)
+        yield Segment.line()
 
 
 class _Unpadded:
