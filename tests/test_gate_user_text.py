@@ -194,3 +194,18 @@ def test_a_null_file_and_a_huge_number_are_named_shortly(repo, tmp_path_factory)
     text = refused(repo)
     assert "within.contrique.synthetic-single.srcc is 100000000000... (401 digits), outside [-1, 1]" in text
     assert "0" * 100 not in text
+
+
+def test_a_git_that_hangs_is_one_line(repo, monkeypatch):
+    # subprocess.TimeoutExpired (a git waiting on a lock or a network filesystem) was a traceback.
+    import subprocess
+
+    from iqabench import gate_inputs
+
+    def hung(*args, **kwargs):
+        raise subprocess.TimeoutExpired(args[0], kwargs.get("timeout", 60))
+
+    monkeypatch.setattr(gate_inputs.subprocess, "run", hung)
+    with pytest.raises(gate_inputs.GateError, match=r"^cannot run git to read the baseline HEAD:reports/metrics.json "
+                                                    r"\(Command .* timed out after 60 seconds\); pass --baseline FILE"):
+        gate_inputs.baseline_from_git("HEAD", repo=repo)

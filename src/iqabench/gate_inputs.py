@@ -182,7 +182,7 @@ def baseline_from_git(rev: str, path: str = METRICS_FILE, repo: Union[str, Path,
     obj = f"{rev}:{Path(path).as_posix()}"
     try:  # bytes: a committed figure is no UTF-8, and text=True raised UnicodeDecodeError from inside run()
         shown = subprocess.run(["git", "show", obj], cwd=repo, capture_output=True, timeout=60)
-    except OSError as exc:
+    except (OSError, subprocess.TimeoutExpired) as exc:  # a hung git (a lock, a network filesystem): one line
         raise GateError(f"cannot run git to read the baseline {rev}:{path} ({exc}); pass --baseline FILE") from None
     if shown.returncode != 0:
         stderr = shown.stderr.decode("utf-8", "replace")
@@ -202,8 +202,12 @@ def baseline_from_git(rev: str, path: str = METRICS_FILE, repo: Union[str, Path,
         if exc.deep:
             raise
         # `git show` of a tree lists its files, which then read as "not valid JSON (Expecting value ...)".
-        kind = subprocess.run(["git", "cat-file", "-t", obj], cwd=repo, capture_output=True, text=True, timeout=60)
-        if kind.stdout.strip() == "tree":
+        try:
+            kind = subprocess.run(["git", "cat-file", "-t", obj], cwd=repo, capture_output=True, text=True,
+                                  timeout=60).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            kind = "unknown"
+        if kind == "tree":
             raise GateError(f"{what} is a folder in git; give a file in it, e.g. --baseline "
                             f"{rev}:{Path(path, Path(acceptance.BASELINE_FILE).name).as_posix()}") from None
         raise GateError(f"{what} is not JSON ({exc.detail}); {fix}") from None
