@@ -121,7 +121,7 @@ def test_report_on_a_path_it_cannot_open_says_why_in_one_line(tmp_path, kind):
         os.symlink(tmp_path / "a.md", tmp_path / "b.md")
     path = {"empty": "", "long": str(tmp_path / ("a" * 300 + ".md")), "loop": str(tmp_path / "a.md")}[kind]
     said = {"empty": "error: --path is empty; give the results file, e.g. --path reports/results.md",
-            "long": f"error: {path[:80]}... ({len(path)} bytes) is too long a name",
+            "long": f"error: {path[:80]}... ({len(path)} bytes) has a name longer than the file system allows",
             "loop": f"error: {path} is a symbolic link loop"}[kind]
     shown = CliRunner().invoke(app, ["report", "--path", path])
     assert shown.exit_code == 1 and "Traceback" not in shown.output

@@ -4,7 +4,6 @@ from __future__ import annotations
 import errno
 import math
 import os
-import stat
 import sys
 import warnings
 from pathlib import Path
@@ -70,22 +69,16 @@ def report(path: Optional[str] = typer.Option(None, metavar="PATH",  # a str: as
             typer.echo(f"error: {reason}", err=True)
             raise typer.Exit(1)
     path = Path(path)
-    try:
-        mode = 0 if problem else path.stat().st_mode  # follows links
-    except OSError as exc:  # is_dir() raised a traceback for a name too long and called a link loop missing
-        if exc.errno == errno.ENAMETOOLONG:
-            problem = f"{io.shown_path(path)} is too long a name ({exc.strerror}); give the results file's path"
-        elif exc.errno == errno.ELOOP:
-            problem = f"{path} is a symbolic link loop (it never reaches a file); point it at the results file"
-        elif exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            problem = f"{path} does not exist: run `make repro` (or `dvc repro`) first"
-        else:
-            problem = f"{path} cannot be read ({exc.strerror})"
+    unreachable = None if problem else io.path_problem(path)  # is_dir() raised on a name too long
     if problem:
         pass
-    elif stat.S_ISDIR(mode):
+    elif unreachable:  # a link loop was "does not exist: run make repro"
+        problem = f"{io.shown_path(path)} {unreachable}; give the results file, e.g. reports/results.md"
+    elif not path.exists():
+        problem = f"{path} does not exist: run `make repro` (or `dvc repro`) first"
+    elif path.is_dir():
         problem = f"{path} is a folder; give the results file, e.g. --path {path / 'results.md'}"
-    elif not stat.S_ISREG(mode):  # /dev/null, a pipe: "does not exist" misled
+    elif io.is_special(path):  # /dev/null, a pipe: "does not exist" misled
         problem = f"{path} is {io.NOT_REGULAR}; give the results file, e.g. reports/results.md"
     elif path.suffix.lower() not in (".md", ".markdown"):  # a CSV or JSON was printed as one wrapped paragraph
         problem = (f"{path} is not a markdown report; give reports/results.md (or another .md of reports/: "

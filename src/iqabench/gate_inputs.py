@@ -6,7 +6,6 @@ when an input is missing or malformed.
 """
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -115,25 +114,9 @@ def require_sections(metrics: dict, where: str) -> None:
                             "reports/metrics.json that `dvc repro` writes: regenerate it with `dvc repro`")
 
 
-def path_problem(path: Path) -> Optional[str]:
-    """Why ``path`` cannot even be looked at, in words that follow its name, or None when it can (it may still be
-    missing): Path.is_file() raised OSError on a name over 255 bytes, and called a link loop missing."""
-    try:
-        os.stat(path)
-    except OSError as exc:
-        if exc.errno == errno.ENAMETOOLONG:
-            return "has a name longer than the file system allows (255 bytes a name, 4096 a path)"
-        if exc.errno == errno.ELOOP:
-            return "is a symbolic link loop (following its links leads back to it)"
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            return None  # missing: each caller says what makes it
-        return f"cannot be read ({exc.strerror or exc})"
-    return None
-
-
 def load_metrics(path: Union[str, Path]) -> dict:
     path = Path(path)
-    problem = path_problem(path)
+    problem = io.path_problem(path)
     if problem:
         raise GateError(f"{io.shown_path(path)} {problem}; give the metrics file, e.g. {METRICS_FILE}")
     if path.is_dir():  # it said "does not exist"
@@ -263,7 +246,7 @@ def _baseline_file(spec: str, root: Path, origin: str, point: str) -> Optional[P
     """The file ``spec`` names (relative to the repository root), or None when it is a git revision
     (``REV``, or ``REV:PATH`` for a file as committed there). ``origin`` names the setting, ``point`` the fix."""
     path = Path(spec) if Path(spec).is_absolute() else root / spec
-    problem = path_problem(path)
+    problem = io.path_problem(path)
     if problem:  # a link loop was taken for a revision ("invalid object name"); a long name was a traceback
         raise GateError(f"{origin} {problem}; {point}")
     if path.is_file() or io.is_special(path):  # a device or pipe is no revision either

@@ -295,6 +295,23 @@ def _json_default(obj: Any):
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
+def path_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot even be looked at, in words that follow its name, or None when it can (it may still be
+    missing): Path.is_file() raised OSError on a name over 255 bytes, and called a link loop missing. Every
+    command that takes a path it did not make says these alike."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return "has a name longer than the file system allows (255 bytes a name, 4096 a path)"
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop (following its links leads back to it)"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return None  # missing: each caller says what makes it
+        return f"cannot be read ({exc.strerror or exc})"
+    return None
+
+
 def shown_path(path: str | os.PathLike) -> str:
     """``path`` for a one-line message: a name over the file system's limit (ENAMETOOLONG) is its first 80
     characters and its length in bytes (the unit of the limit), not thousands of characters."""

@@ -42,20 +42,18 @@ def check(where: str, params: dict) -> None:
                               "name one of them (or remove the key: the first listed is the default)")
     from .regressor import path_for
 
-    seen: dict[str, str] = {}
-    for name in params.get("datasets") or []:
-        other = seen.setdefault(name.casefold(), name)
-        if other != name:  # macOS and Windows file systems ignore case: one data/prepared/NAME for both
-            raise ParamsError(f"{where}: datasets: {other!r} and {name!r} differ only in case, so their files "
-                              f"(data/prepared/{name}, ...) are one on macOS and Windows; list only one")
-    seen = {}
-    for name in params.get("models") or []:
-        # Case folded for the same reason: file:A.pt and file:a.pt are one regressor file on macOS.
-        other = seen.setdefault(path_for(name).name.casefold(), name)
-        if other != name:  # evaluate would write one regressor over the other, and `score` read the wrong one
-            raise ParamsError(f"{where}: models: {other!r} and {name!r} map to one regressor file "
-                              f"({path_for(name)}, where case is ignored); rename one of their files, or list "
-                              "only one")
+    # macOS and Windows file systems ignore case: one data/prepared/NAME for both names of a pair.
+    pair = _sharing(params.get("datasets") or [], str.casefold)
+    if pair:
+        raise ParamsError(f"{where}: datasets: {pair[0]!r} and {pair[1]!r} differ only in case, so their files "
+                          f"(data/prepared/{pair[1]}, ...) are one on macOS and Windows; list only one")
+    # evaluate would write one regressor over the other, and `score` read the wrong one (file:A.pt and file:a.pt
+    # too, on macOS)
+    pair = _sharing(params.get("models") or [], lambda name: path_for(name).name.casefold())
+    if pair:
+        raise ParamsError(f"{where}: models: {pair[0]!r} and {pair[1]!r} map to one regressor file "
+                          f"({path_for(pair[1])}, where case is ignored); rename one of their files, or list "
+                          "only one")
     mixed = params.get("mixed")
     if mixed and "model" in mixed and params.get("models") and mixed["model"] not in params["models"]:
         raise ParamsError(f"{where}: mixed.model = {mixed['model']!r} is not in models: {params['models']}; "
@@ -110,3 +108,13 @@ def check(where: str, params: dict) -> None:
     if prepare and "deepwsd" in prepare.get("label_metrics", []) and not prepare.get("deepwsd_weights"):
         raise ParamsError(f"{where}: prepare.label_metrics names deepwsd but prepare.deepwsd_weights is empty; "
                           "give a local torchvision vgg16 state dict, or drop deepwsd from label_metrics")
+
+
+def _sharing(names: list[str], key) -> tuple[str, str] | None:
+    """The first two of ``names`` that ``key`` maps to one file name, or None."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(key(name), name)
+        if other != name:
+            return other, name
+    return None
