@@ -54,7 +54,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 from iqabench import io  # noqa: E402
-from iqabench.gate import training_noise  # noqa: E402
+from iqabench.gate_noise import training_noise  # noqa: E402
 from iqabench.provenance import stamp, stamp_line  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -148,7 +148,7 @@ def aggregate(per_seed: dict[int, dict]) -> pd.DataFrame:
 
 def markdown(frame: pd.DataFrame, prov: dict, seed_factor: float | None = None,
              gated_std: dict[str, float] | None = None) -> str:
-    """variance.md; ``gated_std`` is the part of the spread the gate uses (:func:`iqabench.gate.training_noise`)."""
+    """variance.md; ``gated_std`` is the part of the spread the gate uses (:func:`iqabench.gate_noise.training_noise`)."""
     srcc = frame[frame["metric"].str.endswith(".srcc")].sort_values("std", ascending=False)
     seeds = ", ".join(str(s) for s in prov["seeds"])
     lines = [

@@ -146,3 +146,15 @@ def test_a_binary_registry_file_is_named_not_a_traceback(tmp_path):
     result, out = _invoke(registry)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"{registry} is not UTF-8 text (a binary file?); restore it or delete it and register again" in out
+
+
+@pytest.mark.parametrize("args", [["--registry", ""], ["--data-root", " "], ["add", "live", "--from", ""],
+                                  ["add-generic", "mine", "--folder", "", "--csv", "s.csv", "--lo", "1", "--hi", "5"],
+                                  ["add-generic", "mine", "--folder", "imgs", "--csv", "", "--lo", "1", "--hi", "5"]])
+def test_an_empty_path_option_is_refused_not_read_as_the_working_folder(tmp_path, monkeypatch, args):
+    # `--registry ""` (an unset shell variable) was Path("."): the working folder, listed as the registry.
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "is empty (an unset shell variable?)" in text, text
+    assert list(tmp_path.iterdir()) == []  # nothing written

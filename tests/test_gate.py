@@ -210,6 +210,6 @@ def test_seed_std_from_variance_csv(tmp_path):
 
 def test_the_random_row_reads_only_an_architecture_so_it_keeps_the_sampling_rule():
     # Its weights come from the seed, not from pretraining: a same-seed re-run computes the same features.
-    kept = gate.training_noise(SEED_STD, BASELINE)
+    kept = gate_noise.training_noise(SEED_STD, BASELINE)
     assert "within.random.synthetic-single.srcc" not in kept
     assert kept["within.contrique.synthetic-single.srcc"] == SEED_STD["within.contrique.synthetic-single.srcc"]

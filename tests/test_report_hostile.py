@@ -180,3 +180,23 @@ def test_a_figure_path_longer_than_the_terminal_is_printed_on_one_line(tmp_path)
     lines = shown.output.splitlines()
     assert f"{folder / 'srcc_with_a_long_name.png'}" in lines, shown.output
     assert lines[lines.index("Figure: within SRCC:") - 1] == "" and lines[-1] == "After."  # paragraphs kept apart
+
+
+def test_bidirectional_overrides_are_shown_as_escapes(tmp_path):
+    # U+202E printed the rest of a line right to left: a model row "evil\u202e1.0" read as "evil0.1".
+    (tmp_path / "r.md").write_text("Best: a\u202ebc\u2066d\u2069.\n\n| model | srcc |\n|---|---:|\n"
+                                   "| evil\u202e | 0.5\u200f |\n", encoding="utf-8")
+    shown = _report(tmp_path / "r.md")
+    assert shown.exit_code == 0, shown.output
+    assert not re.search("[\u200e\u200f\u202a-\u202e\u2066-\u2069]", shown.output), repr(shown.output)
+    for escaped in (r"a\u202ebc\u2066d\u2069", r"evil\u202e", r"0.5\u200f"):
+        assert escaped in shown.output, shown.output
+
+
+def test_lines_starting_with_a_bar_but_no_delimiter_row_are_prose_not_a_table(tmp_path):
+    # The second line was taken as the header rule whatever it held: "| b |" vanished, "| c |" became the header.
+    (tmp_path / "r.md").write_text("| a | x |\n| b | y |\n| c | z |\n\nAfter.\n")
+    shown = _report(tmp_path / "r.md")
+    assert shown.exit_code == 0, shown.output
+    assert all(word in shown.output.split() for word in "abcxyz"), shown.output
+    assert "─" not in shown.output and "━" not in shown.output  # no box drawn

@@ -94,3 +94,12 @@ def test_32_bit_integer_pixels_beyond_16_bits_are_refused_not_clipped_white(tmp_
 def test_16_bit_values_in_a_32_bit_image_are_still_read():
     image = Image.fromarray(np.array([[0, 257], [65535, 514]], dtype=np.int32))
     assert image.mode == "I" and images._beyond_16_bit(image) is None
+
+
+@pytest.mark.parametrize("args", [[""], ["x.png", "--regressors", ""]])
+def test_an_empty_path_is_refused_not_read_as_the_working_folder(tmp_path, monkeypatch, args):
+    # `iqabench score "$IMG"` with IMG unset rated the folder "." (and `--regressors ""` looked in it).
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["score", *args])
+    text = " ".join(result.output.replace("│", " ").split())
+    assert result.exit_code == 2 and "is empty (an unset shell variable?)" in text, text

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from iqabench import gate
+from iqabench import gate_noise
 from iqabench.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,13 +70,13 @@ def test_aggregate_gives_mean_sample_std_range_and_each_seed():
 def test_what_it_writes_is_what_the_gate_reads(tmp_path):
     frame = seed_spread.aggregate({0: metrics(0.40), 1: metrics(0.46), 2: metrics(0.43)})
     frame.to_csv(tmp_path / "variance.csv", index=False)
-    assert gate.seed_std_from(tmp_path / "variance.csv")["within.contrique.d.srcc"] == pytest.approx(0.03)
+    assert gate_noise.seed_std_from(tmp_path / "variance.csv")["within.contrique.d.srcc"] == pytest.approx(0.03)
     prov = {"commit": "abc", "dirty": True, "machine": "x86_64, 2 cores", "python": "3.11.7", "torch": "2.5.0",
             "torch_threads": 2, "command": "python benchmarks/seed_spread.py", "params_sha256": "f00",
             "overrides": {}, "seeds": [0, 1, 2], "top_level_seed": 0,
             "seconds_total": 90.0, "seconds_per_seed": {0: 30.0, 1: 30.0, 2: 30.0}}
     std = dict(zip(frame["metric"], frame["std"]))
-    text = seed_spread.markdown(frame, prov, 3, gate.training_noise(std, metrics(0.4)))
+    text = seed_spread.markdown(frame, prov, 3, gate_noise.training_noise(std, metrics(0.4)))
     assert "| within.contrique.d.srcc | 0.4300 | 0.0300 | 0.4000 | 0.4600 | 3 |" in text
     assert "3 seeds (0, 1, 2)" in text and "commit: `abc` (+dirty)" in text
     assert text.splitlines()[2] == ("Measured at commit `abc` (+dirty) on x86_64, 2 cores, Python 3.11.7, torch 2.5.0 "
@@ -84,7 +84,7 @@ def test_what_it_writes_is_what_the_gate_reads(tmp_path):
     assert "up to 0.090 (`within.contrique.d.srcc`)" in text  # contrique reads a pretrained encoder
     with_brisque = metrics(0.4)
     with_brisque["within"]["brisque"] = {"d": {"srcc": 0.5}}  # no training: its spread is no slack of the gate
-    assert gate.training_noise({"within.brisque.d.srcc": 0.2, **std}, with_brisque) == std
+    assert gate_noise.training_noise({"within.brisque.d.srcc": 0.2, **std}, with_brisque) == std
     assert "plcc |" not in text  # SRCC rows only; the rest is in the CSV
 
 

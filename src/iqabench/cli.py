@@ -17,7 +17,7 @@ from . import io
 from .compare import compare_command
 from .datasets.cli import app as datasets_app
 from .gate import check_command
-from .terminal import can_style, console, markdown_renderables, without_controls
+from .terminal import can_style, console, markdown_renderables, typed_path, without_controls
 
 app = typer.Typer(help="iqabench: a reproducible benchmark for no-reference image quality assessment.",
                   no_args_is_help=True, add_completion=False)
@@ -125,13 +125,13 @@ def report(path: Optional[str] = typer.Option(None, metavar="PATH",  # a str: as
 
 
 @app.command()
-def score(images: List[Path] = typer.Argument(..., help="image files to rate"),
+def score(images: List[Path] = typer.Argument(..., parser=typed_path, help="image files to rate"),
           model: str = typer.Option("contrique", help="a no-reference row of the study (params.yaml models:), "
                                                       "e.g. contrique, arniqa, brisque, niqe, file:PATH"),
-          regressors: Optional[Path] = typer.Option(None, help="folder of fitted regressors (default: the "
-                                                               "repository's data/models/regressors); the study's "
-                                                               "rows read their encoders from the repository "
-                                                               "that holds it")) -> None:
+          regressors: Optional[Path] = typer.Option(
+              None, parser=typed_path, help="folder of fitted regressors (default: the repository's "
+                                            "data/models/regressors); the study's rows read their encoders from "
+                                            "the repository that holds it")) -> None:
     """Predict the quality of your own images with a row of the study and its fitted regressor."""
     from .images import ImageError
     from .scoring import score_images

@@ -7,7 +7,6 @@ read is checked here first, without importing MLflow. Writing a run (the report 
 """
 from __future__ import annotations
 
-import errno
 import os
 import re
 from pathlib import Path
@@ -131,9 +130,10 @@ def _sqlite_problem(uri: str, database: Path) -> str | None:
         from .mlflow_ui import LOG_HINT
 
         return f"no MLflow store at {where}: {LOG_HINT} in the repository to log one, or {other}"
-    except OSError as err:  # a name over 255 bytes (ENAMETOOLONG), a folder that cannot be searched
-        limit = f" (a file name is at most {NAME_MAX} bytes)" if err.errno == errno.ENAMETOOLONG else ""
-        return cannot_read(uri, f"OSError: {err.strerror}{limit}")
+    except OSError as err:  # a name over 255 bytes, a link loop, a folder that cannot be searched: said as `check` does
+        from .io import path_problem
+
+        return cannot_read(uri, f"{where} {path_problem(database) or f'cannot be read ({err.strerror})'}")
     if stat.S_ISDIR(mode):
         return f"{where} is a folder, not an MLflow store: {other} (the file mlflow.db, as sqlite:///PATH/mlflow.db)"
     if not stat.S_ISREG(mode):

@@ -32,7 +32,7 @@ split, so this errs towards fewer false alarms, which is what keeps a CI gate
 trusted. Seed noise: ``seed_factor`` times the metric's standard deviation over
 seeds of pretraining and splits, measured by benchmarks/seed_spread.py in
 reports/variance.csv, for the rows that read a pretrained encoder only
-(:func:`training_noise`). The baseline is one run and the current metrics another,
+(:func:`iqabench.gate_noise.training_noise`). The baseline is one run and the current metrics another,
 so their difference has sqrt(2) times that std: the default 4.24 = 3 * sqrt(2)
 allows three of those (docs/reproducibility.md: at 3 x std, a run on another CPU's
 kernels failed on noise). A 600-step CPU pretraining moves the pretrained rows more
@@ -53,8 +53,8 @@ import typer
 
 from . import acceptance
 from .gate_inputs import (METRICS_FILE, SECTIONS, STATISTICS, BaselineError, GateError, check_coverage,
-                          check_settings, correlations, leaves, load_inputs, read_settings)
-from .gate_noise import n_test_from_reports, seed_std_from
+                          check_settings, correlations, load_inputs, read_settings)
+from .gate_noise import n_test_from_reports, seed_std_from, training_noise
 
 FIELLER_VARIANCE = {"srcc": 1.06, "plcc": 1.0}
 AUTO_FACTOR = 2.33
@@ -207,27 +207,6 @@ def check(current: dict, baseline: dict, tolerances: Optional[dict] = None,
     for key in sorted(set(new_values) - set(old_values), key=_display_order):
         rows.append(GateRow(".".join(key), *key, None, new_values[key], None, ADDED, key[3] in gated))
     return GateResult(rows)
-
-
-def training_noise(seed_std: dict[str, float], baseline: dict, where: str = "the baseline") -> dict[str, float]:
-    """The seed std of the baseline's metrics whose row reads a pretrained encoder's weights (``Row.pretrain``
-    and ``Row.trained_weights``).
-
-    The gate compares two runs at the same seeds: the same split draw, and for a row without training
-    (BRISQUE, NIQE, PSNR, and `random`, which reads only the encoder's architecture) the same features, so
-    its spread over seeds (the split draw's alone) is noise a same-seed re-run does not have, and it keeps
-    the sampling rule. A pretrained row differs between machines by its pretraining, which the measured
-    spread holds (with the split draw's, so it errs towards passing). A row the project does not declare
-    (an outside row, or one since removed) keeps its std.
-    """
-    from .rows import ROWS  # by name only: a metric name never imports code
-
-    def trained(name: str) -> bool:
-        return name not in ROWS or (ROWS[name].pretrain is not None and ROWS[name].trained_weights)
-
-    # Names only: benchmarks/seed_spread.py passes one seed's metrics, where an undefined (NaN) value is expected.
-    keep = {".".join(key) for key, _ in leaves(baseline, STATISTICS, where, error=BaselineError) if trained(key[1])}
-    return {metric: std for metric, std in seed_std.items() if metric in keep}
 
 
 # ----------------------------------------------------------------------------- the command

@@ -13,7 +13,7 @@ from typing import Optional, Union
 import pandas as pd
 
 from . import io
-from .gate_inputs import GateError
+from .gate_inputs import STATISTICS, BaselineError, GateError, leaves
 
 
 def _table(path: Path, columns=(), *, fix: str) -> pd.DataFrame:
@@ -87,3 +87,24 @@ def seed_std_from(path: Union[str, Path]) -> Optional[dict[str, float]]:
         seen[metric] = line
     known = variance.assign(std=std).dropna(subset=["std"])  # one seed has no std: it keeps its sampling rule
     return dict(zip(known["metric"].astype(str), known["std"].astype(float)))
+
+
+def training_noise(seed_std: dict[str, float], baseline: dict, where: str = "the baseline") -> dict[str, float]:
+    """The seed std of the baseline's metrics whose row reads a pretrained encoder's weights (``Row.pretrain``
+    and ``Row.trained_weights``).
+
+    The gate compares two runs at the same seeds: the same split draw, and for a row without training
+    (BRISQUE, NIQE, PSNR, and `random`, which reads only the encoder's architecture) the same features, so
+    its spread over seeds (the split draw's alone) is noise a same-seed re-run does not have, and it keeps
+    the sampling rule. A pretrained row differs between machines by its pretraining, which the measured
+    spread holds (with the split draw's, so it errs towards passing). A row the project does not declare
+    (an outside row, or one since removed) keeps its std.
+    """
+    from .rows import ROWS  # by name only: a metric name never imports code
+
+    def trained(name: str) -> bool:
+        return name not in ROWS or (ROWS[name].pretrain is not None and ROWS[name].trained_weights)
+
+    # Names only: benchmarks/seed_spread.py passes one seed's metrics, where an undefined (NaN) value is expected.
+    keep = {".".join(key) for key, _ in leaves(baseline, STATISTICS, where, error=BaselineError) if trained(key[1])}
+    return {metric: std for metric, std in seed_std.items() if metric in keep}

@@ -4,12 +4,14 @@ rich's Markdown squeezes a wide table to the terminal by cutting cells ("synthet
 at 80 columns). Tables are laid out here instead: a cell wraps only at spaces, and a table whose
 columns cannot fit is split into several, each repeating the row labels (the leading left-aligned columns).
 A word wider than the terminal is never cut: its table is printed wider than the terminal, which wraps it.
+Also the rest of every command's terminal door: its console, and the check on a path typed as an option.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import typer
 from rich import box
 from rich.cells import cell_len
 from rich.console import Console
@@ -25,8 +27,12 @@ MIN_WIDTH = 20  # a COLUMNS below it (0, say) is taken as unset: rich printed no
 # minutes. A results.md table takes under 3,000.
 WORK = 400_000
 # C0 controls but tab, newline and carriage return (line ends), DEL and C1: in a .md they reached the
-# terminal as escape sequences (`\033[2J` cleared the screen, `\033]0;...\007` retitled the window).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# terminal as escape sequences (`\033[2J` cleared the screen, `\033]0;...\007` retitled the window). Also
+# the bidirectional overrides and isolates: U+202E printed the rest of a line backwards, so a model name
+# could show as another's ("Trojan Source").
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# A table's second line, the delimiter row (GitHub-flavoured markdown): without it the lines are a paragraph.
+_RULE = re.compile(r"\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*")
 
 
 def console(stderr: bool = False) -> Console:
@@ -36,6 +42,15 @@ def console(stderr: bool = False) -> Console:
     return made if made.width >= MIN_WIDTH else Console(stderr=stderr, width=80)
 
 
+def typed_path(text: str) -> Path:
+    """A path option's value (typer's ``parser=``): an empty one, from an unset shell variable, was Path("."),
+    the working folder, listed or registered as the file the user meant."""
+    if not text.strip():
+        raise typer.BadParameter(f"{text!r} is empty (an unset shell variable?): give a path, or leave the option "
+                                 "out for its default")
+    return Path(text)
+
+
 def can_style(out: Console) -> bool:
     """Whether ``out`` draws bold: a terminal with a colour system (``TERM=dumb`` has none, so rich drops every
     style, and bold cells printed without their ``**`` markers looked like any other)."""
@@ -43,8 +58,9 @@ def can_style(out: Console) -> bool:
 
 
 def without_controls(text: str) -> str:
-    """``text`` with each control character shown as its escape (``\\x1b``), so none reaches the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+    """``text`` with each control character shown as its escape (``\\x1b``, ``\\u202e``), so none reaches
+    the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
 
 
 def markdown_renderables(text: str, width: int, styled: bool = True, folder: Path = Path(".")) -> list:
@@ -68,8 +84,9 @@ def markdown_renderables(text: str, width: int, styled: bool = True, folder: Pat
             flush_prose()
             table.append(line)
             continue
-        if len(table) == 1:  # a lone "|" line is not a table (no header rule)
-            prose.append(table.pop())
+        if table and (len(table) == 1 or not _RULE.fullmatch(table[1])):  # no header rule: not a table
+            prose += table
+            table = []
         if table:
             for part in _tables(table, width, styled):
                 out += [Text(), part]  # rich's Markdown ends a paragraph without a blank line

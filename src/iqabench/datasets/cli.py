@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..manifest import ManifestError
 from ..params import outside_repository, repo_root
-from ..terminal import console
+from ..terminal import console, typed_path
 from .archives import rar_extractor
 from .download import download, needs_rar
 from .local import DEFAULT_REGISTRY, register, register_generic
@@ -63,10 +63,10 @@ def _prepared() -> Path:
 
 @app.callback(invoke_without_command=True)
 def main(ctx: typer.Context,
-         data_root: Path = typer.Option(None, help=f"where downloads are extracted (default: {DEFAULT_DATA_ROOT} in "
-                                                   "the repository)"),
-         registry: Path = typer.Option(None, help=f"registry of local copies (default: {DEFAULT_REGISTRY} in the "
-                                                  "repository)")):
+         data_root: Path = typer.Option(None, parser=typed_path, help=f"where downloads are extracted (default: "
+                                                                 f"{DEFAULT_DATA_ROOT} in the repository)"),
+         registry: Path = typer.Option(None, parser=typed_path, help=f"registry of local copies (default: "
+                                                                f"{DEFAULT_REGISTRY} in the repository)")):
     """Without a subcommand: the status table of every dataset."""
     ctx.obj = {"data_root": data_root, "registry": registry}
     if ctx.invoked_subcommand is not None:
@@ -145,7 +145,7 @@ def _published(name: str, nothing: str) -> None:
 
 @app.command("download")
 def download_cmd(ctx: typer.Context, name: str,
-                 dest: Path = typer.Option(None, help="target folder (default: DATA_ROOT/NAME)"),
+                 dest: Path = typer.Option(None, parser=typed_path, help="target folder (default: DATA_ROOT/NAME)"),
                  keep_archives: bool = typer.Option(False, help="keep the downloaded archives"),
                  retries: int = typer.Option(4, min=0, help="retries per file on transient errors"),
                  partial: bool = typer.Option(False, "--partial", help="accept fewer images than published")):
@@ -162,7 +162,7 @@ def download_cmd(ctx: typer.Context, name: str,
 
 @app.command("add")
 def add_cmd(ctx: typer.Context, name: str,
-            source: Path = typer.Option(..., "--from", help="folder holding the dataset as published"),
+            source: Path = typer.Option(..., "--from", parser=typed_path, help="folder holding the dataset as published"),
             partial: bool = typer.Option(False, "--partial", help="accept a subset of the images"),
             skip_pixels: bool = typer.Option(False, help="do not decode every image")):
     """Validate a local copy of NAME and register it without copying."""
@@ -181,8 +181,8 @@ def add_cmd(ctx: typer.Context, name: str,
 
 @app.command("add-generic")
 def add_generic_cmd(ctx: typer.Context, name: str,
-                    folder: Path = typer.Option(..., help="folder the image names are relative to"),
-                    csv: Path = typer.Option(..., help="CSV with one row per image"),
+                    folder: Path = typer.Option(..., parser=typed_path, help="folder the image names are relative to"),
+                    csv: Path = typer.Option(..., parser=typed_path, help="CSV with one row per image"),
                     image_col: str = typer.Option("image", help="column with image file names"),
                     score_col: str = typer.Option("MOS", help="column with the scores"),
                     lo: float = typer.Option(..., help="lowest possible score"),
