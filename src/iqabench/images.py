@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import stat
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -208,18 +209,16 @@ def load(path: str | os.PathLike, *, exif_transpose: bool = False) -> torch.Tens
     _warn_pixel_limit_problem()
     path = Path(path)
     try:
-        path.stat()
+        found = path.stat()  # one look (it was five): is it there, and what is it
     except FileNotFoundError:
-        pass
+        raise ImageError(f"{path}: no such image file") from None
     except OSError as err:  # a name over the file system's limit, a link loop: is_dir() raised a traceback
         raise ImageError(f"{io.shown_path(path)}: {err.strerror or err}; check the file name") from None
-    if path.is_dir():
+    if stat.S_ISDIR(found.st_mode):
         raise ImageError(f"{path}: is a folder, not an image; pass the image files in it (e.g. {path}/*.jpg)")
-    if io.is_special(path):  # a pipe or a device: "no such image file" misled
+    if not stat.S_ISREG(found.st_mode):  # a pipe or a device: "no such image file" misled
         raise ImageError(f"{path}: {io.NOT_REGULAR}; pass image files")
-    if not path.is_file():
-        raise ImageError(f"{path}: no such image file")
-    if path.stat().st_size == 0:  # Pillow's "cannot identify image file" hid that nothing is there
+    if found.st_size == 0:  # Pillow's "cannot identify image file" hid that nothing is there
         raise ImageError(f"{path}: is empty (0 bytes); copy it again or remove it")
     try:
         with _named_size_warning(path):
