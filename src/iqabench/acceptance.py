@@ -115,18 +115,6 @@ def changed_data(accepted: dict, current: dict[str, str]) -> list[tuple[str, str
             if name in then and then[name] != digest]
 
 
-def shown_value(value) -> str:
-    """A JSON value for a one-line message: ``null`` as JSON says it, and a 400-digit integer or a long string
-    cut short (they were echoed whole, hundreds of characters)."""
-    if value is None:
-        return "null"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 15:
-        digits = str(abs(value))
-        return f"{'-' if value < 0 else ''}{digits[:12]}... ({len(digits)} digits)"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def check_storable(metrics: dict, where: str = "the metrics") -> None:
     """Refuse (AcceptanceError, naming ``where`` and the metric) what a baseline must not hold: NaN or an infinity
     anywhere, which json writes as a bare ``NaN`` that strict readers (jq, JavaScript) refuse, and a statistic that
@@ -145,7 +133,7 @@ def check_storable(metrics: dict, where: str = "the metrics") -> None:
             problem = f"is {'NaN' if math.isnan(value) else value}, which strict JSON cannot hold"
         elif len(key) == 4 and key[0] in SECTIONS and (value is None or isinstance(value, bool)
                                                         or not isinstance(value, (int, float))):
-            problem = f"is {shown_value(value)}, not a number"  # section.model.dataset.statistic
+            problem = f"is {io.shown_value(value)}, not a number"  # section.model.dataset.statistic
         if problem:
             raise AcceptanceError(f"{where}: {'.'.join(key)} {problem}; regenerate it with `dvc repro` "
                                   "(nothing was accepted)")

@@ -32,11 +32,11 @@ class BaselineError(GateError):
 
 def _not_a_correlation(value) -> Optional[str]:
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"is {acceptance.shown_value(value)}, not a number"
+        return f"is {io.shown_value(value)}, not a number"
     if isinstance(value, float) and math.isnan(value):  # an int cannot be NaN, and one of 400 digits overflows
         return "is NaN: the correlation is undefined (e.g. constant predictions)"
     if not -1.0 <= value <= 1.0:
-        return f"is {acceptance.shown_value(value)}, outside [-1, 1], so it is not a correlation"
+        return f"is {io.shown_value(value)}, outside [-1, 1], so it is not a correlation"
     return None
 
 
@@ -64,7 +64,7 @@ def leaves(metrics: dict, statistics=STATISTICS, where: str = "metrics", *, erro
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise error(f"{where}: {key} holds {acceptance.shown_value(value)}, expected a mapping as in "
+            raise error(f"{where}: {key} holds {io.shown_value(value)}, expected a mapping as in "
                         "reports/metrics.json (section -> model -> dataset -> statistic -> value)"
                         + (f"; {fix}" if fix else ""))
         return value

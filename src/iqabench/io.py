@@ -247,14 +247,21 @@ def _unique_keys(pairs) -> dict:
     found = {}
     for key, value in pairs:
         if key in found:
-            raise JSONShapeError(f"the key {key!r} appears twice in one object ({_short(found[key])}, then "
-                                 f"{_short(value)}), and a JSON reader keeps only the last; keep one")
+            raise JSONShapeError(f"the key {key!r} appears twice in one object ({shown_value(found[key])}, then "
+                                 f"{shown_value(value)}), and a JSON reader keeps only the last; keep one")
         found[key] = value
     return found
 
 
-def _short(value) -> str:
-    text = json.dumps(value)
+def shown_value(value) -> str:
+    """A JSON value for a one-line message: ``null`` as JSON says it, and a 400-digit integer or a long string
+    cut short (they were echoed whole, hundreds of characters)."""
+    if value is None:
+        return "null"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 15:
+        digits = str(abs(value))
+        return f"{'-' if value < 0 else ''}{digits[:12]}... ({len(digits)} digits)"
+    text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
