@@ -37,6 +37,18 @@ def test_koniq_scores_file_uses_mos_zscore_not_the_five_point_mos(tmp_path):
     assert got == {"1.jpg": (55.5, 0.555, "1", "", "", ""), "2.jpg": (80.25, 0.8025, "2", "", "", "")}
 
 
+def test_koniq_sets_file_gives_the_0_100_mos_and_the_official_split(tmp_path):
+    # koniq10k_distributions_sets.csv as published: its MOS is already on 0-100; set names spelled out.
+    for name in ("10004473376.jpg", "2.jpg", "3.jpg"):
+        write_image(tmp_path / "512x384" / name)
+    (tmp_path / "koniq10k_distributions_sets.csv").write_text(
+        "image_name,c1,c2,c3,c4,c5,c_total,MOS,SD,set\n10004473376.jpg,0,1,4,10,2,17,77.38,12.1,training\n"
+        "2.jpg,0,0,1,0,0,1,50,0.1,validation\n3.jpg,3,1,0,0,0,4,10.5,0.2,test\n")
+    got = rows(build_manifest("koniq10k", tmp_path))
+    assert got == {"10004473376.jpg": (77.38, 0.7738, "10004473376", "", "", "train"),
+                   "2.jpg": (50.0, 0.5, "2", "", "", "val"), "3.jpg": (10.5, 0.105, "3", "", "", "test")}
+
+
 def test_koniq_unknown_set_names_line(tmp_path):
     (tmp_path / "koniq10k_distributions_sets.csv").write_text(
         "image_name,c1,c2,c3,c4,c5,c_total,MOS,SD,set\n1.jpg,0,0,1,0,0,1,50,0.1,training\n"

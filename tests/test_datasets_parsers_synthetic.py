@@ -246,17 +246,17 @@ def test_scid_line_whose_reference_disagrees_with_the_image_is_refused(tmp_path)
         build_manifest("scid", tmp_path)
 
 
-def _csiq_sheet(path):
+def _csiq_sheet(path, extra=()):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("openpyxl", reason="openpyxl is needed to write/read CSIQ's .xlsx")
     # Sheet all_by_image: header on row 4, columns D..I (image, dst_idx, dst_type, dst_lev,
     # dmos_std, dmos); 1600 is stored as a number. Values from pyiqa meta_info_CSIQDataset.csv.
-    pad = [None] * 3
-    table = pd.DataFrame([pad + [None] * 6, pad + [None] * 6, pad + [None] * 6,
-                          pad + ["image", "dst_idx", "dst_type", "dst_lev", "dmos_std", "dmos"],
-                          pad + [1600, 1, "noise", 1, 0.02, 0.061989],
-                          pad + ["aerial_city", 3, "jpeg 2000", 5, 0.1, 0.955908],
-                          pad + [None] * 6])
+    pad, more = [None] * 3, list(extra)
+    table = pd.DataFrame([pad + [None] * (6 + len(more))] * 3 +
+                         [pad + ["image", "dst_idx", "dst_type", "dst_lev", "dmos_std", "dmos"] + more,
+                          pad + [1600, 1, "noise", 1, 0.02, 0.061989] + [0.5] * len(more),
+                          pad + ["aerial_city", 3, "jpeg 2000", 5, 0.1, 0.955908] + [0.5] * len(more),
+                          pad + [None] * (6 + len(more))])
     with pd.ExcelWriter(path) as writer:
         table.to_excel(writer, sheet_name="all_by_image", header=False, index=False)
 
@@ -268,6 +268,14 @@ def test_csiq_spreadsheet_layout(tmp_path):
     got = rows(build_manifest("csiq", tmp_path))
     assert got == {"1600.AWGN.1.png": (0.061989, 0.938011, "1600", "awgn", "1", ""),
                    "aerial_city.jpeg2000.5.png": (0.955908, 0.044092, "aerial_city", "jpeg2000", "5", "")}
+
+
+def test_csiq_sheet_with_a_column_named_twice_is_refused_by_name(tmp_path):
+    # A second "dmos" right of the table was a TypeError traceback from pandas.
+    _csiq_sheet(tmp_path / "csiq.DMOS.xlsx", extra=["dmos"])
+    write_image(tmp_path / "dst_imgs" / "awgn" / "1600.AWGN.1.png")
+    with pytest.raises(DatasetError, match=r"csiq: .*csiq.DMOS.xlsx has the column 'dmos' more than once; keep one"):
+        build_manifest("csiq", tmp_path)
 
 
 # dst_imgs.zip and src_imgs.zip have no top folder (public scripts unzip them into dst_imgs/ and

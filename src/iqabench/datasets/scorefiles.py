@@ -84,11 +84,6 @@ def read_csv_columns(path: Path, dataset: str, required: list[str], *, optional:
         raise DatasetError(f"{dataset}: {path} line {_first_long_line(path) or 1} has more fields than its header "
                            f"(line 1: {','.join(header)!r}); quote names that hold a comma, or remove the extra fields")
     frame.columns = [str(c).strip() for c in frame.columns]
-    # pandas renames a repeated column 'MOS' 'MOS.1'; 'MOS' and 'MOS ' stay apart until the strip above.
-    twice = [c for c in required if f"{c}.1" in frame.columns or list(frame.columns).count(c) > 1]
-    if twice:
-        raise DatasetError(f"{dataset}: {path} has the column {twice[0]!r} more than once; keep one, so that it is "
-                           "clear which holds the values")
     check_columns(frame, path, dataset, required, optional=optional, exact=exact, remedy=remedy)
     lines = _record_lines(path)
     if len(lines) == len(frame):  # else a layout this mapping does not follow: line_of falls back to row + 2
@@ -196,6 +191,7 @@ def read_excel_columns(path: Path, dataset: str, required: list[str], *, sheet=0
         frame.columns = header
         frame = frame.dropna(how="all").reset_index(drop=True)
         frame.attrs["first_line"] = int(header_row) + 2
+        check_columns(frame, path, dataset, required)
         return frame
     raw.columns = [str(c).strip() for c in raw.columns]
     check_columns(raw, path, dataset, required)
@@ -239,6 +235,12 @@ def _require_openpyxl(path: Path, dataset: str) -> None:
 
 def check_columns(frame: pd.DataFrame, path: Path, dataset: str, required: list[str], *,
                   optional: list[str] = (), exact: bool = False, remedy: str = PUBLISHED) -> None:
+    # pandas renames a repeated column 'MOS' 'MOS.1'; 'MOS' and 'MOS ' stay apart until the caller strips them;
+    # a header found in a sheet's rows keeps both (selecting it then gave a frame, and a TypeError traceback).
+    twice = [c for c in required if f"{c}.1" in frame.columns or list(frame.columns).count(c) > 1]
+    if twice:
+        raise DatasetError(f"{dataset}: {path} has the column {twice[0]!r} more than once; keep one, so that it is "
+                           "clear which holds the values")
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise DatasetError(f"{dataset}: {path} lacks column(s) {missing}; it has {list(frame.columns)}; {remedy}")
