@@ -116,7 +116,8 @@ def run_stage(work: Path, overrides: dict, nproc: int, timeout: int) -> dict:
                if k not in ("profile", "nproc")}
     folder = _stage_folder(work, overrides, section)
     command = [sys.executable, str(ROOT / "stages" / "pretrain.py"), "contrique", "--profile", "profile.yaml",
-               "--out", "encoder.pt", "--checkpoints", "ckpt", "--nproc", str(nproc)]
+               "--corpus", "data/corpus", "--out", "encoder.pt", "--history", "encoder_history.csv",
+               "--checkpoints", "ckpt", "--nproc", str(nproc)]
     sampler = GpuSampler() if shutil.which("nvidia-smi") else None
     if sampler:
         sampler.start()

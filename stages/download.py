@@ -1,6 +1,8 @@
 """DVC stage: download, verify and extract one real dataset into data/raw/NAME/.
 
-Usage: python stages/download.py NAME [--data-root data/raw] [--lock data/checksums/NAME.lock.json]
+Usage, as dvc.yaml's download@NAME runs it:
+
+    python stages/download.py NAME --data-root data/raw --lock data/checksums/NAME.lock.json
 
 Datasets without a public URL cannot be fetched by a pipeline; for those the
 stage fails with the instructions to register a local copy instead
@@ -14,20 +16,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from iqabench import stage_paths
 from iqabench.datasets import DatasetError, get_spec
-from iqabench.datasets.download import default_lock_path, download
+from iqabench.datasets.download import download
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="dataset name from the registry, e.g. kadid10k")
-    parser.add_argument("--data-root", type=Path, default=Path("data/raw"),
-                        help="parent folder; the dataset lands in DATA_ROOT/NAME")
-    parser.add_argument("--lock", type=Path, default=None,
-                        help="JSON file pinning the SHA-256 of each downloaded file "
-                             "(default: DATA_ROOT/../checksums/NAME.lock.json)")
+    stage_paths.option(parser, "--data-root", "DIR", "parent folder; the dataset lands in DIR/NAME")
+    stage_paths.option(parser, "--lock", "FILE", "JSON file pinning the SHA-256 of each downloaded file")
     parser.add_argument("--retries", type=int, default=4, help="retries per file on transient errors")
     parser.add_argument("--keep-archives", action="store_true", help="keep the archives after extraction")
     return parser.parse_args(argv)
@@ -38,7 +37,7 @@ def main(argv=None) -> int:
     try:
         spec = get_spec(args.name)
         target = args.data_root / spec.name
-        download(spec.name, target, lock_path=args.lock or default_lock_path(target), retries=args.retries,
+        download(spec.name, target, lock_path=args.lock, retries=args.retries,
                  keep_archives=args.keep_archives, progress=sys.stderr.isatty())
     except DatasetError as err:
         print(f"download {args.name}: {err}", file=sys.stderr)

@@ -1,25 +1,42 @@
 """Stage `evaluate`: the field's protocol on frozen features, within and across datasets.
 
-    python stages/evaluate.py  ->  reports/{within,cross,significance}.csv, reports/metrics.json,
-                                   data/eval/{per_split,predictions}.csv, data/models/regressors/MODEL.npz
+    python stages/evaluate.py --prepared data/prepared --features data/features --eval data/eval
+        --regressors data/models/regressors --within reports/within.csv --cross reports/cross.csv
+        --significance reports/significance.csv --metrics reports/metrics.json
+
+For each dataset it reads PREPARED/DATASET/manifest.csv and FEATURES/DATASET.npz; it writes the four tables,
+EVAL/per_split.csv, EVAL/predictions.csv and one REGRESSORS/MODEL.npz per row.
 """
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from iqabench import features as features_file
-from iqabench import io, manifest, params, regressor, rows, stage_errors, study, timing
+from iqabench import io, manifest, params, regressor, rows, stage_errors, stage_paths, study, timing
 from iqabench.evaluation.protocol import undefined_rows
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    stage_paths.option(parser, "--prepared", "DIR", "prepare's outputs: DIR/DATASET/manifest.csv")
+    stage_paths.option(parser, "--features", "DIR", "extract's outputs: DIR/DATASET.npz")
+    stage_paths.option(parser, "--eval", "DIR", "written: per_split.csv and predictions.csv")
+    stage_paths.option(parser, "--regressors", "DIR", "written: one fitted regressor MODEL.npz per row")
+    stage_paths.option(parser, "--within", "CSV", "written: the within-dataset table")
+    stage_paths.option(parser, "--cross", "CSV", "written: the cross-dataset table")
+    stage_paths.option(parser, "--significance", "CSV", "written: the paired comparisons")
+    stage_paths.option(parser, "--metrics", "JSON", "written: the DVC metrics")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     cfg = params.section("evaluate")
     manifests, features = {}, {}
     with stage_errors.one_line("evaluate"):  # a bad manifest cell or a damaged features file: one line
         for ds in cfg["datasets"]:
-            manifests[ds] = manifest.read(Path("data/prepared") / ds / "manifest.csv")
-            path = Path("data/features") / f"{ds}.npz"
+            manifests[ds] = manifest.read(args.prepared / ds / "manifest.csv")
+            path = args.features / f"{ds}.npz"
             stored = features_file.load_for(path, manifests[ds])  # its images, in the manifest's order
             features[ds] = {m: stored[m] for m in cfg["models"] if m in stored}  # FR rows: sets with references
             absent = [m for m in cfg["models"] if m not in features[ds] and not rows.is_full_reference(m)]
@@ -45,20 +62,17 @@ def main() -> None:
                 fitted[model] = regressor.fit(features[ds][model][keep], manifests[ds]["score"].to_numpy()[keep],
                                               alpha=alpha, standardize=cfg["standardize"], dataset=ds,
                                               max_short_side=max_short_side, model=model)
-        reports, data = Path("reports"), Path("data/eval")
-        io.write_csv(reports / "within.csv", result.within.round(4))
-        io.write_csv(reports / "cross.csv", result.cross.round(4))
-        io.write_csv(reports / "significance.csv", result.significance.round(4))
-        io.write_json(reports / "metrics.json", study.metrics_dict(result))
-        io.write_csv(data / "per_split.csv", result.per_split)
-        io.write_csv(data / "predictions.csv", result.predictions)
+        io.write_csv(args.within, result.within.round(4))
+        io.write_csv(args.cross, result.cross.round(4))
+        io.write_csv(args.significance, result.significance.round(4))
+        io.write_json(args.metrics, study.metrics_dict(result))
+        io.write_csv(args.eval / "per_split.csv", result.per_split)
+        io.write_csv(args.eval / "predictions.csv", result.predictions)
         for model, fit in fitted.items():
-            fit.save(regressor.path_for(model))
+            fit.save(regressor.path_for(model, args.regressors))
     print(result.within[["model", "dataset", "n_images", "n_missing", "srcc", "plcc", "krcc"]].round(3)
           .to_string(index=False))
 
 
 if __name__ == "__main__":
-    # No arguments (it reads params.yaml): --help shows the docstring, a stray one is refused, not ignored.
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

@@ -1,23 +1,29 @@
 """Stage `extract`: frozen features of one dataset for every model in the study.
 
-    python stages/extract.py DATASET   ->  data/features/DATASET.npz (one array per model)
+    python stages/extract.py DATASET --prepared data/prepared/DATASET --out data/features/DATASET.npz
+
+It reads PREPARED/manifest.csv and writes one array per model to OUT. The rows' own files (data/encoders,
+data/models/niqe_mvg.npz) are where the row registry, iqabench.rows, reads them.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from iqabench import features, manifest, params, rows, runtime, stage_errors, timing
+from iqabench import features, manifest, params, rows, runtime, stage_errors, stage_paths, timing
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="extract@DATASET extracts features of one name of params.yaml datasets:; "
                         "`dvc repro extract` runs it for each")
-    name = parser.parse_args().dataset
+    stage_paths.option(parser, "--prepared", "DIR", "prepare@DATASET's output: DIR/manifest.csv")
+    stage_paths.option(parser, "--out", "NPZ", "written: the features file")
+    args = parser.parse_args(argv)
+    name = args.dataset
     cfg = params.section("extract")
     with stage_errors.one_line(f"extract@{name}"):  # a bad manifest cell: one line
-        frame = manifest.read(Path("data/prepared") / name / "manifest.csv")
+        frame = manifest.read(args.prepared / "manifest.csv")
     device = runtime.setup(cfg["device"]).device
     with timing.timed(f"extract-{name}"):
         arrays = {}
@@ -39,7 +45,7 @@ def main() -> None:
                 listed = frame["image"][undefined].map(lambda p: Path(p).name).tolist()
                 print(f"{name}: {model} is undefined on {len(listed)} image(s), kept as NaN and counted as missing "
                       f"by evaluate: {', '.join(listed[:10])}{' ...' if len(listed) > 10 else ''}")
-        features.save_file(Path("data/features") / f"{name}.npz", features.image_names(frame), arrays)
+        features.save_file(args.out, features.image_names(frame), arrays)
     print(f"{name}: features {', '.join(f'{m} {a.shape}' for m, a in arrays.items())}")
 
 

@@ -1,11 +1,12 @@
 """Stage `finetune`: end-to-end fine-tuning of the pretrained encoder on each protocol split.
 
-    python stages/finetune.py [--params PATH]  ->  reports/finetune.{csv,md}, reports/timings/finetune.json
+    python stages/finetune.py --prepared data/prepared --per-split data/eval/per_split.csv
+        --checkpoints data/checkpoints/finetune --csv reports/finetune.csv --md reports/finetune.md [--params PATH]
 
-Reads the ``finetune`` section (``seed`` and ``datasets`` from the top level,
-``test_frac`` from ``evaluate`` so the splits are the protocol's). Checkpoints
-go to data/checkpoints/finetune/<dataset>/split-<k>/ (not a DVC output): a
-killed run resumes, and finished splits are not re-run.
+Reads the ``finetune`` section (``seed`` and ``datasets`` from the top level, ``test_frac`` from ``evaluate``
+so the splits are the protocol's), PREPARED/DATASET/manifest.csv and evaluate's per-split frozen-ridge rows;
+writes the two reports (and reports/timings/finetune.json). Checkpoints go to CHECKPOINTS/<dataset>/split-<k>/
+(not a DVC output): a killed run resumes, and finished splits are not re-run.
 """
 from __future__ import annotations
 
@@ -15,13 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqabench import io, manifest, params, rows, stage_errors, timing
+from iqabench import io, manifest, params, rows, stage_errors, stage_paths, timing
 from iqabench.models import encoders, preprocessing
 from iqabench.training import checkpoint
 from iqabench.training.finetune import FinetuneConfig, finetune_dataset
 
-CHECKPOINTS = Path("data/checkpoints/finetune")
-FROZEN_PER_SPLIT = Path("data/eval/per_split.csv")   # the evaluate stage's per-split frozen-ridge rows
 NOT_CONFIG = {"datasets", "models", "model"}   # model: the row fine-tuned
 
 
@@ -78,6 +77,11 @@ def markdown(per_split: pd.DataFrame, frozen: pd.DataFrame, cfg: FinetuneConfig,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    stage_paths.option(parser, "--prepared", "DIR", "prepare's outputs: DIR/DATASET/manifest.csv")
+    stage_paths.option(parser, "--per-split", "CSV", "evaluate's per-split frozen-ridge rows (compared with)")
+    stage_paths.option(parser, "--checkpoints", "DIR", "resume folder (not a DVC output): DIR/DATASET/split-K/")
+    stage_paths.option(parser, "--csv", "CSV", "written: one row per dataset and split")
+    stage_paths.option(parser, "--md", "MD", "written: the medians beside the frozen ridge's")
     parser.add_argument("--params", type=Path, default=None, help="params file (default: the repository's)")
     args = parser.parse_args(argv)
     evaluate_cfg = params.section("evaluate", args.params)
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     # The protocol's splits: evaluate's seed (evaluate.seed, or the top-level one when that is null) and test_frac.
     cfg = config_from({**section, "seed": evaluate_cfg["seed"]}, float(evaluate_cfg.get("test_frac", 0.2)))
     model = section.get("model", "contrique")
-    manifests = {ds: Path("data/prepared") / ds / "manifest.csv" for ds in section["datasets"]}
+    manifests = {ds: args.prepared / ds / "manifest.csv" for ds in section["datasets"]}
     # Inputs checked before any split trains: every manifest (a bad cell), then the encoder, which must be read
     # as CONTRIQUE's preprocessing reads it (a published ARNIQA or Re-IQA file is refused).
     with stage_errors.one_line("finetune"):
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         for ds, frame in frames.items():
             # A diverging loss (lr too high) is a setting to change, not a bug: one line naming dataset and split.
             with stage_errors.one_line("finetune", FloatingPointError, checkpoint.CheckpointSaveError):
-                results.append(finetune_dataset(cfg, frame, encoder, CHECKPOINTS, dataset=ds,
+                results.append(finetune_dataset(cfg, frame, encoder, args.checkpoints, dataset=ds,
                                                 manifest_path=manifests[ds]))
         per_split = pd.concat(results, ignore_index=True)
         # Each split's training seconds (kept through a resume) are wall-clock figures: they go to the timing
@@ -106,10 +110,10 @@ def main(argv: list[str] | None = None) -> None:
         timed["seconds_per_split"] = per_split["seconds"].round(2).tolist()
         timed["training_seconds"] = round(float(per_split["seconds"].sum()), 2)
         per_split = per_split.drop(columns="seconds")
-        frozen = frozen_medians(FROZEN_PER_SPLIT, cfg, evaluate_cfg, model)
-        io.write_csv(Path("reports/finetune.csv"), per_split.round(4))
+        frozen = frozen_medians(args.per_split, cfg, evaluate_cfg, model)
+        io.write_csv(args.csv, per_split.round(4))
         text = markdown(per_split, frozen, cfg, model)
-        io.write_text(Path("reports/finetune.md"), text)
+        io.write_text(args.md, text)
     print(text)
 
 

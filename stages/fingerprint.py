@@ -1,6 +1,6 @@
 """Stage `fingerprint`: one small JSON per input that DVC cannot see, so that changing it re-runs its readers.
 
-    python stages/fingerprint.py  ->  data/fingerprints/{DATASET,niqe,pretrain-NAME,models,splits}.json
+    python stages/fingerprint.py --out data/fingerprints  ->  OUT/{DATASET,niqe,pretrain-NAME,models,splits}.json
 
 DATASET.json for every dataset in `datasets:` (prepare@DATASET depends on it), niqe.json for
 fit_niqe's pristine photos (KADIS-700k when data/raw/kadis700k exists), pretrain-NAME.json for
@@ -19,11 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from iqabench import io, params, rows
+from iqabench import io, params, rows, stage_paths
 from iqabench.models import published_classic
 from iqabench.datasets import fingerprint
-
-OUT = Path("data/fingerprints")
 
 
 def pretrain_settings(section: dict) -> dict:
@@ -65,7 +63,10 @@ def row_inputs(models: list[str]) -> dict:
     return {name: found for name, found in out.items() if found}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    stage_paths.option(parser, "--out", "DIR", "written: one KEY.json per input")
+    out = parser.parse_args(argv).out
     try:  # a bad pretrain: entry would otherwise name a fingerprint file after it
         config = params.validate(params.load())
     except params.ParamsError as err:
@@ -82,12 +83,10 @@ def main() -> int:
     split_files = (config.get("evaluate") or {}).get("arniqa_splits")
     prints["splits"] = fingerprint.folder(split_files) if split_files else {}
     for key, content in prints.items():
-        io.write_json(OUT / f"{key}.json", content)
-    print(f"fingerprints of {len(prints)} input(s) -> {OUT}/")
+        io.write_json(out / f"{key}.json", content)
+    print(f"fingerprints of {len(prints)} input(s) -> {out}/")
     return 0
 
 
 if __name__ == "__main__":
-    # No arguments (it reads params.yaml): --help shows the docstring, a stray one is refused, not ignored.
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     sys.exit(main())

@@ -1,6 +1,8 @@
 """Stage `fit_niqe`: the NIQE pristine model, fitted once for every dataset's `niqe` row.
 
-    python stages/fit_niqe.py  ->  data/models/niqe_mvg.npz
+    python stages/fit_niqe.py --out data/models/niqe_mvg.npz
+
+(the file the `niqe` row reads: iqabench.baselines.NIQE_MODEL).
 
 Pristine photos: KADIS-700k when data/raw/kadis700k exists, else the embedded
 scikit-image photographs (the sources of the synthetic sets; see
@@ -11,12 +13,15 @@ values.
 from __future__ import annotations
 
 import argparse
-from iqabench import baselines, params, timing
+from iqabench import baselines, params, stage_paths, timing
 from iqabench.datasets import DatasetError
 from iqabench.images import ImageError
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    stage_paths.option(parser, "--out", "NPZ", "written: the pristine model")
+    out = parser.parse_args(argv).out
     cfg = params.section("niqe", optional=True)
     source = baselines.pristine_source()
     try:
@@ -24,14 +29,11 @@ def main() -> None:
             model = baselines.fit_pristine_niqe(kadis_sample=cfg.get("kadis_sample", baselines.KADIS_SAMPLE),
                                                 patch_size=cfg.get("patch_size", 96),
                                                 sharpness_threshold=cfg.get("sharpness_threshold", 0.75))
-            model.save(baselines.NIQE_MODEL)
+            model.save(out)
     except (DatasetError, ImageError) as err:  # a broken KADIS-700k copy: name it, no traceback
         raise SystemExit(f"fit_niqe: the pristine photos from {source} cannot be used: {err}") from None
-    print(f"NIQE pristine model from {source}: {model.num_patches} patches of {model.patch_size} px "
-          f"-> {baselines.NIQE_MODEL}")
+    print(f"NIQE pristine model from {source}: {model.num_patches} patches of {model.patch_size} px -> {out}")
 
 
 if __name__ == "__main__":
-    # No arguments (it reads params.yaml): --help shows the docstring, a stray one is refused, not ignored.
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

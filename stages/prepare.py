@@ -1,6 +1,6 @@
 """Stage `prepare`: build one dataset's manifest (and, for embedded sets, its images).
 
-    python stages/prepare.py DATASET     ->  data/prepared/DATASET/manifest.csv
+    python stages/prepare.py DATASET --out data/prepared/DATASET   ->  OUT/manifest.csv
 
 Embedded sets are generated from scikit-image's photographs; `*-subset` names
 read the real human-rated subsets in ../shared/datasets; any other name is a
@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from iqabench import manifest, params, timing
+from iqabench import manifest, params, stage_paths, timing
 from iqabench.datasets import DatasetError, build_manifest, embedded, fingerprint
 from iqabench.datasets.local import registered_manifest
 from iqabench.manifest import ManifestError
@@ -41,13 +41,16 @@ def prepare(name: str, out_dir: Path, cfg: dict):
     return registered_manifest(name)  # registered, or missing: its error says how to get the data
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="prepare@DATASET builds one name of params.yaml datasets:; "
                         "`dvc repro prepare` runs it for each")
-    name = parser.parse_args().dataset
+    stage_paths.option(parser, "--out", "DIR", "written (emptied first): manifest.csv, and images for embedded sets")
+    args = parser.parse_args(argv)
+    name, out_dir = args.dataset, args.out
+    if Path.cwd().resolve().is_relative_to(out_dir.resolve()):  # `--out .`: rmtree below would empty the repository
+        parser.error(f"--out {out_dir} holds the working folder, which the stage empties first")
     cfg = params.section("prepare")
-    out_dir = Path("data/prepared") / name
     try:
         with timing.timed(f"prepare-{name}"):
             shutil.rmtree(out_dir, ignore_errors=True)  # never mix files of two parameter sets

@@ -1,11 +1,11 @@
 """Stages `pretrain@NAME`: self-supervised pretraining of one quality encoder, NAME a key of params.yaml `pretrain:`.
 
-    python stages/pretrain.py contrique                                  # CPU or one GPU, params.yaml
-    python stages/pretrain.py contrique --profile profiles/paper.yaml    # the paper's recipe
-    python stages/pretrain.py contrique --profile profiles/paper.yaml --nproc 8   # 8 GPUs (torchrun --standalone)
-    python stages/pretrain.py arniqa                                     # the ARNIQA row (docs/arniqa.md)
+    python stages/pretrain.py NAME --corpus data/corpus --out data/encoders/NAME.pt
+        --history data/encoders/NAME_history.csv --checkpoints data/checkpoints/pretrain-NAME
+        [--profile profiles/paper.yaml] [--nproc 8]
 
-dvc.yaml runs it once per key of ``pretrain:`` (a foreach), each with its own
+(``--profile``: the paper's recipe; ``--nproc 8``: 8 GPUs, torchrun --standalone). dvc.yaml runs it, with
+those paths, once per key of ``pretrain:`` (a foreach: contrique, and arniqa, docs/arniqa.md), each with its own
 section: ``pretrain.contrique`` is CONTRIQUE's objective, ``pretrain.arniqa``
 ARNIQA's (``objective: arniqa``), same loop. A profile is a YAML mapping of
 section keys merged over it (``pretrain.NAME.profile`` names one too, so that
@@ -17,11 +17,12 @@ pretrain.contrique.nproc=8`` is a DDP run with its outputs and lock like any
 other. Under a torchrun you start yourself (multi-node, docs/contrique.md) it is
 a rank already and ``nproc`` is not used.
 
-Writes data/encoders/NAME.pt and data/encoders/NAME_history.csv (step, loss,
-lr; :func:`iqabench.models.encoders.trained_path`, the one place those names are
-made) and reports/timings/pretrain-NAME.json (wall time and images/s). Checkpoints go to
-data/checkpoints/pretrain-NAME (not a DVC output), so a killed run resumes where it
-stopped when started again with the same settings.
+Reads the distorted corpus (``--corpus``; the ``corpus`` source). Writes the encoder (``--out``) and its loss
+history (``--history``: step, loss, lr) where dvc.yaml says, which for the rows that read them is
+:func:`iqabench.models.encoders.trained_path` and ``history_path`` (tests/test_stage_deps.py holds the two to
+the same names), and reports/timings/pretrain-NAME.json (wall time and images/s). Checkpoints go to
+``--checkpoints`` (not a DVC output), so a killed run resumes where it stopped when started again with the
+same settings; one folder per encoder: runs sharing one prune each other's.
 """
 from __future__ import annotations
 
@@ -34,12 +35,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqabench import io, params, timing
+from iqabench import io, params, stage_paths, timing
 from iqabench.models import encoders
 from iqabench.training import checkpoint
 from iqabench.training.pretrain import NonFiniteLoss, PretrainConfig, train
 
-CHECKPOINTS = Path("data/checkpoints")  # pretrain-NAME/, one per encoder: runs sharing one prune each other's
 NOT_CONFIG = {"datasets", "models", "profile", "nproc"}
 
 
@@ -87,14 +87,16 @@ def torchrun_command(nproc, device: str, argv: list[str], key: str = "pretrain.N
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="the encoder: a key of params.yaml pretrain:, e.g. contrique or arniqa")
+    stage_paths.option(parser, "--corpus", "DIR", "synthesize's distorted corpus (the corpus source reads it)")
+    stage_paths.option(parser, "--out", "PT", "written: the encoder file")
+    stage_paths.option(parser, "--history", "CSV", "written: its loss history")
+    stage_paths.option(parser, "--checkpoints", "DIR", "resume folder (not a DVC output), one per encoder")
     parser.add_argument("--profile", help="YAML of pretrain overrides, e.g. profiles/paper.yaml")
-    parser.add_argument("--out", type=Path, help="encoder file to write (default data/encoders/NAME.pt)")
-    parser.add_argument("--checkpoints", type=Path, help="checkpoint folder (default data/checkpoints/pretrain-NAME)")
     parser.add_argument("--nproc", type=int, help="processes on this machine (default: the section's nproc, 1)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    try:
-        out = args.out or encoders.trained_path(args.name)
+    try:  # NAME names a file and a DVC stage: checked as the rows' own encoder paths are
+        encoders.trained_path(args.name)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     section = params.section(f"pretrain.{args.name}")
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes
     with timing.timed(f"pretrain-{args.name}", enabled=is_main) as timed:
         try:
-            history = train(cfg, Path("data/corpus"), out, args.checkpoints or CHECKPOINTS / f"pretrain-{args.name}")
+            history = train(cfg, args.corpus, args.out, args.checkpoints)
         except checkpoint.CheckpointSaveError as err:  # a full disk or read-only folder: one line, earlier ones kept
             raise SystemExit(f"error: pretrain@{args.name}: {err}") from None
         except (ValueError, NonFiniteLoss) as err:
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
             # The training compute of every window, also those before a resume: a stage that resumes a finished
             # run (its code changed, not its training) takes a second, but the encoder cost this much.
             timed["training_seconds"] = None if None in seconds else round(sum(seconds), 2)
-            io.write_csv(encoders.history_path(out), pd.DataFrame(history))
+            io.write_csv(args.history, pd.DataFrame(history))
     if is_main:
         print(f"pretrained {args.name} ({cfg.arch}) for {history[-1]['step']} steps: "
               f"loss {history[0]['loss']:.3f} -> {history[-1]['loss']:.3f}")

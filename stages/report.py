@@ -1,12 +1,22 @@
 """Stage `report`: tables and figures in reports/, and one MLflow run with everything.
 
-    python stages/report.py  ->  reports/results.md, reports/srcc.png, reports/cross_srcc.png, reports/scatter.png,
-                                 reports/pretrain_loss.png, reports/plots/ (for `dvc plots`) (+ an MLflow run)
+    python stages/report.py --params params.yaml --lock dvc.lock --prepared data/prepared --eval data/eval
+        --within reports/within.csv --cross reports/cross.csv --significance reports/significance.csv
+        --metrics reports/metrics.json --finetune-csv reports/finetune.csv --finetune-md reports/finetune.md
+        --mixed-csv reports/mixed.csv --mixed-md reports/mixed.md --variance reports/variance.csv
+        --gallery reports/distortions.png --results reports/results.md --srcc-png reports/srcc.png
+        --cross-png reports/cross_srcc.png --scatter-png reports/scatter.png --loss-png reports/pretrain_loss.png
+        --plots reports/plots                                      (+ an MLflow run)
+
+The first fourteen are read (--variance only when it is there: benchmarks/seed_spread.py measures it), the last
+six written (--plots: small CSVs for `dvc plots`). The encoders' loss histories and files are read where the row
+registry (iqabench.rows) has them, the stages' timing files from iqabench.timing.TIMINGS_DIR.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -14,9 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqabench import io, manifest, params, provenance, reporting, rows, stage_errors, tracking
+from iqabench import io, manifest, params, provenance, reporting, rows, stage_errors, stage_paths, timing, tracking
 
-R = Path("reports")
 # Outside DVC, a timing file counts as "ran in this run" when it is newer than the previous report by more
 # than this (a git checkout writes both within a second).
 SAME_CHECKOUT_S = 1.0
@@ -43,28 +52,30 @@ def repro_started() -> float | None:
 PER_DATASET = ("prepare", "extract")  # stages DVC runs once per name of `datasets:` (timing STAGE-DATASET)
 
 
-def stage_timings(previous_report: Path = R / "results.md", started: float | None = None,
+def stage_timings(previous_report: Path | None = None, started: float | None = None,
                   datasets: list[str] | None = None) -> tuple[list[dict], list[dict]]:
     """(every stage's last timing file, those written in this pipeline run: the stages that ran).
 
     Each stage writes reports/timings/<stage>.json when it runs; DVC keeps the file of a stage it skips.
     "This run" starts when ``started`` (the `dvc` process, :func:`repro_started`) began; outside DVC, after
-    the previous report. (DVC deletes the report's own outputs before the stage runs, so under DVC the
-    previous report is gone.) Each entry gains ``finished`` (the file's mtime, s). With ``datasets``, the files of
-    a dataset no longer listed (git keeps them; no stage writes them again) are left out.
+    ``previous_report`` (this stage's results.md; none: every file counts). (DVC deletes the report's own outputs
+    before the stage runs, so under DVC the previous report is gone.) Each entry gains ``finished`` (the file's
+    mtime, s). With ``datasets``, the files of a dataset no longer listed (git keeps them; no stage writes them
+    again) are left out.
     """
     if started is not None:
         since = started
     else:
-        since = previous_report.stat().st_mtime + SAME_CHECKOUT_S if previous_report.is_file() else float("-inf")
+        known = previous_report is not None and previous_report.is_file()
+        since = previous_report.stat().st_mtime + SAME_CHECKOUT_S if known else float("-inf")
     every = []
-    for path in sorted((R / "timings").glob("*.json")):
-        timing = _read_timing(path)
-        if timing is None:
+    for path in sorted(timing.TIMINGS_DIR.glob("*.json")):
+        entry = _read_timing(path)
+        if entry is None:
             continue
-        kind, _, dataset = timing["stage"].partition("-")
+        kind, _, dataset = entry["stage"].partition("-")
         if datasets is None or kind not in PER_DATASET or dataset in datasets:
-            every.append({**timing, "finished": path.stat().st_mtime})
+            every.append({**entry, "finished": path.stat().st_mtime})
     return every, [t for t in every if t["finished"] > since]
 
 
@@ -109,6 +120,11 @@ def timings_markdown(every: list[dict], ran: list[dict]) -> str:
         f"Machine: {machine}."]) + "\n"
 
 
+def link(target: Path, page: Path) -> str:
+    """``target`` as a markdown link from ``page`` (the figures beside results.md: their names)."""
+    return Path(os.path.relpath(target, page.parent)).as_posix()
+
+
 def section(text: str) -> str:
     """A stage's markdown without its own top-level title (results.md gives each a heading)."""
     lines = text.splitlines()
@@ -135,63 +151,89 @@ def read_manifests(manifests: dict[str, Path]) -> dict[str, pd.DataFrame]:
             try:
                 out[ds] = manifest.read(path)
             except manifest.ManifestError as exc:
-                raise manifest.ManifestError(f"{exc}: `dvc checkout data/prepared/{ds}` or "
+                raise manifest.ManifestError(f"{exc}: `dvc checkout {path.parent}` or "
                                              f"`dvc repro -f prepare@{ds}`") from None
     return out
 
 
 # What each stage's output must hold for the report, and how to get it back when it does not.
 EVALUATE = "`dvc checkout evaluate` or `dvc repro -f evaluate`"
-INPUTS = {  # name: (path, columns, fix)
-    "within": (R / "within.csv", ["model", "dataset", "n_images", "srcc", "srcc_q25", "srcc_q75", "plcc", "krcc",
-                                  "rmse"], EVALUATE),
-    "cross": (R / "cross.csv", ["model", "train", "test", "srcc"], EVALUATE),
-    "significance": (R / "significance.csv", ["dataset", "model_a", "model_b", "diff", "lo", "hi", "p_raw", "p_holm",
-                                              "verdict", "verdict_wilcoxon"], EVALUATE),
-    "predictions": (Path("data/eval/predictions.csv"), ["dataset", "model", "split", "image", "score", "prediction"],
-                    EVALUATE),
-    "finetune": (R / "finetune.csv", [], "`dvc checkout finetune` or `dvc repro -f finetune`"),
-    "mixed": (R / "mixed.csv", [], "`dvc checkout mixed` or `dvc repro -f mixed`"),
-}
 
 
-def read_inputs(models: list[str]) -> dict:
+def input_tables(args: argparse.Namespace) -> dict[str, tuple[Path, list[str], str]]:
+    """name: (path, columns, fix) of each table the report needs."""
+    return {
+        "within": (args.within, ["model", "dataset", "n_images", "srcc", "srcc_q25", "srcc_q75", "plcc", "krcc",
+                                 "rmse"], EVALUATE),
+        "cross": (args.cross, ["model", "train", "test", "srcc"], EVALUATE),
+        "significance": (args.significance, ["dataset", "model_a", "model_b", "diff", "lo", "hi", "p_raw", "p_holm",
+                                             "verdict", "verdict_wilcoxon"], EVALUATE),
+        "predictions": (args.eval / "predictions.csv", ["dataset", "model", "split", "image", "score", "prediction"],
+                        EVALUATE),
+        "finetune": (args.finetune_csv, [], "`dvc checkout finetune` or `dvc repro -f finetune`"),
+        "mixed": (args.mixed_csv, [], "`dvc checkout mixed` or `dvc repro -f mixed`"),
+    }
+
+
+def read_inputs(args: argparse.Namespace, models: list[str]) -> dict:
     """Every table the report reads, checked before any figure or table is written."""
-    out = {name: io.read_table(path, columns, fix=fix) for name, (path, columns, fix) in INPUTS.items()}
+    out = {name: io.read_table(path, columns, fix=fix) for name, (path, columns, fix) in input_tables(args).items()}
     # Measured by benchmarks/seed_spread.py, outside the pipeline; without it the report says spread is unknown.
-    variance = R / "variance.csv"
-    out["variance"] = io.read_table(variance, ["metric", "std"], fix="`git checkout reports/variance.csv` or "
+    variance = args.variance
+    out["variance"] = io.read_table(variance, ["metric", "std"], fix=f"`git checkout {variance}` or "
                                     "`python benchmarks/seed_spread.py`") if variance.is_file() else None
     out["histories"] = {key: io.read_table(path, ["step", "loss"], fix=f"`dvc repro -f pretrain@{key}`")
                         for key, path in rows.loss_histories(models).items()}
-    out["metrics"] = metrics = io.read_json(R / "metrics.json", fix=EVALUATE)
+    out["metrics"] = metrics = io.read_json(args.metrics, fix=EVALUATE)
     if not (isinstance(metrics, dict) and all(isinstance(metrics.get(k), dict) for k in ("within", "cross"))):
-        raise io.TableError(f"{R / 'metrics.json'} lacks its 'within' and 'cross' sections; {EVALUATE}")
-    out["sections"] = {name: section(io.read_text(R / f"{name}.md", fix=f"`dvc repro -f {name}`"))
-                       for name in ("finetune", "mixed")}
+        raise io.TableError(f"{args.metrics} lacks its 'within' and 'cross' sections; {EVALUATE}")
+    out["sections"] = {name: section(io.read_text(path, fix=f"`dvc repro -f {name}`"))
+                       for name, path in (("finetune", args.finetune_md), ("mixed", args.mixed_md))}
     return out
 
 
-def main() -> None:
-    cfg = params.section("report")
-    manifests = {ds: Path("data/prepared") / ds / "manifest.csv" for ds in cfg["datasets"]}
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flag, metavar, what in (
+            ("--params", "YAML", "the params file (its sections; logged, and diffed against git HEAD)"),
+            ("--lock", "FILE", "dvc.lock (its digest names the results; logged)"),
+            ("--prepared", "DIR", "prepare's outputs: DIR/DATASET/manifest.csv"),
+            ("--eval", "DIR", "evaluate's per-split outputs: DIR/predictions.csv"),
+            ("--within", "CSV", "evaluate's within-dataset table"),
+            ("--cross", "CSV", "evaluate's cross-dataset table"),
+            ("--significance", "CSV", "evaluate's paired comparisons"), ("--metrics", "JSON", "evaluate's metrics"),
+            ("--finetune-csv", "CSV", "finetune's table"), ("--finetune-md", "MD", "finetune's markdown"),
+            ("--mixed-csv", "CSV", "mixed's table"), ("--mixed-md", "MD", "mixed's markdown"),
+            ("--variance", "CSV", "the measured seed spread, when there"),
+            ("--gallery", "PNG", "synthesize's distortion gallery (logged)"),
+            ("--results", "MD", "written: the results"), ("--srcc-png", "PNG", "written: within-dataset SRCC"),
+            ("--cross-png", "PNG", "written: cross-dataset SRCC"), ("--scatter-png", "PNG", "written: predictions"),
+            ("--loss-png", "PNG", "written: pretraining losses"), ("--plots", "DIR", "written: CSVs for `dvc plots`")):
+        stage_paths.option(parser, flag, metavar, what)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    cfg = params.section("report", args.params)
+    manifests = {ds: args.prepared / ds / "manifest.csv" for ds in cfg["datasets"]}
     with stage_errors.one_line("report"):  # a damaged input: one line, before any figure or table is written
         tables = read_manifests(manifests)
-        inputs = read_inputs(cfg["models"])
+        inputs = read_inputs(args, cfg["models"])
     within, cross, significance = inputs["within"], inputs["cross"], inputs["significance"]
     variance, predictions, histories = inputs["variance"], inputs["predictions"], inputs["histories"]
     full_reference = {m for m in cfg["models"] if rows.is_full_reference(m)}
     # The two answers sit at the MLflow run's artifact root (Compare shows them side by side), the rest in figures/.
-    answers = [reporting.srcc_figure(within, R / "srcc.png", variance, full_reference),
-               reporting.heatmap(cross, R / "cross_srcc.png")]
-    figures = [reporting.scatter(predictions, R / "scatter.png"), reporting.loss_curve(histories, R / "pretrain_loss.png")]
-    reporting.plot_data(within, predictions, R / "plots")
-    every, ran = stage_timings(started=repro_started(), datasets=cfg["datasets"])
+    answers = [reporting.srcc_figure(within, args.srcc_png, variance, full_reference),
+               reporting.heatmap(cross, args.cross_png)]
+    figures = [reporting.scatter(predictions, args.scatter_png), reporting.loss_curve(histories, args.loss_png)]
+    reporting.plot_data(within, predictions, args.plots)
+    every, ran = stage_timings(args.results, started=repro_started(), datasets=cfg["datasets"])
     sha, dirty = provenance.git_state()
     commit = sha + ("-dirty" if dirty else "")
-    lock = provenance.lock_digest("report")
+    lock = provenance.lock_digest("report", args.lock)
     digests = {ds: provenance.file_hash(path) for ds, path in manifests.items()}
-    diff, exp = provenance.params_diff(params.load()), provenance.experiment_name()
+    diff, exp = provenance.params_diff(params.load(args.params), path=str(args.params)), provenance.experiment_name()
     leaderboard = reporting.leaderboard_markdown(within, full_reference=full_reference)
     origin = (f"Commit `{commit}`, dvc.lock `{lock}` (the locked outputs of the stages upstream of `report`: "
               f"`iqabench.provenance.lock_digest`), manifests "
@@ -200,23 +242,24 @@ def main() -> None:
               + (f", params changed against HEAD: `{provenance.format_diff(diff)}`" if diff else "")
               + f"; seed {cfg['seed']}. Reproduce with `dvc repro`. Scores of `synthetic-*` sets are pseudo-MOS "
               "from full-reference metrics, not human ratings.")
-    evaluate_cfg = params.section("evaluate")
-    unlike = rows.unlike_papers(cfg["models"], evaluate_cfg, params.section("extract")["max_short_side"],
+    evaluate_cfg = params.section("evaluate", args.params)
+    unlike = rows.unlike_papers(cfg["models"], evaluate_cfg, params.section("extract", args.params)["max_short_side"],
                                 cfg["datasets"])
     caveat = ["Rows evaluated unlike their papers (settings: docs/reproduce.md, \"Params to set\"): "
               + "; ".join(unlike) + ".", ""] if unlike else []
     results = "\n".join([
         "# iqabench results", "", origin, "", *caveat,
         "## Leaderboard (within-dataset SRCC)", "", leaderboard,
-        "![within-dataset SRCC, its spread over splits and seeds](srcc.png)", "",
-        "## Within-dataset (median over content-disjoint splits; which ones: `within.csv`, column `splits`)", "",
+        f"![within-dataset SRCC, its spread over splits and seeds]({link(args.srcc_png, args.results)})", "",
+        f"## Within-dataset (median over content-disjoint splits; which ones: `{args.within.name}`, column `splits`)",
+        "",
         reporting.within_markdown(within, significance, variance),
         "## Cross-dataset (train on all of A, test on all of B)", "", reporting.cross_markdown(cross, variance),
-        "![cross-dataset SRCC](cross_srcc.png)", "",
+        f"![cross-dataset SRCC]({link(args.cross_png, args.results)})", "",
         "## End-to-end fine-tuning vs the frozen readout", "", inputs["sections"]["finetune"], "",
         "## Mixed-dataset training (MonotonicIQA vs pooled)", "", inputs["sections"]["mixed"], "",
         "## Pipeline wall time", "", timings_markdown(every, ran)])
-    io.write_text(R / "results.md", results)
+    io.write_text(args.results, results)
 
     metrics = inputs["metrics"]
     per_model = {m: {"within": metrics["within"].get(m, {}), "cross": metrics["cross"].get(m, {})}
@@ -234,20 +277,20 @@ def main() -> None:
     srcc_table = reporting.leaderboard(within).reset_index()
     description = "\n".join([
         f"**Leaderboard** (within-dataset SRCC, {len(cfg['datasets'])} datasets)", "", leaderboard,
-        "Within-dataset SRCC with its spread over splits and seeds: `srcc.png`; cross-dataset SRCC: "
-        "`cross_srcc.png`; every table: `results.md`; per-model statistics: the nested runs.",
+        f"Within-dataset SRCC with its spread over splits and seeds: `{args.srcc_png.name}`; cross-dataset SRCC: "
+        f"`{args.cross_png.name}`; every table: `{args.results.name}`; per-model statistics: the nested runs.",
         "", origin])
     with tempfile.TemporaryDirectory() as scratch:  # results.md as MLflow previews it: figures named, not linked
-        preview = Path(scratch) / "results.md"
+        preview = Path(scratch) / args.results.name
         preview.write_text(reporting.without_images(results))
         run = tracking.log_study(
-            experiment=cfg["experiment"], run_name=provenance.run_name(sha, dirty, exp, diff, lock), params=params.load(),
+            experiment=cfg["experiment"], run_name=provenance.run_name(sha, dirty, exp, diff, lock),
+            params=params.load(args.params),
             metrics=headline, per_model=per_model, description=description, start_time_ms=start_ms,
             tables={"srcc_table.json": srcc_table, "tables/within.json": within, "tables/cross.json": cross,
                     "tables/significance.json": significance, "tables/mixed.json": inputs["mixed"],
                     "tables/finetune.json": inputs["finetune"]},
-            artifacts={"": [preview, *answers, Path("dvc.lock"), Path("params.yaml")],
-                       "figures": [*figures, R / "distortions.png"]},
+            artifacts={"": [preview, *answers, args.lock, args.params], "figures": [*figures, args.gallery]},
             tags=tags, eval_params=evaluate_cfg, datasets=datasets,
             encoders=encoder_files(cfg["models"]))
     print(results)
@@ -257,6 +300,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # No arguments (it reads params.yaml): --help shows the docstring, a stray one is refused, not ignored.
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

@@ -110,12 +110,15 @@ def test_fit_niqe_names_a_broken_kadis_image_without_a_traceback(tmp_path):
     import sys
     from pathlib import Path
 
+    from stage_cmd import args as dvc_args
+
     (tmp_path / "params.yaml").write_text("niqe:\n  kadis_sample: 2\n")
     folder = tmp_path / "data" / "raw" / "kadis700k" / "ref_imgs"
     folder.mkdir(parents=True)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     stage = Path(__file__).resolve().parents[1] / "stages" / "fit_niqe.py"
-    proc = subprocess.run([sys.executable, str(stage)], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([sys.executable, str(stage), *dvc_args("fit_niqe")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=900)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "fit_niqe: the pristine photos from kadis700k cannot be used" in proc.stderr and "broken.png" in proc.stderr
     assert not (tmp_path / "data" / "models").exists()

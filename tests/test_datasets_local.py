@@ -119,7 +119,8 @@ def test_stage_script_downloads_into_data_raw(tmp_path, monkeypatch):
     assert code == 0
     assert (tmp_path / "data" / "raw" / "kadid10k" / "kadid10k" / "dmos.csv").is_file()
     assert "kadid10k/kadid10k.zip" in json.loads((tmp_path / "data" / "lock.json").read_text())
-    assert stage.main(["spaq", "--data-root", str(tmp_path / "data" / "raw")]) == 1
+    assert stage.main(["spaq", "--data-root", str(tmp_path / "data" / "raw"),
+                       "--lock", str(tmp_path / "data" / "spaq.lock.json")]) == 1
 
 
 def test_a_partial_copy_whose_scores_are_all_equal_is_refused(tmp_path):

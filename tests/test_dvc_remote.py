@@ -236,20 +236,27 @@ def test_download_stage_resumes_after_interruption_and_then_stays_cached(dvc_env
     assert subprocess.run(["git", "check-ignore", "-q", "data/raw/kadid10k"], cwd=repo).returncode == 0
 
 
-def test_stage_writes_one_lock_per_dataset_by_default(monkeypatch, tmp_path):
-    """Without --lock the stage pins checksums in data/checksums/NAME.lock.json, the path dvc.yaml declares."""
+def test_stage_writes_the_lock_dvc_yaml_names_and_refuses_to_run_without_one(monkeypatch, tmp_path, capsys):
+    """dvc.yaml's command pins checksums in data/checksums/NAME.lock.json, one file per dataset; without --lock
+    (it was data/checksums/NAME.lock.json by default) the stage stops with its usage before any download."""
     import dataclasses
     import runpy
 
     from fakeserver import kadid_zip, serve
     from iqabench.datasets import registry
+    from stage_cmd import args as dvc_args
 
     archive = kadid_zip(tmp_path / "kadid-src")
     stage = runpy.run_path(str(STAGE_SCRIPT), run_name="download_stage")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        stage["main"](["kadid10k", "--data-root", "data/raw"])
+    assert stop.value.code == 2 and "the following arguments are required: --lock" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
     with serve({"kadid10k.zip": archive}) as server:
         monkeypatch.setitem(registry.SPECS, "kadid10k", dataclasses.replace(
             registry.SPECS["kadid10k"], remotes=(registry.Remote(server.url("kadid10k.zip"), "kadid10k.zip"),),
             n_images=KADID_LAYOUT_IMAGES))
-        assert stage["main"](["kadid10k", "--data-root", str(tmp_path / "data/raw"), "--retries", "0"]) == 0
+        assert stage["main"]([*dvc_args("download", "kadid10k"), "--retries", "0"]) == 0
     lock = json.loads((tmp_path / "data/checksums/kadid10k.lock.json").read_text())
     assert lock["kadid10k/kadid10k.zip"]["sha256"] == hashlib.sha256(archive).hexdigest()

@@ -117,6 +117,25 @@ def test_near_linear_data_fits_without_fallback_and_never_lowers_plcc():
                     assert out["plcc"] >= out["plcc_raw"] - 1e-9
 
 
+def test_a_4pl_that_stops_on_a_step_falls_back_to_the_line():
+    # 24 test images, a good predictor (plcc_raw 0.947). From the z-scored start, Levenberg-Marquardt jumped
+    # to a near-step 4PL (|beta4| 0.001 std) in 4 evaluations and stopped there (saturated sigmoid: no
+    # gradient); that curve fits worse than the straight line, and its PLCC of 0.929 was reported. A fit
+    # worse than the line now counts as failed: PLCC is |plcc_raw|, as for any failed fit.
+    pred = np.array([0.277, 1.009, 0.558, 0.727, 0.809, 0.822, 0.894, 0.163, 0.234, 0.169, -0.196, 0.931,
+                     0.22, 0.693, 0.377, 0.56, 0.416, 0.66, 0.046, 0.249, 0.236, 0.389, 1.032, 0.951])
+    mos = np.array([0.248, 0.778, 0.372, 0.882, 0.967, 0.818, 0.943, 0.226, 0.213, 0.3, 0.014, 0.933,
+                    0.149, 0.687, 0.262, 0.506, 0.416, 0.681, 0.19, 0.351, 0.178, 0.394, 0.906, 0.922])
+    with pytest.warns(RuntimeWarning, match="worse than the least-squares straight line"):
+        out = metrics.compute_metrics(pred, mos, logistic="4pl")
+    assert out["plcc"] == pytest.approx(out["plcc_raw"]) and out["plcc_raw"] > 0.94
+    assert out["rmse"] == pytest.approx(np.sqrt(np.mean((_line(pred, mos) - mos) ** 2)))
+    # The 5PL (linear term: never stuck below the line) fits on the same data, silently.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert metrics.compute_metrics(pred, mos, logistic="5pl")["plcc"] >= out["plcc_raw"]
+
+
 def test_constant_predictions_score_zero_without_nan_or_warning():
     mos = np.linspace(0, 1, 20)
     with warnings.catch_warnings():

@@ -12,6 +12,7 @@ import yaml
 from PIL import Image
 
 from iqabench import features, manifest
+from stage_cmd import args as dvc_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,7 @@ def _workspace(tmp_path: Path, models: list[str]) -> Path:
 
 def _extract(monkeypatch, workdir: Path) -> str:
     monkeypatch.chdir(workdir)
-    monkeypatch.setattr(sys, "argv", ["extract.py", "synthetic-single"])
+    monkeypatch.setattr(sys, "argv", ["extract.py", *dvc_args("extract", "synthetic-single")])
     with pytest.raises(SystemExit) as stop:
         runpy.run_path(str(REPO / "stages" / "extract.py"), run_name="__main__")
     return str(stop.value)
@@ -100,7 +101,7 @@ def test_the_features_file_reads_back_without_unpickling(tmp_path, monkeypatch):
     """The image names were a pickled object array: the file could not be read with allow_pickle=False."""
     _workspace(tmp_path, ["brisque"])
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["extract.py", "synthetic-single"])
+    monkeypatch.setattr(sys, "argv", ["extract.py", *dvc_args("extract", "synthetic-single")])
     runpy.run_path(str(REPO / "stages" / "extract.py"), run_name="__main__")
     path = tmp_path / "data" / "features" / "synthetic-single.npz"
     with np.load(path, allow_pickle=False) as blob:

@@ -219,6 +219,8 @@ def test_stage_reports_n_missing_and_writes_nothing_when_too_few_are_left(tmp_pa
     import shutil
     from pathlib import Path
 
+    from stage_cmd import args as dvc_args
+
     stage = Path(__file__).resolve().parents[1] / "stages" / "mixed.py"
     a, b = "synthetic-single", "synthetic-mixed"  # registered names: params validation knows them
     (xa, fa), (xb, fb) = scaled_set(a, 0.0, 1.2, n=60, seed=1), scaled_set(b, 0.8, 2.0, n=60, seed=2)
@@ -229,7 +231,7 @@ def test_stage_reports_n_missing_and_writes_nothing_when_too_few_are_left(tmp_pa
         "mixed:\n  model: contrique\n  methods: [monotonic, pooled]\n  steps: 20\n")
     monkeypatch.chdir(tmp_path)
     main = runpy.run_path(str(stage))["main"]
-    main("params.yaml")
+    main([*dvc_args("mixed"), "params.yaml"])
     table = pd.read_csv(tmp_path / "reports" / "mixed.csv").set_index(["dataset", "method"])
     assert table.loc[(a, "monotonic"), "n_missing"] == 2 and table.loc[(b, "pooled"), "n_missing"] == 0
     assert np.isfinite(table["srcc"]).all()
@@ -238,5 +240,5 @@ def test_stage_reports_n_missing_and_writes_nothing_when_too_few_are_left(tmp_pa
     _write_prepared(tmp_path / "data", b, fb, {"contrique": _with_holes(xb, slice(0, 55))})
     # The stage ends in one line (stage_errors.one_line), not a traceback.
     with pytest.raises(SystemExit, match=rf"^error: mixed: dataset '{b}' \(60 images\), features of model 'contrique'"):
-        main("params.yaml")
+        main([*dvc_args("mixed"), "params.yaml"])
     assert not (tmp_path / "reports").exists()  # not even the stage's timing

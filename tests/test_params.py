@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from iqabench import params
+from stage_cmd import args as dvc_args
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -195,7 +196,7 @@ def test_a_stage_stops_with_one_line_before_writing_anything(tmp_path, monkeypat
     cfg["evaluate"]["n_splits"] = 0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(cfg))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["evaluate.py"])
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", *dvc_args("evaluate")])
     with pytest.raises(SystemExit) as stop:  # Python prints its message to stderr and exits with status 1
         runpy.run_path(str(REPO / "stages/evaluate.py"), run_name="__main__")
     assert str(stop.value.code) == ("error: params.yaml: evaluate.n_splits = 0 is not allowed; it must be an integer "

@@ -16,6 +16,7 @@ from iqabench import gate, gate_inputs, params, params_schema
 from iqabench.datasets import embedded
 from iqabench.io import write_json
 from params_variant import variant
+from stage_cmd import args as dvc_args
 
 REPO = Path(__file__).resolve().parents[1]
 HUGE_SEED = 99999999999999999999
@@ -67,7 +68,7 @@ def test_the_largest_seed_fits_every_generator_it_feeds():
 def test_the_fingerprint_stage_stops_on_a_huge_seed_before_writing(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(variant({"seed": HUGE_SEED})))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["fingerprint.py"])
+    monkeypatch.setattr(sys, "argv", ["fingerprint.py", *dvc_args("fingerprint")])
     with pytest.raises(SystemExit) as stop:
         runpy.run_path(str(REPO / "stages/fingerprint.py"), run_name="__main__")
     assert str(stop.value.code) == (f"error: params.yaml: seed = {HUGE_SEED} is not allowed; it must be an integer "

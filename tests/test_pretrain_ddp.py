@@ -49,6 +49,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import yaml  # noqa: E402
+from stage_cmd import args as dvc_args  # noqa: E402
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "pretrain.py"
 _spec = importlib.util.spec_from_file_location("stage_pretrain", STAGE)
@@ -80,17 +81,17 @@ def test_the_stage_trains_an_entry_of_pretrain_and_refuses_others(monkeypatch, t
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": {"contrique": {"steps": 1}}}))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match=r"pretrain: has no 'arniqa' entry; it has \['contrique'\]"):
-        stage.main(["arniqa"])
+        stage.main(dvc_args("pretrain", "arniqa"))
     with pytest.raises(SystemExit, match="encoder name 'a.b': use letters, digits"):
-        stage.main(["a.b"])
+        stage.main(dvc_args("pretrain", "a.b"))
     (tmp_path / "p.yaml").write_text("learning_rate: 0.1\n")
     with pytest.raises(SystemExit, match=r"profile p.yaml: unknown key\(s\) \['learning_rate'\]"):
-        stage.main(["contrique", "--profile", "p.yaml"])
+        stage.main([*dvc_args("pretrain", "contrique"), "--profile", "p.yaml"])
     # pretrain.contrique.profile names it too (dvc exp run -S pretrain.contrique.profile=p.yaml)
     # (params validation reads that profile first, with the section's own schema)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": {"contrique": {"profile": "p.yaml"}}}))
     with pytest.raises(SystemExit, match=r"p.yaml: pretrain.contrique.learning_rate is not a known key"):
-        stage.main(["contrique"])
+        stage.main(dvc_args("pretrain", "contrique"))
     assert not (tmp_path / "data").exists()  # refused before any work
 
 
@@ -100,7 +101,7 @@ def test_a_bad_setting_is_named_with_its_entry_in_one_line(monkeypatch, tmp_path
         {"seed": 0, "pretrain": {"arniqa": {"objective": "arniqa", "source": "embedded", "crop": 32, "steps": 1}}}))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match=r"^error: .*raise pretrain\.arniqa\.crop$"):
-        stage.main(["arniqa"])
+        stage.main(dvc_args("pretrain", "arniqa"))
     assert not (tmp_path / "data" / "encoders").exists()
     # A loss that became NaN mid-run: one line naming the entry's lr, not a traceback.
     def diverged(*args):
@@ -108,7 +109,7 @@ def test_a_bad_setting_is_named_with_its_entry_in_one_line(monkeypatch, tmp_path
     monkeypatch.setattr(stage, "train", diverged)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": {"arniqa": {"steps": 1}}}))
     with pytest.raises(SystemExit, match=r"^error: pretraining loss became nan.*Lower pretrain\.arniqa\.lr"):
-        stage.main(["arniqa"])
+        stage.main(dvc_args("pretrain", "arniqa"))
 
 
 def test_stage_with_nproc_2_runs_two_gloo_ranks_through_torchrun(tmp_path):
@@ -117,8 +118,8 @@ def test_stage_with_nproc_2_runs_two_gloo_ranks_through_torchrun(tmp_path):
     corpus.build(tmp_path / "data" / "corpus", photos=["astronaut", "coffee"], crop=48, n_images=96,
                  shard_size=96, seed=0)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    run = subprocess.run([sys.executable, str(STAGE), "contrique"], cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "1"},
-                         capture_output=True, text=True, timeout=900)
+    run = subprocess.run([sys.executable, str(STAGE), *dvc_args("pretrain", "contrique")], cwd=tmp_path,
+                         env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "--nproc_per_node=2" in run.stdout
     last = torch.load(tmp_path / "data" / "checkpoints" / "pretrain-contrique" / "step-00000004.pt", weights_only=True)
@@ -135,8 +136,8 @@ def test_stage_with_nproc_2_on_two_gpus_runs_nccl_with_syncbn(tmp_path):
     corpus.build(tmp_path / "data" / "corpus", photos=["astronaut", "coffee"], crop=48, n_images=96,
                  shard_size=96, seed=0)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    run = subprocess.run([sys.executable, str(STAGE), "contrique"], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=900)
+    run = subprocess.run([sys.executable, str(STAGE), *dvc_args("pretrain", "contrique")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
     last = torch.load(tmp_path / "data" / "checkpoints" / "pretrain-contrique" / "step-00000004.pt", weights_only=True)
     assert len(last["generator"]) == 2

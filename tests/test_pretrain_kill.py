@@ -14,6 +14,7 @@ import yaml
 from iqabench import io
 from iqabench.training import corpus
 from iqabench.training.pretrain import PretrainConfig, train
+from stage_cmd import args as dvc_args
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "pretrain.py"
 # The params.yaml section stays the CPU default; the profile shrinks it to a test-sized run.
@@ -35,8 +36,8 @@ def _workspace(root: Path) -> Path:
 def _start(root: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("RANK", None), env.pop("WORLD_SIZE", None)
-    return subprocess.Popen([sys.executable, str(STAGE), "contrique", "--profile", "small.yaml"], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([sys.executable, str(STAGE), *dvc_args("pretrain", "contrique"), "--profile", "small.yaml"],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _weights(root: Path) -> dict:

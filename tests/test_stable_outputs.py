@@ -17,6 +17,7 @@ import yaml
 
 from iqabench import features, images, io, rows
 from iqabench.datasets import embedded
+from stage_cmd import args as dvc_args
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"prepare": {"patch_size": 64, "max_patches_per_photo": 2, "versions_per_patch": 3},
@@ -45,8 +46,10 @@ def _run_stages(work: Path, threads: int, prefix: tuple[str, ...] = (), **env: s
     params["pretrain"]["contrique"]["crop"] = 48  # views cut from the 48 px corpus images (params check)
     work.mkdir()
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    runs = [["prepare.py", *dvc_args("prepare", "synthetic-single")],  # as dvc.yaml runs them
+            ["prepare.py", *dvc_args("prepare", "synthetic-mixed")], ["synthesize.py", *dvc_args("synthesize")]]
     script = ("import runpy, sys\n"
-              "for args in (['prepare.py', 'synthetic-single'], ['prepare.py', 'synthetic-mixed'], ['synthesize.py']):\n"
+              f"for args in {runs!r}:\n"
               "    sys.argv = args\n"
               "    try:\n"
               f"        runpy.run_path({str(REPO / 'stages')!r} + '/' + args[0], run_name='__main__')\n"

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from iqabench import stage_errors
+from stage_cmd import args as dvc_args
 from test_finetune import _cfg, _run, one_thread, tiny  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def test_a_bad_profile_given_with_the_option_stops_pretrain_in_one_line(monkeypa
     (tmp_path / "p.yaml").write_text(profile)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as stop:
-        _stage("pretrain").main(["contrique", "--profile", "p.yaml"])
+        _stage("pretrain").main([*dvc_args("pretrain", "contrique"), "--profile", "p.yaml"])
     message = str(stop.value.code)
     assert message.startswith("error: p.yaml: ") and says in message and "\n" not in message
     assert not (tmp_path / "data").exists()  # refused before any work: no encoder, no checkpoint
@@ -49,7 +50,7 @@ def test_a_profile_that_is_not_a_file_is_named_for_what_it_is(monkeypatch, tmp_p
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seed": 0, "pretrain": {"contrique": {"steps": 1}}}))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match=f"pretrain profile {what} {says}"):
-        _stage("pretrain").main(["contrique", "--profile", what])
+        _stage("pretrain").main([*dvc_args("pretrain", "contrique"), "--profile", what])
     assert not (tmp_path / "data").exists()
 
 

@@ -12,14 +12,16 @@ import pytest
 import yaml
 
 from iqabench import features
+from stage_cmd import args as dvc_args
 from test_extract_errors import REPO, _workspace
 
 FEATURES = Path("data/features/synthetic-single.npz")
 
 
-def _run(monkeypatch, workdir: Path, stage: str, *args: str) -> str:
+def _run(monkeypatch, workdir: Path, stage: str, item: str | None = None) -> str:
+    """The stage run as dvc.yaml runs it (``item``: a per-dataset stage's DATASET)."""
     monkeypatch.chdir(workdir)
-    monkeypatch.setattr(sys, "argv", [f"{stage}.py", *args])
+    monkeypatch.setattr(sys, "argv", [f"{stage}.py", *dvc_args(stage, item)])
     with pytest.raises(SystemExit) as stop:
         runpy.run_path(str(REPO / "stages" / f"{stage}.py"), run_name="__main__")
     return str(stop.value.code)
@@ -39,12 +41,12 @@ def _score_not_a_number(manifest_csv: Path) -> None:  # row 3 of the file (the s
         writer.writerows(rows)
 
 
-@pytest.mark.parametrize("stage, args", [("extract", ["synthetic-single"]), ("evaluate", []), ("mixed", []),
-                                         ("finetune", [])])
-def test_a_manifest_cell_that_is_not_a_number_stops_the_stage_in_one_line(tmp_path, monkeypatch, stage, args):
+@pytest.mark.parametrize("stage, item", [("extract", "synthetic-single"), ("evaluate", None), ("mixed", None),
+                                         ("finetune", None)])
+def test_a_manifest_cell_that_is_not_a_number_stops_the_stage_in_one_line(tmp_path, monkeypatch, stage, item):
     _score_not_a_number(_workspace(tmp_path, ["brisque"]) / "manifest.csv")
     before = _files(tmp_path)
-    message = _run(monkeypatch, tmp_path, stage, *args)
+    message = _run(monkeypatch, tmp_path, stage, item)
     name = "extract@synthetic-single" if stage == "extract" else stage
     assert message.startswith(f"error: {name}: data/prepared/synthetic-single/manifest.csv: 'score' is not a "
                               "finite number in row 3") and "'abc'" in message and "\n" not in message
@@ -103,7 +105,7 @@ def _report_inputs(tmp_path: Path) -> None:
         import report
     finally:
         sys.path.remove(str(REPO / "stages"))
-    for path, columns, _ in report.INPUTS.values():
+    for path, columns, _ in report.input_tables(report.parse_args(dvc_args("report"))).values():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(",".join(columns or ["x"]) + "\n")
     (tmp_path / "reports/metrics.json").write_text('{"within": {}, "cross": {}}')

@@ -20,6 +20,10 @@ from scipy import optimize, stats
 
 LOGISTIC_KINDS = ("none", "4pl", "5pl")
 MIN_POINTS = 3
+# How far a fitted curve's squared error may end above the least-squares straight line's, as a fraction of the
+# MOS's total sum of squares (so of PLCC^2), before the fit counts as failed. Converged 5PL fits end at most ~1e-6
+# above it (optimiser tolerance, near-linear data); a 4PL that stopped on a step or a constant, 1e-3 to 5e-2.
+LINE_SLACK = 1e-5
 
 
 def _pair(pred, mos) -> tuple[np.ndarray, np.ndarray]:
@@ -95,11 +99,18 @@ def logistic_fit(pred, mos, params: int = 5, maxfev: int = 2000) -> np.ndarray:
     ``curve_fit`` calls) because on near-linear data the 5PL's sigmoid amplitude and
     slope trade off along a flat valley: the parameters never settle, ``curve_fit``
     raises at ``maxfev``, yet the fitted values have long converged. Those values are
-    kept whenever they are finite and no worse than the starting curve; otherwise, and
-    on ``params`` test images or fewer (where the curve passes through every point), a
-    warning is issued and the least-squares straight line is returned: the best map the
-    logistic family contains that cannot overfit, so PLCC stays ``|plcc_raw|`` there
-    rather than taking the raw predictions' sign.
+    kept whenever they are finite and no worse than the starting curve or the
+    least-squares straight line (``LINE_SLACK``); otherwise, and on ``params`` test
+    images or fewer (where the curve passes through every point), a warning is issued
+    and that straight line is returned: the best map the logistic family contains (the
+    5PL exactly, the 4PL in the limit of a wide sigmoid) that cannot overfit, so PLCC
+    stays ``|plcc_raw|`` there rather than taking the raw predictions' sign.
+
+    The line check matters for the 4PL: it has no linear term, and Levenberg-Marquardt
+    can jump in its first steps to a near-step curve whose saturated sigmoid has a
+    vanishing gradient, where it stops as converged. That curve fits worse than a line,
+    its PLCC can fall far below ``|plcc_raw|`` (a step beyond every prediction is a
+    constant: PLCC 0.0), and without the check it was kept.
     """
     if params not in (4, 5):
         raise ValueError(f"params must be 4 or 5 (VQEG logistic), got {params!r}")
@@ -133,8 +144,12 @@ def logistic_fit(pred, mos, params: int = 5, maxfev: int = 2000) -> np.ndarray:
             result = optimize.least_squares(lambda beta: func(z, *beta) - mos, start, method="lm",
                                             max_nfev=maxfev, ftol=1e-6)
             fitted = func(z, *result.x)
-            reason = "non-finite fitted values" if not np.all(np.isfinite(fitted)) else (
-                "no improvement on the initial curve" if np.sum((fitted - mos) ** 2) > sse_start else "")
+            sse = float(np.sum((fitted - mos) ** 2))
+            sse_line = float(np.sum((_line(pred, mos) - mos) ** 2))
+            sst = float(np.sum((mos - mos.mean()) ** 2))
+            reason = ("non-finite fitted values" if not np.all(np.isfinite(fitted)) else
+                      "no improvement on the initial curve" if sse > sse_start else
+                      "it ends worse than the least-squares straight line" if sse > sse_line + LINE_SLACK * sst else "")
         except (ValueError, np.linalg.LinAlgError) as err:
             # An exception may carry no message (a bare LinAlgError); the reason must never be ""
             # here, or the fit would count as a success with no fitted values.
@@ -147,6 +162,11 @@ def logistic_fit(pred, mos, params: int = 5, maxfev: int = 2000) -> np.ndarray:
 def _line_instead(pred: np.ndarray, mos: np.ndarray, params: int, reason: str) -> np.ndarray:
     warnings.warn(f"{params}-parameter logistic fit failed ({reason}); PLCC and RMSE use the least-squares "
                   "straight line instead", RuntimeWarning, stacklevel=3)
+    return _line(pred, mos)
+
+
+def _line(pred: np.ndarray, mos: np.ndarray) -> np.ndarray:
+    """The least-squares straight line's values: MOS regressed on the predictions."""
     slope, offset = np.polyfit(pred, mos, 1)
     return slope * pred + offset
 

@@ -1,0 +1,22 @@
+"""The path options of the stage scripts. dvc.yaml's `cmd:` names every file and folder a stage reads or writes,
+with the same strings as its `deps:` and `outs:`, so a script in stages/ holds no path of its own: each is a
+required option, and a run by hand without one stops with argparse's usage line before anything is written.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def path(text: str) -> Path:
+    """An option's value as a path. An empty one (an unset shell variable) would be Path("."), the working folder,
+    which a stage would then write into (or, for prepare, empty first)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty (an unset shell variable?): give the path that dvc.yaml "
+                                         "gives")
+    return Path(text)
+
+
+def option(parser: argparse.ArgumentParser, flag: str, metavar: str, help: str) -> None:
+    """A required path option ``flag`` (e.g. ``--out``) of a stage's ``parser``."""
+    parser.add_argument(flag, type=path, required=True, metavar=metavar, help=help)
