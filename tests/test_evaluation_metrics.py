@@ -213,7 +213,7 @@ def test_5pl_plcc_and_rmse_agree_with_the_reference_fit_on_a_clear_sigmoid(seed)
     assert out["rmse"] == pytest.approx(np.sqrt(np.mean((reference - mos) ** 2)), abs=1e-4)
     assert out["plcc"] > out["plcc_raw"] + 0.01  # the mapping matters on this data
     # PLCC and RMSE are of the fitted values; RMSE is the root of the *mean* squared error
-    # (DBCNN's verify_performance.m; pyiqa's calculate_rmse takes the root of the sum instead).
+    # (DBCNN's verify_performance.m; pyiqa's calculate_rmse too since 4e697fa, 2022: sqrt(mean + 1e-8)).
     fitted = metrics.logistic_fit(pred, mos, params=5)
     assert out["rmse"] == pytest.approx(np.sqrt(np.mean((fitted - mos) ** 2)))
     assert out["plcc"] == pytest.approx(stats.pearsonr(fitted, mos).statistic)

@@ -1,10 +1,11 @@
 """The field's agreement metrics between predicted quality and MOS.
 
 SRCC and KRCC judge ranking only. PLCC and RMSE are reported *after* a
-monotone logistic mapping of the predictions onto the MOS scale (VQEG, 2000/2003;
-Sheikh et al., 2006), because a quality model is not asked to be linear in MOS.
-``plcc_raw`` is the Pearson correlation before any mapping, which is what
-ARNIQA and CONTRIQUE's code report.
+logistic mapping of the predictions onto the MOS scale (VQEG's 4PL, monotone; or
+Sheikh et al.'s 5PL, the field's default, not constrained monotone), because a
+quality model is not asked to be linear in MOS. ``plcc_raw`` is the Pearson
+correlation before any mapping, which is what ARNIQA's ``test.py`` and pyiqa's
+default report (CONTRIQUE's repository holds no evaluation code).
 
 Degenerate input, decided once here so that no NaN leaks into medians:
 constant predictions carry no ranking information, so every correlation of a
