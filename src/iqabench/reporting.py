@@ -72,7 +72,8 @@ def significance_lines(significance: pd.DataFrame, variance: pd.DataFrame | None
     lines = [f"Paired comparison over the same splits: mean SRCC difference A - B, its 95% interval and p from "
              f"Nadeau & Bengio's corrected resampled t-test (the variance over splits is inflated by "
              f"1/k + n_test/n_train, because random splits share training images); the verdict is taken at 5% "
-             f"family-wise error after Holm's correction across all {n} comparisons of this table (every dataset). "
+             f"family-wise error after Holm's correction across all {n} comparisons of this table (every dataset), "
+             f"so an interval (uncorrected, 95%) that excludes 0 can still be inside the noise. "
              f"Against the former uncorrected Wilcoxon signed-rank test on the same per-split SRCCs, "
              f"{changed} of {n} verdicts changed ({lost} now inside the noise, {changed - lost} newly called).", ""]
     stability = None
