@@ -13,7 +13,7 @@ import argparse
 
 from iqabench import features as features_file
 from iqabench import io, manifest, params, regressor, rows, stage_errors, stage_paths, study, timing
-from iqabench.evaluation.protocol import undefined_rows
+from iqabench.features import undefined_images
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         for model in cfg["models"]:
             if not rows.is_full_reference(model):
                 alpha = float(runs.loc[runs["model"] == model, "alpha"].median())  # what the protocol chose
-                keep = ~undefined_rows(features[ds][model])
+                keep = ~undefined_images(features[ds][model])
                 fitted[model] = regressor.fit(features[ds][model][keep], manifests[ds]["score"].to_numpy()[keep],
                                               alpha=alpha, standardize=cfg["standardize"], dataset=ds,
                                               max_short_side=max_short_side, model=model)

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             except (ValueError, FileNotFoundError) as exc:  # an unreadable or absent image or model file: named
                 raise SystemExit(f"error: extract@{name}, model {model}: {exc}") from None
-            undefined = features.undefined_rows(arrays[model])
+            undefined = features.undefined_images(arrays[model])
             if undefined.any():
                 # The NaN rows stay in the features file (the record of which images); evaluate drops and counts them.
                 listed = frame["image"][undefined].map(lambda p: Path(p).name).tolist()

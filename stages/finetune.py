@@ -1,10 +1,11 @@
 """Stage `finetune`: end-to-end fine-tuning of the pretrained encoder on each protocol split.
 
     python stages/finetune.py --prepared data/prepared --per-split data/eval/per_split.csv
-        --checkpoints data/checkpoints/finetune --csv reports/finetune.csv --md reports/finetune.md [--params PATH]
+        --checkpoints data/checkpoints/finetune --csv reports/finetune.csv --md reports/finetune.md [--params YAML]
 
-Reads the ``finetune`` section (``seed`` and ``datasets`` from the top level, ``test_frac`` from ``evaluate``
-so the splits are the protocol's), PREPARED/DATASET/manifest.csv and evaluate's per-split frozen-ridge rows;
+Reads the ``finetune`` section (``datasets`` from the top level; ``seed`` from ``evaluate``, whose null is the
+top-level seed, and ``test_frac`` from ``evaluate`` unless the section sets its own, so the splits are the
+protocol's), PREPARED/DATASET/manifest.csv and evaluate's per-split frozen-ridge rows;
 writes the two reports (and reports/timings/finetune.json). Checkpoints go to CHECKPOINTS/<dataset>/split-<k>/
 (not a DVC output): a killed run resumes, and finished splits are not re-run.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from iqabench import io, manifest, params, rows, stage_errors, stage_paths, timing
+from iqabench import io, manifest, params, params_schema, rows, stage_errors, stage_paths, timing
 from iqabench.models import encoders, preprocessing
 from iqabench.training import checkpoint
 from iqabench.training.finetune import FinetuneConfig, finetune_dataset
@@ -33,18 +34,17 @@ def config_from(section: dict, test_frac: float) -> FinetuneConfig:
     return FinetuneConfig(**({"test_frac": test_frac} | {k: v for k, v in section.items() if k in known}))
 
 
-def frozen_medians(per_split_path: Path, cfg: FinetuneConfig, evaluate_cfg: dict,
-                   model: str = "contrique") -> pd.DataFrame:
+def frozen_medians(per_split_path: Path, cfg: FinetuneConfig, evaluate_cfg: dict, model: str) -> pd.DataFrame:
     """Median frozen-ridge ``model`` metrics per dataset over split indices 0..n_splits-1.
 
-    Empty when the evaluate stage has not run or used other splits (another seed or test_frac).
+    Empty when the evaluate stage has not run or used other splits (a validation split, another test_frac,
+    official or ARNIQA's splits). The seed is evaluate's already (``main``): no other seed to compare.
     """
     if not per_split_path.is_file():
         return pd.DataFrame(columns=["dataset", "frozen_srcc", "frozen_plcc"])
     frame = pd.read_csv(per_split_path)
-    same_splits = (evaluate_cfg.get("val_frac", 0.0) == 0.0 and evaluate_cfg.get("test_frac") == cfg.test_frac
-                   and evaluate_cfg.get("seed", 0) == cfg.seed and not evaluate_cfg.get("official_splits", False)
-                   and not evaluate_cfg.get("arniqa_splits"))
+    same_splits = (evaluate_cfg["val_frac"] == 0.0 and evaluate_cfg["test_frac"] == cfg.test_frac
+                   and not evaluate_cfg["official_splits"] and not evaluate_cfg["arniqa_splits"])
     frame = frame[(frame["model"] == model) & (frame["split"] < cfg.n_splits)]
     if not same_splits or frame.empty:
         return pd.DataFrame(columns=["dataset", "frozen_srcc", "frozen_plcc"])
@@ -82,13 +82,15 @@ def main(argv: list[str] | None = None) -> None:
     stage_paths.option(parser, "--checkpoints", "DIR", "resume folder (not a DVC output): DIR/DATASET/split-K/")
     stage_paths.option(parser, "--csv", "CSV", "written: one row per dataset and split")
     stage_paths.option(parser, "--md", "MD", "written: the medians beside the frozen ridge's")
-    parser.add_argument("--params", type=Path, default=None, help="params file (default: the repository's)")
+    parser.add_argument("--params", type=stage_paths.path, metavar="YAML",
+                        help="the params file (default: the repository's params.yaml)")
     args = parser.parse_args(argv)
     evaluate_cfg = params.section("evaluate", args.params)
     section = params.section("finetune", args.params)
     # The protocol's splits: evaluate's seed (evaluate.seed, or the top-level one when that is null) and test_frac.
-    cfg = config_from({**section, "seed": evaluate_cfg["seed"]}, float(evaluate_cfg.get("test_frac", 0.2)))
-    model = section.get("model", "contrique")
+    cfg = config_from({**section, "seed": evaluate_cfg["seed"]}, float(evaluate_cfg["test_frac"]))
+    # params.section fills no defaults into a dataclass section (finetune): the stage's own key takes the schema's.
+    model = section.get("model", params_schema.dataclass_section("finetune")["model"].default)
     manifests = {ds: args.prepared / ds / "manifest.csv" for ds in section["datasets"]}
     # Inputs checked before any split trains: every manifest (a bad cell), then the encoder, which must be read
     # as CONTRIQUE's preprocessing reads it (a published ARNIQA or Re-IQA file is refused).

@@ -17,20 +17,16 @@ import functools
 import sys
 from pathlib import Path
 
-import yaml
-
-from iqabench import io, params, rows, stage_paths
+from iqabench import baselines, io, params, params_schema, rows, stage_paths
 from iqabench.models import published_classic
 from iqabench.datasets import fingerprint
 
 
 def pretrain_settings(section: dict) -> dict:
-    """The section with its profile's overrides, as stages/pretrain.py merges them."""
+    """The section with its profile's overrides, as stages/pretrain.py merges them. params.validate has read the
+    profile (params.check_profile) by now: it exists and is a mapping."""
     profile = section.get("profile")
-    overrides = {}
-    if profile and Path(profile).is_file():  # a missing profile is pretrain's error to report
-        overrides = yaml.safe_load(Path(profile).read_text(encoding="utf-8")) or {}
-    return {**section, **(overrides if isinstance(overrides, dict) else {})}
+    return {**section, **(params.read_profile(profile) if profile else {})}
 
 
 def row_inputs(models: list[str]) -> dict:
@@ -71,12 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         config = params.validate(params.load())
     except params.ParamsError as err:
         raise SystemExit(f"error: {err}") from None
-    shared_root = (config.get("prepare") or {}).get("shared_root", "../shared/datasets")
+    # validate fills prepare's defaults when the section is there; without it, the schema's default root.
+    shared_root = (config.get("prepare") or {}).get("shared_root",
+                                                    params_schema.SECTIONS["prepare"]["shared_root"].default)
     prints = {name: fingerprint.dataset(name, shared_root) for name in config.get("datasets") or []}
-    kadis = fingerprint.DATA_ROOT / "kadis700k"
-    prints["niqe"] = fingerprint.pristine("niqe", "kadis700k" if kadis.is_dir() else "embedded")
+    prints["niqe"] = fingerprint.pristine("niqe", baselines.pristine_source())
     for name, section in (config.get("pretrain") or {}).items():
         cfg = pretrain_settings(section or {})
+        # PretrainConfig's defaults: importing it (iqabench.training) would make this stage depend on the trainer.
         prints[f"pretrain-{name}"] = fingerprint.pristine(f"pretrain.{name}", str(cfg.get("source", "corpus")),
                                                           str(cfg.get("source_dir", "")), str(cfg.get("authentic", "")))
     prints["models"] = row_inputs(list(config.get("models") or []))

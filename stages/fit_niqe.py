@@ -8,7 +8,7 @@ Pristine photos: KADIS-700k when data/raw/kadis700k exists, else the embedded
 scikit-image photographs (the sources of the synthetic sets; see
 iqabench.baselines). Settings come from params.yaml's optional `niqe` section
 (patch_size, sharpness_threshold, kadis_sample); absent keys take the published
-values.
+values (iqabench.params_schema's defaults, which params.section fills).
 """
 from __future__ import annotations
 
@@ -26,9 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     source = baselines.pristine_source()
     try:
         with timing.timed("fit_niqe"):
-            model = baselines.fit_pristine_niqe(kadis_sample=cfg.get("kadis_sample", baselines.KADIS_SAMPLE),
-                                                patch_size=cfg.get("patch_size", 96),
-                                                sharpness_threshold=cfg.get("sharpness_threshold", 0.75))
+            model = baselines.fit_pristine_niqe(kadis_sample=cfg["kadis_sample"], patch_size=cfg["patch_size"],
+                                                sharpness_threshold=cfg["sharpness_threshold"])
             model.save(out)
     except (DatasetError, ImageError) as err:  # a broken KADIS-700k copy: name it, no traceback
         raise SystemExit(f"fit_niqe: the pristine photos from {source} cannot be used: {err}") from None

@@ -1,7 +1,7 @@
 """Stage `mixed`: MonotonicIQA mixed-dataset training vs naive pooling, on one model's frozen features.
 
     python stages/mixed.py --features data/features --prepared data/prepared --within reports/within.csv
-        --csv reports/mixed.csv --md reports/mixed.md [PARAMS]
+        --csv reports/mixed.csv --md reports/mixed.md [--params YAML]
 
 For each dataset it reads FEATURES/DATASET.npz and PREPARED/DATASET/manifest.csv, and evaluate's within-dataset
 table (its ridge rows are set beside these, when it is there); it writes the table and its markdown.
@@ -17,7 +17,7 @@ import argparse
 
 import pandas as pd
 
-from iqabench import io, mixed, mixed_report, params, stage_errors, stage_paths, timing
+from iqabench import io, mixed, mixed_report, params, params_schema, stage_errors, stage_paths, timing
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,22 +27,25 @@ def main(argv: list[str] | None = None) -> None:
     stage_paths.option(parser, "--within", "CSV", "evaluate's within-dataset table (its ridge rows, when there)")
     stage_paths.option(parser, "--csv", "CSV", "written: the table")
     stage_paths.option(parser, "--md", "MD", "written: its markdown")
-    parser.add_argument("params", nargs="?", help="an alternative params file, e.g. for a dry run (default params.yaml)")
+    parser.add_argument("--params", type=stage_paths.path, metavar="YAML",
+                        help="the params file (default: the repository's params.yaml)")
     args = parser.parse_args(argv)
     cfg = params.section("mixed", args.params)
     protocol = params.section("evaluate", args.params)
-    model = cfg.get("model", "contrique")
+    # params.section fills no defaults into a dataclass section (mixed): the stage's own keys take the schema's.
+    stage_keys = params_schema.dataclass_section("mixed")
+    model = cfg.get("model", stage_keys["model"].default)
     train_cfg = mixed.TrainConfig.from_params(cfg)
     # Bad input (a manifest cell, a damaged features file, too few images left to split): one line, nothing written.
     with stage_errors.one_line("mixed", mixed.MixedInputError):
         features, manifests = mixed.load_features(args.features, args.prepared, cfg["datasets"], model)
         with timing.timed("mixed"):
             per_split = mixed.run(features, manifests, train_cfg, n_splits=protocol["n_splits"],
-                                  test_frac=protocol["test_frac"], val_frac=protocol.get("val_frac", 0.0),
+                                  test_frac=protocol["test_frac"], val_frac=protocol["val_frac"],
                                   seed=protocol["seed"], logistic=protocol["logistic"],
-                                  official=protocol.get("official_splits", False),
-                                  arniqa_splits=protocol.get("arniqa_splits", ""),
-                                  methods=cfg.get("methods", mixed.METHODS), model=model, show_progress=True)
+                                  official=protocol["official_splits"], arniqa_splits=protocol["arniqa_splits"],
+                                  methods=cfg.get("methods", stage_keys["methods"].default), model=model,
+                                  show_progress=True)
             summary = mixed_report.summarise(per_split)
             if args.within.is_file():
                 summary = pd.concat([summary, mixed_report.ridge_rows(pd.read_csv(args.within), model)],

@@ -1,6 +1,6 @@
 """Stage `report`: tables and figures in reports/, and one MLflow run with everything.
 
-    python stages/report.py --params params.yaml --lock dvc.lock --prepared data/prepared --eval data/eval
+    python stages/report.py [--params params.yaml] --lock dvc.lock --prepared data/prepared --eval data/eval
         --within reports/within.csv --cross reports/cross.csv --significance reports/significance.csv
         --metrics reports/metrics.json --finetune-csv reports/finetune.csv --finetune-md reports/finetune.md
         --mixed-csv reports/mixed.csv --mixed-md reports/mixed.md --variance reports/variance.csv
@@ -15,110 +15,15 @@ registry (iqabench.rows) has them, the stages' timing files from iqabench.timing
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from iqabench import io, manifest, params, provenance, reporting, rows, stage_errors, stage_paths, timing, tracking
-
-# Outside DVC, a timing file counts as "ran in this run" when it is newer than the previous report by more
-# than this (a git checkout writes both within a second).
-SAME_CHECKOUT_S = 1.0
-
-
-def repro_started() -> float | None:
-    """When the `dvc` process running this stage started (s since the epoch), or None outside DVC.
-
-    Every stage of one `dvc repro` (or `dvc exp run`) is a child of that process, so a timing file
-    written after it started belongs to a stage that ran in this pipeline run.
-    """
-    import psutil
-
-    try:
-        for parent in psutil.Process().parents():
-            args = parent.cmdline()[:3]
-            if any(Path(a).name in ("dvc", "dvc.exe") for a in args) or args[1:3] == ["-m", "dvc"]:
-                return parent.create_time()
-    except psutil.Error:  # a parent gone or unreadable: fall back on the previous report
-        return None
-    return None
-
-
-PER_DATASET = ("prepare", "extract")  # stages DVC runs once per name of `datasets:` (timing STAGE-DATASET)
-
-
-def stage_timings(previous_report: Path | None = None, started: float | None = None,
-                  datasets: list[str] | None = None) -> tuple[list[dict], list[dict]]:
-    """(every stage's last timing file, those written in this pipeline run: the stages that ran).
-
-    Each stage writes reports/timings/<stage>.json when it runs; DVC keeps the file of a stage it skips.
-    "This run" starts when ``started`` (the `dvc` process, :func:`repro_started`) began; outside DVC, after
-    ``previous_report`` (this stage's results.md; none: every file counts). (DVC deletes the report's own outputs
-    before the stage runs, so under DVC the previous report is gone.) Each entry gains ``finished`` (the file's
-    mtime, s). With ``datasets``, the files of a dataset no longer listed (git keeps them; no stage writes them
-    again) are left out.
-    """
-    if started is not None:
-        since = started
-    else:
-        known = previous_report is not None and previous_report.is_file()
-        since = previous_report.stat().st_mtime + SAME_CHECKOUT_S if known else float("-inf")
-    every = []
-    for path in sorted(timing.TIMINGS_DIR.glob("*.json")):
-        entry = _read_timing(path)
-        if entry is None:
-            continue
-        kind, _, dataset = entry["stage"].partition("-")
-        if datasets is None or kind not in PER_DATASET or dataset in datasets:
-            every.append({**entry, "finished": path.stat().st_mtime})
-    return every, [t for t in every if t["finished"] > since]
-
-
-def _read_timing(path: Path) -> dict | None:
-    """A timing file's contents, or None with a one-line warning when it is damaged. The files are git-tracked
-    and rewritten on every run (a merge conflict leaves markers in them) and only informational: a bad one must
-    not stop the report, which reads them after it wrote the figures."""
-    try:
-        timing = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        problem = f"is not readable JSON ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-    else:
-        number = (int, float)
-        if not isinstance(timing, dict):
-            problem = f"is a JSON {type(timing).__name__}, not an object"
-        elif not isinstance(timing.get("stage"), str) or not timing["stage"]:
-            problem = "has no 'stage' name"
-        elif not isinstance(timing.get("seconds"), number) or isinstance(timing["seconds"], bool):
-            problem = f"has no number 'seconds' (got {timing.get('seconds')!r})"
-        elif timing.get("training_seconds") is not None and (not isinstance(timing["training_seconds"], number)
-                                                             or isinstance(timing["training_seconds"], bool)):
-            problem = f"'training_seconds' is not a number (got {timing['training_seconds']!r})"
-        else:
-            return timing
-    print(f"warning: {path} {problem}; skipped in the wall-time table. Run its stage again to rewrite it, or "
-          f"`git checkout {path}`", file=sys.stderr)
-    return None
-
-
-def timings_markdown(every: list[dict], ran: list[dict]) -> str:
-    names = {t["stage"] for t in ran}
-    lines = ["| stage | seconds | ran in this run |", "|---|---:|---|"]
-    for t in every:
-        note = ""
-        if (t.get("training_seconds") or 0) > t["seconds"]:  # resumed: what the training cost (None: unknown)
-            note = f" (training {t['training_seconds']:.1f} s, resumed)"
-        lines.append(f"| {t['stage']} | {t['seconds']:.1f}{note} | {'yes' if t['stage'] in names else ''} |")
-    machine = every[0].get("machine", "unknown") if every else "unknown"
-    return "\n".join(lines + [
-        f"| **this run (compute, excluding DVC overhead)** | **{sum(t['seconds'] for t in ran):.1f}** | |",
-        f"| all stages, as last run | {sum(t['seconds'] for t in every):.1f} | |", "",
-        f"Machine: {machine}."]) + "\n"
-
+from iqabench import (io, manifest, paper_protocols, params, provenance, reporting, rows, stage_errors,
+                      stage_paths, timing, tracking)
 
 def link(target: Path, page: Path) -> str:
     """``target`` as a markdown link from ``page`` (the figures beside results.md: their names)."""
@@ -194,8 +99,10 @@ def read_inputs(args: argparse.Namespace, models: list[str]) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=stage_paths.path, metavar="YAML",
+                        help="the params file (default: the repository's params.yaml; logged, and diffed against "
+                             "git HEAD)")
     for flag, metavar, what in (
-            ("--params", "YAML", "the params file (its sections; logged, and diffed against git HEAD)"),
             ("--lock", "FILE", "dvc.lock (its digest names the results; logged)"),
             ("--prepared", "DIR", "prepare's outputs: DIR/DATASET/manifest.csv"),
             ("--eval", "DIR", "evaluate's per-split outputs: DIR/predictions.csv"),
@@ -216,6 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = params.section("report", args.params)
+    params_file = args.params or params.repo_root() / "params.yaml"  # section() found it: logged and diffed
     manifests = {ds: args.prepared / ds / "manifest.csv" for ds in cfg["datasets"]}
     with stage_errors.one_line("report"):  # a damaged input: one line, before any figure or table is written
         tables = read_manifests(manifests)
@@ -228,12 +136,12 @@ def main(argv: list[str] | None = None) -> None:
                reporting.heatmap(cross, args.cross_png)]
     figures = [reporting.scatter(predictions, args.scatter_png), reporting.loss_curve(histories, args.loss_png)]
     reporting.plot_data(within, predictions, args.plots)
-    every, ran = stage_timings(args.results, started=repro_started(), datasets=cfg["datasets"])
+    every, ran = timing.stage_timings(args.results, started=timing.repro_started(), datasets=cfg["datasets"])
     sha, dirty = provenance.git_state()
-    commit = sha + ("-dirty" if dirty else "")
+    commit = provenance.commit_tag(sha, dirty)
     lock = provenance.lock_digest("report", args.lock)
     digests = {ds: provenance.file_hash(path) for ds, path in manifests.items()}
-    diff, exp = provenance.params_diff(params.load(args.params), path=str(args.params)), provenance.experiment_name()
+    diff, exp = provenance.params_diff(params.load(params_file), path=params_file), provenance.experiment_name()
     leaderboard = reporting.leaderboard_markdown(within, full_reference=full_reference)
     origin = (f"Commit `{commit}`, dvc.lock `{lock}` (the locked outputs of the stages upstream of `report`: "
               f"`iqabench.provenance.lock_digest`), manifests "
@@ -243,8 +151,8 @@ def main(argv: list[str] | None = None) -> None:
               + f"; seed {cfg['seed']}. Reproduce with `dvc repro`. Scores of `synthetic-*` sets are pseudo-MOS "
               "from full-reference metrics, not human ratings.")
     evaluate_cfg = params.section("evaluate", args.params)
-    unlike = rows.unlike_papers(cfg["models"], evaluate_cfg, params.section("extract", args.params)["max_short_side"],
-                                cfg["datasets"])
+    unlike = paper_protocols.unlike_papers(cfg["models"], evaluate_cfg,
+                                           params.section("extract", args.params)["max_short_side"], cfg["datasets"])
     caveat = ["Rows evaluated unlike their papers (settings: docs/reproduce.md, \"Params to set\"): "
               + "; ".join(unlike) + ".", ""] if unlike else []
     results = "\n".join([
@@ -258,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         f"![cross-dataset SRCC]({link(args.cross_png, args.results)})", "",
         "## End-to-end fine-tuning vs the frozen readout", "", inputs["sections"]["finetune"], "",
         "## Mixed-dataset training (MonotonicIQA vs pooled)", "", inputs["sections"]["mixed"], "",
-        "## Pipeline wall time", "", timings_markdown(every, ran)])
+        "## Pipeline wall time", "", timing.timings_markdown(every, ran)])
     io.write_text(args.results, results)
 
     metrics = inputs["metrics"]
@@ -285,12 +193,12 @@ def main(argv: list[str] | None = None) -> None:
         preview.write_text(reporting.without_images(results))
         run = tracking.log_study(
             experiment=cfg["experiment"], run_name=provenance.run_name(sha, dirty, exp, diff, lock),
-            params=params.load(args.params),
+            params=params.load(params_file),
             metrics=headline, per_model=per_model, description=description, start_time_ms=start_ms,
             tables={"srcc_table.json": srcc_table, "tables/within.json": within, "tables/cross.json": cross,
                     "tables/significance.json": significance, "tables/mixed.json": inputs["mixed"],
                     "tables/finetune.json": inputs["finetune"]},
-            artifacts={"": [preview, *answers, args.lock, args.params], "figures": [*figures, args.gallery]},
+            artifacts={"": [preview, *answers, args.lock, params_file], "figures": [*figures, args.gallery]},
             tags=tags, eval_params=evaluate_cfg, datasets=datasets,
             encoders=encoder_files(cfg["models"]))
     print(results)

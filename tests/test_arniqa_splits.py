@@ -81,7 +81,7 @@ def _kadid(n_refs=6, per_ref=4):
 
     names = [f"I{r:02d}_01_{k:02d}.png" for r in range(1, n_refs + 1) for k in range(1, per_ref + 1)]
     return manifest.make("kadid10k", [f"/d/kadid10k/images/{n}" for n in names], np.linspace(1, 5, len(names)),
-                         kind="MOS", lo=1, hi=5, higher_is_better=True, score_source="test",
+                         score_type="MOS", lo=1, hi=5, higher_is_better=True, score_source="test",
                          content_id=[n[:3] for n in names])
 
 

@@ -46,7 +46,7 @@ def blur_manifest(tmp_path_factory, patches) -> pd.DataFrame:
             img = ref if level == 0 else distort(ref[None], "gaussian_blur", level)[0]
             rows.append((images.save_png(img, root / "images" / f"p{p}_l{level}.png"), ref_path, level))
     paths, ref_paths, levels = zip(*rows)
-    frame = manifest.make("synthetic-test", paths, [1.0 - lv / 5 for lv in levels], kind="pseudo-MOS", lo=0, hi=1,
+    frame = manifest.make("synthetic-test", paths, [1.0 - lv / 5 for lv in levels], score_type="pseudo-MOS", lo=0, hi=1,
                           higher_is_better=True, score_source="test", reference=[str(r) for r in ref_paths],
                           level=[str(lv) for lv in levels], content_id=[Path(r).stem for r in ref_paths])
     return manifest.validate(frame)
@@ -84,7 +84,7 @@ def test_psnr_of_an_unchanged_image_is_the_finite_cap_above_any_real_change(patc
 
 def test_full_reference_model_on_a_dataset_without_references_names_the_dataset(patches, tmp_path):
     paths = [images.save_png(p, tmp_path / f"{i}.png") for i, p in enumerate(patches)]
-    frame = manifest.validate(manifest.make("koniq10k", paths, [3.0] * len(paths), kind="MOS", lo=1, hi=5,
+    frame = manifest.validate(manifest.make("koniq10k", paths, [3.0] * len(paths), score_type="MOS", lo=1, hi=5,
                                             higher_is_better=True, score_source="human MOS"))
     with pytest.raises(features.MissingReferenceError, match="fr:ssim needs reference images; koniq10k has none"):
         features.extract(rows.feature_fn("fr:ssim"), frame)
@@ -151,10 +151,10 @@ def test_a_constant_image_gets_undefined_brisque_features_and_the_rest_are_kept(
     # The features contract: NaN where a row is undefined; the protocol drops and counts such images.
     flat = torch.full_like(patches[0], 0.5)
     paths = [images.save_png(patches[0], tmp_path / "textured.png"), images.save_png(flat, tmp_path / "flat.png")]
-    frame = manifest.validate(manifest.make("koniq10k", paths, [3.0, 1.0], kind="MOS", lo=1, hi=5,
+    frame = manifest.validate(manifest.make("koniq10k", paths, [3.0, 1.0], score_type="MOS", lo=1, hi=5,
                                             higher_is_better=True, score_source="human MOS"))
     values = features.extract(rows.feature_fn("brisque"), frame, show_progress=False)
-    assert features.undefined_rows(values).tolist() == [False, True]
+    assert features.undefined_images(values).tolist() == [False, True]
     with pytest.raises(ValueError, match=r"undefined \(NaN\) on every one of the 1 images"):
         features.extract(rows.feature_fn("brisque"), frame.iloc[1:].reset_index(drop=True), show_progress=False)
 

@@ -1,13 +1,16 @@
 """Speed-motivated internals of the distortion engine keep its results: reused output memory, uniform
-draws from random words, in-place patches, trimmed kernels, the jpeg input layout."""
+draws from random words, in-place patches, trimmed kernels, the jpeg input layout. And the registry: a
+distortion type is one entry, from which every table is derived."""
 from __future__ import annotations
+
+import importlib
 
 import numpy as np
 import pytest
 import torch
 from skimage import data
 
-from iqabench.distortions import compression, filters, memory, spatial
+from iqabench.distortions import compression, engine, filters, memory, params, registry, spatial
 
 
 def _seeded(seed: int = 0) -> torch.Generator:
@@ -73,3 +76,44 @@ def test_jpeg_input_is_rounded_as_before_in_libjpeg_s_interleaved_layout(images)
     interleaved = compression._to_uint8_hwc_cpu(images)
     assert interleaved.shape == (3, 96, 96, 3) and interleaved.is_contiguous()
     assert torch.equal(interleaved.permute(0, 3, 1, 2), compression._to_uint8_cpu(images))
+
+
+def _rederive() -> None:
+    """Re-run the derivations of ``params`` and ``engine`` from ``registry.DISTORTIONS`` (their functions,
+    already imported elsewhere, read the re-derived globals)."""
+    importlib.reload(params)
+    importlib.reload(engine)
+
+
+def _toy_noise(x: torch.Tensor, levels: list, generator: torch.Generator) -> torch.Tensor:
+    amount = torch.tensor(levels, dtype=x.dtype).view(-1, 1, 1, 1)
+    return x + amount * (torch.rand(x.shape, generator=generator, dtype=x.dtype) - 0.5)
+
+
+def test_a_distortion_type_is_one_registry_entry(monkeypatch, images):
+    toy = registry.Distortion("toy_noise", "toy group", (0.1, 0.2, 0.3, 0.4, 0.5), _toy_noise, random=True)
+    classes = params.NUM_CLASSES
+    monkeypatch.setattr(registry, "DISTORTIONS", registry.DISTORTIONS + (toy,))
+    try:
+        _rederive()
+        assert params.DISTORTION_TYPES[-1] == "toy_noise" and params.GROUP_OF["toy_noise"] == "toy group"
+        assert list(params.DISTORTION_GROUPS)[-1] == "toy group"
+        assert params.DISTORTION_GROUPS["toy group"] == ("toy_noise",)
+        assert params.LEVEL_PARAMETERS["toy_noise"] == toy.levels
+        assert params.NUM_CLASSES == classes + params.NUM_LEVELS  # appended: every existing class keeps its index
+        assert params.class_index("toy_noise", 1) == classes and params.class_name(classes + 4) == ("toy_noise", 5)
+        assert engine.DISTORTION_FUNCTIONS["toy_noise"] is _toy_noise and "toy_noise" in engine.RANDOM_TYPES
+        expected = _toy_noise(images, [0.3] * 3, _seeded(6)).clamp(0, 1)
+        assert torch.equal(engine.distort(images, "toy_noise", 3, _seeded(6)), expected)
+    finally:
+        monkeypatch.undo()
+        _rederive()
+    assert params.NUM_CLASSES == classes and "toy_noise" not in engine.DISTORTION_FUNCTIONS
+
+
+@pytest.mark.parametrize("change", ["repeat", "levels"])
+def test_a_bad_registry_entry_is_refused(change):
+    first = registry.DISTORTIONS[0]
+    bad = first if change == "repeat" else registry.Distortion("toy", "blur", (1, 2), first.function)
+    with pytest.raises(ValueError, match="twice: gaussian_blur" if change == "repeat" else "'toy' has 2 level"):
+        registry.check(registry.DISTORTIONS + (bad,))

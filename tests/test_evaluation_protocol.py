@@ -5,9 +5,8 @@ from scipy import stats
 from sklearn.linear_model import Ridge
 
 from iqabench import manifest
-from iqabench.evaluation.protocol import (PER_SPLIT_COLUMNS, cross_dataset, run_splits, summarise,
-                                          within_dataset)
-from iqabench.evaluation.splits import official_split
+from iqabench.evaluation.protocol import (PER_SPLIT_COLUMNS, cross_dataset, fixed_splits, run_splits, score_run,
+                                          summarise)
 
 
 def synthetic_set(n_refs=20, per_ref=6, d=16, noise=0.3, seed=0, name="toy"):
@@ -17,7 +16,7 @@ def synthetic_set(n_refs=20, per_ref=6, d=16, noise=0.3, seed=0, name="toy"):
     quality = rng.uniform(0, 1, n)
     direction = rng.normal(size=d)
     features = np.outer(quality, direction) + rng.normal(0, noise, (n, d))
-    frame = manifest.make(name, [f"img{i}.png" for i in range(n)], quality * 4 + 1, kind="MOS", lo=1, hi=5,
+    frame = manifest.make(name, [f"img{i}.png" for i in range(n)], quality * 4 + 1, score_type="MOS", lo=1, hi=5,
                           higher_is_better=True, score_source="test",
                           content_id=[f"ref{i // per_ref}" for i in range(n)])
     return features, frame
@@ -25,7 +24,7 @@ def synthetic_set(n_refs=20, per_ref=6, d=16, noise=0.3, seed=0, name="toy"):
 
 def test_per_split_rows_match_sklearn_and_scipy_on_the_same_split():
     features, frame = synthetic_set()
-    table = within_dataset(features, frame, n_splits=4, test_frac=0.2, seed=3, alphas=[0.1], logistic="none")
+    table = score_run(run_splits(features, frame, n_splits=4, test_frac=0.2, seed=3, alphas=[0.1]), logistic="none")
     assert list(table.columns) == list(PER_SPLIT_COLUMNS)
     assert table["split"].tolist() == [0, 1, 2, 3] and table["seed"].tolist() == [3, 4, 5, 6]
     assert (table["n_test"] == 4 * 6).all() and (table["alpha"] == 0.1).all()
@@ -40,9 +39,9 @@ def test_per_split_rows_match_sklearn_and_scipy_on_the_same_split():
 @pytest.mark.filterwarnings("ignore:5-parameter logistic fit failed")  # noise has no curve to fit
 def test_informative_features_score_high_and_noise_features_do_not():
     features, frame = synthetic_set(noise=0.2)
-    good = summarise(within_dataset(features, frame, n_splits=5, alphas=[0.1]))
+    good = summarise(score_run(run_splits(features, frame, n_splits=5, alphas=[0.1])))
     noise = np.random.default_rng(9).normal(size=features.shape)
-    bad = summarise(within_dataset(noise, frame, n_splits=5, alphas=[0.1]))
+    bad = summarise(score_run(run_splits(noise, frame, n_splits=5, alphas=[0.1])))
     assert good["srcc"]["median"] > 0.9
     assert abs(bad["srcc"]["median"]) < 0.4
 
@@ -50,21 +49,24 @@ def test_informative_features_score_high_and_noise_features_do_not():
 def test_alpha_is_chosen_on_validation_from_the_grid():
     features, frame = synthetic_set(n_refs=30, d=60, noise=1.0)
     grid = np.geomspace(1e-3, 1e3, 7)
-    table = within_dataset(features, frame, n_splits=3, val_frac=0.2, alphas=grid)
+    table = score_run(run_splits(features, frame, n_splits=3, val_frac=0.2, alphas=grid))
     assert table["alpha"].nunique() == 1 and table["alpha"].iloc[0] in grid  # ARNIQA: one alpha per dataset
     assert (table["n_val"] > 0).all()
-    per_split = within_dataset(features, frame, n_splits=3, val_frac=0.2, alphas=grid, alpha_rule="per_split")
-    assert per_split["alpha"].isin(grid).all()
+    per_split = run_splits(features, frame, n_splits=3, val_frac=0.2, alphas=grid, alpha_rule="per_split")
+    assert set(per_split.alphas) <= set(grid)
     with pytest.raises(ValueError, match="val_frac > 0"):
-        within_dataset(features, frame, n_splits=2, val_frac=0.0, alphas=grid)
+        run_splits(features, frame, n_splits=2, val_frac=0.0, alphas=grid)
 
 
 def test_official_split_runs_as_one_split():
     features, frame = synthetic_set()
+    assert fixed_splits("toy", frame, official=True) == ("random", None)  # no split marked: random splits
     frame["split"] = np.where(np.arange(len(frame)) < 90, "train", "test")
-    run = run_splits(features, frame, alphas=[0.1], splits=[official_split(frame["split"])])
-    assert len(run.splits) == 1 and len(run.test_pred[0]) == len(frame) - 90
-    table = within_dataset(features, frame, alphas=[0.1], official=True)
+    assert fixed_splits("toy", frame) == ("random", None)  # marked, but evaluate.official_splits is off
+    kind, splits = fixed_splits("toy", frame, official=True)
+    run = run_splits(features, frame, alphas=[0.1], splits=splits)
+    assert kind == "official" and len(run.splits) == 1 and len(run.test_pred[0]) == len(frame) - 90
+    table = score_run(run)
     assert len(table) == 1 and table.loc[0, "n_train"] == 90 and table.loc[0, "n_test"] == 30
     assert pd.isna(table.loc[0, "seed"])
 
@@ -94,9 +96,9 @@ def test_cross_dataset_trains_on_all_of_a_and_tests_on_all_of_b():
 def test_feature_and_manifest_mismatch_is_named():
     features, frame = synthetic_set()
     with pytest.raises(ValueError, match="manifest has 120 rows"):
-        within_dataset(features[:100], frame, n_splits=2)
+        run_splits(features[:100], frame, n_splits=2)
     with pytest.raises(ValueError, match="no 'content_id' column"):
-        within_dataset(features, frame.drop(columns="content_id"), n_splits=2)
+        run_splits(features, frame.drop(columns="content_id"), n_splits=2)
 
 
 def test_the_headline_is_each_metrics_own_median_not_the_median_splits_metrics():
@@ -141,10 +143,10 @@ def test_dmos_is_flipped_so_a_dmos_set_scores_like_its_mos_twin():
     # gives the same numbers as the same ratings stored as MOS (RMSE on the unit scale).
     features, frame = synthetic_set()
     quality = frame["score"].to_numpy()
-    dmos = manifest.make("toy-dmos", frame["image"], 100 * (1 - quality), kind="DMOS", lo=0, hi=100,
+    dmos = manifest.make("toy-dmos", frame["image"], 100 * (1 - quality), score_type="DMOS", lo=0, hi=100,
                          higher_is_better=False, score_source="test", content_id=frame["content_id"].tolist())
-    as_mos = within_dataset(features, frame, n_splits=3, alphas=[0.1])
-    as_dmos = within_dataset(features, dmos, n_splits=3, alphas=[0.1])
+    as_mos = score_run(run_splits(features, frame, n_splits=3, alphas=[0.1]))
+    as_dmos = score_run(run_splits(features, dmos, n_splits=3, alphas=[0.1]))
     assert (as_dmos["srcc"] > 0.8).all()
     for metric in ("srcc", "krcc", "plcc_raw"):
         np.testing.assert_allclose(as_dmos[metric], as_mos[metric], atol=1e-9)

@@ -6,7 +6,8 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from iqabench.evaluation.ridge import (ARNIQA_ALPHAS, CONTRIQUE_ALPHA, SplitPredictions, alpha_grid,
+from iqabench import rows
+from iqabench.evaluation.ridge import (SplitPredictions, alpha_grid,
                                        fit_predict, resolve_device, ridge_path, select_alpha)
 from iqabench.evaluation.splits import random_splits
 
@@ -68,8 +69,9 @@ def test_constant_feature_is_left_unscaled_like_standard_scaler():
 
 
 def test_published_alpha_settings():
-    assert CONTRIQUE_ALPHA == 0.1
-    assert ARNIQA_ALPHAS.size == 100 and ARNIQA_ALPHAS[0] == pytest.approx(1e-3) and ARNIQA_ALPHAS[-1] == pytest.approx(1e3)
+    assert rows.CONTRIQUE_PROTOCOL["alphas"] == [0.1]
+    arniqa = rows.ARNIQA_PROTOCOL["alphas"]
+    assert len(arniqa) == 100 and arniqa[0] == pytest.approx(1e-3) and arniqa[-1] == pytest.approx(1e3)
     assert alpha_grid(13)[6] == pytest.approx(1.0)
 
 

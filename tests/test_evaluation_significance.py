@@ -6,14 +6,14 @@ from scipy import stats
 from iqabench import manifest
 from iqabench.evaluation import significance
 from iqabench.evaluation.protocol import run_splits
-from iqabench.evaluation.significance import compare, compare_runs, holm, image_bootstrap, seed_stability
+from iqabench.evaluation.significance import common_test, compare, holm, image_bootstrap, seed_stability
 
 
 def quality_features(n=120, d=16, seed=0):
     rng = np.random.default_rng(seed)
     quality = rng.uniform(0, 1, n)
     features = np.outer(quality, rng.normal(size=d)) + rng.normal(0, 0.2, (n, d))
-    frame = manifest.make("toy", [f"img{i}.png" for i in range(n)], quality, kind="MOS", lo=0, hi=1,
+    frame = manifest.make("toy", [f"img{i}.png" for i in range(n)], quality, score_type="MOS", lo=0, hi=1,
                           higher_is_better=True, score_source="test", content_id=[f"ref{i // 6}" for i in range(n)])
     return features, frame
 
@@ -120,18 +120,22 @@ def test_image_bootstrap_separates_a_good_from_a_noisy_predictor():
     assert same["lo"] <= 0 <= same["hi"] and not same["significant"]
 
 
-def test_compare_runs_needs_the_same_splits_and_reports_both_tests():
+def test_paired_runs_need_the_same_splits_and_both_tests_see_the_gain():
+    # As study.run pairs two rows: their shared test images (common_test), then the corrected t over splits.
     features, frame = quality_features()
     noise = np.random.default_rng(4).normal(size=features.shape)
     run_good = run_splits(features, frame, n_splits=4, alphas=[0.1])
     run_bad = run_splits(noise, frame, n_splits=4, alphas=[0.1])
-    result = compare_runs(run_good, run_bad, n_boot=200)
-    assert result["splits"]["diff"] > 0.5 and result["images"]["significant"]
-    assert result["splits"]["method"] == significance.CORRECTED_T and result["splits"]["significant"]
+    mos, good, bad, ratios = zip(*common_test(run_good, run_bad))
+    srcc_good = [stats.spearmanr(p, m).statistic for p, m in zip(good, mos)]
+    srcc_bad = [stats.spearmanr(p, m).statistic for p, m in zip(bad, mos)]
+    splits = compare(srcc_good, srcc_bad, test_train_ratio=float(np.mean(ratios)))
+    assert splits["diff"] > 0.5 and splits["method"] == significance.CORRECTED_T and splits["significant"]
+    assert image_bootstrap(list(mos), list(good), list(bad), n_boot=200)["significant"]
     other = run_splits(noise, frame, n_splits=4, seed=99, alphas=[0.1])
     with pytest.raises(ValueError, match="different splits"):
-        compare_runs(run_good, other)
+        common_test(run_good, other)
     # The same seed with another test fraction draws other parts: a seed alone does not pin a split.
     wider = run_splits(noise, frame, n_splits=4, test_frac=0.4, alphas=[0.1])
     with pytest.raises(ValueError, match="different splits"):
-        compare_runs(run_good, wider)
+        common_test(run_good, wider)

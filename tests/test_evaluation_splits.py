@@ -73,7 +73,7 @@ def test_an_authentic_manifest_without_content_ids_makes_each_image_its_own_cont
     from iqabench import manifest
 
     images = [f"photos/{i:04d}.jpg" for i in range(40)]
-    frame = manifest.make("toy-authentic", images, np.linspace(1, 5, 40), kind="MOS", lo=1, hi=5,
+    frame = manifest.make("toy-authentic", images, np.linspace(1, 5, 40), score_type="MOS", lo=1, hi=5,
                           higher_is_better=True, score_source="test")
     assert frame["content_id"].tolist() == [f"{i:04d}" for i in range(40)]
     for split in random_splits(frame["content_id"].to_numpy(), n_splits=3, test_frac=0.2, val_frac=0.1):

@@ -29,7 +29,7 @@ def _workspace(tmp_path: Path, models: list[str]) -> Path:
         paths.append(prepared / "images" / f"img{k}.png")
         paths[-1].parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.random.default_rng(k).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(paths[-1])
-    frame = manifest.make("synthetic-single", paths, [10.0, 50.0, 90.0], kind="MOS", lo=0, hi=100,
+    frame = manifest.make("synthetic-single", paths, [10.0, 50.0, 90.0], score_type="MOS", lo=0, hi=100,
                           higher_is_better=True, score_source="test")
     manifest.write(frame, prepared / "manifest.csv")
     return prepared

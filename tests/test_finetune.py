@@ -48,7 +48,7 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
             path.parent.mkdir(exist_ok=True)
             Image.fromarray((np.clip(blurred, 0, 1) * 255).round().astype(np.uint8)).save(path)
             paths.append(path), raw.append(5 - level), content.append(name)
-    frame = manifest.make("tiny-blur", paths, raw, kind="MOS", lo=0, hi=5, higher_is_better=True,
+    frame = manifest.make("tiny-blur", paths, raw, score_type="MOS", lo=0, hi=5, higher_is_better=True,
                           score_source="blur level", content_id=content)
     manifest.write(frame, root / "manifest.csv")
     torch.manual_seed(0)

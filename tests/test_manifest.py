@@ -9,12 +9,12 @@ from iqabench import io, manifest
 
 def _frame(tmp_path, n=4):
     paths = [tmp_path / "imgs" / f"{i}.png" for i in range(n)]
-    return manifest.make("demo", paths, np.linspace(1, 5, n), kind="MOS", lo=1, hi=5, higher_is_better=True,
+    return manifest.make("demo", paths, np.linspace(1, 5, n), score_type="MOS", lo=1, hi=5, higher_is_better=True,
                          score_source="human MOS (test)", content_id=["a", "a", "b", "b"][:n])
 
 
 def test_dmos_is_flipped_so_higher_is_better_and_raw_is_kept():
-    frame = manifest.make("d", ["x.png", "y.png"], [10.0, 80.0], kind="DMOS", lo=0, hi=100,
+    frame = manifest.make("d", ["x.png", "y.png"], [10.0, 80.0], score_type="DMOS", lo=0, hi=100,
                           higher_is_better=False, score_source="human DMOS")
     assert frame["score"].tolist() == pytest.approx([0.9, 0.2])
     assert frame["raw_score"].tolist() == [10.0, 80.0]
@@ -106,7 +106,7 @@ def test_torch_outputs_are_byte_identical_for_identical_objects(tmp_path):
 
 def test_scores_are_written_at_fixed_precision_so_last_bit_noise_keeps_the_bytes(tmp_path):
     raw = np.array([61.23456789012345, 40.0 + 1e-13])
-    a = manifest.make("d", [tmp_path / "x.png", tmp_path / "y.png"], raw, kind="pseudo-MOS", lo=0, hi=100,
+    a = manifest.make("d", [tmp_path / "x.png", tmp_path / "y.png"], raw, score_type="pseudo-MOS", lo=0, hi=100,
                       higher_is_better=True, score_source="test")
     b = a.assign(raw_score=raw * (1 + 3e-16), score=a["score"] * (1 - 2e-16))  # another CPU's last bits
     first, second = manifest.write(a, tmp_path / "a" / "m.csv"), manifest.write(b, tmp_path / "b" / "m.csv")
@@ -118,6 +118,6 @@ def test_images_of_one_name_in_two_folders_are_two_contents(tmp_path):
     # s1/photo.png and s2/photo.png shared the content id "photo" (the stem): splits kept them together.
     images = ["s1/photo.png", "s2/photo.png", "s2/other.png"]
     assert manifest.own_contents(images) == ["s1/photo.png", "s2/photo.png", "other"]
-    frame = manifest.make("demo", images, [1.0, 2.0, 3.0], kind="MOS", lo=1, hi=5, higher_is_better=True,
+    frame = manifest.make("demo", images, [1.0, 2.0, 3.0], score_type="MOS", lo=1, hi=5, higher_is_better=True,
                           score_source="test")
     assert frame["content_id"].nunique() == 3

@@ -45,7 +45,7 @@ def test_cross_dataset_drops_and_counts_on_both_sides():
 
 def test_study_reports_n_missing_per_model_and_dataset():
     rng = np.random.default_rng(0)
-    frame = manifest.make("a", [f"{i}.png" for i in range(80)], rng.uniform(0, 100, 80), kind="MOS", lo=0, hi=100,
+    frame = manifest.make("a", [f"{i}.png" for i in range(80)], rng.uniform(0, 100, 80), score_type="MOS", lo=0, hi=100,
                           higher_is_better=True, score_source="made up", content_id=[str(i // 4) for i in range(80)])
     good = np.c_[frame["score"].to_numpy(), rng.normal(size=(80, 3))]
     flawed = good.copy()
@@ -64,7 +64,7 @@ def test_a_row_that_drops_its_hardest_images_is_compared_on_the_images_both_defi
     # made B "significantly better").
     rng = np.random.default_rng(3)
     n = 200
-    frame = manifest.make("a", [f"{i}.png" for i in range(n)], rng.uniform(0, 1, n), kind="MOS", lo=0, hi=1,
+    frame = manifest.make("a", [f"{i}.png" for i in range(n)], rng.uniform(0, 1, n), score_type="MOS", lo=0, hi=1,
                           higher_is_better=True, score_source="made up", content_id=[str(i // 4) for i in range(n)])
     quality = frame["score"].to_numpy()
     error = rng.normal(0, 0.25, n)
@@ -80,7 +80,7 @@ def test_a_row_that_drops_its_hardest_images_is_compared_on_the_images_both_defi
     assert abs(row["diff"]) < 0.02 and not row["significant"], row
 
 
-def test_compare_runs_pairs_the_test_images_both_runs_define():
+def test_common_test_pairs_the_test_images_both_runs_define():
     X, frame = synthetic_set(n_refs=20, per_ref=6)
     holes = X.copy()
     holes[[3, 40, 77]] = np.nan
@@ -88,16 +88,15 @@ def test_compare_runs_pairs_the_test_images_both_runs_define():
     paired = significance.common_test(full, part)
     for (mos, pred_a, pred_b, _), split in zip(paired, part.splits):
         assert mos.size == pred_a.size == pred_b.size == len(split.test)
-    assert np.isfinite(significance.compare_runs(full, part, n_boot=50)["splits"]["diff"])
 
 
 def _frame(tmp_path, tiles):
     paths = [images.save_png(t, tmp_path / f"{i}.png") for i, t in enumerate(tiles)]
-    return manifest.validate(manifest.make("d", paths, np.linspace(1, 5, len(paths)), kind="MOS", lo=1, hi=5,
+    return manifest.validate(manifest.make("d", paths, np.linspace(1, 5, len(paths)), score_type="MOS", lo=1, hi=5,
                                            higher_is_better=True, score_source="test"))
 
 
-def test_extract_keeps_undefined_rows_as_nan_and_refuses_all_undefined(tmp_path):
+def test_extract_keeps_undefined_images_as_nan_and_refuses_all_undefined(tmp_path):
     gen = torch.Generator().manual_seed(0)
     tiles = [torch.rand(3, 16, 16, generator=gen) for _ in range(3)] + [torch.full((3, 16, 16), 0.5)]
     frame = _frame(tmp_path, tiles)
@@ -107,7 +106,7 @@ def test_extract_keeps_undefined_rows_as_nan_and_refuses_all_undefined(tmp_path)
         return torch.where(sd > 0, sd, torch.full_like(sd, float("nan")))
 
     values = features.extract(std_or_nan, frame, batch_size=2, show_progress=False)
-    assert features.undefined_rows(values).tolist() == [False, False, False, True]
+    assert features.undefined_images(values).tolist() == [False, False, False, True]
     flat = frame.iloc[[3]].reset_index(drop=True)
     with pytest.raises(ValueError, match="undefined \\(NaN\\) on every one of the 1 images"):
         features.extract(std_or_nan, flat, show_progress=False)

@@ -22,7 +22,7 @@ def scaled_set(name, lo, hi, n=200, d=16, seed=0):
     direction = np.random.default_rng(123).normal(size=d)  # the same feature space for every set
     features = np.outer(quality, direction) + rng.normal(0, 0.3, (n, d))
     raw = (quality - lo) / (hi - lo) + rng.normal(0, 0.02, n)
-    frame = manifest.make(name, [f"{name}{i}.png" for i in range(n)], raw, kind="MOS", lo=-1, hi=2,
+    frame = manifest.make(name, [f"{name}{i}.png" for i in range(n)], raw, score_type="MOS", lo=-1, hi=2,
                           higher_is_better=True, score_source="test",
                           content_id=[f"{name}-ref{i // 5}" for i in range(n)])
     return features, frame
@@ -231,7 +231,7 @@ def test_stage_reports_n_missing_and_writes_nothing_when_too_few_are_left(tmp_pa
         "mixed:\n  model: contrique\n  methods: [monotonic, pooled]\n  steps: 20\n")
     monkeypatch.chdir(tmp_path)
     main = runpy.run_path(str(stage))["main"]
-    main([*dvc_args("mixed"), "params.yaml"])
+    main([*dvc_args("mixed"), "--params", "params.yaml"])
     table = pd.read_csv(tmp_path / "reports" / "mixed.csv").set_index(["dataset", "method"])
     assert table.loc[(a, "monotonic"), "n_missing"] == 2 and table.loc[(b, "pooled"), "n_missing"] == 0
     assert np.isfinite(table["srcc"]).all()
@@ -240,5 +240,5 @@ def test_stage_reports_n_missing_and_writes_nothing_when_too_few_are_left(tmp_pa
     _write_prepared(tmp_path / "data", b, fb, {"contrique": _with_holes(xb, slice(0, 55))})
     # The stage ends in one line (stage_errors.one_line), not a traceback.
     with pytest.raises(SystemExit, match=rf"^error: mixed: dataset '{b}' \(60 images\), features of model 'contrique'"):
-        main([*dvc_args("mixed"), "params.yaml"])
+        main([*dvc_args("mixed"), "--params", "params.yaml"])
     assert not (tmp_path / "reports").exists()  # not even the stage's timing

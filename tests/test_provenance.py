@@ -1,7 +1,6 @@
 """Provenance that is true: the dvc_lock digest names a dvc.lock that exists, run names tell runs apart."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iqabench import provenance
+from iqabench import provenance, timing
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,8 +92,14 @@ def test_params_diff_dirty_flag_and_run_name(tmp_path, monkeypatch):
     assert provenance.git_state(tmp_path) == (sha, False)
     diff = provenance.params_diff({"seed": 0, "evaluate": {"n_splits": 5}}, cwd=tmp_path)
     assert diff == {"evaluate.n_splits": (10, 5)}
+    # The file as report finds it without --params (params.repo_root(): absolute), from any folder of the checkout.
+    (tmp_path / "sub").mkdir()
+    assert provenance.params_diff({"seed": 0, "evaluate": {"n_splits": 5}}, path=tmp_path / "params.yaml",
+                                  cwd=tmp_path / "sub") == diff
     (tmp_path / "code.py").write_text("x = 2\n")
     assert provenance.git_state(tmp_path) == (sha, True)
+    # The tag's value and the run name's mark differ on purpose (provenance.commit_tag).
+    assert provenance.commit_tag(sha, True) == f"{sha}-dirty" == provenance.git_commit(tmp_path)
     monkeypatch.setenv("DVC_EXP_NAME", "waxy-vats")
     name = provenance.run_name(sha, True, provenance.experiment_name(), diff)
     assert name == f"{sha[:8]}+dirty waxy-vats evaluate.n_splits=5"
@@ -110,15 +115,7 @@ def test_params_diff_dirty_flag_and_run_name(tmp_path, monkeypatch):
                                              'models=["b", "a"] pretrain.contrique.steps=(removed)')
 
 
-def _report_stage():
-    spec = importlib.util.spec_from_file_location("stage_report", REPO / "stages" / "report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_only_stages_that_ran_since_the_last_report_are_timed(tmp_path, monkeypatch):
-    stage = _report_stage()
     monkeypatch.chdir(tmp_path)
     timings = tmp_path / "reports" / "timings"
     timings.mkdir(parents=True)
@@ -130,19 +127,19 @@ def test_only_stages_that_ran_since_the_last_report_are_timed(tmp_path, monkeypa
     previous = tmp_path / "reports" / "results.md"
     previous.write_text("the report of the run before")
     os.utime(previous, (now - 1800, now - 1800))  # written after prepare and pretrain last ran
-    every, ran = stage.stage_timings(previous)
+    every, ran = timing.stage_timings(previous)
     assert [t["stage"] for t in every] == ["evaluate", "prepare", "pretrain"]
     assert [t["stage"] for t in ran] == ["evaluate"]
-    table = stage.timings_markdown(every, ran)
+    table = timing.timings_markdown(every, ran)
     assert "| evaluate | 3.0 | yes |" in table and "| pretrain | 300.0 |  |" in table
     assert "**this run (compute, excluding DVC overhead)** | **3.0**" in table
     resumed = {"stage": "pretrain", "seconds": 0.2, "training_seconds": 290.0, "machine": "test", "finished": now}
-    assert "| pretrain | 0.2 (training 290.0 s, resumed) | yes |" in stage.timings_markdown([resumed], [resumed])
+    assert "| pretrain | 0.2 (training 290.0 s, resumed) | yes |" in timing.timings_markdown([resumed], [resumed])
     # No previous report (a first run): everything ran.
     previous.unlink()
-    assert len(stage.stage_timings(previous)[1]) == 3
+    assert len(timing.stage_timings(previous)[1]) == 3
     # Under DVC the report's outputs are deleted before it runs: the `dvc` process's start decides.
-    assert [t["stage"] for t in stage.stage_timings(previous, started=now - 600)[1]] == ["evaluate"]
+    assert [t["stage"] for t in timing.stage_timings(previous, started=now - 600)[1]] == ["evaluate"]
 
 
 def test_the_pipeline_run_starts_when_the_dvc_process_started(tmp_path):
@@ -154,15 +151,13 @@ def test_the_pipeline_run_starts_when_the_dvc_process_started(tmp_path):
         f"#!{sys.executable}\n"
         "import psutil, subprocess, sys\n"
         "print(psutil.Process().create_time())\n"
-        "code = 'import importlib.util as u; s = u.spec_from_file_location(\"r\", sys.argv[1]); m = '"
-        " 'u.module_from_spec(s); s.loader.exec_module(m); print(m.repro_started())'\n"
-        f"subprocess.run(['sh', '-c', '\"$0\" -c \"$1\" \"$2\"', sys.executable, 'import sys; ' + code,"
-        f" {str(REPO / 'stages' / 'report.py')!r}], check=True)\n")
+        "code = 'from iqabench import timing; print(timing.repro_started())'\n"
+        "subprocess.run(['sh', '-c', '\"$0\" -c \"$1\"', sys.executable, code], check=True)\n")
     fake_dvc.chmod(0o755)
     own, seen = subprocess.run([str(fake_dvc)], capture_output=True, text=True, check=True,
                                cwd=REPO).stdout.split()
     assert float(seen) == pytest.approx(float(own), abs=0.05)
-    assert _report_stage().repro_started() is None  # pytest is not run by dvc
+    assert timing.repro_started() is None  # pytest is not run by dvc
 
 
 @pytest.mark.parametrize("uri, root", [("sqlite:///mlflow.db", "mlartifacts"),
@@ -177,13 +172,12 @@ def test_local_artifact_root_sits_beside_the_store(uri, root):
 def test_a_dataset_dropped_from_params_leaves_the_wall_time_table(tmp_path, monkeypatch):
     # reports/timings/extract-koniq10k.json stays in git after koniq10k leaves `datasets:`; it was summed into
     # "all stages, as last run" though no stage of the pipeline writes it any more.
-    stage = _report_stage()
     monkeypatch.chdir(tmp_path)
     timings = tmp_path / "reports" / "timings"
     timings.mkdir(parents=True)
     for name in ("prepare-synthetic-single", "extract-synthetic-single", "extract-koniq10k", "pretrain-contrique",
                  "evaluate"):
         (timings / f"{name}.json").write_text(f'{{"stage": "{name}", "seconds": 1.0}}')
-    every, _ = stage.stage_timings(started=0.0, datasets=["synthetic-single"])
+    every, _ = timing.stage_timings(started=0.0, datasets=["synthetic-single"])
     assert [t["stage"] for t in every] == ["evaluate", "extract-synthetic-single", "prepare-synthetic-single",
                                            "pretrain-contrique"]

@@ -1,4 +1,4 @@
-"""README maps the house: every library module and package, stage script, DVC stage, benchmark and docs page is
+"""README maps the house: every library module and package (and each module inside a package), stage script, DVC stage, benchmark and docs page is
 named there, so a newcomer finds each file from one page (a new file without a line in README fails here)."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _unnamed(paths) -> list[str]:
 
 def test_every_module_package_stage_script_and_benchmark_is_named_in_readme():
     library = ROOT / "src" / "iqabench"
-    files = [p for p in library.glob("*.py") if p.name != "__init__.py"]
+    files = [p for p in [*library.glob("*.py"), *library.glob("*/*.py")] if p.name != "__init__.py"]
     packages = [p for p in library.iterdir() if (p / "__init__.py").is_file()]
     scripts = [*(ROOT / "stages").glob("*.py"), *(ROOT / "benchmarks").glob("*.py"), *(ROOT / "benchmarks").glob("*.sh")]
     assert files and packages and scripts

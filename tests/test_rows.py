@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from iqabench import cli, features, images, regressor, rows, scoring
+from iqabench import cli, features, images, paper_protocols, regressor, rows, scoring
 from iqabench.models import encoders
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,8 +45,9 @@ def _photos(tmp_path: Path, n: int = 6) -> list[Path]:
 def test_the_default_rows_are_declared_with_their_kind_files_and_history():
     assert {"contrique", "arniqa", "random", "brisque", "niqe", "fr:psnr", "fr:gmsd", "fr:deepwsd"} <= set(rows.ROWS)
     assert rows.get("fr:psnr").kind == rows.FR and rows.get("niqe").kind == rows.NR
-    assert rows.artifacts(["contrique", "random", "arniqa", "brisque", "fr:deepwsd"]) == [
-        Path("data/encoders/contrique.pt"), Path("data/encoders/arniqa.pt")]
+    contrique, arniqa = Path("data/encoders/contrique.pt"), Path("data/encoders/arniqa.pt")
+    assert [rows.get(name).artifacts for name in ("contrique", "random", "arniqa", "brisque", "fr:deepwsd")] == [
+        (contrique,), (contrique,), (arniqa,), (), (contrique,)]
     assert rows.loss_histories(["contrique", "random", "arniqa", "brisque", "fr:deepwsd"]) == {
         "contrique": Path("data/encoders/contrique_history.csv"),  # once, though three rows read that encoder
         "arniqa": Path("data/encoders/arniqa_history.csv")}
@@ -178,7 +179,7 @@ def test_file_rows_read_their_path_and_feature_functions_say_if_they_need_refere
     fn = rows.feature_fn(f"file:{tmp_path / 'enc.pt'}")
     assert not fn.needs_reference and fn(torch.rand(2, 3, 32, 32)).shape == (2, 2 * 32)
     assert rows.feature_fn("fr:ssim").needs_reference and rows.feature_fn("fr:ssim").name == "fr:ssim"
-    assert rows.artifacts([f"file:{tmp_path / 'enc.pt'}"]) == [tmp_path / "enc.pt"]
+    assert rows.get(f"file:{tmp_path / 'enc.pt'}").artifacts == (tmp_path / "enc.pt",)
     with pytest.raises(ValueError, match="full-reference metric.*pristine reference"):
         scoring.score_images([tmp_path / "enc.pt"], "fr:psnr", tmp_path)
 
@@ -206,12 +207,12 @@ def test_fine_tuning_takes_one_encoder_file_read_as_contrique_reads_it(tmp_path)
 def test_paper_protocols_are_evaluate_settings_the_protocol_runs():
     from iqabench.evaluation import ridge, run_splits
 
-    contrique = rows.paper_protocol(["contrique-published", "brisque"])
+    contrique = paper_protocols.paper_protocol(["contrique-published", "brisque"])
     assert contrique == {"alphas": [0.1], "val_frac": 0.0, "test_frac": 0.2}
-    arniqa = rows.paper_protocol(["arniqa-published", "reiqa-published"])
+    arniqa = paper_protocols.paper_protocol(["arniqa-published", "reiqa-published"])
     np.testing.assert_allclose(arniqa["alphas"], ridge.alpha_grid(100))
     with pytest.raises(ValueError, match="protocols differ"):
-        rows.paper_protocol(["contrique-published", "arniqa-published"])
+        paper_protocols.paper_protocol(["contrique-published", "arniqa-published"])
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"score": rng.uniform(size=60), "content_id": np.arange(60) // 3})
     features = frame["score"].to_numpy()[:, None] + rng.normal(0, 0.05, (60, 4))
@@ -223,18 +224,18 @@ def test_paper_protocols_are_evaluate_settings_the_protocol_runs():
 def test_results_name_rows_evaluated_unlike_their_papers():
     contrique = {"alphas": [0.1], "val_frac": 0.0, "test_frac": 0.2}
     sets = ["koniq10k", "spaq"]
-    assert rows.unlike_papers(["contrique", "brisque", "random"], contrique, 512, sets) == []
-    assert rows.unlike_papers(["contrique-published"], contrique, 0, sets) == []
-    lines = rows.unlike_papers(["arniqa", "contrique-published"], contrique, 512, sets)
+    assert paper_protocols.unlike_papers(["contrique", "brisque", "random"], contrique, 512, sets) == []
+    assert paper_protocols.unlike_papers(["contrique-published"], contrique, 0, sets) == []
+    lines = paper_protocols.unlike_papers(["arniqa", "contrique-published"], contrique, 512, sets)
     # The project's own arniqa encoder is no published file: only its paper's ridge is named.
     assert lines == ["arniqa: alphas [0.1] (paper: 100 values 0.001..1000), val_frac 0.0 (paper: 0.1)",
                      "contrique-published: extract.max_short_side 512 (paper: koniq10k whole images, "
                      "spaq whole images)"]
-    arniqa = rows.paper_protocol(["arniqa-published"])
-    assert rows.unlike_papers(["arniqa-published", "reiqa-published"], arniqa, None, ["koniq10k"]) == []
+    arniqa = paper_protocols.paper_protocol(["arniqa-published"])
+    assert paper_protocols.unlike_papers(["arniqa-published", "reiqa-published"], arniqa, None, ["koniq10k"]) == []
     # ARNIQA's SPAQ loader caps the short side at 512 (docs/reproduce.md's SPAQ run): as its paper there.
-    assert rows.unlike_papers(["arniqa-published"], arniqa, 512, ["spaq"]) == []
-    assert rows.unlike_papers(["arniqa-published"], {**arniqa, "test_frac": 0.3}, 0, sets) == [
+    assert paper_protocols.unlike_papers(["arniqa-published"], arniqa, 512, ["spaq"]) == []
+    assert paper_protocols.unlike_papers(["arniqa-published"], {**arniqa, "test_frac": 0.3}, 0, sets) == [
         "arniqa-published: test_frac 0.3 (paper: 0.2), extract.max_short_side 0 (paper: spaq 512)"]
 
 

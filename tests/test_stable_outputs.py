@@ -152,5 +152,5 @@ def test_embedded_sets_prepare_and_extract_at_several_seeds(tmp_path, seed):
         frame = embedded.build(name, tmp_path / name, patch_size=64, max_patches_per_photo=1, versions_per_patch=4,
                                max_k=3, label_metrics=["ssim"], seed=seed)
         brisque = features.extract(rows.feature_fn("brisque"), frame, show_progress=False)
-        assert not features.undefined_rows(brisque).any(), (name, seed)
+        assert not features.undefined_images(brisque).any(), (name, seed)
 

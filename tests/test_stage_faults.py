@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iqabench import stage_errors
+from iqabench import stage_errors, timing
 from stage_cmd import args as dvc_args
 from test_finetune import _cfg, _run, one_thread, tiny  # noqa: F401  (fixtures)
 
@@ -65,13 +65,12 @@ def test_a_damaged_timing_file_is_skipped_with_a_warning(monkeypatch, tmp_path, 
     (timings / "evaluate.json").write_text(text)
     (timings / "prepare.json").write_text(json.dumps({"stage": "prepare", "seconds": 3.0, "machine": "x"}))
     monkeypatch.chdir(tmp_path)
-    report = _stage("report")
-    every, ran = report.stage_timings(started=0.0)
+    every, ran = timing.stage_timings(started=0.0)
     assert [t["stage"] for t in every] == ["prepare"] == [t["stage"] for t in ran]
     warning = capsys.readouterr().err.strip()
     assert warning.startswith("warning: reports/timings/evaluate.json ") and says in warning
     assert "\n" not in warning
-    assert "| prepare | 3.0 |" in report.timings_markdown(every, ran)
+    assert "| prepare | 3.0 |" in timing.timings_markdown(every, ran)
 
 
 def test_a_diverging_fine_tuning_loss_names_dataset_split_and_the_lr_to_lower(tiny, tmp_path):  # noqa: F811

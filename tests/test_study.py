@@ -11,7 +11,7 @@ CFG = dict(models=["good", "noise"], n_splits=6, test_frac=0.2, val_frac=0.0, se
 
 def _dataset(name, n, rng):
     quality = rng.uniform(size=n)
-    frame = manifest.make(name, [f"{name}/{i}.png" for i in range(n)], quality * 100, kind="MOS", lo=0, hi=100,
+    frame = manifest.make(name, [f"{name}/{i}.png" for i in range(n)], quality * 100, score_type="MOS", lo=0, hi=100,
                           higher_is_better=True, score_source="made up", content_id=[str(i // 4) for i in range(n)])
     good = np.c_[quality + 0.05 * rng.normal(size=n), rng.normal(size=(n, 3))]
     return frame, {"good": good, "noise": rng.normal(size=(n, 4))}

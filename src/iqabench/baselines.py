@@ -49,12 +49,12 @@ import numpy as np
 import torch
 
 from . import fr_metrics, images
+from .datasets.local import KADIS_ROOT
 from .models import deepwsd, published_classic
 from .models.brisque import brisque_features
 from .models.niqe import NiqeModel, fit_niqe, niqe_score
 
 NIQE_MODEL = Path("data/models/niqe_mvg.npz")
-KADIS_ROOT = Path("data/raw/kadis700k")
 # The NIQE paper fitted its model on 125 pristine photos; a KADIS sample of that size
 # keeps the fit comparable and fast.
 KADIS_SAMPLE = 125

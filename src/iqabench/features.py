@@ -11,7 +11,7 @@ Contract for images on which a row is undefined (BRISQUE on a constant grey
 image: its statistics do not exist): the function returns NaN in that image's
 row instead of raising, so one image cannot end a benchmark. :func:`extract`
 keeps the NaN rows (the features file records which images they are) and
-:func:`undefined_rows` names them; the protocol drops them per model and
+:func:`undefined_images` names them; the protocol drops them per model and
 counts them (``n_missing`` in the tables). A row undefined on every image of a
 dataset is an error.
 """
@@ -199,7 +199,7 @@ def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64,
         raise ValueError(f"{description}: feature column(s) {np.flatnonzero(dead)[:10].tolist()} of {out.shape[1]} "
                          f"are NaN or infinite on every one of the {len(frame)} images: the feature function "
                          "returns a dimension with no value; fix it (or leave that column out)")
-    undefined = undefined_rows(out)
+    undefined = undefined_images(out)
     if undefined.all():
         raise ValueError(f"{description}: the features are undefined (NaN) on every one of the {len(frame)} "
                          f"images (e.g. {frame['image'].iloc[0]}): this row has no value on them (e.g. BRISQUE on "
@@ -227,8 +227,8 @@ def _checked(feature_fn, feats, n: int, dim: int | None) -> np.ndarray:
     return feats.float().cpu().numpy()
 
 
-def undefined_rows(features: np.ndarray) -> np.ndarray:
-    """Boolean mask of the images whose features hold a NaN or an infinity (the row is undefined there)."""
+def undefined_images(features: np.ndarray) -> np.ndarray:
+    """Boolean mask of the images whose features hold a NaN or an infinity (the model is undefined there)."""
     return ~np.isfinite(np.asarray(features, dtype=np.float64)).all(axis=1)
 
 

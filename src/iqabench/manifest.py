@@ -39,8 +39,8 @@ class ManifestError(ValueError):
     """A manifest that breaks the schema; the message names file, row and field."""
 
 
-def scale_label(kind: str, lo: float, hi: float, higher_is_better: bool) -> str:
-    return f"{kind} [{lo:g}, {hi:g}], {'higher' if higher_is_better else 'lower'} is better"
+def scale_label(score_type: str, lo: float, hi: float, higher_is_better: bool) -> str:
+    return f"{score_type} [{lo:g}, {hi:g}], {'higher' if higher_is_better else 'lower'} is better"
 
 
 def normalise(raw, lo: float, hi: float, higher_is_better: bool) -> np.ndarray:
@@ -72,7 +72,7 @@ def check_resolution(dataset: str, raw, score, lo: float, hi: float) -> None:
                             f"{kept}; give the scale the scores are on (--lo/--hi)")
 
 
-def make(dataset: str, images, raw, *, kind: str, lo: float, hi: float,
+def make(dataset: str, images, raw, *, score_type: str, lo: float, hi: float,
          higher_is_better: bool, score_source: str, content_id=None, reference="",
          distortion="", level="", split="") -> pd.DataFrame:
     """Build a manifest frame from columns; scalars broadcast to every row."""
@@ -84,7 +84,7 @@ def make(dataset: str, images, raw, *, kind: str, lo: float, hi: float,
         "image": images,
         "score": score,
         "raw_score": np.asarray(raw, dtype=np.float64),
-        "raw_scale": scale_label(kind, lo, hi, higher_is_better),
+        "raw_scale": scale_label(score_type, lo, hi, higher_is_better),
         "content_id": own_contents(images) if content_id is None else content_id,
         "reference": reference,
         "distortion": distortion,

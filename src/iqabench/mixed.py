@@ -42,7 +42,7 @@ from torch.nn import functional as F
 from . import features as features_lib
 from . import manifest as manifest_lib
 from .evaluation import compute_metrics
-from .evaluation.protocol import check_sizes, drop_undefined, fixed_splits, undefined_rows
+from .evaluation.protocol import check_sizes, drop_undefined, fixed_splits
 from .evaluation.splits import Split, random_splits
 
 METHODS = ("monotonic", "pooled", "single")
@@ -222,7 +222,7 @@ def fit(train: dict[str, tuple[np.ndarray, np.ndarray]], cfg: TrainConfig, *, mo
         if len(x) != len(y) or len(x) < 2:
             raise MixedInputError(f"dataset {name!r}: {len(x)} feature rows and {len(y)} scores; "
                                   "need the same number, at least 2")
-        undefined = undefined_rows(np.asarray(x, dtype=np.float64))
+        undefined = features_lib.undefined_images(np.asarray(x, dtype=np.float64))
         if undefined.any():  # one NaN row would turn the standardisation, and so every weight, into NaN
             raise MixedInputError(f"dataset {name!r}: {int(undefined.sum())} training row(s) with undefined "
                                   f"(NaN/infinite) features, first row {int(np.flatnonzero(undefined)[0])}; "
@@ -333,7 +333,7 @@ def drop_missing(features: dict, splits: dict[str, list[Split]], *, model: str) 
     """
     kept, n_missing = {}, {}
     for ds, parts in splits.items():
-        missing = undefined_rows(np.asarray(features[ds], dtype=np.float64))
+        missing = features_lib.undefined_images(np.asarray(features[ds], dtype=np.float64))
         n_missing[ds] = int(missing.sum())
         if not missing.any():
             kept[ds] = parts

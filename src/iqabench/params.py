@@ -153,7 +153,7 @@ def validate(params: dict[str, Any], where: str = "params.yaml", stage: str | No
             raise ParamsError(f"{where}: unknown top-level key {key!r}: each encoder's settings are an entry of "
                               f"pretrain: now; move them under pretrain: as {str(key)[len('pretrain_'):]}:")
         if key not in schema.KNOWN_SECTIONS:
-            raise ParamsError(f"{where}: unknown top-level key {key!r}{schema.closest(key, schema.KNOWN_SECTIONS)}; "
+            raise ParamsError(f"{where}: unknown top-level key {key!r}{schema.did_you_mean(key, schema.KNOWN_SECTIONS)}; "
                               f"known: {', '.join(schema.KNOWN_SECTIONS)}")
     for key, spec in schema.TOP_LEVEL.items():
         if key in params:
@@ -335,7 +335,7 @@ def _check_models(where: str, models: list[str]) -> None:
         try:
             row = rows.get(name)
         except rows.UnknownRowError as err:
-            raise ParamsError(f"{where}: models: {name!r} is not a known row{schema.closest(name, rows.names())}: "
+            raise ParamsError(f"{where}: models: {name!r} is not a known row{schema.did_you_mean(name, rows.names())}: "
                               f"{err}") from None
         except ValueError as err:
             raise ParamsError(f"{where}: models: {name!r} cannot be built: {err}") from None

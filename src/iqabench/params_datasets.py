@@ -47,9 +47,8 @@ def known_names() -> set[str]:
 def check_names(where: str, params: dict, ready: bool) -> None:
     """Each dataset is embedded, a shared subset, registered, or a registry dataset; with ``ready``, also
     present (downloaded, registered, or listed in ``download:`` so the download stage fetches it first)."""
-    from .datasets.download import DONE_MARKER
     from .datasets.embedded import SETS
-    from .datasets.local import read_registry
+    from .datasets.local import DATA_ROOT, read_registry
     from .datasets.registry import SHARED_SUBSETS, SPECS
 
     try:
@@ -69,15 +68,14 @@ def check_names(where: str, params: dict, ready: bool) -> None:
         spec = SPECS.get(name)
         if spec is None:
             known = [*SETS, *SHARED_SUBSETS, *SPECS, *registry]
-            raise ParamsError(f"{where}: datasets: {name!r} is not registered{schema.closest(name, known)}; run "
+            raise ParamsError(f"{where}: datasets: {name!r} is not registered{schema.did_you_mean(name, known)}; run "
                               f"`iqabench datasets add {name} --from PATH` (or `iqabench datasets add-generic`); "
                               "`iqabench datasets` lists what is available")
         if spec.parser is None:  # KADIS-700k: pristine photos for pretraining and NIQE, nothing to correlate with
             raise ParamsError(f"{where}: datasets: {name!r} has no quality scores ({spec.kind}); remove it from "
                               "datasets: (pretraining reads it with pretrain.NAME.source: kadis700k, and fit_niqe "
                               "uses it when data/raw/kadis700k exists)")
-        if not ready or name in to_download or (Path("data/raw") / name / DONE_MARKER).is_file() \
-                or (Path("data/raw") / name).is_dir():
+        if not ready or name in to_download or (DATA_ROOT / name).is_dir():
             continue
         if spec.remotes:
             raise ParamsError(f"{where}: datasets: {name!r} is not downloaded yet; run `iqabench datasets "
@@ -94,7 +92,7 @@ def check_downloads(where: str, names: list[str]) -> None:
         spec = SPECS.get(name)
         if spec is None:
             raise ParamsError(f"{where}: download: {name!r} is not a dataset iqabench can download"
-                              f"{schema.closest(name, SPECS)}; choose from {sorted(n for n in SPECS if SPECS[n].remotes)}, "
+                              f"{schema.did_you_mean(name, SPECS)}; choose from {sorted(n for n in SPECS if SPECS[n].remotes)}, "
                               "or remove it (embedded and registered datasets need no download)")
         if not spec.remotes:
             raise ParamsError(f"{where}: download: {name!r} has no public URL ({spec.access}); remove it from "

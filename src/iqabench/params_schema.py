@@ -47,11 +47,17 @@ def _is_number(v) -> bool:
         math.isfinite(v) if isinstance(v, float) else abs(v) < 2 ** 63)
 
 
-def integer(lo: int | None = None, hi: int | None = None, default=REQUIRED, none_ok: bool = False) -> Key:
-    bounds = (f" in [{lo}, {hi}]" if hi is not None else f" >= {lo}") if lo is not None else ""
+def integer(lo: int | None = None, hi: int | Callable[[], int] | None = None, default=REQUIRED,
+            none_ok: bool = False) -> Key:
+    """``hi`` may be a function: a bound another module owns, read when a value is checked (see _registry)."""
+    top = hi if callable(hi) else lambda: hi
+
+    def words() -> str:
+        bounds = (f" in [{lo}, {top()}]" if top() is not None else f" >= {lo}") if lo is not None else ""
+        return f"an integer{bounds}" + (" or null" if none_ok else "")
     return Key(lambda v: (none_ok and v is None) or (isinstance(v, int) and not isinstance(v, bool) and
-                                                    (lo is None or v >= lo) and (hi is None or v <= hi)),
-               f"an integer{bounds}" + (" or null" if none_ok else ""), default)
+                                                    (lo is None or v >= lo) and (top() is None or v <= top())),
+               words, default)
 
 
 def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False,
@@ -118,6 +124,11 @@ _finetune_heads = _registry(".training.finetune", "HEADS")
 _mixed_loss_terms = _registry(".mixed", "LOSS_TERMS")
 
 
+def _distorted_classes() -> int:
+    """The distinct (type, level) versions of a patch: the distortion classes less the pristine one."""
+    return _registry(".distortions", "NUM_CLASSES")() - 1
+
+
 def _profile(value) -> bool:
     # Read relative to the working directory, as stages/pretrain.py reads it (DVC runs stages at the root).
     return isinstance(value, str) and (not value or Path(value).is_file())
@@ -174,7 +185,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "prepare": {
         "patch_size": integer(48, MAX_SIDE),           # the distortion engine needs >= 48 px (non-eccentricity)
         "max_patches_per_photo": integer(1, MAX_PATCHES),
-        "versions_per_patch": integer(1, 125),         # synthetic-single: distinct (type, level) of 25 x 5
+        "versions_per_patch": integer(1, _distorted_classes),   # synthetic-single: distinct (type, level)
         "max_k": integer(2, 5),                        # synthetic-mixed composes 2..max_k of the 5 groups
         "label_metrics": list_of(one_of_lazy(_label_metrics, "label metrics")),
         "deepwsd_weights": text(default=""),
@@ -326,7 +337,7 @@ def check_section(where: str, name: str, body: dict, keys: dict[str, Key], fill:
     """``body`` with every key known and in range; with ``fill``, a copy with the missing defaults filled."""
     for key in body:
         if key not in keys:
-            raise ParamsError(f"{where}: {name}.{key} is not a known key{closest(key, keys)}; "
+            raise ParamsError(f"{where}: {name}.{key} is not a known key{did_you_mean(key, keys)}; "
                               f"known keys of {name}: {', '.join(sorted(keys))}")
     out = dict(body)
     for key, spec in keys.items():
@@ -355,7 +366,7 @@ def check_value(where: str, key: str, value: Any, spec: Key) -> None:
     raise ParamsError(f"{where}: {key} = {value!r} is not allowed; it must be {spec.allowed}{hint}")
 
 
-def closest(name: str, known) -> str:
+def did_you_mean(name: str, known) -> str:
     """`` (did you mean 'x'?)`` for the known name ``name`` most likely means, or ""."""
     from .datasets.registry import closest as nearest  # one fuzzy match for every name the project knows
 

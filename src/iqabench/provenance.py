@@ -46,9 +46,19 @@ def git_state(cwd: str | Path | None = None) -> tuple[str, bool]:
     return sha, bool((status or "").strip())
 
 
-def git_commit(cwd: str | Path | None = None) -> str:
-    sha, dirty = git_state(cwd)
+def commit_tag(sha: str, dirty: bool) -> str:
+    """The ``git_commit`` tag (and results.md's commit): ``<sha>-dirty`` when the code differs from it.
+
+    ``-dirty`` as ``git describe --dirty`` writes it, and as `iqabench compare --commit` matches the tag in runs
+    already stored (compare.COMMIT_PREFIX). :func:`run_name` and :func:`stamp_line` write ``+dirty`` on purpose:
+    a note for people beside a short sha, never read back, whose spelling README documents; the two are kept
+    apart so neither the stored tags nor the documented names change."""
     return sha + ("-dirty" if dirty else "")
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """:func:`commit_tag` of the checkout at ``cwd``."""
+    return commit_tag(*git_state(cwd))
 
 
 def file_hash(path: str | Path) -> str:
@@ -108,13 +118,17 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def params_diff(current: dict, ref: str = "HEAD", path: str = "params.yaml",
+def params_diff(current: dict, ref: str = "HEAD", path: str | os.PathLike = "params.yaml",
                 cwd: str | Path | None = None) -> dict[str, tuple]:
-    """``{key: (at ref, now)}`` for every flattened param that differs from ``ref``'s params.yaml.
+    """``{key: (at ref, now)}`` for every flattened param that differs from ``ref``'s copy of the file at ``path``.
 
-    What `dvc exp run -S key=value` changed, or an uncommitted edit; empty outside git.
+    What `dvc exp run -S key=value` changed, or an uncommitted edit; empty outside git. ``path`` is the file on
+    disk, relative to ``cwd`` (default: the working folder) or absolute.
     """
-    text = _git("show", f"{ref}:{path}", cwd=cwd)
+    if os.path.isabs(path):
+        path = os.path.relpath(path, cwd or os.curdir)
+    # `REF:./PATH` is relative to git's working folder (`REF:PATH` to the repository's top).
+    text = _git("show", f"{ref}:./{Path(path).as_posix()}", cwd=cwd)
     if text is None:
         return {}
     base, now = flatten(yaml.safe_load(text) or {}), flatten(current)

@@ -5,10 +5,11 @@ build its feature function, the preprocessing it applies, the files it needs
 and the stage that makes them (``stage=None``: the user supplies the file, see
 docs/reproduce.md), citation and licence. A row on an encoder trained here
 names its key of params.yaml ``pretrain:``, which gives its file and stage.
-`extract`, `evaluate`, `report`, ``iqabench score`` and the MLflow run read
-rows only through :func:`get`, :func:`feature_fn`, :func:`artifacts` and
-:func:`loss_histories`, so **adding a row to the project is one ``_declare``
-entry below** (tests/test_rows.py counts the files such a row touches: one).
+The stages, ``iqabench score``, params validation and the MLflow run read rows
+only through the lookups at the end of this module (:func:`get`, :func:`feature_fn`,
+:func:`encoder_path` and the others) and :mod:`iqabench.paper_protocols`, so
+**adding a row to the project is one ``_declare`` entry below** (tests/test_rows.py
+counts the files such a row touches: one).
 
 Rows from outside the project, without editing it:
 
@@ -81,8 +82,9 @@ def _declare(row: Row) -> None:
     ROWS[row.name] = row
 
 
-# CONTRIQUE: alpha 0.1 (pavancm/CONTRIQUE train_regressor.py:12,20; models/*.save 0.1, CLIVE.save 0.25), so no
-# validation part; whole images. Its repository has no split code: the 10 random 80/20 splits are this study's.
+# CONTRIQUE: alpha 0.1 (pavancm/CONTRIQUE train_regressor.py:12,20, its --alpha default; models/*.save 0.1,
+# CLIVE.save 0.25), so no validation part; whole images. Its repository has no split code: the 10 random 80/20
+# splits are this study's.
 CONTRIQUE_PROTOCOL = {"alphas": [0.1], "val_frac": 0.0, "test_frac": 0.2}
 # ARNIQA (test.py): alpha from np.geomspace(1e-3, 1e3, 100) (:416-417), one per dataset by the best median SRCC
 # over the validation parts (:441-444, evaluate's alpha_rule "median") of 70/10/20 splits.
@@ -330,58 +332,6 @@ def encoder_path(name: str) -> Path:
         raise ValueError(f"row {name!r} reads its images as {preprocessing.describe()}, and fine-tuning feeds "
                          f"them as {CONTRIQUE.describe()}; choose from {tunable} or file:PATH")
     return path
-
-
-def paper_protocol(models: list[str]) -> dict:
-    """The `evaluate` settings of the authors' evaluation shared by the rows in ``models`` (docs/reproduce.md).
-
-    One `evaluate` run uses one protocol for every row, so rows whose papers
-    disagree (CONTRIQUE's fixed alpha, ARNIQA's validated grid) are refused.
-    """
-    protocols = {name: get(name).protocol for name in models if get(name).protocol}
-    groups: dict[str, list[str]] = {}
-    for name, p in protocols.items():
-        groups.setdefault(repr(sorted(p.items())), []).append(name)
-    if len(groups) > 1:
-        raise ValueError(f"the papers' protocols differ between {list(groups.values())}; evaluate each group in "
-                         "its own run (dvc exp run -S models=[...])")
-    return next(iter(protocols.values()), {})
-
-
-# The authors' published encoders read whole images, except ARNIQA's SPAQ loader: short side 512 first
-# (data/dataset_spaq.py).
-PAPER_SHORT_SIDE = {("arniqa-published", "spaq"): 512}
-
-
-def unlike_papers(models: list[str], evaluate: dict, max_short_side: int | None, datasets=()) -> list[str]:
-    """One line per row in ``models`` whose numbers here are not under its paper's evaluation: the `evaluate`
-    settings that differ from its ``protocol`` and, for the authors' published encoders, an image cap other than
-    their papers' on the ``datasets`` (:data:`PAPER_SHORT_SIDE`). Empty when every row runs as its paper does
-    (docs/reproduce.md)."""
-    def shown(value) -> str:
-        if isinstance(value, list) and len(value) > 3:
-            return f"{len(value)} values {min(value):g}..{max(value):g}"
-        return str(value)
-
-    lines = []
-    for name in models:
-        row = get(name)
-        changed = [f"{key} {shown(evaluate.get(key))} (paper: {shown(value)})"
-                   for key, value in row.protocol.items() if evaluate.get(key) != value]
-        if row.protocol and row.stage is None:
-            paper = {ds: PAPER_SHORT_SIDE.get((name, ds), 0) for ds in datasets}
-            other = [ds for ds in datasets if paper[ds] != (max_short_side or 0)]
-            if other:
-                changed.append(f"extract.max_short_side {max_short_side or 0} (paper: " + ", ".join(
-                    f"{ds} {paper[ds] or 'whole images'}" for ds in other) + ")")
-        if changed:
-            lines.append(f"{name}: " + ", ".join(changed))
-    return lines
-
-
-def artifacts(models: list[str]) -> list[Path]:
-    """The files the rows in ``models`` read, in order, without repeats (extract's inputs; MLflow artifacts)."""
-    return list(dict.fromkeys(path for name in models for path in get(name).artifacts))
 
 
 def loss_histories(models: list[str]) -> dict[str, Path]:

@@ -172,7 +172,7 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
     frame = pd.DataFrame({"image": pd.Series([str(p) for p in paths], dtype=object)})
     # The images are already read and downscaled: extract takes them as they are.
     feats = _extract_naming_all(feature_fn, frame, pixels)
-    undefined = features.undefined_rows(feats)
+    undefined = features.undefined_images(feats)
     not_scored = ""
     if undefined.any():  # e.g. BRISQUE on a flat image: no score exists, and a made-up one would mislead
         names = ", ".join(str(p) for p in frame["image"][undefined][:5])

@@ -49,7 +49,7 @@ from .tracking_store import ARTIFACTS, DEFAULT_URI, local_artifact_root  # noqa:
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on the run table
 SHARED_BYTES = 512 * 1024  # a logged file this large, identical to an earlier run's, is referenced, not copied
-HEADLINE = "srcc/"  # the parent's columns: srcc/<dataset>/<model>
+HEADLINE_PREFIX = "srcc/"  # the parent's columns: srcc/<dataset>/<model>
 
 
 def metric_name(name: str) -> str:
@@ -118,7 +118,7 @@ def headline(within: dict, datasets: list[str]) -> dict[str, float]:
 
 def headline_key(model: str, dataset: str) -> str:
     """The parent run's SRCC of ``model`` on ``dataset``: short, so the run table's column shows it whole."""
-    return f"{HEADLINE}{dataset}/{model}"
+    return f"{HEADLINE_PREFIX}{dataset}/{model}"
 
 
 @dataclass(frozen=True)
@@ -269,7 +269,7 @@ def log_study(*, experiment: str, run_name: str, params: dict, metrics: dict, pe
                             mlflow.log_metrics(_metrics(train_metrics))
                             for ds, dataset in inputs.items():
                                 mlflow.log_input(dataset, context="train" if ds == train else "test")
-            save_view(experiment_id, [k for k in metrics if k.startswith(HEADLINE)], client, [*taken, name])
+            save_view(experiment_id, [k for k in metrics if k.startswith(HEADLINE_PREFIX)], client, [*taken, name])
             return LoggedRun(parent.info.run_id, experiment_id, name)
     except _StoreProblem as problem:
         _not_logged(*problem.args)

@@ -15,7 +15,7 @@ from .archives import ARCHIVE_DIR
 from .registry import DatasetSpec, get_spec
 from .scorefiles import DatasetError, locate
 
-# Enough names to act on without flooding the terminal for a missing folder.
+# Enough names to act on without flooding the terminal: missing or unreadable images, scores out of range.
 MAX_LISTED = 10
 
 
@@ -42,7 +42,7 @@ def build_from_spec(spec: DatasetSpec, root: Path) -> pd.DataFrame:
     check_images_exist(spec.name, parsed["image"].tolist())
     warn_out_of_range(spec.name, parsed["raw_score"].to_numpy(), spec.lo, spec.hi, spec.scale)
     frame = manifest.make(
-        spec.name, parsed["image"], parsed["raw_score"], kind=spec.score_type, lo=spec.lo, hi=spec.hi,
+        spec.name, parsed["image"], parsed["raw_score"], score_type=spec.score_type, lo=spec.lo, hi=spec.hi,
         higher_is_better=spec.higher_is_better,
         score_source=parsed.attrs.get("score_source", spec.score_source),  # a parser may name another file read
         content_id=parsed["content_id"].tolist(), reference=parsed["reference"].tolist(),

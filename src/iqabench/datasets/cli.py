@@ -14,10 +14,10 @@ from ..params import outside_repository, repo_root
 from ..terminal import console, typed_path
 from .archives import rar_extractor
 from .download import download, needs_rar
-from .local import DEFAULT_REGISTRY, register, register_generic
+from .local import DATA_ROOT, DEFAULT_REGISTRY, register, register_generic
 from .registry import SHARED_SUBSETS, SPECS, closest, get_spec
 from .scorefiles import DatasetError
-from .status import DEFAULT_DATA_ROOT, PREPARED, status_table
+from .status import PREPARED, status_table
 
 app = typer.Typer(help="Real human-rated IQA datasets: status, download, register local copies.",
                   no_args_is_help=False)
@@ -39,7 +39,7 @@ def _show_warnings(caught) -> None:
 
 # The defaults are the repository's data/ files, found from params.yaml upwards: relative to the working
 # folder, a command run in a subfolder wrote a registry there that the pipeline never reads.
-DEFAULTS = {"registry": (DEFAULT_REGISTRY, "--registry FILE"), "data_root": (DEFAULT_DATA_ROOT, "--data-root DIR")}
+DEFAULTS = {"registry": (DEFAULT_REGISTRY, "--registry FILE"), "data_root": (DATA_ROOT, "--data-root DIR")}
 
 
 def _where(ctx: typer.Context, key: str) -> Path:
@@ -64,7 +64,7 @@ def _prepared() -> Path:
 @app.callback(invoke_without_command=True)
 def main(ctx: typer.Context,
          data_root: Path = typer.Option(None, parser=typed_path, help=f"where downloads are extracted (default: "
-                                                                 f"{DEFAULT_DATA_ROOT} in the repository)"),
+                                                                 f"{DATA_ROOT} in the repository)"),
          registry: Path = typer.Option(None, parser=typed_path, help=f"registry of local copies (default: "
                                                                 f"{DEFAULT_REGISTRY} in the repository)")):
     """Without a subcommand: the status table of every dataset."""

@@ -36,7 +36,7 @@ from rich.progress import track
 from skimage import data as skdata
 
 from .. import fr_metrics, images, manifest
-from ..distortions import DISTORTION_TYPES, apply_sequence, distort, sample_composition
+from ..distortions import DISTORTION_TYPES, NUM_CLASSES, apply_sequence, class_name, distort, sample_composition
 from ..models.nss import luma
 from .scorefiles import DatasetError
 
@@ -106,11 +106,11 @@ def is_flat(batch: torch.Tensor) -> torch.Tensor:
 def _single_plan(n_patches: int, versions: int, gen: torch.Generator):
     """For each patch, ``versions`` distinct (type, level) draws, and the rest of its permutation (spares)."""
     plan, spares = [], []
-    n_classes = len(DISTORTION_TYPES) * 5
     for p in range(n_patches):
-        order = torch.randperm(n_classes, generator=gen).tolist()
-        plan += [(p, DISTORTION_TYPES[cls // 5], cls % 5 + 1) for cls in order[:versions]]
-        spares.append(iter([(DISTORTION_TYPES[cls // 5], cls % 5 + 1) for cls in order[versions:]]))
+        # A permutation of the distorted classes 1..NUM_CLASSES - 1 (0 is pristine), as (type, level).
+        order = [class_name(cls + 1) for cls in torch.randperm(NUM_CLASSES - 1, generator=gen).tolist()]
+        plan += [(p, dist, level) for dist, level in order[:versions]]
+        spares.append(iter(order[versions:]))
     return plan, spares
 
 
@@ -205,7 +205,7 @@ def build(name: str, out_dir: str | Path, *, patch_size: int, max_patches_per_ph
         description=f"labelling ({'+'.join(label_metrics)})").items()}
     raw = fr_metrics.pseudo_mos(metric_values)
     frame = manifest.make(
-        name, img_paths, raw, kind="pseudo-MOS", lo=0.0, hi=100.0, higher_is_better=True,
+        name, img_paths, raw, score_type="pseudo-MOS", lo=0.0, hi=100.0, higher_is_better=True,
         content_id=[content_ids[o] for o in owners], reference=[str(ref_paths[o]) for o in owners],
         distortion=types, level=levels,
         score_source=f"pseudo-MOS (not human ratings): consensus of full-reference {'+'.join(label_metrics)} vs the pristine patch",

@@ -21,12 +21,11 @@ from pathlib import Path
 
 from ..io import sha256_file
 from .download import ARCHIVE_DIR
-from .local import DEFAULT_REGISTRY, read_registry
+from .local import DATA_ROOT, DEFAULT_REGISTRY, KADIS_ROOT, read_registry
 from .registry import SHARED_SUBSETS
 
 IMAGE_SUFFIXES = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".gif")
 MAX_HASHED = 256 << 20  # non-image files larger than this (stray archives) count by size, not content
-DATA_ROOT = Path("data/raw")
 
 
 def locate(name: str, shared_root: str | Path, data_root: str | Path = DATA_ROOT,
@@ -98,7 +97,7 @@ def pristine(name: str, source: str, source_dir: str = "", authentic: str = "") 
     """The fingerprint of a pretraining or NIQE image source: ``kadis700k``/``folder`` and the authentic set."""
     out = {"input": name, "source": source}
     if source == "kadis700k":
-        out["folder"] = folder(source_dir or DATA_ROOT / "kadis700k")
+        out["folder"] = folder(source_dir or KADIS_ROOT)
     elif source == "folder" and source_dir:
         out["folder"] = folder(source_dir)
     if authentic:

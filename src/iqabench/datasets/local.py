@@ -19,12 +19,14 @@ import numpy as np
 import pandas as pd
 
 from .. import io, manifest
-from .build import build_from_spec, check_images_exist, check_scores_vary, join_identical_copies, list_images
+from .build import (MAX_LISTED, build_from_spec, check_images_exist, check_scores_vary, join_identical_copies,
+                    list_images)
 from .registry import SHARED_SUBSETS, SPECS, get_spec
 from .scorefiles import DatasetError, line_of, name_column, numeric_column, read_csv_columns
 
 DEFAULT_REGISTRY = Path("data/registry.json")
-MAX_LISTED = 10
+DATA_ROOT = Path("data/raw")  # downloads land in DATA_ROOT/NAME
+KADIS_ROOT = DATA_ROOT / "kadis700k"  # pristine photos: pretraining and the NIQE fit read them when present
 # A dataset name becomes a folder (data/prepared/NAME) and a DVC stage key (prepare@NAME): no '/', '..' or dots.
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # 64 at most: it is part of file names
 
@@ -258,7 +260,7 @@ def generic_manifest(name: str, entry: dict, *, registered: bool = True) -> pd.D
             raise DatasetError(f"{name}: column {entry['content_col']!r} of {csv} holds one value ({content[0]!r}) "
                                "for every image, so no split can keep contents apart; name the column that tells "
                                "scenes apart, or leave --content-col out (each image its own content)")
-    frame = manifest.make(name, images, raw, kind=entry["score_type"], lo=entry["lo"], hi=entry["hi"],
+    frame = manifest.make(name, images, raw, score_type=entry["score_type"], lo=entry["lo"], hi=entry["hi"],
                           higher_is_better=entry["higher_is_better"], content_id=content,
                           score_source=f"human {entry['score_type']} (from {csv.name}, registered locally)")
     return join_identical_copies(name, manifest.validate(frame, where=f"{name} manifest from {csv}"))

@@ -15,11 +15,10 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..manifest import scale_label
 from . import parsers_authentic as auth
 from . import parsers_synthetic as synth
 from .scorefiles import DatasetError
-
-KINDS = ("synthetic", "authentic", "ai-generated", "screen-content", "pristine-unlabelled")
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class Remote:
 class DatasetSpec:
     name: str
     title: str
-    kind: str
+    kind: str                      # synthetic, authentic, ai-generated, screen-content or pristine-unlabelled
     homepage: str
     citation: str
     licence: str
@@ -64,10 +63,10 @@ class DatasetSpec:
 
     @property
     def scale(self) -> str:
+        """The manifest's ``raw_scale`` of this dataset, or "unlabelled"."""
         if not self.score_type:
             return "unlabelled"
-        arrow = "higher" if self.higher_is_better else "lower"
-        return f"{self.score_type} [{self.lo:g}, {self.hi:g}], {arrow} is better"
+        return scale_label(self.score_type, self.lo, self.hi, self.higher_is_better)
 
 
 MMSP = "https://datasets.vqa.mmsp-kn.de/archives"

@@ -22,7 +22,7 @@ class DatasetError(ValueError):
     """A dataset on disk that does not match its published layout or format."""
 
 
-PUBLISHED = "use the score file as published by the dataset authors"
+PUBLISHED_HINT = "use the score file as published by the dataset authors"
 
 
 def locate(root: Path, relative: str, dataset: str, *, required: bool = True) -> Path | None:
@@ -48,7 +48,7 @@ def locate(root: Path, relative: str, dataset: str, *, required: bool = True) ->
 
 
 def read_csv_columns(path: Path, dataset: str, required: list[str], *, optional: list[str] = (),
-                     exact: bool = False, remedy: str = PUBLISHED, **kwargs) -> pd.DataFrame:
+                     exact: bool = False, remedy: str = PUBLISHED_HINT, **kwargs) -> pd.DataFrame:
     """Read a CSV and insist on its published columns.
 
     ``exact`` also refuses extra columns: for files whose column order carries
@@ -234,7 +234,7 @@ def _require_openpyxl(path: Path, dataset: str) -> None:
 
 
 def check_columns(frame: pd.DataFrame, path: Path, dataset: str, required: list[str], *,
-                  optional: list[str] = (), exact: bool = False, remedy: str = PUBLISHED) -> None:
+                  optional: list[str] = (), exact: bool = False, remedy: str = PUBLISHED_HINT) -> None:
     # pandas renames a repeated column 'MOS' 'MOS.1'; 'MOS' and 'MOS ' stay apart until the caller strips them;
     # a header found in a sheet's rows keeps both (selecting it then gave a frame, and a TypeError traceback).
     twice = [c for c in required if f"{c}.1" in frame.columns or list(frame.columns).count(c) > 1]

@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..manifest import scale_label
 from . import embedded
 from .archives import PARTIAL_MARKER
 from .download import DONE_MARKER
-from .local import DEFAULT_REGISTRY, read_registry
+from .local import DATA_ROOT, DEFAULT_REGISTRY, read_registry
 from .registry import SHARED_SUBSETS, SPECS
 
-DEFAULT_DATA_ROOT = Path("data/raw")
 PREPARED = Path("data/prepared")
 
 
@@ -48,7 +48,7 @@ def _built_row(name: str, kind: str, scale: str, how: str, prepared: Path) -> di
             "path": str(manifest_path.parent) if ready else ""}
 
 
-def status_table(data_root: Path = DEFAULT_DATA_ROOT, registry_path: Path = DEFAULT_REGISTRY,
+def status_table(data_root: Path = DATA_ROOT, registry_path: Path = DEFAULT_REGISTRY,
                  prepared: Path = PREPARED) -> list[dict]:
     """One row per known or registered dataset: name, kind, images, score, size, status, path, and
     ``state`` (one word for a narrow table: ready, registered, partial, missing, not built) with
@@ -90,10 +90,9 @@ def status_table(data_root: Path = DEFAULT_DATA_ROOT, registry_path: Path = DEFA
         if name in SPECS:
             continue
         folder = Path(entry["path"])
-        arrow = "higher" if entry.get("higher_is_better") else "lower"
         rows.append({"name": name, "kind": "generic", "images": entry.get("images"),
-                     "score": f"{entry.get('score_type', 'MOS')} [{entry.get('lo'):g}, {entry.get('hi'):g}], "
-                              f"{arrow} is better",
+                     "score": scale_label(entry.get("score_type", "MOS"), entry.get("lo"), entry.get("hi"),
+                                          entry.get("higher_is_better")),
                      "size": human_size(disk_size(folder)) if folder.is_dir() else "-",
                      "status": "registered" if folder.is_dir() else f"missing: folder {folder} is gone",
                      "state": "registered" if folder.is_dir() else "missing",

@@ -1,4 +1,6 @@
-"""KADID-10k's 25 distortion types x 5 levels as a batched PyTorch engine.
+"""KADID-10k's distortion types at five levels each, as a batched PyTorch engine.
+
+The types are declared once, in :data:`.registry.DISTORTIONS`; every table here is derived from it.
 
 Public API::
 
@@ -9,6 +11,7 @@ Public API::
     DistortionTransform(...).plan(generator) -> list[(type, level)]   # one image's steps, drawn
     apply_plans(images, plans, generator) -> Tensor                   # row i distorted by plans[i]
     class_index(dist, level) / class_name(index)
+    DISTORTIONS: tuple[Distortion(name, group, levels, function, random), ...]   # the registry
     save_gallery(image, path)
 
 Each module's docstring lists where it departs from the MATLAB reference.
@@ -18,9 +21,10 @@ from .engine import RANDOM_TYPES, apply_sequence, distort
 from .gallery import save_gallery
 from .params import (DISTORTION_GROUPS, DISTORTION_TYPES, GROUP_OF, LEVEL_PARAMETERS, NUM_CLASSES,
                      NUM_LEVELS, class_index, class_name)
+from .registry import DISTORTIONS, Distortion
 
 __all__ = [
-    "DISTORTION_GROUPS", "DISTORTION_TYPES", "GROUP_OF", "LEVEL_PARAMETERS", "NUM_CLASSES", "NUM_LEVELS",
-    "RANDOM_TYPES", "DistortionTransform", "apply_plans", "apply_sequence", "class_index", "class_name",
-    "composition_groups", "distort", "sample_composition", "save_gallery",
+    "DISTORTIONS", "DISTORTION_GROUPS", "DISTORTION_TYPES", "GROUP_OF", "LEVEL_PARAMETERS", "NUM_CLASSES",
+    "NUM_LEVELS", "RANDOM_TYPES", "Distortion", "DistortionTransform", "apply_plans", "apply_sequence",
+    "class_index", "class_name", "composition_groups", "distort", "sample_composition", "save_gallery",
 ]

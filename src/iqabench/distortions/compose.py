@@ -6,7 +6,7 @@ and one level per type. ARNIQA draws levels from a half-Gaussian favouring
 mild levels; here the level distribution is a parameter, uniform by default.
 
 ``DistortionTransform`` labels each image with CONTRIQUE's class index
-(``type_index * 5 + level``, 0 = pristine, 126 classes).
+(``type_index * NUM_LEVELS + level``, 0 = pristine; ``NUM_CLASSES`` in all).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Input checks, the type registry and :func:`distort` / :func:`apply_sequence`.
+"""Input checks, the function map (from :mod:`.registry`) and :func:`distort` / :func:`apply_sequence`.
 
 Every distortion function takes a float32 chunk of the images whose level is
 above 0, the per-image parameter values from ``LEVEL_PARAMETERS`` and the
@@ -11,50 +11,19 @@ CPU stages use it, since its last-bit differences between CPU models stay
 from __future__ import annotations
 
 import operator
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
-from . import blur, brightness, color, compression, memory, noise, sharpness, spatial
+from . import memory
 from .params import DISTORTION_TYPES, LEVEL_PARAMETERS, NUM_LEVELS
+from .registry import DISTORTIONS, DistortionFn
 
-DistortionFn = Callable[[Tensor, list, torch.Generator], Tensor]
-
-DISTORTION_FUNCTIONS: dict[str, DistortionFn] = {
-    "gaussian_blur": blur.gaussian_blur,
-    "lens_blur": blur.lens_blur,
-    "motion_blur": blur.motion_blur,
-    "color_diffusion": color.color_diffusion,
-    "color_shift": color.color_shift,
-    "color_quantization": color.color_quantization,
-    "color_saturation_hsv": color.color_saturation_hsv,
-    "color_saturation_lab": color.color_saturation_lab,
-    "jpeg2000": compression.jpeg2000,
-    "jpeg": compression.jpeg,
-    "white_noise": noise.white_noise,
-    "white_noise_ycbcr": noise.white_noise_ycbcr,
-    "impulse_noise": noise.impulse_noise,
-    "multiplicative_noise": noise.multiplicative_noise,
-    "denoise": noise.denoise,
-    "brighten": brightness.brighten,
-    "darken": brightness.darken,
-    "mean_shift": brightness.mean_shift,
-    "jitter": spatial.jitter,
-    "non_eccentricity_patch": spatial.non_eccentricity_patch,
-    "pixelate": spatial.pixelate,
-    "quantization": spatial.quantization,
-    "color_block": spatial.color_block,
-    "high_sharpen": sharpness.high_sharpen,
-    "contrast_change": sharpness.contrast_change,
-}
-assert tuple(DISTORTION_FUNCTIONS) == DISTORTION_TYPES
+DISTORTION_FUNCTIONS: dict[str, DistortionFn] = {d.name: d.function for d in DISTORTIONS}
 
 # Random types: the only ones whose output depends on the generator.
-RANDOM_TYPES: frozenset[str] = frozenset({
-    "motion_blur", "color_shift", "white_noise", "white_noise_ycbcr", "impulse_noise",
-    "multiplicative_noise", "denoise", "jitter", "non_eccentricity_patch", "color_block",
-})
+RANDOM_TYPES: frozenset[str] = frozenset(d.name for d in DISTORTIONS if d.random)
 
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
@@ -201,6 +170,10 @@ IN_RANGE_TYPES: frozenset[str] = frozenset({
 # image on the CPU, a fifth of a pixelation).
 WRITES_INTO_TYPES: frozenset[str] = frozenset({"pixelate", "quantization", "jpeg", "white_noise",
                                                 "white_noise_ycbcr"})
+
+# The speed hints above are optional per type, but a name they keep after its type is renamed would
+# silently drop the hint.
+assert WHOLE_BATCH_TYPES | IN_RANGE_TYPES | WRITES_INTO_TYPES <= set(DISTORTION_TYPES)
 
 
 def _working_dtype(images: Tensor) -> torch.dtype:

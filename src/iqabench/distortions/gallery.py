@@ -1,8 +1,8 @@
 """A PNG grid of every type at every level, for eyeballing the engine
-(``reports/distortions.png``): rows are the 25 types, columns pristine + 1..5.
+(``reports/distortions.png``): a row per type, columns pristine + each level.
 
 The tiles are assembled into one montage and drawn with a single ``imshow``
-(150 separate axes take matplotlib several seconds on a slow CPU). The photo is
+(an axis per tile takes matplotlib several seconds on a slow CPU). The photo is
 shrunk to ``tile`` pixels first (80: the file is ~1.7 MB; at the photo's full
 512 px it was 54 MB, kept in git and logged to MLflow on every run), and the
 PNG is written as RGB, not matplotlib's RGBA.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..features import undefined_rows  # one rule for "undefined", shared with extract and score
+from ..features import undefined_images  # one rule for "undefined", shared with extract and score
 from .arniqa_splits import for_dataset
 from .metrics import compute_metrics
 from .ridge import SplitPredictions, fit_predict, ridge_path, select_alpha
@@ -79,7 +79,7 @@ class SplitRun:
 def run_splits(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_frac: float = 0.2,
                val_frac: float = 0.0, seed: int = 0, alphas=(0.1,), standardize: bool = False,
                alpha_rule: str = "median", splits: list[Split] | None = None,
-               show_progress: bool = False, where: str = "within_dataset") -> SplitRun:
+               show_progress: bool = False, where: str = "run_splits") -> SplitRun:
     """Fit and predict every split; ``splits`` overrides the random ones (e.g. an official split).
 
     With one alpha it is used as given (CONTRIQUE: 0.1). With several, val_frac must
@@ -93,7 +93,7 @@ def run_splits(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_fra
                                    val_frac=val_frac, seed=seed)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
-    missing, drawn = undefined_rows(features), list(splits)
+    missing, drawn = undefined_images(features), list(splits)
     if missing.any():
         splits = [drop_undefined(split, missing) for split in splits]
         features = np.where(missing[:, None], 0.0, features)  # in no split part now: never read
@@ -144,19 +144,6 @@ def fixed_splits(dataset: str, manifest: pd.DataFrame, *, official: bool = False
     return "random", None
 
 
-def within_dataset(features, manifest: pd.DataFrame, *, n_splits: int = 10, test_frac: float = 0.2,
-                   val_frac: float = 0.0, seed: int = 0, alphas=(0.1,), standardize: bool = False,
-                   logistic: str = "5pl", alpha_rule: str = "median", official: bool = False) -> pd.DataFrame:
-    """One row per split: split, seed, alpha, n_train, n_val, n_test, srcc, krcc, plcc, plcc_raw, rmse.
-
-    With ``official`` the manifest's ``split`` column (KonIQ-10k, FLIVE) is the one split used.
-    """
-    splits = [official_split(manifest["split"], where="manifest 'split' column")] if official else None
-    run = run_splits(features, manifest, n_splits=n_splits, test_frac=test_frac, val_frac=val_frac,
-                     seed=seed, alphas=alphas, standardize=standardize, alpha_rule=alpha_rule, splits=splits)
-    return score_run(run, logistic=logistic)
-
-
 def summarise(per_split: pd.DataFrame) -> dict:
     """{metric: {median, q25, q75, min, max, mean}} over splits, plus n_splits; the median is the headline."""
     missing = [m for m in METRICS if m not in per_split.columns]
@@ -197,9 +184,9 @@ def cross_dataset_many(train_features, train_manifest: pd.DataFrame, tests: list
     X_train, y_train = _targets(train_features, train_manifest, "cross_dataset train")
     targets = [_targets(f, m, f"cross_dataset test {i}") for i, (f, m) in enumerate(tests)]
     # Images with undefined features are dropped on both sides and counted, as within a dataset.
-    train_missing = undefined_rows(X_train)
+    train_missing = undefined_images(X_train)
     X_train, y_train = X_train[~train_missing], y_train[~train_missing]
-    missing = [undefined_rows(X) for X, _ in targets]
+    missing = [undefined_images(X) for X, _ in targets]
     targets = [(X[~m], y[~m]) for (X, y), m in zip(targets, missing)]
     if len(y_train) < 2 or any(len(y) < MIN_TEST for _, y in targets):
         raise ValueError(f"cross_dataset: too few images with defined features ({len(y_train)} to train on, "

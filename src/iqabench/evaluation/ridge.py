@@ -21,9 +21,8 @@ runs unchanged (both call LAPACK there; a side-by-side on the shared 2-core
 machine showed no consistent winner). ``device="cpu"`` forces the torch path
 on the CPU, which is how the tests cover it without a GPU.
 
-CONTRIQUE fits ``Ridge(alpha=0.1)`` on raw features (train_regressor.py,
-``--alpha`` default 0.1; its released CLIVE.save has 0.25); ARNIQA searches
-``np.geomspace(1e-3, 1e3, 100)`` on validation splits.
+The papers' alphas (CONTRIQUE's fixed 0.1, ARNIQA's validated grid) are the rows' paper
+protocols, in :mod:`iqabench.rows`.
 """
 from __future__ import annotations
 
@@ -35,14 +34,12 @@ from rich.progress import Progress
 
 from .splits import Split
 
-CONTRIQUE_ALPHA = 0.1
 # An alpha this many times the largest eigenvalue of the training Gram matrix shrinks every weight below 1e-10 of
 # its unpenalised size, so the predictions differ from the training mean by ~1e-10 of the scores' spread. float64
 # still ranks them, but any rounding on the way (float32, a fixed-precision file) flattens them, and far enough
 # out (alpha 1e300) the weights underflow and every SRCC was reported 0.000. Such a grid suits features of another
 # scale: refused, naming the largest alpha that fits.
 VANISHING_RATIO = 1e10
-ARNIQA_ALPHAS = np.geomspace(1e-3, 1e3, 100)
 
 
 def alpha_grid(n: int = 13, lo: float = 1e-3, hi: float = 1e3) -> np.ndarray:

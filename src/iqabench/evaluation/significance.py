@@ -227,16 +227,3 @@ def _same_split(a, b) -> bool:
     return a.seed == b.seed and all(np.array_equal(getattr(a, part), getattr(b, part))
                                     for part in ("train", "val", "test"))
 
-
-def compare_runs(run_a, run_b, *, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Both tests for two :class:`~iqabench.evaluation.protocol.SplitRun` on the same splits, on the test
-    images both define (:func:`common_test`).
-
-    Over splits, the corrected resampled t-test at the mean n_test / n_train.
-    """
-    paired = common_test(run_a, run_b)
-    mos, pred_a, pred_b, ratios = (list(part) for part in zip(*paired))
-    srcc_a = [rowwise_pearson(stats.rankdata(p), stats.rankdata(m)) for p, m in zip(pred_a, mos)]
-    srcc_b = [rowwise_pearson(stats.rankdata(p), stats.rankdata(m)) for p, m in zip(pred_b, mos)]
-    return {"splits": compare(srcc_a, srcc_b, level=level, test_train_ratio=float(np.mean(ratios))),
-            "images": image_bootstrap(mos, pred_a, pred_b, n_boot=n_boot, level=level, seed=seed)}

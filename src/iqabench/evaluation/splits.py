@@ -17,8 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-EMPTY = np.zeros(0, dtype=np.int64)
-
 
 @dataclass(frozen=True)
 class Split:

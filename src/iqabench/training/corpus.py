@@ -16,10 +16,11 @@ import torch
 from rich.progress import track
 
 from .. import images, io
-from ..distortions import DISTORTION_TYPES, distort
+from ..distortions import DISTORTION_TYPES, NUM_CLASSES, class_name, distort
 
-# Class 0 is pristine; class 1 + 5 * type + (level - 1) as in iqabench.distortions.class_index.
-N_CLASSES = len(DISTORTION_TYPES) * 5 + 1
+# Labels are iqabench.distortions.class_index values (0 = pristine); this older name stays for the
+# modules and tests that import it from here.
+N_CLASSES = NUM_CLASSES
 
 
 def config_hash(config: dict) -> str:
@@ -36,11 +37,12 @@ def _shard(photos: dict[str, torch.Tensor], n: int, crop: int, gen: torch.Genera
         left = int(torch.randint(img.shape[2] - crop + 1, (1,), generator=gen))
         crops.append(img[:, top:top + crop, left:left + crop])
     batch = torch.stack(crops)
-    labels = torch.randint(N_CLASSES, (n,), generator=gen)
-    for t, dist in enumerate(DISTORTION_TYPES):
-        rows = ((labels - 1) // 5 == t) & (labels > 0)
+    labels = torch.randint(NUM_CLASSES, (n,), generator=gen)
+    named = [class_name(label) for label in labels.tolist()]
+    for dist in DISTORTION_TYPES:  # in type order: the order the generator's draws are made in
+        rows = torch.tensor([name == dist for name, _ in named])
         if rows.any():
-            levels = (labels[rows] - 1) % 5 + 1
+            levels = torch.tensor([level for name, level in named if name == dist])
             batch[rows] = distort(batch[rows], dist, levels, generator=gen)
     return images.quantize(batch), labels, [names[i] for i in src]
 
@@ -67,9 +69,9 @@ def build(out_dir: str | Path, *, photos: list[str], crop: int, n_images: int, s
             blob = {"images": imgs, "labels": labels, "sources": sources, "config_hash": digest}
             io.write_torch(path, blob)
         for k, (label, source) in enumerate(zip(blob["labels"].tolist(), blob["sources"])):
-            dist = "" if label == 0 else DISTORTION_TYPES[(label - 1) // 5]
+            dist, level = class_name(label)
             rows.append({"shard": s, "index": k, "source": source, "class": label,
-                         "distortion": dist, "level": 0 if label == 0 else (label - 1) % 5 + 1})
+                         "distortion": "" if label == 0 else dist, "level": level})
     for stale in sorted(out_dir.glob("shard-*.pt"))[n_shards:]:
         stale.unlink()
     io.write_json(out_dir / "config.json", {**config, "config_hash": digest})

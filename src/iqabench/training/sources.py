@@ -79,7 +79,8 @@ def synthetic_paths(source: str, source_dir: str) -> list[Path]:
     """Pristine images for on-the-fly synthesis: ``kadis700k`` or ``folder``."""
     if source == "kadis700k":
         from ..datasets.build import list_images
-        return list_images("kadis700k", Path(source_dir or "data/raw/kadis700k"))
+        from ..datasets.local import KADIS_ROOT
+        return list_images("kadis700k", Path(source_dir or KADIS_ROOT))
     if source == "folder":
         if not source_dir:
             raise ValueError("pretrain.source 'folder' needs pretrain.source_dir, the folder of pristine images")
