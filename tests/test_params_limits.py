@@ -47,7 +47,7 @@ def _refused_above_and_allowed_at_the_bound(tmp_path, monkeypatch, key: str, val
 # --- seeds ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("key, null_ok", [("seed", False), ("evaluate.seed", True), ("pretrain.contrique.seed", True),
-                                          ("pretrain.arniqa.seed", True), ("finetune.seed", True)])
+                                          ("pretrain.arniqa.seed", True)])
 def test_every_seed_stops_above_2_31(tmp_path, monkeypatch, key, null_ok):
     message = _error(tmp_path, monkeypatch, {key: HUGE_SEED})
     assert f"{key} = {HUGE_SEED} is not allowed; it must be an integer in [0, 2147483647]" + (
@@ -104,6 +104,12 @@ def test_finetune_cannot_run_more_splits_than_evaluate_compares_with(tmp_path, m
     monkeypatch.chdir(tmp_path)
     with pytest.raises(params.ParamsError, match=r"finetune.n_splits = 3 is above evaluate.n_splits = 2"):
         params.validate(cfg)
+
+
+def test_a_finetune_seed_is_refused_because_the_splits_are_evaluates(tmp_path, monkeypatch):
+    # stages/finetune.py replaced finetune.seed with evaluate.seed without a word: a set seed changed nothing.
+    message = _error(tmp_path, monkeypatch, {"finetune.seed": 5})
+    assert "finetune.seed = 5 is not read" in message and "evaluate.seed" in message
 
 
 # --- batch sizes, widths, workers ---------------------------------------------------------------------

@@ -68,6 +68,10 @@ def check(where: str, params: dict) -> None:
             rows.encoder_path(finetune["model"])
         except ValueError as err:  # an unknown row, or one that is not one encoder file
             raise ParamsError(f"{where}: finetune.model: {err}") from None
+    if finetune and finetune.get("seed") is not None:  # stages/finetune.py replaced it with evaluate's, silently
+        raise ParamsError(f"{where}: finetune.seed = {finetune['seed']!r} is not read: fine-tuning runs on the "
+                          "protocol's splits, drawn with evaluate.seed (null: the top-level seed); set that one, or "
+                          "remove finetune.seed")
     if evaluate and finetune is not None:
         from .training.finetune import FinetuneConfig
 
