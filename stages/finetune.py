@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     stage_paths.option(parser, "--checkpoints", "DIR", "resume folder (not a DVC output): DIR/DATASET/split-K/")
     stage_paths.option(parser, "--csv", "CSV", "written: one row per dataset and split")
     stage_paths.option(parser, "--md", "MD", "written: the medians beside the frozen ridge's")
-    parser.add_argument("--params", type=stage_paths.path, metavar="YAML",
-                        help="the params file (default: the repository's params.yaml)")
+    stage_paths.params_option(parser)
     args = parser.parse_args(argv)
     evaluate_cfg = params.section("evaluate", args.params)
     section = params.section("finetune", args.params)

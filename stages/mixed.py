@@ -27,8 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     stage_paths.option(parser, "--within", "CSV", "evaluate's within-dataset table (its ridge rows, when there)")
     stage_paths.option(parser, "--csv", "CSV", "written: the table")
     stage_paths.option(parser, "--md", "MD", "written: its markdown")
-    parser.add_argument("--params", type=stage_paths.path, metavar="YAML",
-                        help="the params file (default: the repository's params.yaml)")
+    stage_paths.params_option(parser)
     args = parser.parse_args(argv)
     cfg = params.section("mixed", args.params)
     protocol = params.section("evaluate", args.params)

@@ -99,9 +99,7 @@ def read_inputs(args: argparse.Namespace, models: list[str]) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=stage_paths.path, metavar="YAML",
-                        help="the params file (default: the repository's params.yaml; logged, and diffed against "
-                             "git HEAD)")
+    stage_paths.params_option(parser, "logged, and diffed against git HEAD")
     for flag, metavar, what in (
             ("--lock", "FILE", "dvc.lock (its digest names the results; logged)"),
             ("--prepared", "DIR", "prepare's outputs: DIR/DATASET/manifest.csv"),

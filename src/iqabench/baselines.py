@@ -184,14 +184,16 @@ def pristine_images(kadis_root: str | Path = KADIS_ROOT, kadis_sample: int = KAD
 
 
 def fit_pristine_niqe(kadis_root: str | Path = KADIS_ROOT, *, kadis_sample: int = KADIS_SAMPLE,
-                      patch_size: int = 96, sharpness_threshold: float = 0.75) -> NiqeModel:
+                      **fit_options) -> NiqeModel:
     """Fit the NIQE pristine MVG on KADIS-700k when present, else on the embedded photographs.
 
     With the embedded default the model has seen the undistorted scenes of the
-    synthetic sets (see the module docstring); say so next to any NIQE number.
+    synthetic sets (see the module docstring); say so next to any NIQE number. ``fit_options``: those of
+    :func:`~iqabench.models.niqe.fit_niqe` (patch size, sharpness threshold), whose defaults are NIQE's published
+    ones.
     """
     loaders = pristine_images(kadis_root, kadis_sample)
-    return fit_niqe(_LoadingList(loaders), patch_size=patch_size, sharpness_threshold=sharpness_threshold)
+    return fit_niqe(_LoadingList(loaders), **fit_options)
 
 
 class _LoadingList:

@@ -20,3 +20,10 @@ def path(text: str) -> Path:
 def option(parser: argparse.ArgumentParser, flag: str, metavar: str, help: str) -> None:
     """A required path option ``flag`` (e.g. ``--out``) of a stage's ``parser``."""
     parser.add_argument(flag, type=path, required=True, metavar=metavar, help=help)
+
+
+def params_option(parser: argparse.ArgumentParser, use: str = "") -> None:
+    """The optional ``--params YAML`` of the stages that tests run with their own params file; ``use`` says what
+    the stage does with it beyond reading it."""
+    parser.add_argument("--params", type=path, metavar="YAML",
+                        help=f"the params file (default: the repository's params.yaml{'; ' + use if use else ''})")

@@ -7,7 +7,6 @@ ran in this pipeline run, :func:`timings_markdown` is the table.
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import sys
 import time
@@ -94,8 +93,8 @@ def _read_timing(path: Path) -> dict | None:
     and rewritten on every run (a merge conflict leaves markers in them) and only informational: a bad one must
     not stop the report, which reads them after it wrote the figures."""
     try:
-        entry = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        entry = io.loads_json(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError and io.JSONShapeError are ValueErrors
         problem = f"is not readable JSON ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
     else:
         number = (int, float)
