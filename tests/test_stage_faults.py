@@ -58,7 +58,8 @@ def test_a_profile_that_is_not_a_file_is_named_for_what_it_is(monkeypatch, tmp_p
     ('<<<<<<< HEAD\n{"stage": "evaluate", "seconds": 1.0}\n=======\n{"stage": "evaluate", "seconds": 2.0}\n'
      '>>>>>>> other\n', "is not readable JSON (JSONDecodeError"),
     ('{"stage": "evaluate"}', "has no number 'seconds' (got None)"),
-    ("[1, 2]", "is a JSON list, not an object")])
+    ("[1, 2]", "is a JSON list, not an object"),
+    ('{"stage": "evaluate", "seconds": 1.0, "seconds": 2.0}', "is not readable JSON (JSONShapeError: ")])
 def test_a_damaged_timing_file_is_skipped_with_a_warning(monkeypatch, tmp_path, capsys, text, says):
     timings = tmp_path / "reports" / "timings"
     timings.mkdir(parents=True)
