@@ -190,6 +190,34 @@ def test_tolerance_is_the_larger_of_sampling_error_and_the_seed_spread():
         gate.check(current, BASELINE, TOLERANCES, seed_std=SEED_STD, seed_factor=-1)
 
 
+def test_seed_noise_never_allows_a_drop_to_chance():
+    # A 0.084 std (x 4.24 = 0.356) let a cross-dataset SRCC of 0.34 fall to 0.0 and pass: a broken encoder.
+    n_test = {"synthetic-single": 116, "synthetic-mixed": 108, "synthetic-single->synthetic-mixed": 540}
+    chance = gate.chance_level(540)
+    assert chance == pytest.approx(2.33 * (1.06 / 537) ** 0.5)
+    wide = {"cross.contrique.synthetic-single->synthetic-mixed.srcc": 0.084}
+    baseline = changed(**{"cross/contrique/synthetic-single->synthetic-mixed/srcc": 0.34})
+
+    def verdict(new: float, old_srcc: float = 0.34) -> gate.GateRow:
+        old = changed(**{"cross/contrique/synthetic-single->synthetic-mixed/srcc": old_srcc})
+        current = changed(**{"cross/contrique/synthetic-single->synthetic-mixed/srcc": new})
+        result = gate.check(current, old, {"default": "auto"}, n_test=n_test, seed_std=wide)
+        return {row.metric: row for row in result.rows}["cross.contrique.synthetic-single->synthetic-mixed.srcc"]
+
+    dead = verdict(0.0)
+    assert dead.status == gate.REGRESSED and dead.basis == "chance"
+    assert dead.allowed_drop == pytest.approx(0.34 - chance)
+    assert verdict(chance + 0.01).status == gate.OK      # a poor seed above chance: seed noise, as measured
+    assert verdict(chance - 0.01).status == gate.REGRESSED
+    # A baseline near chance keeps its sampling rule (the floor never narrows the gate below it).
+    near = verdict(0.05, old_srcc=0.12)
+    assert near.basis == "sampling" and near.allowed_drop == pytest.approx(gate.auto_tolerance(0.12, 540))
+    assert near.status == gate.OK
+    # Without a test-set size (a numeric tolerance) there is no chance level to cut at.
+    assert gate.check(changed(**{"cross/contrique/synthetic-single->synthetic-mixed/srcc": 0.0}), baseline,
+                      TOLERANCES, seed_std=wide).rows[-1].basis in ("seed", "sampling")
+
+
 def test_seed_std_from_variance_csv(tmp_path):
     assert gate.seed_std_from(tmp_path / "variance.csv") is None
     write_csv(tmp_path / "variance.csv", pd.DataFrame(

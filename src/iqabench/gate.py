@@ -39,6 +39,9 @@ kernels failed on noise). A 600-step CPU pretraining moves the pretrained rows m
 than their test set's sampling error (and differs in its last bits from one
 machine to the next), so a fresh clone elsewhere must be judged against that
 spread; without reports/variance.csv the gate warns and uses sampling noise only.
+Seed noise never takes a row to chance: its allowed drop stops where the SRCC would fall below what a
+predictor with no information exceeds once in 100 on that test set (:func:`chance_level`), so an encoder
+that broke (SRCC near 0) fails however wide its spread (a 0.084 std allowed a 0.356 drop from 0.34).
 """
 from __future__ import annotations
 
@@ -62,6 +65,7 @@ SEED_FACTOR = 4.24  # 3 * sqrt(2): see the module docstring
 VARIANCE_FILE = "variance.csv"  # next to metrics.json, written by benchmarks/seed_spread.py
 MIN_TOLERANCE = 0.001  # metrics.json rounds to 4 decimals; never gate on rounding
 GATED = ("srcc",)
+CHANCE_Z = 2.33  # one-sided 1 %: see chance_level
 
 OK, IMPROVED, REGRESSED, MISSING, ADDED = "ok", "improved", "REGRESSED", "MISSING", "added"
 
@@ -80,7 +84,7 @@ class GateRow:
     allowed_drop: Optional[float]
     status: str
     gated: bool                  # whether this row's status can fail the gate
-    basis: str = ""              # which noise set allowed_drop: "sampling" or "seed"
+    basis: str = ""              # what set allowed_drop: "sampling", "seed", or "chance" (seed noise, cut at chance)
 
     @property
     def fails(self) -> bool:
@@ -112,6 +116,13 @@ def auto_tolerance(rho: float, n_test: int, statistic: str = "srcc", factor: flo
                         "give this dataset a numeric tolerance in params.yaml check.tolerance")
     standard_error = (1.0 - min(rho * rho, 1.0)) * math.sqrt(FIELLER_VARIANCE.get(statistic, 1.0) / (n_test - 3))
     return max(MIN_TOLERANCE, factor * standard_error)
+
+
+def chance_level(n_test: int, statistic: str = "srcc") -> float:
+    """The correlation that a predictor with no information about quality exceeds once in 100 on ``n_test``
+    images: CHANCE_Z standard errors of the module's formula at rho = 0. On one split; a median over
+    splits is less noisy, so the level is a cautious one (a working row stays well above it)."""
+    return CHANCE_Z * math.sqrt(FIELLER_VARIANCE.get(statistic, 1.0) / (n_test - 3))
 
 
 def _test_dataset(dataset: str) -> str:
@@ -195,11 +206,16 @@ def check(current: dict, baseline: dict, tolerances: Optional[dict] = None,
         if new is None:
             status = MISSING
         else:
-            allowed, basis = _allowed_drop(_rule_for(dataset, tolerances, default_tolerance_rule), dataset=dataset,
-                                           statistic=statistic, old=old, n_test=n_test, factor=auto_factor), "sampling"
+            sampling = _allowed_drop(_rule_for(dataset, tolerances, default_tolerance_rule), dataset=dataset,
+                                     statistic=statistic, old=old, n_test=n_test, factor=auto_factor)
+            allowed, basis = sampling, "sampling"
             seed_drop = seed_factor * seed_std.get(".".join(key), 0.0)
-            if seed_drop > allowed:
+            n = n_test.get(dataset, n_test.get(_test_dataset(dataset)))
+            floor = chance_level(n, statistic) if n is not None and n > 3 else -math.inf
+            if seed_drop > sampling:
                 allowed, basis = seed_drop, "seed"
+            if basis == "seed" and old - seed_drop < floor:  # never down to chance, never below the sampling rule
+                allowed, basis = max(sampling, old - floor), "chance" if old - floor > sampling else "sampling"
             # A hair of float slack so a drop of exactly the tolerance passes.
             status = REGRESSED if new < old - allowed - 1e-12 else IMPROVED if new > old + allowed else OK
         rows.append(GateRow(".".join(key), section, model, dataset, statistic, old, new, allowed, status,
@@ -246,7 +262,7 @@ def render(result: GateResult, title: str):
             status, style = f"{REGRESSED} (warn)", "yellow"
         elif not row.gated and row.status in (OK, IMPROVED, ADDED):
             status, style = f"{row.status} (ungated)", "dim"  # shown for reading; it cannot fail the gate
-        allowed = _fmt(row.allowed_drop) + (" (seed)" if row.basis == "seed" else "")
+        allowed = _fmt(row.allowed_drop) + {"seed": " (seed)", "chance": " (to chance)"}.get(row.basis, "")
         table.add_row(Text(row.metric), _fmt(row.old), _fmt(row.new), "—" if change is None else f"{change:+.4f}",
                       allowed, Text(status, style=style))
     return table
