@@ -186,7 +186,11 @@ def test_regressor_dataset_defaults_to_the_first_dataset_and_must_be_listed(tmp_
     cfg["datasets"] = ["synthetic-mixed", "synthetic-single"]
     monkeypatch.chdir(tmp_path)
     assert params.validate(cfg)["evaluate"]["regressor_dataset"] == "synthetic-mixed"
-    message = _error(tmp_path, monkeypatch, datasets=["synthetic-mixed"], keep_regressor=True)
+    assert DEFAULT["evaluate"]["regressor_dataset"] is None  # params.yaml: replacing the sets needs no second edit
+    assert params.validate({**DEFAULT, "datasets": ["synthetic-mixed"]})["evaluate"]["regressor_dataset"] == \
+        "synthetic-mixed"
+    message = _error(tmp_path, monkeypatch, ("evaluate", "regressor_dataset", "synthetic-single"),
+                     datasets=["synthetic-mixed"], keep_regressor=True)
     assert "evaluate.regressor_dataset = 'synthetic-single' is not in datasets: ['synthetic-mixed']" in message
 
 

@@ -78,9 +78,9 @@ def boolean(default=REQUIRED) -> Key:
     return Key(lambda v: isinstance(v, bool), "true or false", default)
 
 
-def text(default=REQUIRED, nonempty: bool = False) -> Key:
-    return Key(lambda v: isinstance(v, str) and (bool(v.strip()) or not nonempty),
-               "a non-empty string" if nonempty else "a string", default)
+def text(default=REQUIRED, nonempty: bool = False, none_ok: bool = False) -> Key:
+    return Key(lambda v: (none_ok and v is None) or (isinstance(v, str) and (bool(v.strip()) or not nonempty)),
+               ("a non-empty string" if nonempty else "a string") + (" or null" if none_ok else ""), default)
 
 
 def choice(*values, default=REQUIRED) -> Key:
@@ -220,7 +220,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "logistic": one_of_lazy(_logistic_kinds, "PLCC mappings", default="5pl"),
         "official_splits": boolean(default=False),
         "arniqa_splits": text(default=""),   # a folder laid out as ARNIQA's data_base_path: its split files
-        "regressor_dataset": text(nonempty=True, default=None),   # None: the first of `datasets:`
+        "regressor_dataset": text(nonempty=True, default=None, none_ok=True),   # None: the first of `datasets:`
     },
     "report": {"experiment": text(nonempty=True, default="iqabench")},
     # `iqabench check` reads this section and fills its own defaults (iqabench.gate): CHECK below says what
