@@ -10,6 +10,7 @@ registry dataset, downloaded (`data/raw/NAME`) or registered with
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -41,6 +42,20 @@ def prepare(name: str, out_dir: Path, cfg: dict):
     return registered_manifest(name)  # registered, or missing: its error says how to get the data
 
 
+def _not_a_prepare_output(out_dir: Path) -> str | None:
+    """Why the stage must not empty ``out_dir`` (it is not a previous output of prepare), or None: it may."""
+    if not os.path.lexists(out_dir):
+        return None
+    if not os.path.isdir(out_dir):
+        return "is a file" if os.path.isfile(out_dir) else "is not a folder"
+    if os.path.isfile(out_dir / "manifest.csv"):
+        return None
+    try:
+        return "holds files but no manifest.csv" if any(out_dir.iterdir()) else None
+    except OSError as err:
+        return f"cannot be listed ({err.strerror})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="prepare@DATASET builds one name of params.yaml datasets:; "
@@ -50,11 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     name, out_dir = args.dataset, args.out
     if Path.cwd().resolve().is_relative_to(out_dir.resolve()):  # `--out .`: rmtree below would empty the repository
         parser.error(f"--out {out_dir} holds the working folder, which the stage empties first")
+    not_ours = _not_a_prepare_output(out_dir)  # `--out data` emptied the downloads, encoders and registry
+    if not_ours:
+        parser.error(f"--out {out_dir} {not_ours}, so it is not a prepare output, and the stage empties --out "
+                     "first: give the dataset's own folder, new or a previous output, as dvc.yaml's cmd does "
+                     "(--help shows it)")
     cfg = params.section("prepare")
     try:
         with timing.timed(f"prepare-{name}"):
+            # Only an embedded set writes into out_dir; any other is read first, so that a misspelt or unreadable
+            # dataset stops here with the previous output still in place (its frame does not depend on out_dir).
+            frame = None if embedded.is_embedded(name) else prepare(name, out_dir, cfg)
             shutil.rmtree(out_dir, ignore_errors=True)  # never mix files of two parameter sets
-            frame = prepare(name, out_dir, cfg)
+            if frame is None:
+                frame = prepare(name, out_dir, cfg)
             manifest.write(frame, out_dir / "manifest.csv")
     except (DatasetError, ManifestError) as err:  # the user's data or registry: one line, no traceback
         print(f"prepare {name}: {err}", file=sys.stderr)

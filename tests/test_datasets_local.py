@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -148,3 +149,151 @@ def test_a_generic_name_that_differs_from_a_dataset_only_in_case_is_refused(tmp_
     with pytest.raises(DatasetError, match=rf"'{name}' differs from the dataset '(kadid10k|mine)' only in case"):
         register_generic(name, **add)
     assert list(read_registry(registry)) == ["mine"]
+
+
+# Hostile input found by a sweep: each is refused in one line that says what to do, and the registry is left as it
+# was (a refused registration writes nothing).
+
+def _cli(registry, *args):
+    result = CliRunner().invoke(app, ["--registry", str(registry), *map(str, args)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result, " ".join(result.output.split())
+
+
+def _generic_set(folder: Path, csv: Path, rows=(("a.png", 1), ("b.png", 2), ("c.png", 3)), header="image,MOS"):
+    for i, (image, _) in enumerate(rows):
+        write_image(folder / image.replace("\\", "/"), seed=i)
+    csv.write_text(header + "\n" + "".join(f"{image},{score}\n" for image, score in rows))
+    return folder, csv
+
+
+def _earlier(tmp_path) -> Path:
+    """A registry holding one earlier registration, to show that a refusal leaves it byte for byte."""
+    registry = tmp_path / "registry.json"
+    folder, csv = _generic_set(tmp_path / "earlier", tmp_path / "earlier.csv")
+    register_generic("earlier", folder, csv, "image", "MOS", 0, 5, True, registry_path=registry, progress=False)
+    return registry
+
+
+@pytest.mark.parametrize("command", ["add", "add-generic --folder", "add-generic --csv"])
+def test_a_path_that_is_not_utf8_is_refused_in_one_line(tmp_path, command):
+    # It was a pandas/pyarrow traceback ending in "UnicodeEncodeError ... surrogates not allowed".
+    import os
+    registry = _earlier(tmp_path)
+    before = registry.read_bytes()
+    base = tmp_path.resolve()
+    bad = Path(os.fsdecode(os.fsencode(base) + b"/tid_\xff"))
+    kadid_layout(bad)
+    folder, csv = _generic_set(bad / "imgs", bad / "scores.csv")
+    if command == "add":
+        option, args = "--from", ["add", "kadid10k", "--from", bad, "--partial"]
+    elif command.endswith("--folder"):
+        option, args = "--folder", ["add-generic", "mine", "--folder", bad, "--csv", tmp_path / "earlier.csv"]
+    else:
+        option, args = "--csv", ["add-generic", "mine", "--folder", tmp_path / "earlier", "--csv", csv]
+    result, out = _cli(registry, *args, *(["--lo", "0", "--hi", "5"] if command != "add" else []))
+    shown = f"{base}/tid_\\xff" + ("/scores.csv" if option == "--csv" else "")
+    name = "kadid10k" if command == "add" else "mine"
+    assert result.exit_code == 1 and out == (
+        f"error: {name}: {option} {shown} is not UTF-8 (the name 'tid_\\xff' holds a byte that is not, e.g. a "
+        "Latin-1 letter), and the registry and manifests store paths as UTF-8 text; rename it, e.g. `convmv -f "
+        f"latin1 -t utf8 -r --notest {base}`, and register again"), out
+    assert registry.read_bytes() == before
+
+
+@pytest.mark.filterwarnings("ignore:kadid10k.*partial copy")
+def test_a_registered_copy_that_lost_rows_is_not_prepared_as_a_subset(tmp_path, monkeypatch):
+    # Rows removed from the score file after registration made a complete set a subset in every table, silently.
+    import dataclasses
+
+    from iqabench.datasets import registry as specs
+    monkeypatch.setitem(specs.SPECS, "kadid10k", dataclasses.replace(specs.SPECS["kadid10k"], n_images=3))
+    kadid_layout(tmp_path / "copy")
+    registry = tmp_path / "registry.json"
+    entry = register("kadid10k", tmp_path / "copy", registry_path=registry, check_pixels=False, progress=False)
+    assert entry["images"] == 3 and entry["partial"] is False
+    dmos = tmp_path / "copy" / "kadid10k" / "dmos.csv"
+    dmos.write_text("".join(dmos.read_text().splitlines(keepends=True)[:3]))  # the header and 2 rows
+    before = registry.read_bytes()
+    with pytest.raises(DatasetError) as err:
+        registered_manifest("kadid10k", registry)
+    path = (tmp_path / "copy").resolve()
+    assert str(err.value) == (
+        f"kadid10k: {path} now holds 2 rated images, 3 when it was registered; if the copy changed on purpose, "
+        f"register it again (`iqabench datasets add kadid10k --from {path} --partial`)")
+    assert registry.read_bytes() == before
+
+
+def test_a_generic_registration_whose_csv_lost_rows_says_the_command_that_registers_it_again(tmp_path):
+    folder, csv = _generic_set(tmp_path / "my set", tmp_path / "scores.csv", header="file,dmos")
+    registry = tmp_path / "registry.json"
+    register_generic("mine", folder, csv, "file", "dmos", 0, 5.5, False, score_type="DMOS", registry_path=registry,
+                     progress=False)
+    csv.write_text("file,dmos\na.png,1\nb.png,2\n")
+    with pytest.raises(DatasetError) as err:
+        registered_manifest("mine", registry)
+    folder, csv = folder.resolve(), csv.resolve()
+    again = (f"iqabench datasets add-generic mine --folder '{folder}' --csv {csv} --image-col file --score-col dmos "
+             "--lo 0 --hi 5.5 --score-type DMOS --lower-is-better")
+    assert str(err.value) == (f"mine: {folder} with {csv} now holds 2 rated images, 3 when it was registered; if the "
+                              f"copy changed on purpose, register it again (`{again}`)")
+    # The command it gives is one that works, and keeps every setting.
+    result, out = _cli(registry, *shlex.split(again)[2:])
+    assert result.exit_code == 0, out
+    assert len(registered_manifest("mine", registry)) == 2 and read_registry(registry)["mine"]["lo"] == 0
+
+
+@pytest.mark.parametrize("score_type", ["DMOS", "dmos"])
+def test_a_dmos_without_a_direction_is_refused_not_taken_as_higher_is_better(tmp_path, score_type):
+    # It was registered higher-is-better (a DMOS is usually lower-is-better), and cross-dataset correlations flipped.
+    registry = _earlier(tmp_path)
+    before = registry.read_bytes()
+    folder, csv = _generic_set(tmp_path / "imgs", tmp_path / "scores.csv")
+    args = ["add-generic", "mine", "--folder", folder, "--csv", csv, "--lo", "0", "--hi", "5", "--score-type",
+            score_type]
+    result, out = _cli(registry, *args)
+    assert result.exit_code == 1 and out == (
+        f"error: mine: --score-type {score_type} is usually lower-is-better (a difference from the reference image, "
+        "as LIVE's and CSIQ's DMOS), so the direction is not assumed; pass --lower-is-better (usual for DMOS) or "
+        "--higher-is-better"), out
+    assert registry.read_bytes() == before
+    for flag, higher in (("--lower-is-better", False), ("--higher-is-better", True)):
+        result, out = _cli(registry, *args, flag)
+        assert result.exit_code == 0 and read_registry(registry)["mine"]["higher_is_better"] is higher, out
+
+
+def test_a_mos_without_a_direction_is_still_higher_is_better(tmp_path):
+    folder, csv = _generic_set(tmp_path / "imgs", tmp_path / "scores.csv")
+    registry = tmp_path / "registry.json"
+    result, out = _cli(registry, "add-generic", "mine", "--folder", folder, "--csv", csv, "--lo", "0", "--hi", "5")
+    assert result.exit_code == 0 and read_registry(registry)["mine"]["higher_is_better"] is True, out
+
+
+def test_image_names_with_windows_separators_are_said_to_be_so(tmp_path):
+    # It said "6 of 6 listed image(s) are missing ... Re-download or re-extract the dataset": not the CSV's fix.
+    rows = [(f"sub\\a{i}.png", i) for i in range(6)]
+    folder, csv = _generic_set(tmp_path / "imgs", tmp_path / "scores.csv", rows=rows)
+    registry = _earlier(tmp_path)
+    before = registry.read_bytes()
+    result, out = _cli(registry, "add-generic", "mine", "--folder", folder, "--csv", csv, "--lo", "0", "--hi", "5")
+    listed = " ".join(f"line {i + 2}: sub\\a{i}.png" for i in range(6))
+    assert result.exit_code == 1 and out == (
+        f"error: mine: {csv.resolve()}: 6 of 6 listed image name(s) use '\\' (Windows separators) and name no file: "
+        f"{listed} Write them with '/' in the CSV (e.g. 'sub/a0.png'), then register again"), out
+    assert registry.read_bytes() == before
+    csv.write_text(csv.read_text().replace("\\", "/"))  # what it says to do works
+    assert _cli(registry, "add-generic", "mine", "--folder", folder, "--csv", csv, "--lo", "0", "--hi", "5")[0]\
+        .exit_code == 0
+
+
+def test_a_missing_image_of_a_generic_csv_names_its_line_and_the_csv_fix(tmp_path):
+    folder, csv = _generic_set(tmp_path / "imgs", tmp_path / "scores.csv")
+    csv.write_text("image,MOS\na.png,1\nb.png,2\nnope.png,3\n")
+    registry = _earlier(tmp_path)
+    before = registry.read_bytes()
+    result, out = _cli(registry, "add-generic", "mine", "--folder", folder, "--csv", csv, "--lo", "0", "--hi", "5")
+    folder, csv = folder.resolve(), csv.resolve()
+    assert result.exit_code == 1 and out == (
+        f"error: mine: {csv}: 1 of 3 listed image(s) are missing: line 4: {folder / 'nope.png'} Fix those rows of "
+        f"{csv} (image names are relative to --folder {folder}) or put the images there, then register again"), out
+    assert "Re-download" not in out and registry.read_bytes() == before

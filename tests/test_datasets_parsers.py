@@ -57,6 +57,29 @@ def test_koniq_unknown_set_names_line(tmp_path):
         build_manifest("koniq10k", tmp_path)
 
 
+def test_koniq_blank_set_names_file_line_and_column(tmp_path):
+    sets = tmp_path / "koniq10k_distributions_sets.csv"  # it said "unknown set nan"
+    sets.write_text("image_name,c1,c2,c3,c4,c5,c_total,MOS,SD,set\n1.jpg,0,0,1,0,0,1,50,0.1,training\n"
+                    "2.jpg,0,0,1,0,0,1,50,0.1,\n")
+    with pytest.raises(DatasetError) as err:
+        build_manifest("koniq10k", tmp_path)
+    assert str(err.value) == f"koniq10k: {sets} line 3: 'set' is blank (1 such row(s))"
+
+
+def test_koniq_score_file_given_as_the_dataset_folder_names_its_folder(tmp_path):
+    from typer.testing import CliRunner
+    from iqabench.datasets.cli import app
+
+    sets = tmp_path / "koniq 10k" / "koniq10k_distributions_sets.csv"  # it said "... --from PATH", the command typed
+    write_image(sets.parent / "512x384" / "1.jpg")
+    sets.write_text("image_name,MOS,set\n1.jpg,50,training\n")
+    result = CliRunner().invoke(app, ["--registry", str(tmp_path / "registry.json"), "add", "koniq10k", "--from",
+                                      str(sets)])
+    assert result.exit_code == 1 and not (tmp_path / "registry.json").exists() and result.output == (
+        f"error: koniq10k: {sets} is a file, not the dataset's folder; give the folder that holds it: "
+        f"`iqabench datasets add koniq10k --from '{sets.parent}'`\n")
+
+
 def test_spaq_annotations_xlsx_in_the_authors_layout(tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("openpyxl", reason="openpyxl is needed to write/read SPAQ's .xlsx")
@@ -127,6 +150,21 @@ def test_flive_official_split_from_its_label_files(tmp_path):
                                                       "", "", "test")}
 
 
+@pytest.mark.parametrize("valid, says", [("", "'is_valid' is blank (1 such row(s))"),
+                                         ("yes", "'is_valid' is 'yes'; expected True or False, as in the published "
+                                                 "file")])  # both made the image train, silently
+def test_flive_split_file_with_a_blank_or_unknown_is_valid_is_named(tmp_path, valid, says):
+    name = "blur_dataset/motion0044.jpg"
+    write_image(tmp_path / "database" / name)
+    (tmp_path / "database" / "labels_image.csv").write_text(f"name,mos\n{name},75.4\n")
+    (tmp_path / "database" / "labels640.csv").write_text("mos_image,name_image\n")
+    padded = tmp_path / "database" / "labels=640_padded.csv"
+    padded.write_text(f"name_image,mos_image,is_valid\n{name},75.4,{valid}\n")
+    with pytest.raises(DatasetError) as err:
+        build_manifest("flive", tmp_path)
+    assert str(err.value) == f"flive: {padded} line 2: {says}"
+
+
 def test_flive_in_arniqas_layout_labels_beside_the_database_folder(tmp_path):
     # ARNIQA's README: FLIVE/labels_image.csv with the images under FLIVE/database/ (no inner copy).
     name = "voc_emotic_ava/VOC2012__2008_002218.jpg"
@@ -166,6 +204,11 @@ def test_agiqa3k_image_folder_beside_or_around_data_csv(tmp_path, folder):
     (empty / "data.csv").write_bytes((tmp_path / "data.csv").read_bytes())
     with pytest.raises(DatasetError, match=r"2 of 2 listed image\(s\) are missing"):
         build_manifest("agiqa3k", empty)
+    # A blank prompt said "agiqa3k manifest from ...: empty 'content_id' in row 3", naming neither file nor column.
+    (tmp_path / "data.csv").write_bytes((tmp_path / "data.csv").read_bytes().replace(b",statue of a man,", b",,", 1))
+    with pytest.raises(DatasetError) as err:
+        build_manifest("agiqa3k", tmp_path)
+    assert str(err.value) == f"agiqa3k: {tmp_path / 'data.csv'} line 2: 'prompt' is blank (1 such row(s))"
 
 
 def test_clive_refuses_a_names_file_not_starting_with_the_practice_images(tmp_path):

@@ -35,6 +35,20 @@ def test_kadid_extra_column_is_refused(tmp_path):
         build_manifest("kadid10k", tmp_path)
 
 
+@pytest.mark.parametrize("ref, says", [
+    ("", "line 3: 'ref_img' is blank (1 such row(s))"),  # was a TypeError traceback (PosixPath / float)
+    ("I03.png", "line 3: ref_img 'I03.png' does not match dist_img 'I01_02_05.png'; use the score file as "
+                "published by the dataset authors"),  # was accepted: the image joined content I03
+    ("i01.png", "line 3: ref_img 'i01.png' does not match dist_img 'I01_02_05.png'")])
+def test_kadid_row_whose_reference_is_blank_or_another_is_named(tmp_path, ref, says):
+    kadid_layout(tmp_path)
+    csv = tmp_path / "kadid10k" / "dmos.csv"
+    csv.write_text(csv.read_text().replace("I01_02_05.png,I01.png", f"I01_02_05.png,{ref}"))
+    with pytest.raises(DatasetError) as err:
+        build_manifest("kadid10k", tmp_path)
+    assert str(err.value).startswith(f"kadid10k: {csv} {says}")
+
+
 def test_live_drops_reference_copies_and_maps_folders(tmp_path):
     base = tmp_path / "databaserelease2"
     counts = [227, 233, 174, 174, 174]
@@ -79,6 +93,8 @@ def test_live_realigned_file_beside_the_release_folder(tmp_path):
         (base / folder).mkdir()
         for i in range(1, count + 1):
             (base / folder / f"img{i}.bmp").write_bytes(b"BM")
+    (base / "refimgs").mkdir()
+    (base / "refimgs" / "caps.bmp").write_bytes(b"BM")  # a reference missing would warn
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the realigned span is the declared scale: no out-of-range warning
         frame = build_manifest("live", tmp_path)
@@ -131,6 +147,24 @@ def test_tid2013_case_quirks_and_reference_from_name(tmp_path):
                    "I01_11_1.BMP": (5.91429, round(5.91429 / 9, 6), "i01", "jpeg2000", "1", ""),
                    "I25_24_5.BMP": (2.25, 0.25, "i25", "sparse sampling and reconstruction", "5", "")}
     assert sorted(Path(r).name for r in frame["reference"]) == ["I01.BMP", "I01.BMP", "i25.bmp"]
+
+
+def test_a_copy_without_some_references_registers_and_warns_naming_them(tmp_path):
+    # Some public copies ship the distorted images only: the no-reference rows work, the fr: rows cannot.
+    from typer.testing import CliRunner
+    from iqabench.datasets.cli import app
+
+    for name in ("I01_01_1.bmp", "I04_01_1.bmp"):
+        write_image(tmp_path / "distorted_images" / name)
+    write_image(tmp_path / "reference_images" / "I01.BMP")
+    (tmp_path / "mos_with_names.txt").write_text("5.51429 I01_01_1.bmp\n4.5 I04_01_1.bmp\n")
+    registry = tmp_path / "registry.json"
+    result = CliRunner().invoke(app, ["--registry", str(registry), "add", "tid2013", "--from", str(tmp_path),
+                                      "--partial", "--skip-pixels"])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 0 and registry.exists() and "Traceback" not in out, out
+    assert (f"warning: tid2013: 1 of 2 reference image(s) are missing ({tmp_path / 'reference_images' / 'I04.BMP'}); "
+            "the full-reference rows (fr:*) cannot be computed on this copy: add them (reference_images/)") in out
 
 
 # The lists are ASCII as published (ARNIQA reads mos_with_names.txt with sep=" ", no header); a copy
@@ -270,6 +304,18 @@ def test_csiq_spreadsheet_layout(tmp_path):
                    "aerial_city.jpeg2000.5.png": (0.955908, 0.044092, "aerial_city", "jpeg2000", "5", "")}
 
 
+def test_csiq_blank_dst_type_is_named_not_called_unknown_nan(tmp_path):
+    _csiq_sheet(tmp_path / "csiq.DMOS.xlsx")
+    pd = pytest.importorskip("pandas")
+    sheet = pd.read_excel(tmp_path / "csiq.DMOS.xlsx", sheet_name="all_by_image", header=None)
+    sheet.iloc[5, 5] = None  # aerial_city's dst_type, on line 6 under the header of line 4
+    with pd.ExcelWriter(tmp_path / "csiq.DMOS.xlsx") as writer:
+        sheet.to_excel(writer, sheet_name="all_by_image", header=False, index=False)
+    with pytest.raises(DatasetError) as err:
+        build_manifest("csiq", tmp_path)
+    assert str(err.value) == f"csiq: {tmp_path / 'csiq.DMOS.xlsx'} line 6: 'dst_type' is blank (1 such row(s))"
+
+
 def test_csiq_sheet_with_a_column_named_twice_is_refused_by_name(tmp_path):
     # A second "dmos" right of the table was a TypeError traceback from pandas.
     _csiq_sheet(tmp_path / "csiq.DMOS.xlsx", extra=["dmos"])
@@ -325,6 +371,8 @@ def test_unlabelled_kadis_lists_images_and_refuses_a_manifest(tmp_path):
     assert [p.name for p in list_images("kadis700k", tmp_path)] == ["a.png", "b.png"]
     with pytest.raises(DatasetError, match="no quality scores"):
         build_manifest("kadis700k", tmp_path)
+    with pytest.raises(DatasetError, match=r"kadis700k: .*a.png is a file, not the dataset's folder; give the folder "):
+        list_images("kadis700k", tmp_path / "kadis700k" / "ref_imgs" / "a.png")
 
 
 def test_live_mat_variables_that_are_not_the_published_vectors_are_named(tmp_path):
@@ -341,3 +389,9 @@ def test_live_mat_variables_that_are_not_the_published_vectors_are_named(tmp_pat
         scipy.io.savemat(base / "dmos_realigned.mat", content)
         with pytest.raises(DatasetError, match=message):
             build_manifest("live", tmp_path)
+    names = np.array([["caps.bmp"]] * total, dtype=object).T
+    names[0, 5] = ""  # its reference was the refimgs/ folder, its content 'refimgs'
+    scipy.io.savemat(base / "refnames_all.mat", {"refnames_all": names})
+    scipy.io.savemat(base / "dmos_realigned.mat", {"dmos_new": np.ones((1, total)), "orgs": np.zeros((1, total))})
+    with pytest.raises(DatasetError, match=r"live: .*refnames_all.mat: 'refnames_all' entry 6 is blank \(1 such "):
+        build_manifest("live", tmp_path)

@@ -94,3 +94,22 @@ def test_a_stage_that_takes_a_params_file_takes_one_as_params(monkeypatch, tmp_p
 def test_prepare_refuses_an_out_that_would_empty_the_working_folder(monkeypatch, tmp_path, capsys, value, says):
     code, _, err = _run(monkeypatch, tmp_path, capsys, "prepare", ["synthetic-single", "--out", value])
     assert code == 2 and says in err
+
+
+@pytest.mark.parametrize("stage, option, value", [("extract", "--out", "afile/x.npz"),  # a write
+                                                  ("extract", "--prepared", "afile/synthetic-single"),  # a read
+                                                  ("prepare", "--out", "afile/deeper/synthetic-single"),
+                                                  ("evaluate", "--metrics", "afile/metrics.json")])
+def test_a_path_under_a_file_is_refused_before_the_stage_works(monkeypatch, tmp_path, capsys, stage, option, value):
+    """extract computed every feature (hours on a real set), then died on a FileExistsError traceback."""
+    (tmp_path / "afile").write_text("a file")
+    args = dvc_args(stage, ITEM.get(stage))
+    args[args.index(option) + 1] = value
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [f"stages/{stage}.py", *args])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(str(REPO / "stages" / f"{stage}.py"), run_name="__main__")
+    err = " ".join(capsys.readouterr().err.split())
+    assert info.value.code == 2 and f"usage: {USAGE[stage]}" in err
+    assert f"argument {option}: afile is a file, so {value} cannot be reached under it" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"] and (tmp_path / "afile").read_text() == "a file"

@@ -13,12 +13,15 @@ row instead of raising, so one image cannot end a benchmark. :func:`extract`
 keeps the NaN rows (the features file records which images they are) and
 :func:`undefined_images` names them; the protocol drops them per model and
 counts them (``n_missing`` in the tables). A row undefined on every image of a
-dataset is an error.
+dataset is an error. A row undefined on a whole batch by its shape alone (NIQE on
+images smaller than one of its patches) may instead raise
+:class:`UndefinedImagesError`: those images get NaN rows the same way.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -28,6 +31,7 @@ import torch
 from rich.progress import Progress
 
 from . import images, io
+from .images import UndefinedImagesError
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]  # N x 3 x H x W in [0, 1] -> N x D
 # Distorted versions of one reference are usually listed together; a few dozen
@@ -117,17 +121,41 @@ def needs_reference(feature_fn) -> bool:
 
 
 def check_references(feature_fn, frame: pd.DataFrame) -> None:
-    """Raise :class:`MissingReferenceError` naming model and dataset unless every row has a reference."""
+    """Raise :class:`MissingReferenceError` naming model and dataset unless every row has a reference and
+    every reference file exists (a copy of a dataset without some of them), before any image is read."""
     missing = frame["reference"].fillna("").astype(str).str.strip() == ""
-    if not missing.any():
-        return
     model = getattr(feature_fn, "name", "this full-reference model")
-    dataset = ", ".join(sorted(frame["dataset"].astype(str).unique()))
+    dataset = ", ".join(sorted(frame["dataset"].astype(str).unique())) if "dataset" in frame else "the dataset"
+    if not missing.any():
+        return _check_reference_files(model, dataset, frame)
     if missing.all():
         raise MissingReferenceError(f"{model} needs reference images; {dataset} has none "
                                     "(authentic distortions have no pristine original)")
     raise MissingReferenceError(f"{model} needs reference images; {dataset} has none for {int(missing.sum())} "
                                 f"of {len(frame)} images (e.g. {frame['image'][missing].iloc[0]})")
+
+
+def _check_reference_files(model: str, dataset: str, frame: pd.DataFrame) -> None:
+    references = frame["reference"].astype(str)
+    named = references.unique()  # a reference serves many images: each file is looked at once
+    absent = [p for p in named if _absent(p)]
+    if absent:
+        short = references.isin(absent)
+        raise MissingReferenceError(f"{model} needs each image's reference; {len(absent)} of {len(named)} reference "
+                                    f"file(s) that {dataset}'s manifest names do not exist (e.g. {absent[0]}), for "
+                                    f"{int(short.sum())} of {len(frame)} images; the other rows run; put the "
+                                    "reference images back to have this one")
+
+
+def _absent(path: str) -> bool:
+    """No such file (another fault, a folder say, is left for ``images.load`` to name)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 @torch.no_grad()
@@ -153,19 +181,35 @@ def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64,
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     out: np.ndarray | None = None
     pending: dict[tuple, list[tuple]] = {}  # shape -> (row, image[, reference])
+    undefined_rows: list[int] = []  # images on which the function raised UndefinedImagesError
+    why_undefined: list[str] = []
 
     def flush(shape: tuple) -> None:
+        run(pending.pop(shape))
+
+    def run(items: list[tuple]) -> None:
         nonlocal out
-        rows, *columns = zip(*pending.pop(shape))
+        rows, *columns = zip(*items)
         inputs = [torch.stack(column).to(device).contiguous(memory_format=torch.channels_last) for column in columns]
         try:
             with autocast:
                 feats = feature_fn(*inputs)
+        except UndefinedImagesError as exc:
+            if len(items) > 1:  # which of them: each on its own
+                for item in items:
+                    run([item])
+                return
+            undefined_rows.append(rows[0])
+            if not why_undefined:  # the first reason, for the message if every image is undefined
+                why_undefined.append(str(exc))
+            progress.advance(task, 1)
+            return
         except ValueError as exc:
             # The function only knows batch positions; name the files that fail on their own.
-            failing = [frame["image"].iloc[row] for k, row in enumerate(rows)
+            failing = [str(frame["image"].iloc[row]) for k, row in enumerate(rows)
                        if not _succeeds(feature_fn, [x[k:k + 1] for x in inputs])]
-            raise ValueError(f"{description}: {exc}\nfailing image(s): {failing[:10] or 'none alone'}") from exc
+            listed = ", ".join(failing[:10]) + (f" ... ({len(failing)} in all)" if len(failing) > 10 else "")
+            raise ValueError(f"{description}: {exc}\nfailing image(s): {listed or 'none alone'}") from exc
         feats = _checked(feature_fn, feats, len(rows), None if out is None else out.shape[1])
         if out is None:
             out = np.zeros((len(frame), feats.shape[1]), dtype=np.float32)
@@ -194,6 +238,11 @@ def extract(feature_fn: FeatureFn, frame: pd.DataFrame, *, batch_size: int = 64,
                 flush(tuple(img.shape))
         for shape in list(pending):
             flush(shape)
+    if undefined_rows and out is None:
+        raise ValueError(f"{description}: the features are undefined (NaN) on every one of the {len(frame)} "
+                         f"images (e.g. {frame['image'].iloc[0]}): {why_undefined[0]}; choose another row for them")
+    if undefined_rows:
+        out[undefined_rows] = np.nan  # kept and counted as missing, as a NaN row
     dead = undefined_columns(out)
     if dead.any() and not dead.all():  # else every image would count as undefined, and the advice be wrong
         raise ValueError(f"{description}: feature column(s) {np.flatnonzero(dead)[:10].tolist()} of {out.shape[1]} "
@@ -240,6 +289,8 @@ def undefined_columns(features: np.ndarray) -> np.ndarray:
 def _succeeds(feature_fn, inputs: list[torch.Tensor]) -> bool:
     try:
         feature_fn(*inputs)
+    except UndefinedImagesError:  # no value there, which extract keeps: not the failure
+        return True
     except ValueError:
         return False
     return True

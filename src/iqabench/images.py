@@ -177,6 +177,11 @@ class ImageError(ValueError):
     """A file that is not a readable image; the message names it."""
 
 
+class UndefinedImagesError(ValueError):
+    """Raised by a row's feature function for a batch on which the row has no value (NIQE on images smaller than
+    one of its patches): :func:`iqabench.features.extract` keeps NaN for those images, as for a NaN row."""
+
+
 def _too_large(path, err: Exception) -> str:
     # Pillow's message has both numbers: "Image size (N pixels) exceeds limit of M pixels, ...".
     fix = f" ({PIXEL_LIMIT_PROBLEM})" if PIXEL_LIMIT_PROBLEM else ""

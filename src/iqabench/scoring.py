@@ -21,6 +21,7 @@ load_displayed = functools.partial(images.load, exif_transpose=True)
 
 
 KEEP_BYTES = 1 << 30  # decoded pixels held between the check of every file and the model (about 250 photos)
+MAX_LISTED = 10  # files named in one message (as datasets.build lists them), then "... and N more"
 
 
 def _decoded(path: str | Path, max_short_side: int | None) -> tuple[tuple[int, int], torch.Tensor]:
@@ -98,10 +99,10 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
 
     ``model`` is any no-reference row (:mod:`iqabench.rows`) in the study; its regressor was fitted by
     the `evaluate` stage, read from ``regressors`` (None: the repository's ``data/models/regressors``, found
-    from any folder in it). Raises :class:`iqabench.images.ImageError` naming the
-    first file that is not an image (or is smaller than ``images.MIN_SIDE``), and
-    FileNotFoundError for a missing model file or regressor, before any model
-    runs, so a typo in a long list costs nothing.
+    from any folder in it). Raises :class:`iqabench.images.ImageError` naming
+    every file that is not an image (or is smaller than ``images.MIN_SIDE``), one
+    a line, and FileNotFoundError for a missing model file or regressor, before any
+    model runs, so a typo in a long list costs nothing; no image is scored then.
     """
     row = rows.get(model)  # an unknown name fails here, listing the rows there are
     if row.kind == rows.FR:
@@ -136,19 +137,25 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
                          "`models:` instead and run `dvc repro evaluate`")
     if max_short_side is None:
         max_short_side = MAX_SHORT_SIDE if fitted.max_short_side is None else fitted.max_short_side
-    # Every file is read (and a bad one named) before any model runs, so a typo in a long list costs nothing.
+    # Every file is read (and every bad one named) before any model runs, so a typo in a long list costs nothing.
     # The pixels are kept for the model up to KEEP_BYTES; beyond, an image is decoded again when its turn comes
     # (`score ~/Pictures/*.jpg` held every photo, ~4 MB each, and ran out of memory without a word).
-    decoded, kept = {}, 0
+    decoded, kept, refused = {}, 0, {}
     for p in paths:
-        if str(p) not in decoded:  # a file listed twice is read once
-            shape, image = _decoded(p, max_short_side)
+        if str(p) not in decoded and str(p) not in refused:  # a file listed twice is read once
+            try:
+                shape, image = _decoded(p, max_short_side)
+            except images.ImageError as exc:  # read on: every bad file is named at once, not one per run
+                refused[str(p)] = exc
+                continue
             size = image.element_size() * image.nelement()
             if kept + size > KEEP_BYTES:
                 image = None  # decoded again when the model reaches it
             else:
                 kept += size
             decoded[str(p)] = (shape, image)
+    if refused:
+        raise _refusal(list(refused.values()), len(decoded) + len(refused))
     shapes = [decoded[str(p)][0] for p in paths]
 
     def pixels(path: str) -> torch.Tensor:
@@ -177,8 +184,8 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
     if undefined.any():  # e.g. BRISQUE on a flat image: no score exists, and a made-up one would mislead
         names = ", ".join(str(p) for p in frame["image"][undefined][:5])
         not_scored = (f"{model} is undefined on {int(undefined.sum())} image(s) ({names}): its features do not "
-                      "exist there (e.g. BRISQUE on an image without luminance variation); score them with "
-                      "another model, or leave them out")
+                      "exist there (e.g. BRISQUE on an image without luminance variation, NIQE on one smaller "
+                      "than its patch, 96 x 96 px by default); score them with another model, or leave them out")
         if undefined.all():
             raise ValueError(not_scored)
     if feats.ndim != 2 or feats.shape[1] != fitted.coef.size:  # predict's message named neither file nor fix
@@ -201,8 +208,19 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
     return scored
 
 
+def _refusal(errors: list[images.ImageError], total: int) -> images.ImageError:
+    """One error for the files that cannot be scored: a single one as it is, several one a line, the first
+    ``MAX_LISTED`` of them (`score ~/Pictures/*` named one bad file per run)."""
+    if len(errors) == 1:
+        return errors[0]
+    listed = "\n  ".join(str(e) for e in errors[:MAX_LISTED])
+    more = f"\n  ... and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
+    return images.ImageError(f"{len(errors)} of {total} files cannot be scored (unreadable or too small), so none "
+                             f"was; fix them or leave them out:\n  {listed}{more}")
+
+
 def _extract_naming_all(feature_fn, frame: pd.DataFrame, pixels) -> np.ndarray:
-    """The features of every image; when the row refuses one (NIQE on an image under 96 px), the error names
+    """The features of every image; when the row refuses one (a `py:` row's own check, say), the error names
     every image it refuses, not only the first (a user fixed one and met the next)."""
     def extract(part: pd.DataFrame) -> np.ndarray:
         return features.extract(feature_fn, part, batch_size=1, max_short_side=None, show_progress=False,

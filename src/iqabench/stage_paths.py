@@ -5,16 +5,26 @@ required option, and a run by hand without one stops with argparse's usage line 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
 def path(text: str) -> Path:
     """An option's value as a path. An empty one (an unset shell variable) would be Path("."), the working folder,
-    which a stage would then write into (or, for prepare, empty first)."""
+    which a stage would then write into (or, for prepare, empty first). One under a file (``--out afile/x.npz``)
+    can be neither read nor written: refused here, before the stage's work (extract computed every feature, then
+    died on a FileExistsError traceback). Whether a folder is writable is the run's to find."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is empty (an unset shell variable?): give the path that dvc.yaml "
                                          "gives")
-    return Path(text)
+    value = Path(text)
+    for ancestor in value.parents:  # the nearest one that exists (os.path: an unreadable one is False, no error)
+        if os.path.exists(ancestor):
+            if not os.path.isdir(ancestor):
+                kind = "a file" if os.path.isfile(ancestor) else "not a folder"
+                raise argparse.ArgumentTypeError(f"{ancestor} is {kind}, so {value} cannot be reached under it")
+            break
+    return value
 
 
 def option(parser: argparse.ArgumentParser, flag: str, metavar: str, help: str) -> None:

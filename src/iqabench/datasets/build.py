@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import unicodedata
 import warnings
 from pathlib import Path
@@ -33,6 +34,7 @@ def build_from_spec(spec: DatasetSpec, root: Path) -> pd.DataFrame:
     if spec.parser is None:
         raise DatasetError(f"{spec.name} has no quality scores ({spec.kind}); use list_images() "
                            f"to read it as an unlabelled pretraining source")
+    refuse_a_file(spec.name, root)
     if not root.is_dir():
         raise DatasetError(f"{spec.name}: {root} is not a folder; download it with "
                            f"`iqabench datasets download {spec.name}` or register a copy with "
@@ -40,6 +42,7 @@ def build_from_spec(spec: DatasetSpec, root: Path) -> pd.DataFrame:
     parsed = spec.parser(spec, root)
     check_inside(spec.name, parsed, root)
     check_images_exist(spec.name, parsed["image"].tolist())
+    warn_missing_references(spec.name, parsed["reference"].tolist(), root)
     warn_out_of_range(spec.name, parsed["raw_score"].to_numpy(), spec.lo, spec.hi, spec.scale)
     frame = manifest.make(
         spec.name, parsed["image"], parsed["raw_score"], score_type=spec.score_type, lo=spec.lo, hi=spec.hi,
@@ -49,6 +52,13 @@ def build_from_spec(spec: DatasetSpec, root: Path) -> pd.DataFrame:
         distortion=parsed["distortion"].tolist(), level=parsed["level"].tolist(),
         split=parsed["split"].tolist())
     return join_identical_copies(spec.name, manifest.validate(frame, where=f"{spec.name} manifest from {root}"))
+
+
+def refuse_a_file(dataset: str, root: Path) -> None:
+    """A dataset is a folder: given a file in it (the score file, say), name the folder that holds it."""
+    if Path(root).is_file():
+        raise DatasetError(f"{dataset}: {root} is a file, not the dataset's folder; give the folder that holds it: "
+                           f"`iqabench datasets add {dataset} --from {shlex.quote(str(Path(root).parent))}`")
 
 
 def join_identical_copies(dataset: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -120,7 +130,7 @@ def check_inside(dataset: str, parsed: pd.DataFrame, root: Path) -> None:
                                    "(use the score file as published)")
 
 
-def _is_file(path: str) -> bool:
+def is_file(path: str) -> bool:
     try:
         return Path(path).is_file()
     except OSError as err:  # a name over the file system's limit (ENAMETOOLONG) raises instead of answering
@@ -129,10 +139,10 @@ def _is_file(path: str) -> bool:
 
 
 def check_images_exist(dataset: str, images: list[str]) -> None:
-    missing = [p for p in images if not _is_file(p)]
+    missing = [p for p in images if not is_file(p)]
     if missing:
         listings: dict[Path, dict[str, str]] = {}
-        shown = "\n  ".join(_why_missing(p, listings) for p in missing[:MAX_LISTED])
+        shown = "\n  ".join(why_missing(p, listings) for p in missing[:MAX_LISTED])
         more = f"\n  ... and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
         folders = " or are folders" if any(Path(p).is_dir() for p in missing) else ""
         raise DatasetError(f"{dataset}: {len(missing)} of {len(images)} listed image(s) are missing{folders}:\n  "
@@ -140,7 +150,24 @@ def check_images_exist(dataset: str, images: list[str]) -> None:
                            f"in its score file is present")
 
 
-def _why_missing(image: str, listings: dict) -> str:
+def warn_missing_references(dataset: str, references: list[str], root: Path) -> None:
+    """Some public copies ship the distorted images only: such a copy still serves every no-reference row, so
+    missing references only warn, naming them and where they go, before `extract` would stop on the first."""
+    listed = list(dict.fromkeys(r for r in references if r))  # authentic sets have none
+    missing = [r for r in listed if not is_file(r)]
+    if not missing:
+        return
+    shown = ", ".join(io.shown_path(p) for p in missing[:3]) + (" ..." if len(missing) > 3 else "")
+    folders = []
+    for parent in dict.fromkeys(Path(p).parent for p in missing):
+        inside = parent.is_relative_to(root) and parent != root
+        folders.append(f"{parent.relative_to(root).as_posix()}/" if inside else str(parent))
+    warnings.warn(f"{dataset}: {len(missing)} of {len(listed)} reference image(s) are missing ({shown}); the "
+                  f"full-reference rows (fr:*) cannot be computed on this copy: add them ({', '.join(folders)})",
+                  stacklevel=3)
+
+
+def why_missing(image: str, listings: dict) -> str:
     """A missing image, with what is there instead when that explains it: a folder of that name, or a file
     whose name differs only in Unicode normalisation ('é' as one code point or as 'e' and an accent, as
     macOS and archive tools may store it), which looks the same in every listing but does not match."""
@@ -179,6 +206,7 @@ def warn_out_of_range(dataset: str, raw: np.ndarray, lo: float, hi: float, scale
 def list_images(name: str, root: Path) -> list[Path]:
     """The images of a dataset folder, sorted; for unlabelled pretraining sources like KADIS-700k."""
     spec = get_spec(name)
+    refuse_a_file(spec.name, root)
     folder = locate(Path(root), spec.images_dir, spec.name) if spec.images_dir else Path(root)
     images = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in spec.image_suffixes
                     and ARCHIVE_DIR not in p.relative_to(folder).parts)  # a download's own files, not the set's

@@ -4,6 +4,7 @@ from __future__ import annotations
 import textwrap
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -187,7 +188,10 @@ def add_generic_cmd(ctx: typer.Context, name: str,
                     score_col: str = typer.Option("MOS", help="column with the scores"),
                     lo: float = typer.Option(..., help="lowest possible score"),
                     hi: float = typer.Option(..., help="highest possible score"),
-                    higher_is_better: bool = typer.Option(True, "--higher-is-better/--lower-is-better"),
+                    # Not given: higher is better, except for a DMOS (usually lower), which must say which.
+                    higher_is_better: Optional[bool] = typer.Option(None, "--higher-is-better/--lower-is-better",
+                                                                    help="score direction (default: higher is "
+                                                                         "better; required for a DMOS)"),
                     score_type: str = typer.Option("MOS", help="MOS, DMOS, ..."),
                     content_col: str = typer.Option(None, help="column naming the scene or reference image each "
                                                                 "image shows (splits keep a scene on one side); "

@@ -10,13 +10,15 @@ dataset, a re-registered folder or an edited score file changes the file and re-
 exactly the stages that read it.
 
 A folder is summarised by every image's relative path and size and the SHA-256 of every
-other file (score files, ``.mat``, ``.xlsx``, download markers). Not mtimes: a copy,
-``dvc checkout`` or a ``git clone`` changes them without changing the data.
+other file (score files, ``.mat``, ``.xlsx``, download markers); names are hashed as the file system's
+bytes (any name works), and what is not a regular file (a FIFO, a socket, a device) is skipped. Not
+mtimes: a copy, ``dvc checkout`` or a ``git clone`` changes them without changing the data.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 from ..io import sha256_file
@@ -60,18 +62,23 @@ def folder(root: str | Path) -> dict:
         for name in sorted(files):
             path = Path(parent) / name
             try:
-                size = path.stat().st_size
+                info = path.stat()
             except OSError:  # a dangling link: prepare will name it
                 continue
-            rel = path.relative_to(root).as_posix()
+            if not stat.S_ISREG(info.st_mode):  # a FIFO (reading it waited forever), socket or device: no data
+                continue
+            size = info.st_size
+            # As bytes: a name that is not UTF-8 (a Windows zip's 'caf\xe9') is a surrogate in a str, which
+            # str.encode() refused; a UTF-8 name gives the same bytes either way, so fingerprints are unchanged.
+            rel = os.fsencode(path.relative_to(root).as_posix())
             total += size
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 n_images += 1
-                images.update(f"{rel}\t{size}\n".encode())
+                images.update(rel + f"\t{size}\n".encode())
             else:
                 n_others += 1
                 content = sha256_file(path) if size <= MAX_HASHED else f"size {size}"
-                others.update(f"{rel}\t{content}\n".encode())
+                others.update(rel + f"\t{content}\n".encode())
     return {"path": str(root), "images": n_images, "other_files": n_others, "bytes": total,
             "images_sha256": images.hexdigest(), "other_files_sha256": others.hexdigest()}
 

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import shlex
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io, manifest
-from .build import (MAX_LISTED, build_from_spec, check_images_exist, check_scores_vary, join_identical_copies,
+from .build import (MAX_LISTED, is_file, why_missing, build_from_spec, check_scores_vary, join_identical_copies,
                     list_images)
 from .registry import SHARED_SUBSETS, SPECS, get_spec
 from .scorefiles import DatasetError, line_of, name_column, numeric_column, read_csv_columns
@@ -176,12 +177,13 @@ def register(name: str, path: Path, *, registry_path: Path = DEFAULT_REGISTRY, a
 
 
 def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_col: str, lo: float, hi: float,
-                     higher_is_better: bool, *, score_type: str = "MOS", content_col: str | None = None,
+                     higher_is_better: bool | None, *, score_type: str = "MOS", content_col: str | None = None,
                      registry_path: Path = DEFAULT_REGISTRY, check_pixels: bool = True, progress: bool = True) -> dict:
     """Register any other dataset: images under ``folder``, scores in ``csv`` on [lo, hi].
 
     ``content_col`` names the column that says which images share a scene (e.g. the reference image of a
-    synthetic set), so that splits keep them on one side; without it every image is its own content."""
+    synthetic set), so that splits keep them on one side; without it every image is its own content.
+    ``higher_is_better`` None (no direction given) is higher-is-better, refused for a DMOS (usually lower)."""
     if name in SPECS:
         raise DatasetError(f"{name!r} is a known dataset; use `iqabench datasets add {name} --from PATH`")
     if name in SHARED_SUBSETS:  # prepare would read those and never this registration (embedded names: the CLI)
@@ -191,6 +193,10 @@ def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_c
                            "with a letter or digit (it names the folder data/prepared/NAME and the stage prepare@NAME)")
     if not score_type.strip():  # it labels the scale in every table and manifest ("DMOS [0, 100]")
         raise DatasetError(f"{name}: --score-type is empty; give the kind of score, e.g. --score-type MOS or DMOS")
+    if higher_is_better is None and "DMOS" in score_type.upper():  # defaulted to higher: correlations flipped sign
+        raise DatasetError(f"{name}: --score-type {score_type} is usually lower-is-better (a difference from the "
+                           "reference image, as LIVE's and CSIQ's DMOS), so the direction is not assumed; pass "
+                           "--lower-is-better (usual for DMOS) or --higher-is-better")
     # Checked before anything is read: the scale maps raw scores to [0, 1] (an infinite end maps all to one value).
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise DatasetError(f"{name}: --lo ({lo:g}) and --hi ({hi:g}) must be finite numbers; give the lowest and "
@@ -213,8 +219,8 @@ def register_generic(name: str, folder: Path, csv: Path, image_col: str, score_c
         raise DatasetError(f"{name!r} differs from the dataset {alike[0]!r} only in case, and their folders "
                            f"(data/prepared/{name}) would be one on macOS and Windows; choose another name")
     folder, csv = _resolve(folder, name, "--folder"), _resolve(csv, name, "--csv")
-    entry = {"path": str(folder), "kind": "generic", "csv": str(csv), "image_col": image_col,
-             "score_col": score_col, "lo": float(lo), "hi": float(hi), "higher_is_better": bool(higher_is_better),
+    entry = {"path": str(folder), "kind": "generic", "csv": str(csv), "image_col": image_col, "score_col": score_col,
+             "lo": float(lo), "hi": float(hi), "higher_is_better": higher_is_better is None or bool(higher_is_better),
              "score_type": score_type, **({"content_col": content_col} if content_col else {})}
     frame = generic_manifest(name, entry, registered=registered)
     if check_pixels:
@@ -250,7 +256,7 @@ def generic_manifest(name: str, entry: dict, *, registered: bool = True) -> pd.D
     lines = [line_of(table, row) for row in range(len(table))]
     images = [str(_inside(folder, n, csv, line, name)) for line, n in zip(lines, names)]
     _check_distinct(images, lines, csv, name)
-    check_images_exist(name, images)
+    _check_listed(name, names, images, lines, csv, folder)
     check_scores_vary(name, np.asarray(raw), csv)
     _check_in_scale(name, np.asarray(raw), entry["lo"], entry["hi"], csv, entry["score_col"], lines)
     content = None
@@ -269,10 +275,24 @@ def generic_manifest(name: str, entry: dict, *, registered: bool = True) -> pd.D
 def _resolve(path: Path, name: str, option: str) -> Path:
     """``path`` made absolute through its links; a link that leads back to itself is said, with the option."""
     try:
-        return Path(path).resolve()
+        resolved = Path(path).resolve()
     except (RuntimeError, OSError):  # Python < 3.13: RuntimeError("Symlink loop"); later versions: OSError ELOOP
         raise DatasetError(f"{name}: {option} {path} is a symbolic link that leads back to itself (a link loop); "
                            f"give the real {'file' if option == '--csv' else 'folder'}") from None
+    # Registry and manifests hold UTF-8 text: a byte like \xff is a surrogate in a str (was a pyarrow traceback).
+    bad = next((i for i, part in enumerate(resolved.parts) if any("\ud800" <= c <= "\udfff" for c in part)), None)
+    if bad is not None:
+        above = shlex.quote(str(Path(*resolved.parts[:bad])))  # the folder whose entries convmv renames
+        raise DatasetError(f"{name}: {option} {_shown(resolved)} is not UTF-8 (the name "
+                           f"'{_shown(resolved.parts[bad])}' holds a byte that is not, e.g. a Latin-1 letter), and "
+                           "the registry and manifests store paths as UTF-8 text; rename it, e.g. `convmv -f latin1 "
+                           f"-t utf8 -r --notest {above}`, and register again")
+    return resolved
+
+
+def _shown(path) -> str:
+    """``path`` for a one-line message (io.shown_path), a byte that is not UTF-8 written as ``\\xff``."""
+    return io.shown_path(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _inside(folder: Path, relative: str, csv: Path, line: int, name: str) -> Path:
@@ -283,6 +303,26 @@ def _inside(folder: Path, relative: str, csv: Path, line: int, name: str) -> Pat
         raise DatasetError(f"{name}: {csv} line {line}: image {relative!r} is outside --folder {folder}; "
                            "image names must be relative paths inside that folder")
     return path
+
+
+def _check_listed(name: str, names, images: list[str], lines: list[int], csv: Path, folder: Path) -> None:
+    """Every row's image is there (build.check_images_exist, whose remedy, re-download, is not a user CSV's): the
+    missing are named by line, and names written with Windows separators ('sub\\a.png') are said to be so."""
+    missing = [i for i, path in enumerate(images) if not is_file(path)]
+    windows = [i for i in missing if "\\" in names[i]]  # on Linux and macOS '\\' is a letter of a name
+    listings, shown = {}, windows or missing
+    rows = "\n  ".join(f"line {lines[i]}: " + (names[i] if windows else why_missing(images[i], listings))
+                       for i in shown[:MAX_LISTED])
+    rows += f"\n  ... and {len(shown) - MAX_LISTED} more" if len(shown) > MAX_LISTED else ""
+    if windows:
+        raise DatasetError(f"{name}: {csv}: {len(windows)} of {len(images)} listed image name(s) use '\\' (Windows "
+                           f"separators) and name no file:\n  {rows}\nWrite them with '/' in the CSV (e.g. "
+                           f"'{names[windows[0]].replace(chr(92), '/')}'), then register again")
+    if missing:
+        folders = " or are folders" if any(Path(images[i]).is_dir() for i in missing) else ""
+        raise DatasetError(f"{name}: {csv}: {len(missing)} of {len(images)} listed image(s) are missing{folders}:\n  "
+                           f"{rows}\nFix those rows of {csv} (image names are relative to --folder {folder}) or put "
+                           "the images there, then register again")
 
 
 def _check_in_scale(name: str, raw: np.ndarray, lo: float, hi: float, csv: Path, column: str,
@@ -339,6 +379,25 @@ def registered_manifest(name: str, registry_path: Path = DEFAULT_REGISTRY) -> pd
     if name not in registry:
         raise DatasetError(f"{name}: not here yet; {how_to_get(name)}")
     entry = registry[name]
-    if entry.get("kind") == "generic":
-        return generic_manifest(name, entry)
-    return build_from_spec(get_spec(name), Path(entry["path"]))
+    generic = entry.get("kind") == "generic"
+    frame = generic_manifest(name, entry) if generic else build_from_spec(get_spec(name), Path(entry["path"]))
+    if "images" in entry and len(frame) != entry["images"]:  # rows removed: a full set became a subset, silently
+        where = f"{entry['path']} with {entry['csv']}" if generic else entry["path"]
+        again = _again(name, entry, len(frame))
+        raise DatasetError(f"{name}: {where} now holds {len(frame)} rated images, {entry['images']} when it was "
+                           f"registered; if the copy changed on purpose, register it again (`{again}`)")
+    return frame
+
+
+def _again(name: str, entry: dict, count: int) -> str:
+    """The command that registers ``entry`` again, as it was (a known set below its published count: --partial)."""
+    if entry.get("kind") != "generic":
+        partial = " --partial" if count != get_spec(name).n_images else ""
+        return f"iqabench datasets add {name} --from {shlex.quote(entry['path'])}{partial}"
+    lo, hi = (f"{entry[k]:g}" if float(f"{entry[k]:g}") == entry[k] else repr(entry[k]) for k in ("lo", "hi"))
+    options = [("--folder", entry["path"]), ("--csv", entry["csv"]), ("--image-col", entry["image_col"]),
+               ("--score-col", entry["score_col"]), ("--lo", lo), ("--hi", hi),
+               ("--score-type", entry.get("score_type", "MOS")), ("--content-col", entry.get("content_col"))]
+    given = " ".join(f"{option} {shlex.quote(str(value))}" for option, value in options if value is not None)
+    direction = "--higher-is-better" if entry["higher_is_better"] else "--lower-is-better"
+    return f"iqabench datasets add-generic {name} {given} {direction}"

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from .. import manifest
-from .scorefiles import (DatasetError, line_of, load_mat, locate, mat_strings, mat_vector, name_column, numeric_column,
-                         read_csv_columns, read_excel_columns, read_excel_positional)
+from .scorefiles import (DatasetError, bad_line, load_mat, locate, mat_strings, mat_vector, name_column, numeric_column,
+                         read_csv_columns, read_excel_columns, read_excel_positional, text_column)
 
 # KonIQ's metadata spells the splits out; the manifest uses the short names.
 KONIQ_SPLITS = {"training": "train", "validation": "val", "test": "test"}
@@ -60,12 +60,12 @@ def parse_koniq(spec, root: Path) -> pd.DataFrame:
         table = read_csv_columns(sets_file, spec.name, ["image_name", "MOS", "set"])
         names = name_column(table, "image_name", sets_file, spec.name)
         raw = numeric_column(table, "MOS", sets_file, spec.name)
-        sets = table["set"].astype(str).str.strip()
+        sets = text_column(table, "set", sets_file, spec.name)
         unknown = ~sets.isin(list(KONIQ_SPLITS))
         if unknown.any():
             row = int(np.flatnonzero(unknown.to_numpy())[0])
-            raise DatasetError(f"{spec.name}: {sets_file} line {line_of(table, row)}: unknown set {sets.iloc[row]!r}; "
-                               f"expected one of {sorted(KONIQ_SPLITS)}")
+            raise bad_line(table, row, sets_file, spec.name, f"unknown set {sets.iloc[row]!r}",
+                           remedy=f"expected one of {sorted(KONIQ_SPLITS)}")
         split = sets.map(KONIQ_SPLITS).tolist()
         score_dir, source = sets_file.parent, sets_file
     else:
@@ -158,9 +158,16 @@ def parse_flive(spec, root: Path) -> pd.DataFrame:
                            f"{have}, or remove {have} to go without the official split")
     split = ""
     if split_files:
-        test = set(read_csv_columns(split_files["labels640.csv"], spec.name, ["name_image"])["name_image"].astype(str))
-        padded = read_csv_columns(split_files["labels=640_padded.csv"], spec.name, ["name_image", "is_valid"])
-        val = set(padded.loc[padded["is_valid"].astype(str).str.lower().isin(["true", "1"]), "name_image"].astype(str))
+        tests, padded_file = split_files["labels640.csv"], split_files["labels=640_padded.csv"]
+        test = set(text_column(read_csv_columns(tests, spec.name, ["name_image"]), "name_image", tests, spec.name))
+        padded = read_csv_columns(padded_file, spec.name, ["name_image", "is_valid"])
+        valid = text_column(padded, "is_valid", padded_file, spec.name).str.lower()
+        odd = ~valid.isin(["true", "false", "1", "0"])  # any other word would have made its image train silently
+        if odd.any():
+            row = int(np.flatnonzero(odd.to_numpy())[0])
+            raise bad_line(padded, row, padded_file, spec.name, f"'is_valid' is {padded['is_valid'].iloc[row]!r}",
+                           remedy="expected True or False, as in the published file")
+        val = set(text_column(padded, "name_image", padded_file, spec.name)[valid.isin(["true", "1"]).to_numpy()])
         split = ["test" if n in test else "val" if n in val else "train" for n in names]
     return frame([images / n for n in names], raw, source=labels, split=split)
 
@@ -176,7 +183,7 @@ def parse_agiqa3k(spec, root: Path) -> pd.DataFrame:
     # (AGIQA-3K/, AGIQA-3k/Images/, images/, data.csv inside the image folder).
     images_dir = image_folder(table_file.parent, spec, names[0])
     # Images of one prompt share content; the prompt is the natural content id.
-    content = table["prompt"].astype(str).tolist() if "prompt" in table.columns else None
+    content = text_column(table, "prompt", table_file, spec.name).tolist() if "prompt" in table.columns else None
     return frame([images_dir / n for n in names], raw, source=table_file, content_id=content)
 
 

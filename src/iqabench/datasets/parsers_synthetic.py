@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from .parsers_authentic import frame
-from .scorefiles import (DatasetError, case_insensitive_index, line_of, load_mat, locate, mat_strings, mat_vector,
-                         name_column, numeric_column, parse_score, read_csv_columns, read_excel_columns,
-                         read_text_lines)
+from .scorefiles import (PUBLISHED_HINT, DatasetError, bad_line, case_insensitive_index, line_of, load_mat, locate,
+                         mat_strings, mat_vector, name_column, numeric_column, parse_score, read_csv_columns,
+                         read_excel_columns, read_text_lines, text_column)
 
 # LIVE release 2: dmos_realigned.mat is ordered by these folders, each img1..imgN.
 LIVE_FOLDERS = (("jp2k", 227), ("jpeg", 233), ("wn", 174), ("gblur", 174), ("fastfading", 174))
@@ -90,6 +90,10 @@ def parse_live(spec, root: Path) -> pd.DataFrame:
                            "the release marks each image 0 (distorted) or 1 (a reference's copy)")
     orgs = orgs.astype(int)
     refnames = mat_strings(load_mat(names_file, spec.name, ["refnames_all"])["refnames_all"])
+    blank = [i for i, r in enumerate(refnames) if not r]
+    if blank:  # would make the refimgs/ folder itself the reference (and 'refimgs' the content)
+        raise DatasetError(f"{spec.name}: {names_file}: 'refnames_all' entry {blank[0] + 1} is blank ({len(blank)} "
+                           "such entries); replace the file with the release's own")
     expected = sum(n for _, n in LIVE_FOLDERS)
     if not len(dmos) == len(orgs) == len(refnames) == expected:
         raise DatasetError(f"{spec.name}: {variable}/orgs/refnames_all have {len(dmos)}/{len(orgs)}/"
@@ -141,13 +145,14 @@ def parse_csiq(spec, root: Path) -> pd.DataFrame:
     flat = {**case_insensitive_index(base / "dst_imgs_all"), **case_insensitive_index(dst_dir)}
     dst_index: dict[str, dict[str, Path]] = {}
     images, refs, contents, kinds = [], [], [], []
-    for row, (image, dst_type, level) in enumerate(zip(table["image"], table["dst_type"], levels)):
+    dst_types = text_column(table, "dst_type", xlsx, spec.name, first)  # a blank cell was 'unknown dst_type nan'
+    for row, (image, dst_type, level) in enumerate(zip(table["image"], dst_types, levels)):
         # The sheet stores the numeric name 1600 as a number.
         image = str(int(image)) if isinstance(image, (int, float, np.integer, np.floating)) else str(image).strip()
-        key = str(dst_type).strip().lower()
+        key = dst_type.lower()
         if key not in CSIQ_TYPES:
-            raise DatasetError(f"{spec.name}: {xlsx} line {row + first}: unknown dst_type {dst_type!r}; "
-                               f"expected one of {sorted(CSIQ_TYPES)}")
+            raise bad_line(table, row, xlsx, spec.name, f"unknown dst_type {dst_type!r}", first,
+                           f"expected one of {sorted(CSIQ_TYPES)}")
         folder, tag = CSIQ_TYPES[key]
         if folder not in dst_index:
             dst_index[folder] = case_insensitive_index(folders.get(folder, dst_dir / folder))
@@ -206,16 +211,20 @@ def parse_kadid(spec, root: Path) -> pd.DataFrame:
     names = name_column(table, "dist_img", csv, spec.name)
     raw = numeric_column(table, "dmos", csv, spec.name)
     images_dir = locate(csv.parent, spec.images_dir, spec.name)
+    ref_names = text_column(table, "ref_img", csv, spec.name).tolist()
     pattern = re.compile(r"^(I\d{2})_(\d{2})_(\d{2})\.png$")
     types, levels = [], []
-    for row, name in enumerate(names):
+    for row, (name, ref) in enumerate(zip(names, ref_names)):
         match = pattern.match(name)
         if match is None:
-            raise DatasetError(f"{spec.name}: {csv} line {line_of(table, row)}: dist_img {name!r} is not "
-                               "'Ixx_tt_ll.png'")
+            raise bad_line(table, row, csv, spec.name, f"dist_img {name!r} is not 'Ixx_tt_ll.png'")
+        # The reference is the content: a row naming another one would join the wrong content (and leak splits).
+        if ref != f"{match.group(1)}.png":
+            raise bad_line(table, row, csv, spec.name, f"ref_img {ref!r} does not match dist_img {name!r}",
+                           remedy=PUBLISHED_HINT)
         types.append(_typed(KADID_TYPES, int(match.group(2)), f"{spec.name}: {csv} line {line_of(table, row)}"))
         levels.append(str(int(match.group(3))))
-    refs = [str(images_dir / r) for r in table["ref_img"].astype(str).str.strip()]
+    refs = [str(images_dir / r) for r in ref_names]
     return frame([images_dir / n for n in names], raw, source=csv, content_id=[Path(r).stem for r in refs],
                  reference=refs, distortion=types, level=levels)
 

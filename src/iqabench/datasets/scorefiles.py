@@ -290,29 +290,43 @@ def parse_score(text: str, where: str, what: str) -> float:
     return value
 
 
+def bad_line(frame: pd.DataFrame, row: int, path: Path, dataset: str, said: str, first_line: int = 2,
+             remedy: str | None = None) -> DatasetError:
+    """The one wording of a bad row: ``<dataset>: <file> line <N>: <said>[; <remedy>]``."""
+    return DatasetError(f"{dataset}: {path} line {line_of(frame, row, first_line)}: {said}"
+                        + (f"; {remedy}" if remedy else ""))
+
+
+def text_column(frame: pd.DataFrame, column: str, path: Path, dataset: str, first_line: int = 2) -> pd.Series:
+    """The column as stripped text; a blank cell names its file, line and column.
+
+    ``astype(str)`` alone keeps a blank cell as NaN (pandas 3) or turns it into ``'nan'`` (pandas 2), which
+    then joined a path (a TypeError traceback) or read as a value nobody wrote (``unknown set nan``)."""
+    text = frame[column].astype(object).map(lambda v: "" if pd.isna(v) else str(v).strip())
+    blank = (text == "").to_numpy(dtype=bool)
+    if blank.any():
+        row = int(np.flatnonzero(blank)[0])
+        raise bad_line(frame, row, path, dataset, f"'{column}' is blank ({int(blank.sum())} such row(s))",
+                       first_line)
+    return text
+
+
 def name_column(frame: pd.DataFrame, column: str, path: Path, dataset: str,
                 first_line: int = 2) -> list[str]:
     """Image names, stripped; blank or duplicated names, or a NUL byte (no file name can hold one, and
     the OS calls would raise on it), are errors with their line."""
-    names = frame[column]
-    blank = names.isna() | (names.astype(str).str.strip() == "")
-    if blank.any():
-        row = int(np.flatnonzero(blank.to_numpy())[0])
-        raise DatasetError(f"{dataset}: {path} line {line_of(frame, row, first_line)}: empty '{column}'")
-    names = names.astype(str).str.strip()
+    names = text_column(frame, column, path, dataset, first_line)
     nul = names.str.contains("\0", regex=False)
     if nul.any():
         row = int(np.flatnonzero(nul.to_numpy())[0])
-        raise DatasetError(f"{dataset}: {path} line {line_of(frame, row, first_line)}: '{column}' "
-                           f"{names.iloc[row]!r} holds a NUL byte (\\x00), which no file name can; write the "
-                           "file's name there")
+        raise bad_line(frame, row, path, dataset, f"'{column}' {names.iloc[row]!r} holds a NUL byte (\\x00), which "
+                       "no file name can", first_line, "write the file's name there")
     dup = names.duplicated(keep="first")
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
         first = int(np.flatnonzero((names == names.iloc[row]).to_numpy())[0])
-        raise DatasetError(f"{dataset}: {path} line {line_of(frame, row, first_line)}: image {names.iloc[row]!r} "
-                           f"is listed again (first on line {line_of(frame, first, first_line)}); remove the "
-                           "duplicate")
+        raise bad_line(frame, row, path, dataset, f"image {names.iloc[row]!r} is listed again (first on line "
+                       f"{line_of(frame, first, first_line)})", first_line, "remove the duplicate")
     return names.tolist()
 
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from rich.progress import track
 
 from .. import io
+from ..images import UndefinedImagesError
 from . import nss
 
 NUM_FEATURES = 36
@@ -182,9 +183,17 @@ def niqe_score(images: torch.Tensor, model: NiqeModel) -> torch.Tensor:
 
     NaN for an image with no patch whose statistics are defined (e.g. flat at the patch scale): NIQE is
     undefined there, and the features contract (:mod:`iqabench.features`) keeps it as a missing value
-    that extract reports and the protocol drops, instead of stopping the whole dataset."""
+    that extract reports and the protocol drops, instead of stopping the whole dataset. A batch smaller than
+    one patch has no patch at all: :class:`~iqabench.images.UndefinedImagesError` (a ValueError), which
+    extract also keeps as NaN for those images."""
     if model.convention not in CONVENTIONS:
         raise ValueError(f"NIQE model convention {model.convention!r}: choose from {CONVENTIONS}")
+    size = model.patch_size
+    if isinstance(images, torch.Tensor) and images.dim() == 4 and min(images.shape[-2:]) < size:
+        nss.check_rgb_batch(images, min_height=1, min_width=1, what="NIQE")  # any other fault is said as such
+        height, width = images.shape[-2:]
+        raise UndefinedImagesError(f"NIQE: images are {height}x{width} (HxW) but need at least {size}x{size} "
+                                   f"(one {size} px patch), so NIQE is undefined on them")
     padding = "zeros" if model.convention == "scikit-video" else "replicate"
     features, _ = patch_features(images, model.patch_size, padding=padding)
     if model.convention == "scikit-video":

@@ -1,0 +1,95 @@
+"""prepare empties its --out first, so it empties only a previous output of its own, and only once the dataset is
+known to be there: `stages/prepare.py tid2031 --out data` (a misspelt name and a wrong --out) deleted the whole
+data/ folder (downloads, encoders, the git-ignored registry) before the name was even looked up."""
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from iqabench import params
+from iqabench.datasets.local import register_generic
+
+REPO = Path(__file__).resolve().parents[1]
+REFUSED = "so it is not a prepare output, and the stage empties --out first: give the dataset's own folder"
+
+
+def _prepare(monkeypatch, capsys, cwd: Path, *args: str) -> tuple[int, str, str]:
+    monkeypatch.chdir(cwd)  # the guard stops before params.yaml is read; a run past it reads the repository's
+    monkeypatch.setattr(params, "repo_root", lambda: REPO)
+    monkeypatch.setattr(sys, "argv", ["stages/prepare.py", *args])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(str(REPO / "stages" / "prepare.py"), run_name="__main__")
+    out, err = capsys.readouterr()
+    return info.value.code, " ".join(out.split()), " ".join(err.split())
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _workspace(root: Path) -> dict[str, bytes]:
+    """A repository's data/ and reports/ as a user has them: nothing in them is a prepare output."""
+    for rel, text in {"data/registry.json": "{}", "data/raw/kadid10k/dmos.csv": "image,dmos\n",
+                      "data/encoders/contrique.pt": "weights", "data/prepared/synthetic-single/manifest.csv": "m",
+                      "reports/results.md": "# results", "notes.txt": "mine"}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return _tree(root)
+
+
+@pytest.mark.parametrize("out, says", [("data", "--out data holds files but no manifest.csv"),
+                                       ("data/prepared", "--out data/prepared holds files but no manifest.csv"),
+                                       ("reports", "--out reports holds files but no manifest.csv"),
+                                       ("notes.txt", "--out notes.txt is a file")])
+@pytest.mark.parametrize("name", ["tid2031", "synthetic-single"])
+def test_an_out_that_is_not_a_prepare_output_is_refused_before_anything_is_emptied(monkeypatch, tmp_path, capsys,
+                                                                                   out, says, name):
+    before = _workspace(tmp_path)
+    code, _, err = _prepare(monkeypatch, capsys, tmp_path, name, "--out", out)
+    assert code == 2 and "usage: prepare.py [-h] --out DIR dataset" in err
+    assert f"{says}, {REFUSED}" in err
+    assert _tree(tmp_path) == before  # every file survives, and nothing was written
+
+
+def _generic(root: Path, name: str) -> None:
+    """A registered generic dataset of 4 images (data/registry.json under ``root``, the working folder)."""
+    photos = root / "photos"
+    photos.mkdir()
+    for i in range(4):
+        Image.new("RGB", (8, 8), (40 * i, 20, 200 - 30 * i)).save(photos / f"im{i}.png")
+    (root / "mos.csv").write_text("image,mos\n" + "".join(f"im{i}.png,{1 + i}\n" for i in range(4)))
+    register_generic(name, photos, root / "mos.csv", "image", "mos", 1.0, 5.0, True, check_pixels=False,
+                     progress=False)
+
+
+def test_a_misspelt_name_leaves_the_previous_output_in_place(monkeypatch, tmp_path, capsys):
+    """A registry dataset is read before its --out is emptied (an embedded one writes into it: its name is known)."""
+    previous = tmp_path / "prep" / "tid2013"
+    previous.mkdir(parents=True)
+    (previous / "manifest.csv").write_text("the previous run's")
+    (previous / "images").mkdir()
+    (previous / "images" / "a.png").write_bytes(b"png")
+    before = _tree(tmp_path)
+    code, _, err = _prepare(monkeypatch, capsys, tmp_path, "tid2031", "--out", "prep/tid2013")
+    assert code == 1 and "prepare tid2031: tid2031: not here yet; it is not a known dataset" in err
+    assert _tree(tmp_path) == before
+    code, _, err = _prepare(monkeypatch, capsys, tmp_path, "tid2031", "--out", "prep/new")  # a new folder: not made
+    assert code == 1 and "not here yet" in err and not (tmp_path / "prep" / "new").exists()
+
+
+def test_a_rerun_over_a_previous_output_empties_it_and_writes_the_same_manifest(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    _generic(tmp_path, "mine")
+    code, out, _ = _prepare(monkeypatch, capsys, tmp_path, "mine", "--out", "prep/mine")
+    assert code == 0 and "mine: 4 images, 4 contents -> prep/mine/manifest.csv" in out
+    first = (tmp_path / "prep" / "mine" / "manifest.csv").read_bytes()
+    (tmp_path / "prep" / "mine" / "stale.png").write_bytes(b"another parameter set's")
+    code, _, _ = _prepare(monkeypatch, capsys, tmp_path, "mine", "--out", "prep/mine")
+    assert code == 0 and _tree(tmp_path / "prep" / "mine") == {"manifest.csv": first}  # emptied, same bytes
+    (tmp_path / "empty").mkdir()  # an empty folder is no one's files
+    code, _, _ = _prepare(monkeypatch, capsys, tmp_path, "mine", "--out", "empty")
+    assert code == 0 and (tmp_path / "empty" / "manifest.csv").is_file()
