@@ -21,6 +21,10 @@ from iqabench.datasets.local import registered_manifest
 from iqabench.manifest import ManifestError
 from iqabench.datasets.registry import SHARED_SUBSETS
 
+# In --out while the stage writes it, removed once manifest.csv is written: an interrupted run's partial output
+# (images, no manifest) is then still known as prepare's own, and the same command run again empties it.
+INCOMPLETE = ".prepare-incomplete"
+
 
 def prepare(name: str, out_dir: Path, cfg: dict):
     if embedded.is_embedded(name):
@@ -48,7 +52,7 @@ def _not_a_prepare_output(out_dir: Path) -> str | None:
         return None
     if not os.path.isdir(out_dir):
         return "is a file" if os.path.isfile(out_dir) else "is not a folder"
-    if os.path.isfile(out_dir / "manifest.csv"):
+    if os.path.isfile(out_dir / "manifest.csv") or os.path.isfile(out_dir / INCOMPLETE):
         return None
     try:
         return "holds files but no manifest.csv" if any(out_dir.iterdir()) else None
@@ -77,9 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             # dataset stops here with the previous output still in place (its frame does not depend on out_dir).
             frame = None if embedded.is_embedded(name) else prepare(name, out_dir, cfg)
             shutil.rmtree(out_dir, ignore_errors=True)  # never mix files of two parameter sets
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / INCOMPLETE).touch()  # before any file of ours: a killed run leaves a folder the guard accepts
             if frame is None:
                 frame = prepare(name, out_dir, cfg)
             manifest.write(frame, out_dir / "manifest.csv")
+            (out_dir / INCOMPLETE).unlink()  # never in a finished output: DVC hashes the folder
     except (DatasetError, ManifestError) as err:  # the user's data or registry: one line, no traceback
         print(f"prepare {name}: {err}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import multiprocessing
 import shlex
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from fakeserver import KADID_LAYOUT_IMAGES, kadid_layout, serve, write_image
 from iqabench.datasets import DatasetError
+from iqabench.datasets import local
 from iqabench.datasets.cli import app
 from iqabench.images import check_images, load_rgb
 from iqabench.datasets.local import read_registry, register, register_generic, registered_manifest
@@ -297,3 +299,46 @@ def test_a_missing_image_of_a_generic_csv_names_its_line_and_the_csv_fix(tmp_pat
         f"error: mine: {csv}: 1 of 3 listed image(s) are missing: line 4: {folder / 'nope.png'} Fix those rows of "
         f"{csv} (image names are relative to --folder {folder}) or put the images there, then register again"), out
     assert "Re-download" not in out and registry.read_bytes() == before
+
+
+def _register_many(registry: str, who: str, start) -> None:
+    """40 registrations, as many `datasets add` one after another (a spawned process: all start at once)."""
+    from iqabench.datasets import local
+    start.wait()
+    for i in range(40):
+        local._save_entry(f"{who}-{i}", {"kind": "generic", "path": "/imgs", "csv": "/s.csv", "image_col": "image",
+                                         "score_col": "MOS", "lo": 1.0, "hi": 5.0, "higher_is_better": True},
+                          Path(registry))
+
+
+def test_two_registrations_at_once_keep_both_entries(tmp_path):
+    # Each read the registry, added its entry and wrote it back: two processes of 40 ended with 41 of 80 entries.
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(2)
+    runs = [context.Process(target=_register_many, args=(str(tmp_path / "registry.json"), who, start))
+            for who in ("a", "b")]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(120)
+    assert [run.exitcode for run in runs] == [0, 0]
+    assert len(read_registry(tmp_path / "registry.json")) == 80
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["registry.json", "registry.json.lock"]  # no tmp left
+
+
+def test_a_registration_that_waits_too_long_for_another_says_so(tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    registry = _earlier(tmp_path)
+    before = registry.read_bytes()
+    monkeypatch.setattr(local, "LOCK_WAIT", 0.3)
+    with FileLock(tmp_path / "registry.json.lock"):  # another registration, holding the lock
+        with pytest.raises(DatasetError) as info:
+            local._save_entry("mine", {"kind": "spec", "path": "/x", "images": 1}, registry)
+    assert str(info.value) == (f"{tmp_path / 'registry.json.lock'} is still locked after 0.3 s: another "
+                               f"registration into {registry} is running; wait for it to finish (or stop it), then "
+                               "register again")
+    assert registry.read_bytes() == before
+    register_generic("mine", *_generic_set(tmp_path / "imgs", tmp_path / "s.csv"), "image", "MOS", 0, 5, True,
+                     registry_path=registry, progress=False)  # once it is released
+    assert sorted(read_registry(registry)) == ["earlier", "mine"]

@@ -169,3 +169,28 @@ def test_a_body_of_no_known_size_stops_before_it_fills_the_disk_and_resumes(tmp_
         free["bytes"] = 10 * dl.RESERVE
         fetch(server.url("f.bin"), tmp_path / "f.bin", **FAST)
     assert (tmp_path / "f.bin").read_bytes() == body and server.requests[-1] == ("f.bin", f"bytes={dl.CHUNK}-")
+
+
+def _tree(root) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_temp_files_of_a_killed_write_are_removed_before_the_download(tmp_path, kadid_zip, capfd):
+    # data/raw/NAME is a `persist: true` output: a temp file a SIGKILLed write left there was cached by DVC with it.
+    with serve({"kadid10k.zip": kadid_zip}) as server:
+        spec = kadid_spec(server.url("kadid10k.zip"))
+        download_spec(spec, tmp_path / "a" / "kadid10k", lock_path=tmp_path / "a" / "kadid10k.lock.json", **FAST)
+        dest, checksums = tmp_path / "b" / "kadid10k", tmp_path / "b"
+        (dest / ".archives").mkdir(parents=True)
+        orphans = [dest / "..iqabench-download.json.abcd1234.tmp", dest / ".archives" / ".kadid10k.zip.q_9z8y7x.tmp",
+                   checksums / ".kadid10k.lock.json.0a1b2c3d.tmp"]
+        other = checksums / ".live.lock.json.0a1b2c3d.tmp"  # another dataset's download may be writing it now
+        for path in [*orphans, other]:
+            path.write_text("{")
+        capfd.readouterr()
+        download_spec(spec, dest, lock_path=checksums / "kadid10k.lock.json", **FAST)
+    assert _tree(dest) == _tree(tmp_path / "a" / "kadid10k")  # the bytes, and the hash, of an undisturbed download
+    assert not any(p.exists() for p in orphans) and other.exists()
+    warned = [line for line in capfd.readouterr().err.splitlines() if line.startswith("warning: removed")]
+    assert warned == [f"warning: removed 1 temporary file(s) that an interrupted write left in {folder}: {path.name}"
+                      for folder, path in zip([dest, dest / ".archives", checksums], orphans)]

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from iqabench import params
-from iqabench.datasets.local import register_generic
+from iqabench import manifest, params
+from iqabench.datasets import embedded
+from iqabench.datasets.local import register_generic, registered_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 REFUSED = "so it is not a prepare output, and the stage empties --out first: give the dataset's own folder"
@@ -93,3 +94,54 @@ def test_a_rerun_over_a_previous_output_empties_it_and_writes_the_same_manifest(
     (tmp_path / "empty").mkdir()  # an empty folder is no one's files
     code, _, _ = _prepare(monkeypatch, capsys, tmp_path, "mine", "--out", "empty")
     assert code == 0 and (tmp_path / "empty" / "manifest.csv").is_file()
+
+
+@pytest.mark.parametrize("killed_in", ["build", "manifest.write"])
+def test_an_interrupted_run_is_emptied_by_the_same_command_run_again(monkeypatch, tmp_path, capsys, killed_in):
+    """A killed embedded prepare left images and a tmp file but no manifest.csv; the guard refused the same command
+    run again until the folder was removed by hand. Its mark, made before any image, now says the folder is ours."""
+    monkeypatch.chdir(tmp_path)
+    _generic(tmp_path, "mine")
+    frame, seen, kill = registered_manifest("mine"), [], []  # the frame stands for the embedded set's (fast)
+
+    def build(name, out_dir, **_):  # embedded.build, writing into out_dir
+        seen.append(sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else None)
+        (out_dir / "images").mkdir(parents=True)
+        (out_dir / "images" / "a_00000.png").write_bytes(b"png")
+        if kill == ["build"]:
+            (out_dir / "images" / ".a_00001.png.k2x9ab12.tmp").write_bytes(b"half an image")
+            raise KeyboardInterrupt
+        return frame.copy()
+
+    real_write = manifest.write
+
+    def write(*args, **kwargs):
+        if kill == ["manifest.write"]:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(embedded, "build", build)
+    monkeypatch.setattr(manifest, "write", write)
+    code, _, _ = _prepare(monkeypatch, capsys, tmp_path, "synthetic-single", "--out", "prep/synthetic-single")
+    clean = _tree(tmp_path / "prep" / "synthetic-single")
+    assert code == 0 and set(clean) == {"manifest.csv", "images/a_00000.png"}  # no mark left: DVC hashes it
+    kill.append(killed_in)
+    with pytest.raises(KeyboardInterrupt):
+        _prepare(monkeypatch, capsys, tmp_path, "synthetic-single", "--out", "prep/synthetic-single")
+    left = set(_tree(tmp_path / "prep" / "synthetic-single"))
+    assert "manifest.csv" not in left and ".prepare-incomplete" in left and "images/a_00000.png" in left
+    kill.clear()
+    code, out, err = _prepare(monkeypatch, capsys, tmp_path, "synthetic-single", "--out", "prep/synthetic-single")
+    assert code == 0 and REFUSED not in err and "synthetic-single: 4 images" in out
+    assert _tree(tmp_path / "prep" / "synthetic-single") == clean  # emptied first: the same bytes, no tmp, no mark
+    assert seen == [[".prepare-incomplete"]] * 3  # the mark is in before the first image
+
+
+def test_a_folder_shaped_like_a_partial_output_without_the_mark_is_still_refused(monkeypatch, tmp_path, capsys):
+    for rel in ("images/a_00000.png", "reference/a.png", "images/.a_00001.png.k2x9ab12.tmp"):
+        (tmp_path / "mine" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "mine" / rel).write_bytes(b"mine")
+    before = _tree(tmp_path)
+    code, _, err = _prepare(monkeypatch, capsys, tmp_path, "synthetic-single", "--out", "mine")
+    assert code == 2 and f"--out mine holds files but no manifest.csv, {REFUSED}" in err
+    assert _tree(tmp_path) == before

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from iqabench import images, regressor, scoring
+from iqabench import images, io, regressor, scoring
 from iqabench.cli import app
 from iqabench.models import encoders, preprocessing
 
@@ -320,12 +320,12 @@ def test_every_unreadable_or_too_small_file_is_named_at_once_and_none_is_scored(
 
 def test_many_bad_files_are_counted_past_the_first_few(row, tmp_path):
     model, regressors = row
-    bad = _bad_files(tmp_path, scoring.MAX_LISTED + 3)
+    bad = _bad_files(tmp_path, io.MAX_LISTED + 3)
     with pytest.raises(images.ImageError) as err:
         scoring.score_images(bad, model, regressors)
     lines = str(err.value).splitlines()
     assert lines[0].startswith(f"{len(bad)} of {len(bad)} files cannot be scored")
-    assert [line.split(":")[0].strip() for line in lines[1:-1]] == [str(p) for p in bad[:scoring.MAX_LISTED]]
+    assert [line.split(":")[0].strip() for line in lines[1:-1]] == [str(p) for p in bad[:io.MAX_LISTED]]
     assert lines[-1] == "  ... and 3 more"
 
 

@@ -17,6 +17,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -54,22 +56,88 @@ def destination(path: str | os.PathLike) -> Path:
     return path
 
 
+class OutputWriteError(OSError):
+    """An output that could not be written (a full disk, a read-only folder): the message names the output (not
+    its temp file), the cause and what to do; ``errno`` and ``strerror`` are the cause's."""
+
+    def __init__(self, path: str | os.PathLike, cause: OSError):
+        reason = cause.strerror or str(cause) or type(cause).__name__
+        super().__init__(cause.errno, reason)
+        self.filename = os.fspath(path)
+        fix = _WRITE_FIX.get(cause.errno, "free space there or make the folder writable")
+        self.message = f"cannot write {shown_path(path)} ({reason}): {fix}, then run again"
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):  # pickled (a DDP rank's error) as its arguments, not OSError's (errno, strerror)
+        return type(self), (self.filename, OSError(self.errno, self.strerror))
+
+
+_IN_THE_WAY = "a file stands where one of its folders should be: move it aside"
+_WRITE_FIX = {errno.ENOTDIR: _IN_THE_WAY, errno.EEXIST: _IN_THE_WAY,
+              errno.EISDIR: "a folder stands where the file should be: move it aside",
+              errno.ENAMETOOLONG: "give a shorter name (255 bytes a name, 4096 a path)"}
+# atomic_path's temp files: ".NAME." + mkstemp's 8 random characters + ".tmp" (.gitignore's .*.????????.tmp)
+TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+
+
+def _write_failure(err: BaseException, tmp: Path, path: Path) -> OSError | None:
+    """The OSError behind a failed write of ``tmp`` (or its rename onto ``path``), or None for another error.
+    torch.save reports a short write as a RuntimeError ("unexpected pos ...") raised over the OSError."""
+    if isinstance(err, RuntimeError):
+        err = next((e for e in (err.__cause__, err.__context__) if isinstance(e, OSError)), None)
+    if not isinstance(err, OSError) or isinstance(err, OutputWriteError):  # a nested write's names its own file
+        return None
+    name = os.fsdecode(err.filename) if isinstance(err.filename, (str, bytes, os.PathLike)) else err.filename
+    return err if name in (None, str(tmp), str(path)) else None  # not a read of another file
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (see :func:`destination`); on success it replaces ``path``."""
-    path = destination(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Yield a temporary path beside ``path`` (see :func:`destination`); on success it replaces ``path``.
+    A write that fails for the machine's sake (a full disk, a read-only folder) is an :class:`OutputWriteError`."""
+    requested, path = path, destination(path)
+    shown = requested if Path(requested) == path else f"{os.fspath(requested)} (a link to {path})"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise OutputWriteError(shown, err) from err
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should look like any other file
     try:
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should look like any other file
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+    except (OSError, RuntimeError) as err:
+        cause = _write_failure(err, tmp_path, path)
+        if cause is None:
+            raise
+        raise OutputWriteError(shown, cause) from err
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def remove_orphans(folder: str | os.PathLike, names: tuple[str, ...] | None = None) -> list[Path]:
+    """Delete the temp files :func:`atomic_path` left in ``folder`` (not below it) when its process was killed
+    (only those of the files ``names``, when given), naming them on stderr in one line; returns them.
+    Only where no other process is writing: a live write's temp file looks the same."""
+    folder = Path(folder)
+    try:
+        found = sorted(p for p in folder.iterdir() if (m := TEMP_NAME.fullmatch(p.name))
+                       and (names is None or m["name"] in names) and p.is_file() and not p.is_symlink())
+    except OSError:  # no folder yet (a first run), or one that cannot be listed: nothing of ours to remove
+        return []
+    for orphan in found:
+        with contextlib.suppress(OSError):  # a read-only folder: the write that follows says so
+            orphan.unlink()
+    if removed := [p for p in found if not os.path.lexists(p)]:
+        print(f"warning: removed {len(removed)} temporary file(s) that an interrupted write left in {folder}: "
+              f"{', '.join(p.name for p in removed[:5])}{' ...' if len(removed) > 5 else ''}", file=sys.stderr)
+    return removed
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -317,6 +385,16 @@ def path_problem(path: str | os.PathLike) -> str | None:
             return None  # missing: each caller says what makes it
         return f"cannot be read ({exc.strerror or exc})"
     return None
+
+
+MAX_LISTED = 10  # items one message names, then "... and N more"
+
+
+def listed(items, sep: str = "\n  ") -> str:
+    """The first MAX_LISTED of ``items`` (texts) joined by ``sep``, then how many more there are."""
+    items = list(items)
+    more = f"{sep}... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
+    return sep.join(items[:MAX_LISTED]) + more
 
 
 def shown_path(path: str | os.PathLike) -> str:

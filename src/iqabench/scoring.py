@@ -21,7 +21,6 @@ load_displayed = functools.partial(images.load, exif_transpose=True)
 
 
 KEEP_BYTES = 1 << 30  # decoded pixels held between the check of every file and the model (about 250 photos)
-MAX_LISTED = 10  # files named in one message (as datasets.build lists them), then "... and N more"
 
 
 def _decoded(path: str | Path, max_short_side: int | None) -> tuple[tuple[int, int], torch.Tensor]:
@@ -210,13 +209,12 @@ def score_images(paths: list[str | Path], model: str = "contrique", regressors: 
 
 def _refusal(errors: list[images.ImageError], total: int) -> images.ImageError:
     """One error for the files that cannot be scored: a single one as it is, several one a line, the first
-    ``MAX_LISTED`` of them (`score ~/Pictures/*` named one bad file per run)."""
+    ``io.MAX_LISTED`` of them (`score ~/Pictures/*` named one bad file per run)."""
     if len(errors) == 1:
         return errors[0]
-    listed = "\n  ".join(str(e) for e in errors[:MAX_LISTED])
-    more = f"\n  ... and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
+    listed = io.listed(str(e) for e in errors)
     return images.ImageError(f"{len(errors)} of {total} files cannot be scored (unreadable or too small), so none "
-                             f"was; fix them or leave them out:\n  {listed}{more}")
+                             f"was; fix them or leave them out:\n  {listed}")
 
 
 def _extract_naming_all(feature_fn, frame: pd.DataFrame, pixels) -> np.ndarray:

@@ -1,7 +1,8 @@
 """A stage that meets input the user can fix stops with one line, not a traceback.
 
 The input errors' messages already name the file, the field or value, and what to do (a manifest cell that is
-not a number, a truncated features file); a traceback above them only hides that line. `stages/run.sh` then
+not a number, a truncated features file), as do a full disk's or a read-only folder's (io.OutputWriteError:
+the output, the cause, what to do); a traceback above them only hides that line. `stages/run.sh` then
 says how to get the last good outputs back. Anything else (a bug) keeps its traceback.
 """
 from __future__ import annotations
@@ -10,10 +11,10 @@ import contextlib
 from typing import Iterator
 
 from .features import FeaturesFileError
-from .io import TableError
+from .io import OutputWriteError, TableError
 from .manifest import ManifestError
 
-INPUT_ERRORS = (ManifestError, FeaturesFileError, TableError)
+INPUT_ERRORS = (ManifestError, FeaturesFileError, TableError, OutputWriteError)
 
 
 @contextlib.contextmanager

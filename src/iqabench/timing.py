@@ -25,14 +25,19 @@ def timed(stage: str, root: str | Path = ".", enabled: bool = True):
 
     Yields a dict the block may fill with more measurements (e.g. a throughput): they go into the same JSON,
     so a DVC output (an encoder's loss history) never holds a wall-clock figure that changes on every run.
+    An output that cannot be written (a full disk, a read-only folder: :class:`io.OutputWriteError`, which
+    names the file) ends the stage with one line, as every stage writes inside this block.
     """
     tic, extra = time.perf_counter(), {}
-    yield extra
-    if enabled:
-        io.write_json(Path(root) / TIMINGS_DIR / f"{stage}.json", {
-            "stage": stage, "seconds": round(time.perf_counter() - tic, 2),
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-                       f"{'cuda' if torch.cuda.is_available() else 'cpu'}", **extra})
+    try:
+        yield extra
+        if enabled:
+            io.write_json(Path(root) / TIMINGS_DIR / f"{stage}.json", {
+                "stage": stage, "seconds": round(time.perf_counter() - tic, 2),
+                "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+                           f"{'cuda' if torch.cuda.is_available() else 'cpu'}", **extra})
+    except io.OutputWriteError as err:
+        raise SystemExit(f"error: {stage}: {err}") from None
 
 
 # Outside DVC, a timing file counts as "ran in this run" when it is newer than the previous report by more

@@ -16,9 +16,6 @@ from .archives import ARCHIVE_DIR
 from .registry import DatasetSpec, get_spec
 from .scorefiles import DatasetError, locate
 
-# Enough names to act on without flooding the terminal: missing or unreadable images, scores out of range.
-MAX_LISTED = 10
-
 
 def build_manifest(name: str, root: Path) -> pd.DataFrame:
     """Parse the dataset ``name`` laid out as published under ``root`` into a manifest frame.
@@ -142,11 +139,10 @@ def check_images_exist(dataset: str, images: list[str]) -> None:
     missing = [p for p in images if not is_file(p)]
     if missing:
         listings: dict[Path, dict[str, str]] = {}
-        shown = "\n  ".join(why_missing(p, listings) for p in missing[:MAX_LISTED])
-        more = f"\n  ... and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
+        shown = io.listed(why_missing(p, listings) for p in missing)
         folders = " or are folders" if any(Path(p).is_dir() for p in missing) else ""
         raise DatasetError(f"{dataset}: {len(missing)} of {len(images)} listed image(s) are missing{folders}:\n  "
-                           f"{shown}{more}\nRe-download or re-extract the dataset so that every image "
+                           f"{shown}\nRe-download or re-extract the dataset so that every image "
                            f"in its score file is present")
 
 

@@ -95,6 +95,11 @@ def _one_at_a_time(path: Path, name: str):
 
 def _download(spec: DatasetSpec, dest: Path, lock_path: Path, *, retries: int, backoff: float, timeout: float,
               keep_archives: bool, progress: bool, allow_partial: bool) -> Path:
+    # Temp files of a write that was killed (dest is a `persist: true` output, which DVC would cache with them);
+    # in the shared checksums folder only this lock's own, as another dataset's download may be writing there.
+    for folder in (dest, dest / ARCHIVE_DIR):
+        io.remove_orphans(folder)
+    io.remove_orphans(lock_path.parent, names=(lock_path.name,))
     lock = _read_json(lock_path, LOCK_ENTRY, f"restore it with `git checkout {lock_path}` (it is kept in git), or "
                       "delete it to pin the next good download")
     done = _read_json(dest / DONE_MARKER, DONE_ENTRY, "delete it: the next download checks every file again")

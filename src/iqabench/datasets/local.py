@@ -7,6 +7,7 @@ listed image present and decodable.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -18,15 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from .. import io, manifest
-from .build import (MAX_LISTED, is_file, why_missing, build_from_spec, check_scores_vary, join_identical_copies,
+from .build import (is_file, why_missing, build_from_spec, check_scores_vary, join_identical_copies,
                     list_images)
 from .registry import SHARED_SUBSETS, SPECS, get_spec
 from .scorefiles import DatasetError, line_of, name_column, numeric_column, read_csv_columns
 
 DEFAULT_REGISTRY = Path("data/registry.json")
 DATA_ROOT = Path("data/raw")  # downloads land in DATA_ROOT/NAME
+LOCK_WAIT = 60.0  # seconds a registration waits for another one's registry write
 KADIS_ROOT = DATA_ROOT / "kadis700k"  # pristine photos: pretraining and the NIQE fit read them when present
 # A dataset name becomes a folder (data/prepared/NAME) and a DVC stage key (prepare@NAME): no '/', '..' or dots.
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # 64 at most: it is part of file names
@@ -111,13 +114,13 @@ def _entry_problem(name: str, entry) -> str | None:
 
 
 def _save_entry(name: str, entry: dict, registry_path: Path) -> None:
-    registry = read_registry(registry_path)
-    earlier = registry.get(name)
-    registry[name] = entry
+    path = Path(registry_path)
     try:
-        io.write_json(registry_path, dict(sorted(registry.items())))  # atomic: a failed write leaves the old file
+        with _registry_locked(path):  # two `datasets add` at once each wrote back what it had read: an entry lost
+            registry = read_registry(path)
+            earlier, registry[name] = registry.get(name), entry
+            io.write_json(path, dict(sorted(registry.items())))  # atomic: a failed write leaves the old file
     except OSError as err:
-        path = Path(registry_path)
         raise DatasetError(f"cannot write the registry {path} ({err.strerror or err}); nothing was registered. "
                            f"Make {path.parent} a folder you can write to (and {path.name} in it writable), then "
                            "register again") from None
@@ -127,20 +130,33 @@ def _save_entry(name: str, entry: dict, registry_path: Path) -> None:
         warnings.warn(f"{name}: replaces the earlier registration of {name} ({where})", stacklevel=3)
 
 
+@contextlib.contextmanager
+def _registry_locked(path: Path):
+    """An exclusive lock on ``NAME.lock`` beside the registry (filelock: flock on POSIX, msvcrt on Windows),
+    waited for up to LOCK_WAIT s; a registry linked to a shared one is locked beside the shared one."""
+    target = io.destination(path)
+    lock = target.with_name(f"{target.name}.lock")  # no leading dot: not a temporary file of io.atomic_path
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(lock, timeout=LOCK_WAIT):
+            yield
+    except Timeout:
+        raise DatasetError(f"{lock} is still locked after {LOCK_WAIT:g} s: another registration into {path} is "
+                           "running; wait for it to finish (or stop it), then register again") from None
+
+
 def _check_pixels(name: str, images, progress: bool) -> None:
     from ..images import check_images  # torch: imported only when pixels are checked
     report = check_images(images, progress=progress, label=f"{name}: checking images")
     if report.unreadable:
-        listed = "\n  ".join(f"{p}: {why}" for p, why in report.unreadable[:MAX_LISTED])
-        more = f"\n  ... and {len(report.unreadable) - MAX_LISTED} more" if len(report.unreadable) > MAX_LISTED else ""
+        listed = io.listed(f"{p}: {why}" for p, why in report.unreadable)
         raise DatasetError(f"{name}: {len(report.unreadable)} image(s) cannot be decoded (unreadable or "
-                           f"truncated):\n  {listed}{more}\nReplace them from the original archive and register again")
+                           f"truncated):\n  {listed}\nReplace them from the original archive and register again")
     if report.too_small:  # extract would fail on them later, naming no file
         from ..images import MIN_SIDE
-        listed = "\n  ".join(f"{p}: {w} x {h} px" for p, w, h in report.too_small[:MAX_LISTED])
-        more = f"\n  ... and {len(report.too_small) - MAX_LISTED} more" if len(report.too_small) > MAX_LISTED else ""
+        listed = io.listed(f"{p}: {w} x {h} px" for p, w, h in report.too_small)
         raise DatasetError(f"{name}: {len(report.too_small)} image(s) are smaller than {MIN_SIDE} px on a side, "
-                           f"which the models need:\n  {listed}{more}\nRemove them from the score file (or "
+                           f"which the models need:\n  {listed}\nRemove them from the score file (or "
                            "replace them) and register again")
     if report.converted:
         warnings.warn(f"{name}: non-RGB images will be converted when loaded: {report.conversion_note()}",
@@ -311,9 +327,7 @@ def _check_listed(name: str, names, images: list[str], lines: list[int], csv: Pa
     missing = [i for i, path in enumerate(images) if not is_file(path)]
     windows = [i for i in missing if "\\" in names[i]]  # on Linux and macOS '\\' is a letter of a name
     listings, shown = {}, windows or missing
-    rows = "\n  ".join(f"line {lines[i]}: " + (names[i] if windows else why_missing(images[i], listings))
-                       for i in shown[:MAX_LISTED])
-    rows += f"\n  ... and {len(shown) - MAX_LISTED} more" if len(shown) > MAX_LISTED else ""
+    rows = io.listed(f"line {lines[i]}: " + (names[i] if windows else why_missing(images[i], listings)) for i in shown)
     if windows:
         raise DatasetError(f"{name}: {csv}: {len(windows)} of {len(images)} listed image name(s) use '\\' (Windows "
                            f"separators) and name no file:\n  {rows}\nWrite them with '/' in the CSV (e.g. "
@@ -331,10 +345,9 @@ def _check_in_scale(name: str, raw: np.ndarray, lo: float, hi: float, csv: Path,
     score outside it is a wrong --lo/--hi or a wrong row, and its normalised score would leave [0, 1]."""
     outside = np.flatnonzero((raw < lo) | (raw > hi))
     if outside.size:
-        rows = ", ".join(f"line {lines[i]}: {raw[i]:g}" for i in outside[:MAX_LISTED])
-        more = f", ... and {outside.size - MAX_LISTED} more" if outside.size > MAX_LISTED else ""
+        rows = io.listed((f"line {lines[i]}: {raw[i]:g}" for i in outside), sep=", ")
         raise DatasetError(f"{name}: {csv}: {outside.size} '{column}' score(s) outside the declared range "
-                           f"[{lo:g}, {hi:g}] ({rows}{more}); set --lo and --hi to the lowest and highest score "
+                           f"[{lo:g}, {hi:g}] ({rows}); set --lo and --hi to the lowest and highest score "
                            "your rating scale allows, or fix those rows")
 
 

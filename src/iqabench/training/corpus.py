@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +23,20 @@ from ..distortions import DISTORTION_TYPES, NUM_CLASSES, class_name, distort
 # Labels are iqabench.distortions.class_index values (0 = pristine); this older name stays for the
 # modules and tests that import it from here.
 N_CLASSES = NUM_CLASSES
+# What torch.load raises on a truncated or damaged file: its zip reader's RuntimeError ("failed finding central
+# directory"), EOFError, a broken pickle, an I/O error. Caught around the load alone.
+UNREADABLE = (RuntimeError, EOFError, pickle.UnpicklingError, OSError)
+
+
+class CorpusError(io.TableError):
+    """A corpus shard that cannot be read; the message names it and how to get it back (a TableError: the stages
+    print it as one line)."""
+
+
+def _why(err: BaseException) -> str:
+    """The first sentence of the reason (torch's zip reader adds a paragraph of advice about checkpoints)."""
+    text = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip()
+    return text.splitlines()[0].split(". ")[0][:200] if text else type(err).__name__
 
 
 def config_hash(config: dict) -> str:
@@ -55,14 +71,15 @@ def build(out_dir: str | Path, *, photos: list[str], crop: int, n_images: int, s
     config = {"photos": photos, "crop": crop, "n_images": n_images, "shard_size": shard_size, "seed": seed,
               "types": list(DISTORTION_TYPES), "code": code_fingerprint()}
     digest, out_dir = config_hash(config), Path(out_dir)
+    io.remove_orphans(out_dir)  # a persist: true output: a killed write's temp file would be cached with it
     # float64: distorted on another CPU, float32 would round some 8-bit pixels the other way.
     loaded = {p: images.from_uint8(PHOTOS[p]()).double() for p in photos}
     rows = []
     n_shards = -(-n_images // shard_size)
     for s in track(range(n_shards), description="synthesizing corpus"):
         path = out_dir / f"shard-{s:05d}.pt"
-        blob = torch.load(path, weights_only=True) if path.exists() else None
-        if blob is None or blob.get("config_hash") != digest:
+        blob = _existing(path)
+        if not isinstance(blob, dict) or blob.get("config_hash") != digest:
             n = min(shard_size, n_images - s * shard_size)
             gen = torch.Generator().manual_seed(seed * 100_003 + s)
             imgs, labels, sources = _shard(loaded, n, crop, gen)
@@ -76,6 +93,18 @@ def build(out_dir: str | Path, *, photos: list[str], crop: int, n_images: int, s
         stale.unlink()
     io.write_json(out_dir / "config.json", {**config, "config_hash": digest})
     return pd.DataFrame(rows)
+
+
+def _existing(path: Path):
+    """The shard at ``path``, or None: none there, or one that cannot be read (cut short, damaged), which is
+    generated again (shards are deterministic) after a one-line warning naming it."""
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except UNREADABLE as err:
+        print(f"warning: corpus shard {path} cannot be read ({_why(err)}); generating it again", file=sys.stderr)
+        return None
 
 
 def code_fingerprint() -> str:
@@ -95,5 +124,16 @@ def load(corpus_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     paths = sorted(Path(corpus_dir).glob("shard-*.pt"))
     if not paths:
         raise FileNotFoundError(f"no corpus shards in {corpus_dir}; run `dvc repro synthesize` first")
-    blobs = [torch.load(p, weights_only=True) for p in paths]
+    blobs = [_read(p, corpus_dir) for p in paths]
     return torch.cat([b["images"] for b in blobs]), torch.cat([b["labels"] for b in blobs])
+
+
+def _read(path: Path, corpus_dir: str | Path) -> dict:
+    try:
+        return torch.load(path, weights_only=True)
+    except UNREADABLE as err:
+        # The stage prints a ValueError naming "pretrain." as one line (stages/pretrain.py): pretrain.source is what
+        # reads the corpus, named with the entry there.
+        raise CorpusError(f"corpus shard {path} cannot be read ({_why(err)}): it is cut short or damaged, and "
+                          f"pretrain.source 'corpus' reads it; restore it with `dvc checkout {corpus_dir}`, or "
+                          "regenerate the corpus with `dvc repro -f synthesize`") from None
