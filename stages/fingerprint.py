@@ -80,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     prints["models"] = row_inputs(list(config.get("models") or []))
     split_files = (config.get("evaluate") or {}).get("arniqa_splits")
     prints["splits"] = fingerprint.folder(split_files) if split_files else {}
-    for key, content in prints.items():
-        io.write_json(out / f"{key}.json", content)
+    try:
+        for key, content in prints.items():
+            io.write_json(out / f"{key}.json", content)
+    except io.OutputWriteError as err:  # a full disk or a read-only folder: one line naming the file
+        raise SystemExit(f"error: fingerprint: {err}") from None
     print(f"fingerprints of {len(prints)} input(s) -> {out}/")
     return 0
 

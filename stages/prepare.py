@@ -52,12 +52,31 @@ def _not_a_prepare_output(out_dir: Path) -> str | None:
         return None
     if not os.path.isdir(out_dir):
         return "is a file" if os.path.isfile(out_dir) else "is not a folder"
-    if os.path.isfile(out_dir / "manifest.csv") or os.path.isfile(out_dir / INCOMPLETE):
+    if _is_manifest(out_dir / "manifest.csv") or os.path.isfile(out_dir / INCOMPLETE):
         return None
     try:
-        return "holds files but no manifest.csv" if any(out_dir.iterdir()) else None
+        return "holds files but no manifest.csv written by prepare" if any(out_dir.iterdir()) else None
     except OSError as err:
         return f"cannot be listed ({err.strerror})"
+
+
+def _is_manifest(path: Path) -> bool:
+    """Whether ``path`` starts with a manifest's header (a user's own `manifest.csv` of scores does not)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.readline().rstrip("\r\n").split(",")[:len(manifest.COLUMNS)] == manifest.COLUMNS
+    except OSError:
+        return False
+
+
+def _empty(out_dir: Path) -> None:
+    """Empty ``out_dir`` (never mix files of two parameter sets), marked as prepare's own first: a run killed
+    while emptying or writing leaves a folder the guard accepts, whatever was deleted before the kill."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / INCOMPLETE).touch()
+    for child in out_dir.iterdir():
+        if child.name != INCOMPLETE:
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             # Only an embedded set writes into out_dir; any other is read first, so that a misspelt or unreadable
             # dataset stops here with the previous output still in place (its frame does not depend on out_dir).
             frame = None if embedded.is_embedded(name) else prepare(name, out_dir, cfg)
-            shutil.rmtree(out_dir, ignore_errors=True)  # never mix files of two parameter sets
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / INCOMPLETE).touch()  # before any file of ours: a killed run leaves a folder the guard accepts
+            _empty(out_dir)
             if frame is None:
                 frame = prepare(name, out_dir, cfg)
             manifest.write(frame, out_dir / "manifest.csv")

@@ -130,10 +130,11 @@ def main(argv: list[str] | None = None) -> None:
     variance, predictions, histories = inputs["variance"], inputs["predictions"], inputs["histories"]
     full_reference = {m for m in cfg["models"] if rows.is_full_reference(m)}
     # The two answers sit at the MLflow run's artifact root (Compare shows them side by side), the rest in figures/.
-    answers = [reporting.srcc_figure(within, args.srcc_png, variance, full_reference),
-               reporting.heatmap(cross, args.cross_png)]
-    figures = [reporting.scatter(predictions, args.scatter_png), reporting.loss_curve(histories, args.loss_png)]
-    reporting.plot_data(within, predictions, args.plots)
+    with stage_errors.one_line("report"):  # a full disk or a read-only folder (io.OutputWriteError): one line
+        answers = [reporting.srcc_figure(within, args.srcc_png, variance, full_reference),
+                   reporting.heatmap(cross, args.cross_png)]
+        figures = [reporting.scatter(predictions, args.scatter_png), reporting.loss_curve(histories, args.loss_png)]
+        reporting.plot_data(within, predictions, args.plots)
     every, ran = timing.stage_timings(args.results, started=timing.repro_started(), datasets=cfg["datasets"])
     sha, dirty = provenance.git_state()
     commit = provenance.commit_tag(sha, dirty)
@@ -165,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
         "## End-to-end fine-tuning vs the frozen readout", "", inputs["sections"]["finetune"], "",
         "## Mixed-dataset training (MonotonicIQA vs pooled)", "", inputs["sections"]["mixed"], "",
         "## Pipeline wall time", "", timing.timings_markdown(every, ran)])
-    io.write_text(args.results, results)
+    with stage_errors.one_line("report"):
+        io.write_text(args.results, results)
 
     metrics = inputs["metrics"]
     per_model = {m: {"within": metrics["within"].get(m, {}), "cross": metrics["cross"].get(m, {})}

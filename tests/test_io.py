@@ -206,3 +206,19 @@ def test_every_stage_ends_a_failed_write_in_one_line_through_its_timing_block(tm
     assert str(info.value) == (f"error: extract-mine: cannot write {tmp_path / 'out.npz'} (No space left on device): "
                                "free space there or make the folder writable, then run again")
     assert not (tmp_path / "reports").exists() and not list(tmp_path.iterdir())  # no timing file, no temp file
+
+
+def test_the_fingerprint_stage_ends_a_failed_write_in_one_line(tmp_path, monkeypatch):
+    # The always-run stage writes outside any timing block: a full disk was a traceback.
+    import runpy
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)  # its params.yaml; the fingerprints go to tmp_path
+    monkeypatch.setattr(io, "write_json", lambda path, *a, **k: (_ for _ in ()).throw(
+        io.OutputWriteError(path, OSError(errno.ENOSPC, "No space left on device"))))
+    monkeypatch.setattr(sys, "argv", ["stages/fingerprint.py", "--out", str(tmp_path / "fp")])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(str(repo / "stages" / "fingerprint.py"), run_name="__main__")
+    assert str(info.value).startswith(f"error: fingerprint: cannot write {tmp_path / 'fp'}/")
+    assert str(info.value).endswith("(No space left on device): free space there or make the folder writable, "
+                                    "then run again")

@@ -42,9 +42,12 @@ def _workspace(root: Path) -> dict[str, bytes]:
     return _tree(root)
 
 
-@pytest.mark.parametrize("out, says", [("data", "--out data holds files but no manifest.csv"),
-                                       ("data/prepared", "--out data/prepared holds files but no manifest.csv"),
-                                       ("reports", "--out reports holds files but no manifest.csv"),
+NOT_OURS = "holds files but no manifest.csv written by prepare"
+
+
+@pytest.mark.parametrize("out, says", [("data", f"--out data {NOT_OURS}"),
+                                       ("data/prepared", f"--out data/prepared {NOT_OURS}"),
+                                       ("reports", f"--out reports {NOT_OURS}"),
                                        ("notes.txt", "--out notes.txt is a file")])
 @pytest.mark.parametrize("name", ["tid2031", "synthetic-single"])
 def test_an_out_that_is_not_a_prepare_output_is_refused_before_anything_is_emptied(monkeypatch, tmp_path, capsys,
@@ -71,7 +74,7 @@ def test_a_misspelt_name_leaves_the_previous_output_in_place(monkeypatch, tmp_pa
     """A registry dataset is read before its --out is emptied (an embedded one writes into it: its name is known)."""
     previous = tmp_path / "prep" / "tid2013"
     previous.mkdir(parents=True)
-    (previous / "manifest.csv").write_text("the previous run's")
+    (previous / "manifest.csv").write_text(",".join(manifest.COLUMNS) + "\nthe previous run's\n")
     (previous / "images").mkdir()
     (previous / "images" / "a.png").write_bytes(b"png")
     before = _tree(tmp_path)
@@ -143,5 +146,38 @@ def test_a_folder_shaped_like_a_partial_output_without_the_mark_is_still_refused
         (tmp_path / "mine" / rel).write_bytes(b"mine")
     before = _tree(tmp_path)
     code, _, err = _prepare(monkeypatch, capsys, tmp_path, "synthetic-single", "--out", "mine")
-    assert code == 2 and f"--out mine holds files but no manifest.csv, {REFUSED}" in err
+    assert code == 2 and f"--out mine {NOT_OURS}, {REFUSED}" in err
     assert _tree(tmp_path) == before
+
+
+def test_a_users_own_manifest_csv_does_not_make_a_folder_prepares(monkeypatch, tmp_path, capsys):
+    # The guard trusted any file named manifest.csv: a dataset folder keeping its scores under that name was emptied.
+    for rel, text in (("mine/manifest.csv", "image,MOS\na.png,3.1\n"), ("mine/a.png", "png")):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    before = _tree(tmp_path)
+    code, _, err = _prepare(monkeypatch, capsys, tmp_path, "synthetic-single", "--out", "mine")
+    assert code == 2 and f"--out mine {NOT_OURS}, {REFUSED}" in err
+    assert _tree(tmp_path) == before
+
+
+def test_a_run_killed_while_emptying_leaves_a_folder_the_same_command_accepts(monkeypatch, tmp_path, capsys):
+    # The mark went in after rmtree: a kill that removed manifest.csv before the images left neither.
+    out = tmp_path / "prep" / "synthetic-single"
+    for rel in ("manifest.csv", "images/a.png", "images/b.png"):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(",".join(manifest.COLUMNS) + "\n" if rel == "manifest.csv" else "png")
+    real_unlink = Path.unlink
+
+    def unlink(self, *args, **kwargs):
+        real_unlink(self, *args, **kwargs)
+        if self.name == "manifest.csv":
+            raise KeyboardInterrupt  # killed right after the manifest went, the images still there
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(KeyboardInterrupt):
+        _prepare(monkeypatch, capsys, tmp_path, "synthetic-single", "--out", "prep/synthetic-single")
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    assert (out / ".prepare-incomplete").is_file() and not (out / "manifest.csv").exists()
+    guard = runpy.run_path(str(REPO / "stages" / "prepare.py"))["_not_a_prepare_output"]
+    assert guard(out) is None  # the same command will empty it

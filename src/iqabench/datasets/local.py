@@ -394,7 +394,7 @@ def registered_manifest(name: str, registry_path: Path = DEFAULT_REGISTRY) -> pd
     entry = registry[name]
     generic = entry.get("kind") == "generic"
     frame = generic_manifest(name, entry) if generic else build_from_spec(get_spec(name), Path(entry["path"]))
-    if "images" in entry and len(frame) != entry["images"]:  # rows removed: a full set became a subset, silently
+    if "images" in entry and len(frame) != entry["images"]:  # the copy changed (a full set became a subset): said
         where = f"{entry['path']} with {entry['csv']}" if generic else entry["path"]
         again = _again(name, entry, len(frame))
         raise DatasetError(f"{name}: {where} now holds {len(frame)} rated images, {entry['images']} when it was "
