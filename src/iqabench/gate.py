@@ -129,6 +129,11 @@ def _test_dataset(dataset: str) -> str:
     return dataset.split("->", 1)[1] if "->" in dataset else dataset
 
 
+def _test_size(dataset: str, n_test: dict) -> Optional[int]:
+    # "A->B" has its own entry (B's n_test); a within-dataset name, or B alone, the dataset's.
+    return n_test.get(dataset, n_test.get(_test_dataset(dataset)))
+
+
 def _rule_for(dataset: str, tolerances: dict, default_rule) -> Tolerance:
     # An exact "A->B" entry wins, then the test dataset B (its size sets the noise), then the default.
     for key in (dataset, _test_dataset(dataset)):
@@ -141,7 +146,7 @@ def _allowed_drop(rule, *, dataset: str, statistic: str, old: float, n_test: dic
     if callable(rule):
         return float(rule(dataset, statistic, old))
     if _is_auto(rule):
-        n = n_test.get(dataset, n_test.get(_test_dataset(dataset)))
+        n = _test_size(dataset, n_test)
         if n is None:
             raise GateError(f"tolerance 'auto' for '{dataset}' needs its test-set size; it is not in "
                             f"reports/within.csv or reports/cross.csv (known: {sorted(n_test)}); pass n_test "
@@ -208,14 +213,13 @@ def check(current: dict, baseline: dict, tolerances: Optional[dict] = None,
         else:
             sampling = _allowed_drop(_rule_for(dataset, tolerances, default_tolerance_rule), dataset=dataset,
                                      statistic=statistic, old=old, n_test=n_test, factor=auto_factor)
-            allowed, basis = sampling, "sampling"
             seed_drop = seed_factor * seed_std.get(".".join(key), 0.0)
-            n = n_test.get(dataset, n_test.get(_test_dataset(dataset)))
+            n = _test_size(dataset, n_test)
             floor = chance_level(n, statistic) if n is not None and n > 3 else -math.inf
-            if seed_drop > sampling:
-                allowed, basis = seed_drop, "seed"
-            if basis == "seed" and old - seed_drop < floor:  # never down to chance, never below the sampling rule
-                allowed, basis = max(sampling, old - floor), "chance" if old - floor > sampling else "sampling"
+            capped = min(seed_drop, old - floor)  # seed noise never down to chance
+            allowed, basis = sampling, "sampling"
+            if capped > sampling:  # and never below the sampling rule
+                allowed, basis = capped, "seed" if capped == seed_drop else "chance"
             # A hair of float slack so a drop of exactly the tolerance passes.
             status = REGRESSED if new < old - allowed - 1e-12 else IMPROVED if new > old + allowed else OK
         rows.append(GateRow(".".join(key), section, model, dataset, statistic, old, new, allowed, status,
